@@ -1,0 +1,286 @@
+/**
+ * The `WorkerContext` service: a worker's lifecycle, its tracked tasks, graceful shutdown and events.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import type * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import * as internal from "./internal/workerContext.js"
+import type { TaskRejected, WorkerStateError } from "./WorkerContextError.js"
+import type { WorkerEvent } from "./WorkerEvent.js"
+
+/**
+ * Where a worker is in its life: `Pending → Running ⇄ Paused → Stopping → Stopped`.
+ *
+ * - `Pending`: built, not started; `track` rejects.
+ * - `Running`: `track` admits tasks at once.
+ * - `Paused`: running tasks go on; new `track` calls wait for `resume` (or for shutdown, then reject).
+ * - `Stopping`: shutdown has begun; intake is closed, in-flight tasks drain until the deadline.
+ * - `Stopped`: every task has ended; final.
+ *
+ * @example
+ * ```ts
+ * import type { WorkerState } from "effect-worker-context"
+ *
+ * const acceptsWork = (state: WorkerState) => state === "Running"
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type WorkerState = "Pending" | "Running" | "Paused" | "Stopping" | "Stopped"
+
+/**
+ * Options for {@link WorkerContext.make} and {@link WorkerContext.layer}. Every field is optional.
+ *
+ * An option that makes no sense (an empty `name`, a negative `shutdownTimeout`, an `eventBufferSize` that is not a
+ * positive integer) makes `make` die with an `IllegalArgumentException` that names it: it is a bug in the program,
+ * not a condition to handle.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { WorkerContextOptions } from "effect-worker-context"
+ *
+ * const options: WorkerContextOptions = {
+ *   name: "mailer",
+ *   shutdownTimeout: "10 seconds",
+ *   shutdownSignal: Effect.never,
+ *   eventBufferSize: 256
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WorkerContextOptions {
+  /** The worker's name, carried by every event and error. Default `"worker"`. */
+  readonly name?: string | undefined
+  /**
+   * How long shutdown waits for in-flight tasks before it interrupts them. Default `"30 seconds"` (the Kubernetes
+   * grace period). `0` interrupts at once; `Duration.infinity` waits for ever. It also bounds how long the
+   * closing scope waits for listeners to handle `Stopped`.
+   */
+  readonly shutdownTimeout?: Duration.DurationInput | undefined
+  /**
+   * An effect whose completion begins shutdown, whether it succeeds or fails. It runs from the moment the context
+   * is built until shutdown begins. Default: none.
+   */
+  readonly shutdownSignal?: Effect.Effect<unknown, unknown> | undefined
+  /** How many events a subscriber may lag behind before its oldest ones are dropped. Default `1024`. */
+  readonly eventBufferSize?: number | undefined
+}
+
+/**
+ * A handle on a task admitted by `track`. The task's fiber belongs to the context, not to the caller of `track`:
+ * interrupting that caller leaves the task running.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkerContext } from "effect-worker-context"
+ *
+ * const program = Effect.gen(function*() {
+ *   const ctx = yield* WorkerContext
+ *   yield* ctx.start
+ *   const task = yield* ctx.track(Effect.succeed(42))
+ *   const answer = yield* task.join // 42
+ *   return `task ${task.id} answered ${answer}`
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Tracked<A, E> {
+  /** The task's id: unique within its context and increasing in admission order, starting at 1. */
+  readonly id: number
+  /** The fiber running the task. */
+  readonly fiber: Fiber.RuntimeFiber<A, E>
+  /** Waits for the task to end and returns how it ended. Never fails. */
+  readonly await: Effect.Effect<Exit.Exit<A, E>>
+  /** Waits for the task to end and returns its result, failing or dying as it did. */
+  readonly join: Effect.Effect<A, E>
+  /** Interrupts the task and waits until it (and its finalizers) ended. */
+  readonly interrupt: Effect.Effect<void>
+}
+
+/**
+ * The worker context service. Get it with `yield* WorkerContext`; provide it with {@link WorkerContextLive},
+ * {@link WorkerContext.layer} or, for programs that run several workers, {@link WorkerContext.make}.
+ *
+ * Every lifecycle transition is one atomic step, so concurrent callers never see or cause a half-made change:
+ * two concurrent `start` calls publish one `Started`; a `track` racing `stop` is either admitted before
+ * `Stopping` (and then drained) or rejected, never admitted later and never lost.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkerContext, WorkerContextLive } from "effect-worker-context"
+ *
+ * const program = Effect.gen(function*() {
+ *   const ctx = yield* WorkerContext
+ *   yield* ctx.start
+ *   for (let job = 1; job <= 3; job++) {
+ *     yield* ctx.track(Effect.log(`processing job ${job}`))
+ *   }
+ *   yield* ctx.stop // waits for the three jobs
+ * })
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(WorkerContextLive)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class WorkerContext extends Context.Tag("effect-worker-context/WorkerContext")<WorkerContext, {
+  /** The worker's name, as given in the options (default `"worker"`). */
+  readonly name: string
+  /** The current state. */
+  readonly state: Effect.Effect<WorkerState>
+  /**
+   * The current state, then every change, in order; ends after `Stopped`. Each subscriber gets its own view:
+   * a subscriber that falls more than `eventBufferSize` changes behind skips the oldest ones.
+   */
+  readonly stateChanges: Stream.Stream<WorkerState>
+  /**
+   * `Pending → Running`, publishing `Started`. A no-op while `Running`; fails with `WorkerStateError` in any
+   * other state (a stopped worker is not restarted: make a new context).
+   */
+  readonly start: Effect.Effect<void, WorkerStateError>
+  /**
+   * `Running → Paused`, publishing `Paused`. Tasks already running go on; new `track` calls wait. A no-op while
+   * `Paused`; fails with `WorkerStateError` while `Pending`, `Stopping` or `Stopped`.
+   */
+  readonly pause: Effect.Effect<void, WorkerStateError>
+  /**
+   * `Paused → Running`, publishing `Resumed` and admitting the `track` calls that were waiting. A no-op while
+   * `Running`; fails with `WorkerStateError` while `Pending`, `Stopping` or `Stopped`.
+   */
+  readonly resume: Effect.Effect<void, WorkerStateError>
+  /**
+   * Shuts the worker down and waits until it is `Stopped`: closes intake (`Stopping`), gives in-flight tasks
+   * `shutdownTimeout` to finish, interrupts the rest and waits for their finalizers, then publishes
+   * `Stopped { interrupted }`. Idempotent: later and concurrent callers wait for the same shutdown. The shutdown
+   * runs on the context's own fiber, so interrupting a caller of `stop` does not cancel it. Called from inside
+   * a tracked task, it begins shutdown and returns at once instead of waiting for itself.
+   */
+  readonly stop: Effect.Effect<void>
+  /**
+   * Admits `effect` as a task and forks it into the context's own fiber set; returns a handle at once.
+   *
+   * - `Running`: the count goes up before the effect starts and down when it ends, however it ends.
+   * - `Paused`: waits for `resume` (then admits) or for shutdown (then fails with `TaskRejected`).
+   * - `Pending`, `Stopping`, `Stopped`: fails at once with `TaskRejected`; the effect never runs.
+   *
+   * The task runs with the caller's services and fiber refs, is interruptible even when `track` is called from
+   * an uninterruptible region (so shutdown can cut it off), and outlives the caller. Its failure is its own: it
+   * shows in the handle, in `TaskFinished`, never in the worker's state.
+   */
+  readonly track: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<Tracked<A, E>, TaskRejected, R>
+  /** How many admitted tasks have not ended yet. */
+  readonly taskCount: Effect.Effect<number>
+  /** Whether any admitted task has not ended yet. */
+  readonly hasPendingTasks: Effect.Effect<boolean>
+  /** Whether shutdown has begun: true exactly in `Stopping` and `Stopped` (not in `Paused`). */
+  readonly isShuttingDown: Effect.Effect<boolean>
+  /**
+   * Waits until the worker is `Stopped`; any number of fibers may wait. Called from inside a tracked task it dies
+   * at once, since it would wait for itself for ever.
+   */
+  readonly awaitShutdown: Effect.Effect<void>
+  /** Waits until shutdown has begun (`Stopping`): the moment to stop taking new work. */
+  readonly shutdownRequested: Effect.Effect<void>
+  /**
+   * Publishes a `Custom` event to every subscriber. Dropped when nobody subscribes or once `Stopped` was
+   * published (it is the last event). The other variants belong to the context: emitting one is a defect.
+   */
+  readonly emit: (event: WorkerEvent) => Effect.Effect<void>
+  /**
+   * Subscribes to the events published from now on, for the life of the given scope. A subscriber that falls
+   * `eventBufferSize` events behind loses its oldest ones; it never slows the worker down.
+   */
+  readonly subscribe: Effect.Effect<Queue.Dequeue<WorkerEvent>, never, Scope.Scope>
+  /** The events published from now on, in order; ends after `Stopped` (at once if the worker is already stopped). */
+  readonly events: Stream.Stream<WorkerEvent>
+  /**
+   * Attaches `handler` for the context's lifetime: it sees every event published after `listen` returns, in
+   * order, through `Stopped`, on a fiber of its own. A handler that fails or dies is logged and keeps receiving
+   * events. Closing the context's scope waits, up to `shutdownTimeout`, until every handler has handled
+   * `Stopped`.
+   */
+  readonly listen: (handler: (event: WorkerEvent) => Effect.Effect<unknown, unknown>) => Effect.Effect<void>
+}>() {
+  /**
+   * Builds a worker context in the current scope. Closing the scope shuts the worker down gracefully, as `stop`
+   * does, then waits for listeners, then closes the event hub.
+   *
+   * @example
+   * ```ts
+   * import { Effect } from "effect"
+   * import { WorkerContext } from "effect-worker-context"
+   *
+   * const program = Effect.scoped(Effect.gen(function*() {
+   *   const images = yield* WorkerContext.make({ name: "images" })
+   *   const emails = yield* WorkerContext.make({ name: "emails", shutdownTimeout: "5 seconds" })
+   *   yield* images.start
+   *   yield* emails.start
+   * }))
+   * ```
+   *
+   * @since 0.1.0
+   */
+  static make(options?: WorkerContextOptions): Effect.Effect<WorkerContext["Type"], never, Scope.Scope> {
+    return internal.make(options)
+  }
+
+  /**
+   * A layer that builds a worker context with the given options and shuts it down when the layer is released.
+   *
+   * @example
+   * ```ts
+   * import { Effect } from "effect"
+   * import { WorkerContext } from "effect-worker-context"
+   *
+   * const WorkerLive = WorkerContext.layer({ name: "mailer", shutdownTimeout: "10 seconds" })
+   *
+   * const program = Effect.gen(function*() {
+   *   const ctx = yield* WorkerContext
+   *   yield* ctx.start
+   * }).pipe(Effect.provide(WorkerLive))
+   * ```
+   *
+   * @since 0.1.0
+   */
+  static layer(options?: WorkerContextOptions): Layer.Layer<WorkerContext> {
+    return Layer.scoped(WorkerContext, internal.make(options))
+  }
+}
+
+/**
+ * `WorkerContext.layer()` with the default options: name `"worker"`, 30 s shutdown timeout, no shutdown signal,
+ * 1024 events of buffer.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkerContext, WorkerContextLive } from "effect-worker-context"
+ *
+ * const main = Effect.gen(function*() {
+ *   const ctx = yield* WorkerContext
+ *   yield* ctx.start
+ *   yield* ctx.track(Effect.log("hello from a tracked task"))
+ * }).pipe(Effect.provide(WorkerContextLive))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const WorkerContextLive: Layer.Layer<WorkerContext> = WorkerContext.layer()

@@ -1,0 +1,107 @@
+/**
+ * Events a `WorkerContext` publishes: lifecycle transitions, task admission and completion, and custom
+ * events of your own.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+
+/**
+ * How a tracked task ended: `"success"`, `"failure"` (a typed failure or a defect) or `"interrupted"`.
+ *
+ * @example
+ * ```ts
+ * import type { TaskOutcome } from "effect-worker-context/WorkerEvent"
+ *
+ * const isBad = (outcome: TaskOutcome) => outcome === "failure"
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TaskOutcome = "success" | "failure" | "interrupted"
+
+/**
+ * An event published by a `WorkerContext`. Every variant carries `worker`, the context's name.
+ *
+ * - `Started`, `Paused`, `Resumed`, `Stopping`, `Stopped`: one per lifecycle transition. `Stopped` is the last
+ *   event a context ever publishes, and `interrupted` counts the tasks shutdown cut off at its deadline.
+ * - `Idle`: the task count dropped to zero while the worker was `Running` or `Paused`.
+ * - `TaskStarted` / `TaskFinished`: a task was admitted by `track` / ended, with its outcome.
+ * - `Custom`: published by `WorkerContext.emit`.
+ *
+ * `WorkerEvent` is also a value with one constructor per variant, plus `$is` and `$match`.
+ *
+ * @example
+ * ```ts
+ * import { WorkerEvent } from "effect-worker-context/WorkerEvent"
+ *
+ * const event = WorkerEvent.Custom({ worker: "mailer", value: { sent: 3 } })
+ * const text = WorkerEvent.$match(event, {
+ *   Started: () => "started",
+ *   Paused: () => "paused",
+ *   Resumed: () => "resumed",
+ *   Stopping: () => "stopping",
+ *   Stopped: ({ interrupted }) => `stopped, ${interrupted} cut off`,
+ *   Idle: () => "idle",
+ *   TaskStarted: ({ taskId }) => `task ${taskId} started`,
+ *   TaskFinished: ({ outcome, taskId }) => `task ${taskId}: ${outcome}`,
+ *   Custom: ({ value }) => JSON.stringify(value)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type WorkerEvent = Data.TaggedEnum<{
+  Started: { readonly worker: string }
+  Paused: { readonly worker: string }
+  Resumed: { readonly worker: string }
+  Stopping: { readonly worker: string }
+  Stopped: { readonly worker: string; readonly interrupted: number }
+  Idle: { readonly worker: string }
+  TaskStarted: { readonly worker: string; readonly taskId: number }
+  TaskFinished: { readonly worker: string; readonly taskId: number; readonly outcome: TaskOutcome }
+  Custom: { readonly worker: string; readonly value: unknown }
+}>
+
+/**
+ * Constructors, guards (`$is`) and exhaustive matching (`$match`) for {@link WorkerEvent}.
+ *
+ * @example
+ * ```ts
+ * import { WorkerEvent } from "effect-worker-context/WorkerEvent"
+ *
+ * const stopped = WorkerEvent.Stopped({ worker: "mailer", interrupted: 0 })
+ * const isStopped = WorkerEvent.$is("Stopped")(stopped) // true
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const WorkerEvent = Data.taggedEnum<WorkerEvent>()
+
+/**
+ * Exhaustive matching on a {@link WorkerEvent}, data-first or data-last.
+ *
+ * @example
+ * ```ts
+ * import { WorkerEvent, match } from "effect-worker-context/WorkerEvent"
+ *
+ * const label = match(WorkerEvent.Idle({ worker: "mailer" }), {
+ *   Started: () => "up",
+ *   Paused: () => "paused",
+ *   Resumed: () => "up",
+ *   Stopping: () => "going down",
+ *   Stopped: () => "down",
+ *   Idle: () => "idle",
+ *   TaskStarted: () => "busy",
+ *   TaskFinished: () => "busy",
+ *   Custom: () => "custom"
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category pattern matching
+ */
+export const match = WorkerEvent.$match

@@ -1,0 +1,419 @@
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
+import { globalValue } from "effect/GlobalValue"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import type * as Queue from "effect/Queue"
+import * as Runtime from "effect/Runtime"
+import * as RuntimeFlags from "effect/RuntimeFlags"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { Tracked, WorkerContext, WorkerContextOptions, WorkerState } from "../WorkerContext.js"
+import { TaskRejected, WorkerStateError } from "../WorkerContextError.js"
+import { type TaskOutcome, WorkerEvent } from "../WorkerEvent.js"
+
+type Service = WorkerContext["Type"]
+type AnyFiber = Fiber.RuntimeFiber<unknown, unknown>
+
+/**
+ * The cores of the contexts whose tracked tasks the current fiber belongs to (a task, or a fiber a task forked).
+ * `stop` and `awaitShutdown` read it to avoid waiting for themselves. A joining fiber keeps its own value, so
+ * `tracked.join` does not make the caller look like a task.
+ */
+const enclosingWorkers = globalValue(
+  Symbol.for("effect-worker-context/enclosingWorkers"),
+  () => FiberRef.unsafeMake<ReadonlyArray<WorkerCore>>([], { fork: (a) => a, join: (parent) => parent })
+)
+
+const isInsideTaskOf = (fiber: AnyFiber, core: WorkerCore): boolean =>
+  fiber.getFiberRef(enclosingWorkers).includes(core)
+
+const outcomeOf = (exit: Exit.Exit<unknown, unknown>): TaskOutcome =>
+  Exit.isSuccess(exit) ? "success" : Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "failure"
+
+/** Publishes synchronously. `unsafeOffer` refuses when the hub is full; `publish` then slides out the oldest. */
+const offer = <A>(hub: PubSub.PubSub<A>, value: A): void => {
+  if (!hub.unsafeOffer(value) && hub.isActive()) Effect.runSync(hub.publish(value))
+}
+
+interface StateChange {
+  readonly seq: number
+  readonly state: WorkerState
+}
+
+class TrackedImpl<A, E> implements Tracked<A, E> {
+  constructor(readonly id: number, readonly fiber: Fiber.RuntimeFiber<A, E>) {}
+  get await(): Effect.Effect<Exit.Exit<A, E>> {
+    return Fiber.await(this.fiber)
+  }
+  get join(): Effect.Effect<A, E> {
+    return Fiber.join(this.fiber)
+  }
+  get interrupt(): Effect.Effect<void> {
+    return Effect.asVoid(Fiber.interrupt(this.fiber))
+  }
+}
+
+/**
+ * The mutable heart of a context. Every method is synchronous, and JavaScript runs one of them at a time, so each
+ * method is one atomic step: no other fiber can observe or change the state half-way through. That is what makes
+ * admission and shutdown race-free without locks.
+ */
+class WorkerCore {
+  state: WorkerState = "Pending"
+  /** Live task fibers: the task count is `tasks.size`. */
+  readonly tasks = new Set<AnyFiber>()
+  /** Subscribers of `hub`; events are only built while there is one. */
+  subscribers = 0
+  private nextId = 1
+  private transitions = 0
+  private resumed: Deferred.Deferred<void> | undefined = undefined
+  private cuttingOff = false
+  private interrupted = 0
+  readonly shutdownRequested = Deferred.unsafeMake<void>(FiberId.none)
+  readonly drained = Deferred.unsafeMake<void>(FiberId.none)
+  readonly stopped = Deferred.unsafeMake<void>(FiberId.none)
+  /** Sets `enclosingWorkers` on a task fiber before it starts. */
+  readonly markTask: (refs: FiberRefs.FiberRefs, fiberId: FiberId.Runtime) => FiberRefs.FiberRefs
+
+  constructor(
+    readonly name: string,
+    private readonly hub: PubSub.PubSub<WorkerEvent>,
+    readonly stateHub: PubSub.PubSub<StateChange>
+  ) {
+    this.markTask = (refs, fiberId) => {
+      const enclosing = FiberRefs.getOrDefault(refs, enclosingWorkers)
+      return enclosing.includes(this) ? refs : FiberRefs.updateAs(refs, {
+        fiberId,
+        fiberRef: enclosingWorkers,
+        value: [...enclosing, this]
+      })
+    }
+  }
+
+  get seq(): number {
+    return this.transitions
+  }
+
+  publish(event: WorkerEvent): void {
+    offer(this.hub, event)
+  }
+
+  private transition(state: WorkerState, event: WorkerEvent): void {
+    this.state = state
+    this.transitions++
+    this.publish(event)
+    offer(this.stateHub, { seq: this.transitions, state })
+  }
+
+  start(): WorkerStateError | undefined {
+    if (this.state === "Pending") {
+      this.transition("Running", WorkerEvent.Started({ worker: this.name }))
+    } else if (this.state !== "Running") {
+      return new WorkerStateError({ worker: this.name, operation: "start", state: this.state })
+    }
+  }
+
+  pause(): WorkerStateError | undefined {
+    if (this.state === "Running") {
+      this.resumed = Deferred.unsafeMake(FiberId.none)
+      this.transition("Paused", WorkerEvent.Paused({ worker: this.name }))
+    } else if (this.state !== "Paused") {
+      return new WorkerStateError({ worker: this.name, operation: "pause", state: this.state })
+    }
+  }
+
+  resume(): WorkerStateError | undefined {
+    if (this.state === "Paused") {
+      this.transition("Running", WorkerEvent.Resumed({ worker: this.name }))
+      this.releaseWaiters()
+    } else if (this.state !== "Running") {
+      return new WorkerStateError({ worker: this.name, operation: "resume", state: this.state })
+    }
+  }
+
+  /** Begins shutdown unless it has begun already. Callers waiting in a paused `track` retry and are rejected. */
+  beginShutdown(): void {
+    if (this.state === "Stopping" || this.state === "Stopped") return
+    this.transition("Stopping", WorkerEvent.Stopping({ worker: this.name }))
+    this.releaseWaiters()
+    Deferred.unsafeDone(this.shutdownRequested, Exit.void)
+    if (this.tasks.size === 0) Deferred.unsafeDone(this.drained, Exit.void)
+  }
+
+  /** The deadline passed: interrupt what is still running; the tasks report back through `onTaskExit`. */
+  cutOff(by: FiberId.FiberId): void {
+    this.cuttingOff = true
+    for (const fiber of this.tasks) fiber.unsafeInterruptAsFork(by)
+  }
+
+  finish(): void {
+    this.transition("Stopped", WorkerEvent.Stopped({ worker: this.name, interrupted: this.interrupted }))
+    Deferred.unsafeDone(this.stopped, Exit.void)
+  }
+
+  /** The latch a paused `track` waits on: released by `resume` and by the beginning of shutdown. */
+  awaitResume(): Effect.Effect<void> {
+    return this.resumed === undefined ? Effect.void : Deferred.await(this.resumed)
+  }
+
+  private releaseWaiters(): void {
+    if (this.resumed !== undefined) {
+      Deferred.unsafeDone(this.resumed, Exit.void)
+      this.resumed = undefined
+    }
+  }
+
+  /** Admission: id, count, fork and `TaskStarted` in one step, so `beginShutdown` can never fall in between. */
+  admit<A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    caller: Fiber.RuntimeFiber<unknown, unknown>,
+    callerFlags: RuntimeFlags.RuntimeFlags
+  ): Tracked<A, E> {
+    const id = this.nextId++
+    const runtime = Runtime.make({
+      context: caller.currentContext as never,
+      fiberRefs: caller.getFiberRefs(),
+      // A task forked from an uninterruptible region would inherit it, and shutdown could never cut it off.
+      runtimeFlags: RuntimeFlags.enable(callerFlags, RuntimeFlags.Interruption)
+    })
+    // Not `immediate`: the task starts on the scheduler, after `track` returned, like `Effect.fork`.
+    const fiber = Runtime.runFork(runtime, effect, { immediate: false, updateRefs: this.markTask })
+    this.tasks.add(fiber)
+    if (this.subscribers > 0) this.publish(WorkerEvent.TaskStarted({ worker: this.name, taskId: id }))
+    fiber.addObserver((exit) => this.onTaskExit(fiber, id, exit))
+    return new TrackedImpl(id, fiber)
+  }
+
+  private onTaskExit(fiber: AnyFiber, taskId: number, exit: Exit.Exit<unknown, unknown>): void {
+    this.tasks.delete(fiber)
+    const outcome = outcomeOf(exit)
+    if (this.cuttingOff && outcome === "interrupted") this.interrupted++
+    if (this.subscribers > 0) this.publish(WorkerEvent.TaskFinished({ worker: this.name, taskId, outcome }))
+    if (this.tasks.size > 0) return
+    if (this.state === "Stopping") {
+      Deferred.unsafeDone(this.drained, Exit.void)
+    } else if (this.subscribers > 0) {
+      this.publish(WorkerEvent.Idle({ worker: this.name }))
+    }
+  }
+}
+
+const invalid = (option: string, value: unknown, expected: string) =>
+  Effect.die(
+    new Cause.IllegalArgumentException(
+      `WorkerContext: invalid ${option} ${JSON.stringify(String(value))}: expected ${expected}`
+    )
+  )
+
+const isNegative = (input: unknown): boolean =>
+  (typeof input === "number" && (Number.isNaN(input) || input < 0)) ||
+  (typeof input === "bigint" && input < BigInt(0)) ||
+  (typeof input === "string" && input.trimStart().startsWith("-")) ||
+  (Array.isArray(input) && input.some(isNegative))
+
+interface ResolvedOptions {
+  readonly name: string
+  readonly shutdownTimeout: Duration.Duration
+  readonly shutdownSignal: Effect.Effect<unknown, unknown> | undefined
+  readonly eventBufferSize: number
+}
+
+const resolveOptions = (options: WorkerContextOptions | undefined): Effect.Effect<ResolvedOptions> => {
+  const name = options?.name ?? "worker"
+  if (typeof name !== "string" || name.trim().length === 0) return invalid("name", name, "a non-empty string")
+  const timeoutInput = options?.shutdownTimeout ?? "30 seconds"
+  const shutdownTimeout = Duration.decodeUnknown(timeoutInput)
+  if (Option.isNone(shutdownTimeout) || isNegative(timeoutInput)) {
+    return invalid("shutdownTimeout", timeoutInput, "a duration of zero or more, such as \"30 seconds\"")
+  }
+  const eventBufferSize = options?.eventBufferSize ?? 1024
+  if (!Number.isSafeInteger(eventBufferSize) || eventBufferSize < 1) {
+    return invalid("eventBufferSize", eventBufferSize, "a positive integer")
+  }
+  return Effect.succeed({
+    name,
+    shutdownTimeout: shutdownTimeout.value,
+    shutdownSignal: options?.shutdownSignal,
+    eventBufferSize
+  })
+}
+
+const isStopped = (event: WorkerEvent): boolean => event._tag === "Stopped"
+
+/** @internal */
+export const make = (options?: WorkerContextOptions): Effect.Effect<Service, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { eventBufferSize, name, shutdownSignal, shutdownTimeout } = yield* resolveOptions(options)
+    const scope = yield* Effect.scope
+    // Created first, so closed last: the hubs outlive the shutdown and the listeners that read them.
+    const hub = yield* Effect.acquireRelease(PubSub.sliding<WorkerEvent>(eventBufferSize), PubSub.shutdown)
+    const stateHub = yield* Effect.acquireRelease(PubSub.sliding<StateChange>(eventBufferSize), PubSub.shutdown)
+    // Listener subscriptions live here rather than in `scope`: closed after the shutdown finalizer below.
+    const listenerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+    yield* Effect.addFinalizer((exit) => Scope.close(listenerScope, exit))
+    const core = new WorkerCore(name, hub, stateHub)
+    const listeners = new Set<Fiber.RuntimeFiber<void>>()
+
+    // Shutdown runs here, on the context's own fiber, so no caller of `stop` can cancel it by being interrupted.
+    yield* Deferred.await(core.shutdownRequested).pipe(
+      Effect.zipRight(Deferred.await(core.drained).pipe(Effect.timeoutOption(shutdownTimeout))),
+      Effect.flatMap((drained) =>
+        Option.isSome(drained) ? Effect.void : Effect.fiberIdWith((id) => {
+          core.cutOff(id)
+          return Deferred.await(core.drained)
+        })
+      ),
+      Effect.zipRight(Effect.sync(() => core.finish())),
+      Effect.interruptible,
+      Effect.forkDaemon
+    )
+
+    if (shutdownSignal !== undefined) {
+      yield* Effect.exit(shutdownSignal).pipe(
+        Effect.tap((exit) =>
+          Exit.isFailure(exit)
+            ? Effect.logWarning("shutdown signal failed; shutting down anyway", exit.cause)
+            : Effect.logDebug("shutdown signal completed; shutting down")
+        ),
+        Effect.race(Deferred.await(core.shutdownRequested)),
+        Effect.zipRight(Effect.sync(() => core.beginShutdown())),
+        Effect.annotateLogs("worker", name),
+        Effect.interruptible,
+        Effect.forkDaemon
+      )
+    }
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        core.beginShutdown()
+        yield* Deferred.await(core.stopped)
+        const pending = Array.from(listeners)
+        if (pending.length === 0) return
+        const handled = yield* Effect.interruptible(Fiber.awaitAll(pending)).pipe(Effect.timeoutOption(shutdownTimeout))
+        if (Option.isNone(handled)) {
+          yield* Effect.logWarning(`listeners did not handle Stopped within ${Duration.format(shutdownTimeout)}`)
+          yield* Fiber.interruptAll(pending)
+        }
+      }).pipe(Effect.annotateLogs("worker", name))
+    )
+
+    const subscribe: Effect.Effect<Queue.Dequeue<WorkerEvent>, never, Scope.Scope> = Effect.acquireRelease(
+      Effect.sync(() => {
+        core.subscribers++
+      }),
+      () =>
+        Effect.sync(() => {
+          core.subscribers--
+        })
+    ).pipe(Effect.zipRight(PubSub.subscribe(hub)))
+
+    // Nothing is published after `Stopped`. So a fresh subscription that finds the worker stopped and its queue
+    // empty came after `Stopped`, and has nothing to wait for.
+    const untilStopped = (queue: Queue.Dequeue<WorkerEvent>): Stream.Stream<WorkerEvent> =>
+      core.state === "Stopped" && Option.getOrElse(queue.unsafeSize(), () => 0) === 0
+        ? Stream.empty
+        : Stream.takeUntil(Stream.fromQueue(queue), isStopped)
+
+    const events: Stream.Stream<WorkerEvent> = Stream.unwrapScoped(Effect.map(subscribe, untilStopped))
+
+    const stateChanges: Stream.Stream<WorkerState> = Stream.unwrapScoped(
+      Effect.map(PubSub.subscribe(stateHub), (queue) => {
+        // Changes already counted in `state` are skipped by their sequence number.
+        const state = core.state
+        const seq = core.seq
+        if (state === "Stopped") return Stream.make(state)
+        return Stream.fromQueue(queue).pipe(
+          Stream.filter((change) => change.seq > seq),
+          Stream.map((change) => change.state),
+          Stream.takeUntil((s) => s === "Stopped"),
+          Stream.prepend(Chunk.of<WorkerState>(state))
+        )
+      })
+    )
+
+    const listen = (handler: (event: WorkerEvent) => Effect.Effect<unknown, unknown>): Effect.Effect<void> =>
+      subscribe.pipe(
+        Scope.extend(listenerScope),
+        Effect.flatMap((queue) =>
+          Stream.runForEach(untilStopped(queue), (event) =>
+            Effect.suspend(() => handler(event)).pipe(
+              Effect.catchAllCause((cause) => Effect.logWarning(`listener failed on ${event._tag}`, cause)),
+              Effect.annotateLogs("worker", name)
+            )).pipe(Effect.interruptible, Effect.forkDaemon)
+        ),
+        Effect.map((fiber) => {
+          listeners.add(fiber)
+          fiber.addObserver(() => listeners.delete(fiber))
+        })
+      )
+
+    const fromCore = (f: () => WorkerStateError | undefined): Effect.Effect<void, WorkerStateError> =>
+      Effect.suspend(() => {
+        const error = f()
+        return error === undefined ? Effect.void : Effect.fail(error)
+      })
+
+    const track = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<Tracked<A, E>, TaskRejected, R> =>
+      Effect.withFiberRuntime((caller, status) => {
+        switch (core.state) {
+          case "Running":
+            return Effect.succeed(core.admit(effect, caller, status.runtimeFlags))
+          case "Paused":
+            return Effect.zipRight(core.awaitResume(), track(effect))
+          default:
+            return Effect.fail(new TaskRejected({ worker: name, state: core.state }))
+        }
+      })
+
+    const service: Service = {
+      name,
+      state: Effect.sync(() => core.state),
+      stateChanges,
+      start: fromCore(() => core.start()),
+      pause: fromCore(() => core.pause()),
+      resume: fromCore(() => core.resume()),
+      stop: Effect.withFiberRuntime((caller) => {
+        core.beginShutdown()
+        return isInsideTaskOf(caller, core) ? Effect.void : Deferred.await(core.stopped)
+      }),
+      track,
+      taskCount: Effect.sync(() => core.tasks.size),
+      hasPendingTasks: Effect.sync(() => core.tasks.size > 0),
+      isShuttingDown: Effect.sync(() => core.state === "Stopping" || core.state === "Stopped"),
+      awaitShutdown: Effect.withFiberRuntime((caller) =>
+        isInsideTaskOf(caller, core)
+          ? Effect.dieMessage(
+            `WorkerContext.awaitShutdown was called from inside a task of worker "${name}": ` +
+              "it would wait for itself for ever. Use stop to request shutdown from a task."
+          )
+          : Deferred.await(core.stopped)
+      ),
+      shutdownRequested: Deferred.await(core.shutdownRequested),
+      emit: (event) =>
+        Effect.suspend(() => {
+          if (event._tag !== "Custom") {
+            return Effect.die(
+              new Cause.IllegalArgumentException(
+                `WorkerContext.emit accepts Custom events only; ${event._tag} is published by worker "${name}" itself`
+              )
+            )
+          }
+          if (core.subscribers > 0 && core.state !== "Stopped") core.publish(event)
+          return Effect.void
+        }),
+      subscribe,
+      events,
+      listen
+    }
+    return service
+  })
