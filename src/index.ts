@@ -18,3 +18,10 @@ export * from "./WorkerContextError.js"
  * @since 0.1.0
  */
 export * from "./WorkerEvent.js"
+
+/**
+ * The Effect metrics every worker keeps.
+ *
+ * @since 0.1.0
+ */
+export * as WorkerMetrics from "./WorkerMetrics.js"

@@ -1,5 +1,7 @@
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
+import type * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -17,9 +19,11 @@ import * as Runtime from "effect/Runtime"
 import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
 import type { Tracked, WorkerContext, WorkerContextOptions, WorkerState } from "../WorkerContext.js"
 import { TaskRejected, WorkerStateError } from "../WorkerContextError.js"
 import { type TaskOutcome, WorkerEvent } from "../WorkerEvent.js"
+import * as WorkerMetrics from "../WorkerMetrics.js"
 
 type Service = WorkerContext["Type"]
 type AnyFiber = Fiber.RuntimeFiber<unknown, unknown>
@@ -85,11 +89,16 @@ class WorkerCore {
   /** Sets `enclosingWorkers` on a task fiber before it starts. */
   readonly markTask: (refs: FiberRefs.FiberRefs, fiberId: FiberId.Runtime) => FiberRefs.FiberRefs
 
+  private stoppingAt = 0
+
   constructor(
     readonly name: string,
     private readonly hub: PubSub.PubSub<WorkerEvent>,
-    readonly stateHub: PubSub.PubSub<StateChange>
+    readonly stateHub: PubSub.PubSub<StateChange>,
+    private readonly metrics: WorkerMetrics.WorkerMetrics,
+    private readonly clock: Clock.Clock
   ) {
+    metrics.state.Pending.unsafeUpdate(1, [])
     this.markTask = (refs, fiberId) => {
       const enclosing = FiberRefs.getOrDefault(refs, enclosingWorkers)
       return enclosing.includes(this) ? refs : FiberRefs.updateAs(refs, {
@@ -109,6 +118,8 @@ class WorkerCore {
   }
 
   private transition(state: WorkerState, event: WorkerEvent): void {
+    this.metrics.state[this.state].unsafeUpdate(0, [])
+    this.metrics.state[state].unsafeUpdate(1, [])
     this.state = state
     this.transitions++
     this.publish(event)
@@ -144,6 +155,7 @@ class WorkerCore {
   /** Begins shutdown unless it has begun already. Callers waiting in a paused `track` retry and are rejected. */
   beginShutdown(): void {
     if (this.state === "Stopping" || this.state === "Stopped") return
+    this.stoppingAt = this.clock.unsafeCurrentTimeMillis()
     this.transition("Stopping", WorkerEvent.Stopping({ worker: this.name }))
     this.releaseWaiters()
     Deferred.unsafeDone(this.shutdownRequested, Exit.void)
@@ -156,9 +168,12 @@ class WorkerCore {
     for (const fiber of this.tasks) fiber.unsafeInterruptAsFork(by)
   }
 
-  finish(): void {
+  /** `Stopping → Stopped`; returns how many tasks the deadline cut off. */
+  finish(): number {
+    this.metrics.shutdownDrain.unsafeUpdate((this.clock.unsafeCurrentTimeMillis() - this.stoppingAt) / 1000, [])
     this.transition("Stopped", WorkerEvent.Stopped({ worker: this.name, interrupted: this.interrupted }))
     Deferred.unsafeDone(this.stopped, Exit.void)
+    return this.interrupted
   }
 
   /** The latch a paused `track` waits on: released by `resume` and by the beginning of shutdown. */
@@ -173,6 +188,11 @@ class WorkerCore {
     }
   }
 
+  reject(): TaskRejected {
+    this.metrics.tasksRejected.unsafeUpdate(1, [])
+    return new TaskRejected({ worker: this.name, state: this.state })
+  }
+
   /** Admission: id, count, fork and `TaskStarted` in one step, so `beginShutdown` can never fall in between. */
   admit<A, E, R>(
     effect: Effect.Effect<A, E, R>,
@@ -180,8 +200,14 @@ class WorkerCore {
     callerFlags: RuntimeFlags.RuntimeFlags
   ): Tracked<A, E> {
     const id = this.nextId++
+    const startedAt = this.clock.unsafeCurrentTimeMillis()
+    // The span is made by hand, not with `Effect.withSpan`: that would capture a stack trace and add effects to
+    // every task. It is the task's parent span, and ends in `onTaskExit`.
+    const span = caller.getFiberRef(FiberRef.currentTracerEnabled) ? this.taskSpan(caller, id) : undefined
     const runtime = Runtime.make({
-      context: caller.currentContext as never,
+      context: (span === undefined
+        ? caller.currentContext
+        : Context.add(caller.currentContext, Tracer.ParentSpan, span)) as never,
       fiberRefs: caller.getFiberRefs(),
       // A task forked from an uninterruptible region would inherit it, and shutdown could never cut it off.
       runtimeFlags: RuntimeFlags.enable(callerFlags, RuntimeFlags.Interruption)
@@ -189,14 +215,45 @@ class WorkerCore {
     // Not `immediate`: the task starts on the scheduler, after `track` returned, like `Effect.fork`.
     const fiber = Runtime.runFork(runtime, effect, { immediate: false, updateRefs: this.markTask })
     this.tasks.add(fiber)
+    this.metrics.tasksStarted.unsafeUpdate(1, [])
+    this.metrics.tasksActive.unsafeUpdate(this.tasks.size, [])
     if (this.subscribers > 0) this.publish(WorkerEvent.TaskStarted({ worker: this.name, taskId: id }))
-    fiber.addObserver((exit) => this.onTaskExit(fiber, id, exit))
+    fiber.addObserver((exit) => this.onTaskExit(fiber, id, startedAt, span, exit))
     return new TrackedImpl(id, fiber)
   }
 
-  private onTaskExit(fiber: AnyFiber, taskId: number, exit: Exit.Exit<unknown, unknown>): void {
+  private taskSpan(caller: AnyFiber, taskId: number): Tracer.Span {
+    const timing = caller.getFiberRef(FiberRef.currentTracerTimingEnabled)
+    const span = caller.currentTracer.span(
+      "WorkerContext.task",
+      Option.fromNullable(caller.currentSpan),
+      Context.empty(),
+      [],
+      timing ? this.clock.unsafeCurrentTimeNanos() : BigInt(0),
+      "internal"
+    )
+    span.attribute("worker", this.name)
+    span.attribute("task.id", taskId)
+    return span
+  }
+
+  private onTaskExit(
+    fiber: AnyFiber,
+    taskId: number,
+    startedAt: number,
+    span: Tracer.Span | undefined,
+    exit: Exit.Exit<unknown, unknown>
+  ): void {
     this.tasks.delete(fiber)
     const outcome = outcomeOf(exit)
+    const endedAt = this.clock.unsafeCurrentTimeMillis()
+    span?.end(span.status.startTime === BigInt(0) ? BigInt(0) : this.clock.unsafeCurrentTimeNanos(), exit)
+    const metrics = this.metrics
+    metrics.tasksActive.unsafeUpdate(this.tasks.size, [])
+    metrics.taskDuration.unsafeUpdate((endedAt - startedAt) / 1000, [])
+    if (outcome === "success") metrics.tasksSucceeded.unsafeUpdate(1, [])
+    else if (outcome === "failure") metrics.tasksFailed.unsafeUpdate(1, [])
+    else metrics.tasksInterrupted.unsafeUpdate(1, [])
     if (this.cuttingOff && outcome === "interrupted") this.interrupted++
     if (this.subscribers > 0) this.publish(WorkerEvent.TaskFinished({ worker: this.name, taskId, outcome }))
     if (this.tasks.size > 0) return
@@ -261,22 +318,23 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
     // Listener subscriptions live here rather than in `scope`: closed after the shutdown finalizer below.
     const listenerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
     yield* Effect.addFinalizer((exit) => Scope.close(listenerScope, exit))
-    const core = new WorkerCore(name, hub, stateHub)
+    const core = new WorkerCore(name, hub, stateHub, WorkerMetrics.forWorker(name), yield* Effect.clock)
     const listeners = new Set<Fiber.RuntimeFiber<void>>()
 
     // Shutdown runs here, on the context's own fiber, so no caller of `stop` can cancel it by being interrupted.
-    yield* Deferred.await(core.shutdownRequested).pipe(
-      Effect.zipRight(Deferred.await(core.drained).pipe(Effect.timeoutOption(shutdownTimeout))),
-      Effect.flatMap((drained) =>
-        Option.isSome(drained) ? Effect.void : Effect.fiberIdWith((id) => {
-          core.cutOff(id)
-          return Deferred.await(core.drained)
-        })
-      ),
-      Effect.zipRight(Effect.sync(() => core.finish())),
-      Effect.interruptible,
-      Effect.forkDaemon
-    )
+    yield* Effect.gen(function*() {
+      yield* Deferred.await(core.shutdownRequested)
+      yield* Effect.logInfo(
+        `shutting down: ${core.tasks.size} task(s) in flight, ${Duration.format(shutdownTimeout)} to finish`
+      )
+      const drained = yield* Effect.timeoutOption(Deferred.await(core.drained), shutdownTimeout)
+      if (Option.isNone(drained)) {
+        yield* Effect.logWarning(`shutdown deadline passed: interrupting ${core.tasks.size} task(s)`)
+        core.cutOff(yield* Effect.fiberId)
+        yield* Deferred.await(core.drained)
+      }
+      yield* Effect.logInfo(`stopped: ${core.finish()} task(s) interrupted`)
+    }).pipe(Effect.annotateLogs("worker", name), Effect.interruptible, Effect.forkDaemon)
 
     if (shutdownSignal !== undefined) {
       yield* Effect.exit(shutdownSignal).pipe(
@@ -359,8 +417,12 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
 
     const fromCore = (f: () => WorkerStateError | undefined): Effect.Effect<void, WorkerStateError> =>
       Effect.suspend(() => {
+        const before = core.state
         const error = f()
-        return error === undefined ? Effect.void : Effect.fail(error)
+        if (error !== undefined) return Effect.fail(error)
+        return before === core.state
+          ? Effect.void
+          : Effect.annotateLogs(Effect.logInfo(`${before} -> ${core.state}`), "worker", name)
       })
 
     const track = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<Tracked<A, E>, TaskRejected, R> =>
@@ -371,7 +433,7 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
           case "Paused":
             return Effect.zipRight(core.awaitResume(), track(effect))
           default:
-            return Effect.fail(new TaskRejected({ worker: name, state: core.state }))
+            return Effect.fail(core.reject())
         }
       })
 
