@@ -98,7 +98,14 @@ class WorkerCore {
     private readonly metrics: WorkerMetrics.WorkerMetrics,
     private readonly clock: Clock.Clock
   ) {
-    metrics.state.Pending.unsafeUpdate(1, [])
+    // Registered now, so an exporter shows every series (at 0) before the first task.
+    const { shutdownDrain, state: _, taskDuration, ...counts } = metrics
+    for (const metric of Object.values(counts)) metric.unsafeUpdate(0, [])
+    taskDuration.unsafeValue([])
+    shutdownDrain.unsafeValue([])
+    for (const state of ["Pending", "Running", "Paused", "Stopping", "Stopped"] as const) {
+      metrics.state[state].unsafeUpdate(state === "Pending" ? 1 : 0, [])
+    }
     this.markTask = (refs, fiberId) => {
       const enclosing = FiberRefs.getOrDefault(refs, enclosingWorkers)
       return enclosing.includes(this) ? refs : FiberRefs.updateAs(refs, {

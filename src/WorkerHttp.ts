@@ -1,0 +1,316 @@
+/**
+ * HTTP probes, control routes, Prometheus metrics and request tracking for a `WorkerContext`, on
+ * `@effect/platform`'s `HttpRouter` and `HttpServer`.
+ *
+ * @since 0.1.0
+ */
+import * as Metrics from "@effect/opentelemetry/Metrics"
+import * as Resource from "@effect/opentelemetry/Resource"
+import type * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import { PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import { WorkerContext } from "./WorkerContext.js"
+import type { WorkerStateError } from "./WorkerContextError.js"
+
+const json = (body: unknown, status = 200, headers: Record<string, string> = {}) =>
+  HttpServerResponse.unsafeJson(body, { status, headers })
+
+const stateError = (error: WorkerStateError) =>
+  json({ error: error._tag, operation: error.operation, state: error.state, message: error.message }, 409)
+
+const control = (operation: "start" | "pause" | "resume") =>
+  Effect.gen(function*() {
+    const ctx = yield* WorkerContext
+    yield* ctx[operation]
+    return json({ state: yield* ctx.state })
+  }).pipe(Effect.catchTag("WorkerStateError", (error) => Effect.succeed(stateError(error))))
+
+const serializer = new PrometheusSerializer(undefined, false, undefined, true, true)
+
+/**
+ * Every Effect metric of the process (the workers' among them, see `WorkerMetrics`) in the Prometheus text
+ * exposition format, produced by OpenTelemetry's Prometheus serializer from `@effect/opentelemetry`'s metric
+ * producer.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as WorkerHttp from "effect-worker-context/WorkerHttp"
+ *
+ * const dump = WorkerHttp.prometheusMetrics.pipe(Effect.tap((text) => Effect.log(text)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const prometheusMetrics: Effect.Effect<string> = Effect.gen(function*() {
+  const producer = yield* Effect.provide(Metrics.makeProducer, Resource.layerEmpty)
+  const { errors, resourceMetrics } = yield* Effect.promise(() => producer.collect())
+  if (errors.length > 0) yield* Effect.logWarning("some metrics could not be collected", errors)
+  return serializer.serialize(resourceMetrics)
+})
+
+/**
+ * The worker's routes, all JSON but `/metrics`, to mount into your own router or serve with {@link serve}:
+ *
+ * | route | answer |
+ * |---|---|
+ * | `GET /worker` | 200 `{ name, state, taskCount, shuttingDown }` |
+ * | `GET /health/live` | 200 `{ status: "ok", state }`, 503 once `Stopped`; never checks dependencies |
+ * | `GET /health/ready` | 200 `{ status: "ok", state }` only while `Running`; 503 `{ status: "unavailable", state }` otherwise |
+ * | `POST /worker/start`, `/worker/pause`, `/worker/resume` | 200 `{ state }`; 409 `{ error: "WorkerStateError", operation, state, message }` |
+ * | `POST /worker/stop` | 202 `{ state }` at once; the graceful stop goes on in the background |
+ * | `GET /metrics` | 200 Prometheus text (`text/plain; version=0.0.4`) |
+ *
+ * Readiness flips to 503 the moment shutdown begins or the worker is paused, so Kubernetes stops routing traffic
+ * while in-flight work drains.
+ *
+ * @example
+ * ```ts
+ * import { HttpRouter } from "@effect/platform"
+ * import * as WorkerHttp from "effect-worker-context/WorkerHttp"
+ *
+ * // the worker's routes under /ops, next to your own
+ * const routes = HttpRouter.empty.pipe(HttpRouter.mount("/ops", WorkerHttp.router))
+ * ```
+ *
+ * @since 0.1.0
+ * @category routes
+ */
+export const router: HttpRouter.HttpRouter<never, WorkerContext> = HttpRouter.empty.pipe(
+  HttpRouter.get(
+    "/worker",
+    Effect.gen(function*() {
+      const ctx = yield* WorkerContext
+      return json({
+        name: ctx.name,
+        state: yield* ctx.state,
+        taskCount: yield* ctx.taskCount,
+        shuttingDown: yield* ctx.isShuttingDown
+      })
+    })
+  ),
+  HttpRouter.get(
+    "/health/live",
+    Effect.gen(function*() {
+      const state = yield* (yield* WorkerContext).state
+      return state === "Stopped" ? json({ status: "stopped", state }, 503) : json({ status: "ok", state })
+    })
+  ),
+  HttpRouter.get(
+    "/health/ready",
+    Effect.gen(function*() {
+      const state = yield* (yield* WorkerContext).state
+      return state === "Running" ? json({ status: "ok", state }) : json({ status: "unavailable", state }, 503)
+    })
+  ),
+  HttpRouter.post("/worker/start", control("start")),
+  HttpRouter.post("/worker/pause", control("pause")),
+  HttpRouter.post("/worker/resume", control("resume")),
+  HttpRouter.post(
+    "/worker/stop",
+    Effect.gen(function*() {
+      const ctx = yield* WorkerContext
+      // `stop` begins shutdown in its first step; forking it lets the response go out at once.
+      yield* Effect.forkDaemon(ctx.stop)
+      yield* Effect.yieldNow()
+      return json({ state: yield* ctx.state }, 202)
+    })
+  ),
+  HttpRouter.get(
+    "/metrics",
+    Effect.map(
+      prometheusMetrics,
+      (text) => HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
+    )
+  )
+)
+
+/**
+ * Runs every request through the worker as a tracked task, so graceful shutdown waits for requests in flight.
+ * While the worker is not `Running` it answers 503 `{ error: "WorkerUnavailable", state, message }` without running
+ * the handler, with `Retry-After: 5` while `Paused`.
+ *
+ * The handler runs with the request's services, so it gets the context with `yield* WorkerContext`. Tracking ends
+ * when the handler returns its response. If the client goes away and the request fiber is interrupted, the
+ * handler is interrupted too. Keep probes outside this middleware: they must answer while the worker drains.
+ *
+ * @example
+ * ```ts
+ * import { HttpRouter, HttpServerResponse } from "@effect/platform"
+ * import { Effect } from "effect"
+ * import { WorkerContext } from "effect-worker-context"
+ * import * as WorkerHttp from "effect-worker-context/WorkerHttp"
+ *
+ * const jobs = HttpRouter.empty.pipe(
+ *   HttpRouter.post(
+ *     "/jobs",
+ *     Effect.gen(function*() {
+ *       const ctx = yield* WorkerContext // the worker, from inside the request
+ *       return HttpServerResponse.unsafeJson({ worker: ctx.name, tasks: yield* ctx.taskCount })
+ *     })
+ *   ),
+ *   HttpRouter.use(WorkerHttp.trackRequests)
+ * )
+ * const app = HttpRouter.concat(WorkerHttp.router, jobs)
+ * ```
+ *
+ * @since 0.1.0
+ * @category middleware
+ */
+export const trackRequests = <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R | WorkerContext> =>
+  Effect.gen(function*() {
+    const ctx = yield* WorkerContext
+    const state = yield* ctx.state
+    // A paused `track` would hold the request until `resume`; answer now instead and let the client retry.
+    if (state === "Paused") return unavailable(ctx.name, state)
+    const admitted = yield* Effect.either(ctx.track(app))
+    if (Either.isLeft(admitted)) return unavailable(ctx.name, admitted.left.state)
+    const tracked = admitted.right
+    return yield* Effect.onInterrupt(tracked.join, () => tracked.interrupt)
+  })
+
+const unavailable = (worker: string, state: string) =>
+  json(
+    { error: "WorkerUnavailable", state, message: `worker "${worker}" is ${state}: not taking requests` },
+    503,
+    state === "Paused" ? { "retry-after": "5" } : {}
+  )
+
+const routePattern = (path: string): RegExp =>
+  new RegExp(
+    "^" + path.split("/").map((segment) =>
+      segment === "*"
+        ? ".*"
+        : segment.startsWith(":")
+        ? "[^/]+"
+        : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+    ).join("/") + "/?$"
+  )
+
+/**
+ * Turns a router into an app that answers every bad request with a JSON error and never a stack trace: an
+ * unknown path gets 404 `{ error: "NotFound" }`, a known path with the wrong method 405
+ * `{ error: "MethodNotAllowed", allow }` with an `Allow` header, and a defect 500 `{ error: "InternalServerError" }`
+ * (the cause is logged).
+ *
+ * @example
+ * ```ts
+ * import * as WorkerHttp from "effect-worker-context/WorkerHttp"
+ *
+ * const app = WorkerHttp.toApp(WorkerHttp.router)
+ * ```
+ *
+ * @since 0.1.0
+ * @category routes
+ */
+export const toApp = <E, R>(self: HttpRouter.HttpRouter<E, R>): HttpApp.Default<never, R> => {
+  const routes = Array.from(self.routes, (route) => ({ method: route.method, pattern: routePattern(route.path) }))
+  return self.pipe(
+    Effect.catchTag("RouteNotFound", () =>
+      Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+        const path = new URL(request.url, "http://localhost").pathname
+        const allow = [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))]
+        return allow.length > 0
+          ? json(
+            { error: "MethodNotAllowed", message: `${request.method} is not allowed on ${path}`, allow },
+            405,
+            { allow: allow.join(", ") }
+          )
+          : json({ error: "NotFound", message: `no route for ${request.method} ${path}` }, 404)
+      })),
+    Effect.catchAllCause((cause) =>
+      Cause.isInterruptedOnly(cause)
+        ? Effect.failCause(cause)
+        : Effect.as(
+          Effect.logError("request failed", cause),
+          json({ error: "InternalServerError", message: "the request failed; see the server log" }, 500)
+        )
+    )
+  ) as HttpApp.Default<never, R>
+}
+
+/**
+ * {@link router} as a complete app: {@link toApp} applied, so unknown routes get JSON 404/405.
+ *
+ * @example
+ * ```ts
+ * import { HttpServer } from "@effect/platform"
+ * import * as WorkerHttp from "effect-worker-context/WorkerHttp"
+ *
+ * const ServerLive = HttpServer.serve(WorkerHttp.app)
+ * ```
+ *
+ * @since 0.1.0
+ * @category routes
+ */
+export const app: HttpApp.Default<never, WorkerContext> = toApp(router)
+
+/**
+ * Serves `httpApp` on the `HttpServer` you provide, in the right order for a graceful deploy: when the layer is
+ * released, the worker is stopped first, while the server still answers (readiness says 503, in-flight tracked
+ * requests finish), and only then does the server stop taking requests.
+ *
+ * @example
+ * ```ts
+ * import { HttpRouter } from "@effect/platform"
+ * import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+ * import { Layer } from "effect"
+ * import { createServer } from "node:http"
+ * import { WorkerContext } from "effect-worker-context"
+ * import * as WorkerHttp from "effect-worker-context/WorkerHttp"
+ *
+ * const Main = WorkerHttp.serve(WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, HttpRouter.empty))).pipe(
+ *   Layer.provide(NodeHttpServer.layer(createServer, { port: 3000 })),
+ *   Layer.provide(WorkerContext.layer({ name: "mailer" }))
+ * )
+ * NodeRuntime.runMain(Layer.launch(Main))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const serve = <E, R>(
+  httpApp: HttpApp.Default<E, R>
+): Layer.Layer<
+  never,
+  never,
+  HttpServer.HttpServer | WorkerContext | Exclude<Exclude<R, HttpServerRequest.HttpServerRequest>, Scope.Scope>
+> =>
+  Layer.scopedDiscard(Effect.gen(function*() {
+    const ctx = yield* WorkerContext
+    yield* HttpServer.serveEffect(httpApp)
+    // Added after `serveEffect`, so it runs first: the worker drains while the server still answers.
+    yield* Effect.addFinalizer(() => ctx.stop)
+  }))
+
+/**
+ * {@link app} served by {@link serve}: probes, control and metrics on the `HttpServer` you provide.
+ *
+ * @example
+ * ```ts
+ * import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+ * import { Layer } from "effect"
+ * import { createServer } from "node:http"
+ * import { WorkerContext } from "effect-worker-context"
+ * import * as WorkerHttp from "effect-worker-context/WorkerHttp"
+ *
+ * const Main = WorkerHttp.layer.pipe(
+ *   Layer.provide(NodeHttpServer.layer(createServer, { port: 3000 })),
+ *   Layer.provide(WorkerContext.layer({ name: "mailer" }))
+ * )
+ * NodeRuntime.runMain(Layer.launch(Main))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<never, never, HttpServer.HttpServer | WorkerContext> = serve(app)
