@@ -199,13 +199,15 @@ export class WorkerContext extends Context.Tag("effect-worker-context/WorkerCont
   /** Waits until shutdown has begun (`Stopping`): the moment to stop taking new work. */
   readonly shutdownRequested: Effect.Effect<void>
   /**
-   * Publishes a `Custom` event to every subscriber. Dropped when nobody subscribes or once `Stopped` was
-   * published (it is the last event). The other variants belong to the context: emitting one is a defect.
+   * Publishes a `Custom` event to every subscriber, stamped with this context's name. Dropped when nobody
+   * subscribes or once `Stopped` was published (it is the last event). The other variants belong to the context:
+   * emitting one is a defect.
    */
   readonly emit: (event: WorkerEvent) => Effect.Effect<void>
   /**
    * Subscribes to the events published from now on, for the life of the given scope. A subscriber that falls
-   * `eventBufferSize` events behind loses its oldest ones; it never slows the worker down.
+   * `eventBufferSize` events behind loses its oldest ones; it never slows the worker down. `Stopped` is the last
+   * event ever published: stop taking once you see it (the `events` stream does so for you).
    */
   readonly subscribe: Effect.Effect<Queue.Dequeue<WorkerEvent>, never, Scope.Scope>
   /** The events published from now on, in order; ends after `Stopped` (at once if the worker is already stopped). */

@@ -56,7 +56,7 @@ export interface WorkerMetrics {
 }
 
 /**
- * Bucket boundaries of `effect_worker_task_duration_seconds`: 1 ms to about 5.5 minutes, doubling.
+ * Bucket boundaries of `effect_worker_task_duration_seconds`: 1 ms to about 4.4 minutes (262 s), doubling.
  *
  * @example
  * ```ts

@@ -29,17 +29,16 @@ type Service = WorkerContext["Type"]
 type AnyFiber = Fiber.RuntimeFiber<unknown, unknown>
 
 /**
- * The cores of the contexts whose tracked tasks the current fiber belongs to (a task, or a fiber a task forked).
- * `stop` and `awaitShutdown` read it to avoid waiting for themselves. A joining fiber keeps its own value, so
- * `tracked.join` does not make the caller look like a task.
+ * The core of the context whose tracked task the current fiber is (or was forked from). `stop` and
+ * `awaitShutdown` read it so a task never waits for itself. A task tracked into another context belongs to that
+ * one. A joining fiber keeps its own value, so `tracked.join` does not make the caller look like a task.
  */
-const enclosingWorkers = globalValue(
-  Symbol.for("effect-worker-context/enclosingWorkers"),
-  () => FiberRef.unsafeMake<ReadonlyArray<WorkerCore>>([], { fork: (a) => a, join: (parent) => parent })
+const currentTaskOwner = globalValue(
+  Symbol.for("effect-worker-context/currentTaskOwner"),
+  () => FiberRef.unsafeMake<WorkerCore | undefined>(undefined, { fork: (a) => a, join: (parent) => parent })
 )
 
-const isInsideTaskOf = (fiber: AnyFiber, core: WorkerCore): boolean =>
-  fiber.getFiberRef(enclosingWorkers).includes(core)
+const isInsideTaskOf = (fiber: AnyFiber, core: WorkerCore): boolean => fiber.getFiberRef(currentTaskOwner) === core
 
 const outcomeOf = (exit: Exit.Exit<unknown, unknown>): TaskOutcome =>
   Exit.isSuccess(exit) ? "success" : Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "failure"
@@ -86,7 +85,7 @@ class WorkerCore {
   readonly shutdownRequested = Deferred.unsafeMake<void>(FiberId.none)
   readonly drained = Deferred.unsafeMake<void>(FiberId.none)
   readonly stopped = Deferred.unsafeMake<void>(FiberId.none)
-  /** Sets `enclosingWorkers` on a task fiber before it starts. */
+  /** Sets `currentTaskOwner` on a task fiber before it starts. */
   readonly markTask: (refs: FiberRefs.FiberRefs, fiberId: FiberId.Runtime) => FiberRefs.FiberRefs
 
   private stoppingAt = 0
@@ -106,14 +105,10 @@ class WorkerCore {
     for (const state of ["Pending", "Running", "Paused", "Stopping", "Stopped"] as const) {
       metrics.state[state].unsafeUpdate(state === "Pending" ? 1 : 0, [])
     }
-    this.markTask = (refs, fiberId) => {
-      const enclosing = FiberRefs.getOrDefault(refs, enclosingWorkers)
-      return enclosing.includes(this) ? refs : FiberRefs.updateAs(refs, {
-        fiberId,
-        fiberRef: enclosingWorkers,
-        value: [...enclosing, this]
-      })
-    }
+    this.markTask = (refs, fiberId) =>
+      FiberRefs.getOrDefault(refs, currentTaskOwner) === this
+        ? refs
+        : FiberRefs.updateAs(refs, { fiberId, fiberRef: currentTaskOwner, value: this })
   }
 
   get seq(): number {
@@ -319,9 +314,10 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
   Effect.gen(function*() {
     const { eventBufferSize, name, shutdownSignal, shutdownTimeout } = yield* resolveOptions(options)
     const scope = yield* Effect.scope
-    // Created first, so closed last: the hubs outlive the shutdown and the listeners that read them.
-    const hub = yield* Effect.acquireRelease(PubSub.sliding<WorkerEvent>(eventBufferSize), PubSub.shutdown)
-    const stateHub = yield* Effect.acquireRelease(PubSub.sliding<StateChange>(eventBufferSize), PubSub.shutdown)
+    // The hubs are never shut down: that would discard what slow subscribers have not read yet, `Stopped` among
+    // them. Nothing is published after `Stopped`; each subscription ends with the scope it was made in.
+    const hub = yield* PubSub.sliding<WorkerEvent>(eventBufferSize)
+    const stateHub = yield* PubSub.sliding<StateChange>(eventBufferSize)
     // Listener subscriptions live here rather than in `scope`: closed after the shutdown finalizer below.
     const listenerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
     yield* Effect.addFinalizer((exit) => Scope.close(listenerScope, exit))
@@ -477,7 +473,9 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
               )
             )
           }
-          if (core.subscribers > 0 && core.state !== "Stopped") core.publish(event)
+          if (core.subscribers > 0 && core.state !== "Stopped") {
+            core.publish(event.worker === name ? event : WorkerEvent.Custom({ worker: name, value: event.value }))
+          }
           return Effect.void
         }),
       subscribe,
