@@ -68,7 +68,8 @@ export const shutdownSignal = (
  * `NodeRuntime.runMain` from `@effect/platform-node`, plus a forced exit: the first SIGINT or SIGTERM interrupts
  * the main fiber, so layers close and workers drain (the process then exits 0); a second one during the drain
  * writes a line to stderr and exits at once with code 128 + the signal's number (130 for SIGINT, 143 for
- * SIGTERM), as users expect from pressing Ctrl-C twice.
+ * SIGTERM), as users expect from pressing Ctrl-C twice. Signals within half a second of the first count as the
+ * first: one Ctrl-C under `npm start` reaches the process two or three times (terminal, npm, tsx).
  *
  * @example
  * ```ts
@@ -95,16 +96,25 @@ export const runMain: RunMain = ((...args: [unknown, unknown?]) => {
   return runMainForced(args[0] as Effect.Effect<unknown, unknown>, args[1] as Parameters<RunMain>[1])
 }) as RunMain
 
+/**
+ * One Ctrl-C often arrives more than once: the terminal signals the whole process group, and `npm` (and `tsx`)
+ * forward it again. Repeats this close to the first are the same request, not a second one.
+ */
+const repeatWindowMillis = 500
+
 const runMainForced = (effect: Effect.Effect<unknown, unknown>, options: Parameters<RunMain>[1]): void => {
-  const onFirst = () => {
-    defaultSignals.forEach((signal) => process.removeListener(signal, onFirst))
-    // Added while the first signal is being delivered, so it only sees the next one.
-    defaultSignals.forEach((signal) => process.once(signal, onSecond))
+  let firstAt: number | undefined
+  // `NodeRuntime.runMain` handles the first signal and then removes its own listeners; this one stays, so a later
+  // signal forces the exit instead of being ignored or getting Node's default action.
+  const onSignal = (signal: NodeJS.Signals) => {
+    const now = performance.now()
+    if (firstAt === undefined) {
+      firstAt = now
+    } else if (now - firstAt >= repeatWindowMillis) {
+      process.stderr.write(`${signal} received again during graceful shutdown: exiting now\n`)
+      process.exit(128 + constants.signals[signal])
+    }
   }
-  const onSecond = (signal: NodeJS.Signals) => {
-    process.stderr.write(`${signal} received again during graceful shutdown: exiting now\n`)
-    process.exit(128 + constants.signals[signal])
-  }
-  defaultSignals.forEach((signal) => process.on(signal, onFirst))
+  defaultSignals.forEach((signal) => process.on(signal, onSignal))
   NodeRuntime.runMain(effect, options)
 }

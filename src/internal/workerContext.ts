@@ -205,7 +205,8 @@ class WorkerCore {
     const startedAt = this.clock.unsafeCurrentTimeMillis()
     // The span is made by hand, not with `Effect.withSpan`: that would capture a stack trace and add effects to
     // every task. It is the task's parent span, and ends in `onTaskExit`.
-    const span = caller.getFiberRef(FiberRef.currentTracerEnabled) ? this.taskSpan(caller, id) : undefined
+    const timing = caller.getFiberRef(FiberRef.currentTracerTimingEnabled)
+    const span = caller.getFiberRef(FiberRef.currentTracerEnabled) ? this.taskSpan(caller, id, timing) : undefined
     const runtime = Runtime.make({
       context: (span === undefined
         ? caller.currentContext
@@ -220,12 +221,11 @@ class WorkerCore {
     this.metrics.tasksStarted.unsafeUpdate(1, [])
     this.metrics.tasksActive.unsafeUpdate(this.tasks.size, [])
     if (this.subscribers > 0) this.publish(WorkerEvent.TaskStarted({ worker: this.name, taskId: id }))
-    fiber.addObserver((exit) => this.onTaskExit(fiber, id, startedAt, span, exit))
+    fiber.addObserver((exit) => this.onTaskExit(fiber, id, startedAt, span, timing, exit))
     return new TrackedImpl(id, fiber)
   }
 
-  private taskSpan(caller: AnyFiber, taskId: number): Tracer.Span {
-    const timing = caller.getFiberRef(FiberRef.currentTracerTimingEnabled)
+  private taskSpan(caller: AnyFiber, taskId: number, timing: boolean): Tracer.Span {
     const span = caller.currentTracer.span(
       "WorkerContext.task",
       Option.fromNullable(caller.currentSpan),
@@ -244,12 +244,13 @@ class WorkerCore {
     taskId: number,
     startedAt: number,
     span: Tracer.Span | undefined,
+    timing: boolean,
     exit: Exit.Exit<unknown, unknown>
   ): void {
     this.tasks.delete(fiber)
     const outcome = outcomeOf(exit)
     const endedAt = this.clock.unsafeCurrentTimeMillis()
-    span?.end(span.status.startTime === BigInt(0) ? BigInt(0) : this.clock.unsafeCurrentTimeNanos(), exit)
+    span?.end(timing ? this.clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
     const metrics = this.metrics
     metrics.tasksActive.unsafeUpdate(this.tasks.size, [])
     metrics.taskDuration.unsafeUpdate((endedAt - startedAt) / 1000, [])
@@ -342,13 +343,16 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
     if (shutdownSignal !== undefined) {
       yield* Effect.exit(shutdownSignal).pipe(
         Effect.tap((exit) =>
-          Exit.isFailure(exit)
-            ? Effect.logWarning("shutdown signal failed; shutting down anyway", exit.cause)
-            : Effect.logDebug("shutdown signal completed; shutting down")
+          Effect.annotateLogs(
+            Exit.isFailure(exit)
+              ? Effect.logWarning("shutdown signal failed; shutting down anyway", exit.cause)
+              : Effect.logDebug("shutdown signal completed; shutting down"),
+            "worker",
+            name
+          )
         ),
         Effect.race(Deferred.await(core.shutdownRequested)),
         Effect.zipRight(Effect.sync(() => core.beginShutdown())),
-        Effect.annotateLogs("worker", name),
         Effect.interruptible,
         Effect.forkDaemon
       )
@@ -408,8 +412,9 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
         Effect.flatMap((queue) =>
           Stream.runForEach(untilStopped(queue), (event) =>
             Effect.suspend(() => handler(event)).pipe(
-              Effect.catchAllCause((cause) => Effect.logWarning(`listener failed on ${event._tag}`, cause)),
-              Effect.annotateLogs("worker", name)
+              Effect.catchAllCause((cause) =>
+                Effect.annotateLogs(Effect.logWarning(`listener failed on ${event._tag}`, cause), "worker", name)
+              )
             )).pipe(Effect.interruptible, Effect.forkDaemon)
         ),
         Effect.map((fiber) => {

@@ -1,0 +1,510 @@
+/**
+ * Real HTTP: every test serves the worker's routes on a free loopback port and calls them with a real client
+ * (one connection per request). Time is real here, so every wait is bounded.
+ */
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import type * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import { assert, describe, it } from "@effect/vitest"
+import {
+  Chunk,
+  Context,
+  Deferred,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  Layer,
+  Logger,
+  Queue,
+  Ref,
+  Schedule,
+  Scope
+} from "effect"
+import { randomUUID } from "node:crypto"
+import { createServer } from "node:http"
+import { WorkerContext, type WorkerContextOptions, type WorkerEvent } from "../src/index.js"
+import * as WorkerHttp from "../src/WorkerHttp.js"
+
+const WAIT = "5 seconds"
+
+/** A worker name no other test uses, so the process-wide metrics of one test never mix with another's. */
+const uniqueName = (label: string) => `http-${label}-${randomUUID()}`
+
+const ServerLive = NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })
+
+/** A client with the server's base URL. No keep-alive: an idle connection must not hold the server open. */
+const ClientLive = HttpServer.layerTestClient.pipe(
+  Layer.provide(NodeHttpClient.layerWithoutAgent),
+  Layer.provide(NodeHttpClient.makeAgentLayer({ keepAlive: false }))
+)
+
+/** The library logs every transition; keep the test output readable. */
+const quiet = Effect.provide(Logger.remove(Logger.defaultLogger))
+
+class TimedOut extends Error {}
+
+const within = (what: string) =>
+  Effect.timeoutFail({ duration: WAIT, onTimeout: () => new TimedOut(`timed out waiting for ${what}`) })
+
+/** Polls `check` until it holds, for at most `WAIT`. */
+const eventually = (what: string, check: Effect.Effect<boolean>) =>
+  check.pipe(Effect.repeat({ schedule: Schedule.spaced("5 millis"), until: (ok) => ok }), within(what))
+
+interface Answer {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string | undefined>>
+  readonly text: string
+  /** The parsed body when the response says it is JSON, else `undefined`. */
+  readonly body: unknown
+}
+
+type Method = "GET" | "POST" | "PUT" | "DELETE"
+
+const requestWith = (client: HttpClient.HttpClient) => (method: Method, path: string): Effect.Effect<Answer, unknown> =>
+  Effect.gen(function*() {
+    const response = yield* client.execute(HttpClientRequest.make(method)(path))
+    const text = yield* response.text
+    const isJson = (response.headers["content-type"] ?? "").includes("application/json")
+    return { status: response.status, headers: response.headers, text, body: isJson ? JSON.parse(text) : undefined }
+  }).pipe(within(`${method} ${path}`))
+
+/**
+ * Serves `app` for `ctx` with `WorkerHttp.serve` on a free loopback port until the test's scope closes, and
+ * returns a function that calls it.
+ */
+const serveFor = (ctx: WorkerContext["Type"], app: HttpApp.Default<never, WorkerContext> = WorkerHttp.app) =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(
+      Layer.merge(WorkerHttp.serve(app), ClientLive).pipe(
+        Layer.provideMerge(ServerLive),
+        Layer.provide(Layer.succeed(WorkerContext, ctx))
+      )
+    )
+    return requestWith(Context.get(context, HttpClient.HttpClient))
+  })
+
+/**
+ * A worker served over HTTP, with a `release` latch that tasks can wait on. The latch is opened when the test ends
+ * (before the server's finalizers), so a failing test never leaves a task that holds up the shutdown.
+ */
+const served = (label: string, options?: WorkerContextOptions, app?: HttpApp.Default<never, WorkerContext>) =>
+  Effect.gen(function*() {
+    const ctx = yield* WorkerContext.make({ name: uniqueName(label), shutdownTimeout: "1 minute", ...options })
+    const request = yield* serveFor(ctx, app)
+    const release = yield* Deferred.make<void>()
+    yield* Effect.addFinalizer(() => Deferred.succeed(release, undefined))
+    return { ctx, request, release, blocked: Deferred.await(release) }
+  })
+
+/** Keeps a tracked task in flight and forks `stop`: the worker is then held in `Stopping` until `release`. */
+const holdInStopping = (ctx: WorkerContext["Type"], blocked: Effect.Effect<void>) =>
+  Effect.gen(function*() {
+    const task = yield* ctx.track(blocked.pipe(Effect.as("finished")))
+    const stopper = yield* Effect.fork(ctx.stop)
+    yield* eventually("Stopping", Effect.map(ctx.state, (state) => state === "Stopping"))
+    return { task, stopper }
+  })
+
+const assertJson = (answer: Answer, status: number, fields: Record<string, unknown>) => {
+  assert.strictEqual(answer.status, status, answer.text)
+  assert.include(answer.headers["content-type"], "application/json")
+  assert.isObject(answer.body, answer.text)
+  assert.deepInclude(answer.body as object, fields, answer.text)
+}
+
+/** An error answer: the status, a JSON body with `fields`, and nothing that looks like a stack trace. */
+const assertError = (answer: Answer, status: number, fields: Record<string, unknown>) => {
+  assertJson(answer, status, fields)
+  assert.notMatch(answer.text, /\bat .*:\d+:\d+/, "the body carries a stack frame")
+  assert.notInclude(answer.text, "stack")
+}
+
+describe("WorkerHttp.app", () => {
+  it.scopedLive("GET /worker answers 200 with the worker's name, state, task count and shutdown flag", () =>
+    Effect.gen(function*() {
+      const { blocked, ctx, release, request } = yield* served("worker")
+      const worker = (state: string, taskCount: number, shuttingDown: boolean) => ({
+        name: ctx.name,
+        state,
+        taskCount,
+        shuttingDown
+      })
+
+      let answer = yield* request("GET", "/worker")
+      assertJson(answer, 200, {})
+      assert.deepStrictEqual(answer.body, worker("Pending", 0, false))
+
+      yield* ctx.start
+      yield* ctx.track(blocked)
+      answer = yield* request("GET", "/worker")
+      assert.deepStrictEqual(answer.body, worker("Running", 1, false))
+
+      yield* Effect.fork(ctx.stop)
+      yield* eventually("Stopping", Effect.map(ctx.state, (state) => state === "Stopping"))
+      answer = yield* request("GET", "/worker")
+      assert.deepStrictEqual(answer.body, worker("Stopping", 1, true))
+
+      yield* Deferred.succeed(release, undefined)
+      yield* ctx.awaitShutdown.pipe(within("Stopped"))
+      answer = yield* request("GET", "/worker")
+      assertJson(answer, 200, {})
+      assert.deepStrictEqual(answer.body, worker("Stopped", 0, true))
+    }).pipe(quiet))
+
+  it.scopedLive("GET /health/live answers 200 in every state but Stopped, and 503 once Stopped", () =>
+    Effect.gen(function*() {
+      const { blocked, ctx, release, request } = yield* served("live")
+      assertJson(yield* request("GET", "/health/live"), 200, { state: "Pending" })
+      yield* ctx.start
+      assertJson(yield* request("GET", "/health/live"), 200, { state: "Running" })
+      yield* ctx.pause
+      assertJson(yield* request("GET", "/health/live"), 200, { state: "Paused" })
+      yield* ctx.resume
+
+      const { stopper } = yield* holdInStopping(ctx, blocked)
+      assertJson(yield* request("GET", "/health/live"), 200, { state: "Stopping" })
+
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(stopper).pipe(within("stop"))
+      assertError(yield* request("GET", "/health/live"), 503, { state: "Stopped" })
+    }).pipe(quiet))
+
+  it.scopedLive("GET /health/ready answers 200 only while Running, and 503 with the state in every other state", () =>
+    Effect.gen(function*() {
+      const { blocked, ctx, release, request } = yield* served("ready")
+      assertError(yield* request("GET", "/health/ready"), 503, { state: "Pending" })
+      yield* ctx.start
+      assertJson(yield* request("GET", "/health/ready"), 200, { state: "Running" })
+      yield* ctx.pause
+      assertError(yield* request("GET", "/health/ready"), 503, { state: "Paused" })
+      yield* ctx.resume
+      assertJson(yield* request("GET", "/health/ready"), 200, { state: "Running" })
+
+      const { stopper, task } = yield* holdInStopping(ctx, blocked)
+      assertError(yield* request("GET", "/health/ready"), 503, { state: "Stopping" })
+      assert.isNull(task.fiber.unsafePoll(), "the task is still draining")
+
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(stopper).pipe(within("stop"))
+      assertError(yield* request("GET", "/health/ready"), 503, { state: "Stopped" })
+    }).pipe(quiet))
+
+  it.scopedLive("POST /worker/start, /worker/pause and /worker/resume answer 200 with the new state", () =>
+    Effect.gen(function*() {
+      const { ctx, request } = yield* served("control")
+      assertJson(yield* request("POST", "/worker/start"), 200, { state: "Running" })
+      assert.strictEqual(yield* ctx.state, "Running")
+      assertJson(yield* request("POST", "/worker/pause"), 200, { state: "Paused" })
+      assert.strictEqual(yield* ctx.state, "Paused")
+      assertJson(yield* request("POST", "/worker/pause"), 200, { state: "Paused" })
+      assertJson(yield* request("POST", "/worker/resume"), 200, { state: "Running" })
+      assert.strictEqual(yield* ctx.state, "Running")
+      // Asking for the state the worker is already in is a no-op, not a conflict.
+      assertJson(yield* request("POST", "/worker/start"), 200, { state: "Running" })
+      assertJson(yield* request("POST", "/worker/resume"), 200, { state: "Running" })
+    }).pipe(quiet))
+
+  it.scopedLive("control routes answer 409 with the error, operation and state on an impossible transition", () =>
+    Effect.gen(function*() {
+      const { ctx, request } = yield* served("conflict")
+      const conflict = (operation: string, state: string) => ({ error: "WorkerStateError", operation, state })
+
+      assertError(yield* request("POST", "/worker/pause"), 409, conflict("pause", "Pending"))
+      assertError(yield* request("POST", "/worker/resume"), 409, conflict("resume", "Pending"))
+      assert.strictEqual(yield* ctx.state, "Pending")
+
+      yield* ctx.start
+      yield* ctx.pause
+      assertError(yield* request("POST", "/worker/start"), 409, conflict("start", "Paused"))
+      assert.strictEqual(yield* ctx.state, "Paused")
+
+      yield* ctx.stop
+      assertError(yield* request("POST", "/worker/start"), 409, conflict("start", "Stopped"))
+      assertError(yield* request("POST", "/worker/pause"), 409, conflict("pause", "Stopped"))
+      assertError(yield* request("POST", "/worker/resume"), 409, conflict("resume", "Stopped"))
+      assert.strictEqual(yield* ctx.state, "Stopped")
+    }).pipe(quiet))
+
+  it.scopedLive("POST /worker/stop answers 202 at once while a task is in flight; the worker stops once it ends", () =>
+    Effect.gen(function*() {
+      const { blocked, ctx, release, request } = yield* served("stop")
+      yield* ctx.start
+      const task = yield* ctx.track(blocked.pipe(Effect.as("finished")))
+
+      assertJson(yield* request("POST", "/worker/stop"), 202, { state: "Stopping" })
+      assert.strictEqual(yield* ctx.state, "Stopping")
+      assert.strictEqual(yield* ctx.taskCount, 1)
+      assert.isNull(task.fiber.unsafePoll(), "the task is still running: stop waits for it")
+      assertError(yield* request("GET", "/health/ready"), 503, { state: "Stopping" })
+
+      yield* Deferred.succeed(release, undefined)
+      yield* ctx.awaitShutdown.pipe(within("Stopped"))
+      assert.strictEqual(yield* ctx.state, "Stopped")
+      assert.deepStrictEqual(yield* task.await, Exit.succeed("finished"), "the task finished, it was not cut off")
+      assertJson(yield* request("GET", "/worker"), 200, { state: "Stopped", taskCount: 0 })
+    }).pipe(quiet))
+
+  it.scopedLive("an unknown route answers 404 with a JSON error", () =>
+    Effect.gen(function*() {
+      const { request } = yield* served("not-found")
+      assertError(yield* request("GET", "/nope"), 404, { error: "NotFound" })
+      assertError(yield* request("POST", "/worker/restart"), 404, { error: "NotFound" })
+      assertError(yield* request("GET", "/health"), 404, { error: "NotFound" })
+    }).pipe(quiet))
+
+  it.scopedLive("a known route with the wrong method answers 405 with a JSON error and an Allow header", () =>
+    Effect.gen(function*() {
+      const { ctx, request } = yield* served("method")
+
+      let answer = yield* request("GET", "/worker/start")
+      assertError(answer, 405, { error: "MethodNotAllowed", allow: ["POST"] })
+      assert.strictEqual(answer.headers["allow"], "POST")
+      assert.strictEqual(yield* ctx.state, "Pending", "the wrong method did not start the worker")
+
+      answer = yield* request("POST", "/health/ready")
+      assertError(answer, 405, { error: "MethodNotAllowed", allow: ["GET"] })
+      assert.strictEqual(answer.headers["allow"], "GET")
+
+      answer = yield* request("DELETE", "/worker")
+      assertError(answer, 405, { error: "MethodNotAllowed" })
+      assert.strictEqual(answer.headers["allow"], "GET")
+
+      answer = yield* request("PUT", "/metrics")
+      assertError(answer, 405, { error: "MethodNotAllowed" })
+      assert.strictEqual(answer.headers["allow"], "GET")
+    }).pipe(quiet))
+
+  it.scopedLive("a handler that dies answers 500 with a JSON error and no stack trace", () =>
+    Effect.gen(function*() {
+      const broken = HttpRouter.empty.pipe(
+        HttpRouter.get("/broken", Effect.die(new Error("secret detail of the failure")))
+      )
+      const { request } = yield* served("defect", {}, WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, broken)))
+      const answer = yield* request("GET", "/broken")
+      assertError(answer, 500, { error: "InternalServerError" })
+      assert.notInclude(answer.text, "secret detail")
+    }).pipe(quiet))
+})
+
+/** Probes and control outside the middleware, `GET /job` inside it, as the docs show. */
+const withJobs = (job: Effect.Effect<HttpServerResponse.HttpServerResponse, never, WorkerContext>) =>
+  WorkerHttp.toApp(
+    HttpRouter.concat(
+      WorkerHttp.router,
+      HttpRouter.empty.pipe(HttpRouter.get("/job", job), HttpRouter.use(WorkerHttp.trackRequests))
+    )
+  )
+
+/**
+ * A request handler that counts its runs, says when it entered, then waits for `release` and answers with what it
+ * sees of the worker, which it gets with `yield* WorkerContext`.
+ */
+const slowJob = Effect.gen(function*() {
+  const runs = yield* Ref.make(0)
+  const entered = yield* Deferred.make<void>()
+  const release = yield* Deferred.make<void>()
+  yield* Effect.addFinalizer(() => Deferred.succeed(release, undefined))
+  const job = Effect.gen(function*() {
+    const ctx = yield* WorkerContext
+    yield* Ref.update(runs, (n) => n + 1)
+    yield* Deferred.succeed(entered, undefined)
+    yield* Deferred.await(release)
+    return HttpServerResponse.unsafeJson({ worker: ctx.name, taskCount: yield* ctx.taskCount })
+  })
+  return { runs, entered, release, app: withJobs(job) }
+})
+
+const assertUnavailable = (answer: Answer, state: string, retryAfter: string | undefined) => {
+  assertError(answer, 503, { error: "WorkerUnavailable", state })
+  assert.strictEqual(answer.headers["retry-after"], retryAfter)
+}
+
+describe("WorkerHttp.trackRequests", () => {
+  it.scopedLive("runs a request as a tracked task whose handler gets the worker with yield* WorkerContext", () =>
+    Effect.gen(function*() {
+      const job = yield* slowJob
+      const { ctx, request } = yield* served("tracked", {}, job.app)
+      const events = yield* ctx.subscribe
+      yield* ctx.start
+
+      const inFlight = yield* Effect.fork(request("GET", "/job"))
+      yield* Deferred.await(job.entered).pipe(within("the handler"))
+      assert.strictEqual(yield* ctx.taskCount, 1)
+      // The probes are outside the middleware: asking for the count is not a task of its own.
+      assertJson(yield* request("GET", "/worker"), 200, { taskCount: 1 })
+      const started = Chunk.toReadonlyArray(yield* Queue.takeAll(events))
+      assert.deepStrictEqual(started.filter((event) => event._tag === "TaskStarted"), [
+        { _tag: "TaskStarted", worker: ctx.name, taskId: 1 } as WorkerEvent
+      ])
+
+      yield* Deferred.succeed(job.release, undefined)
+      const answer = yield* Fiber.join(inFlight)
+      assertJson(answer, 200, {})
+      assert.deepStrictEqual(answer.body, { worker: ctx.name, taskCount: 1 })
+      yield* eventually("the task to end", Effect.map(ctx.taskCount, (n) => n === 0))
+      const finished = Chunk.toReadonlyArray(yield* Queue.takeAll(events))
+      assert.deepInclude(finished, { _tag: "TaskFinished", worker: ctx.name, taskId: 1, outcome: "success" })
+      assert.strictEqual(yield* Ref.get(job.runs), 1)
+    }).pipe(quiet))
+
+  it.scopedLive("graceful stop waits for a request in flight, whose response still arrives", () =>
+    Effect.gen(function*() {
+      const job = yield* slowJob
+      const { ctx, request } = yield* served("drain-request", {}, job.app)
+      yield* ctx.start
+
+      const inFlight = yield* Effect.fork(request("GET", "/job"))
+      yield* Deferred.await(job.entered).pipe(within("the handler"))
+      const stopper = yield* Effect.fork(ctx.stop)
+      yield* eventually("Stopping", Effect.map(ctx.state, (state) => state === "Stopping"))
+      yield* Effect.sleep("50 millis")
+      assert.isNull(stopper.unsafePoll(), "stop waits for the request")
+      assert.isNull(inFlight.unsafePoll(), "the request is still being handled")
+      assert.strictEqual(yield* ctx.taskCount, 1)
+
+      yield* Deferred.succeed(job.release, undefined)
+      const answer = yield* Fiber.join(inFlight)
+      assertJson(answer, 200, {})
+      assert.deepStrictEqual(answer.body, { worker: ctx.name, taskCount: 1 })
+      yield* Fiber.join(stopper).pipe(within("stop"))
+      assert.strictEqual(yield* ctx.state, "Stopped")
+    }).pipe(quiet))
+
+  it.scopedLive("answers 503 with Retry-After while Paused, without running the handler", () =>
+    Effect.gen(function*() {
+      const job = yield* slowJob
+      const { ctx, request } = yield* served("paused", {}, job.app)
+      yield* ctx.start
+      yield* ctx.pause
+
+      const answer = yield* request("GET", "/job")
+      assertUnavailable(answer, "Paused", "5")
+      assert.strictEqual(yield* Ref.get(job.runs), 0, "the handler did not run")
+      assert.strictEqual(yield* ctx.taskCount, 0)
+
+      // Once resumed, the same route runs its handler again.
+      yield* ctx.resume
+      yield* Deferred.succeed(job.release, undefined)
+      assertJson(yield* request("GET", "/job"), 200, { worker: ctx.name })
+      assert.strictEqual(yield* Ref.get(job.runs), 1)
+    }).pipe(quiet))
+
+  it.scopedLive("answers 503 without Retry-After while Pending, Stopping or Stopped, without running the handler", () =>
+    Effect.gen(function*() {
+      const job = yield* slowJob
+      const { blocked, ctx, release, request } = yield* served("unavailable", {}, job.app)
+
+      assertUnavailable(yield* request("GET", "/job"), "Pending", undefined)
+
+      yield* ctx.start
+      const { stopper } = yield* holdInStopping(ctx, blocked)
+      assertUnavailable(yield* request("GET", "/job"), "Stopping", undefined)
+      assert.strictEqual(yield* ctx.taskCount, 1, "only the held task is in flight")
+
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(stopper).pipe(within("stop"))
+      assertUnavailable(yield* request("GET", "/job"), "Stopped", undefined)
+      assert.strictEqual(yield* Ref.get(job.runs), 0, "the handler never ran")
+    }).pipe(quiet))
+})
+
+describe("WorkerHttp.serve", () => {
+  it.scopedLive("releasing its layer stops the worker first, while the server still answers", () =>
+    Effect.gen(function*() {
+      const job = yield* slowJob
+      const scope = yield* Scope.make()
+      yield* Effect.addFinalizer((exit) => Scope.close(scope, exit))
+      const name = uniqueName("serve")
+      const context = yield* Layer.buildWithScope(
+        WorkerHttp.serve(job.app).pipe(
+          Layer.provideMerge(ServerLive),
+          Layer.provideMerge(WorkerContext.layer({ name, shutdownTimeout: "1 minute" }))
+        ),
+        scope
+      )
+      const ctx = Context.get(context, WorkerContext)
+      // The client lives in the test's scope, so it outlives the layer.
+      const client = yield* Layer.build(
+        ClientLive.pipe(
+          Layer.provide(Layer.succeed(HttpServer.HttpServer, Context.get(context, HttpServer.HttpServer)))
+        )
+      )
+      const request = requestWith(Context.get(client, HttpClient.HttpClient))
+      yield* ctx.start
+
+      const inFlight = yield* Effect.fork(request("GET", "/job"))
+      yield* Deferred.await(job.entered).pipe(within("the handler"))
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* eventually("Stopping", Effect.map(ctx.state, (state) => state === "Stopping"))
+
+      // Draining: the server still answers, readiness says 503 and new requests are turned away.
+      assertError(yield* request("GET", "/health/ready"), 503, { state: "Stopping" })
+      assertUnavailable(yield* request("GET", "/job"), "Stopping", undefined)
+      assertJson(yield* request("GET", "/worker"), 200, { name, state: "Stopping", taskCount: 1 })
+      assert.isNull(closing.unsafePoll(), "the layer waits for the request in flight")
+
+      yield* Deferred.succeed(job.release, undefined)
+      const answer = yield* Fiber.join(inFlight)
+      assertJson(answer, 200, { worker: name })
+      yield* Fiber.join(closing).pipe(within("the layer to close"))
+      assert.strictEqual(yield* ctx.state, "Stopped")
+      assert.strictEqual(yield* Ref.get(job.runs), 1)
+
+      // And only then did the server stop taking requests.
+      const after = yield* Effect.either(request("GET", "/health/live"))
+      assert.isTrue(Either.isLeft(after), "the server still answers after its layer was released")
+    }).pipe(quiet))
+})
+
+/** The value of the sample line `series` (name and labels) in Prometheus text, or `undefined` if absent. */
+const sample = (text: string, series: string): string | undefined => {
+  const line = text.split("\n").find((line) => line.startsWith(`${series} `))
+  return line?.slice(series.length + 1)
+}
+
+describe("GET /metrics", () => {
+  it.scopedLive("reports the worker's task counts and durations as Prometheus text", () =>
+    Effect.gen(function*() {
+      const { blocked, ctx, request } = yield* served("metrics")
+      const rejected = yield* Effect.either(ctx.track(Effect.void))
+      assert.isTrue(Either.isLeft(rejected), "a Pending worker rejects")
+      yield* ctx.start
+      const run = <E>(effect: Effect.Effect<void, E>) => Effect.flatMap(ctx.track(effect), (task) => task.await)
+      yield* Effect.repeatN(run(Effect.void), 2)
+      yield* run(Effect.fail("boom"))
+      yield* run(Effect.die("bang"))
+      const stuck = yield* ctx.track(blocked)
+      yield* stuck.interrupt
+
+      const answer = yield* request("GET", "/metrics")
+      assert.strictEqual(answer.status, 200)
+      assert.match(answer.headers["content-type"] ?? "", /^text\/plain/)
+      const worker = `{worker="${ctx.name}"}`
+      const expected: Record<string, string> = {
+        [`effect_worker_tasks_started_total${worker}`]: "6",
+        [`effect_worker_tasks_succeeded_total${worker}`]: "3",
+        [`effect_worker_tasks_failed_total${worker}`]: "2",
+        [`effect_worker_tasks_interrupted_total${worker}`]: "1",
+        [`effect_worker_tasks_rejected_total${worker}`]: "1",
+        [`effect_worker_tasks_active${worker}`]: "0",
+        [`effect_worker_task_duration_seconds_count${worker}`]: "6",
+        [`effect_worker_state{worker="${ctx.name}",state="Pending"}`]: "0",
+        [`effect_worker_state{worker="${ctx.name}",state="Running"}`]: "1"
+      }
+      for (const [series, value] of Object.entries(expected)) {
+        assert.strictEqual(sample(answer.text, series), value, series)
+      }
+      assert.include(answer.text, "# TYPE effect_worker_task_duration_seconds histogram")
+      assert.isDefined(sample(answer.text, `effect_worker_task_duration_seconds_sum${worker}`))
+      assert.strictEqual(
+        sample(answer.text, `effect_worker_task_duration_seconds_bucket{worker="${ctx.name}",le="+Inf"}`),
+        "6"
+      )
+    }).pipe(quiet))
+})
