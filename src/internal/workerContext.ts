@@ -24,6 +24,7 @@ import type { Tracked, WorkerContext, WorkerContextOptions, WorkerState } from "
 import { TaskRejected, WorkerStateError } from "../WorkerContextError.js"
 import { type TaskOutcome, WorkerEvent } from "../WorkerEvent.js"
 import * as WorkerMetrics from "../WorkerMetrics.js"
+import { TaskSpan } from "./taskSpan.js"
 
 type Service = WorkerContext["Type"]
 type AnyFiber = Fiber.RuntimeFiber<unknown, unknown>
@@ -37,6 +38,9 @@ const currentTaskOwner = globalValue(
   Symbol.for("effect-worker-context/currentTaskOwner"),
   () => FiberRef.unsafeMake<WorkerCore | undefined>(undefined, { fork: (a) => a, join: (parent) => parent })
 )
+
+/** Effect's default tracer, whose spans go nowhere unless read: tasks get a lazily built `TaskSpan` under it. */
+const builtInTracer = Effect.runSync(Effect.tracer)
 
 const isInsideTaskOf = (fiber: AnyFiber, core: WorkerCore): boolean => fiber.getFiberRef(currentTaskOwner) === core
 
@@ -85,8 +89,8 @@ class WorkerCore {
   readonly shutdownRequested = Deferred.unsafeMake<void>(FiberId.none)
   readonly drained = Deferred.unsafeMake<void>(FiberId.none)
   readonly stopped = Deferred.unsafeMake<void>(FiberId.none)
-  /** Sets `currentTaskOwner` on a task fiber before it starts. */
-  readonly markTask: (refs: FiberRefs.FiberRefs, fiberId: FiberId.Runtime) => FiberRefs.FiberRefs
+  /** Callers' fiber refs with `currentTaskOwner` set to this core: a loop that tracks tasks reuses one copy. */
+  private readonly taskRefs = new WeakMap<FiberRefs.FiberRefs, FiberRefs.FiberRefs>()
 
   private stoppingAt = 0
 
@@ -105,10 +109,6 @@ class WorkerCore {
     for (const state of ["Pending", "Running", "Paused", "Stopping", "Stopped"] as const) {
       metrics.state[state].unsafeUpdate(state === "Pending" ? 1 : 0, [])
     }
-    this.markTask = (refs, fiberId) =>
-      FiberRefs.getOrDefault(refs, currentTaskOwner) === this
-        ? refs
-        : FiberRefs.updateAs(refs, { fiberId, fiberRef: currentTaskOwner, value: this })
   }
 
   get seq(): number {
@@ -211,12 +211,12 @@ class WorkerCore {
       context: (span === undefined
         ? caller.currentContext
         : Context.add(caller.currentContext, Tracer.ParentSpan, span)) as never,
-      fiberRefs: caller.getFiberRefs(),
+      fiberRefs: this.taskRefsOf(caller),
       // A task forked from an uninterruptible region would inherit it, and shutdown could never cut it off.
       runtimeFlags: RuntimeFlags.enable(callerFlags, RuntimeFlags.Interruption)
     })
     // Not `immediate`: the task starts on the scheduler, after `track` returned, like `Effect.fork`.
-    const fiber = Runtime.runFork(runtime, effect, { immediate: false, updateRefs: this.markTask })
+    const fiber = Runtime.runFork(runtime, effect, { immediate: false })
     this.tasks.add(fiber)
     this.metrics.tasksStarted.unsafeUpdate(1, [])
     this.metrics.tasksActive.unsafeUpdate(this.tasks.size, [])
@@ -225,13 +225,28 @@ class WorkerCore {
     return new TrackedImpl(id, fiber)
   }
 
+  private taskRefsOf(caller: AnyFiber): FiberRefs.FiberRefs {
+    const refs = caller.getFiberRefs()
+    let marked = this.taskRefs.get(refs)
+    if (marked === undefined) {
+      marked = FiberRefs.getOrDefault(refs, currentTaskOwner) === this
+        ? refs
+        : FiberRefs.updateAs(refs, { fiberId: caller.id(), fiberRef: currentTaskOwner, value: this })
+      this.taskRefs.set(refs, marked)
+    }
+    return marked
+  }
+
   private taskSpan(caller: AnyFiber, taskId: number, timing: boolean): Tracer.Span {
+    const startTime = timing ? this.clock.unsafeCurrentTimeNanos() : BigInt(0)
+    const parent = Option.fromNullable(caller.currentSpan)
+    if (caller.currentTracer === builtInTracer) return new TaskSpan(parent, startTime, this.name, taskId)
     const span = caller.currentTracer.span(
       "WorkerContext.task",
-      Option.fromNullable(caller.currentSpan),
+      parent,
       Context.empty(),
       [],
-      timing ? this.clock.unsafeCurrentTimeNanos() : BigInt(0),
+      startTime,
       "internal"
     )
     span.attribute("worker", this.name)
