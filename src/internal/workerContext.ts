@@ -87,7 +87,6 @@ class WorkerCore {
   private cuttingOff = false
   private interrupted = 0
   readonly shutdownRequested = Deferred.unsafeMake<void>(FiberId.none)
-  readonly drained = Deferred.unsafeMake<void>(FiberId.none)
   readonly stopped = Deferred.unsafeMake<void>(FiberId.none)
   /** Callers' fiber refs with `currentTaskOwner` set to this core: a loop that tracks tasks reuses one copy. */
   private readonly taskRefs = new WeakMap<FiberRefs.FiberRefs, FiberRefs.FiberRefs>()
@@ -161,7 +160,7 @@ class WorkerCore {
     this.transition("Stopping", WorkerEvent.Stopping({ worker: this.name }))
     this.releaseWaiters()
     Deferred.unsafeDone(this.shutdownRequested, Exit.void)
-    if (this.tasks.size === 0) Deferred.unsafeDone(this.drained, Exit.void)
+    if (this.tasks.size === 0) this.finish()
   }
 
   /** The deadline passed: interrupt what is still running; the tasks report back through `onTaskExit`. */
@@ -170,12 +169,19 @@ class WorkerCore {
     for (const fiber of this.tasks) fiber.unsafeInterruptAsFork(by)
   }
 
-  /** `Stopping → Stopped`; returns how many tasks the deadline cut off. */
-  finish(): number {
+  /** How many tasks the shutdown deadline cut off. */
+  get cutOffCount(): number {
+    return this.interrupted
+  }
+
+  /**
+   * `Stopping → Stopped`, in the same step as the last task's exit (or the beginning of shutdown, when nothing
+   * runs): `stop` callers wake up without waiting for another fiber to notice.
+   */
+  private finish(): void {
     this.metrics.shutdownDrain.unsafeUpdate((this.clock.unsafeCurrentTimeMillis() - this.stoppingAt) / 1000, [])
     this.transition("Stopped", WorkerEvent.Stopped({ worker: this.name, interrupted: this.interrupted }))
     Deferred.unsafeDone(this.stopped, Exit.void)
-    return this.interrupted
   }
 
   /** The latch a paused `track` waits on: released by `resume` and by the beginning of shutdown. */
@@ -276,7 +282,7 @@ class WorkerCore {
     if (this.subscribers > 0) this.publish(WorkerEvent.TaskFinished({ worker: this.name, taskId, outcome }))
     if (this.tasks.size > 0) return
     if (this.state === "Stopping") {
-      Deferred.unsafeDone(this.drained, Exit.void)
+      this.finish()
     } else if (this.subscribers > 0) {
       this.publish(WorkerEvent.Idle({ worker: this.name }))
     }
@@ -346,13 +352,13 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
       yield* Effect.logInfo(
         `shutting down: ${core.tasks.size} task(s) in flight, ${Duration.format(shutdownTimeout)} to finish`
       )
-      const drained = yield* Effect.timeoutOption(Deferred.await(core.drained), shutdownTimeout)
+      const drained = yield* Effect.timeoutOption(Deferred.await(core.stopped), shutdownTimeout)
       if (Option.isNone(drained)) {
         yield* Effect.logWarning(`shutdown deadline passed: interrupting ${core.tasks.size} task(s)`)
         core.cutOff(yield* Effect.fiberId)
-        yield* Deferred.await(core.drained)
+        yield* Deferred.await(core.stopped)
       }
-      yield* Effect.logInfo(`stopped: ${core.finish()} task(s) interrupted`)
+      yield* Effect.logInfo(`stopped: ${core.cutOffCount} task(s) interrupted`)
     }).pipe(Effect.annotateLogs("worker", name), Effect.interruptible, Effect.forkDaemon)
 
     if (shutdownSignal !== undefined) {
