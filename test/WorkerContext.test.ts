@@ -1007,6 +1007,15 @@ describe("WorkerContext", () => {
         assert.deepStrictEqual(yield* Fiber.await(waiter), Exit.void)
       }))
 
+    it.scoped("joining a tracked task leaves the caller's current span as it was", () =>
+      Effect.gen(function*() {
+        const { ctx } = yield* running()
+        const task = yield* ctx.track(Effect.map(Effect.currentSpan, (span) => span.name))
+        assert.strictEqual(yield* task.join, "WorkerContext.task")
+        const after = yield* Effect.currentSpan
+        assert.strictEqual(after.name, "caller")
+      }).pipe(Effect.withSpan("caller")))
+
     it.scoped("a task tracked into another context from a task is inside that context only", () =>
       Effect.gen(function*() {
         const a = yield* WorkerContext.make({ name: "a" })

@@ -10,8 +10,6 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
-import * as FiberRefs from "effect/FiberRefs"
-import { globalValue } from "effect/GlobalValue"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import type * as Queue from "effect/Queue"
@@ -30,19 +28,19 @@ type Service = WorkerContext["Type"]
 type AnyFiber = Fiber.RuntimeFiber<unknown, unknown>
 
 /**
- * The core of the context whose tracked task the current fiber is (or was forked from). `stop` and
- * `awaitShutdown` read it so a task never waits for itself. A task tracked into another context belongs to that
- * one. A joining fiber keeps its own value, so `tracked.join` does not make the caller look like a task.
+ * Marks the context of a task's fiber (and so of every fiber it forks) with the core that owns the task. `stop`
+ * and `awaitShutdown` read it so a task never waits for itself; a task tracked into another context belongs to
+ * that one. It rides in the copy of the caller's context that the task gets anyway (for its span), so marking
+ * costs no extra copy of the caller's fiber refs.
  */
-const currentTaskOwner = globalValue(
-  Symbol.for("effect-worker-context/currentTaskOwner"),
-  () => FiberRef.unsafeMake<WorkerCore | undefined>(undefined, { fork: (a) => a, join: (parent) => parent })
-)
+const taskOwnerKey = "effect-worker-context/TaskOwner"
+const parentSpanKey = Tracer.ParentSpan.key
 
 /** Effect's default tracer, whose spans go nowhere unless read: tasks get a lazily built `TaskSpan` under it. */
 const builtInTracer = Effect.runSync(Effect.tracer)
 
-const isInsideTaskOf = (fiber: AnyFiber, core: WorkerCore): boolean => fiber.getFiberRef(currentTaskOwner) === core
+const isInsideTaskOf = (fiber: AnyFiber, core: WorkerCore): boolean =>
+  fiber.currentContext.unsafeMap.get(taskOwnerKey) === core
 
 const outcomeOf = (exit: Exit.Exit<unknown, unknown>): TaskOutcome =>
   Exit.isSuccess(exit) ? "success" : Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "failure"
@@ -63,7 +61,9 @@ class TrackedImpl<A, E> implements Tracked<A, E> {
     return Fiber.await(this.fiber)
   }
   get join(): Effect.Effect<A, E> {
-    return Fiber.join(this.fiber)
+    // Not `Fiber.join`: the task is not the caller's child, and must not hand its fiber refs (its context, with
+    // its span and owner) to whoever waits for it.
+    return Effect.flatMap(Fiber.await(this.fiber), (exit) => exit)
   }
   get interrupt(): Effect.Effect<void> {
     return Effect.asVoid(Fiber.interrupt(this.fiber))
@@ -88,8 +88,6 @@ class WorkerCore {
   private interrupted = 0
   readonly shutdownRequested = Deferred.unsafeMake<void>(FiberId.none)
   readonly stopped = Deferred.unsafeMake<void>(FiberId.none)
-  /** Callers' fiber refs with `currentTaskOwner` set to this core: a loop that tracks tasks reuses one copy. */
-  private readonly taskRefs = new WeakMap<FiberRefs.FiberRefs, FiberRefs.FiberRefs>()
 
   private stoppingAt = 0
 
@@ -213,11 +211,12 @@ class WorkerCore {
     // every task. It is the task's parent span, and ends in `onTaskExit`.
     const timing = caller.getFiberRef(FiberRef.currentTracerTimingEnabled)
     const span = caller.getFiberRef(FiberRef.currentTracerEnabled) ? this.taskSpan(caller, id, timing) : undefined
+    const services = new Map(caller.currentContext.unsafeMap)
+    services.set(taskOwnerKey, this)
+    if (span !== undefined) services.set(parentSpanKey, span)
     const runtime = Runtime.make({
-      context: (span === undefined
-        ? caller.currentContext
-        : Context.add(caller.currentContext, Tracer.ParentSpan, span)) as never,
-      fiberRefs: this.taskRefsOf(caller),
+      context: Context.unsafeMake(services) as Context.Context<R>,
+      fiberRefs: caller.getFiberRefs(),
       // A task forked from an uninterruptible region would inherit it, and shutdown could never cut it off.
       runtimeFlags: RuntimeFlags.enable(callerFlags, RuntimeFlags.Interruption)
     })
@@ -229,18 +228,6 @@ class WorkerCore {
     if (this.subscribers > 0) this.publish(WorkerEvent.TaskStarted({ worker: this.name, taskId: id }))
     fiber.addObserver((exit) => this.onTaskExit(fiber, id, startedAt, span, timing, exit))
     return new TrackedImpl(id, fiber)
-  }
-
-  private taskRefsOf(caller: AnyFiber): FiberRefs.FiberRefs {
-    const refs = caller.getFiberRefs()
-    let marked = this.taskRefs.get(refs)
-    if (marked === undefined) {
-      marked = FiberRefs.getOrDefault(refs, currentTaskOwner) === this
-        ? refs
-        : FiberRefs.updateAs(refs, { fiberId: caller.id(), fiberRef: currentTaskOwner, value: this })
-      this.taskRefs.set(refs, marked)
-    }
-    return marked
   }
 
   private taskSpan(caller: AnyFiber, taskId: number, timing: boolean): Tracer.Span {
