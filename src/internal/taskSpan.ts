@@ -10,38 +10,42 @@ const randomHex = (length: number): string => {
   return out
 }
 
-const emptyContext = Context.empty()
-
 /**
  * The span of a tracked task under Effect's built-in tracer. It behaves as the built-in tracer's spans do, but
  * builds its ids and attribute map only when someone reads them: most task spans are never read, and a span is
  * made for every task, so this keeps tracing off the hot path of `track`.
  */
 export class TaskSpan implements Tracer.Span {
-  readonly _tag = "Span"
-  readonly name = "WorkerContext.task"
-  readonly context = emptyContext
-  readonly sampled = true
-  readonly kind = "internal"
-  status: Tracer.SpanStatus
-  private ids: { traceId: string; spanId: string } | undefined = undefined
+  declare readonly _tag: "Span"
+  declare readonly name: string
+  declare readonly context: Context.Context<never>
+  declare readonly sampled: boolean
+  declare readonly kind: Tracer.SpanKind
+  private ended: { readonly endTime: bigint; readonly exit: Exit.Exit<unknown, unknown> } | undefined = undefined
+  private ids: { readonly traceId: string; readonly spanId: string } | undefined = undefined
   private attributeMap: Map<string, unknown> | undefined = undefined
   private linkList: Array<Tracer.SpanLink> | undefined = undefined
   private eventList: Array<[name: string, startTime: bigint, attributes: Record<string, unknown>]> | undefined =
     undefined
 
   constructor(
-    readonly parent: Option.Option<Tracer.AnySpan>,
-    startTime: bigint,
+    private readonly parentSpan: Tracer.AnySpan | undefined,
+    private readonly startTime: bigint,
     private readonly worker: string,
     private readonly taskId: number
-  ) {
-    this.status = { _tag: "Started", startTime }
-  }
+  ) {}
 
+  get parent(): Option.Option<Tracer.AnySpan> {
+    return Option.fromNullable(this.parentSpan)
+  }
+  get status(): Tracer.SpanStatus {
+    return this.ended === undefined
+      ? { _tag: "Started", startTime: this.startTime }
+      : { _tag: "Ended", startTime: this.startTime, endTime: this.ended.endTime, exit: this.ended.exit }
+  }
   private get idPair() {
     return this.ids ??= {
-      traceId: Option.isSome(this.parent) ? this.parent.value.traceId : randomHex(32),
+      traceId: this.parentSpan !== undefined ? this.parentSpan.traceId : randomHex(32),
       spanId: randomHex(16)
     }
   }
@@ -62,7 +66,7 @@ export class TaskSpan implements Tracer.Span {
   }
 
   end(endTime: bigint, exit: Exit.Exit<unknown, unknown>): void {
-    this.status = { _tag: "Ended", endTime, exit, startTime: this.status.startTime }
+    this.ended ??= { endTime, exit }
   }
   attribute(key: string, value: unknown): void {
     this.attributes.set(key, value)
@@ -74,3 +78,12 @@ export class TaskSpan implements Tracer.Span {
     this.links.push(...links)
   }
 }
+
+// Constants live on the prototype: one span per task, so every per-instance field counts.
+Object.assign(TaskSpan.prototype, {
+  _tag: "Span",
+  name: "WorkerContext.task",
+  context: Context.empty(),
+  sampled: true,
+  kind: "internal"
+})

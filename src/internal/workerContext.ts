@@ -56,7 +56,14 @@ interface StateChange {
 }
 
 class TrackedImpl<A, E> implements Tracked<A, E> {
-  constructor(readonly id: number, readonly fiber: Fiber.RuntimeFiber<A, E>) {}
+  constructor(
+    readonly id: number,
+    readonly fiber: Fiber.RuntimeFiber<A, E>,
+    /** For the core: clock millis at admission, and the task's span (timed or not). */
+    readonly startedAt: number,
+    readonly span: Tracer.Span | undefined,
+    readonly timing: boolean
+  ) {}
   get await(): Effect.Effect<Exit.Exit<A, E>> {
     return Fiber.await(this.fiber)
   }
@@ -226,17 +233,17 @@ class WorkerCore {
     this.metrics.tasksStarted.unsafeUpdate(1, [])
     this.metrics.tasksActive.unsafeUpdate(this.tasks.size, [])
     if (this.subscribers > 0) this.publish(WorkerEvent.TaskStarted({ worker: this.name, taskId: id }))
-    fiber.addObserver((exit) => this.onTaskExit(fiber, id, startedAt, span, timing, exit))
-    return new TrackedImpl(id, fiber)
+    const tracked = new TrackedImpl(id, fiber, startedAt, span, timing)
+    fiber.addObserver((exit) => this.onTaskExit(tracked, exit))
+    return tracked
   }
 
   private taskSpan(caller: AnyFiber, taskId: number, timing: boolean): Tracer.Span {
     const startTime = timing ? this.clock.unsafeCurrentTimeNanos() : BigInt(0)
-    const parent = Option.fromNullable(caller.currentSpan)
-    if (caller.currentTracer === builtInTracer) return new TaskSpan(parent, startTime, this.name, taskId)
+    if (caller.currentTracer === builtInTracer) return new TaskSpan(caller.currentSpan, startTime, this.name, taskId)
     const span = caller.currentTracer.span(
       "WorkerContext.task",
-      parent,
+      Option.fromNullable(caller.currentSpan),
       Context.empty(),
       [],
       startTime,
@@ -247,26 +254,20 @@ class WorkerCore {
     return span
   }
 
-  private onTaskExit(
-    fiber: AnyFiber,
-    taskId: number,
-    startedAt: number,
-    span: Tracer.Span | undefined,
-    timing: boolean,
-    exit: Exit.Exit<unknown, unknown>
-  ): void {
-    this.tasks.delete(fiber)
+  private onTaskExit(task: TrackedImpl<unknown, unknown>, exit: Exit.Exit<unknown, unknown>): void {
+    this.tasks.delete(task.fiber)
     const outcome = outcomeOf(exit)
-    const endedAt = this.clock.unsafeCurrentTimeMillis()
-    span?.end(timing ? this.clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
+    task.span?.end(task.timing ? this.clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
     const metrics = this.metrics
     metrics.tasksActive.unsafeUpdate(this.tasks.size, [])
-    metrics.taskDuration.unsafeUpdate((endedAt - startedAt) / 1000, [])
+    metrics.taskDuration.unsafeUpdate((this.clock.unsafeCurrentTimeMillis() - task.startedAt) / 1000, [])
     if (outcome === "success") metrics.tasksSucceeded.unsafeUpdate(1, [])
     else if (outcome === "failure") metrics.tasksFailed.unsafeUpdate(1, [])
     else metrics.tasksInterrupted.unsafeUpdate(1, [])
     if (this.cuttingOff && outcome === "interrupted") this.interrupted++
-    if (this.subscribers > 0) this.publish(WorkerEvent.TaskFinished({ worker: this.name, taskId, outcome }))
+    if (this.subscribers > 0) {
+      this.publish(WorkerEvent.TaskFinished({ worker: this.name, taskId: task.id, outcome }))
+    }
     if (this.tasks.size > 0) return
     if (this.state === "Stopping") {
       this.finish()
