@@ -1,0 +1,348 @@
+/**
+ * Runs `examples/demo.ts` as a real child process on a free port, talks to it over real HTTP, signals it, and checks
+ * what an operator would see: readiness turns 503 while the jobs in flight drain (or, past the deadline, are
+ * interrupted), a summary is printed and the process exits 0; a second signal half a second later forces the exit.
+ * Real time is bounded everywhere, and the child is killed with SIGKILL when a test ends, however it ends.
+ */
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Command from "@effect/platform/Command"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import { assert, describe, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import { fileURLToPath } from "node:url"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+
+/** Generous: on a busy machine, node and tsx take several seconds to start. */
+const STEP_TIMEOUT = "30 seconds"
+const REQUEST_TIMEOUT = "5 seconds"
+const TEST_TIMEOUT = 60_000
+
+class DemoError extends Data.TaggedError("DemoError")<{ readonly reason: string; readonly output: string }> {
+  override get message(): string {
+    return `${this.reason}\n--- demo output ---\n${this.output}`
+  }
+}
+
+interface Line {
+  readonly stream: "stdout" | "stderr"
+  readonly text: string
+}
+
+interface Summary {
+  readonly completed: number
+  readonly failed: number
+  readonly interrupted: number
+}
+
+const parseSummary = (lines: ReadonlyArray<Line>): Summary | undefined => {
+  for (const { text } of lines) {
+    const match = /summary: completed=(\d+) failed=(\d+) interrupted=(\d+)/.exec(text)
+    if (match !== null) return { completed: Number(match[1]), failed: Number(match[2]), interrupted: Number(match[3]) }
+  }
+  return undefined
+}
+
+const indexOf = (lines: ReadonlyArray<Line>, pattern: RegExp): number =>
+  lines.findIndex((line) => pattern.test(line.text))
+
+const lastIndexOf = (lines: ReadonlyArray<Line>, pattern: RegExp): number => {
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (pattern.test(lines[i]!.text)) return i
+  }
+  return -1
+}
+
+const show = (lines: ReadonlyArray<Line>): string =>
+  lines.map((line) => (line.stream === "stderr" ? "[stderr] " : "") + line.text).join("\n")
+
+interface Answer {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: string
+}
+
+/** A fresh connection per request: nothing of the test keeps the demo's server open. */
+const HttpClientLive = NodeHttpClient.layerWithoutAgent.pipe(
+  Layer.provide(NodeHttpClient.makeAgentLayer({ keepAlive: false }))
+)
+
+/**
+ * Starts the demo on a free port (`PORT=0`) with `env` added to this process's environment. Its output (stdout and
+ * stderr, line by line) is collected as it comes. The process is killed with SIGKILL when the scope closes if it is
+ * still running.
+ */
+const startDemo = (env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const client = yield* HttpClient.HttpClient
+    const command = Command.make(process.execPath, "--import", "tsx", "examples/demo.ts").pipe(
+      Command.workingDirectory(root),
+      Command.env({ PORT: "0", ...env })
+    )
+    const proc = yield* Command.start(command)
+    // Added after `start`, so it runs before the executor's own finalizer (which sends SIGTERM and waits).
+    yield* Effect.addFinalizer(() =>
+      proc.isRunning.pipe(
+        Effect.flatMap((running) => running ? proc.kill("SIGKILL") : Effect.void),
+        Effect.ignore
+      )
+    )
+
+    const output = yield* SubscriptionRef.make<ReadonlyArray<Line>>([])
+    const lines = <E>(stream: Stream.Stream<Uint8Array, E>, name: Line["stream"]) =>
+      stream.pipe(Stream.decodeText(), Stream.splitLines, Stream.map((text): Line => ({ stream: name, text })))
+    const reader = yield* Stream.merge(lines(proc.stdout, "stdout"), lines(proc.stderr, "stderr")).pipe(
+      Stream.runForEach((line) => SubscriptionRef.update(output, (all) => [...all, line])),
+      Effect.forkScoped
+    )
+
+    const fail = (reason: string) =>
+      Effect.flatMap(SubscriptionRef.get(output), (all) => Effect.fail(new DemoError({ reason, output: show(all) })))
+
+    /** Waits until a line matches `pattern` and returns the match; fails if the demo exits first or in time. */
+    const waitFor = (pattern: RegExp): Effect.Effect<RegExpExecArray, DemoError> =>
+      output.changes.pipe(
+        Stream.filterMap((all) => Option.firstSomeOf(all.map((line) => Option.fromNullable(pattern.exec(line.text))))),
+        Stream.runHead,
+        Effect.flatMap(Option.match({
+          onNone: () => fail(`output ended before a line matched ${pattern}`),
+          onSome: Effect.succeed
+        })),
+        // The line may still be in the pipe when the process exits: give up only once the output is read.
+        Effect.raceFirst(
+          Effect.ignore(Effect.zipRight(proc.exitCode, Fiber.join(reader))).pipe(
+            Effect.zipRight(fail(`the demo exited before a line matched ${pattern}`))
+          )
+        ),
+        Effect.timeout(STEP_TIMEOUT),
+        Effect.catchTag("TimeoutException", () => fail(`no line matched ${pattern} within ${STEP_TIMEOUT}`))
+      )
+
+    const url = (yield* waitFor(/listening on (http:\/\/\S+)/))[1]!
+
+    /** One real HTTP request; fails if the server does not answer within `REQUEST_TIMEOUT`. */
+    const request = (method: "GET" | "POST", path: string): Effect.Effect<Answer, DemoError> =>
+      client.execute(HttpClientRequest.make(method)(url + path)).pipe(
+        Effect.flatMap((response) =>
+          Effect.map(response.text, (body): Answer => ({ status: response.status, headers: response.headers, body }))
+        ),
+        Effect.timeout(REQUEST_TIMEOUT),
+        Effect.catchAll((error) => fail(`${method} ${path}: ${error.message}`))
+      )
+
+    /** Repeats `check` every 50 ms until it returns a value; fails after `STEP_TIMEOUT` or as soon as `check` fails. */
+    const poll = <A>(what: string, check: Effect.Effect<Option.Option<A>, DemoError>): Effect.Effect<A, DemoError> =>
+      Effect.gen(function*() {
+        while (true) {
+          const found = yield* check
+          if (Option.isSome(found)) return found.value
+          yield* Effect.sleep("50 millis")
+        }
+      }).pipe(
+        Effect.timeout(STEP_TIMEOUT),
+        Effect.catchTag("TimeoutException", () => fail(`timed out after ${STEP_TIMEOUT} waiting for ${what}`))
+      )
+
+    /** Waits until the demo is ready (readiness 200) and has a job in flight (`taskCount` at least 1). */
+    const awaitBusy = Effect.gen(function*() {
+      yield* poll(
+        "readiness 200",
+        Effect.map(request("GET", "/health/ready"), (answer) => Option.liftPredicate(answer, (a) => a.status === 200))
+      )
+      yield* poll(
+        "a job in flight",
+        Effect.map(
+          request("GET", "/worker"),
+          (answer) => Option.liftPredicate(answer, (a) => JSON.parse(a.body).taskCount >= 1)
+        )
+      )
+    })
+
+    /** Sends `signal` to the demo; does not wait. */
+    const signal = (signal: NodeJS.Signals) => Effect.sync(() => process.kill(proc.pid, signal))
+
+    /** Waits for the demo to exit; returns its exit code and every line it printed. */
+    const awaitExit = Effect.gen(function*() {
+      const exitCode = yield* proc.exitCode
+      yield* Fiber.join(reader)
+      const all = yield* SubscriptionRef.get(output)
+      return { exitCode, lines: all, output: show(all) }
+    }).pipe(
+      Effect.timeout(STEP_TIMEOUT),
+      Effect.catchAll((error) => fail(`waiting for the demo to exit: ${error.message}`))
+    )
+
+    return { url, waitFor, request, poll, awaitBusy, signal, isRunning: proc.isRunning, awaitExit } as const
+  })
+
+const runDemo = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.provide(self, Layer.merge(NodeContext.layer, HttpClientLive))
+
+describe("examples/demo.ts", () => {
+  it.scopedLive(
+    "on SIGTERM, answers 503 on readiness while the jobs in flight drain, then prints a summary and exits 0",
+    () =>
+      runDemo(Effect.gen(function*() {
+        // Jobs of a fixed 3 s: several are in flight at the signal, and they end well within the 20 s timeout.
+        const demo = yield* startDemo({ SHUTDOWN_TIMEOUT: "20", DEMO_JOB_MS: "3000" })
+        assert.match(demo.url, /^http:\/\/127\.0\.0\.1:\d+$/)
+        yield* demo.awaitBusy
+
+        yield* demo.signal("SIGTERM")
+        const draining = yield* demo.poll(
+          "readiness 503",
+          Effect.map(demo.request("GET", "/health/ready"), (answer) =>
+            Option.liftPredicate(answer, (a) => a.status === 503))
+        )
+        // The worker itself says it is still draining, and the process is still there to say it.
+        assert.deepStrictEqual(JSON.parse(draining.body), { status: "unavailable", state: "Stopping" })
+        assert.isTrue(yield* demo.isRunning)
+
+        const { exitCode, lines, output } = yield* demo.awaitExit
+        assert.strictEqual(exitCode, 0, output)
+        const summary = parseSummary(lines)
+        assert.isDefined(summary, output)
+        assert.strictEqual(summary.interrupted, 0, output)
+        const stopping = indexOf(lines, /Stopping:/)
+        assert.isAtLeast(stopping, 0, output)
+        const lastJob = lastIndexOf(lines, /job \d+ (completed|failed) after/)
+        assert.isAbove(lastJob, stopping, `jobs in flight should end during the drain\n${output}`)
+        assert.isAbove(indexOf(lines, /summary:/), lastJob, output)
+      })),
+    TEST_TIMEOUT
+  )
+
+  it.scopedLive(
+    "on SIGTERM, interrupts the jobs that outlive SHUTDOWN_TIMEOUT, reports them and still exits 0",
+    () =>
+      runDemo(Effect.gen(function*() {
+        const demo = yield* startDemo({ SHUTDOWN_TIMEOUT: "1", DEMO_JOB_MS: "60000" })
+        yield* demo.awaitBusy
+
+        yield* demo.signal("SIGTERM")
+        const { exitCode, lines, output } = yield* demo.awaitExit
+        assert.strictEqual(exitCode, 0, output)
+        const summary = parseSummary(lines)
+        assert.isDefined(summary, output)
+        assert.isAtLeast(summary.interrupted, 1, output)
+        assert.strictEqual(summary.completed + summary.failed, 0, output)
+        assert.isAtLeast(indexOf(lines, /job \d+ interrupted after/), 0, output)
+      })),
+    TEST_TIMEOUT
+  )
+
+  it.scopedLive(
+    "a second SIGINT at least half a second after the first exits at once with code 130",
+    () =>
+      runDemo(Effect.gen(function*() {
+        // Jobs and timeout far longer than the test: only the forced exit can end the process in time.
+        const demo = yield* startDemo({ SHUTDOWN_TIMEOUT: "300", DEMO_JOB_MS: "300000" })
+        yield* demo.awaitBusy
+
+        yield* demo.signal("SIGINT")
+        const firstAt = yield* Clock.currentTimeMillis
+        yield* demo.poll(
+          "readiness 503",
+          Effect.map(demo.request("GET", "/health/ready"), (answer) =>
+            Option.liftPredicate(answer, (a) => a.status === 503))
+        )
+        // Well past the half second within which a repeated signal counts as the same one.
+        const waited = (yield* Clock.currentTimeMillis) - firstAt
+        yield* Effect.sleep(Duration.millis(Math.max(0, 1000 - waited)))
+        assert.isTrue(yield* demo.isRunning, "the drain is still going on")
+
+        yield* demo.signal("SIGINT")
+        const secondAt = yield* Clock.currentTimeMillis
+        const { exitCode, lines, output } = yield* demo.awaitExit
+        const exitedAfter = (yield* Clock.currentTimeMillis) - secondAt
+        assert.strictEqual(exitCode, 130, output)
+        assert.isBelow(exitedAfter, 15_000, output)
+        const stderr = lines.filter((line) =>
+          line.stream === "stderr"
+        )
+        assert.isAtLeast(indexOf(stderr, /SIGINT received again during graceful shutdown: exiting now/), 0, output)
+        assert.isUndefined(parseSummary(lines), output)
+      })),
+    TEST_TIMEOUT
+  )
+
+  it.scopedLive(
+    "one SIGINT delivered twice within a few milliseconds (npm and the terminal) does not force: it drains, exits 0",
+    () =>
+      runDemo(Effect.gen(function*() {
+        const demo = yield* startDemo({ SHUTDOWN_TIMEOUT: "30", DEMO_JOB_MS: "2000" })
+        yield* demo.awaitBusy
+
+        yield* demo.signal("SIGINT")
+        yield* Effect.sleep("5 millis")
+        yield* demo.signal("SIGINT")
+        const { exitCode, lines, output } = yield* demo.awaitExit
+        assert.strictEqual(exitCode, 0, output)
+        assert.strictEqual(indexOf(lines, /exiting now/), -1, output)
+        const summary = parseSummary(lines)
+        assert.isDefined(summary, output)
+        assert.strictEqual(summary.interrupted, 0, output)
+        assert.isAbove(lastIndexOf(lines, /job \d+ (completed|failed) after/), indexOf(lines, /Stopping:/), output)
+      })),
+    TEST_TIMEOUT
+  )
+
+  it.scopedLive(
+    "serves the routes the README shows, and exits 0 by itself after POST /worker/stop",
+    () =>
+      runDemo(Effect.gen(function*() {
+        const demo = yield* startDemo({ SHUTDOWN_TIMEOUT: "20", DEMO_JOB_MS: "500" })
+        yield* demo.awaitBusy
+
+        const worker = yield* demo.request("GET", "/worker")
+        assert.strictEqual(worker.status, 200)
+        assert.include(JSON.parse(worker.body), { name: "demo", state: "Running", shuttingDown: false })
+
+        const paused = yield* demo.request("POST", "/worker/pause")
+        assert.deepStrictEqual([paused.status, JSON.parse(paused.body)], [200, { state: "Paused" }])
+        const notReady = yield* demo.request("GET", "/health/ready")
+        assert.deepStrictEqual([notReady.status, JSON.parse(notReady.body)], [503, {
+          status: "unavailable",
+          state: "Paused"
+        }])
+        // The demo's own route is tracked: a paused worker turns it away without running it.
+        const refused = yield* demo.request("POST", "/jobs")
+        assert.strictEqual(refused.status, 503)
+        assert.strictEqual(refused.headers["retry-after"], "5")
+
+        const resumed = yield* demo.request("POST", "/worker/resume")
+        assert.deepStrictEqual([resumed.status, JSON.parse(resumed.body)], [200, { state: "Running" }])
+        const queued = yield* demo.request("POST", "/jobs?ms=100&fail=true")
+        assert.strictEqual(queued.status, 202, queued.body)
+        const job = JSON.parse(queued.body).job
+        assert.include(job, { durationMs: 100, fails: true })
+        yield* demo.waitFor(new RegExp(`job ${job.id} failed after`))
+        assert.strictEqual((yield* demo.request("POST", "/jobs?ms=soon")).status, 400)
+
+        const metrics = yield* demo.request("GET", "/metrics")
+        assert.strictEqual(metrics.status, 200)
+        assert.match(metrics.body, /^effect_worker_tasks_started_total\{worker="demo"\} [1-9]\d*$/m)
+        assert.match(metrics.body, /^effect_worker_state\{worker="demo",state="Running"\} 1$/m)
+
+        const stop = yield* demo.request("POST", "/worker/stop")
+        assert.strictEqual(stop.status, 202)
+        const { exitCode, lines, output } = yield* demo.awaitExit
+        assert.strictEqual(exitCode, 0, output)
+        const summary = parseSummary(lines)
+        assert.isDefined(summary, output)
+        assert.strictEqual(summary.interrupted, 0, output)
+        assert.isAtLeast(summary.failed, 1, output)
+      })),
+    TEST_TIMEOUT
+  )
+})
