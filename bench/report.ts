@@ -1,0 +1,356 @@
+/**
+ * Turns a {@link SuiteResult} into the table `npm run bench` prints and into `docs/benchmarks.md`.
+ */
+import { execFileSync } from "node:child_process"
+import { createHash } from "node:crypto"
+import { readdirSync, readFileSync } from "node:fs"
+import * as os from "node:os"
+import { fmt, gcAvailable, mb } from "./common.js"
+import { Variants } from "./overhead.js"
+import type { SuiteConfig, SuiteResult } from "./suite.js"
+
+/** The machine and the versions a run was made with. */
+export interface Environment {
+  readonly date: string
+  readonly cpuModel: string
+  readonly cpuCount: number
+  readonly memoryGb: number
+  readonly os: string
+  readonly node: string
+  readonly effect: string
+  readonly library: string
+  readonly tinybench: string
+  readonly pQueue: string
+  /** The library source measured: git commit, whether `src/` differs from it, and a digest of `src/`. */
+  readonly source: string
+  readonly gc: boolean
+  /** 1-minute load average when the suite started and when it ended: other processes compete for the cores. */
+  readonly loadStart: number
+  readonly loadEnd: number
+}
+
+const root = new URL("../", import.meta.url)
+
+const versionOf = (packageJson: string): string => {
+  try {
+    return (JSON.parse(readFileSync(new URL(packageJson, root), "utf8")) as { version: string }).version
+  } catch {
+    return "unknown"
+  }
+}
+
+/** Which source was measured: `src/` may hold uncommitted work, so its digest identifies it. */
+const sourceOf = (): string => {
+  const src = new URL("src/", root)
+  const hash = createHash("sha256")
+  const files = readdirSync(src, { recursive: true, encoding: "utf8" }).filter((file) => file.endsWith(".ts")).sort()
+  for (const file of files) hash.update(file).update(readFileSync(new URL(file, src)))
+  const digest = hash.digest("hex").slice(0, 12)
+  const git = (...args: Array<string>) => {
+    try {
+      return execFileSync("git", args, { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim()
+    } catch {
+      return undefined
+    }
+  }
+  const head = git("rev-parse", "--short", "HEAD")
+  const dirty = git("status", "--porcelain", "--", "src")
+  const state = head === undefined ? "not a git checkout" : `commit ${head}${dirty ? " + uncommitted changes" : ""}`
+  return `${state}; src/ digest ${digest}`
+}
+
+/** Describes this machine and process; call `loadStart` before the suite and this after it. */
+export const environment = (loadStart: number): Environment => {
+  const cpus = os.cpus()
+  return {
+    date: new Date().toISOString(),
+    cpuModel: cpus[0]?.model.trim() ?? "unknown",
+    cpuCount: cpus.length,
+    memoryGb: os.totalmem() / 1024 ** 3,
+    os: `${os.type()} ${os.release()} (${os.arch()})`,
+    node: process.version,
+    effect: versionOf("node_modules/effect/package.json"),
+    library: versionOf("package.json"),
+    tinybench: versionOf("node_modules/tinybench/package.json"),
+    pQueue: versionOf("node_modules/p-queue/package.json"),
+    source: sourceOf(),
+    gc: gcAvailable(),
+    loadStart,
+    loadEnd: os.loadavg()[0]!
+  }
+}
+
+/** One line of the results: a figure of a benchmark, with its target and verdict when the issue sets one. */
+export interface Row {
+  readonly benchmark: string
+  readonly figure: string
+  readonly value: string
+  readonly target: string
+  readonly verdict: string
+}
+
+/** A target of the issue, evaluated. */
+export interface Target {
+  readonly target: string
+  readonly measured: string
+  readonly met: boolean
+  readonly by: string
+}
+
+const atMost = (value: number, limit: number): { met: boolean; by: string } =>
+  value <= limit
+    ? { met: true, by: `${fmt((1 - value / limit) * 100, 0)}% under the limit` }
+    : { met: false, by: `${fmt((value / limit - 1) * 100, 0)}% over the limit` }
+
+/** The four targets of the issue, from the figures of one run. */
+export const targets = (result: SuiteResult): ReadonlyArray<Target> => {
+  const { memory, overhead, shutdown, throughput } = result
+  return [
+    {
+      target: "`track` ≤ 1.25x `FiberSet.run` per task, no listener",
+      measured: `${fmt(overhead.ratioTrack.wall)}x (CPU time: ${fmt(overhead.ratioTrack.cpu)}x)`,
+      ...atMost(overhead.ratioTrack.wall, 1.25)
+    },
+    {
+      target: "`track` ≤ 1.5x `FiberSet.run` per task, one listener",
+      measured: `${fmt(overhead.ratioTrackListener.wall)}x (CPU time: ${fmt(overhead.ratioTrackListener.cpu)}x)`,
+      ...atMost(overhead.ratioTrackListener.wall, 1.5)
+    },
+    {
+      target: "In-flight memory per tracked task ≤ 1.25x a bare `FiberSet` fiber",
+      measured: `${fmt(memory.ratio)}x (${fmt(memory.trackBytesPerTask, 0)} B vs ${
+        fmt(memory.fiberSetBytesPerTask, 0)
+      } B)`,
+      ...atMost(memory.ratio, 1.25)
+    },
+    {
+      target: `Heap after ${throughput.config.tasks.toLocaleString("en")} tasks within 5% of the heap before`,
+      measured: `${throughput.growthPercent >= 0 ? "+" : ""}${fmt(throughput.growthPercent)}% (${
+        mb(throughput.heapBefore)
+      } MB → ${mb(throughput.heapAfter)} MB)`,
+      ...atMost(Math.abs(throughput.growthPercent), 5)
+    },
+    {
+      target: "`stop` returns within 1 ms of the last task ending",
+      measured: `${fmt(shutdown.fromLastTaskMs, 3)} ms (median of ${shutdown.runs.length})`,
+      ...atMost(shutdown.fromLastTaskMs, 1)
+    }
+  ]
+}
+
+const verdict = (target: Target): string => `${target.met ? "met" : "NOT MET"} (${target.by})`
+
+/** Every figure of a run, in the order of the issue. */
+export const rows = (result: SuiteResult): ReadonlyArray<Row> => {
+  const { contention, events, memory, overhead, shutdown, throughput } = result
+  const [ratioTrack, ratioListener, memoryTarget, heapTarget, stopTarget] = targets(result) as [
+    Target,
+    Target,
+    Target,
+    Target,
+    Target
+  ]
+  const out: Array<Row> = []
+  const add = (benchmark: string, figure: string, value: string, target = "", verdictText = "") =>
+    out.push({ benchmark, figure, value, target, verdict: verdictText })
+
+  const b1 = `1. per-task overhead (${overhead.config.tasks.toLocaleString("en")} tasks)`
+  for (const name of Object.values(Variants)) {
+    add(b1, name, `${fmt(overhead.usPerTask[name]!)} µs/task (CPU ${fmt(overhead.cpuUsPerTask[name]!)} µs)`)
+  }
+  add(b1, "track / FiberSet.run, 0 listeners", ratioTrack.measured, "≤ 1.25x", verdict(ratioTrack))
+  add(b1, "track / FiberSet.run, 1 listener", ratioListener.measured, "≤ 1.5x", verdict(ratioListener))
+
+  const b2 = `2. throughput at scale (${throughput.config.tasks.toLocaleString("en")} tasks)`
+  add(b2, "tasks/s (batches only)", fmt(throughput.tasksPerSecond, 0))
+  add(b2, "heap before", `${mb(throughput.heapBefore)} MB`)
+  const during = throughput.heapDuring.map((sample) => sample.heapUsed)
+  if (during.length > 0) add(b2, "heap during (min–max)", `${mb(Math.min(...during))}–${mb(Math.max(...during))} MB`)
+  add(b2, "heap after", `${mb(throughput.heapAfter)} MB`)
+  add(b2, "growth", heapTarget.measured, "within 5%", verdict(heapTarget))
+  add(b2, "retained per completed task", `${fmt(throughput.bytesPerTask)} B`)
+  const listened = result.throughputListener
+  const b2l = `2. throughput at scale, 1 listener (${listened.config.tasks.toLocaleString("en")} tasks)`
+  add(b2l, "tasks/s (batches only)", fmt(listened.tasksPerSecond, 0))
+  add(
+    b2l,
+    "heap before → after",
+    `${mb(listened.heapBefore)} MB → ${mb(listened.heapAfter)} MB (${listened.growthPercent >= 0 ? "+" : ""}${
+      fmt(listened.growthPercent)
+    }%)`
+  )
+  add(b2l, "retained per completed task", `${fmt(listened.bytesPerTask)} B`)
+
+  const b3 = `3. memory per in-flight task (${memory.config.tasks.toLocaleString("en")} tasks)`
+  const runs = (values: ReadonlyArray<number>, digits: number) => values.map((value) => fmt(value, digits)).join(", ")
+  add(b3, "ctx.track", `${fmt(memory.trackBytesPerTask, 0)} B/task (runs: ${runs(memory.trackRuns, 0)})`)
+  add(b3, "FiberSet.run", `${fmt(memory.fiberSetBytesPerTask, 0)} B/task (runs: ${runs(memory.fiberSetRuns, 0)})`)
+  add(b3, "ratio", memoryTarget.measured, "≤ 1.25x", verdict(memoryTarget))
+
+  const b4 = `4. shutdown latency (${shutdown.config.tasks.toLocaleString("en")} tasks in flight)`
+  add(b4, "last task's end → stop returns", stopTarget.measured, "≤ 1 ms", verdict(stopTarget))
+  add(b4, "last task's end → stop returns, each run", `${runs(shutdown.runs.map((run) => run.fromLastTask), 3)} ms`)
+  add(b4, "Deferred completed → stop returns", `${fmt(shutdown.fromReleaseMs)} ms (median)`)
+
+  const b5 = `5. events`
+  for (const emit of events.emit) {
+    add(
+      b5,
+      `emit, ${emit.subscribers} subscriber(s)`,
+      `${fmt(emit.usPerEvent)} µs/event, ${fmt(emit.eventsPerSecond, 0)} events/s, ${
+        fmt(emit.deliveredFraction * 100, 1)
+      }% delivered`
+    )
+  }
+  add(b5, "track, no subscriber", `${fmt(events.trackUs)} µs/task`)
+  add(b5, "track, 1 listener", `${fmt(events.trackListenerUs)} µs/task`)
+  add(b5, "track, stalled subscriber", `${fmt(events.trackStalledUs)} µs/task`)
+  add(b5, "stalled / no subscriber", `${fmt(events.stalledRatio)}x`, "stalled must not slow track")
+  add(b5, "stalled / 1 listener", `${fmt(events.stalledVsListenerRatio)}x`)
+
+  const b6 = `6. contention (${contention.config.callers.toLocaleString("en")} callers)`
+  add(b6, "tasks/s (first track → stop returned)", fmt(contention.tasksPerSecond, 0))
+  add(
+    b6,
+    "tasks admitted / ended / expected",
+    `${contention.admitted} / ${contention.ended} / ${contention.expected} (${contention.rejected} rejected)`
+  )
+  add(
+    b6,
+    "flips, mean interval",
+    `${contention.flips} flips, ${
+      fmt(contention.meanFlipIntervalMs)
+    } ms apart (asked: ${contention.config.flipEveryMs} ms)`
+  )
+  add(b6, "track calls made while paused", `${contention.whilePaused}`)
+  add(b6, "completed", `${contention.finalState} in ${fmt(contention.totalMs / 1000)} s`)
+  return out
+}
+
+/** The rows as an aligned plain-text table. */
+export const textTable = (all: ReadonlyArray<Row>): string => {
+  const header: Row = { benchmark: "Benchmark", figure: "Figure", value: "Value", target: "Target", verdict: "Result" }
+  const lines = [header, ...all]
+  const keys = ["benchmark", "figure", "value", "target", "verdict"] as const
+  const widths = keys.map((key) => Math.max(...lines.map((line) => line[key].length)))
+  const render = (line: Row) => keys.map((key, i) => line[key].padEnd(widths[i]!)).join(" │ ").trimEnd()
+  const rule = widths.map((width) => "─".repeat(width)).join("─┼─")
+  let previous = ""
+  const body = all.map((line) => {
+    const shown = line.benchmark === previous ? { ...line, benchmark: "" } : line
+    previous = line.benchmark
+    return render(shown)
+  })
+  return [render(header), rule, ...body].join("\n")
+}
+
+const cell = (text: string) => text.replace(/\|/g, "\\|")
+
+const markdownTable = (header: ReadonlyArray<string>, body: ReadonlyArray<ReadonlyArray<string>>): string =>
+  [
+    `| ${header.join(" | ")} |`,
+    `| ${header.map(() => "---").join(" | ")} |`,
+    ...body.map((line) => `| ${line.map(cell).join(" | ")} |`)
+  ].join("\n")
+
+/** `docs/benchmarks.md`. */
+export const markdown = (result: SuiteResult, config: SuiteConfig, env: Environment): string => {
+  const all = rows(result)
+  const sections = [...new Set(all.map((row) => row.benchmark))]
+  const { overhead } = result
+  return `# Benchmarks
+
+Generated by \`npm run bench\` (\`bench/run.ts\`) on ${env.date.slice(0, 10)}. Every figure below comes from one run
+of the suite, which took ${fmt(result.seconds, 0)} s; re-run it to refresh this page.
+
+## Machine and versions
+
+| | |
+| --- | --- |
+| Date | ${env.date} |
+| CPU | ${env.cpuModel}, ${env.cpuCount} logical cores |
+| Memory | ${fmt(env.memoryGb, 1)} GB |
+| OS | ${env.os} |
+| Node | ${env.node} (\`--expose-gc\`: ${env.gc ? "yes" : "no, heap figures are not after a forced GC"}) |
+| effect | ${env.effect} |
+| effect-worker-context | ${env.library} (${env.source}) |
+| Harness | tinybench ${env.tinybench}; comparison p-queue ${env.pQueue} |
+| Load average (1 min) | ${fmt(env.loadStart)} at the start, ${fmt(env.loadEnd)} at the end |
+
+The load average counts every process on the machine: above the core count, other processes competed with the
+suite for the CPU, and absolute times (µs, tasks/s) are inflated. Ratios are taken between variants measured side by
+side and hold better; the CPU-time columns (process CPU time, all threads) are less sensitive to competition than
+wall-clock time.
+
+## Targets (issue 4)
+
+${
+    markdownTable(
+      ["Target", "Measured", "Result"],
+      targets(result).map((
+        target
+      ) => [target.target, target.measured, `${target.met ? "met" : "**not met**"}: ${target.by}`])
+    )
+  }
+
+## Figures
+
+${
+    sections.map((section) =>
+      `### ${section}\n\n${
+        markdownTable(
+          ["Figure", "Value", "Target", "Result"],
+          all.filter((row) => row.benchmark === section).map((row) => [row.figure, row.value, row.target, row.verdict])
+        )
+      }`
+    ).join("\n\n")
+  }
+
+Per-round wall-clock times of benchmark 1 (ms per batch of ${overhead.config.tasks.toLocaleString("en")} tasks):
+
+${
+    markdownTable(
+      ["Variant", "Rounds"],
+      Object.values(Variants).map((name) => [
+        name,
+        (overhead.samples[name] ?? []).map((ms) => fmt(ms, 0)).join(", ")
+      ])
+    )
+  }
+
+Time per step: ${result.stepSeconds.map(({ seconds, step }) => `${step} ${fmt(seconds, 0)} s`).join("; ")}.
+
+## Method
+
+- **Harness.** tinybench runs the interleaved benchmarks (1 and 5): each round is a \`Bench\` with one iteration
+  per variant, an iteration being a whole batch (${config.overhead.tasks.toLocaleString("en")} tasks in benchmark 1);
+  the order of the variants rotates every round, a forced GC precedes every batch (outside the timed call), and
+  ${config.overhead.warmupRounds} warm-up round(s) are discarded. Figures are medians over
+  ${config.overhead.rounds} rounds; a ratio is the median of the per-round ratios, so it compares neighbours in time.
+- **Tasks.** Every task yields once (\`Effect.yieldNow()\`, or \`await Promise.resolve()\` for p-queue and the Promise
+  counter) and then ticks a counter; a batch ends when the counter reaches the batch size, the same way for every
+  variant. The submitting loop runs in one fiber (\`for … yield* ctx.track(task)\`) or, for p-queue and Promises, in a
+  plain loop. Metrics and task spans are on, as shipped.
+- **Logs.** The suite runs with \`Logger.withMinimumLogLevel(Warning)\`: the context logs lifecycle transitions at
+  \`Info\` (never per task), and printing them would interleave the output.
+- **Heap.** \`heapUsed\` after \`global.gc()\` twice, with pending timers and microtasks settled first.
+  Benchmark 2 takes its baseline after one warm-up batch (metric series, JIT). Benchmark 3 measures each variant
+  ${config.memory.runs} time(s), alternating, after one discarded run each, and reports the median.
+- **Shutdown.** \`stop\` is called first (the worker is \`Stopping\`, tasks keep waiting), then the shared
+  \`Deferred\` is completed; each task notes the time as its last act, and the fiber that called \`stop\` notes the time
+  \`stop\` returned. Median of ${config.shutdown.runs} runs on fresh contexts, after one discarded run.
+- **Events.** Subscribers take with a plain loop over \`Queue.take\` (\`Effect.forever\` would yield to the scheduler
+  after every event and fall behind); a round ends when every subscriber has seen a final marker event. "Delivered" is
+  the share of the events that reached the subscribers (the hub slides: a subscriber more than
+  \`eventBufferSize\` = 1024 events behind loses the oldest).
+- **Contention.** Each caller is a worker loop: \`track\` a task, await it, ${config.contention.tasksPerCaller} times.
+  The flipper polls the clock between \`yieldNow\`s, on a microtask-only scheduler: with a thousand busy fibers a
+  timer (\`Effect.sleep\`) would not fire until they are done, so the achieved flip interval is reported next to the
+  requested one.
+
+## Analysis
+
+> **To be written.** This section is left for the maintainers: why each target that is not met is missed, and what
+> the figures above say about where the time and memory go.
+`
+}

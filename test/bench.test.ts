@@ -1,0 +1,143 @@
+/**
+ * A smoke run of the benchmark suite, so that it cannot rot: every benchmark runs with a few thousand tasks and must
+ * come back with counts that add up. Nothing here asserts on time or memory figures: `npm run bench` measures.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { contention } from "../bench/contention.js"
+import { eventThroughput } from "../bench/events.js"
+import { inFlightMemory } from "../bench/memory.js"
+import { perTaskOverhead, Variants } from "../bench/overhead.js"
+import { markdown, rows, targets, textTable } from "../bench/report.js"
+import { shutdownLatency } from "../bench/shutdown.js"
+import { runSuite, smokeConfig, type SuiteConfig } from "../bench/suite.js"
+import { throughputAtScale } from "../bench/throughput.js"
+
+const isPositive = (value: number) => Number.isFinite(value) && value > 0
+
+describe("benchmark suite, smoke run", () => {
+  it.live("per-task overhead runs every variant to the end of every batch", () =>
+    Effect.gen(function*() {
+      const config = smokeConfig.overhead
+      const result = yield* perTaskOverhead(config)
+      const perVariant = config.tasks * (config.rounds + config.warmupRounds)
+      for (const name of Object.values(Variants)) {
+        assert.strictEqual(result.completed[name], perVariant, name)
+        assert.isTrue(isPositive(result.usPerTask[name]!), name)
+      }
+      assert.strictEqual(result.leftInFlight, 0)
+      assert.isTrue(isPositive(result.ratioTrack.wall) && isPositive(result.ratioTrackListener.wall))
+    }), 60_000)
+
+  it.live(
+    "throughput at scale ends every task and samples the heap between batches, with and without a listener",
+    () =>
+      Effect.gen(function*() {
+        for (const config of [smokeConfig.throughput, smokeConfig.throughputListener]) {
+          const result = yield* throughputAtScale(config)
+          assert.strictEqual(result.completed, config.tasks + config.batch)
+          assert.strictEqual(result.leftInFlight, 0)
+          assert.isAbove(result.heapDuring.length, 0)
+          assert.isTrue(
+            isPositive(result.tasksPerSecond) && isPositive(result.heapBefore) && isPositive(result.heapAfter)
+          )
+        }
+      }),
+    60_000
+  )
+
+  it.live("in-flight memory starts and ends every task in both variants", () =>
+    Effect.gen(function*() {
+      const config = smokeConfig.memory
+      const result = yield* inFlightMemory(config)
+      const expected = config.tasks * (config.runs + 1) * 2
+      assert.strictEqual(result.started, expected)
+      assert.strictEqual(result.ended, expected)
+      assert.strictEqual(result.leftInFlight, 0)
+      assert.strictEqual(result.trackRuns.length, config.runs)
+      assert.strictEqual(result.fiberSetRuns.length, config.runs)
+      assert.isTrue(Number.isFinite(result.trackBytesPerTask) && Number.isFinite(result.fiberSetBytesPerTask))
+    }), 60_000)
+
+  it.live("shutdown latency drains every task and stops the worker in each run", () =>
+    Effect.gen(function*() {
+      const config = smokeConfig.shutdown
+      const result = yield* shutdownLatency(config)
+      assert.strictEqual(result.runs.length, config.runs)
+      for (const run of result.runs) {
+        assert.strictEqual(run.ended, config.tasks)
+        assert.strictEqual(run.state, "Stopped")
+        assert.isAtLeast(run.fromLastTask, 0)
+        assert.isAtLeast(run.fromRelease, run.fromLastTask)
+      }
+    }), 60_000)
+
+  it.live("events reach every subscriber and track runs with a stalled one", () =>
+    Effect.gen(function*() {
+      const config = smokeConfig.events
+      const result = yield* eventThroughput(config)
+      const rounds = config.rounds + config.warmupRounds
+      assert.deepStrictEqual(result.emit.map((emit) => emit.subscribers), [0, 1, 10])
+      assert.strictEqual(result.markersSeen, (0 + 1 + 10) * rounds)
+      for (const emit of result.emit) {
+        assert.isAtMost(emit.received, config.events * rounds * emit.subscribers)
+        if (emit.subscribers > 0) assert.isAbove(emit.received, 0)
+        assert.isTrue(isPositive(emit.usPerEvent))
+      }
+      assert.strictEqual(result.trackCompleted, config.trackTasks * rounds)
+      assert.strictEqual(result.trackListenerCompleted, config.trackTasks * rounds)
+      assert.strictEqual(result.trackStalledCompleted, config.trackTasks * rounds)
+      assert.isTrue(isPositive(result.stalledRatio))
+    }), 60_000)
+
+  it.live(
+    "contention admits and ends every task while the worker flips between paused and running",
+    () =>
+      Effect.gen(function*() {
+        const config = smokeConfig.contention
+        const result = yield* contention(config)
+        assert.strictEqual(result.expected, config.callers * config.tasksPerCaller)
+        assert.strictEqual(result.admitted, result.expected)
+        assert.strictEqual(result.ended, result.expected)
+        assert.strictEqual(result.rejected, 0)
+        assert.strictEqual(result.finalState, "Stopped")
+      }),
+    60_000
+  )
+
+  it.live("the report shows every benchmark and every target", () =>
+    Effect.gen(function*() {
+      const tiny: SuiteConfig = {
+        overhead: { tasks: 200, rounds: 1, warmupRounds: 0 },
+        throughput: { tasks: 400, batch: 100, samples: 2, listener: false },
+        throughputListener: { tasks: 400, batch: 100, samples: 2, listener: true },
+        memory: { tasks: 200, runs: 1 },
+        shutdown: { tasks: 200, runs: 1 },
+        events: { events: 200, trackTasks: 200, rounds: 1, warmupRounds: 0 },
+        contention: { callers: 50, tasksPerCaller: 2, flipEveryMs: 1 }
+      }
+      const result = yield* runSuite(tiny)
+      const table = textTable(rows(result))
+      for (const n of [1, 2, 3, 4, 5, 6]) assert.include(table, `${n}. `)
+      const env = {
+        date: "2025-01-01T00:00:00.000Z",
+        cpuModel: "test",
+        cpuCount: 2,
+        memoryGb: 4,
+        os: "test",
+        node: "v20",
+        effect: "3",
+        library: "0",
+        tinybench: "6",
+        pQueue: "9",
+        source: "test",
+        gc: false,
+        loadStart: 0,
+        loadEnd: 0
+      }
+      const doc = markdown(result, tiny, env)
+      assert.strictEqual(targets(result).length, 5)
+      for (const target of targets(result)) assert.include(doc, target.target)
+      assert.include(doc, "## Analysis")
+    }), 60_000)
+})
