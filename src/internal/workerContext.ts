@@ -93,15 +93,14 @@ class WorkerCore {
   private resumed: Deferred.Deferred<void> | undefined = undefined
   private cuttingOff = false
   private interrupted = 0
+  private stoppingAt = 0
   readonly shutdownRequested = Deferred.unsafeMake<void>(FiberId.none)
   readonly stopped = Deferred.unsafeMake<void>(FiberId.none)
-
-  private stoppingAt = 0
 
   constructor(
     readonly name: string,
     private readonly hub: PubSub.PubSub<WorkerEvent>,
-    readonly stateHub: PubSub.PubSub<StateChange>,
+    private readonly stateHub: PubSub.PubSub<StateChange>,
     private readonly metrics: WorkerMetrics.WorkerMetrics,
     private readonly clock: Clock.Clock
   ) {
