@@ -102,11 +102,17 @@ export interface WorkerContextOptions {
 export interface Tracked<A, E> {
   /** The task's id: unique within its context and increasing in admission order, starting at 1. */
   readonly id: number
-  /** The fiber running the task. */
+  /**
+   * The fiber running the task. Wait for it with `join` or `await`, not `Fiber.join`: `Fiber.join` would merge the
+   * task's fiber refs (its span, and the marker that makes a fiber count as inside the task) into the caller.
+   */
   readonly fiber: Fiber.RuntimeFiber<A, E>
   /** Waits for the task to end and returns how it ended. Never fails. */
   readonly await: Effect.Effect<Exit.Exit<A, E>>
-  /** Waits for the task to end and returns its result, failing or dying as it did. */
+  /**
+   * Waits for the task to end and returns its result, failing or dying as it did. Unlike `Fiber.join`, it does not
+   * merge the task's fiber refs into the caller: the caller keeps its own span, annotations and context.
+   */
   readonly join: Effect.Effect<A, E>
   /** Interrupts the task and waits until it (and its finalizers) ended. */
   readonly interrupt: Effect.Effect<void>
@@ -168,9 +174,10 @@ export class WorkerContext extends Context.Tag("effect-worker-context/WorkerCont
   /**
    * Shuts the worker down and waits until it is `Stopped`: closes intake (`Stopping`), gives in-flight tasks
    * `shutdownTimeout` to finish, interrupts the rest and waits for their finalizers, then publishes
-   * `Stopped { interrupted }`. Idempotent: later and concurrent callers wait for the same shutdown. The shutdown
-   * runs on the context's own fiber, so interrupting a caller of `stop` does not cancel it. Called from inside
-   * a tracked task, it begins shutdown and returns at once instead of waiting for itself.
+   * `Stopped { interrupted }`. Idempotent: later and concurrent callers wait for the same shutdown. Shutdown begins
+   * in the call's first step and its deadline runs on the context's own fiber, so interrupting a caller of `stop`
+   * does not cancel it. Called from inside a task of this context (or a fiber such a task forked), it begins
+   * shutdown and returns at once instead of waiting for itself.
    */
   readonly stop: Effect.Effect<void>
   /**
@@ -192,8 +199,8 @@ export class WorkerContext extends Context.Tag("effect-worker-context/WorkerCont
   /** Whether shutdown has begun: true exactly in `Stopping` and `Stopped` (not in `Paused`). */
   readonly isShuttingDown: Effect.Effect<boolean>
   /**
-   * Waits until the worker is `Stopped`; any number of fibers may wait. Called from inside a tracked task it dies
-   * at once, since it would wait for itself for ever.
+   * Waits until the worker is `Stopped`; any number of fibers may wait. Called from inside a task of this context
+   * (or a fiber such a task forked) it dies at once, since it would wait for itself for ever.
    */
   readonly awaitShutdown: Effect.Effect<void>
   /** Waits until shutdown has begun (`Stopping`): the moment to stop taking new work. */
@@ -205,24 +212,30 @@ export class WorkerContext extends Context.Tag("effect-worker-context/WorkerCont
    */
   readonly emit: (event: WorkerEvent) => Effect.Effect<void>
   /**
-   * Subscribes to the events published from now on, for the life of the given scope. A subscriber that falls
-   * `eventBufferSize` events behind loses its oldest ones; it never slows the worker down. `Stopped` is the last
-   * event ever published: stop taking once you see it (the `events` stream does so for you).
+   * Subscribes to the events published from now on, for the life of the given scope (not the context's: the queue
+   * stays readable after the context's scope has closed). A subscriber that falls `eventBufferSize` events behind
+   * loses its oldest ones; the worker never waits for it. `Stopped` is the last event ever published: stop taking
+   * once you see it (the `events` stream does so for you).
    */
   readonly subscribe: Effect.Effect<Queue.Dequeue<WorkerEvent>, never, Scope.Scope>
-  /** The events published from now on, in order; ends after `Stopped` (at once if the worker is already stopped). */
+  /**
+   * The events published from the moment the stream starts running (not when it is created), in order; ends after
+   * `Stopped` (at once if the worker is already stopped).
+   */
   readonly events: Stream.Stream<WorkerEvent>
   /**
    * Attaches `handler` for the context's lifetime: it sees every event published after `listen` returns, in
-   * order, through `Stopped`, on a fiber of its own. A handler that fails or dies is logged and keeps receiving
-   * events. Closing the context's scope waits, up to `shutdownTimeout`, until every handler has handled
-   * `Stopped`.
+   * order, through `Stopped`, on a fiber of its own. A handler that fails or dies is logged (as a warning
+   * annotated with `worker`) and keeps receiving events; the handler's own logs are not annotated. The handler runs
+   * with the services and fiber refs of the fiber that built the context, whoever calls `listen`. Closing the
+   * context's scope waits, up to `shutdownTimeout`, until every handler has handled `Stopped`.
    */
   readonly listen: (handler: (event: WorkerEvent) => Effect.Effect<unknown, unknown>) => Effect.Effect<void>
 }>() {
   /**
    * Builds a worker context in the current scope. Closing the scope shuts the worker down gracefully, as `stop`
-   * does, then waits for listeners, then closes the event hub.
+   * does, then waits (up to `shutdownTimeout`) for listeners to handle `Stopped`, then closes their subscriptions.
+   * The event hubs are never shut down: a subscriber that has not read `Stopped` yet still gets it.
    *
    * @example
    * ```ts

@@ -8,7 +8,8 @@ import type { WorkerState } from "./WorkerContext.js"
 
 /**
  * An operation that the worker's current state does not allow: `pause` while `Pending`, `start` while `Paused`,
- * anything but `stop` once shutdown has begun. Calls whose target state already holds are no-ops, not errors.
+ * `start`, `pause` or `resume` once shutdown has begun. Calls whose target state already holds are no-ops, not
+ * errors.
  *
  * @example
  * ```ts

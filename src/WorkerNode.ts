@@ -69,7 +69,7 @@ export const shutdownSignal = (
  * the main fiber, so layers close and workers drain (the process then exits 0); a second one during the drain
  * writes a line to stderr and exits at once with code 128 + the signal's number (130 for SIGINT, 143 for
  * SIGTERM), as users expect from pressing Ctrl-C twice. Signals within half a second of the first count as the
- * first: one Ctrl-C under `npm start` reaches the process two or three times (terminal, npm, tsx).
+ * first: one Ctrl-C under `npm start` can reach the process twice (from the terminal, and again from npm).
  *
  * @example
  * ```ts
@@ -97,8 +97,9 @@ export const runMain: RunMain = ((...args: [unknown, unknown?]) => {
 }) as RunMain
 
 /**
- * One Ctrl-C often arrives more than once: the terminal signals the whole process group, and `npm` (and `tsx`)
- * forward it again. Repeats this close to the first are the same request, not a second one.
+ * One Ctrl-C often arrives more than once: the terminal signals the whole process group, and a wrapper such as
+ * `npm` (or the `tsx` CLI, when it runs the program) forwards it again. Repeats this close to the first are the
+ * same request, not a second one.
  */
 const repeatWindowMillis = 500
 
@@ -116,5 +117,9 @@ const runMainForced = (effect: Effect.Effect<unknown, unknown>, options: Paramet
     }
   }
   defaultSignals.forEach((signal) => process.on(signal, onSignal))
-  NodeRuntime.runMain(effect, options)
+  // A program that ends without a signal gives the signals back, as `NodeRuntime.runMain` does with its own.
+  const release = Effect.sync(() => {
+    if (firstAt === undefined) defaultSignals.forEach((signal) => process.removeListener(signal, onSignal))
+  })
+  NodeRuntime.runMain(Effect.ensuring(effect, release), options)
 }

@@ -1285,6 +1285,23 @@ describe("WorkerContext", () => {
         assert.deepStrictEqual(seen, ["Started", "Stopping", "Stopped"])
       }))
 
+    it.scoped("a listener attached from inside a task is not part of that task", () =>
+      Effect.gen(function*() {
+        const { ctx } = yield* running()
+        const seen = yield* Deferred.make<Exit.Exit<void>>()
+        const attach = yield* ctx.track(ctx.listen((event) =>
+          event._tag === "Custom"
+            ? Effect.flatMap(Effect.exit(ctx.awaitShutdown), (exit) => Deferred.succeed(seen, exit))
+            : Effect.void
+        ))
+        yield* attach.join
+        yield* ctx.emit(WorkerEvent.Custom({ worker: "w", value: "wait for shutdown" }))
+        yield* settle
+        assert.isFalse(yield* Deferred.isDone(seen), "the handler's awaitShutdown waits instead of dying")
+        yield* ctx.stop
+        assert.deepStrictEqual(yield* Deferred.await(seen), Exit.void)
+      }))
+
     it.effect("a handler that fails, dies or throws keeps receiving events", () =>
       Effect.gen(function*() {
         const { ctx, scope } = yield* buildInScope()

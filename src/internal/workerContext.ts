@@ -30,8 +30,8 @@ type AnyFiber = Fiber.RuntimeFiber<unknown, unknown>
 /**
  * Marks the context of a task's fiber (and so of every fiber it forks) with the core that owns the task. `stop`
  * and `awaitShutdown` read it so a task never waits for itself; a task tracked into another context belongs to
- * that one. It rides in the copy of the caller's context that the task gets anyway (for its span), so marking
- * costs no extra copy of the caller's fiber refs.
+ * that one. It rides in the task's copy of the caller's context (where the task's span goes too), so marking
+ * costs no copy of the caller's fiber refs.
  */
 const taskOwnerKey = "effect-worker-context/TaskOwner"
 const parentSpanKey = Tracer.ParentSpan.key
@@ -47,7 +47,7 @@ const outcomeOf = (exit: Exit.Exit<unknown, unknown>): TaskOutcome =>
 
 /** Publishes synchronously. `unsafeOffer` refuses when the hub is full; `publish` then slides out the oldest. */
 const offer = <A>(hub: PubSub.PubSub<A>, value: A): void => {
-  if (!hub.unsafeOffer(value) && hub.isActive()) Effect.runSync(hub.publish(value))
+  if (!hub.unsafeOffer(value)) Effect.runSync(hub.publish(value))
 }
 
 interface StateChange {
@@ -86,7 +86,7 @@ class WorkerCore {
   state: WorkerState = "Pending"
   /** Live task fibers: the task count is `tasks.size`. */
   readonly tasks = new Set<AnyFiber>()
-  /** Subscribers of `hub`; events are only built while there is one. */
+  /** Subscribers of `hub`; task events (`TaskStarted`, `TaskFinished`, `Idle`) are only built while there is one. */
   subscribers = 0
   private nextId = 1
   private transitions = 0
@@ -331,6 +331,9 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
     const listenerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
     yield* Effect.addFinalizer((exit) => Scope.close(listenerScope, exit))
     const core = new WorkerCore(name, hub, stateHub, WorkerMetrics.forWorker(name), yield* Effect.clock)
+    // Listeners run with the services and fiber refs of `make`, not of whoever calls `listen`: they belong to the
+    // context, and one attached from inside a task must not count as part of that task.
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     const listeners = new Set<Fiber.RuntimeFiber<void>>()
 
     // Shutdown runs here, on the context's own fiber, so no caller of `stop` can cancel it by being interrupted.
@@ -418,12 +421,16 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
       subscribe.pipe(
         Scope.extend(listenerScope),
         Effect.flatMap((queue) =>
-          Stream.runForEach(untilStopped(queue), (event) =>
-            Effect.suspend(() => handler(event)).pipe(
-              Effect.catchAllCause((cause) =>
-                Effect.annotateLogs(Effect.logWarning(`listener failed on ${event._tag}`, cause), "worker", name)
-              )
-            )).pipe(Effect.interruptible, Effect.forkDaemon)
+          Effect.sync(() =>
+            runFork(
+              Effect.interruptible(Stream.runForEach(untilStopped(queue), (event) =>
+                Effect.suspend(() => handler(event)).pipe(
+                  Effect.catchAllCause((cause) =>
+                    Effect.annotateLogs(Effect.logWarning(`listener failed on ${event._tag}`, cause), "worker", name)
+                  )
+                )))
+            )
+          )
         ),
         Effect.map((fiber) => {
           listeners.add(fiber)
