@@ -10,12 +10,14 @@ import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerRespondable from "@effect/platform/HttpServerRespondable"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { WorkerContext } from "./WorkerContext.js"
 import type { WorkerStateError } from "./WorkerContextError.js"
@@ -199,8 +201,9 @@ const routePattern = (path: string): RegExp =>
 /**
  * Turns a router into an app that answers every bad request with a JSON error and never a stack trace: an
  * unknown path gets 404 `{ error: "NotFound" }`, a known path with the wrong method 405
- * `{ error: "MethodNotAllowed", allow }` with an `Allow` header, and a defect 500 `{ error: "InternalServerError" }`
- * (the cause is logged).
+ * `{ error: "MethodNotAllowed", allow }` with an `Allow` header, and a defect or an unhandled failure 500
+ * `{ error: "InternalServerError" }` (the cause is logged). A failure that carries its own response (an
+ * `HttpServerRespondable`, such as the platform's `RequestError`: 400) is answered with that response.
  *
  * @example
  * ```ts
@@ -227,14 +230,18 @@ export const toApp = <E, R>(self: HttpRouter.HttpRouter<E, R>): HttpApp.Default<
           )
           : json({ error: "NotFound", message: `no route for ${request.method} ${path}` }, 404)
       })),
-    Effect.catchAllCause((cause) =>
-      Cause.isInterruptedOnly(cause)
-        ? Effect.failCause(cause)
-        : Effect.as(
-          Effect.logError("request failed", cause),
-          json({ error: "InternalServerError", message: "the request failed; see the server log" }, 500)
-        )
-    )
+    Effect.catchAllCause((cause) => {
+      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+      // An error that knows its own response (a platform `RequestError`, an `HttpApiError`...) keeps it.
+      const failure = Cause.failureOption(cause)
+      if (Option.isSome(failure) && HttpServerRespondable.isRespondable(failure.value)) {
+        return HttpServerRespondable.toResponse(failure.value)
+      }
+      return Effect.as(
+        Effect.logError("request failed", cause),
+        json({ error: "InternalServerError", message: "the request failed; see the server log" }, 500)
+      )
+    })
   ) as HttpApp.Default<never, R>
 }
 

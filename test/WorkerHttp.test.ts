@@ -9,6 +9,8 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerError from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { assert, describe, it } from "@effect/vitest"
 import {
@@ -289,6 +291,26 @@ describe("WorkerHttp.app", () => {
       const answer = yield* request("GET", "/broken")
       assertError(answer, 500, { error: "InternalServerError" })
       assert.notInclude(answer.text, "secret detail")
+    }).pipe(quiet))
+
+  it.scopedLive("a handler failing with an error that has its own response answers with it, not 500", () =>
+    Effect.gen(function*() {
+      const parsing = HttpRouter.empty.pipe(
+        HttpRouter.get(
+          "/parse",
+          Effect.flatMap(
+            HttpServerRequest.HttpServerRequest,
+            (request) => Effect.fail(new HttpServerError.RequestError({ request, reason: "Decode" }))
+          )
+        )
+      )
+      const { request } = yield* served(
+        "respondable",
+        {},
+        WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, parsing))
+      )
+      const answer = yield* request("GET", "/parse")
+      assert.strictEqual(answer.status, 400, answer.text)
     }).pipe(quiet))
 })
 
