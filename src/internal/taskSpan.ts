@@ -3,6 +3,9 @@ import type * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type * as Tracer from "effect/Tracer"
 
+/** The name of every task's span, whichever tracer makes it. */
+export const taskSpanName = "WorkerContext.task"
+
 const hex = "0123456789abcdef"
 const randomHex = (length: number): string => {
   let out = ""
@@ -82,7 +85,7 @@ export class TaskSpan implements Tracer.Span {
 // Constants live on the prototype: one span per task, so every per-instance field counts.
 Object.assign(TaskSpan.prototype, {
   _tag: "Span",
-  name: "WorkerContext.task",
+  name: taskSpanName,
   context: Context.empty(),
   sampled: true,
   kind: "internal"

@@ -22,7 +22,7 @@ import type { Tracked, WorkerContext, WorkerContextOptions, WorkerState } from "
 import { TaskRejected, WorkerStateError } from "../WorkerContextError.js"
 import { type TaskOutcome, WorkerEvent } from "../WorkerEvent.js"
 import * as WorkerMetrics from "../WorkerMetrics.js"
-import { TaskSpan } from "./taskSpan.js"
+import { TaskSpan, taskSpanName } from "./taskSpan.js"
 
 type Service = WorkerContext["Type"]
 type AnyFiber = Fiber.RuntimeFiber<unknown, unknown>
@@ -109,9 +109,7 @@ class WorkerCore {
     for (const metric of Object.values(counts)) metric.unsafeUpdate(0, [])
     taskDuration.unsafeValue([])
     shutdownDrain.unsafeValue([])
-    for (const state of ["Pending", "Running", "Paused", "Stopping", "Stopped"] as const) {
-      metrics.state[state].unsafeUpdate(state === "Pending" ? 1 : 0, [])
-    }
+    for (const [state, gauge] of Object.entries(metrics.state)) gauge.unsafeUpdate(state === this.state ? 1 : 0, [])
   }
 
   get seq(): number {
@@ -241,7 +239,7 @@ class WorkerCore {
     const startTime = timing ? this.clock.unsafeCurrentTimeNanos() : BigInt(0)
     if (caller.currentTracer === builtInTracer) return new TaskSpan(caller.currentSpan, startTime, this.name, taskId)
     const span = caller.currentTracer.span(
-      "WorkerContext.task",
+      taskSpanName,
       Option.fromNullable(caller.currentSpan),
       Context.empty(),
       [],
@@ -331,6 +329,8 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
     const listenerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
     yield* Effect.addFinalizer((exit) => Scope.close(listenerScope, exit))
     const core = new WorkerCore(name, hub, stateHub, WorkerMetrics.forWorker(name), yield* Effect.clock)
+    /** The context's own logs carry its name; what tasks and listeners log is theirs. */
+    const annotated = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.annotateLogs(effect, "worker", name)
     // Listeners run with the services and fiber refs of `make`, not of whoever calls `listen`: they belong to the
     // context, and one attached from inside a task must not count as part of that task.
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
@@ -349,17 +349,15 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
         yield* Deferred.await(core.stopped)
       }
       yield* Effect.logInfo(`stopped: ${core.cutOffCount} task(s) interrupted`)
-    }).pipe(Effect.annotateLogs("worker", name), Effect.interruptible, Effect.forkDaemon)
+    }).pipe(annotated, Effect.interruptible, Effect.forkDaemon)
 
     if (shutdownSignal !== undefined) {
       yield* Effect.exit(shutdownSignal).pipe(
         Effect.tap((exit) =>
-          Effect.annotateLogs(
+          annotated(
             Exit.isFailure(exit)
               ? Effect.logWarning("shutdown signal failed; shutting down anyway", exit.cause)
-              : Effect.logDebug("shutdown signal completed; shutting down"),
-            "worker",
-            name
+              : Effect.logDebug("shutdown signal completed; shutting down")
           )
         ),
         Effect.race(Deferred.await(core.shutdownRequested)),
@@ -380,7 +378,7 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
           yield* Effect.logWarning(`listeners did not handle Stopped within ${Duration.format(shutdownTimeout)}`)
           yield* Fiber.interruptAll(pending)
         }
-      }).pipe(Effect.annotateLogs("worker", name))
+      }).pipe(annotated)
     )
 
     const subscribe: Effect.Effect<Queue.Dequeue<WorkerEvent>, never, Scope.Scope> = Effect.acquireRelease(
@@ -426,7 +424,7 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
               Effect.interruptible(Stream.runForEach(untilStopped(queue), (event) =>
                 Effect.suspend(() => handler(event)).pipe(
                   Effect.catchAllCause((cause) =>
-                    Effect.annotateLogs(Effect.logWarning(`listener failed on ${event._tag}`, cause), "worker", name)
+                    annotated(Effect.logWarning(`listener failed on ${event._tag}`, cause))
                   )
                 )))
             )
@@ -445,7 +443,7 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
         if (error !== undefined) return Effect.fail(error)
         return before === core.state
           ? Effect.void
-          : Effect.annotateLogs(Effect.logInfo(`${before} -> ${core.state}`), "worker", name)
+          : annotated(Effect.logInfo(`${before} -> ${core.state}`))
       })
 
     const track = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<Tracked<A, E>, TaskRejected, R> =>
