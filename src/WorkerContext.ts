@@ -9,40 +9,31 @@ import type * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import type * as LogLevel from "effect/LogLevel"
 import type * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/workerContext.js"
 import type { TaskRejected, WorkerStateError } from "./WorkerContextError.js"
-import type { WorkerEvent } from "./WorkerEvent.js"
+import type { CustomEvent, WorkerEvent } from "./WorkerEvent.js"
+import type { WorkerState } from "./WorkerState.js"
 
-/**
- * Where a worker is in its life: `Pending → Running ⇄ Paused → Stopping → Stopped`.
- *
- * - `Pending`: built, not started; `track` rejects.
- * - `Running`: `track` admits tasks at once.
- * - `Paused`: running tasks go on; new `track` calls wait for `resume` (or for shutdown, then reject).
- * - `Stopping`: shutdown has begun; intake is closed, in-flight tasks drain until the deadline.
- * - `Stopped`: every task has ended; final.
- *
- * @example
- * ```ts
- * import type { WorkerState } from "effect-worker-context"
- *
- * const acceptsWork = (state: WorkerState) => state === "Running"
- * ```
- *
- * @since 0.1.0
- * @category models
- */
-export type WorkerState = "Pending" | "Running" | "Paused" | "Stopping" | "Stopped"
+export type {
+  /**
+   * Where a worker is in its life; defined in `effect-worker-context/WorkerState`.
+   *
+   * @since 0.1.0
+   */
+  WorkerState
+} from "./WorkerState.js"
 
 /**
  * Options for {@link WorkerContext.make} and {@link WorkerContext.layer}. Every field is optional.
  *
- * An option that makes no sense (an empty `name`, a negative `shutdownTimeout`, an `eventBufferSize` that is not a
- * positive integer) makes `make` die with an `IllegalArgumentException` that names it: it is a bug in the program,
- * not a condition to handle.
+ * An option that makes no sense (an empty `name`, a negative, `NaN` or unparsable `shutdownTimeout`, an
+ * `eventBufferSize` that is not an integer from 1 to 65,536, a `shutdownSignal` that is not an Effect, a `logLevel`
+ * that is not a log level) makes `make` die with an `IllegalArgumentException` that names it: it is a bug in the
+ * program, not a condition to handle.
  *
  * @example
  * ```ts
@@ -53,7 +44,8 @@ export type WorkerState = "Pending" | "Running" | "Paused" | "Stopping" | "Stopp
  *   name: "mailer",
  *   shutdownTimeout: "10 seconds",
  *   shutdownSignal: Effect.never,
- *   eventBufferSize: 256
+ *   eventBufferSize: 256,
+ *   logLevel: "Debug"
  * }
  * ```
  *
@@ -70,12 +62,78 @@ export interface WorkerContextOptions {
    */
   readonly shutdownTimeout?: Duration.DurationInput | undefined
   /**
-   * An effect whose completion begins shutdown, whether it succeeds or fails. It runs from the moment the context
-   * is built until shutdown begins. Default: none.
+   * An effect whose completion begins shutdown, whether it succeeds or fails. It starts running before `make`
+   * returns and runs until shutdown begins, when it is interrupted. Default: none.
    */
   readonly shutdownSignal?: Effect.Effect<unknown, unknown> | undefined
-  /** How many events a subscriber may lag behind before its oldest ones are dropped. Default `1024`. */
+  /**
+   * How many events a subscriber or listener may lag behind before its oldest ones are dropped: 1 to 65,536.
+   * Default `1024`. The `subscribe`/`events` buffer is allocated at this size when the context is built; a
+   * listener's buffer grows up to it as needed.
+   */
   readonly eventBufferSize?: number | undefined
+  /**
+   * The level of the context's lifecycle log lines (each transition, the start and the end of a shutdown): a
+   * `LogLevel` or its label. Default `"Info"`; `"None"` silences them. Warnings (the shutdown deadline passed, a
+   * listener failed or was abandoned) stay at `Warning`.
+   */
+  readonly logLevel?: LogLevel.LogLevel | LogLevel.Literal | undefined
+}
+
+/**
+ * Options for one `track` call.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkerContext } from "effect-worker-context"
+ *
+ * const program = Effect.gen(function*() {
+ *   const ctx = yield* WorkerContext
+ *   // answer "busy" instead of waiting while the worker is paused
+ *   yield* ctx.track(Effect.log("resize image"), { label: "image", whenPaused: "reject" })
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface TrackOptions {
+  /**
+   * A name for the kind of task, such as `"http"` or a job type: it is on `TaskStarted` and `TaskFinished`, on the
+   * task's span (attribute `task.label`) and on the task metrics (tag `label`; unlabelled tasks keep the series
+   * without it). Keep the set of labels small: each one is a metric series.
+   */
+  readonly label?: string | undefined
+  /**
+   * What `track` does while the worker is `Paused`: `"wait"` (the default) waits for `resume` (then admits) or
+   * for shutdown (then rejects); `"reject"` fails at once with `TaskRejected { state: "Paused" }`, decided in the
+   * same atomic step as the state check.
+   */
+  readonly whenPaused?: "wait" | "reject" | undefined
+}
+
+/**
+ * The options a context runs with, as `make` resolved them: defaults filled in, durations decoded.
+ *
+ * @example
+ * ```ts
+ * import { Duration, Effect } from "effect"
+ * import { WorkerContext } from "effect-worker-context"
+ *
+ * const grace = Effect.map(WorkerContext, (ctx) => Duration.toSeconds(ctx.options.shutdownTimeout))
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ResolvedWorkerContextOptions {
+  readonly name: string
+  readonly shutdownTimeout: Duration.Duration
+  /** Whether a `shutdownSignal` was given. */
+  readonly hasShutdownSignal: boolean
+  readonly eventBufferSize: number
+  readonly logLevel: LogLevel.LogLevel
 }
 
 /**
@@ -99,9 +157,11 @@ export interface WorkerContextOptions {
  * @since 0.1.0
  * @category models
  */
-export interface Tracked<A, E> {
+export interface Tracked<out A, out E> {
   /** The task's id: unique within its context and increasing in admission order, starting at 1. */
   readonly id: number
+  /** The label given to `track`, if any. */
+  readonly label: string | undefined
   /**
    * The fiber running the task. Wait for it with `join` or `await`, not `Fiber.join`: `Fiber.join` would merge the
    * task's fiber refs (its span, and the marker that makes a fiber count as inside the task) into the caller.
@@ -119,12 +179,137 @@ export interface Tracked<A, E> {
 }
 
 /**
- * The worker context service. Get it with `yield* WorkerContext`; provide it with {@link WorkerContextLive},
- * {@link WorkerContext.layer} or, for programs that run several workers, {@link WorkerContext.make}.
- *
- * Every lifecycle transition is one atomic step, so concurrent callers never see or cause a half-made change:
- * two concurrent `start` calls publish one `Started`; a `track` racing `stop` is either admitted before
- * `Stopping` (and then drained) or rejected, never admitted later and never lost.
+ * @since 0.2.0
+ */
+// A namespace merged with the tag class, as Effect's own modules do, so the shape reads `WorkerContext.Service`.
+// eslint-disable-next-line @typescript-eslint/no-namespace
+export declare namespace WorkerContext {
+  /**
+   * The worker context service: what `yield* WorkerContext` returns.
+   *
+   * Every lifecycle transition is one atomic step, so concurrent callers never see or cause a half-made change:
+   * two concurrent `start` calls publish one `Started`; a `track` racing `stop` is either admitted before
+   * `Stopping` (and then drained) or rejected, never admitted later and never lost.
+   *
+   * @example
+   * ```ts
+   * import { Effect } from "effect"
+   * import { WorkerContext } from "effect-worker-context"
+   *
+   * const report = (ctx: WorkerContext.Service) =>
+   *   Effect.map(ctx.taskCount, (n) => `${ctx.name}: ${n} task(s) in flight`)
+   * ```
+   *
+   * @since 0.2.0
+   * @category models
+   */
+  export interface Service {
+    /** The worker's name, as given in the options (default `"worker"`). */
+    readonly name: string
+    /** The options the context runs with, defaults filled in. */
+    readonly options: ResolvedWorkerContextOptions
+    /** The current state. */
+    readonly state: Effect.Effect<WorkerState>
+    /**
+     * The current state, then every change, in order; ends after `Stopped`. Each run of the stream starts with the
+     * state at that moment; a subscriber that falls behind by more than `eventBufferSize` changes skips the oldest.
+     */
+    readonly stateChanges: Stream.Stream<WorkerState>
+    /**
+     * `Pending → Running`, publishing `Started`. A no-op while `Running`; fails with `WorkerStateError` in any
+     * other state (a stopped worker is not restarted: make a new context).
+     */
+    readonly start: Effect.Effect<void, WorkerStateError>
+    /**
+     * `Running → Paused`, publishing `Paused`. Tasks already running go on; new `track` calls wait (or are
+     * rejected, with `whenPaused: "reject"`). A no-op while `Paused`; fails with `WorkerStateError` while
+     * `Pending`, `Stopping` or `Stopped`.
+     */
+    readonly pause: Effect.Effect<void, WorkerStateError>
+    /**
+     * `Paused → Running`, publishing `Resumed` and admitting the `track` calls that were waiting. A no-op while
+     * `Running`; fails with `WorkerStateError` while `Pending`, `Stopping` or `Stopped`.
+     */
+    readonly resume: Effect.Effect<void, WorkerStateError>
+    /**
+     * Shuts the worker down and waits until it is `Stopped`: closes intake (`Stopping`), gives in-flight tasks
+     * `shutdownTimeout` to finish, interrupts the rest and waits for their finalizers, then publishes
+     * `Stopped { interrupted }`. Idempotent: later and concurrent callers wait for the same shutdown. Shutdown
+     * begins in the call's first step and its deadline runs on the context's own fiber, so interrupting a caller
+     * of `stop` does not cancel it. Called from inside a task of this context (or a fiber such a task forked), it
+     * begins shutdown and returns at once instead of waiting for itself.
+     */
+    readonly stop: Effect.Effect<void>
+    /**
+     * Begins shutdown, as `stop` does, and returns at once without waiting for it: when it returns the worker is
+     * `Stopping` (or already `Stopped`). Wait for the end with `awaitShutdown`.
+     */
+    readonly requestStop: Effect.Effect<void>
+    /**
+     * Admits `effect` as a task and forks it into the context's own fiber set; returns a handle at once.
+     *
+     * - `Running`: the count goes up before the effect starts and down when it ends, however it ends.
+     * - `Paused`: waits for `resume` (then admits) or for shutdown (then fails with `TaskRejected`); with
+     *   `whenPaused: "reject"`, fails at once with `TaskRejected { state: "Paused" }`.
+     * - `Pending`, `Stopping`, `Stopped`: fails at once with `TaskRejected`; the effect never runs.
+     *
+     * The task runs with the caller's services and fiber refs, except that `yield* WorkerContext` inside it is
+     * always this context (so `track` does not require `WorkerContext`). It is interruptible even when `track` is
+     * called from an uninterruptible region (so shutdown can cut it off), and outlives the caller. Its failure is
+     * its own: it shows in the handle, in `TaskFinished`, never in the worker's state.
+     */
+    readonly track: <A, E, R>(
+      effect: Effect.Effect<A, E, R>,
+      options?: TrackOptions | undefined
+    ) => Effect.Effect<Tracked<A, E>, TaskRejected, Exclude<R, WorkerContext>>
+    /** How many admitted tasks have not ended yet: the size of the context's task fiber set. */
+    readonly taskCount: Effect.Effect<number>
+    /** Whether any admitted task has not ended yet. */
+    readonly hasPendingTasks: Effect.Effect<boolean>
+    /** Whether shutdown has begun: true exactly in `Stopping` and `Stopped` (not in `Paused`). */
+    readonly isShuttingDown: Effect.Effect<boolean>
+    /**
+     * Waits until the worker is `Stopped`; any number of fibers may wait. Called from inside a task of this
+     * context (or a fiber such a task forked) it dies at once, since it would wait for itself for ever.
+     */
+    readonly awaitShutdown: Effect.Effect<void>
+    /** Waits until shutdown has begun (`Stopping`): the moment to stop taking new work. */
+    readonly shutdownRequested: Effect.Effect<void>
+    /**
+     * Publishes a `Custom` event to every subscriber and listener, stamped with this context's name. Dropped when
+     * nobody listens or once `Stopped` was published (it is the last event). Anything but a `Custom` event (the
+     * other variants belong to the context) is a defect with a message that says so.
+     */
+    readonly emit: (event: CustomEvent) => Effect.Effect<void>
+    /**
+     * Subscribes to the events published from now on, for the life of the given scope (not the context's: the
+     * queue stays readable after the context's scope has closed). A subscriber that falls `eventBufferSize` events
+     * behind loses its oldest ones; the worker never waits for it. `Stopped` is the last event ever published: stop
+     * taking once you see it (the `events` stream does so for you).
+     */
+    readonly subscribe: Effect.Effect<Queue.Dequeue<WorkerEvent>, never, Scope.Scope>
+    /**
+     * The events published from the moment the stream starts running (not when it is created), in order; ends
+     * after `Stopped` (at once if the worker is already stopped).
+     */
+    readonly events: Stream.Stream<WorkerEvent>
+    /**
+     * Attaches `handler` for the context's lifetime: it sees every event published after `listen` returns, in
+     * order, through `Stopped`, on a fiber of the context's listener set. A handler that falls `eventBufferSize`
+     * events behind loses its oldest ones; one that fails or dies is logged (as a warning annotated with `worker`)
+     * and keeps receiving events; the handler's own logs are not annotated. The handler runs with the services and
+     * fiber refs of the fiber that built the context, whoever calls `listen`. Closing the context's scope waits, up
+     * to `shutdownTimeout`, until every handler has handled `Stopped`; a handler still busy then is interrupted,
+     * and one that does not end within a second of that is abandoned (and logged), so the close always ends.
+     */
+    readonly listen: (handler: (event: WorkerEvent) => Effect.Effect<unknown, unknown>) => Effect.Effect<void>
+  }
+}
+
+/**
+ * The worker context service tag. Get the service with `yield* WorkerContext`; provide it with
+ * {@link WorkerContextLive}, {@link WorkerContext.layer} or, for programs that run several workers,
+ * {@link WorkerContext.make}. Inside a task it tracked, `yield* WorkerContext` is always that context.
  *
  * @example
  * ```ts
@@ -146,96 +331,15 @@ export interface Tracked<A, E> {
  * @since 0.1.0
  * @category tags
  */
-export class WorkerContext extends Context.Tag("effect-worker-context/WorkerContext")<WorkerContext, {
-  /** The worker's name, as given in the options (default `"worker"`). */
-  readonly name: string
-  /** The current state. */
-  readonly state: Effect.Effect<WorkerState>
-  /**
-   * The current state, then every change, in order; ends after `Stopped`. Each subscriber gets its own view:
-   * a subscriber that falls more than `eventBufferSize` changes behind skips the oldest ones.
-   */
-  readonly stateChanges: Stream.Stream<WorkerState>
-  /**
-   * `Pending → Running`, publishing `Started`. A no-op while `Running`; fails with `WorkerStateError` in any
-   * other state (a stopped worker is not restarted: make a new context).
-   */
-  readonly start: Effect.Effect<void, WorkerStateError>
-  /**
-   * `Running → Paused`, publishing `Paused`. Tasks already running go on; new `track` calls wait. A no-op while
-   * `Paused`; fails with `WorkerStateError` while `Pending`, `Stopping` or `Stopped`.
-   */
-  readonly pause: Effect.Effect<void, WorkerStateError>
-  /**
-   * `Paused → Running`, publishing `Resumed` and admitting the `track` calls that were waiting. A no-op while
-   * `Running`; fails with `WorkerStateError` while `Pending`, `Stopping` or `Stopped`.
-   */
-  readonly resume: Effect.Effect<void, WorkerStateError>
-  /**
-   * Shuts the worker down and waits until it is `Stopped`: closes intake (`Stopping`), gives in-flight tasks
-   * `shutdownTimeout` to finish, interrupts the rest and waits for their finalizers, then publishes
-   * `Stopped { interrupted }`. Idempotent: later and concurrent callers wait for the same shutdown. Shutdown begins
-   * in the call's first step and its deadline runs on the context's own fiber, so interrupting a caller of `stop`
-   * does not cancel it. Called from inside a task of this context (or a fiber such a task forked), it begins
-   * shutdown and returns at once instead of waiting for itself.
-   */
-  readonly stop: Effect.Effect<void>
-  /**
-   * Admits `effect` as a task and forks it into the context's own fiber set; returns a handle at once.
-   *
-   * - `Running`: the count goes up before the effect starts and down when it ends, however it ends.
-   * - `Paused`: waits for `resume` (then admits) or for shutdown (then fails with `TaskRejected`).
-   * - `Pending`, `Stopping`, `Stopped`: fails at once with `TaskRejected`; the effect never runs.
-   *
-   * The task runs with the caller's services and fiber refs, is interruptible even when `track` is called from
-   * an uninterruptible region (so shutdown can cut it off), and outlives the caller. Its failure is its own: it
-   * shows in the handle, in `TaskFinished`, never in the worker's state.
-   */
-  readonly track: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<Tracked<A, E>, TaskRejected, R>
-  /** How many admitted tasks have not ended yet. */
-  readonly taskCount: Effect.Effect<number>
-  /** Whether any admitted task has not ended yet. */
-  readonly hasPendingTasks: Effect.Effect<boolean>
-  /** Whether shutdown has begun: true exactly in `Stopping` and `Stopped` (not in `Paused`). */
-  readonly isShuttingDown: Effect.Effect<boolean>
-  /**
-   * Waits until the worker is `Stopped`; any number of fibers may wait. Called from inside a task of this context
-   * (or a fiber such a task forked) it dies at once, since it would wait for itself for ever.
-   */
-  readonly awaitShutdown: Effect.Effect<void>
-  /** Waits until shutdown has begun (`Stopping`): the moment to stop taking new work. */
-  readonly shutdownRequested: Effect.Effect<void>
-  /**
-   * Publishes a `Custom` event to every subscriber, stamped with this context's name. Dropped when nobody
-   * subscribes or once `Stopped` was published (it is the last event). The other variants belong to the context:
-   * emitting one is a defect.
-   */
-  readonly emit: (event: WorkerEvent) => Effect.Effect<void>
-  /**
-   * Subscribes to the events published from now on, for the life of the given scope (not the context's: the queue
-   * stays readable after the context's scope has closed). A subscriber that falls `eventBufferSize` events behind
-   * loses its oldest ones; the worker never waits for it. `Stopped` is the last event ever published: stop taking
-   * once you see it (the `events` stream does so for you).
-   */
-  readonly subscribe: Effect.Effect<Queue.Dequeue<WorkerEvent>, never, Scope.Scope>
-  /**
-   * The events published from the moment the stream starts running (not when it is created), in order; ends after
-   * `Stopped` (at once if the worker is already stopped).
-   */
-  readonly events: Stream.Stream<WorkerEvent>
-  /**
-   * Attaches `handler` for the context's lifetime: it sees every event published after `listen` returns, in
-   * order, through `Stopped`, on a fiber of its own. A handler that fails or dies is logged (as a warning
-   * annotated with `worker`) and keeps receiving events; the handler's own logs are not annotated. The handler runs
-   * with the services and fiber refs of the fiber that built the context, whoever calls `listen`. Closing the
-   * context's scope waits, up to `shutdownTimeout`, until every handler has handled `Stopped`.
-   */
-  readonly listen: (handler: (event: WorkerEvent) => Effect.Effect<unknown, unknown>) => Effect.Effect<void>
-}>() {
+export class WorkerContext extends Context.Tag(internal.tagKey)<
+  WorkerContext,
+  WorkerContext.Service
+>() {
   /**
    * Builds a worker context in the current scope. Closing the scope shuts the worker down gracefully, as `stop`
-   * does, then waits (up to `shutdownTimeout`) for listeners to handle `Stopped`, then closes their subscriptions.
-   * The event hubs are never shut down: a subscriber that has not read `Stopped` yet still gets it.
+   * does, then waits (up to `shutdownTimeout`) for listeners to handle `Stopped`, then closes their fiber set.
+   * The event hub is never shut down: a subscriber that has not read `Stopped` yet still gets it. Interrupting
+   * `make` half-way leaves nothing running.
    *
    * @example
    * ```ts
@@ -252,7 +356,7 @@ export class WorkerContext extends Context.Tag("effect-worker-context/WorkerCont
    *
    * @since 0.1.0
    */
-  static make(options?: WorkerContextOptions): Effect.Effect<WorkerContext["Type"], never, Scope.Scope> {
+  static make(options?: WorkerContextOptions): Effect.Effect<WorkerContext.Service, never, Scope.Scope> {
     return internal.make(options)
   }
 
@@ -281,7 +385,7 @@ export class WorkerContext extends Context.Tag("effect-worker-context/WorkerCont
 
 /**
  * `WorkerContext.layer()` with the default options: name `"worker"`, 30 s shutdown timeout, no shutdown signal,
- * 1024 events of buffer.
+ * 1024 events of buffer, lifecycle logs at `Info`.
  *
  * @example
  * ```ts

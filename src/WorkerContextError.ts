@@ -4,7 +4,7 @@
  * @since 0.1.0
  */
 import * as Data from "effect/Data"
-import type { WorkerState } from "./WorkerContext.js"
+import type { WorkerState } from "./WorkerState.js"
 
 /**
  * An operation that the worker's current state does not allow: `pause` while `Pending`, `start` while `Paused`,
@@ -39,8 +39,8 @@ export class WorkerStateError extends Data.TaggedError("WorkerStateError")<{
 
 /**
  * `track` refused a task: the worker is `Pending` (not started yet), or shutdown has begun (`Stopping`,
- * `Stopped`), including for callers that were waiting in a paused worker when shutdown began. The task's
- * effect never ran.
+ * `Stopped`), including for callers that were waiting in a paused worker when shutdown began, or it is `Paused`
+ * and the call asked not to wait (`whenPaused: "reject"`). The task's effect never ran.
  *
  * @example
  * ```ts
@@ -64,6 +64,8 @@ export class TaskRejected extends Data.TaggedError("TaskRejected")<{
   override get message(): string {
     return this.state === "Pending"
       ? `Worker "${this.worker}" rejected a task: it has not been started`
+      : this.state === "Paused"
+      ? `Worker "${this.worker}" rejected a task: it is paused`
       : `Worker "${this.worker}" rejected a task: shutdown has begun (${this.state})`
   }
 }

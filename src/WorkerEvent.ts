@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import type * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 
 /**
@@ -27,7 +28,9 @@ export type TaskOutcome = "success" | "failure" | "interrupted"
  * - `Started`, `Paused`, `Resumed`, `Stopping`, `Stopped`: one per lifecycle transition. `Stopped` is the last
  *   event a context ever publishes, and `interrupted` counts the tasks shutdown cut off at its deadline.
  * - `Idle`: the task count dropped to zero while the worker was `Running` or `Paused`.
- * - `TaskStarted` / `TaskFinished`: a task was admitted by `track` / ended, with its outcome.
+ * - `TaskStarted` / `TaskFinished`: a task was admitted by `track` / ended, with its outcome. Both carry the
+ *   task's `label` when `track` was given one; `TaskFinished` carries the task's `cause` when it did not succeed
+ *   (a failure, a defect or an interruption), so a listener can say why.
  * - `Custom`: published by `WorkerContext.emit`.
  *
  * `WorkerEvent` is also a value with one constructor per variant, plus `$is` and `$match`.
@@ -60,10 +63,31 @@ export type WorkerEvent = Data.TaggedEnum<{
   Stopping: { readonly worker: string }
   Stopped: { readonly worker: string; readonly interrupted: number }
   Idle: { readonly worker: string }
-  TaskStarted: { readonly worker: string; readonly taskId: number }
-  TaskFinished: { readonly worker: string; readonly taskId: number; readonly outcome: TaskOutcome }
+  TaskStarted: { readonly worker: string; readonly taskId: number; readonly label?: string | undefined }
+  TaskFinished: {
+    readonly worker: string
+    readonly taskId: number
+    readonly label?: string | undefined
+    readonly outcome: TaskOutcome
+    readonly cause?: Cause.Cause<unknown> | undefined
+  }
   Custom: { readonly worker: string; readonly value: unknown }
 }>
+
+/**
+ * The one variant a program may publish itself, with `WorkerContext`'s `emit`.
+ *
+ * @example
+ * ```ts
+ * import { WorkerEvent, type CustomEvent } from "effect-worker-context/WorkerEvent"
+ *
+ * const progress: CustomEvent = WorkerEvent.Custom({ worker: "mailer", value: { sent: 3 } })
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type CustomEvent = Data.TaggedEnum.Value<WorkerEvent, "Custom">
 
 /**
  * Constructors, guards (`$is`) and exhaustive matching (`$match`) for {@link WorkerEvent}.

@@ -8,7 +8,7 @@ import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricKey from "effect/MetricKey"
 import * as MetricLabel from "effect/MetricLabel"
-import type { WorkerState } from "./WorkerContext.js"
+import type { WorkerState } from "./WorkerState.js"
 
 /**
  * The metrics of one worker. Names, as Prometheus shows them once exported (counters get `_total`):
@@ -24,6 +24,9 @@ import type { WorkerState } from "./WorkerContext.js"
  * | `effect_worker_task_duration_seconds` | histogram | task run time, admission to end |
  * | `effect_worker_state` | gauge, tag `state` | 1 for the current state, 0 for the others |
  * | `effect_worker_shutdown_drain_seconds` | gauge | how long the last shutdown took, `Stopping` to `Stopped` |
+ *
+ * Every metric has the tag `worker`; the task metrics (the first seven) of tasks tracked with a `label` have the
+ * tag `label` too, in series of their own, so the worker's totals are the sums over its series.
  *
  * @example
  * ```ts
@@ -43,7 +46,26 @@ import type { WorkerState } from "./WorkerContext.js"
  * @since 0.1.0
  * @category models
  */
-export interface WorkerMetrics {
+export interface WorkerMetrics extends TaskMetrics {
+  readonly state: { readonly [S in WorkerState]: Metric.Metric.Gauge<number> }
+  readonly shutdownDrain: Metric.Metric.Gauge<number>
+}
+
+/**
+ * The task metrics of one worker and one task label (or of its unlabelled tasks).
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { WorkerMetrics } from "effect-worker-context"
+ *
+ * const httpFailures = Metric.value(WorkerMetrics.forWorker("api", "http").tasksFailed)
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface TaskMetrics {
   readonly tasksActive: Metric.Metric.Gauge<number>
   readonly tasksStarted: Metric.Metric.Counter<number>
   readonly tasksSucceeded: Metric.Metric.Counter<number>
@@ -51,12 +73,10 @@ export interface WorkerMetrics {
   readonly tasksInterrupted: Metric.Metric.Counter<number>
   readonly tasksRejected: Metric.Metric.Counter<number>
   readonly taskDuration: Metric.Metric.Histogram<number>
-  readonly state: { readonly [S in WorkerState]: Metric.Metric.Gauge<number> }
-  readonly shutdownDrain: Metric.Metric.Gauge<number>
 }
 
 /**
- * Bucket boundaries of `effect_worker_task_duration_seconds`: 1 ms to about 4.4 minutes (262 s), doubling.
+ * Bucket boundaries of `effect_worker_task_duration_seconds`: 1 ms, doubling, to 131 s (2^17 ms), then `+Inf`.
  *
  * @example
  * ```ts
@@ -75,8 +95,87 @@ export const taskDurationBoundaries: MetricBoundaries.MetricBoundaries = MetricB
 })
 
 /**
- * The metrics of the worker named `worker`. Metrics are looked up by name and tags, so calling this twice returns
- * metrics that read and write the same values.
+ * How many metric series (one per distinct worker name, plus one per distinct worker name and task label) the
+ * contexts of one process create, at most. Effect's metric registry keeps every series for the life of the
+ * process, so a program that makes contexts with ever new names (one per tenant, per request, per test) would
+ * grow without bound: past this limit, new names and labels are counted under the worker {@link overflowWorker}
+ * instead (and the context logs a warning once). Names already seen keep their series.
+ *
+ * @example
+ * ```ts
+ * import { WorkerMetrics } from "effect-worker-context"
+ *
+ * console.log(WorkerMetrics.maxSeries) // 256
+ * ```
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const maxSeries = 256
+
+/**
+ * The `worker` tag of the series that count the workers and labels past {@link maxSeries}.
+ *
+ * @example
+ * ```ts
+ * import { WorkerMetrics } from "effect-worker-context"
+ *
+ * console.log(WorkerMetrics.overflowWorker) // "_overflow"
+ * ```
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const overflowWorker = "_overflow"
+
+const counter = (name: string, description: string, tags: ReadonlyArray<MetricLabel.MetricLabel>) =>
+  Metric.fromMetricKey(MetricKey.taggedWithLabels(MetricKey.counter(name, { description, incremental: true }), tags))
+
+const gauge = (name: string, description: string, tags: ReadonlyArray<MetricLabel.MetricLabel>) =>
+  Metric.fromMetricKey(MetricKey.taggedWithLabels(MetricKey.gauge(name, { description }), tags))
+
+/**
+ * The task metrics of the worker named `worker`, for its tasks tracked with `label` (or its unlabelled ones).
+ *
+ * @example
+ * ```ts
+ * import { Effect, Metric } from "effect"
+ * import { WorkerMetrics } from "effect-worker-context"
+ *
+ * const httpInFlight = Metric.value(WorkerMetrics.taskMetrics("api", "http").tasksActive)
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const taskMetrics = (worker: string, label?: string | undefined): TaskMetrics => {
+  // The tags go into the key, not through `Metric.tagged`: an untagged update then hits a cached hook,
+  // which keeps the per-task cost of metrics to a few field writes.
+  const tags = [MetricLabel.make("worker", worker)]
+  if (label !== undefined) tags.push(MetricLabel.make("label", label))
+  return {
+    tasksActive: gauge("effect_worker_tasks_active", "Tasks admitted and not ended", tags),
+    tasksStarted: counter("effect_worker_tasks_started", "Tasks admitted by track", tags),
+    tasksSucceeded: counter("effect_worker_tasks_succeeded", "Tasks that ended with success", tags),
+    tasksFailed: counter("effect_worker_tasks_failed", "Tasks that ended with a failure or a defect", tags),
+    tasksInterrupted: counter("effect_worker_tasks_interrupted", "Tasks that ended interrupted", tags),
+    tasksRejected: counter("effect_worker_tasks_rejected", "track calls refused with TaskRejected", tags),
+    taskDuration: Metric.fromMetricKey(
+      MetricKey.taggedWithLabels(
+        MetricKey.histogram(
+          "effect_worker_task_duration_seconds",
+          taskDurationBoundaries,
+          "Task run time from admission to end, in seconds"
+        ),
+        tags
+      )
+    )
+  }
+}
+
+/**
+ * The metrics of the worker named `worker` (its unlabelled tasks, its state and its last drain). Metrics are looked
+ * up by name and tags, so calling this twice returns metrics that read and write the same values.
  *
  * @example
  * ```ts
@@ -93,33 +192,13 @@ export const taskDurationBoundaries: MetricBoundaries.MetricBoundaries = MetricB
  */
 export const forWorker = (worker: string): WorkerMetrics => {
   const tags = [MetricLabel.make("worker", worker)]
-  // The tags go into the key, not through `Metric.tagged`: an untagged update then hits a cached hook,
-  // which keeps the per-task cost of metrics to a few field writes.
-  const counter = (name: string, description: string) =>
-    Metric.fromMetricKey(MetricKey.taggedWithLabels(MetricKey.counter(name, { description, incremental: true }), tags))
-  const gauge = (name: string, description: string, extra: ReadonlyArray<MetricLabel.MetricLabel> = []) =>
-    Metric.fromMetricKey(MetricKey.taggedWithLabels(MetricKey.gauge(name, { description }), [...tags, ...extra]))
   const stateGauge = (state: WorkerState) =>
     gauge("effect_worker_state", "1 for the worker's current state, 0 for the others", [
+      ...tags,
       MetricLabel.make("state", state)
     ])
   return {
-    tasksActive: gauge("effect_worker_tasks_active", "Tasks admitted and not ended"),
-    tasksStarted: counter("effect_worker_tasks_started", "Tasks admitted by track"),
-    tasksSucceeded: counter("effect_worker_tasks_succeeded", "Tasks that ended with success"),
-    tasksFailed: counter("effect_worker_tasks_failed", "Tasks that ended with a failure or a defect"),
-    tasksInterrupted: counter("effect_worker_tasks_interrupted", "Tasks that ended interrupted"),
-    tasksRejected: counter("effect_worker_tasks_rejected", "track calls refused with TaskRejected"),
-    taskDuration: Metric.fromMetricKey(
-      MetricKey.taggedWithLabels(
-        MetricKey.histogram(
-          "effect_worker_task_duration_seconds",
-          taskDurationBoundaries,
-          "Task run time from admission to end, in seconds"
-        ),
-        tags
-      )
-    ),
+    ...taskMetrics(worker),
     state: {
       Pending: stateGauge("Pending"),
       Running: stateGauge("Running"),
@@ -127,6 +206,6 @@ export const forWorker = (worker: string): WorkerMetrics => {
       Stopping: stateGauge("Stopping"),
       Stopped: stateGauge("Stopped")
     },
-    shutdownDrain: gauge("effect_worker_shutdown_drain_seconds", "How long the last shutdown took, in seconds")
+    shutdownDrain: gauge("effect_worker_shutdown_drain_seconds", "How long the last shutdown took, in seconds", tags)
   }
 }

@@ -13,6 +13,8 @@ const randomHex = (length: number): string => {
   return out
 }
 
+const nanosOf = (time: bigint | number): bigint => typeof time === "bigint" ? time : BigInt(time) * BigInt(1_000_000)
+
 /**
  * The span of a tracked task under Effect's built-in tracer. It behaves as the built-in tracer's spans do, but
  * builds its ids and attribute map only when someone reads them: most task spans are never read, and a span is
@@ -24,19 +26,30 @@ export class TaskSpan implements Tracer.Span {
   declare readonly context: Context.Context<never>
   declare readonly sampled: boolean
   declare readonly kind: Tracer.SpanKind
-  private ended: { readonly endTime: bigint; readonly exit: Exit.Exit<unknown, unknown> } | undefined = undefined
+  /** The end time in nanoseconds, or in clock milliseconds when the core ended the span. */
+  private ended: { readonly endTime: bigint | number; readonly exit: Exit.Exit<unknown, unknown> } | undefined =
+    undefined
   private ids: { readonly traceId: string; readonly spanId: string } | undefined = undefined
   private attributeMap: Map<string, unknown> | undefined = undefined
   private linkList: Array<Tracer.SpanLink> | undefined = undefined
   private eventList: Array<[name: string, startTime: bigint, attributes: Record<string, unknown>]> | undefined =
     undefined
 
+  /**
+   * Times are kept in clock milliseconds (the core reads the clock once per task start and end, in millis) and
+   * turned into the nanoseconds of `Tracer.Span` only when read; `0` means timing is off.
+   */
   constructor(
     private readonly parentSpan: Tracer.AnySpan | undefined,
-    private readonly startTime: bigint,
+    private readonly startMillis: number,
     private readonly worker: string,
-    private readonly taskId: number
+    private readonly taskId: number,
+    private readonly label: string | undefined
   ) {}
+
+  private get startTime(): bigint {
+    return nanosOf(this.startMillis)
+  }
 
   get parent(): Option.Option<Tracer.AnySpan> {
     return Option.fromNullable(this.parentSpan)
@@ -44,7 +57,7 @@ export class TaskSpan implements Tracer.Span {
   get status(): Tracer.SpanStatus {
     return this.ended === undefined
       ? { _tag: "Started", startTime: this.startTime }
-      : { _tag: "Ended", startTime: this.startTime, endTime: this.ended.endTime, exit: this.ended.exit }
+      : { _tag: "Ended", startTime: this.startTime, endTime: nanosOf(this.ended.endTime), exit: this.ended.exit }
   }
   private get idPair() {
     return this.ids ??= {
@@ -59,7 +72,11 @@ export class TaskSpan implements Tracer.Span {
     return this.idPair.spanId
   }
   get attributes(): Map<string, unknown> {
-    return this.attributeMap ??= new Map<string, unknown>([["worker", this.worker], ["task.id", this.taskId]])
+    if (this.attributeMap === undefined) {
+      this.attributeMap = new Map<string, unknown>([["worker", this.worker], ["task.id", this.taskId]])
+      if (this.label !== undefined) this.attributeMap.set("task.label", this.label)
+    }
+    return this.attributeMap
   }
   get links(): Array<Tracer.SpanLink> {
     return this.linkList ??= []
@@ -70,6 +87,10 @@ export class TaskSpan implements Tracer.Span {
 
   end(endTime: bigint, exit: Exit.Exit<unknown, unknown>): void {
     this.ended ??= { endTime, exit }
+  }
+  /** `end`, from the clock milliseconds the core read anyway. */
+  endAtMillis(endMillis: number, exit: Exit.Exit<unknown, unknown>): void {
+    this.ended ??= { endTime: endMillis, exit }
   }
   attribute(key: string, value: unknown): void {
     this.attributes.set(key, value)

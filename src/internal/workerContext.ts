@@ -2,6 +2,7 @@ import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as DefaultServices from "effect/DefaultServices"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -10,6 +11,10 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
+import type * as FiberRefs from "effect/FiberRefs"
+import * as FiberSet from "effect/FiberSet"
+import * as GlobalValue from "effect/GlobalValue"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import type * as Queue from "effect/Queue"
@@ -18,14 +23,25 @@ import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
-import type { Tracked, WorkerContext, WorkerContextOptions, WorkerState } from "../WorkerContext.js"
+import type {
+  ResolvedWorkerContextOptions,
+  Tracked,
+  TrackOptions,
+  WorkerContext,
+  WorkerContextOptions
+} from "../WorkerContext.js"
 import { TaskRejected, WorkerStateError } from "../WorkerContextError.js"
-import { type TaskOutcome, WorkerEvent } from "../WorkerEvent.js"
+import { type CustomEvent, type TaskOutcome, WorkerEvent } from "../WorkerEvent.js"
 import * as WorkerMetrics from "../WorkerMetrics.js"
+import type { WorkerState } from "../WorkerState.js"
+import { EventBuffer } from "./eventBuffer.js"
 import { TaskSpan, taskSpanName } from "./taskSpan.js"
 
-type Service = WorkerContext["Type"]
+type Service = WorkerContext.Service
 type AnyFiber = Fiber.RuntimeFiber<unknown, unknown>
+
+/** @internal The key of the `WorkerContext` tag; a task finds its own context under it. */
+export const tagKey = "effect-worker-context/WorkerContext"
 
 /**
  * Marks the context of a task's fiber (and so of every fiber it forks) with the core that owns the task. `stop`
@@ -33,34 +49,106 @@ type AnyFiber = Fiber.RuntimeFiber<unknown, unknown>
  * that one. It rides in the task's copy of the caller's context (where the task's span goes too), so marking
  * costs no copy of the caller's fiber refs.
  */
-const taskOwnerKey = "effect-worker-context/TaskOwner"
+class TaskOwner extends Context.Tag("effect-worker-context/TaskOwner")<TaskOwner, WorkerCore>() {}
+
 const parentSpanKey = Tracer.ParentSpan.key
 
-/** Effect's default tracer, whose spans go nowhere unless read: tasks get a lazily built `TaskSpan` under it. */
-const builtInTracer = Effect.runSync(Effect.tracer)
+/** Effect's built-in tracer, whose spans go nowhere unless read: tasks get a lazily built `TaskSpan` under it. */
+const builtInTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
 
 const isInsideTaskOf = (fiber: AnyFiber, core: WorkerCore): boolean =>
-  fiber.currentContext.unsafeMap.get(taskOwnerKey) === core
+  Option.getOrUndefined(Context.getOption(fiber.currentContext, TaskOwner)) === core
 
 const outcomeOf = (exit: Exit.Exit<unknown, unknown>): TaskOutcome =>
   Exit.isSuccess(exit) ? "success" : Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "failure"
 
-/** Publishes synchronously. `unsafeOffer` refuses when the hub is full; `publish` then slides out the oldest. */
-const offer = <A>(hub: PubSub.PubSub<A>, value: A): void => {
-  if (!hub.unsafeOffer(value)) Effect.runSync(hub.publish(value))
+const isStopped = (event: WorkerEvent): boolean => event._tag === "Stopped"
+
+/**
+ * @internal
+ * Publishes to a sliding `PubSub` synchronously. `unsafeOffer` refuses when the hub is full; sliding out the oldest
+ * event then takes the hub's own `slide`, a private field of effect 3.22's implementation, so that no fiber runs
+ * per event. Where that field is missing (another effect version), the public `publish` runs on a fiber of its own.
+ */
+export const hubPublisher = <A>(
+  hub: PubSub.PubSub<A>,
+  runFork: (effect: Effect.Effect<boolean>) => unknown
+): { readonly publish: (value: A) => void; readonly slidesPrivately: boolean } => {
+  const inner = (hub as unknown as { readonly pubsub?: { readonly slide?: unknown } }).pubsub
+  const slide = typeof inner?.slide === "function" ? () => (inner.slide as () => void).call(inner) : undefined
+  return {
+    slidesPrivately: slide !== undefined,
+    publish: (value) => {
+      if (hub.unsafeOffer(value)) return
+      if (slide !== undefined) {
+        slide()
+        if (hub.unsafeOffer(value)) return
+      }
+      runFork(hub.publish(value))
+    }
+  }
 }
 
-interface StateChange {
-  readonly seq: number
-  readonly state: WorkerState
+/**
+ * @internal
+ * The fiber refs a task starts with: its caller's. `getFiberRefs()` copies them on every call, so while the
+ * caller's refs are the very object the last call returned (its private `_fiberRefs`, in effect 3.22), the copy
+ * is reused. Where that field is missing, every call copies.
+ */
+export class CallerFiberRefs {
+  private seen: unknown = undefined
+  private refs: FiberRefs.FiberRefs | undefined = undefined
+  /** How many calls reused the last copy: the private path ran. */
+  reused = 0
+
+  of(caller: AnyFiber): FiberRefs.FiberRefs {
+    const current = (caller as unknown as { readonly _fiberRefs?: unknown })._fiberRefs
+    if (current !== undefined && current === this.seen) {
+      this.reused++
+      return this.refs!
+    }
+    const refs = caller.getFiberRefs()
+    this.seen = (caller as unknown as { readonly _fiberRefs?: unknown })._fiberRefs
+    this.refs = refs
+    return refs
+  }
+}
+
+/** The series handed out so far in this process, by worker name and label: what `WorkerMetrics.maxSeries` bounds. */
+const seriesSeen = GlobalValue.globalValue(Symbol.for("effect-worker-context/seriesSeen"), () => new Set<string>())
+
+const claimSeries = (worker: string, label: string | undefined): boolean => {
+  const key = label === undefined ? worker : `${worker}\u0000${label}`
+  if (seriesSeen.has(key)) return true
+  if (seriesSeen.size >= WorkerMetrics.maxSeries) return false
+  seriesSeen.add(key)
+  return true
+}
+
+/** Registers every task series at 0, so an exporter shows them before the first task. */
+const registerTaskMetrics = (metrics: WorkerMetrics.TaskMetrics): WorkerMetrics.TaskMetrics => {
+  for (
+    const counter of [
+      metrics.tasksStarted,
+      metrics.tasksSucceeded,
+      metrics.tasksFailed,
+      metrics.tasksInterrupted,
+      metrics.tasksRejected
+    ]
+  ) counter.unsafeUpdate(0, [])
+  metrics.tasksActive.unsafeModify(0, [])
+  metrics.taskDuration.unsafeValue([])
+  return metrics
 }
 
 class TrackedImpl<A, E> implements Tracked<A, E> {
   constructor(
     readonly id: number,
+    readonly label: string | undefined,
     readonly fiber: Fiber.RuntimeFiber<A, E>,
-    /** For the core: clock millis at admission, and the task's span (timed or not). */
+    /** For the core: clock millis at admission, the task's metrics and span. */
     readonly startedAt: number,
+    readonly metrics: WorkerMetrics.TaskMetrics,
     readonly span: Tracer.Span | undefined,
     readonly timing: boolean
   ) {}
@@ -84,49 +172,97 @@ class TrackedImpl<A, E> implements Tracked<A, E> {
  */
 class WorkerCore {
   state: WorkerState = "Pending"
-  /** Live task fibers: the task count is `tasks.size`. */
-  readonly tasks = new Set<AnyFiber>()
-  /** Subscribers of `hub`; task events (`TaskStarted`, `TaskFinished`, `Idle`) are only built while there is one. */
-  subscribers = 0
+  /**
+   * Tasks admitted and not ended: always the size of `tasks`, which drops a fiber in the same exit notification,
+   * just before the core's own observer runs. Kept as a number because the core decides on it synchronously.
+   */
+  inFlight = 0
+  /** Whether anyone receives events; task events are only built then. */
+  listening = false
   private nextId = 1
-  private transitions = 0
-  private resumed: Deferred.Deferred<void> | undefined = undefined
-  private cuttingOff = false
   private interrupted = 0
   private stoppingAt = 0
+  private hubSubscribers = 0
+  private readonly buffers: Array<EventBuffer<WorkerEvent>> = []
+  private readonly stateBuffers: Array<EventBuffer<WorkerState>> = []
+  private readonly labelled = new Map<string, WorkerMetrics.TaskMetrics>()
+  private readonly unlabelled: WorkerMetrics.TaskMetrics
+  private readonly fiberRefs = new CallerFiberRefs()
+  /** Closed while `Paused`: the gate a waiting `track` waits at. Opened by `resume` and by the beginning of shutdown. */
+  readonly resumed = Effect.unsafeMakeLatch(true)
   readonly shutdownRequested = Deferred.unsafeMake<void>(FiberId.none)
   readonly stopped = Deferred.unsafeMake<void>(FiberId.none)
+  /** Set once `make` has built the service: what `yield* WorkerContext` returns inside a task. */
+  service: Service | undefined = undefined
+  /** Whether this context's metrics went to the overflow series (the process has too many worker names). */
+  readonly overflowed: boolean
 
   constructor(
     readonly name: string,
-    private readonly hub: PubSub.PubSub<WorkerEvent>,
-    private readonly stateHub: PubSub.PubSub<StateChange>,
+    private readonly eventBufferSize: number,
+    readonly tasks: FiberSet.FiberSet<unknown, unknown>,
+    private readonly publishToHub: (event: WorkerEvent) => void,
     private readonly metrics: WorkerMetrics.WorkerMetrics,
-    private readonly clock: Clock.Clock
+    private readonly clock: Clock.Clock,
+    overflowed: boolean
   ) {
-    // Registered now, so an exporter shows every series (at 0) before the first task.
-    const { shutdownDrain, state: _, taskDuration, ...counts } = metrics
-    for (const metric of Object.values(counts)) metric.unsafeUpdate(0, [])
-    taskDuration.unsafeValue([])
-    shutdownDrain.unsafeValue([])
-    for (const [state, gauge] of Object.entries(metrics.state)) gauge.unsafeUpdate(state === this.state ? 1 : 0, [])
-  }
-
-  get seq(): number {
-    return this.transitions
+    this.overflowed = overflowed
+    this.unlabelled = registerTaskMetrics(metrics)
+    metrics.shutdownDrain.unsafeValue([])
+    // State gauges count this worker name's contexts in each state: modified, not set, so that contexts that share
+    // a name (or the overflow series) add up instead of overwriting each other.
+    for (const gauge of Object.values(metrics.state)) gauge.unsafeModify(0, [])
+    metrics.state[this.state].unsafeModify(1, [])
   }
 
   publish(event: WorkerEvent): void {
-    offer(this.hub, event)
+    for (let i = 0; i < this.buffers.length; i++) this.buffers[i]!.push(event)
+    if (this.hubSubscribers > 0) this.publishToHub(event)
+  }
+
+  /** A buffer that receives every event from now on, or `undefined` once `Stopped` was published (nothing follows). */
+  addBuffer(): EventBuffer<WorkerEvent> | undefined {
+    if (this.state === "Stopped") return undefined
+    const buffer = new EventBuffer<WorkerEvent>(this.eventBufferSize)
+    this.buffers.push(buffer)
+    this.listening = true
+    return buffer
+  }
+
+  removeBuffer(buffer: EventBuffer<WorkerEvent>): void {
+    const at = this.buffers.indexOf(buffer)
+    if (at >= 0) this.buffers.splice(at, 1)
+    this.updateListening()
+  }
+
+  /** A buffer that holds the current state and then receives every change: `stateChanges`, in one step. */
+  addStateBuffer(): EventBuffer<WorkerState> {
+    const buffer = new EventBuffer<WorkerState>(this.eventBufferSize)
+    buffer.push(this.state)
+    if (this.state !== "Stopped") this.stateBuffers.push(buffer)
+    return buffer
+  }
+
+  removeStateBuffer(buffer: EventBuffer<WorkerState>): void {
+    const at = this.stateBuffers.indexOf(buffer)
+    if (at >= 0) this.stateBuffers.splice(at, 1)
+  }
+
+  hubSubscribed(delta: number): void {
+    this.hubSubscribers += delta
+    this.updateListening()
+  }
+
+  private updateListening(): void {
+    this.listening = this.buffers.length > 0 || this.hubSubscribers > 0
   }
 
   private transition(state: WorkerState, event: WorkerEvent): void {
-    this.metrics.state[this.state].unsafeUpdate(0, [])
-    this.metrics.state[state].unsafeUpdate(1, [])
+    this.metrics.state[this.state].unsafeModify(-1, [])
+    this.metrics.state[state].unsafeModify(1, [])
     this.state = state
-    this.transitions++
     this.publish(event)
-    offer(this.stateHub, { seq: this.transitions, state })
+    for (let i = 0; i < this.stateBuffers.length; i++) this.stateBuffers[i]!.push(state)
   }
 
   start(): WorkerStateError | undefined {
@@ -139,7 +275,7 @@ class WorkerCore {
 
   pause(): WorkerStateError | undefined {
     if (this.state === "Running") {
-      this.resumed = Deferred.unsafeMake(FiberId.none)
+      this.resumed.unsafeClose()
       this.transition("Paused", WorkerEvent.Paused({ worker: this.name }))
     } else if (this.state !== "Paused") {
       return new WorkerStateError({ worker: this.name, operation: "pause", state: this.state })
@@ -149,7 +285,7 @@ class WorkerCore {
   resume(): WorkerStateError | undefined {
     if (this.state === "Paused") {
       this.transition("Running", WorkerEvent.Resumed({ worker: this.name }))
-      this.releaseWaiters()
+      this.resumed.unsafeOpen()
     } else if (this.state !== "Running") {
       return new WorkerStateError({ worker: this.name, operation: "resume", state: this.state })
     }
@@ -160,14 +296,17 @@ class WorkerCore {
     if (this.state === "Stopping" || this.state === "Stopped") return
     this.stoppingAt = this.clock.unsafeCurrentTimeMillis()
     this.transition("Stopping", WorkerEvent.Stopping({ worker: this.name }))
-    this.releaseWaiters()
+    this.resumed.unsafeOpen()
     Deferred.unsafeDone(this.shutdownRequested, Exit.void)
-    if (this.tasks.size === 0) this.finish()
+    if (this.inFlight === 0) this.finish()
   }
 
-  /** The deadline passed: interrupt what is still running; the tasks report back through `onTaskExit`. */
+  /**
+   * The deadline passed: every task still in flight is cut off and counted so, however it then ends (even if a
+   * finalizer fails or dies). No task can be admitted any more, so the count is final.
+   */
   cutOff(by: FiberId.FiberId): void {
-    this.cuttingOff = true
+    this.interrupted = this.inFlight
     for (const fiber of this.tasks) fiber.unsafeInterruptAsFork(by)
   }
 
@@ -186,92 +325,131 @@ class WorkerCore {
     Deferred.unsafeDone(this.stopped, Exit.void)
   }
 
-  /** The latch a paused `track` waits on: released by `resume` and by the beginning of shutdown. */
-  awaitResume(): Effect.Effect<void> {
-    return this.resumed === undefined ? Effect.void : Deferred.await(this.resumed)
-  }
-
-  private releaseWaiters(): void {
-    if (this.resumed !== undefined) {
-      Deferred.unsafeDone(this.resumed, Exit.void)
-      this.resumed = undefined
+  private metricsFor(label: string | undefined): WorkerMetrics.TaskMetrics {
+    if (label === undefined) return this.unlabelled
+    let metrics = this.labelled.get(label)
+    if (metrics === undefined) {
+      metrics = !this.overflowed && claimSeries(this.name, label)
+        ? registerTaskMetrics(WorkerMetrics.taskMetrics(this.name, label))
+        : this.unlabelled
+      this.labelled.set(label, metrics)
     }
+    return metrics
   }
 
-  reject(): TaskRejected {
-    this.metrics.tasksRejected.unsafeUpdate(1, [])
+  reject(label: string | undefined): TaskRejected {
+    this.metricsFor(label).tasksRejected.unsafeUpdate(1, [])
     return new TaskRejected({ worker: this.name, state: this.state })
   }
 
-  /** Admission: id, count, fork and `TaskStarted` in one step, so `beginShutdown` can never fall in between. */
+  /**
+   * Admission: id, count, fork and `TaskStarted` in one synchronous step, so `beginShutdown` can never fall in
+   * between: the state the caller read is the state the task is admitted in.
+   */
   admit<A, E, R>(
     effect: Effect.Effect<A, E, R>,
-    caller: Fiber.RuntimeFiber<unknown, unknown>,
-    callerFlags: RuntimeFlags.RuntimeFlags
+    caller: AnyFiber,
+    callerFlags: RuntimeFlags.RuntimeFlags,
+    label: string | undefined
   ): Tracked<A, E> {
     const id = this.nextId++
     const startedAt = this.clock.unsafeCurrentTimeMillis()
+    const metrics = this.metricsFor(label)
     // The span is made by hand, not with `Effect.withSpan`: that would capture a stack trace and add effects to
     // every task. It is the task's parent span, and ends in `onTaskExit`.
     const timing = caller.getFiberRef(FiberRef.currentTracerTimingEnabled)
-    const span = caller.getFiberRef(FiberRef.currentTracerEnabled) ? this.taskSpan(caller, id, timing) : undefined
+    const span = caller.getFiberRef(FiberRef.currentTracerEnabled)
+      ? this.taskSpan(caller, id, label, timing ? startedAt : 0)
+      : undefined
     const services = new Map(caller.currentContext.unsafeMap)
-    services.set(taskOwnerKey, this)
+    services.set(TaskOwner.key, this)
+    services.set(tagKey, this.service)
     if (span !== undefined) services.set(parentSpanKey, span)
     const runtime = Runtime.make({
       context: Context.unsafeMake(services) as Context.Context<R>,
-      fiberRefs: caller.getFiberRefs(),
+      fiberRefs: this.fiberRefs.of(caller),
       // A task forked from an uninterruptible region would inherit it, and shutdown could never cut it off.
       runtimeFlags: RuntimeFlags.enable(callerFlags, RuntimeFlags.Interruption)
     })
     // Not `immediate`: the task starts on the scheduler, after `track` returned, like `Effect.fork`.
     const fiber = Runtime.runFork(runtime, effect, { immediate: false })
-    this.tasks.add(fiber)
-    this.metrics.tasksStarted.unsafeUpdate(1, [])
-    this.metrics.tasksActive.unsafeUpdate(this.tasks.size, [])
-    if (this.subscribers > 0) this.publish(WorkerEvent.TaskStarted({ worker: this.name, taskId: id }))
-    const tracked = new TrackedImpl(id, fiber, startedAt, span, timing)
+    // The set's observer goes first: by the time `onTaskExit` runs, the set no longer holds the fiber.
+    FiberSet.unsafeAdd(this.tasks, fiber)
+    this.inFlight++
+    metrics.tasksStarted.unsafeUpdate(1, [])
+    metrics.tasksActive.unsafeModify(1, [])
+    if (this.listening) {
+      this.publish(
+        label === undefined
+          ? WorkerEvent.TaskStarted({ worker: this.name, taskId: id })
+          : WorkerEvent.TaskStarted({ worker: this.name, taskId: id, label })
+      )
+    }
+    const tracked = new TrackedImpl(id, label, fiber, startedAt, metrics, span, timing)
     fiber.addObserver((exit) => this.onTaskExit(tracked, exit))
     return tracked
   }
 
-  private taskSpan(caller: AnyFiber, taskId: number, timing: boolean): Tracer.Span {
-    const startTime = timing ? this.clock.unsafeCurrentTimeNanos() : BigInt(0)
-    if (caller.currentTracer === builtInTracer) return new TaskSpan(caller.currentSpan, startTime, this.name, taskId)
+  /** `startedAt` is `0` when timing is off. */
+  private taskSpan(caller: AnyFiber, taskId: number, label: string | undefined, startedAt: number): Tracer.Span {
+    if (caller.currentTracer === builtInTracer) {
+      return new TaskSpan(caller.currentSpan, startedAt, this.name, taskId, label)
+    }
     const span = caller.currentTracer.span(
       taskSpanName,
       Option.fromNullable(caller.currentSpan),
       Context.empty(),
       [],
-      startTime,
+      startedAt === 0 ? BigInt(0) : this.clock.unsafeCurrentTimeNanos(),
       "internal"
     )
     span.attribute("worker", this.name)
     span.attribute("task.id", taskId)
+    if (label !== undefined) span.attribute("task.label", label)
     return span
   }
 
   private onTaskExit(task: TrackedImpl<unknown, unknown>, exit: Exit.Exit<unknown, unknown>): void {
-    this.tasks.delete(task.fiber)
+    this.inFlight--
+    const endedAt = this.clock.unsafeCurrentTimeMillis()
+    const span = task.span
+    if (span instanceof TaskSpan) span.endAtMillis(task.timing ? endedAt : 0, exit)
+    else span?.end(task.timing ? this.clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
+    const metrics = task.metrics
+    metrics.tasksActive.unsafeModify(-1, [])
+    metrics.taskDuration.unsafeUpdate((endedAt - task.startedAt) / 1000, [])
     const outcome = outcomeOf(exit)
-    task.span?.end(task.timing ? this.clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
-    const metrics = this.metrics
-    metrics.tasksActive.unsafeUpdate(this.tasks.size, [])
-    metrics.taskDuration.unsafeUpdate((this.clock.unsafeCurrentTimeMillis() - task.startedAt) / 1000, [])
     if (outcome === "success") metrics.tasksSucceeded.unsafeUpdate(1, [])
     else if (outcome === "failure") metrics.tasksFailed.unsafeUpdate(1, [])
     else metrics.tasksInterrupted.unsafeUpdate(1, [])
-    if (this.cuttingOff && outcome === "interrupted") this.interrupted++
-    if (this.subscribers > 0) {
-      this.publish(WorkerEvent.TaskFinished({ worker: this.name, taskId: task.id, outcome }))
-    }
-    if (this.tasks.size > 0) return
+    if (this.listening) this.publish(finishedEvent(this.name, task, outcome, exit))
+    if (this.inFlight > 0) return
     if (this.state === "Stopping") {
       this.finish()
-    } else if (this.subscribers > 0) {
+    } else if (this.listening) {
       this.publish(WorkerEvent.Idle({ worker: this.name }))
     }
   }
+}
+
+/** `TaskFinished`, with `label` and `cause` only when there is one (so events compare equal to hand-built ones). */
+const finishedEvent = (
+  worker: string,
+  task: TrackedImpl<unknown, unknown>,
+  outcome: TaskOutcome,
+  exit: Exit.Exit<unknown, unknown>
+): WorkerEvent => {
+  const taskId = task.id
+  const label = task.label
+  if (Exit.isSuccess(exit)) {
+    return label === undefined
+      ? WorkerEvent.TaskFinished({ worker, taskId, outcome })
+      : WorkerEvent.TaskFinished({ worker, taskId, label, outcome })
+  }
+  const cause = exit.cause
+  return label === undefined
+    ? WorkerEvent.TaskFinished({ worker, taskId, outcome, cause })
+    : WorkerEvent.TaskFinished({ worker, taskId, label, outcome, cause })
 }
 
 const invalid = (option: string, value: unknown, expected: string) =>
@@ -287,14 +465,15 @@ const isNegative = (input: unknown): boolean =>
   (typeof input === "string" && input.trimStart().startsWith("-")) ||
   (Array.isArray(input) && input.some(isNegative))
 
-interface ResolvedOptions {
-  readonly name: string
-  readonly shutdownTimeout: Duration.Duration
-  readonly shutdownSignal: Effect.Effect<unknown, unknown> | undefined
-  readonly eventBufferSize: number
+/** The largest `eventBufferSize`: the `subscribe` hub allocates its buffer at full size when the context is built. */
+const maxEventBufferSize = 65_536
+
+const logLevelOf = (input: unknown): LogLevel.LogLevel | undefined => {
+  if (input === undefined) return LogLevel.Info
+  return LogLevel.allLevels.find((level) => level === input || level._tag === input)
 }
 
-const resolveOptions = (options: WorkerContextOptions | undefined): Effect.Effect<ResolvedOptions> => {
+const resolveOptions = (options: WorkerContextOptions | undefined): Effect.Effect<ResolvedWorkerContextOptions> => {
   const name = options?.name ?? "worker"
   if (typeof name !== "string" || name.trim().length === 0) return invalid("name", name, "a non-empty string")
   const timeoutInput = options?.shutdownTimeout ?? "30 seconds"
@@ -303,56 +482,103 @@ const resolveOptions = (options: WorkerContextOptions | undefined): Effect.Effec
     return invalid("shutdownTimeout", timeoutInput, "a duration of zero or more, such as \"30 seconds\"")
   }
   const eventBufferSize = options?.eventBufferSize ?? 1024
-  if (!Number.isSafeInteger(eventBufferSize) || eventBufferSize < 1) {
-    return invalid("eventBufferSize", eventBufferSize, "a positive integer")
+  if (!Number.isSafeInteger(eventBufferSize) || eventBufferSize < 1 || eventBufferSize > maxEventBufferSize) {
+    return invalid("eventBufferSize", eventBufferSize, `an integer from 1 to ${maxEventBufferSize}`)
+  }
+  const shutdownSignal = options?.shutdownSignal
+  if (shutdownSignal !== undefined && !Effect.isEffect(shutdownSignal)) {
+    return invalid("shutdownSignal", shutdownSignal, "an Effect, such as WorkerNode.shutdownSignal()")
+  }
+  const logLevel = logLevelOf(options?.logLevel)
+  if (logLevel === undefined) {
+    return invalid("logLevel", options?.logLevel, `a LogLevel or one of ${LogLevel.allLevels.map((l) => l._tag)}`)
   }
   return Effect.succeed({
     name,
     shutdownTimeout: shutdownTimeout.value,
-    shutdownSignal: options?.shutdownSignal,
-    eventBufferSize
+    hasShutdownSignal: shutdownSignal !== undefined,
+    eventBufferSize,
+    logLevel
   })
 }
 
-const isStopped = (event: WorkerEvent): boolean => event._tag === "Stopped"
+const describe = (value: unknown): string =>
+  value === null || typeof value !== "object"
+    ? String(value)
+    : "_tag" in value
+    ? `an object with _tag ${JSON.stringify(String(value._tag))}`
+    : "an object without _tag"
+
+const lifecycleTags: ReadonlySet<string> = new Set(["Started", "Paused", "Resumed", "Stopping", "Stopped", "Idle"])
+const taskTags: ReadonlySet<string> = new Set(["TaskStarted", "TaskFinished"])
+
+/** How long a listener still busy at the end of the close may take to end once interrupted, before it is abandoned. */
+const abandonListenersAfter = Duration.seconds(1)
 
 /** @internal */
 export const make = (options?: WorkerContextOptions): Effect.Effect<Service, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const { eventBufferSize, name, shutdownSignal, shutdownTimeout } = yield* resolveOptions(options)
+    const resolved = yield* resolveOptions(options)
+    const { eventBufferSize, logLevel, name, shutdownTimeout } = resolved
+    const shutdownSignal = options?.shutdownSignal
     const scope = yield* Effect.scope
-    // The hubs are never shut down: that would discard what slow subscribers have not read yet, `Stopped` among
+    const runtime = yield* Effect.runtime<never>()
+    // The hub is never shut down: that would discard what slow subscribers have not read yet, `Stopped` among
     // them. Nothing is published after `Stopped`; each subscription ends with the scope it was made in.
     const hub = yield* PubSub.sliding<WorkerEvent>(eventBufferSize)
-    const stateHub = yield* PubSub.sliding<StateChange>(eventBufferSize)
-    // Listener subscriptions live here rather than in `scope`: closed after the shutdown finalizer below.
+    const publisher = hubPublisher(hub, Runtime.runFork(runtime))
+    // Made before the shutdown finalizer, so closed after it: by then the set is empty, unless `make` was
+    // interrupted half-way, and then the set interrupts whatever it holds.
+    const tasks = yield* FiberSet.make<unknown, unknown>()
+    // Listeners live in a scope of their own, closed by the shutdown finalizer once they have handled `Stopped`.
     const listenerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
     yield* Effect.addFinalizer((exit) => Scope.close(listenerScope, exit))
-    const core = new WorkerCore(name, hub, stateHub, WorkerMetrics.forWorker(name), yield* Effect.clock)
-    /** The context's own logs carry its name; what tasks and listeners log is theirs. */
-    const annotated = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.annotateLogs(effect, "worker", name)
+    const listeners = yield* FiberSet.make<void>().pipe(Scope.extend(listenerScope))
     // Listeners run with the services and fiber refs of `make`, not of whoever calls `listen`: they belong to the
     // context, and one attached from inside a task must not count as part of that task.
-    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
-    const listeners = new Set<Fiber.RuntimeFiber<void>>()
+    const runListener = yield* FiberSet.runtime(listeners)<never>()
+    const overflowed = !claimSeries(name, undefined)
+    const metrics = WorkerMetrics.forWorker(overflowed ? WorkerMetrics.overflowWorker : name)
+    const core = new WorkerCore(
+      name,
+      eventBufferSize,
+      tasks,
+      publisher.publish,
+      metrics,
+      yield* Effect.clock,
+      overflowed
+    )
 
-    // Shutdown runs here, on the context's own fiber, so no caller of `stop` can cancel it by being interrupted.
-    yield* Effect.gen(function*() {
+    /** The context's own logs carry its name; what tasks and listeners log is theirs. */
+    const annotated = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.annotateLogs(effect, "worker", name)
+    const lifecycleLog = (message: string): Effect.Effect<void> =>
+      logLevel === LogLevel.None ? Effect.void : annotated(Effect.logWithLevel(logLevel, message))
+
+    if (overflowed) {
+      yield* annotated(Effect.logWarning(
+        `more than ${WorkerMetrics.maxSeries} worker names in this process: ` +
+          `this worker's metrics are counted under worker="${WorkerMetrics.overflowWorker}"`
+      ))
+    }
+
+    // Shutdown runs here, on a fiber of the context's scope, so no caller of `stop` can cancel it by being
+    // interrupted, and an interrupted `make` leaves it behind no more than the scope does.
+    const deadline = yield* Effect.gen(function*() {
       yield* Deferred.await(core.shutdownRequested)
-      yield* Effect.logInfo(
-        `shutting down: ${core.tasks.size} task(s) in flight, ${Duration.format(shutdownTimeout)} to finish`
+      yield* lifecycleLog(
+        `shutting down: ${core.inFlight} task(s) in flight, ${Duration.format(shutdownTimeout)} to finish`
       )
       const drained = yield* Effect.timeoutOption(Deferred.await(core.stopped), shutdownTimeout)
       if (Option.isNone(drained)) {
-        yield* Effect.logWarning(`shutdown deadline passed: interrupting ${core.tasks.size} task(s)`)
+        yield* annotated(Effect.logWarning(`shutdown deadline passed: interrupting ${core.inFlight} task(s)`))
         core.cutOff(yield* Effect.fiberId)
         yield* Deferred.await(core.stopped)
       }
-      yield* Effect.logInfo(`stopped: ${core.cutOffCount} task(s) interrupted`)
-    }).pipe(annotated, Effect.interruptible, Effect.forkDaemon)
+      yield* lifecycleLog(`stopped: ${core.cutOffCount} task(s) interrupted`)
+    }).pipe(Effect.interruptible, Effect.forkIn(scope))
 
     if (shutdownSignal !== undefined) {
-      yield* Effect.exit(shutdownSignal).pipe(
+      const watcher = Effect.exit(shutdownSignal).pipe(
         Effect.tap((exit) =>
           annotated(
             Exit.isFailure(exit)
@@ -362,143 +588,183 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
         ),
         Effect.race(Deferred.await(core.shutdownRequested)),
         Effect.zipRight(Effect.sync(() => core.beginShutdown())),
-        Effect.interruptible,
-        Effect.forkDaemon
+        Effect.interruptible
       )
+      // Started at once, not on the scheduler: a signal handler the effect installs is in place when `make`
+      // returns. Forked and given its finalizer under one mask, so an interrupted `make` leaves nothing running.
+      yield* Effect.uninterruptible(Effect.gen(function*() {
+        const fiber = Runtime.runFork(runtime, watcher)
+        yield* Effect.addFinalizer(() => Fiber.interrupt(fiber))
+      }))
     }
 
-    yield* Effect.addFinalizer(() =>
+    const closeListeners = (exit: Exit.Exit<unknown, unknown>) =>
+      Effect.gen(function*() {
+        const pending = Array.from(listeners)
+        if (pending.length > 0) {
+          const handled = yield* Effect.interruptible(Fiber.awaitAll(pending)).pipe(
+            Effect.timeoutOption(shutdownTimeout)
+          )
+          if (Option.isNone(handled)) {
+            yield* Effect.logWarning(
+              `listeners did not handle Stopped within ${Duration.format(shutdownTimeout)}: interrupting them`
+            )
+          }
+        }
+        const closed = yield* Effect.interruptible(Scope.close(listenerScope, exit)).pipe(
+          Effect.timeoutOption(abandonListenersAfter)
+        )
+        if (Option.isNone(closed)) {
+          yield* Effect.logWarning(
+            `${Array.from(listeners).length} listener(s) did not end within ` +
+              `${Duration.format(abandonListenersAfter)} of their interruption: abandoned`
+          )
+        }
+      })
+
+    yield* Effect.addFinalizer((exit) =>
       Effect.gen(function*() {
         core.beginShutdown()
         yield* Deferred.await(core.stopped)
-        const pending = Array.from(listeners)
-        if (pending.length === 0) return
-        const handled = yield* Effect.interruptible(Fiber.awaitAll(pending)).pipe(Effect.timeoutOption(shutdownTimeout))
-        if (Option.isNone(handled)) {
-          yield* Effect.logWarning(`listeners did not handle Stopped within ${Duration.format(shutdownTimeout)}`)
-          yield* Fiber.interruptAll(pending)
-        }
+        yield* Fiber.await(deadline)
+        yield* closeListeners(exit)
       }).pipe(annotated)
     )
 
     const subscribe: Effect.Effect<Queue.Dequeue<WorkerEvent>, never, Scope.Scope> = Effect.acquireRelease(
-      Effect.sync(() => {
-        core.subscribers++
-      }),
-      () =>
-        Effect.sync(() => {
-          core.subscribers--
-        })
+      Effect.sync(() => core.hubSubscribed(1)),
+      () => Effect.sync(() => core.hubSubscribed(-1))
     ).pipe(Effect.zipRight(PubSub.subscribe(hub)))
 
-    // Nothing is published after `Stopped`. So a fresh subscription that finds the worker stopped and its queue
-    // empty came after `Stopped`, and has nothing to wait for.
-    const untilStopped = (queue: Queue.Dequeue<WorkerEvent>): Stream.Stream<WorkerEvent> =>
-      core.state === "Stopped" && Option.getOrElse(queue.unsafeSize(), () => 0) === 0
-        ? Stream.empty
-        : Stream.takeUntil(Stream.fromQueue(queue), isStopped)
+    /** A stream of what `buffer` receives, up to and including the element `isLast` picks. */
+    const fromBuffer = <A>(buffer: EventBuffer<A>, isLast: (a: A) => boolean): Stream.Stream<A> =>
+      Stream.takeUntil(Stream.repeatEffectChunk(Effect.map(buffer.takeAll, Chunk.unsafeFromArray)), isLast)
 
-    const events: Stream.Stream<WorkerEvent> = Stream.unwrapScoped(Effect.map(subscribe, untilStopped))
+    const events: Stream.Stream<WorkerEvent> = Stream.unwrapScoped(
+      Effect.map(
+        Effect.acquireRelease(
+          Effect.sync(() => core.addBuffer()),
+          (buffer) => Effect.sync(() => buffer !== undefined && core.removeBuffer(buffer))
+        ),
+        (buffer) => buffer === undefined ? Stream.empty : fromBuffer(buffer, isStopped)
+      )
+    )
 
     const stateChanges: Stream.Stream<WorkerState> = Stream.unwrapScoped(
-      Effect.map(PubSub.subscribe(stateHub), (queue) => {
-        // Changes already counted in `state` are skipped by their sequence number.
-        const state = core.state
-        const seq = core.seq
-        if (state === "Stopped") return Stream.make(state)
-        return Stream.fromQueue(queue).pipe(
-          Stream.filter((change) => change.seq > seq),
-          Stream.map((change) => change.state),
-          Stream.takeUntil((s) => s === "Stopped"),
-          Stream.prepend(Chunk.of<WorkerState>(state))
-        )
-      })
+      Effect.map(
+        Effect.acquireRelease(
+          Effect.sync(() => core.addStateBuffer()),
+          (buffer) => Effect.sync(() => core.removeStateBuffer(buffer))
+        ),
+        (buffer) => fromBuffer(buffer, (state) => state === "Stopped")
+      )
     )
 
     const listen = (handler: (event: WorkerEvent) => Effect.Effect<unknown, unknown>): Effect.Effect<void> =>
-      subscribe.pipe(
-        Scope.extend(listenerScope),
-        Effect.flatMap((queue) =>
-          Effect.sync(() =>
-            runFork(
-              Effect.interruptible(Stream.runForEach(untilStopped(queue), (event) =>
-                Effect.suspend(() => handler(event)).pipe(
-                  Effect.catchAllCause((cause) =>
-                    annotated(Effect.logWarning(`listener failed on ${event._tag}`, cause))
-                  )
-                )))
-            )
+      Effect.sync(() => {
+        const buffer = core.addBuffer()
+        if (buffer === undefined) return
+        const handle = (event: WorkerEvent) =>
+          Effect.suspend(() => handler(event)).pipe(
+            Effect.catchAllCause((cause) => annotated(Effect.logWarning(`listener failed on ${event._tag}`, cause)))
           )
-        ),
-        Effect.map((fiber) => {
-          listeners.add(fiber)
-          fiber.addObserver(() => listeners.delete(fiber))
-        })
-      )
+        const loop: Effect.Effect<void> = Effect.flatMap(buffer.takeAll, (batch) =>
+          Effect.zipRight(
+            Effect.forEach(batch, handle, { discard: true }),
+            isStopped(batch[batch.length - 1]!) ? Effect.void : Effect.suspend(() => loop)
+          ))
+        runListener(loop.pipe(Effect.ensuring(Effect.sync(() => core.removeBuffer(buffer))), Effect.interruptible))
+      })
 
     const fromCore = (f: () => WorkerStateError | undefined): Effect.Effect<void, WorkerStateError> =>
       Effect.suspend(() => {
         const before = core.state
         const error = f()
         if (error !== undefined) return Effect.fail(error)
-        return before === core.state
-          ? Effect.void
-          : annotated(Effect.logInfo(`${before} -> ${core.state}`))
+        return before === core.state ? Effect.void : lifecycleLog(`${before} -> ${core.state}`)
       })
 
-    const track = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<Tracked<A, E>, TaskRejected, R> =>
-      Effect.withFiberRuntime((caller, status) => {
-        switch (core.state) {
-          case "Running":
-            return Effect.succeed(core.admit(effect, caller, status.runtimeFlags))
-          case "Paused":
-            return Effect.zipRight(core.awaitResume(), track(effect))
-          default:
-            return Effect.fail(core.reject())
+    // Shutdown is logged by the deadline fiber ("shutting down: ..."), once, however it began.
+    const requestStop = Effect.sync(() => core.beginShutdown())
+
+    const track = <A, E, R>(
+      effect: Effect.Effect<A, E, R>,
+      options?: TrackOptions | undefined
+    ): Effect.Effect<Tracked<A, E>, TaskRejected, Exclude<R, WorkerContext>> => {
+      const label = options?.label
+      const whenPaused = options?.whenPaused ?? "wait"
+      if (label !== undefined && typeof label !== "string") {
+        return Effect.die(new Cause.IllegalArgumentException(`WorkerContext.track: label must be a string`))
+      }
+      if (whenPaused !== "wait" && whenPaused !== "reject") {
+        return Effect.die(
+          new Cause.IllegalArgumentException(
+            `WorkerContext.track: whenPaused must be "wait" or "reject", got ${JSON.stringify(String(whenPaused))}`
+          )
+        )
+      }
+      // Reading the state and admitting happen in the one synchronous callback of `withFiberRuntime`: no other
+      // fiber runs in between, so the task is admitted in exactly the state that was read.
+      const attempt: Effect.Effect<Tracked<A, E>, TaskRejected> = Effect.withFiberRuntime((caller, status) => {
+        const state = core.state
+        if (state === "Running") return Effect.succeed(core.admit(effect, caller, status.runtimeFlags, label))
+        if (state === "Paused" && whenPaused === "wait") return Effect.zipRight(core.resumed.await, attempt)
+        return Effect.fail(core.reject(label))
+      })
+      return attempt
+    }
+
+    const awaitShutdown = Effect.withFiberRuntime<void>((caller) =>
+      isInsideTaskOf(caller, core)
+        ? Effect.dieMessage(
+          `WorkerContext.awaitShutdown was called from inside a task of worker "${name}": ` +
+            "it would wait for itself for ever. Use stop to request shutdown from a task."
+        )
+        : Deferred.await(core.stopped)
+    )
+
+    const emit = (event: CustomEvent): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (!WorkerEvent.$is("Custom")(event)) {
+          const tag = (event as { readonly _tag?: unknown } | null)?._tag
+          const reason = typeof tag === "string" && (lifecycleTags.has(tag) || taskTags.has(tag))
+            ? `${tag} is published by worker "${name}" itself`
+            : `got ${describe(event)}`
+          return Effect.die(
+            new Cause.IllegalArgumentException(
+              `WorkerContext.emit accepts Custom events only, made with WorkerEvent.Custom({ worker, value }): ${reason}`
+            )
+          )
         }
+        if (core.listening && core.state !== "Stopped") {
+          core.publish(event.worker === name ? event : WorkerEvent.Custom({ worker: name, value: event.value }))
+        }
+        return Effect.void
       })
 
     const service: Service = {
       name,
+      options: resolved,
       state: Effect.sync(() => core.state),
       stateChanges,
       start: fromCore(() => core.start()),
       pause: fromCore(() => core.pause()),
       resume: fromCore(() => core.resume()),
-      stop: Effect.withFiberRuntime((caller) => {
-        core.beginShutdown()
-        return isInsideTaskOf(caller, core) ? Effect.void : Deferred.await(core.stopped)
-      }),
-      track,
-      taskCount: Effect.sync(() => core.tasks.size),
-      hasPendingTasks: Effect.sync(() => core.tasks.size > 0),
-      isShuttingDown: Effect.sync(() => core.state === "Stopping" || core.state === "Stopped"),
-      awaitShutdown: Effect.withFiberRuntime((caller) =>
-        isInsideTaskOf(caller, core)
-          ? Effect.dieMessage(
-            `WorkerContext.awaitShutdown was called from inside a task of worker "${name}": ` +
-              "it would wait for itself for ever. Use stop to request shutdown from a task."
-          )
-          : Deferred.await(core.stopped)
+      stop: Effect.withFiberRuntime((caller) =>
+        Effect.zipRight(requestStop, isInsideTaskOf(caller, core) ? Effect.void : Deferred.await(core.stopped))
       ),
+      requestStop,
+      track,
+      taskCount: FiberSet.size(tasks),
+      hasPendingTasks: Effect.map(FiberSet.size(tasks), (size) => size > 0),
+      isShuttingDown: Effect.sync(() => core.state === "Stopping" || core.state === "Stopped"),
+      awaitShutdown,
       shutdownRequested: Deferred.await(core.shutdownRequested),
-      emit: (event) =>
-        Effect.suspend(() => {
-          if (event._tag !== "Custom") {
-            return Effect.die(
-              new Cause.IllegalArgumentException(
-                `WorkerContext.emit accepts Custom events only; ${event._tag} is published by worker "${name}" itself`
-              )
-            )
-          }
-          if (core.subscribers > 0 && core.state !== "Stopped") {
-            core.publish(event.worker === name ? event : WorkerEvent.Custom({ worker: name, value: event.value }))
-          }
-          return Effect.void
-        }),
+      emit,
       subscribe,
       events,
       listen
     }
+    core.service = service
     return service
   })
