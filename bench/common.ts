@@ -52,13 +52,20 @@ export const quietLogs = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<
 
 /** A counter that completes a promise when it reaches a target; reset for each measured batch. */
 export class Countdown {
+  private armed = 0
   private remaining = 0
   private resolve: (() => void) | undefined = undefined
   /** How many times `tick` was called since the counter was made. */
   total = 0
 
+  /** How many times `tick` was called since the last `arm`. */
+  get ticked(): number {
+    return this.armed - this.remaining
+  }
+
   /** Arms the counter for `n` ticks; the promise resolves on the `n`th. */
   arm(n: number): Promise<void> {
+    this.armed = n
     this.remaining = n
     return new Promise<void>((resolve) => {
       if (n === 0) resolve()

@@ -1,13 +1,17 @@
 /**
- * Turns a {@link SuiteResult} into the table `npm run bench` prints and into `docs/benchmarks.md`.
+ * Turns a {@link SuiteResult} into the tables `npm run bench` prints and into `docs/benchmarks.md`. The tables
+ * also take a {@link PartialSuiteResult} (`BENCH_ONLY`): they show only the benchmarks that ran.
  */
 import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import { readdirSync, readFileSync } from "node:fs"
 import * as os from "node:os"
 import { fmt, gcAvailable, mb } from "./common.js"
-import { Variants } from "./overhead.js"
-import type { SuiteConfig, SuiteResult } from "./suite.js"
+import type { MemoryResult } from "./memory.js"
+import { type OverheadResult, type Ratio, Variants, YieldEvery } from "./overhead.js"
+import type { ShutdownResult } from "./shutdown.js"
+import type { PartialSuiteResult, SuiteConfig, SuiteResult } from "./suite.js"
+import type { ThroughputResult } from "./throughput.js"
 
 /** The machine and the versions a run was made with. */
 export interface Environment {
@@ -89,7 +93,7 @@ export interface Row {
   readonly verdict: string
 }
 
-/** A target of the issue, evaluated. */
+/** A target of the project, evaluated. */
 export interface Target {
   readonly target: string
   readonly measured: string
@@ -102,147 +106,228 @@ const atMost = (value: number, limit: number): { met: boolean; by: string } =>
     ? { met: true, by: `${fmt((1 - value / limit) * 100, 0)}% under the limit` }
     : { met: false, by: `${fmt((value / limit - 1) * 100, 0)}% over the limit` }
 
-/** The four targets of the issue, from the figures of one run. */
-export const targets = (result: SuiteResult): ReadonlyArray<Target> => {
-  const { memory, overhead, shutdown, throughput } = result
-  return [
-    {
-      target: "`track` ≤ 1.25x `FiberSet.run` per task, no listener",
-      measured: `${fmt(overhead.ratioTrack.wall)}x (CPU time: ${fmt(overhead.ratioTrack.cpu)}x)`,
-      ...atMost(overhead.ratioTrack.wall, 1.25)
-    },
-    {
-      target: "`track` ≤ 1.5x `FiberSet.run` per task, one listener",
-      measured: `${fmt(overhead.ratioTrackListener.wall)}x (CPU time: ${fmt(overhead.ratioTrackListener.cpu)}x)`,
-      ...atMost(overhead.ratioTrackListener.wall, 1.5)
-    },
-    {
-      target: "In-flight memory per tracked task ≤ 1.25x a bare `FiberSet` fiber",
-      measured: `${fmt(memory.ratio)}x (${fmt(memory.trackBytesPerTask, 0)} B vs ${
-        fmt(memory.fiberSetBytesPerTask, 0)
-      } B)`,
-      ...atMost(memory.ratio, 1.25)
-    },
-    {
-      target: `Heap after ${throughput.config.tasks.toLocaleString("en")} tasks within 5% of the heap before`,
-      measured: `${throughput.growthPercent >= 0 ? "+" : ""}${fmt(throughput.growthPercent)}% (${
-        mb(throughput.heapBefore)
-      } MB → ${mb(throughput.heapAfter)} MB)`,
-      ...atMost(Math.abs(throughput.growthPercent), 5)
-    },
-    {
-      target: "`stop` returns within 1 ms of the last task ending",
-      measured: `${fmt(shutdown.fromLastTaskMs, 3)} ms (median of ${shutdown.runs.length})`,
-      ...atMost(shutdown.fromLastTaskMs, 1)
-    }
-  ]
-}
+/** The ratio limits of benchmark 1: the tight loop with no listener and with one, and the yielding shape. */
+export const OverheadLimits = { tight: 1.25, tightListener: 1.5, yielding: 1.1 } as const
+
+const ratioMeasured = (ratio: Ratio, overhead: OverheadResult, numerator: string, denominator: string) =>
+  `${fmt(ratio.wall)}x (CPU time: ${fmt(ratio.cpu)}x; peak in flight ${
+    (overhead.peakInFlight[numerator] ?? Number.NaN).toLocaleString("en")
+  } vs ${(overhead.peakInFlight[denominator] ?? Number.NaN).toLocaleString("en")})`
+
+/** The three targets of benchmark 1. */
+const overheadTargets = (overhead: OverheadResult): readonly [Target, Target, Target] => [
+  {
+    target: `\`track\` ≤ ${OverheadLimits.tight}x \`FiberSet.run\` per task, tight loop, no listener`,
+    measured: ratioMeasured(overhead.ratioTrack, overhead, Variants.track0, Variants.fiberSet),
+    ...atMost(overhead.ratioTrack.wall, OverheadLimits.tight)
+  },
+  {
+    target: `\`track\` ≤ ${OverheadLimits.tightListener}x \`FiberSet.run\` per task, tight loop, one listener`,
+    measured: ratioMeasured(overhead.ratioTrackListener, overhead, Variants.track1, Variants.fiberSet),
+    ...atMost(overhead.ratioTrackListener.wall, OverheadLimits.tightListener)
+  },
+  {
+    target: `\`track\` ≤ ${
+      fmt(OverheadLimits.yielding)
+    }x \`FiberSet.run\` per task, yielding every ${YieldEvery} tasks, no listener`,
+    measured: ratioMeasured(overhead.ratioTrackYield, overhead, Variants.track0Yield, Variants.fiberSetYield),
+    ...atMost(overhead.ratioTrackYield.wall, OverheadLimits.yielding)
+  }
+]
+
+const memoryTarget = (memory: MemoryResult): Target => ({
+  target: "In-flight memory per tracked task ≤ 1.25x a bare `FiberSet` fiber",
+  measured: `${fmt(memory.ratio)}x (${fmt(memory.trackBytesPerTask, 0)} B vs ${fmt(memory.fiberSetBytesPerTask, 0)} B)`,
+  ...atMost(memory.ratio, 1.25)
+})
+
+const heapTarget = (throughput: ThroughputResult): Target => ({
+  target: `Heap after ${throughput.config.tasks.toLocaleString("en")} tasks within 5% of the heap before`,
+  measured: `${throughput.growthPercent >= 0 ? "+" : ""}${fmt(throughput.growthPercent)}% (${
+    mb(throughput.heapBefore)
+  } MB → ${mb(throughput.heapAfter)} MB)`,
+  ...atMost(Math.abs(throughput.growthPercent), 5)
+})
+
+const stopTarget = (shutdown: ShutdownResult): Target => ({
+  target: "`stop` returns within 1 ms of the last task ending",
+  measured: `${fmt(shutdown.fromLastTaskMs, 3)} ms (median of ${shutdown.runs.length})`,
+  ...atMost(shutdown.fromLastTaskMs, 1)
+})
+
+/** The targets of the project, from the figures of one run: those of the benchmarks that ran. */
+export const targets = (result: PartialSuiteResult): ReadonlyArray<Target> => [
+  ...(result.overhead ? overheadTargets(result.overhead) : []),
+  ...(result.memory ? [memoryTarget(result.memory)] : []),
+  ...(result.throughput ? [heapTarget(result.throughput)] : []),
+  ...(result.shutdown ? [stopTarget(result.shutdown)] : [])
+]
 
 const verdict = (target: Target): string => `${target.met ? "met" : "NOT MET"} (${target.by})`
 
-/** Every figure of a run, in the order of the issue. */
-export const rows = (result: SuiteResult): ReadonlyArray<Row> => {
+/** Every figure of a run, in the order of the issue; only the benchmarks that ran. */
+export const rows = (result: PartialSuiteResult): ReadonlyArray<Row> => {
   const { contention, events, memory, overhead, shutdown, throughput } = result
-  const [ratioTrack, ratioListener, memoryTarget, heapTarget, stopTarget] = targets(result) as [
-    Target,
-    Target,
-    Target,
-    Target,
-    Target
-  ]
   const out: Array<Row> = []
   const add = (benchmark: string, figure: string, value: string, target = "", verdictText = "") =>
     out.push({ benchmark, figure, value, target, verdict: verdictText })
-
-  const b1 = `1. per-task overhead (${overhead.config.tasks.toLocaleString("en")} tasks)`
-  for (const name of Object.values(Variants)) {
-    add(b1, name, `${fmt(overhead.usPerTask[name]!)} µs/task (CPU ${fmt(overhead.cpuUsPerTask[name]!)} µs)`)
-  }
-  add(b1, "track / FiberSet.run, 0 listeners", ratioTrack.measured, "≤ 1.25x", verdict(ratioTrack))
-  add(b1, "track / FiberSet.run, 1 listener", ratioListener.measured, "≤ 1.5x", verdict(ratioListener))
-
-  const b2 = `2. throughput at scale (${throughput.config.tasks.toLocaleString("en")} tasks)`
-  add(b2, "tasks/s (batches only)", fmt(throughput.tasksPerSecond, 0))
-  add(b2, "heap before", `${mb(throughput.heapBefore)} MB`)
-  const during = throughput.heapDuring.map((sample) => sample.heapUsed)
-  if (during.length > 0) add(b2, "heap during (min–max)", `${mb(Math.min(...during))}–${mb(Math.max(...during))} MB`)
-  add(b2, "heap after", `${mb(throughput.heapAfter)} MB`)
-  add(b2, "growth", heapTarget.measured, "within 5%", verdict(heapTarget))
-  add(b2, "retained per completed task", `${fmt(throughput.bytesPerTask)} B`)
-  const listened = result.throughputListener
-  const b2l = `2. throughput at scale, 1 listener (${listened.config.tasks.toLocaleString("en")} tasks)`
-  add(b2l, "tasks/s (batches only)", fmt(listened.tasksPerSecond, 0))
-  add(
-    b2l,
-    "heap before → after",
-    `${mb(listened.heapBefore)} MB → ${mb(listened.heapAfter)} MB (${listened.growthPercent >= 0 ? "+" : ""}${
-      fmt(listened.growthPercent)
-    }%)`
-  )
-  add(b2l, "retained per completed task", `${fmt(listened.bytesPerTask)} B`)
-
-  const b3 = `3. memory per in-flight task (${memory.config.tasks.toLocaleString("en")} tasks)`
   const runs = (values: ReadonlyArray<number>, digits: number) => values.map((value) => fmt(value, digits)).join(", ")
-  add(b3, "ctx.track", `${fmt(memory.trackBytesPerTask, 0)} B/task (runs: ${runs(memory.trackRuns, 0)})`)
-  add(b3, "FiberSet.run", `${fmt(memory.fiberSetBytesPerTask, 0)} B/task (runs: ${runs(memory.fiberSetRuns, 0)})`)
-  add(b3, "ratio", memoryTarget.measured, "≤ 1.25x", verdict(memoryTarget))
 
-  const b4 = `4. shutdown latency (${shutdown.config.tasks.toLocaleString("en")} tasks in flight)`
-  add(b4, "last task's end → stop returns", stopTarget.measured, "≤ 1 ms", verdict(stopTarget))
-  add(b4, "last task's end → stop returns, each run", `${runs(shutdown.runs.map((run) => run.fromLastTask), 3)} ms`)
-  add(b4, "Deferred completed → stop returns", `${fmt(shutdown.fromReleaseMs)} ms (median)`)
-
-  const b5 = `5. events`
-  for (const emit of events.emit) {
+  if (overhead) {
+    const [tight, tightListener, yielding] = overheadTargets(overhead)
+    const b1 = `1. per-task overhead (${overhead.config.tasks.toLocaleString("en")} tasks)`
+    for (const name of Object.values(Variants)) {
+      add(
+        b1,
+        name,
+        `${fmt(overhead.usPerTask[name]!)} µs/task (CPU ${fmt(overhead.cpuUsPerTask[name]!)} µs), peak ${
+          (overhead.peakInFlight[name] ?? Number.NaN).toLocaleString("en")
+        } in flight`
+      )
+    }
     add(
-      b5,
-      `emit, ${emit.subscribers} subscriber(s)`,
-      `${fmt(emit.usPerEvent)} µs/event, ${fmt(emit.eventsPerSecond, 0)} events/s, ${
-        fmt(emit.deliveredFraction * 100, 1)
-      }% delivered`
+      b1,
+      "track / FiberSet.run, tight loop, 0 listeners",
+      tight.measured,
+      `≤ ${OverheadLimits.tight}x`,
+      verdict(tight)
+    )
+    add(
+      b1,
+      "track / FiberSet.run, tight loop, 1 listener",
+      tightListener.measured,
+      `≤ ${OverheadLimits.tightListener}x`,
+      verdict(tightListener)
+    )
+    add(
+      b1,
+      `track / FiberSet.run, yield every ${YieldEvery}, 0 listeners`,
+      yielding.measured,
+      `≤ ${fmt(OverheadLimits.yielding)}x`,
+      verdict(yielding)
+    )
+    add(
+      b1,
+      `track / FiberSet.run, yield every ${YieldEvery}, 1 listener`,
+      ratioMeasured(overhead.ratioTrackListenerYield, overhead, Variants.track1Yield, Variants.fiberSetYield)
     )
   }
-  add(b5, "track, no subscriber", `${fmt(events.trackUs)} µs/task`)
-  add(b5, "track, 1 listener", `${fmt(events.trackListenerUs)} µs/task`)
-  add(b5, "track, stalled subscriber", `${fmt(events.trackStalledUs)} µs/task`)
-  add(b5, "stalled / no subscriber", `${fmt(events.stalledRatio)}x`, "stalled must not slow track")
-  add(b5, "stalled / 1 listener", `${fmt(events.stalledVsListenerRatio)}x`)
 
-  const b6 = `6. contention (${contention.config.callers.toLocaleString("en")} callers)`
-  add(b6, "tasks/s (first track → stop returned)", fmt(contention.tasksPerSecond, 0))
-  add(
-    b6,
-    "tasks admitted / ended / expected",
-    `${contention.admitted} / ${contention.ended} / ${contention.expected} (${contention.rejected} rejected)`
-  )
-  add(
-    b6,
-    "flips, mean interval",
-    `${contention.flips} flips, ${
-      fmt(contention.meanFlipIntervalMs)
-    } ms apart (asked: ${contention.config.flipEveryMs} ms)`
-  )
-  add(b6, "track calls made while paused", `${contention.whilePaused}`)
-  add(b6, "completed", `${contention.finalState} in ${fmt(contention.totalMs / 1000)} s`)
+  if (throughput) {
+    const b2 = `2. throughput at scale (${throughput.config.tasks.toLocaleString("en")} tasks)`
+    add(b2, "tasks/s (batches only)", fmt(throughput.tasksPerSecond, 0))
+    add(b2, "heap before", `${mb(throughput.heapBefore)} MB`)
+    const during = throughput.heapDuring.map((sample) => sample.heapUsed)
+    if (during.length > 0) {
+      add(b2, "heap during (min–max)", `${mb(Math.min(...during))}–${mb(Math.max(...during))} MB`)
+    }
+    add(b2, "heap after", `${mb(throughput.heapAfter)} MB`)
+    const heap = heapTarget(throughput)
+    add(b2, "growth", heap.measured, "within 5%", verdict(heap))
+    add(b2, "retained per completed task", `${fmt(throughput.bytesPerTask)} B`)
+  }
+  const listened = result.throughputListener
+  if (listened) {
+    const b2l = `2. throughput at scale, 1 listener (${listened.config.tasks.toLocaleString("en")} tasks)`
+    add(b2l, "tasks/s (batches only)", fmt(listened.tasksPerSecond, 0))
+    add(
+      b2l,
+      "heap before → after",
+      `${mb(listened.heapBefore)} MB → ${mb(listened.heapAfter)} MB (${listened.growthPercent >= 0 ? "+" : ""}${
+        fmt(listened.growthPercent)
+      }%)`
+    )
+    add(b2l, "retained per completed task", `${fmt(listened.bytesPerTask)} B`)
+  }
+
+  if (memory) {
+    const b3 = `3. memory per in-flight task (${memory.config.tasks.toLocaleString("en")} tasks)`
+    add(b3, "ctx.track", `${fmt(memory.trackBytesPerTask, 0)} B/task (runs: ${runs(memory.trackRuns, 0)})`)
+    add(b3, "FiberSet.run", `${fmt(memory.fiberSetBytesPerTask, 0)} B/task (runs: ${runs(memory.fiberSetRuns, 0)})`)
+    const target = memoryTarget(memory)
+    add(b3, "ratio", target.measured, "≤ 1.25x", verdict(target))
+  }
+
+  if (shutdown) {
+    const b4 = `4. shutdown latency (${shutdown.config.tasks.toLocaleString("en")} tasks in flight)`
+    const target = stopTarget(shutdown)
+    add(b4, "last task's end → stop returns", target.measured, "≤ 1 ms", verdict(target))
+    add(b4, "last task's end → stop returns, each run", `${runs(shutdown.runs.map((run) => run.fromLastTask), 3)} ms`)
+    add(b4, "Deferred completed → stop returns", `${fmt(shutdown.fromReleaseMs)} ms (median)`)
+  }
+
+  if (events) {
+    const b5 = `5. events`
+    for (const emit of events.emit) {
+      add(
+        b5,
+        `emit, ${emit.subscribers} subscriber(s)`,
+        `${fmt(emit.usPerEvent)} µs/event, ${fmt(emit.eventsPerSecond, 0)} events/s, ${
+          fmt(emit.deliveredFraction * 100, 1)
+        }% delivered`
+      )
+    }
+    add(b5, "track, no subscriber", `${fmt(events.trackUs)} µs/task`)
+    add(b5, "track, 1 listener", `${fmt(events.trackListenerUs)} µs/task`)
+    add(b5, "track, stalled subscriber", `${fmt(events.trackStalledUs)} µs/task`)
+    add(b5, "stalled / no subscriber", `${fmt(events.stalledRatio)}x`, "stalled must not slow track")
+    add(b5, "stalled / 1 listener", `${fmt(events.stalledVsListenerRatio)}x`)
+  }
+
+  if (contention) {
+    const b6 = `6. contention (${contention.config.callers.toLocaleString("en")} callers)`
+    add(b6, "tasks/s (first track → stop returned)", fmt(contention.tasksPerSecond, 0))
+    add(
+      b6,
+      "tasks admitted / ended / expected",
+      `${contention.admitted} / ${contention.ended} / ${contention.expected} (${contention.rejected} rejected)`
+    )
+    add(
+      b6,
+      "flips, mean interval",
+      `${contention.flips} flips, ${
+        fmt(contention.meanFlipIntervalMs)
+      } ms apart (asked: ${contention.config.flipEveryMs} ms)`
+    )
+    add(b6, "track calls made while paused", `${contention.whilePaused}`)
+    add(b6, "completed", `${contention.finalState} in ${fmt(contention.totalMs / 1000)} s`)
+  }
   return out
 }
 
-/** The rows as an aligned plain-text table. */
-export const textTable = (all: ReadonlyArray<Row>): string => {
-  const header: Row = { benchmark: "Benchmark", figure: "Figure", value: "Value", target: "Target", verdict: "Result" }
-  const lines = [header, ...all]
-  const keys = ["benchmark", "figure", "value", "target", "verdict"] as const
-  const widths = keys.map((key) => Math.max(...lines.map((line) => line[key].length)))
-  const render = (line: Row) => keys.map((key, i) => line[key].padEnd(widths[i]!)).join(" │ ").trimEnd()
+/** An aligned plain-text table. */
+const alignedTable = (header: ReadonlyArray<string>, body: ReadonlyArray<ReadonlyArray<string>>): string => {
+  const widths = header.map((title, i) => Math.max(title.length, ...body.map((line) => (line[i] ?? "").length)))
+  const render = (line: ReadonlyArray<string>) =>
+    widths.map((width, i) => (line[i] ?? "").padEnd(width)).join(" │ ").trimEnd()
   const rule = widths.map((width) => "─".repeat(width)).join("─┼─")
+  return [render(header), rule, ...body.map(render)].join("\n")
+}
+
+/** The rows as an aligned plain-text table; a benchmark's name is shown on its first row only. */
+export const textTable = (all: ReadonlyArray<Row>): string => {
   let previous = ""
   const body = all.map((line) => {
-    const shown = line.benchmark === previous ? { ...line, benchmark: "" } : line
+    const benchmark = line.benchmark === previous ? "" : line.benchmark
     previous = line.benchmark
-    return render(shown)
+    return [benchmark, line.figure, line.value, line.target, line.verdict]
   })
-  return [render(header), rule, ...body].join("\n")
+  return alignedTable(["Benchmark", "Figure", "Value", "Target", "Result"], body)
 }
+
+/** The targets as an aligned plain-text table. */
+export const targetsTextTable = (evaluated: ReadonlyArray<Target>): string =>
+  alignedTable(
+    ["Target", "Measured", "Result"],
+    evaluated.map((target) => [target.target.replace(/`/g, ""), target.measured, verdict(target)])
+  )
+
+/** Benchmark 1's wall-clock time of each measured round, by variant, as an aligned plain-text table. */
+export const overheadRoundsTextTable = (overhead: OverheadResult): string =>
+  alignedTable(
+    ["Variant", `ms per batch of ${overhead.config.tasks.toLocaleString("en")} tasks, by round`],
+    Object.values(Variants).map((name) => [name, (overhead.samples[name] ?? []).map((ms) => fmt(ms, 0)).join(", ")])
+  )
 
 const cell = (text: string) => text.replace(/\|/g, "\\|")
 
@@ -282,7 +367,7 @@ suite for the CPU, and absolute times (µs, tasks/s) are inflated. Ratios are ta
 side and hold better; the CPU-time columns (process CPU time, all threads) are less sensitive to competition than
 wall-clock time.
 
-## Targets (issue 4)
+## Targets
 
 ${
     markdownTable(
@@ -331,6 +416,10 @@ Time per step: ${result.stepSeconds.map(({ seconds, step }) => `${step} ${fmt(se
   counter) and then ticks a counter; a batch ends when the counter reaches the batch size, the same way for every
   variant. The submitting loop runs in one fiber (\`for … yield* ctx.track(task)\`) or, for p-queue and Promises, in a
   plain loop. Metrics and task spans are on, as shipped.
+- **Submit shapes.** In the tight loop the submitting fiber runs until the scheduler preempts it; in the yielding
+  shape (\`ctx.track\` and \`FiberSet.run\` only) it also yields (\`Effect.yieldNow()\`) after every ${YieldEvery}
+  tasks. Both shapes run in the same interleaved rounds. "Peak in flight" is the most tasks submitted and not yet
+  ended at once, over all rounds, as the submitting fiber saw it.
 - **Logs.** The suite runs with \`Logger.withMinimumLogLevel(Warning)\`: the context logs lifecycle transitions at
   \`Info\` (never per task), and printing them would interleave the output.
 - **Heap.** \`heapUsed\` after \`global.gc()\` twice, with pending timers and microtasks settled first.
@@ -372,6 +461,14 @@ built-in tracer's span (which draws 48 random hex digits per span) and reusing t
 \`getFiberRefs()\` returns a new object on every call, so no cache can hit) into the context copy the span needed
 anyway: about 1.4x. Span constants moved to the prototype and one closure per task: 1.31x–1.39x. Memory per
 in-flight task went from 4126 B to 3966 B (1.19x to 1.14x of a bare fiber).
+
+**Two submit shapes.** Effect's scheduler preempts a fiber after a number of operations (2048 by default), not of
+tasks. In the tight loop a variant that takes fewer operations per submit therefore admits more tasks per scheduler
+turn: \`track\` takes fewer operations per call than \`FiberSet.run\`, so it runs with more tasks in flight at
+once (see "peak in flight"): more live fibers and more GC work per task, so part of the tight-loop ratio can be
+the cost of holding more tasks rather than of \`track\`'s own work. Yielding every ${YieldEvery} tasks holds the number
+in flight about equal between the two, so the yielding ratio compares the work per task; the tight-loop ratios stay,
+as the shape of a burst of submits.
 
 **\`track\` ≤ 1.25x, no listener: missed by about 5%.** What is left is the table above. The remaining options all
 remove behaviour the issues ask for: no span when no tracer is installed (then \`Effect.currentSpan\` inside a task

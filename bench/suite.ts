@@ -1,6 +1,7 @@
 /**
- * The whole suite: the configurations (full and smoke) and `runSuite`, which runs the six benchmarks in order.
- * Each benchmark dies rather than fails: a rejected `track` or a refused transition is a bug in the benchmark.
+ * The whole suite: the configurations (full and smoke), `runSuite`, which runs the six benchmarks in order, and
+ * `runBenchmarks`, which runs a chosen few of them (`BENCH_ONLY`). Each benchmark dies rather than fails: a rejected
+ * `track` or a refused transition is a bug in the benchmark.
  */
 import { Effect } from "effect"
 import { contention, type ContentionConfig, type ContentionResult } from "./contention.js"
@@ -21,7 +22,21 @@ export interface SuiteConfig {
   readonly contention: ContentionConfig
 }
 
-export interface SuiteResult {
+/** The benchmarks by name, in the order they run: the names `BENCH_ONLY` takes, the keys of {@link SuiteConfig}. */
+export const BenchmarkNames = [
+  "overhead",
+  "throughput",
+  "throughputListener",
+  "memory",
+  "shutdown",
+  "events",
+  "contention"
+] as const satisfies ReadonlyArray<keyof SuiteConfig>
+
+export type BenchmarkName = typeof BenchmarkNames[number]
+
+/** The figures of each benchmark. */
+export interface BenchmarkResults {
   readonly overhead: OverheadResult
   readonly throughput: ThroughputResult
   readonly throughputListener: ThroughputResult
@@ -29,10 +44,19 @@ export interface SuiteResult {
   readonly shutdown: ShutdownResult
   readonly events: EventsResult
   readonly contention: ContentionResult
+}
+
+interface Timing {
   /** Wall-clock seconds for the whole suite, and for each step. */
   readonly seconds: number
   readonly stepSeconds: ReadonlyArray<{ readonly step: string; readonly seconds: number }>
 }
+
+/** A run of the whole suite. */
+export interface SuiteResult extends BenchmarkResults, Timing {}
+
+/** A run of some of the benchmarks: those that did not run are absent. */
+export interface PartialSuiteResult extends Partial<BenchmarkResults>, Timing {}
 
 /** `npm run bench`: the sizes the issue asks for. */
 export const fullConfig: SuiteConfig = {
@@ -56,41 +80,82 @@ export const smokeConfig: SuiteConfig = {
   contention: { callers: 1_000, tasksPerCaller: 3, flipEveryMs: 1 }
 }
 
+/**
+ * Parses `BENCH_ONLY`: comma-separated names of {@link BenchmarkNames}, spaces allowed. `undefined` when the text is
+ * absent or blank (run everything); throws on an unknown name.
+ */
+export const parseOnly = (text: string | undefined): ReadonlyArray<BenchmarkName> | undefined => {
+  const names = (text ?? "").split(",").map((name) => name.trim()).filter((name) => name !== "")
+  if (names.length === 0) return undefined
+  const unknown = names.filter((name) => !(BenchmarkNames as ReadonlyArray<string>).includes(name))
+  if (unknown.length > 0) {
+    throw new Error(`BENCH_ONLY: unknown benchmark(s) ${unknown.join(", ")}; known: ${BenchmarkNames.join(", ")}`)
+  }
+  return BenchmarkNames.filter((name) => names.includes(name))
+}
+
+/** Parses `BENCH_ROUNDS`: a whole number ≥ 1, or `undefined` when absent or blank; throws otherwise. */
+export const parseRounds = (text: string | undefined): number | undefined => {
+  const trimmed = (text ?? "").trim()
+  if (trimmed === "") return undefined
+  const rounds = Number(trimmed)
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`BENCH_ROUNDS: expected a whole number ≥ 1, got ${text}`)
+  return rounds
+}
+
+/** `config` with `rounds` measured rounds in the interleaved benchmarks (1 and 5); warm-up rounds unchanged. */
+export const withRounds = (config: SuiteConfig, rounds: number | undefined): SuiteConfig =>
+  rounds === undefined ? config : {
+    ...config,
+    overhead: { ...config.overhead, rounds },
+    events: { ...config.events, rounds }
+  }
+
+/** Runs the benchmarks named in `only`, in the suite's order; `progress` is told when each one starts. */
+export const runBenchmarks = (
+  config: SuiteConfig,
+  only: ReadonlyArray<BenchmarkName>,
+  progress: (step: string) => void = () => {}
+): Effect.Effect<PartialSuiteResult> =>
+  Effect.gen(function*() {
+    const start = performance.now()
+    const stepSeconds: Array<{ step: string; seconds: number }> = []
+    const results: { -readonly [K in BenchmarkName]?: BenchmarkResults[K] } = {}
+    const step = <K extends BenchmarkName>(name: K, label: string, self: () => Effect.Effect<BenchmarkResults[K]>) =>
+      only.includes(name) ?
+        Effect.suspend(() => {
+          progress(label)
+          const begin = performance.now()
+          return Effect.map(self(), (value) => {
+            stepSeconds.push({ step: label, seconds: (performance.now() - begin) / 1000 })
+            results[name] = value
+          })
+        }) :
+        Effect.void
+    yield* step("overhead", "1 per-task overhead", () => perTaskOverhead(config.overhead))
+    yield* step("throughput", "2 throughput at scale", () => throughputAtScale(config.throughput))
+    yield* step(
+      "throughputListener",
+      "2 throughput at scale, one listener",
+      () => throughputAtScale(config.throughputListener)
+    )
+    yield* step("memory", "3 memory per in-flight task", () => inFlightMemory(config.memory))
+    yield* step("shutdown", "4 shutdown latency", () => shutdownLatency(config.shutdown))
+    yield* step("events", "5 events", () => eventThroughput(config.events))
+    yield* step("contention", "6 contention", () => contention(config.contention))
+    return { ...results, seconds: (performance.now() - start) / 1000, stepSeconds }
+  })
+
+/** Whether every benchmark ran. */
+export const isComplete = (result: PartialSuiteResult): result is SuiteResult =>
+  BenchmarkNames.every((name) => result[name] !== undefined)
+
 /** Runs the six benchmarks one after the other; `progress` is told when each one starts. */
 export const runSuite = (
   config: SuiteConfig,
   progress: (step: string) => void = () => {}
 ): Effect.Effect<SuiteResult> =>
-  Effect.gen(function*() {
-    const start = performance.now()
-    const stepSeconds: Array<{ step: string; seconds: number }> = []
-    const step = <A>(name: string, self: Effect.Effect<A>) =>
-      Effect.suspend(() => {
-        progress(name)
-        const begin = performance.now()
-        return Effect.tap(self, () => {
-          stepSeconds.push({ step: name, seconds: (performance.now() - begin) / 1000 })
-        })
-      })
-    const overhead = yield* step("1 per-task overhead", perTaskOverhead(config.overhead))
-    const throughput = yield* step("2 throughput at scale", throughputAtScale(config.throughput))
-    const throughputListener = yield* step(
-      "2 throughput at scale, one listener",
-      throughputAtScale(config.throughputListener)
-    )
-    const memory = yield* step("3 memory per in-flight task", inFlightMemory(config.memory))
-    const shutdown = yield* step("4 shutdown latency", shutdownLatency(config.shutdown))
-    const events = yield* step("5 events", eventThroughput(config.events))
-    const contended = yield* step("6 contention", contention(config.contention))
-    return {
-      overhead,
-      throughput,
-      throughputListener,
-      memory,
-      shutdown,
-      events,
-      contention: contended,
-      seconds: (performance.now() - start) / 1000,
-      stepSeconds
-    }
-  })
+  Effect.flatMap(
+    runBenchmarks(config, BenchmarkNames, progress),
+    (result) => isComplete(result) ? Effect.succeed(result) : Effect.dieMessage("a benchmark of the suite did not run")
+  )

@@ -1,16 +1,28 @@
 /**
  * A smoke run of the benchmark suite, so that it cannot rot: every benchmark runs with a few thousand tasks and must
- * come back with counts that add up. Nothing here asserts on time or memory figures: `npm run bench` measures.
+ * come back with counts that add up and figures that are finite. Nothing here asserts on the values of time or memory
+ * figures: `npm run bench` measures.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { contention } from "../bench/contention.js"
 import { eventThroughput } from "../bench/events.js"
 import { inFlightMemory } from "../bench/memory.js"
-import { perTaskOverhead, Variants } from "../bench/overhead.js"
-import { markdown, rows, targets, textTable } from "../bench/report.js"
+import { perTaskOverhead, Variants, YieldEvery } from "../bench/overhead.js"
+import { markdown, overheadRoundsTextTable, rows, targets, targetsTextTable, textTable } from "../bench/report.js"
 import { shutdownLatency } from "../bench/shutdown.js"
-import { runSuite, smokeConfig, type SuiteConfig } from "../bench/suite.js"
+import {
+  BenchmarkNames,
+  fullConfig,
+  isComplete,
+  parseOnly,
+  parseRounds,
+  runBenchmarks,
+  runSuite,
+  smokeConfig,
+  type SuiteConfig,
+  withRounds
+} from "../bench/suite.js"
 import { throughputAtScale } from "../bench/throughput.js"
 
 const isPositive = (value: number) => Number.isFinite(value) && value > 0
@@ -24,9 +36,22 @@ describe("benchmark suite, smoke run", () => {
       for (const name of Object.values(Variants)) {
         assert.strictEqual(result.completed[name], perVariant, name)
         assert.isTrue(isPositive(result.usPerTask[name]!), name)
+        assert.isTrue(isPositive(result.cpuUsPerTask[name]!), name)
+        assert.strictEqual(result.samples[name]!.length, config.rounds, name)
+        assert.isTrue(isPositive(result.peakInFlight[name]!), name)
+        assert.isAtMost(result.peakInFlight[name]!, config.tasks, name)
       }
       assert.strictEqual(result.leftInFlight, 0)
-      assert.isTrue(isPositive(result.ratioTrack.wall) && isPositive(result.ratioTrackListener.wall))
+      for (
+        const ratio of [
+          result.ratioTrack,
+          result.ratioTrackListener,
+          result.ratioTrackYield,
+          result.ratioTrackListenerYield
+        ]
+      ) {
+        assert.isTrue(isPositive(ratio.wall) && isPositive(ratio.cpu))
+      }
     }), 60_000)
 
   it.live(
@@ -136,8 +161,52 @@ describe("benchmark suite, smoke run", () => {
         loadEnd: 0
       }
       const doc = markdown(result, tiny, env)
-      assert.strictEqual(targets(result).length, 5)
+      assert.strictEqual(targets(result).length, 6)
       for (const target of targets(result)) assert.include(doc, target.target)
+      for (
+        const ratio of ["tight loop, 0 listeners", "tight loop, 1 listener", `yield every ${YieldEvery}, 0 listeners`]
+      ) {
+        const row = rows(result).find((row) => row.figure === `track / FiberSet.run, ${ratio}`)
+        assert.isDefined(row, ratio)
+        assert.notStrictEqual(row!.target, "", ratio)
+        assert.include(doc, `track / FiberSet.run, ${ratio}`)
+      }
+      for (const name of Object.values(Variants)) assert.include(doc, name)
       assert.include(doc, "## Analysis")
     }), 60_000)
+
+  it.live("a run of some benchmarks reports only those, and its tables need no other", () =>
+    Effect.gen(function*() {
+      const tiny = withRounds({ ...smokeConfig, overhead: { tasks: 200, rounds: 3, warmupRounds: 0 } }, 1)
+      const result = yield* runBenchmarks(tiny, ["overhead"])
+      assert.isFalse(isComplete(result))
+      assert.isDefined(result.overhead)
+      assert.isUndefined(result.throughput)
+      assert.strictEqual(result.overhead!.samples[Variants.track0Yield]!.length, 1)
+      assert.deepStrictEqual(result.stepSeconds.map(({ step }) => step), ["1 per-task overhead"])
+      const all = rows(result)
+      assert.isAbove(all.length, 0)
+      assert.isTrue(all.every((row) => row.benchmark.startsWith("1. ")))
+      assert.strictEqual(targets(result).length, 3)
+      assert.include(targetsTextTable(targets(result)), `yielding every ${YieldEvery} tasks`)
+      assert.include(overheadRoundsTextTable(result.overhead!), Variants.fiberSetYield)
+    }), 60_000)
+
+  it("BENCH_ONLY and BENCH_ROUNDS are parsed and checked", () => {
+    assert.isUndefined(parseOnly(undefined))
+    assert.isUndefined(parseOnly(" "))
+    assert.deepStrictEqual(parseOnly("overhead"), ["overhead"])
+    assert.deepStrictEqual(parseOnly("events, overhead,"), ["overhead", "events"])
+    assert.deepStrictEqual(parseOnly(BenchmarkNames.join(",")), BenchmarkNames)
+    assert.throws(() => parseOnly("overhead,nope"), /nope/)
+    assert.isUndefined(parseRounds(undefined))
+    assert.isUndefined(parseRounds(""))
+    assert.strictEqual(parseRounds("3"), 3)
+    for (const bad of ["0", "-1", "1.5", "x"]) assert.throws(() => parseRounds(bad), /BENCH_ROUNDS/)
+    const three = withRounds(fullConfig, 3)
+    assert.strictEqual(three.overhead.rounds, 3)
+    assert.strictEqual(three.events.rounds, 3)
+    assert.strictEqual(three.overhead.warmupRounds, fullConfig.overhead.warmupRounds)
+    assert.strictEqual(withRounds(fullConfig, undefined), fullConfig)
+  })
 })
