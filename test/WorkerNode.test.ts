@@ -119,6 +119,24 @@ describe("WorkerNode.shutdownSignal", () => {
       assert.strictEqual(yield* listeners("SIGUSR2"), before, "the listener is gone once the signal was handled")
     }).pipe(quiet))
 
+  it.scopedLive("as a context's shutdownSignal, its listener is installed by the time make returns", () =>
+    Effect.gen(function*() {
+      yield* guard("SIGUSR2")
+      const before = yield* listeners("SIGUSR2")
+      // No yield between make returning and the count: a signal sent right after make must begin the shutdown.
+      const installed = yield* Effect.map(
+        WorkerContext.make({ name: `node-${randomUUID()}`, shutdownSignal: WorkerNode.shutdownSignal(["SIGUSR2"]) }),
+        (ctx) => ({ ctx, count: process.listenerCount("SIGUSR2") })
+      )
+      assert.strictEqual(installed.count, before + 1)
+      const { ctx } = installed
+      yield* ctx.start
+      const task = yield* ctx.track(Effect.sleep("50 millis").pipe(Effect.as("drained")))
+      yield* send("SIGUSR2")
+      yield* ctx.awaitShutdown.pipe(within("Stopped"))
+      assert.deepStrictEqual(yield* task.await, Exit.succeed("drained"), "the task in flight drained")
+    }).pipe(quiet))
+
   it.scopedLive("as a context's shutdownSignal, its listener is removed when the context's scope closes", () =>
     Effect.gen(function*() {
       const before = yield* listeners("SIGUSR2")

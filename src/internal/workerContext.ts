@@ -188,6 +188,7 @@ class WorkerCore {
   private readonly labelled = new Map<string, WorkerMetrics.TaskMetrics>()
   private readonly unlabelled: WorkerMetrics.TaskMetrics
   private readonly fiberRefs = new CallerFiberRefs()
+  private readonly shutdownHooks: Array<() => void> = []
   /** Closed while `Paused`: the gate a waiting `track` waits at. Opened by `resume` and by the beginning of shutdown. */
   readonly resumed = Effect.unsafeMakeLatch(true)
   readonly shutdownRequested = Deferred.unsafeMake<void>(FiberId.none)
@@ -291,6 +292,12 @@ class WorkerCore {
     }
   }
 
+  /** Runs `f` in the step that begins shutdown (at once, if it has begun). */
+  onShutdown(f: () => void): void {
+    if (this.state === "Stopping" || this.state === "Stopped") f()
+    else this.shutdownHooks.push(f)
+  }
+
   /** Begins shutdown unless it has begun already. Callers waiting in a paused `track` retry and are rejected. */
   beginShutdown(): void {
     if (this.state === "Stopping" || this.state === "Stopped") return
@@ -298,6 +305,7 @@ class WorkerCore {
     this.transition("Stopping", WorkerEvent.Stopping({ worker: this.name }))
     this.resumed.unsafeOpen()
     Deferred.unsafeDone(this.shutdownRequested, Exit.void)
+    for (const hook of this.shutdownHooks.splice(0)) hook()
     if (this.inFlight === 0) this.finish()
   }
 
@@ -586,14 +594,15 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
               : Effect.logDebug("shutdown signal completed; shutting down")
           )
         ),
-        Effect.race(Deferred.await(core.shutdownRequested)),
         Effect.zipRight(Effect.sync(() => core.beginShutdown())),
         Effect.interruptible
       )
-      // Started at once, not on the scheduler: a signal handler the effect installs is in place when `make`
-      // returns. Forked and given its finalizer under one mask, so an interrupted `make` leaves nothing running.
+      // Started at once, not on the scheduler (no `race`, which would fork it): a signal handler the effect
+      // installs is in place when `make` returns. Forked and given its finalizer under one mask, so an interrupted
+      // `make` leaves nothing running; interrupted as soon as shutdown begins for another reason.
       yield* Effect.uninterruptible(Effect.gen(function*() {
         const fiber = Runtime.runFork(runtime, watcher)
+        core.onShutdown(() => fiber.unsafeInterruptAsFork(FiberId.none))
         yield* Effect.addFinalizer(() => Fiber.interrupt(fiber))
       }))
     }
