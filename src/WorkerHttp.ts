@@ -69,7 +69,7 @@ export const prometheusMetrics: Effect.Effect<string> = Effect.gen(function*() {
  * | `GET /health/live` | 200 `{ status: "ok", state }`, 503 once `Stopped`; never checks dependencies |
  * | `GET /health/ready` | 200 `{ status: "ok", state }` only while `Running`; 503 `{ status: "unavailable", state }` otherwise |
  * | `POST /worker/start`, `/worker/pause`, `/worker/resume` | 200 `{ state }`; 409 `{ error: "WorkerStateError", operation, state, message }` |
- * | `POST /worker/stop` | 202 `{ state }` at once; the graceful stop goes on in the background |
+ * | `POST /worker/stop` | 202 `{ state }` at once (`Stopping`, or `Stopped` when nothing was in flight); the graceful stop goes on in the background |
  * | `GET /metrics` | 200 Prometheus text (`text/plain; version=0.0.4`) |
  *
  * Readiness flips to 503 the moment shutdown begins or the worker is paused, so Kubernetes stops routing traffic
@@ -121,9 +121,8 @@ export const router: HttpRouter.HttpRouter<never, WorkerContext> = HttpRouter.em
     "/worker/stop",
     Effect.gen(function*() {
       const ctx = yield* WorkerContext
-      // `stop` begins shutdown in its first step; forking it lets the response go out at once.
-      yield* Effect.forkDaemon(ctx.stop)
-      yield* Effect.yieldNow()
+      // Shutdown begins before `requestStop` returns and drains on the context's own fibers, not the request's.
+      yield* ctx.requestStop
       return json({ state: yield* ctx.state }, 202)
     })
   ),

@@ -26,7 +26,8 @@ import {
   Queue,
   Ref,
   Schedule,
-  Scope
+  Scope,
+  Supervisor
 } from "effect"
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
@@ -250,6 +251,33 @@ describe("WorkerHttp.app", () => {
       assert.strictEqual(yield* ctx.state, "Stopped")
       assert.deepStrictEqual(yield* task.await, Exit.succeed("finished"), "the task finished, it was not cut off")
       assertJson(yield* request("GET", "/worker"), 200, { state: "Stopped", taskCount: 0 })
+    }).pipe(quiet))
+
+  it.scopedLive("POST /worker/stop answers 202 Stopped when nothing is in flight", () =>
+    Effect.gen(function*() {
+      const { ctx, request } = yield* served("stop-idle")
+      yield* ctx.start
+      assertJson(yield* request("POST", "/worker/stop"), 202, { state: "Stopped" })
+      assert.strictEqual(yield* ctx.state, "Stopped")
+    }).pipe(quiet))
+
+  it.scopedLive("POST /worker/stop leaves no fiber of its own behind: the drain is the context's", () =>
+    Effect.gen(function*() {
+      const supervisor = yield* Supervisor.track
+      const { blocked, ctx, release, request } = yield* served(
+        "stop-no-fiber",
+        {},
+        Effect.supervised(WorkerHttp.app, supervisor)
+      )
+      yield* ctx.start
+      yield* ctx.track(blocked)
+
+      assertJson(yield* request("POST", "/worker/stop"), 202, { state: "Stopping" })
+      const left = yield* supervisor.value
+      assert.deepStrictEqual(left.map((fiber) => fiber.id()), [], "the request forked a fiber that outlives it")
+
+      yield* Deferred.succeed(release, undefined)
+      yield* ctx.awaitShutdown.pipe(within("Stopped"))
     }).pipe(quiet))
 
   it.scopedLive("an unknown route answers 404 with a JSON error", () =>
