@@ -138,7 +138,12 @@ export const router: HttpRouter.HttpRouter<never, WorkerContext> = HttpRouter.em
 /**
  * Runs every request through the worker as a tracked task, so graceful shutdown waits for requests in flight.
  * While the worker is not `Running` it answers 503 `{ error: "WorkerUnavailable", state, message }` without running
- * the handler, with `Retry-After: 5` while `Paused`.
+ * the handler, with `Retry-After: 5` while `Paused`. Admission is one atomic step of `track` (with
+ * `whenPaused: "reject"`): a request is either admitted while `Running` or answered 503, never held until `resume`.
+ *
+ * Requests are tasks with the label `http`: their `TaskStarted`/`TaskFinished` events and their spans carry it, and
+ * they count in the task metrics' series with tag `label="http"` (a 503 counts as a rejection there), apart from
+ * the worker's other work.
  *
  * The handler runs with the request's services, so it gets the context with `yield* WorkerContext`. Tracking ends
  * when the handler returns its response. If the client goes away and the request fiber is interrupted, the
@@ -170,10 +175,9 @@ export const router: HttpRouter.HttpRouter<never, WorkerContext> = HttpRouter.em
 export const trackRequests = <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R | WorkerContext> =>
   Effect.gen(function*() {
     const ctx = yield* WorkerContext
-    const state = yield* ctx.state
-    // A paused `track` would hold the request until `resume`; answer now instead and let the client retry.
-    if (state === "Paused") return unavailable(ctx.name, state)
-    const admitted = yield* Effect.either(ctx.track(app))
+    // One atomic admission: a paused worker rejects at once (a waiting `track` would hold the request until
+    // `resume`), so the client gets its 503 now and retries.
+    const admitted = yield* Effect.either(ctx.track(app, { whenPaused: "reject", label: "http" }))
     if (Either.isLeft(admitted)) return unavailable(ctx.name, admitted.left.state)
     const tracked = admitted.right
     return yield* Effect.onInterrupt(tracked.join, () => tracked.interrupt)

@@ -23,6 +23,7 @@ import {
   Fiber,
   Layer,
   Logger,
+  Metric,
   Queue,
   Ref,
   Schedule,
@@ -31,7 +32,7 @@ import {
 } from "effect"
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
-import { WorkerContext, type WorkerContextOptions, type WorkerEvent } from "../src/index.js"
+import { WorkerContext, type WorkerContextOptions, type WorkerEvent, WorkerMetrics } from "../src/index.js"
 import * as WorkerHttp from "../src/WorkerHttp.js"
 
 const WAIT = "5 seconds"
@@ -390,7 +391,7 @@ describe("WorkerHttp.trackRequests", () => {
       assertJson(yield* request("GET", "/worker"), 200, { taskCount: 1 })
       const started = Chunk.toReadonlyArray(yield* Queue.takeAll(events))
       assert.deepStrictEqual(started.filter((event) => event._tag === "TaskStarted"), [
-        { _tag: "TaskStarted", worker: ctx.name, taskId: 1 } as WorkerEvent
+        { _tag: "TaskStarted", worker: ctx.name, taskId: 1, label: "http" } as WorkerEvent
       ])
 
       yield* Deferred.succeed(job.release, undefined)
@@ -399,7 +400,13 @@ describe("WorkerHttp.trackRequests", () => {
       assert.deepStrictEqual(answer.body, { worker: ctx.name, taskCount: 1 })
       yield* eventually("the task to end", Effect.map(ctx.taskCount, (n) => n === 0))
       const finished = Chunk.toReadonlyArray(yield* Queue.takeAll(events))
-      assert.deepInclude(finished, { _tag: "TaskFinished", worker: ctx.name, taskId: 1, outcome: "success" })
+      assert.deepInclude(finished, {
+        _tag: "TaskFinished",
+        worker: ctx.name,
+        taskId: 1,
+        label: "http",
+        outcome: "success"
+      })
       assert.strictEqual(yield* Ref.get(job.runs), 1)
     }).pipe(quiet))
 
@@ -443,6 +450,46 @@ describe("WorkerHttp.trackRequests", () => {
       yield* Deferred.succeed(job.release, undefined)
       assertJson(yield* request("GET", "/job"), 200, { worker: ctx.name })
       assert.strictEqual(yield* Ref.get(job.runs), 1)
+    }).pipe(quiet))
+
+  it.scopedLive("answers 503 with Retry-After when a pause lands just before admission, instead of waiting", () =>
+    Effect.gen(function*() {
+      const job = yield* slowJob
+      const ctx = yield* WorkerContext.make({ name: uniqueName("pause-race"), shutdownTimeout: "1 minute" })
+      // The pause lands after anything the middleware may have read and before the context admits the request.
+      const pausingFirst: WorkerContext.Service = {
+        ...ctx,
+        track: (effect, options) => Effect.zipRight(Effect.orDie(ctx.pause), ctx.track(effect, options))
+      }
+      const request = yield* serveFor(pausingFirst, job.app)
+      yield* ctx.start
+
+      assertUnavailable(yield* request("GET", "/job"), "Paused", "5")
+      assert.strictEqual(yield* Ref.get(job.runs), 0, "the handler did not run")
+      assert.strictEqual(yield* ctx.taskCount, 0)
+    }).pipe(quiet))
+
+  it.scopedLive("counts requests as tasks labelled http, a paused 503 among the rejections", () =>
+    Effect.gen(function*() {
+      const job = yield* slowJob
+      const { ctx, request } = yield* served("http-label", {}, job.app)
+      const http = WorkerMetrics.taskMetrics(ctx.name, "http")
+      const count = (counter: Metric.Metric.Counter<number>) =>
+        Effect.map(Metric.value(counter), (state) => state.count)
+      yield* ctx.start
+      yield* Deferred.succeed(job.release, undefined)
+      assertJson(yield* request("GET", "/job"), 200, { worker: ctx.name })
+      yield* ctx.pause
+      assertUnavailable(yield* request("GET", "/job"), "Paused", "5")
+
+      assert.strictEqual(yield* count(http.tasksRejected), 1)
+      assert.strictEqual(yield* count(http.tasksStarted), 1)
+      assert.strictEqual(yield* count(WorkerMetrics.forWorker(ctx.name).tasksStarted), 0, "no unlabelled task")
+      const metrics = yield* request("GET", "/metrics")
+      const series = (name: string) => `${name}{worker="${ctx.name}",label="http"}`
+      assert.strictEqual(sample(metrics.text, series("effect_worker_tasks_rejected_total")), "1")
+      assert.strictEqual(sample(metrics.text, series("effect_worker_tasks_started_total")), "1")
+      assert.strictEqual(sample(metrics.text, `effect_worker_tasks_rejected_total{worker="${ctx.name}"}`), "0")
     }).pipe(quiet))
 
   it.scopedLive("answers 503 without Retry-After while Pending, Stopping or Stopped, without running the handler", () =>
