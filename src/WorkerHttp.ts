@@ -14,11 +14,13 @@ import * as HttpServerRespondable from "@effect/platform/HttpServerRespondable"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
 import { WorkerContext } from "./WorkerContext.js"
 import type { WorkerStateError } from "./WorkerContextError.js"
 
@@ -190,23 +192,59 @@ const unavailable = (worker: string, state: string) =>
     state === "Paused" ? { "retry-after": "5" } : {}
   )
 
-const routePattern = (path: string): RegExp =>
-  new RegExp(
-    "^" + path.split("/").map((segment) =>
-      segment === "*"
-        ? ".*"
-        : segment.startsWith(":")
-        ? "[^/]+"
-        : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
-    ).join("/") + "/?$"
+/**
+ * The path as the router matches it: `find-my-way` drops a leading `scheme://host` and ends the path at the first
+ * `?`, `;` or `#`.
+ */
+const routerPath = (url: string): string => {
+  const path = url.startsWith("/") ? url : url.replace(/^https?:\/\/.*?\//, "/")
+  const end = path.slice(1).search(/[?;#]/)
+  return end === -1 ? path : path.slice(0, end + 1)
+}
+
+/**
+ * Whether the router can decode `path`. `find-my-way` runs `decodeURI` on the path before matching and answers "no
+ * route" when it throws, so a malformed percent-encoding (`%ZZ`, a cut-off UTF-8 sequence) reaches us as a
+ * `RouteNotFound` on every method.
+ */
+const isDecodable = (path: string): boolean => Either.isRight(Either.try(() => decodeURI(path)))
+
+const probeHandler = Effect.succeed(HttpServerResponse.empty())
+
+/**
+ * For each method of `self`'s routes, a router of that method's paths registered for every method, with handlers
+ * that do nothing: running one on a request says whether the router matches the request's path for that method,
+ * with the router's own matching (parameter patterns, case, trailing slash, decoding), and runs no handler. It runs
+ * without the request's span, on which a match would otherwise set `http.route`.
+ */
+const methodProbes = <E, R>(self: HttpRouter.HttpRouter<E, R>) => {
+  const probes = new Map<string, Array<HttpRouter.Route<never, never>>>()
+  for (const route of self.routes) {
+    if (route.method === "*") continue // it would have matched the request, whatever its method
+    const routes = probes.get(route.method) ?? []
+    routes.push(HttpRouter.makeRoute("*", route.path, probeHandler))
+    probes.set(route.method, routes)
+  }
+  return Array.from(
+    probes,
+    ([method, routes]) => ({
+      method,
+      matches: Effect.isSuccess(HttpRouter.fromIterable(routes)).pipe(
+        Effect.mapInputContext(Context.omit(Tracer.ParentSpan))
+      )
+    })
   )
+}
 
 /**
  * Turns a router into an app that answers every bad request with a JSON error and never a stack trace: an
  * unknown path gets 404 `{ error: "NotFound" }`, a known path with the wrong method 405
- * `{ error: "MethodNotAllowed", allow }` with an `Allow` header, and a defect or an unhandled failure 500
- * `{ error: "InternalServerError" }` (the cause is logged). A failure that carries its own response (an
- * `HttpServerRespondable`, such as the platform's `RequestError`: 400) is answered with that response.
+ * `{ error: "MethodNotAllowed", allow }` with an `Allow` header, a path that cannot be decoded (a malformed
+ * percent-encoding such as `%ZZ`) 400 `{ error: "BadRequest" }`, and a defect or an unhandled failure 500
+ * `{ error: "InternalServerError" }` (the cause is logged). The `Allow` list comes from the router's own matching
+ * (parameter patterns, case, trailing slash), so it never names the method of the request it answers. A failure
+ * that carries its own response (an `HttpServerRespondable`, such as the platform's `RequestError`: 400) is answered
+ * with that response.
  *
  * @example
  * ```ts
@@ -219,19 +257,31 @@ const routePattern = (path: string): RegExp =>
  * @category routes
  */
 export const toApp = <E, R>(self: HttpRouter.HttpRouter<E, R>): HttpApp.Default<never, R> => {
-  const routes = Array.from(self.routes, (route) => ({ method: route.method, pattern: routePattern(route.path) }))
+  const probes = methodProbes(self)
   return self.pipe(
     Effect.catchTag("RouteNotFound", () =>
-      Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
-        const path = new URL(request.url, "http://localhost").pathname
-        const allow = [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))]
-        return allow.length > 0
-          ? json(
-            { error: "MethodNotAllowed", message: `${request.method} is not allowed on ${path}`, allow },
-            405,
-            { allow: allow.join(", ") }
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        const path = routerPath(request.url)
+        if (!isDecodable(path)) {
+          return Effect.succeed(
+            json(
+              { error: "BadRequest", message: `the path ${path} cannot be decoded: malformed percent-encoding` },
+              400
+            )
           )
-          : json({ error: "NotFound", message: `no route for ${request.method} ${path}` }, 404)
+        }
+        // The request's own method did not match: only the other methods can be allowed.
+        const others = probes.filter((probe) => probe.method !== request.method)
+        return Effect.map(Effect.filter(others, (probe) => probe.matches), (matched) => {
+          const allow = matched.map((probe) => probe.method)
+          return allow.length > 0
+            ? json(
+              { error: "MethodNotAllowed", message: `${request.method} is not allowed on ${path}`, allow },
+              405,
+              { allow: allow.join(", ") }
+            )
+            : json({ error: "NotFound", message: `no route for ${request.method} ${path}` }, 404)
+        })
       })),
     Effect.catchAllCause((cause) => {
       if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)

@@ -311,6 +311,53 @@ describe("WorkerHttp.app", () => {
       assert.strictEqual(answer.headers["allow"], "GET")
     }).pipe(quiet))
 
+  it.scopedLive("a path that cannot be decoded answers 400 with a JSON error, not 404 or 405", () =>
+    Effect.gen(function*() {
+      const items = HttpRouter.empty.pipe(
+        HttpRouter.get("/items/:id", Effect.succeed(HttpServerResponse.unsafeJson({ item: true })))
+      )
+      const { request } = yield* served(
+        "undecodable",
+        {},
+        WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, items))
+      )
+      assertJson(yield* request("GET", "/items/%41"), 200, { item: true })
+
+      // The router matches on the decoded path; `%ZZ` or a cut-off UTF-8 sequence cannot be decoded.
+      for (const path of ["/items/%ZZ", "/items/%E0%A4%A", "/items/%", "/nope/%ZZ?x=1"]) {
+        const answer = yield* request("GET", path)
+        assertError(answer, 400, { error: "BadRequest" })
+        assert.isString((answer.body as { message?: unknown }).message, path)
+        assert.isUndefined(answer.headers["allow"], path)
+      }
+      assertError(yield* request("POST", "/items/%ZZ"), 400, { error: "BadRequest" })
+    }).pipe(quiet))
+
+  it.scopedLive("405 lists the methods the router itself would match, never the request's own", () =>
+    Effect.gen(function*() {
+      const numbers = HttpRouter.empty.pipe(
+        HttpRouter.get("/numbers/:n(^\\d+$)", Effect.succeed(HttpServerResponse.unsafeJson({ number: true }))),
+        HttpRouter.put("/numbers/:n(^\\d+$)", Effect.succeed(HttpServerResponse.unsafeJson({ number: true })))
+      )
+      const { request } = yield* served("allow", {}, WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, numbers)))
+      assertJson(yield* request("GET", "/numbers/42"), 200, { number: true })
+
+      // The path has the route's shape but not its parameter's pattern: no method matches it.
+      assertError(yield* request("GET", "/numbers/abc"), 404, { error: "NotFound" })
+      assertError(yield* request("POST", "/numbers/abc"), 404, { error: "NotFound" })
+
+      let answer = yield* request("POST", "/numbers/42")
+      assertError(answer, 405, { error: "MethodNotAllowed", allow: ["GET", "PUT"] })
+      assert.strictEqual(answer.headers["allow"], "GET, PUT")
+      answer = yield* request("PUT", "/numbers/42")
+      assert.strictEqual(answer.status, 200, answer.text)
+
+      // The router matches paths case-insensitively and ignores a trailing slash: so does the Allow list.
+      answer = yield* request("DELETE", "/WORKER/")
+      assertError(answer, 405, { error: "MethodNotAllowed", allow: ["GET"] })
+      assert.strictEqual(answer.headers["allow"], "GET")
+    }).pipe(quiet))
+
   it.scopedLive("a handler that dies answers 500 with a JSON error and no stack trace", () =>
     Effect.gen(function*() {
       const broken = HttpRouter.empty.pipe(
