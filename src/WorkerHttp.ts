@@ -6,9 +6,11 @@
  */
 import * as Metrics from "@effect/opentelemetry/Metrics"
 import * as Resource from "@effect/opentelemetry/Resource"
+import * as Headers from "@effect/platform/Headers"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerRespondable from "@effect/platform/HttpServerRespondable"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
@@ -19,6 +21,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 import { WorkerContext } from "./WorkerContext.js"
@@ -236,15 +239,77 @@ const methodProbes = <E, R>(self: HttpRouter.HttpRouter<E, R>) => {
   )
 }
 
+const errorNames: Record<number, string> = {
+  400: "BadRequest",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "NotFound",
+  405: "MethodNotAllowed",
+  406: "NotAcceptable",
+  408: "RequestTimeout",
+  409: "Conflict",
+  410: "Gone",
+  413: "PayloadTooLarge",
+  415: "UnsupportedMediaType",
+  422: "UnprocessableEntity",
+  429: "TooManyRequests",
+  500: "InternalServerError",
+  501: "NotImplemented",
+  502: "BadGateway",
+  503: "ServiceUnavailable",
+  504: "GatewayTimeout"
+}
+
+const internalError = (cause: Cause.Cause<unknown>) =>
+  Effect.as(
+    Effect.logError("request failed", cause),
+    json({ error: "InternalServerError", message: "the request failed; see the server log" }, 500)
+  )
+
+/** A `RequestError` without a description comes from reading the body: say so rather than "Decode error". */
+const requestErrorMessage = (error: HttpServerError.RequestError): string =>
+  error.reason === "Decode" && error.description === undefined
+    ? `the request body could not be decoded (${error.methodAndUrl})`
+    : error.message
+
+/**
+ * The response of an error that carries one. An error status with no body (the platform's `RequestError` answers
+ * an empty 400) keeps its status, headers and cookies and gets the JSON body every other error has. Only the
+ * platform's own `RequestError` puts its message there: another error's message may say more than a client should
+ * see.
+ */
+const respondableResponse = (error: HttpServerRespondable.Respondable) =>
+  Effect.map(HttpServerRespondable.toResponse(error), (response) => {
+    if (response.status < 400 || response.body._tag !== "Empty") return response
+    const message = HttpServerError.isServerError(error) && error._tag === "RequestError"
+      ? requestErrorMessage(error)
+      : `the request failed with status ${response.status}`
+    return HttpServerResponse.unsafeJson(
+      { error: errorNames[response.status] ?? (response.status < 500 ? "ClientError" : "ServerError"), message },
+      {
+        status: response.status,
+        statusText: response.statusText,
+        headers: Headers.remove(response.headers, ["content-type", "content-length"]),
+        cookies: response.cookies,
+        contentType: "application/json"
+      }
+    )
+  })
+
 /**
  * Turns a router into an app that answers every bad request with a JSON error and never a stack trace: an
  * unknown path gets 404 `{ error: "NotFound" }`, a known path with the wrong method 405
  * `{ error: "MethodNotAllowed", allow }` with an `Allow` header, a path that cannot be decoded (a malformed
  * percent-encoding such as `%ZZ`) 400 `{ error: "BadRequest" }`, and a defect or an unhandled failure 500
  * `{ error: "InternalServerError" }` (the cause is logged). The `Allow` list comes from the router's own matching
- * (parameter patterns, case, trailing slash), so it never names the method of the request it answers. A failure
- * that carries its own response (an `HttpServerRespondable`, such as the platform's `RequestError`: 400) is answered
- * with that response.
+ * (parameter patterns, case, trailing slash), so it never names the method of the request it answers.
+ *
+ * A failure that carries its own response (an `HttpServerRespondable`) is answered with that response; when it is
+ * an error status with no body, such as the platform's `RequestError` (a body that is not valid JSON, for one), it
+ * keeps its status and headers and gets a JSON body: 400 `{ error: "BadRequest", message }` for a `RequestError`.
+ * A `ParseError` (a body decoded with `HttpServerRequest.schemaBodyJson` that does not match its schema) is 400
+ * `{ error: "BadRequest", message }` with the schema's message, as the platform itself treats it; decode your own
+ * data with `Effect.orDie` so that a mismatch there stays a 500.
  *
  * @example
  * ```ts
@@ -285,15 +350,22 @@ export const toApp = <E, R>(self: HttpRouter.HttpRouter<E, R>): HttpApp.Default<
       })),
     Effect.catchAllCause((cause) => {
       if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
-      // An error that knows its own response (a platform `RequestError`, an `HttpApiError`...) keeps it.
       const failure = Cause.failureOption(cause)
-      if (Option.isSome(failure) && HttpServerRespondable.isRespondable(failure.value)) {
-        return HttpServerRespondable.toResponse(failure.value)
+      if (Option.isSome(failure)) {
+        const error = failure.value
+        // An error that knows its own response (a platform `RequestError`, an `HttpApiError`...) keeps it.
+        if (HttpServerRespondable.isRespondable(error)) {
+          return Effect.catchAllCause(
+            respondableResponse(error),
+            (failed) => Cause.isInterruptedOnly(failed) ? Effect.failCause(failed) : internalError(failed)
+          )
+        }
+        // A body, path or query that does not match its schema is the client's mistake, as the platform has it.
+        if (ParseResult.isParseError(error)) {
+          return Effect.succeed(json({ error: "BadRequest", message: error.message }, 400))
+        }
       }
-      return Effect.as(
-        Effect.logError("request failed", cause),
-        json({ error: "InternalServerError", message: "the request failed; see the server log" }, 500)
-      )
+      return internalError(cause)
     })
   ) as HttpApp.Default<never, R>
 }

@@ -11,11 +11,13 @@ import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerRespondable from "@effect/platform/HttpServerRespondable"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { assert, describe, it } from "@effect/vitest"
 import {
   Chunk,
   Context,
+  Data,
   Deferred,
   Effect,
   Either,
@@ -27,6 +29,7 @@ import {
   Queue,
   Ref,
   Schedule,
+  Schema,
   Scope,
   Supervisor
 } from "effect"
@@ -70,13 +73,18 @@ interface Answer {
 
 type Method = "GET" | "POST" | "PUT" | "DELETE"
 
-const requestWith = (client: HttpClient.HttpClient) => (method: Method, path: string): Effect.Effect<Answer, unknown> =>
-  Effect.gen(function*() {
-    const response = yield* client.execute(HttpClientRequest.make(method)(path))
-    const text = yield* response.text
-    const isJson = (response.headers["content-type"] ?? "").includes("application/json")
-    return { status: response.status, headers: response.headers, text, body: isJson ? JSON.parse(text) : undefined }
-  }).pipe(within(`${method} ${path}`))
+/** Calls `path` with `method`, sending `json` (the text of a JSON body, well-formed or not) when given. */
+const requestWith =
+  (client: HttpClient.HttpClient) => (method: Method, path: string, json?: string): Effect.Effect<Answer, unknown> =>
+    Effect.gen(function*() {
+      const request = HttpClientRequest.make(method)(path)
+      const response = yield* client.execute(
+        json === undefined ? request : HttpClientRequest.bodyText(request, json, "application/json")
+      )
+      const text = yield* response.text
+      const isJson = (response.headers["content-type"] ?? "").includes("application/json")
+      return { status: response.status, headers: response.headers, text, body: isJson ? JSON.parse(text) : undefined }
+    }).pipe(within(`${method} ${path}`))
 
 /**
  * Serves `app` for `ctx` with `WorkerHttp.serve` on a free loopback port until the test's scope closes, and
@@ -127,6 +135,22 @@ const assertError = (answer: Answer, status: number, fields: Record<string, unkn
   assertJson(answer, status, fields)
   assert.notMatch(answer.text, /\bat .*:\d+:\d+/, "the body carries a stack frame")
   assert.notInclude(answer.text, "stack")
+}
+
+const Item = Schema.Struct({ name: Schema.String, count: Schema.Number })
+
+/** An error that answers with an empty 429 and a `Retry-After` header. */
+class Teapot extends Data.TaggedError("Teapot") implements HttpServerRespondable.Respondable {
+  [HttpServerRespondable.symbol]() {
+    return Effect.succeed(HttpServerResponse.empty({ status: 429, headers: { "retry-after": "7" } }))
+  }
+}
+
+/** An error that answers with a response of its own, body included. */
+class Brewed extends Data.TaggedError("Brewed") implements HttpServerRespondable.Respondable {
+  [HttpServerRespondable.symbol]() {
+    return Effect.succeed(HttpServerResponse.text("short and stout", { status: 418 }))
+  }
 }
 
 describe("WorkerHttp.app", () => {
@@ -386,7 +410,75 @@ describe("WorkerHttp.app", () => {
         WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, parsing))
       )
       const answer = yield* request("GET", "/parse")
-      assert.strictEqual(answer.status, 400, answer.text)
+      assertError(answer, 400, { error: "BadRequest" })
+    }).pipe(quiet))
+
+  it.scopedLive("a POST with malformed JSON answers 400 with a JSON error, whether read by schema or by hand", () =>
+    Effect.gen(function*() {
+      const body = HttpRouter.empty.pipe(
+        HttpRouter.post(
+          "/schema",
+          Effect.map(HttpServerRequest.schemaBodyJson(Item), (item) => HttpServerResponse.unsafeJson({ got: item }))
+        ),
+        HttpRouter.post(
+          "/raw",
+          Effect.flatMap(
+            HttpServerRequest.HttpServerRequest,
+            (request) => Effect.map(request.json, (json) => HttpServerResponse.unsafeJson({ got: json }))
+          )
+        )
+      )
+      const { request } = yield* served("bad-json", {}, WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, body)))
+      assertJson(yield* request("POST", "/schema", `{"name":"a","count":1}`), 200, { got: { name: "a", count: 1 } })
+      assertJson(yield* request("POST", "/raw", `[1]`), 200, { got: [1] })
+
+      for (const path of ["/schema", "/raw"]) {
+        const answer = yield* request("POST", path, `{"name": "a",`)
+        assertError(answer, 400, {
+          error: "BadRequest",
+          message: `the request body could not be decoded (POST ${path})`
+        })
+      }
+    }).pipe(quiet))
+
+  it.scopedLive("a JSON body of the wrong shape answers 400 with the schema's message, not 500", () =>
+    Effect.gen(function*() {
+      const body = HttpRouter.empty.pipe(
+        HttpRouter.post(
+          "/schema",
+          Effect.map(HttpServerRequest.schemaBodyJson(Item), (item) => HttpServerResponse.unsafeJson({ got: item }))
+        )
+      )
+      const { request } = yield* served("bad-shape", {}, WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, body)))
+      const answer = yield* request("POST", "/schema", `{"name":"a","count":"many"}`)
+      assertError(answer, 400, { error: "BadRequest" })
+      const message = (answer.body as { message?: unknown }).message
+      assert.isString(message)
+      assert.include(message, "count", answer.text)
+      assert.include(message, "Expected number", answer.text)
+    }).pipe(quiet))
+
+  it.scopedLive("an error whose response has no body keeps its status and headers and gets a JSON body", () =>
+    Effect.gen(function*() {
+      const teapot = HttpRouter.empty.pipe(
+        HttpRouter.get("/teapot", Effect.fail(new Teapot())),
+        HttpRouter.get("/brewed", Effect.fail(new Brewed()))
+      )
+      const { request } = yield* served(
+        "empty-respondable",
+        {},
+        WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, teapot))
+      )
+      let answer = yield* request("GET", "/teapot")
+      assertError(answer, 429, { error: "TooManyRequests" })
+      assert.isString((answer.body as { message?: unknown }).message)
+      assert.strictEqual(answer.headers["retry-after"], "7")
+
+      // A response that has a body is left as it is.
+      answer = yield* request("GET", "/brewed")
+      assert.strictEqual(answer.status, 418)
+      assert.strictEqual(answer.text, "short and stout")
+      assert.match(answer.headers["content-type"] ?? "", /^text\/plain/)
     }).pipe(quiet))
 })
 
