@@ -28,9 +28,9 @@ import {
   Metric,
   Queue,
   Ref,
-  Schedule,
   Schema,
   Scope,
+  Stream,
   Supervisor
 } from "effect"
 import { randomUUID } from "node:crypto"
@@ -58,10 +58,6 @@ class TimedOut extends Error {}
 
 const within = (what: string) =>
   Effect.timeoutFail({ duration: WAIT, onTimeout: () => new TimedOut(`timed out waiting for ${what}`) })
-
-/** Polls `check` until it holds, for at most `WAIT`. */
-const eventually = (what: string, check: Effect.Effect<boolean>) =>
-  check.pipe(Effect.repeat({ schedule: Schedule.spaced("5 millis"), until: (ok) => ok }), within(what))
 
 interface Answer {
   readonly status: number
@@ -119,7 +115,7 @@ const holdInStopping = (ctx: WorkerContext["Type"], blocked: Effect.Effect<void>
   Effect.gen(function*() {
     const task = yield* ctx.track(blocked.pipe(Effect.as("finished")))
     const stopper = yield* Effect.fork(ctx.stop)
-    yield* eventually("Stopping", Effect.map(ctx.state, (state) => state === "Stopping"))
+    yield* ctx.shutdownRequested.pipe(within("Stopping"))
     return { task, stopper }
   })
 
@@ -174,7 +170,7 @@ describe("WorkerHttp.app", () => {
       assert.deepStrictEqual(answer.body, worker("Running", 1, false))
 
       yield* Effect.fork(ctx.stop)
-      yield* eventually("Stopping", Effect.map(ctx.state, (state) => state === "Stopping"))
+      yield* ctx.shutdownRequested.pipe(within("Stopping"))
       answer = yield* request("GET", "/worker")
       assert.deepStrictEqual(answer.body, worker("Stopping", 1, true))
 
@@ -493,21 +489,24 @@ const withJobs = (job: Effect.Effect<HttpServerResponse.HttpServerResponse, neve
 
 /**
  * A request handler that counts its runs, says when it entered, then waits for `release` and answers with what it
- * sees of the worker, which it gets with `yield* WorkerContext`.
+ * sees of the worker, which it gets with `yield* WorkerContext`; it says when it is `done`, just before it returns.
  */
 const slowJob = Effect.gen(function*() {
   const runs = yield* Ref.make(0)
   const entered = yield* Deferred.make<void>()
   const release = yield* Deferred.make<void>()
+  const done = yield* Deferred.make<void>()
   yield* Effect.addFinalizer(() => Deferred.succeed(release, undefined))
   const job = Effect.gen(function*() {
     const ctx = yield* WorkerContext
     yield* Ref.update(runs, (n) => n + 1)
     yield* Deferred.succeed(entered, undefined)
     yield* Deferred.await(release)
-    return HttpServerResponse.unsafeJson({ worker: ctx.name, taskCount: yield* ctx.taskCount })
+    const seen = { worker: ctx.name, taskCount: yield* ctx.taskCount }
+    yield* Deferred.succeed(done, undefined)
+    return HttpServerResponse.unsafeJson(seen)
   })
-  return { runs, entered, release, app: withJobs(job) }
+  return { runs, entered, release, done, app: withJobs(job) }
 })
 
 const assertUnavailable = (answer: Answer, state: string, retryAfter: string | undefined) => {
@@ -537,8 +536,15 @@ describe("WorkerHttp.trackRequests", () => {
       const answer = yield* Fiber.join(inFlight)
       assertJson(answer, 200, {})
       assert.deepStrictEqual(answer.body, { worker: ctx.name, taskCount: 1 })
-      yield* eventually("the task to end", Effect.map(ctx.taskCount, (n) => n === 0))
-      const finished = Chunk.toReadonlyArray(yield* Queue.takeAll(events))
+      // The task ends just after the response is handed over: wait for its TaskFinished.
+      const finished = Chunk.toReadonlyArray(
+        yield* Stream.fromQueue(events).pipe(
+          Stream.takeUntil((event) => event._tag === "TaskFinished"),
+          Stream.runCollect,
+          within("the task to end")
+        )
+      )
+      assert.strictEqual(yield* ctx.taskCount, 0)
       assert.deepInclude(finished, {
         _tag: "TaskFinished",
         worker: ctx.name,
@@ -557,9 +563,10 @@ describe("WorkerHttp.trackRequests", () => {
 
       const inFlight = yield* Effect.fork(request("GET", "/job"))
       yield* Deferred.await(job.entered).pipe(within("the handler"))
-      const stopper = yield* Effect.fork(ctx.stop)
-      yield* eventually("Stopping", Effect.map(ctx.state, (state) => state === "Stopping"))
-      yield* Effect.sleep("50 millis")
+      // `stop` answers whether the handler was done when it returned.
+      const stopper = yield* Effect.fork(Effect.zipRight(ctx.stop, Deferred.isDone(job.done)))
+      yield* ctx.shutdownRequested.pipe(within("Stopping"))
+      assert.strictEqual(yield* ctx.state, "Stopping")
       assert.isNull(stopper.unsafePoll(), "stop waits for the request")
       assert.isNull(inFlight.unsafePoll(), "the request is still being handled")
       assert.strictEqual(yield* ctx.taskCount, 1)
@@ -568,7 +575,7 @@ describe("WorkerHttp.trackRequests", () => {
       const answer = yield* Fiber.join(inFlight)
       assertJson(answer, 200, {})
       assert.deepStrictEqual(answer.body, { worker: ctx.name, taskCount: 1 })
-      yield* Fiber.join(stopper).pipe(within("stop"))
+      assert.isTrue(yield* Fiber.join(stopper).pipe(within("stop")), "stop returned before the handler was done")
       assert.strictEqual(yield* ctx.state, "Stopped")
     }).pipe(quiet))
 
@@ -677,7 +684,8 @@ describe("WorkerHttp.serve", () => {
       const inFlight = yield* Effect.fork(request("GET", "/job"))
       yield* Deferred.await(job.entered).pipe(within("the handler"))
       const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
-      yield* eventually("Stopping", Effect.map(ctx.state, (state) => state === "Stopping"))
+      yield* ctx.shutdownRequested.pipe(within("Stopping"))
+      assert.strictEqual(yield* ctx.state, "Stopping")
 
       // Draining: the server still answers, readiness says 503 and new requests are turned away.
       assertError(yield* request("GET", "/health/ready"), 503, { state: "Stopping" })
