@@ -6,19 +6,24 @@
  */
 import * as Metrics from "@effect/opentelemetry/Metrics"
 import * as Resource from "@effect/opentelemetry/Resource"
+import * as Headers from "@effect/platform/Headers"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerRespondable from "@effect/platform/HttpServerRespondable"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
 import { WorkerContext } from "./WorkerContext.js"
 import type { WorkerStateError } from "./WorkerContextError.js"
 
@@ -69,7 +74,7 @@ export const prometheusMetrics: Effect.Effect<string> = Effect.gen(function*() {
  * | `GET /health/live` | 200 `{ status: "ok", state }`, 503 once `Stopped`; never checks dependencies |
  * | `GET /health/ready` | 200 `{ status: "ok", state }` only while `Running`; 503 `{ status: "unavailable", state }` otherwise |
  * | `POST /worker/start`, `/worker/pause`, `/worker/resume` | 200 `{ state }`; 409 `{ error: "WorkerStateError", operation, state, message }` |
- * | `POST /worker/stop` | 202 `{ state }` at once; the graceful stop goes on in the background |
+ * | `POST /worker/stop` | 202 `{ state }` at once (`Stopping`, or `Stopped` when nothing was in flight); the graceful stop goes on in the background |
  * | `GET /metrics` | 200 Prometheus text (`text/plain; version=0.0.4`) |
  *
  * Readiness flips to 503 the moment shutdown begins or the worker is paused, so Kubernetes stops routing traffic
@@ -121,9 +126,8 @@ export const router: HttpRouter.HttpRouter<never, WorkerContext> = HttpRouter.em
     "/worker/stop",
     Effect.gen(function*() {
       const ctx = yield* WorkerContext
-      // `stop` begins shutdown in its first step; forking it lets the response go out at once.
-      yield* Effect.forkDaemon(ctx.stop)
-      yield* Effect.yieldNow()
+      // Shutdown begins before `requestStop` returns and drains on the context's own fibers, not the request's.
+      yield* ctx.requestStop
       return json({ state: yield* ctx.state }, 202)
     })
   ),
@@ -139,7 +143,12 @@ export const router: HttpRouter.HttpRouter<never, WorkerContext> = HttpRouter.em
 /**
  * Runs every request through the worker as a tracked task, so graceful shutdown waits for requests in flight.
  * While the worker is not `Running` it answers 503 `{ error: "WorkerUnavailable", state, message }` without running
- * the handler, with `Retry-After: 5` while `Paused`.
+ * the handler, with `Retry-After: 5` while `Paused`. Admission is one atomic step of `track` (with
+ * `whenPaused: "reject"`): a request is either admitted while `Running` or answered 503, never held until `resume`.
+ *
+ * Requests are tasks with the label `http`: their `TaskStarted`/`TaskFinished` events and their spans carry it, and
+ * they count in the task metrics' series with tag `label="http"` (a 503 counts as a rejection there), apart from
+ * the worker's other work.
  *
  * The handler runs with the request's services, so it gets the context with `yield* WorkerContext`. Tracking ends
  * when the handler returns its response. If the client goes away and the request fiber is interrupted, the
@@ -171,10 +180,9 @@ export const router: HttpRouter.HttpRouter<never, WorkerContext> = HttpRouter.em
 export const trackRequests = <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R | WorkerContext> =>
   Effect.gen(function*() {
     const ctx = yield* WorkerContext
-    const state = yield* ctx.state
-    // A paused `track` would hold the request until `resume`; answer now instead and let the client retry.
-    if (state === "Paused") return unavailable(ctx.name, state)
-    const admitted = yield* Effect.either(ctx.track(app))
+    // One atomic admission: a paused worker rejects at once (a waiting `track` would hold the request until
+    // `resume`), so the client gets its 503 now and retries.
+    const admitted = yield* Effect.either(ctx.track(app, { whenPaused: "reject", label: "http" }))
     if (Either.isLeft(admitted)) return unavailable(ctx.name, admitted.left.state)
     const tracked = admitted.right
     return yield* Effect.onInterrupt(tracked.join, () => tracked.interrupt)
@@ -187,23 +195,121 @@ const unavailable = (worker: string, state: string) =>
     state === "Paused" ? { "retry-after": "5" } : {}
   )
 
-const routePattern = (path: string): RegExp =>
-  new RegExp(
-    "^" + path.split("/").map((segment) =>
-      segment === "*"
-        ? ".*"
-        : segment.startsWith(":")
-        ? "[^/]+"
-        : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
-    ).join("/") + "/?$"
+/**
+ * The path as the router matches it: `find-my-way` drops a leading `scheme://host` and ends the path at the first
+ * `?`, `;` or `#`.
+ */
+const routerPath = (url: string): string => {
+  const path = url.startsWith("/") ? url : url.replace(/^https?:\/\/.*?\//, "/")
+  const end = path.slice(1).search(/[?;#]/)
+  return end === -1 ? path : path.slice(0, end + 1)
+}
+
+/**
+ * Whether the router can decode `path`. `find-my-way` runs `decodeURI` on the path before matching and answers "no
+ * route" when it throws, so a malformed percent-encoding (`%ZZ`, a cut-off UTF-8 sequence) reaches us as a
+ * `RouteNotFound` on every method.
+ */
+const isDecodable = (path: string): boolean => Either.isRight(Either.try(() => decodeURI(path)))
+
+const probeHandler = Effect.succeed(HttpServerResponse.empty())
+
+/**
+ * For each method of `self`'s routes, a router of that method's paths registered for every method, with handlers
+ * that do nothing: running one on a request says whether the router matches the request's path for that method,
+ * with the router's own matching (parameter patterns, case, trailing slash, decoding), and runs no handler. It runs
+ * without the request's span, on which a match would otherwise set `http.route`.
+ */
+const methodProbes = <E, R>(self: HttpRouter.HttpRouter<E, R>) => {
+  const probes = new Map<string, Array<HttpRouter.Route<never, never>>>()
+  for (const route of self.routes) {
+    if (route.method === "*") continue // it would have matched the request, whatever its method
+    const routes = probes.get(route.method) ?? []
+    routes.push(HttpRouter.makeRoute("*", route.path, probeHandler))
+    probes.set(route.method, routes)
+  }
+  return Array.from(
+    probes,
+    ([method, routes]) => ({
+      method,
+      matches: Effect.isSuccess(HttpRouter.fromIterable(routes)).pipe(
+        Effect.mapInputContext(Context.omit(Tracer.ParentSpan))
+      )
+    })
   )
+}
+
+const errorNames: Record<number, string> = {
+  400: "BadRequest",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "NotFound",
+  405: "MethodNotAllowed",
+  406: "NotAcceptable",
+  408: "RequestTimeout",
+  409: "Conflict",
+  410: "Gone",
+  413: "PayloadTooLarge",
+  415: "UnsupportedMediaType",
+  422: "UnprocessableEntity",
+  429: "TooManyRequests",
+  500: "InternalServerError",
+  501: "NotImplemented",
+  502: "BadGateway",
+  503: "ServiceUnavailable",
+  504: "GatewayTimeout"
+}
+
+const internalError = (cause: Cause.Cause<unknown>) =>
+  Effect.as(
+    Effect.logError("request failed", cause),
+    json({ error: "InternalServerError", message: "the request failed; see the server log" }, 500)
+  )
+
+/** A `RequestError` without a description comes from reading the body: say so rather than "Decode error". */
+const requestErrorMessage = (error: HttpServerError.RequestError): string =>
+  error.reason === "Decode" && error.description === undefined
+    ? `the request body could not be decoded (${error.methodAndUrl})`
+    : error.message
+
+/**
+ * The response of an error that carries one. An error status with no body (the platform's `RequestError` answers
+ * an empty 400) keeps its status, headers and cookies and gets the JSON body every other error has. Only the
+ * platform's own `RequestError` puts its message there: another error's message may say more than a client should
+ * see.
+ */
+const respondableResponse = (error: HttpServerRespondable.Respondable) =>
+  Effect.map(HttpServerRespondable.toResponse(error), (response) => {
+    if (response.status < 400 || response.body._tag !== "Empty") return response
+    const message = HttpServerError.isServerError(error) && error._tag === "RequestError"
+      ? requestErrorMessage(error)
+      : `the request failed with status ${response.status}`
+    return HttpServerResponse.unsafeJson(
+      { error: errorNames[response.status] ?? (response.status < 500 ? "ClientError" : "ServerError"), message },
+      {
+        status: response.status,
+        statusText: response.statusText,
+        headers: Headers.remove(response.headers, ["content-type", "content-length"]),
+        cookies: response.cookies,
+        contentType: "application/json"
+      }
+    )
+  })
 
 /**
  * Turns a router into an app that answers every bad request with a JSON error and never a stack trace: an
  * unknown path gets 404 `{ error: "NotFound" }`, a known path with the wrong method 405
- * `{ error: "MethodNotAllowed", allow }` with an `Allow` header, and a defect or an unhandled failure 500
- * `{ error: "InternalServerError" }` (the cause is logged). A failure that carries its own response (an
- * `HttpServerRespondable`, such as the platform's `RequestError`: 400) is answered with that response.
+ * `{ error: "MethodNotAllowed", allow }` with an `Allow` header, a path that cannot be decoded (a malformed
+ * percent-encoding such as `%ZZ`) 400 `{ error: "BadRequest" }`, and a defect or an unhandled failure 500
+ * `{ error: "InternalServerError" }` (the cause is logged). The `Allow` list comes from the router's own matching
+ * (parameter patterns, case, trailing slash), so it never names the method of the request it answers.
+ *
+ * A failure that carries its own response (an `HttpServerRespondable`) is answered with that response; when it is
+ * an error status with no body, such as the platform's `RequestError` (a body that is not valid JSON, for one), it
+ * keeps its status and headers and gets a JSON body: 400 `{ error: "BadRequest", message }` for a `RequestError`.
+ * A `ParseError` (a body decoded with `HttpServerRequest.schemaBodyJson` that does not match its schema) is 400
+ * `{ error: "BadRequest", message }` with the schema's message, as the platform itself treats it; decode your own
+ * data with `Effect.orDie` so that a mismatch there stays a 500.
  *
  * @example
  * ```ts
@@ -216,31 +322,50 @@ const routePattern = (path: string): RegExp =>
  * @category routes
  */
 export const toApp = <E, R>(self: HttpRouter.HttpRouter<E, R>): HttpApp.Default<never, R> => {
-  const routes = Array.from(self.routes, (route) => ({ method: route.method, pattern: routePattern(route.path) }))
+  const probes = methodProbes(self)
   return self.pipe(
     Effect.catchTag("RouteNotFound", () =>
-      Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
-        const path = new URL(request.url, "http://localhost").pathname
-        const allow = [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))]
-        return allow.length > 0
-          ? json(
-            { error: "MethodNotAllowed", message: `${request.method} is not allowed on ${path}`, allow },
-            405,
-            { allow: allow.join(", ") }
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        const path = routerPath(request.url)
+        if (!isDecodable(path)) {
+          return Effect.succeed(
+            json(
+              { error: "BadRequest", message: `the path ${path} cannot be decoded: malformed percent-encoding` },
+              400
+            )
           )
-          : json({ error: "NotFound", message: `no route for ${request.method} ${path}` }, 404)
+        }
+        // The request's own method did not match: only the other methods can be allowed.
+        const others = probes.filter((probe) => probe.method !== request.method)
+        return Effect.map(Effect.filter(others, (probe) => probe.matches), (matched) => {
+          const allow = matched.map((probe) => probe.method)
+          return allow.length > 0
+            ? json(
+              { error: "MethodNotAllowed", message: `${request.method} is not allowed on ${path}`, allow },
+              405,
+              { allow: allow.join(", ") }
+            )
+            : json({ error: "NotFound", message: `no route for ${request.method} ${path}` }, 404)
+        })
       })),
     Effect.catchAllCause((cause) => {
       if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
-      // An error that knows its own response (a platform `RequestError`, an `HttpApiError`...) keeps it.
       const failure = Cause.failureOption(cause)
-      if (Option.isSome(failure) && HttpServerRespondable.isRespondable(failure.value)) {
-        return HttpServerRespondable.toResponse(failure.value)
+      if (Option.isSome(failure)) {
+        const error = failure.value
+        // An error that knows its own response (a platform `RequestError`, an `HttpApiError`...) keeps it.
+        if (HttpServerRespondable.isRespondable(error)) {
+          return Effect.catchAllCause(
+            respondableResponse(error),
+            (failed) => Cause.isInterruptedOnly(failed) ? Effect.failCause(failed) : internalError(failed)
+          )
+        }
+        // A body, path or query that does not match its schema is the client's mistake, as the platform has it.
+        if (ParseResult.isParseError(error)) {
+          return Effect.succeed(json({ error: "BadRequest", message: error.message }, 400))
+        }
       }
-      return Effect.as(
-        Effect.logError("request failed", cause),
-        json({ error: "InternalServerError", message: "the request failed; see the server log" }, 500)
-      )
+      return internalError(cause)
     })
   ) as HttpApp.Default<never, R>
 }

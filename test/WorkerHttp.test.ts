@@ -11,11 +11,13 @@ import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerRespondable from "@effect/platform/HttpServerRespondable"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { assert, describe, it } from "@effect/vitest"
 import {
   Chunk,
   Context,
+  Data,
   Deferred,
   Effect,
   Either,
@@ -23,14 +25,17 @@ import {
   Fiber,
   Layer,
   Logger,
+  Metric,
   Queue,
   Ref,
-  Schedule,
-  Scope
+  Schema,
+  Scope,
+  Stream,
+  Supervisor
 } from "effect"
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
-import { WorkerContext, type WorkerContextOptions, type WorkerEvent } from "../src/index.js"
+import { WorkerContext, type WorkerContextOptions, type WorkerEvent, WorkerMetrics } from "../src/index.js"
 import * as WorkerHttp from "../src/WorkerHttp.js"
 
 const WAIT = "5 seconds"
@@ -54,10 +59,6 @@ class TimedOut extends Error {}
 const within = (what: string) =>
   Effect.timeoutFail({ duration: WAIT, onTimeout: () => new TimedOut(`timed out waiting for ${what}`) })
 
-/** Polls `check` until it holds, for at most `WAIT`. */
-const eventually = (what: string, check: Effect.Effect<boolean>) =>
-  check.pipe(Effect.repeat({ schedule: Schedule.spaced("5 millis"), until: (ok) => ok }), within(what))
-
 interface Answer {
   readonly status: number
   readonly headers: Readonly<Record<string, string | undefined>>
@@ -68,13 +69,18 @@ interface Answer {
 
 type Method = "GET" | "POST" | "PUT" | "DELETE"
 
-const requestWith = (client: HttpClient.HttpClient) => (method: Method, path: string): Effect.Effect<Answer, unknown> =>
-  Effect.gen(function*() {
-    const response = yield* client.execute(HttpClientRequest.make(method)(path))
-    const text = yield* response.text
-    const isJson = (response.headers["content-type"] ?? "").includes("application/json")
-    return { status: response.status, headers: response.headers, text, body: isJson ? JSON.parse(text) : undefined }
-  }).pipe(within(`${method} ${path}`))
+/** Calls `path` with `method`, sending `json` (the text of a JSON body, well-formed or not) when given. */
+const requestWith =
+  (client: HttpClient.HttpClient) => (method: Method, path: string, json?: string): Effect.Effect<Answer, unknown> =>
+    Effect.gen(function*() {
+      const request = HttpClientRequest.make(method)(path)
+      const response = yield* client.execute(
+        json === undefined ? request : HttpClientRequest.bodyText(request, json, "application/json")
+      )
+      const text = yield* response.text
+      const isJson = (response.headers["content-type"] ?? "").includes("application/json")
+      return { status: response.status, headers: response.headers, text, body: isJson ? JSON.parse(text) : undefined }
+    }).pipe(within(`${method} ${path}`))
 
 /**
  * Serves `app` for `ctx` with `WorkerHttp.serve` on a free loopback port until the test's scope closes, and
@@ -109,7 +115,7 @@ const holdInStopping = (ctx: WorkerContext["Type"], blocked: Effect.Effect<void>
   Effect.gen(function*() {
     const task = yield* ctx.track(blocked.pipe(Effect.as("finished")))
     const stopper = yield* Effect.fork(ctx.stop)
-    yield* eventually("Stopping", Effect.map(ctx.state, (state) => state === "Stopping"))
+    yield* ctx.shutdownRequested.pipe(within("Stopping"))
     return { task, stopper }
   })
 
@@ -125,6 +131,22 @@ const assertError = (answer: Answer, status: number, fields: Record<string, unkn
   assertJson(answer, status, fields)
   assert.notMatch(answer.text, /\bat .*:\d+:\d+/, "the body carries a stack frame")
   assert.notInclude(answer.text, "stack")
+}
+
+const Item = Schema.Struct({ name: Schema.String, count: Schema.Number })
+
+/** An error that answers with an empty 429 and a `Retry-After` header. */
+class Teapot extends Data.TaggedError("Teapot") implements HttpServerRespondable.Respondable {
+  [HttpServerRespondable.symbol]() {
+    return Effect.succeed(HttpServerResponse.empty({ status: 429, headers: { "retry-after": "7" } }))
+  }
+}
+
+/** An error that answers with a response of its own, body included. */
+class Brewed extends Data.TaggedError("Brewed") implements HttpServerRespondable.Respondable {
+  [HttpServerRespondable.symbol]() {
+    return Effect.succeed(HttpServerResponse.text("short and stout", { status: 418 }))
+  }
 }
 
 describe("WorkerHttp.app", () => {
@@ -148,7 +170,7 @@ describe("WorkerHttp.app", () => {
       assert.deepStrictEqual(answer.body, worker("Running", 1, false))
 
       yield* Effect.fork(ctx.stop)
-      yield* eventually("Stopping", Effect.map(ctx.state, (state) => state === "Stopping"))
+      yield* ctx.shutdownRequested.pipe(within("Stopping"))
       answer = yield* request("GET", "/worker")
       assert.deepStrictEqual(answer.body, worker("Stopping", 1, true))
 
@@ -252,6 +274,33 @@ describe("WorkerHttp.app", () => {
       assertJson(yield* request("GET", "/worker"), 200, { state: "Stopped", taskCount: 0 })
     }).pipe(quiet))
 
+  it.scopedLive("POST /worker/stop answers 202 Stopped when nothing is in flight", () =>
+    Effect.gen(function*() {
+      const { ctx, request } = yield* served("stop-idle")
+      yield* ctx.start
+      assertJson(yield* request("POST", "/worker/stop"), 202, { state: "Stopped" })
+      assert.strictEqual(yield* ctx.state, "Stopped")
+    }).pipe(quiet))
+
+  it.scopedLive("POST /worker/stop leaves no fiber of its own behind: the drain is the context's", () =>
+    Effect.gen(function*() {
+      const supervisor = yield* Supervisor.track
+      const { blocked, ctx, release, request } = yield* served(
+        "stop-no-fiber",
+        {},
+        Effect.supervised(WorkerHttp.app, supervisor)
+      )
+      yield* ctx.start
+      yield* ctx.track(blocked)
+
+      assertJson(yield* request("POST", "/worker/stop"), 202, { state: "Stopping" })
+      const left = yield* supervisor.value
+      assert.deepStrictEqual(left.map((fiber) => fiber.id()), [], "the request forked a fiber that outlives it")
+
+      yield* Deferred.succeed(release, undefined)
+      yield* ctx.awaitShutdown.pipe(within("Stopped"))
+    }).pipe(quiet))
+
   it.scopedLive("an unknown route answers 404 with a JSON error", () =>
     Effect.gen(function*() {
       const { request } = yield* served("not-found")
@@ -279,6 +328,53 @@ describe("WorkerHttp.app", () => {
 
       answer = yield* request("PUT", "/metrics")
       assertError(answer, 405, { error: "MethodNotAllowed" })
+      assert.strictEqual(answer.headers["allow"], "GET")
+    }).pipe(quiet))
+
+  it.scopedLive("a path that cannot be decoded answers 400 with a JSON error, not 404 or 405", () =>
+    Effect.gen(function*() {
+      const items = HttpRouter.empty.pipe(
+        HttpRouter.get("/items/:id", Effect.succeed(HttpServerResponse.unsafeJson({ item: true })))
+      )
+      const { request } = yield* served(
+        "undecodable",
+        {},
+        WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, items))
+      )
+      assertJson(yield* request("GET", "/items/%41"), 200, { item: true })
+
+      // The router matches on the decoded path; `%ZZ` or a cut-off UTF-8 sequence cannot be decoded.
+      for (const path of ["/items/%ZZ", "/items/%E0%A4%A", "/items/%", "/nope/%ZZ?x=1"]) {
+        const answer = yield* request("GET", path)
+        assertError(answer, 400, { error: "BadRequest" })
+        assert.isString((answer.body as { message?: unknown }).message, path)
+        assert.isUndefined(answer.headers["allow"], path)
+      }
+      assertError(yield* request("POST", "/items/%ZZ"), 400, { error: "BadRequest" })
+    }).pipe(quiet))
+
+  it.scopedLive("405 lists the methods the router itself would match, never the request's own", () =>
+    Effect.gen(function*() {
+      const numbers = HttpRouter.empty.pipe(
+        HttpRouter.get("/numbers/:n(^\\d+$)", Effect.succeed(HttpServerResponse.unsafeJson({ number: true }))),
+        HttpRouter.put("/numbers/:n(^\\d+$)", Effect.succeed(HttpServerResponse.unsafeJson({ number: true })))
+      )
+      const { request } = yield* served("allow", {}, WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, numbers)))
+      assertJson(yield* request("GET", "/numbers/42"), 200, { number: true })
+
+      // The path has the route's shape but not its parameter's pattern: no method matches it.
+      assertError(yield* request("GET", "/numbers/abc"), 404, { error: "NotFound" })
+      assertError(yield* request("POST", "/numbers/abc"), 404, { error: "NotFound" })
+
+      let answer = yield* request("POST", "/numbers/42")
+      assertError(answer, 405, { error: "MethodNotAllowed", allow: ["GET", "PUT"] })
+      assert.strictEqual(answer.headers["allow"], "GET, PUT")
+      answer = yield* request("PUT", "/numbers/42")
+      assert.strictEqual(answer.status, 200, answer.text)
+
+      // The router matches paths case-insensitively and ignores a trailing slash: so does the Allow list.
+      answer = yield* request("DELETE", "/WORKER/")
+      assertError(answer, 405, { error: "MethodNotAllowed", allow: ["GET"] })
       assert.strictEqual(answer.headers["allow"], "GET")
     }).pipe(quiet))
 
@@ -310,7 +406,75 @@ describe("WorkerHttp.app", () => {
         WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, parsing))
       )
       const answer = yield* request("GET", "/parse")
-      assert.strictEqual(answer.status, 400, answer.text)
+      assertError(answer, 400, { error: "BadRequest" })
+    }).pipe(quiet))
+
+  it.scopedLive("a POST with malformed JSON answers 400 with a JSON error, whether read by schema or by hand", () =>
+    Effect.gen(function*() {
+      const body = HttpRouter.empty.pipe(
+        HttpRouter.post(
+          "/schema",
+          Effect.map(HttpServerRequest.schemaBodyJson(Item), (item) => HttpServerResponse.unsafeJson({ got: item }))
+        ),
+        HttpRouter.post(
+          "/raw",
+          Effect.flatMap(
+            HttpServerRequest.HttpServerRequest,
+            (request) => Effect.map(request.json, (json) => HttpServerResponse.unsafeJson({ got: json }))
+          )
+        )
+      )
+      const { request } = yield* served("bad-json", {}, WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, body)))
+      assertJson(yield* request("POST", "/schema", `{"name":"a","count":1}`), 200, { got: { name: "a", count: 1 } })
+      assertJson(yield* request("POST", "/raw", `[1]`), 200, { got: [1] })
+
+      for (const path of ["/schema", "/raw"]) {
+        const answer = yield* request("POST", path, `{"name": "a",`)
+        assertError(answer, 400, {
+          error: "BadRequest",
+          message: `the request body could not be decoded (POST ${path})`
+        })
+      }
+    }).pipe(quiet))
+
+  it.scopedLive("a JSON body of the wrong shape answers 400 with the schema's message, not 500", () =>
+    Effect.gen(function*() {
+      const body = HttpRouter.empty.pipe(
+        HttpRouter.post(
+          "/schema",
+          Effect.map(HttpServerRequest.schemaBodyJson(Item), (item) => HttpServerResponse.unsafeJson({ got: item }))
+        )
+      )
+      const { request } = yield* served("bad-shape", {}, WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, body)))
+      const answer = yield* request("POST", "/schema", `{"name":"a","count":"many"}`)
+      assertError(answer, 400, { error: "BadRequest" })
+      const message = (answer.body as { message?: unknown }).message
+      assert.isString(message)
+      assert.include(message, "count", answer.text)
+      assert.include(message, "Expected number", answer.text)
+    }).pipe(quiet))
+
+  it.scopedLive("an error whose response has no body keeps its status and headers and gets a JSON body", () =>
+    Effect.gen(function*() {
+      const teapot = HttpRouter.empty.pipe(
+        HttpRouter.get("/teapot", Effect.fail(new Teapot())),
+        HttpRouter.get("/brewed", Effect.fail(new Brewed()))
+      )
+      const { request } = yield* served(
+        "empty-respondable",
+        {},
+        WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, teapot))
+      )
+      let answer = yield* request("GET", "/teapot")
+      assertError(answer, 429, { error: "TooManyRequests" })
+      assert.isString((answer.body as { message?: unknown }).message)
+      assert.strictEqual(answer.headers["retry-after"], "7")
+
+      // A response that has a body is left as it is.
+      answer = yield* request("GET", "/brewed")
+      assert.strictEqual(answer.status, 418)
+      assert.strictEqual(answer.text, "short and stout")
+      assert.match(answer.headers["content-type"] ?? "", /^text\/plain/)
     }).pipe(quiet))
 })
 
@@ -325,21 +489,24 @@ const withJobs = (job: Effect.Effect<HttpServerResponse.HttpServerResponse, neve
 
 /**
  * A request handler that counts its runs, says when it entered, then waits for `release` and answers with what it
- * sees of the worker, which it gets with `yield* WorkerContext`.
+ * sees of the worker, which it gets with `yield* WorkerContext`; it says when it is `done`, just before it returns.
  */
 const slowJob = Effect.gen(function*() {
   const runs = yield* Ref.make(0)
   const entered = yield* Deferred.make<void>()
   const release = yield* Deferred.make<void>()
+  const done = yield* Deferred.make<void>()
   yield* Effect.addFinalizer(() => Deferred.succeed(release, undefined))
   const job = Effect.gen(function*() {
     const ctx = yield* WorkerContext
     yield* Ref.update(runs, (n) => n + 1)
     yield* Deferred.succeed(entered, undefined)
     yield* Deferred.await(release)
-    return HttpServerResponse.unsafeJson({ worker: ctx.name, taskCount: yield* ctx.taskCount })
+    const seen = { worker: ctx.name, taskCount: yield* ctx.taskCount }
+    yield* Deferred.succeed(done, undefined)
+    return HttpServerResponse.unsafeJson(seen)
   })
-  return { runs, entered, release, app: withJobs(job) }
+  return { runs, entered, release, done, app: withJobs(job) }
 })
 
 const assertUnavailable = (answer: Answer, state: string, retryAfter: string | undefined) => {
@@ -362,16 +529,29 @@ describe("WorkerHttp.trackRequests", () => {
       assertJson(yield* request("GET", "/worker"), 200, { taskCount: 1 })
       const started = Chunk.toReadonlyArray(yield* Queue.takeAll(events))
       assert.deepStrictEqual(started.filter((event) => event._tag === "TaskStarted"), [
-        { _tag: "TaskStarted", worker: ctx.name, taskId: 1 } as WorkerEvent
+        { _tag: "TaskStarted", worker: ctx.name, taskId: 1, label: "http" } as WorkerEvent
       ])
 
       yield* Deferred.succeed(job.release, undefined)
       const answer = yield* Fiber.join(inFlight)
       assertJson(answer, 200, {})
       assert.deepStrictEqual(answer.body, { worker: ctx.name, taskCount: 1 })
-      yield* eventually("the task to end", Effect.map(ctx.taskCount, (n) => n === 0))
-      const finished = Chunk.toReadonlyArray(yield* Queue.takeAll(events))
-      assert.deepInclude(finished, { _tag: "TaskFinished", worker: ctx.name, taskId: 1, outcome: "success" })
+      // The task ends just after the response is handed over: wait for its TaskFinished.
+      const finished = Chunk.toReadonlyArray(
+        yield* Stream.fromQueue(events).pipe(
+          Stream.takeUntil((event) => event._tag === "TaskFinished"),
+          Stream.runCollect,
+          within("the task to end")
+        )
+      )
+      assert.strictEqual(yield* ctx.taskCount, 0)
+      assert.deepInclude(finished, {
+        _tag: "TaskFinished",
+        worker: ctx.name,
+        taskId: 1,
+        label: "http",
+        outcome: "success"
+      })
       assert.strictEqual(yield* Ref.get(job.runs), 1)
     }).pipe(quiet))
 
@@ -383,9 +563,10 @@ describe("WorkerHttp.trackRequests", () => {
 
       const inFlight = yield* Effect.fork(request("GET", "/job"))
       yield* Deferred.await(job.entered).pipe(within("the handler"))
-      const stopper = yield* Effect.fork(ctx.stop)
-      yield* eventually("Stopping", Effect.map(ctx.state, (state) => state === "Stopping"))
-      yield* Effect.sleep("50 millis")
+      // `stop` answers whether the handler was done when it returned.
+      const stopper = yield* Effect.fork(Effect.zipRight(ctx.stop, Deferred.isDone(job.done)))
+      yield* ctx.shutdownRequested.pipe(within("Stopping"))
+      assert.strictEqual(yield* ctx.state, "Stopping")
       assert.isNull(stopper.unsafePoll(), "stop waits for the request")
       assert.isNull(inFlight.unsafePoll(), "the request is still being handled")
       assert.strictEqual(yield* ctx.taskCount, 1)
@@ -394,7 +575,7 @@ describe("WorkerHttp.trackRequests", () => {
       const answer = yield* Fiber.join(inFlight)
       assertJson(answer, 200, {})
       assert.deepStrictEqual(answer.body, { worker: ctx.name, taskCount: 1 })
-      yield* Fiber.join(stopper).pipe(within("stop"))
+      assert.isTrue(yield* Fiber.join(stopper).pipe(within("stop")), "stop returned before the handler was done")
       assert.strictEqual(yield* ctx.state, "Stopped")
     }).pipe(quiet))
 
@@ -415,6 +596,46 @@ describe("WorkerHttp.trackRequests", () => {
       yield* Deferred.succeed(job.release, undefined)
       assertJson(yield* request("GET", "/job"), 200, { worker: ctx.name })
       assert.strictEqual(yield* Ref.get(job.runs), 1)
+    }).pipe(quiet))
+
+  it.scopedLive("answers 503 with Retry-After when a pause lands just before admission, instead of waiting", () =>
+    Effect.gen(function*() {
+      const job = yield* slowJob
+      const ctx = yield* WorkerContext.make({ name: uniqueName("pause-race"), shutdownTimeout: "1 minute" })
+      // The pause lands after anything the middleware may have read and before the context admits the request.
+      const pausingFirst: WorkerContext.Service = {
+        ...ctx,
+        track: (effect, options) => Effect.zipRight(Effect.orDie(ctx.pause), ctx.track(effect, options))
+      }
+      const request = yield* serveFor(pausingFirst, job.app)
+      yield* ctx.start
+
+      assertUnavailable(yield* request("GET", "/job"), "Paused", "5")
+      assert.strictEqual(yield* Ref.get(job.runs), 0, "the handler did not run")
+      assert.strictEqual(yield* ctx.taskCount, 0)
+    }).pipe(quiet))
+
+  it.scopedLive("counts requests as tasks labelled http, a paused 503 among the rejections", () =>
+    Effect.gen(function*() {
+      const job = yield* slowJob
+      const { ctx, request } = yield* served("http-label", {}, job.app)
+      const http = WorkerMetrics.taskMetrics(ctx.name, "http")
+      const count = (counter: Metric.Metric.Counter<number>) =>
+        Effect.map(Metric.value(counter), (state) => state.count)
+      yield* ctx.start
+      yield* Deferred.succeed(job.release, undefined)
+      assertJson(yield* request("GET", "/job"), 200, { worker: ctx.name })
+      yield* ctx.pause
+      assertUnavailable(yield* request("GET", "/job"), "Paused", "5")
+
+      assert.strictEqual(yield* count(http.tasksRejected), 1)
+      assert.strictEqual(yield* count(http.tasksStarted), 1)
+      assert.strictEqual(yield* count(WorkerMetrics.forWorker(ctx.name).tasksStarted), 0, "no unlabelled task")
+      const metrics = yield* request("GET", "/metrics")
+      const series = (name: string) => `${name}{worker="${ctx.name}",label="http"}`
+      assert.strictEqual(sample(metrics.text, series("effect_worker_tasks_rejected_total")), "1")
+      assert.strictEqual(sample(metrics.text, series("effect_worker_tasks_started_total")), "1")
+      assert.strictEqual(sample(metrics.text, `effect_worker_tasks_rejected_total{worker="${ctx.name}"}`), "0")
     }).pipe(quiet))
 
   it.scopedLive("answers 503 without Retry-After while Pending, Stopping or Stopped, without running the handler", () =>
@@ -463,7 +684,8 @@ describe("WorkerHttp.serve", () => {
       const inFlight = yield* Effect.fork(request("GET", "/job"))
       yield* Deferred.await(job.entered).pipe(within("the handler"))
       const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
-      yield* eventually("Stopping", Effect.map(ctx.state, (state) => state === "Stopping"))
+      yield* ctx.shutdownRequested.pipe(within("Stopping"))
+      assert.strictEqual(yield* ctx.state, "Stopping")
 
       // Draining: the server still answers, readiness says 503 and new requests are turned away.
       assertError(yield* request("GET", "/health/ready"), 503, { state: "Stopping" })
