@@ -59,7 +59,7 @@ export interface WorkerMetrics extends TaskMetrics {
  * import { Metric } from "effect"
  * import { WorkerMetrics } from "effect-worker-context"
  *
- * const httpFailures = Metric.value(WorkerMetrics.forWorker("api", "http").tasksFailed)
+ * const httpFailures = Metric.value(WorkerMetrics.taskMetrics("api", "http").tasksFailed)
  * ```
  *
  * @since 0.2.0
