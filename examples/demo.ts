@@ -235,9 +235,9 @@ const app = WorkerHttp.toApp(HttpRouter.concat(
 
 const logListening = HttpServer.addressWith((address) =>
   Effect.log(
-    address._tag === "TcpAddress"
+    (address._tag === "TcpAddress"
       ? `listening on http://${address.hostname}:${address.port}`
-      : `listening on ${address.path}`
+      : `listening on ${address.path}`) + ` (pid ${process.pid})`
   )
 )
 
