@@ -2,7 +2,7 @@
  * Runs `examples/demo.ts` as a real child process on a free port (with `node`, or with `npm start`), talks to it
  * over real HTTP, signals it, and checks what an operator would see: readiness turns 503 while the jobs in flight
  * drain (or, past the deadline, are interrupted), a summary is printed and the process exits 0; a second signal half
- * a second later forces the exit. Real time is bounded everywhere, and the child (and
+ * a second later forces the exit; a port in use fails at once. Real time is bounded everywhere, and the child (and
  * its process group) is killed with SIGKILL when a test ends, however it ends.
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
@@ -20,6 +20,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
@@ -231,6 +232,30 @@ const startDemo = (env: Record<string, string>, launcher: Launcher = "node") =>
     return { ...demo, url, demoPid, request, poll, awaitBusy } as const
   })
 
+/** A plain TCP server on a free port of 127.0.0.1, closed with the scope: the port is busy while it lives. */
+const occupyPort = Effect.acquireRelease(
+  Effect.async<Net.Server, Error>((resume) => {
+    const server = Net.createServer()
+    server.once("error", (error) => resume(Effect.fail(error)))
+    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+  }),
+  (server) =>
+    Effect.async<void>((resume) => {
+      server.close(() => resume(Effect.void))
+    })
+).pipe(Effect.map((server) => (server.address() as Net.AddressInfo).port))
+
+/** The demo's count of the jobs it dropped at shutdown: still queued, and taken by a consumer but never started. */
+const dropped = (lines: ReadonlyArray<Line>) => {
+  for (const { text } of lines) {
+    const match = /no longer taking jobs; (\d+) queued job\(s\) dropped(?:, (\d+) taken job\(s\) never started)?/.exec(
+      text
+    )
+    if (match !== null) return { queued: Number(match[1]), taken: Number(match[2] ?? 0) }
+  }
+  return undefined
+}
+
 const runDemo = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.provide(self, Layer.merge(NodeContext.layer, HttpClientLive))
 
@@ -420,5 +445,55 @@ describe("examples/demo.ts", () => {
         }
       })),
     3 * TEST_TIMEOUT
+  )
+
+  it.scopedLive(
+    "with its port in use, exits non-zero at once with EADDRINUSE, before the worker has started or run a job",
+    () =>
+      runDemo(Effect.gen(function*() {
+        const port = yield* occupyPort
+        const demo = yield* spawnDemo({ PORT: String(port) }, "node")
+        const { exitCode, lines, output } = yield* demo.awaitExit
+        assert.notStrictEqual(exitCode, 0, output)
+        assert.isAtLeast(indexOf(lines, /EADDRINUSE/), 0, output)
+        assert.strictEqual(indexOf(lines, /Started:/), -1, output)
+        assert.strictEqual(indexOf(lines, /\bjob \d+/), -1, output)
+      })),
+    TEST_TIMEOUT
+  )
+
+  it.scopedLive(
+    "on SIGTERM while paused, reports the jobs the consumers took but never started apart from the queued ones",
+    () =>
+      runDemo(Effect.gen(function*() {
+        const demo = yield* startDemo({ SHUTDOWN_TIMEOUT: "20", DEMO_JOB_MS: "1000" })
+        yield* demo.awaitBusy
+        // A full queue, so that every consumer finds a job to take once its own is done.
+        yield* demo.poll(
+          "a full queue (429)",
+          Effect.map(demo.request("POST", "/jobs"), (answer) => Option.liftPredicate(answer, (a) => a.status === 429))
+        )
+        assert.strictEqual((yield* demo.request("POST", "/worker/pause")).status, 200)
+        // The jobs in flight end; each consumer then takes the next job and waits in `track` for a resume.
+        yield* demo.poll(
+          "the jobs in flight to end",
+          Effect.map(
+            demo.request("GET", "/worker"),
+            (answer) => Option.liftPredicate(answer, (a) => JSON.parse(a.body).taskCount === 0)
+          )
+        )
+
+        yield* demo.signal("SIGTERM")
+        const { exitCode, lines, output } = yield* demo.awaitExit
+        assert.strictEqual(exitCode, 0, output)
+        const count = dropped(lines)
+        assert.isDefined(count, output)
+        assert.strictEqual(count.taken, 4, output)
+        assert.isAtMost(count.queued, 16, output)
+        const summary = parseSummary(lines)
+        assert.isDefined(summary, output)
+        assert.strictEqual(summary.interrupted, 0, output)
+      })),
+    TEST_TIMEOUT
   )
 })
