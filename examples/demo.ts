@@ -10,14 +10,16 @@
  * - HTTP: `GET /worker`, `/health/live`, `/health/ready`, `/metrics`, `POST /worker/pause|resume|start|stop`
  *   (`WorkerHttp.router`), and `POST /jobs[?ms=N&fail=true]`, a tracked route: 503 while the worker is not running.
  * - SIGTERM or SIGINT (Ctrl-C): the worker goes `Stopping`. Readiness answers 503 at once, the consumers stop
- *   taking jobs (the ones still queued are dropped: the queue lives in memory), and the jobs in flight get
- *   `SHUTDOWN_TIMEOUT` seconds to finish before they are interrupted. Then the server stops, a line
+ *   taking jobs, and the jobs in flight get `SHUTDOWN_TIMEOUT` seconds to finish before they are interrupted. The
+ *   jobs still queued are dropped (the queue lives in memory), and so are the ones the consumers took while the
+ *   worker was paused; a log line counts both. Then the server stops, a line
  *   `summary: completed=N failed=N interrupted=N` is printed and the process exits 0. A second signal, at least
  *   half a second after the first, ends the process at once with code 130 (SIGINT) or 143 (SIGTERM).
  * - `POST /worker/stop` shuts the worker down the same way, and the process exits once it is stopped.
  *
  * Environment:
  * - `PORT`: the HTTP port (default 3000). `0` picks a free port; the log says which (`listening on http://...`).
+ *   The server listens before the worker starts: a port in use ends the program at once, before any job ran.
  * - `HOST`: the interface to listen on (default `127.0.0.1`: the control routes have no authentication).
  * - `SHUTDOWN_TIMEOUT`: seconds shutdown waits for the jobs in flight (default 10, fractions allowed).
  * - `DEMO_JOB_MS`: every job takes exactly this many milliseconds (default: random, 200 to 1500).
@@ -34,6 +36,7 @@ import {
   Duration,
   Effect,
   Exit,
+  Fiber,
   Inspectable,
   Layer,
   Logger,
@@ -149,8 +152,12 @@ const runJob = (job: Job) =>
     )
   })
 
-/** How many jobs wait in the queue (`Queue.size` counts waiting takers as negative). */
-const waiting = (queue: Queue.Queue<Job>) => Effect.map(Queue.size(queue), (size) => Math.max(0, size))
+/**
+ * How many jobs wait in the queue. `Queue.size` counts waiting takers as negative, and an offer waiting for room in
+ * a full queue (the producer's) as one more: neither is a job in the queue.
+ */
+const waiting = (queue: Queue.Queue<Job>) =>
+  Effect.map(Queue.size(queue), (size) => Math.min(Math.max(0, size), QUEUE_CAPACITY))
 
 /** Puts a new job on the queue every 100 to 400 ms, waiting while the queue is full, until shutdown begins. */
 const produce = Effect.gen(function*() {
@@ -166,26 +173,38 @@ const produce = Effect.gen(function*() {
 /**
  * `CONSUMERS` loops, each taking one job at a time and waiting for it, until shutdown begins. A job's task belongs
  * to the worker, not to its consumer: interrupting the consumers at shutdown leaves the jobs in flight to the drain.
+ * A job a consumer has taken but the worker has not admitted (it waits in a paused `track`, or shutdown rejects it)
+ * is dropped too; it is counted apart from the queued ones.
  */
 const consume = Effect.gen(function*() {
   const ctx = yield* WorkerContext
   const jobs = yield* Jobs
+  const takenNotStarted = yield* Ref.make(0)
   const consumer = Effect.gen(function*() {
     const job = yield* Queue.take(jobs.queue)
     // Waits while the worker is paused; fails with `TaskRejected` once shutdown has begun.
-    const task = yield* ctx.track(runJob(job))
+    const task = yield* ctx.track(runJob(job)).pipe(
+      Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Ref.update(takenNotStarted, (n) => n + 1))
+    )
     yield* task.await
   }).pipe(Effect.forever)
-  yield* Effect.all(Arr.replicate(consumer, CONSUMERS), { concurrency: "unbounded", discard: true }).pipe(
-    // A consumer that took a job just as shutdown began sees it rejected: the job never ran, stop taking more.
-    Effect.catchTag("TaskRejected", () => Effect.void),
-    Effect.race(ctx.shutdownRequested),
-    Effect.ensuring(
-      Effect.flatMap(
-        waiting(jobs.queue),
-        (queued) => Effect.log(`no longer taking jobs; ${queued} queued job(s) dropped`)
-      )
+  const dropped = Effect.gen(function*() {
+    const queued = yield* waiting(jobs.queue)
+    const taken = yield* Ref.get(takenNotStarted)
+    yield* Effect.log(
+      `no longer taking jobs; ${queued} queued job(s) dropped` +
+        (taken > 0 ? `, ${taken} taken job(s) never started` : "")
     )
+  })
+  const all = Effect.all(Arr.replicate(consumer, CONSUMERS), { concurrency: "unbounded", discard: true }).pipe(
+    // A consumer that took a job just as shutdown began sees it rejected: the job never ran, stop taking more.
+    Effect.catchTag("TaskRejected", () => Effect.void)
+  )
+  const consumers = yield* Effect.fork(all)
+  // Until shutdown begins or this fiber is interrupted. The jobs are counted once the consumers have stopped, so
+  // that the ones they were holding are counted too.
+  yield* Effect.race(Fiber.join(consumers), ctx.shutdownRequested).pipe(
+    Effect.ensuring(Effect.zipRight(Fiber.interrupt(consumers), dropped))
   )
 })
 
@@ -235,9 +254,9 @@ const app = WorkerHttp.toApp(HttpRouter.concat(
 
 const logListening = HttpServer.addressWith((address) =>
   Effect.log(
-    address._tag === "TcpAddress"
+    (address._tag === "TcpAddress"
       ? `listening on http://${address.hostname}:${address.port}`
-      : `listening on ${address.path}`
+      : `listening on ${address.path}`) + ` (pid ${process.pid})`
   )
 )
 
@@ -269,7 +288,10 @@ const WorkLive = Layer.scopedDiscard(Effect.gen(function*() {
   yield* Effect.forkScoped(consume)
 }))
 
-const AppLive = Layer.mergeAll(HttpLive, WorkLive).pipe(
+// The server is built first and the worker started only once it listens: a busy port fails the program at once,
+// before any job is taken.
+const AppLive = WorkLive.pipe(
+  Layer.provide(HttpLive),
   Layer.provide(Jobs.layer),
   Layer.provideMerge(WorkerLive)
 )
