@@ -263,7 +263,7 @@ const logListening = HttpServer.addressWith((address) =>
 // --- the program --------------------------------------------------------------------------------------------------
 
 const WorkerLive = Layer.unwrapEffect(
-  Effect.map(config, ({ shutdownTimeout }) => WorkerContext.layer({ name: "demo", shutdownTimeout }))
+  Effect.map(config, ({ shutdownTimeout }) => WorkerContext.layer({ name: "demo", shutdownTimeout, logLevel: "Debug" }))
 )
 
 /** `WorkerHttp.serve` stops the worker before the server: readiness answers 503 while the jobs drain. */

@@ -22,7 +22,7 @@ import type { WorkerState } from "./WorkerState.js"
  * | `effect_worker_tasks_interrupted` | counter | tasks that ended interrupted (by shutdown or otherwise) |
  * | `effect_worker_tasks_rejected` | counter | `track` calls refused with `TaskRejected` |
  * | `effect_worker_task_duration_seconds` | histogram | task run time, admission to end |
- * | `effect_worker_state` | gauge, tag `state` | 1 for the current state, 0 for the others |
+ * | `effect_worker_state` | gauge, tag `state` | how many contexts of this name are in the state: 1 or 0 for a single context |
  * | `effect_worker_shutdown_drain_seconds` | gauge | how long the last shutdown took, `Stopping` to `Stopped` |
  *
  * Every metric has the tag `worker`; the task metrics (the first seven) of tasks tracked with a `label` have the
@@ -95,11 +95,12 @@ export const taskDurationBoundaries: MetricBoundaries.MetricBoundaries = MetricB
 })
 
 /**
- * How many metric series (one per distinct worker name, plus one per distinct worker name and task label) the
- * contexts of one process create, at most. Effect's metric registry keeps every series for the life of the
- * process, so a program that makes contexts with ever new names (one per tenant, per request, per test) would
- * grow without bound: past this limit, new names and labels are counted under the worker {@link overflowWorker}
- * instead (and the context logs a warning once). Names already seen keep their series.
+ * How many metric series (one group per distinct worker name, and one per distinct worker name and task label)
+ * the contexts of one process create, at most. Effect's metric registry keeps every series for the life of the
+ * process, so a program that makes contexts with ever new names (one per tenant, per request, per test) or tracks
+ * with ever new labels would grow without bound. Past this limit, a context with a new name counts under the
+ * worker {@link overflowWorker} instead, and tasks with a new label count in their worker's unlabelled series; each
+ * logs a warning once. Names and labels already seen keep their series.
  *
  * @example
  * ```ts
@@ -193,7 +194,7 @@ export const taskMetrics = (worker: string, label?: string | undefined): TaskMet
 export const forWorker = (worker: string): WorkerMetrics => {
   const tags = [MetricLabel.make("worker", worker)]
   const stateGauge = (state: WorkerState) =>
-    gauge("effect_worker_state", "1 for the worker's current state, 0 for the others", [
+    gauge("effect_worker_state", "How many contexts of this worker name are in the state (1 or 0 for one context)", [
       ...tags,
       MetricLabel.make("state", state)
     ])

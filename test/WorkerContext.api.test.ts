@@ -417,5 +417,22 @@ describe("defects found by a demanding user", () => {
       assert.isTrue(workers.has(WorkerMetrics.overflowWorker), "the rest is counted under the overflow series")
       const overflow = yield* Metric.value(WorkerMetrics.forWorker(WorkerMetrics.overflowWorker).tasksStarted)
       assert.isAtLeast(overflow.count, 50)
+
+      // A name seen before the limit keeps its series; a new label past it counts in the unlabelled series.
+      const known = WorkerMetrics.forWorker("tenant-0")
+      const before = (yield* Metric.value(known.tasksStarted)).count
+      const warnings = yield* capturingLogs((logs) =>
+        Effect.scoped(Effect.gen(function*() {
+          const ctx = yield* WorkerContext.make({ name: "tenant-0", logLevel: "None" })
+          yield* ctx.start
+          for (let i = 0; i < 2; i++) {
+            yield* Effect.flatMap(ctx.track(Effect.void, { label: "brand-new" }), (t) => t.await)
+          }
+          return logs.lines.filter(([level]) => level === "WARN").map(([, message]) => message)
+        }))
+      )
+      assert.strictEqual((yield* Metric.value(known.tasksStarted)).count, before + 2)
+      assert.strictEqual(warnings.length, 1, "one warning")
+      assert.include(warnings[0], "tasks labelled \"brand-new\" are counted in the worker's unlabelled series")
     }))
 })

@@ -286,6 +286,13 @@ describe("examples/demo.ts", () => {
         assert.strictEqual(summary.interrupted, 0, output)
         const stopping = indexOf(lines, /Stopping:/)
         assert.isAtLeast(stopping, 0, output)
+        // Each transition is printed once, by the demo's listener; the library's own lines are at Debug.
+        for (const transition of [/Started/, /Stopping/, /Stopped/]) {
+          const printed = lines.filter((line) =>
+            transition.test(line.text)
+          ).length
+          assert.strictEqual(printed, 1, `${transition} once\n${output}`)
+        }
         const lastJob = lastIndexOf(lines, /job \d+ (completed|failed) after/)
         assert.isAbove(lastJob, stopping, `jobs in flight should end during the drain\n${output}`)
         assert.isAbove(indexOf(lines, /summary:/), lastJob, output)

@@ -195,6 +195,11 @@ class WorkerCore {
   readonly stopped = Deferred.unsafeMake<void>(FiberId.none)
   /** Set once `make` has built the service: what `yield* WorkerContext` returns inside a task. */
   service: Service | undefined = undefined
+  /**
+   * The first label that got no series of its own (past `WorkerMetrics.maxSeries`), until `track` has logged it;
+   * then `null`, so the warning is logged once.
+   */
+  unseriesedLabel: string | null | undefined = undefined
   /** Whether this context's metrics went to the overflow series (the process has too many worker names). */
   readonly overflowed: boolean
 
@@ -337,9 +342,12 @@ class WorkerCore {
     if (label === undefined) return this.unlabelled
     let metrics = this.labelled.get(label)
     if (metrics === undefined) {
-      metrics = !this.overflowed && claimSeries(this.name, label)
-        ? registerTaskMetrics(WorkerMetrics.taskMetrics(this.name, label))
-        : this.unlabelled
+      if (!this.overflowed && claimSeries(this.name, label)) {
+        metrics = registerTaskMetrics(WorkerMetrics.taskMetrics(this.name, label))
+      } else {
+        metrics = this.unlabelled
+        this.unseriesedLabel ??= label
+      }
       this.labelled.set(label, metrics)
     }
     return metrics
@@ -700,6 +708,15 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
     // Shutdown is logged by the deadline fiber ("shutting down: ..."), once, however it began.
     const requestStop = Effect.sync(() => core.beginShutdown())
 
+    const labelWarning = () => {
+      const label = core.unseriesedLabel
+      core.unseriesedLabel = null
+      return annotated(Effect.logWarning(
+        `more than ${WorkerMetrics.maxSeries} metric series in this process: ` +
+          `tasks labelled ${JSON.stringify(label)} are counted in the worker's unlabelled series`
+      ))
+    }
+
     const track = <A, E, R>(
       effect: Effect.Effect<A, E, R>,
       options?: TrackOptions | undefined
@@ -720,7 +737,10 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
       // fiber runs in between, so the task is admitted in exactly the state that was read.
       const attempt: Effect.Effect<Tracked<A, E>, TaskRejected> = Effect.withFiberRuntime((caller, status) => {
         const state = core.state
-        if (state === "Running") return Effect.succeed(core.admit(effect, caller, status.runtimeFlags, label))
+        if (state === "Running") {
+          const tracked = core.admit(effect, caller, status.runtimeFlags, label)
+          return typeof core.unseriesedLabel === "string" ? Effect.as(labelWarning(), tracked) : Effect.succeed(tracked)
+        }
         if (state === "Paused" && whenPaused === "wait") return Effect.zipRight(core.resumed.await, attempt)
         return Effect.fail(core.reject(label))
       })
