@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, FiberRef, PubSub, Queue } from "effect"
 import { EventBuffer } from "../src/internal/eventBuffer.js"
-import { CallerFiberRefs, hubPublisher } from "../src/internal/workerContext.js"
+import { CallerCache, hubPublisher } from "../src/internal/workerContext.js"
 
 describe("EventBuffer", () => {
   it.effect("hands over every item pushed, oldest first, growing past its first allocation", () =>
@@ -74,19 +74,19 @@ describe("hubPublisher", () => {
     }))
 })
 
-describe("CallerFiberRefs", () => {
+describe("CallerCache", () => {
   const ref = FiberRef.unsafeMake(0)
 
   it.effect("reuses the last copy while the caller's fiber refs are unchanged, and copies again once they change", () =>
     Effect.gen(function*() {
-      const cache = new CallerFiberRefs()
+      const cache = new CallerCache([])
       const [first, second] = yield* Effect.withFiberRuntime<readonly [unknown, unknown]>((fiber) =>
-        Effect.succeed([cache.of(fiber), cache.of(fiber)])
+        Effect.succeed([cache.of(fiber).fiberRefs, cache.of(fiber).fiberRefs])
       )
       assert.strictEqual(first, second, "the same copy")
       assert.strictEqual(cache.reused, 1, "the private path ran")
       const changed = yield* Effect.locally(
-        Effect.withFiberRuntime<unknown>((fiber) => Effect.succeed(cache.of(fiber))),
+        Effect.withFiberRuntime<unknown>((fiber) => Effect.succeed(cache.of(fiber).fiberRefs)),
         ref,
         1
       )
@@ -96,11 +96,13 @@ describe("CallerFiberRefs", () => {
 
   it.effect("without the private field, copies on every call", () =>
     Effect.gen(function*() {
-      const cache = new CallerFiberRefs()
+      const cache = new CallerCache([])
       let copies = 0
       const copies1 = yield* Effect.withFiberRuntime<number>((fiber) => {
         // Another effect version's fiber: the public `getFiberRefs`, no `_fiberRefs`.
         const publicOnly = {
+          currentContext: fiber.currentContext,
+          getFiberRef: (ref: FiberRef.FiberRef<unknown>) => fiber.getFiberRef(ref),
           getFiberRefs: () => {
             copies++
             return fiber.getFiberRefs()

@@ -53,6 +53,9 @@ class TaskOwner extends Context.Tag("effect-worker-context/TaskOwner")<TaskOwner
 
 const parentSpanKey = Tracer.ParentSpan.key
 
+/** Not `immediate`: a task starts on the scheduler, after `track` returned, like `Effect.fork`. */
+const onTheScheduler: Runtime.RunForkOptions = { immediate: false }
+
 /** Effect's built-in tracer, whose spans go nowhere unless read: tasks get a lazily built `TaskSpan` under it. */
 const builtInTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
 
@@ -89,28 +92,47 @@ export const hubPublisher = <A>(
   }
 }
 
+/** What a task takes from its caller, derived from the caller's fiber refs alone. */
+export interface CallerSnapshot {
+  readonly fiberRefs: FiberRefs.FiberRefs
+  /** The caller's services, plus the task's owner marker and its own `WorkerContext`; the span is added per task. */
+  readonly services: ReadonlyMap<string, unknown>
+  readonly tracing: boolean
+  readonly timing: boolean
+}
+
 /**
  * @internal
- * The fiber refs a task starts with: its caller's. `getFiberRefs()` copies them on every call, so while the
- * caller's refs are the very object the last call returned (its private `_fiberRefs`, in effect 3.22), the copy
- * is reused. Where that field is missing, every call copies.
+ * What a task starts with: its caller's fiber refs and services. `getFiberRefs()` copies the fiber refs on every
+ * call, and everything else here derives from them, so while the caller's refs are the very object the last call
+ * returned (its private `_fiberRefs`, in effect 3.22) the last snapshot is reused. Where that field is missing,
+ * every call makes a new snapshot.
  */
-export class CallerFiberRefs {
+export class CallerCache {
   private seen: unknown = undefined
-  private refs: FiberRefs.FiberRefs | undefined = undefined
-  /** How many calls reused the last copy: the private path ran. */
+  private last: CallerSnapshot | undefined = undefined
+  /** How many calls reused the last snapshot: the private path ran. */
   reused = 0
 
-  of(caller: AnyFiber): FiberRefs.FiberRefs {
+  constructor(private readonly ownServices: ReadonlyArray<readonly [string, unknown]>) {}
+
+  of(caller: AnyFiber): CallerSnapshot {
     const current = (caller as unknown as { readonly _fiberRefs?: unknown })._fiberRefs
     if (current !== undefined && current === this.seen) {
       this.reused++
-      return this.refs!
+      return this.last!
     }
-    const refs = caller.getFiberRefs()
+    const fiberRefs = caller.getFiberRefs()
+    const services = new Map(caller.currentContext.unsafeMap)
+    for (const [key, service] of this.ownServices) services.set(key, service)
     this.seen = (caller as unknown as { readonly _fiberRefs?: unknown })._fiberRefs
-    this.refs = refs
-    return refs
+    this.last = {
+      fiberRefs,
+      services,
+      tracing: caller.getFiberRef(FiberRef.currentTracerEnabled),
+      timing: caller.getFiberRef(FiberRef.currentTracerTimingEnabled)
+    }
+    return this.last
   }
 }
 
@@ -187,14 +209,13 @@ class WorkerCore {
   private readonly stateBuffers: Array<EventBuffer<WorkerState>> = []
   private readonly labelled = new Map<string, WorkerMetrics.TaskMetrics>()
   private readonly unlabelled: WorkerMetrics.TaskMetrics
-  private readonly fiberRefs = new CallerFiberRefs()
+  /** Set by `bind` once `make` has built the service, before any task can be tracked. */
+  private callers: CallerCache | undefined = undefined
   private readonly shutdownHooks: Array<() => void> = []
   /** Closed while `Paused`: the gate a waiting `track` waits at. Opened by `resume` and by the beginning of shutdown. */
   readonly resumed = Effect.unsafeMakeLatch(true)
   readonly shutdownRequested = Deferred.unsafeMake<void>(FiberId.none)
   readonly stopped = Deferred.unsafeMake<void>(FiberId.none)
-  /** Set once `make` has built the service: what `yield* WorkerContext` returns inside a task. */
-  service: Service | undefined = undefined
   /**
    * The first label that got no series of its own (past `WorkerMetrics.maxSeries`), until `track` has logged it;
    * then `null`, so the warning is logged once.
@@ -219,6 +240,11 @@ class WorkerCore {
     // a name (or the overflow series) add up instead of overwriting each other.
     for (const gauge of Object.values(metrics.state)) gauge.unsafeModify(0, [])
     metrics.state[this.state].unsafeModify(1, [])
+  }
+
+  /** Gives the core its service: inside a task, `yield* WorkerContext` returns it. */
+  bind(service: Service): void {
+    this.callers = new CallerCache([[TaskOwner.key, this], [tagKey, service]])
   }
 
   publish(event: WorkerEvent): void {
@@ -373,22 +399,18 @@ class WorkerCore {
     const metrics = this.metricsFor(label)
     // The span is made by hand, not with `Effect.withSpan`: that would capture a stack trace and add effects to
     // every task. It is the task's parent span, and ends in `onTaskExit`.
-    const timing = caller.getFiberRef(FiberRef.currentTracerTimingEnabled)
-    const span = caller.getFiberRef(FiberRef.currentTracerEnabled)
-      ? this.taskSpan(caller, id, label, timing ? startedAt : 0)
-      : undefined
-    const services = new Map(caller.currentContext.unsafeMap)
-    services.set(TaskOwner.key, this)
-    services.set(tagKey, this.service)
+    const from = this.callers!.of(caller)
+    const timing = from.timing
+    const span = from.tracing ? this.taskSpan(caller, id, label, timing ? startedAt : 0) : undefined
+    const services = new Map(from.services)
     if (span !== undefined) services.set(parentSpanKey, span)
     const runtime = Runtime.make({
       context: Context.unsafeMake(services) as Context.Context<R>,
-      fiberRefs: this.fiberRefs.of(caller),
+      fiberRefs: from.fiberRefs,
       // A task forked from an uninterruptible region would inherit it, and shutdown could never cut it off.
       runtimeFlags: RuntimeFlags.enable(callerFlags, RuntimeFlags.Interruption)
     })
-    // Not `immediate`: the task starts on the scheduler, after `track` returned, like `Effect.fork`.
-    const fiber = Runtime.runFork(runtime, effect, { immediate: false })
+    const fiber = Runtime.runFork(runtime, effect, onTheScheduler)
     // The set's observer goes first: by the time `onTaskExit` runs, the set no longer holds the fiber.
     FiberSet.unsafeAdd(this.tasks, fiber)
     this.inFlight++
@@ -798,6 +820,6 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
       events,
       listen
     }
-    core.service = service
+    core.bind(service)
     return service
   })
