@@ -205,6 +205,23 @@ describe("track options", () => {
     }))
 })
 
+describe("bursts", () => {
+  it.scoped("a fiber that tracks 256 tasks in a row yields, so the tasks it admitted start before it goes on", () =>
+    Effect.gen(function*() {
+      const ctx = yield* running()
+      let started = 0
+      const startedBefore: Array<number> = []
+      for (let i = 1; i <= 512; i++) {
+        yield* ctx.track(Effect.sync(() => started++))
+        startedBefore.push(started)
+      }
+      assert.strictEqual(startedBefore[254], 0, "no task ran during the first 255 calls")
+      assert.isAbove(startedBefore[255]!, 0, "the 256th call yielded, and tasks ran")
+      assert.isBelow(startedBefore[510]!, 512)
+      assert.isAtLeast(startedBefore[511]!, 256, "and again after the 512th")
+    }))
+})
+
 describe("TaskFinished carries the cause", () => {
   it.scoped("a failure, a defect and an interruption each come with their cause; a success with none", () =>
     Effect.gen(function*() {
