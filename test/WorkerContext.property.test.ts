@@ -1,5 +1,19 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Chunk, Duration, Effect, Exit, FastCheck as fc, Fiber, Option, Queue, Scope, TestClock } from "effect"
+import {
+  Cause,
+  Chunk,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FastCheck as fc,
+  Fiber,
+  type FiberStatus,
+  Option,
+  Queue,
+  Scope,
+  TestClock
+} from "effect"
 import {
   TaskRejected,
   type Tracked,
@@ -92,6 +106,10 @@ const taskEffect = (kind: Kind): Effect.Effect<unknown, unknown> => {
       return Effect.sleep(Duration.millis(kind.millis))
   }
 }
+
+/** A task of `kind` that signals `started` as its first step. */
+const signallingTask = (kind: Kind, started: Deferred.Deferred<void>): Effect.Effect<unknown, unknown> =>
+  Effect.zipRight(Deferred.succeed(started, void 0), taskEffect(kind))
 
 /** The outcome of a kind that ends as soon as it runs, or undefined for one that waits. */
 const instantOutcome = (kind: Kind): Outcome | undefined => {
@@ -241,13 +259,29 @@ class Model {
   }
 }
 
-/** Lets every fiber that can run do so; the clock does not move. */
-const settle = Effect.repeatN(Effect.yieldNow(), 50)
+/**
+ * Asks `fiber` how it stands until it is idle: `Suspended` (parked) or `Done`. A fiber answers `Fiber.status` itself,
+ * after the messages sent to it before the question (its start, the completion it waited for, an interruption): one
+ * that was due to return has returned by the time it answers. While busy with such a message it answers `Running`,
+ * and handling one may queue another, so the question is repeated until two answers in a row are the same idle
+ * status (at most 20 times).
+ */
+const idleStatus = <A, E>(fiber: Fiber.RuntimeFiber<A, E>): Effect.Effect<FiberStatus.FiberStatus> => {
+  const ask = (previous: string | undefined, left: number): Effect.Effect<FiberStatus.FiberStatus> =>
+    Effect.flatMap(
+      Fiber.status(fiber),
+      (status) =>
+        (status._tag !== "Running" && status._tag === previous) || left === 0
+          ? Effect.succeed(status)
+          : ask(status._tag, left - 1)
+    )
+  return ask(undefined, 20)
+}
 
 /**
  * Runs a program in a scope of its own and closes it without waiting: the context's finalizer waits for Stopped, so
  * a program that failed because shutdown hangs would otherwise hang too, instead of reporting its counterexample.
- * After a program that passed, the close must complete at once.
+ * After a program that passed, the context is Stopped: the close must complete without the clock moving.
  */
 const inOwnScope = <A, E>(program: Effect.Effect<A, E, Scope.Scope>): Effect.Effect<A, E> =>
   Effect.gen(function*() {
@@ -255,8 +289,7 @@ const inOwnScope = <A, E>(program: Effect.Effect<A, E, Scope.Scope>): Effect.Eff
     const exit = yield* Effect.exit(Scope.extend(program, scope))
     const closing = yield* Effect.forkDaemon(Scope.close(scope, exit))
     if (Exit.isSuccess(exit)) {
-      yield* settle
-      assert.deepStrictEqual(closing.unsafePoll(), Exit.void, "closing the scope of a Stopped context completes")
+      assert.deepStrictEqual(yield* Fiber.await(closing), Exit.void, "closing the scope of a Stopped context completes")
     }
     return yield* exit
   })
@@ -357,15 +390,37 @@ const checkEventLog = (
   assert.strictEqual(count, 0, "no task is alive when Stopped is published")
 }
 
+/** A forked `track` call, and the signal its task gives when it starts (if it is admitted). */
+interface TrackCall {
+  readonly fiber: Fiber.RuntimeFiber<AnyTracked, TaskRejected>
+  readonly kind: Kind
+  readonly started: Deferred.Deferred<void>
+}
+
 const runProgram = Effect.fnUntraced(function*(timeoutMillis: number, ops: ReadonlyArray<Op>) {
   const ctx = yield* WorkerContext.make({ name: NAME, shutdownTimeout: Duration.millis(timeoutMillis) })
   const events = yield* ctx.subscribe
   const model = new Model(timeoutMillis)
-  let waiters: Array<{ readonly fiber: Fiber.RuntimeFiber<AnyTracked, TaskRejected>; readonly kind: Kind }> = []
+  let waiters: Array<TrackCall> = []
   const awaiters: Array<Fiber.RuntimeFiber<void>> = [yield* Effect.fork(ctx.awaitShutdown)]
   const stoppers: Array<Fiber.RuntimeFiber<void>> = []
+  /** The model's ended tasks whose end the program has seen. */
+  const seenEnded = new Set<ModelTask>()
 
-  const track = (kind: Kind) => ctx.track(taskEffect(kind))
+  const forkTrack = Effect.fnUntraced(function*(kind: Kind) {
+    const started = yield* Deferred.make<void>()
+    const fiber = yield* Effect.fork(ctx.track(signallingTask(kind, started)))
+    return { fiber, kind, started } satisfies TrackCall
+  })
+
+  /**
+   * Hands an admitted task to the model once the task has begun: a sleep is then counted from the current instant,
+   * as the model counts it (no time passes within a step).
+   */
+  const admit = Effect.fnUntraced(function*(tracked: AnyTracked, call: TrackCall) {
+    yield* Deferred.await(call.started)
+    model.admit(tracked, call.kind)
+  })
 
   const lifecycleOp = Effect.fnUntraced(function*(
     label: string,
@@ -383,10 +438,35 @@ const runProgram = Effect.fnUntraced(function*(timeoutMillis: number, ops: Reado
   })
 
   /** Callers waiting in a paused `track` are rejected once shutdown begins. */
-  const rejectWaiters = (label: string) => {
-    for (const waiter of waiters) assertRejected(waiter.fiber.unsafePoll(), ["Stopping", "Stopped"], label)
+  const rejectWaiters = Effect.fnUntraced(function*(label: string) {
+    for (const waiter of waiters) assertRejected(yield* Fiber.await(waiter.fiber), ["Stopping", "Stopped"], label)
     waiters = []
-  }
+  })
+
+  /**
+   * Waits until the system is quiescent after a step, by waiting for what the step caused. Every task the model has
+   * ended has ended (it published its TaskFinished, and any Idle or Stopped, as it ended); once the model is Stopped,
+   * every caller of stop and awaitShutdown has returned. The fibers the model has waiting are asked how they stand:
+   * a fiber that was due to return has done so by the time it answers, which the invariants then check.
+   */
+  const quiesce = Effect.fnUntraced(function*() {
+    for (const task of model.tasks) {
+      if (task.outcome !== undefined && !seenEnded.has(task)) {
+        yield* task.tracked.await
+        seenEnded.add(task)
+      }
+    }
+    if (model.state === "Stopped") {
+      for (const fiber of [...stoppers, ...awaiters]) yield* Fiber.await(fiber)
+    } else {
+      const waiting: Array<Fiber.RuntimeFiber<unknown, unknown>> = [
+        ...stoppers,
+        ...awaiters,
+        ...waiters.map((w) => w.fiber)
+      ]
+      for (const fiber of waiting) yield* idleStatus(fiber)
+    }
+  })
 
   const step = Effect.fnUntraced(function*(op: Op, index: number) {
     const label = `step ${index} ${show(op)}`
@@ -403,57 +483,58 @@ const runProgram = Effect.fnUntraced(function*(timeoutMillis: number, ops: Reado
       case "Resume": {
         yield* lifecycleOp(label, "resume", model.resume(), before)
         if (before === "Paused") {
-          yield* settle
-          for (const waiter of waiters) model.admit(admittedTracked(waiter.fiber.unsafePoll(), label), waiter.kind)
+          // Resuming lets every waiting caller go on: each returns, admitted.
+          for (const waiter of waiters) yield* admit(admittedTracked(yield* Fiber.await(waiter.fiber), label), waiter)
           waiters = []
         }
         break
       }
       case "Stop": {
-        const stopper = yield* Effect.fork(ctx.stop)
+        const entered = yield* Deferred.make<void>()
+        const stopper = yield* Effect.fork(Effect.zipRight(Deferred.succeed(entered, void 0), ctx.stop))
         awaiters.push(yield* Effect.fork(ctx.awaitShutdown))
-        yield* Effect.yieldNow()
+        // The caller has called stop, and shutdown has begun (by this call, unless it had already).
+        yield* Deferred.await(entered)
+        yield* ctx.shutdownRequested
         // Interrupting a caller of `stop` must not cancel the shutdown it began.
         if (op.interruptCaller) yield* Fiber.interrupt(stopper)
         else stoppers.push(stopper)
-        yield* settle
         model.stop()
-        rejectWaiters(label)
+        yield* rejectWaiters(label)
         break
       }
       case "Track": {
-        const fiber = yield* Effect.fork(track(op.kind))
-        yield* settle
-        const exit = fiber.unsafePoll()
-        if (before === "Running") model.admit(admittedTracked(exit, label), op.kind)
+        const call = yield* forkTrack(op.kind)
+        if (before === "Running") yield* admit(admittedTracked(yield* Fiber.await(call.fiber), label), call)
         else if (before === "Paused") {
-          assert.isNull(exit, `${label}: track while Paused waits`)
-          waiters.push({ fiber, kind: op.kind })
-        } else assertRejected(exit, [before], label)
+          yield* idleStatus(call.fiber)
+          assert.isNull(call.fiber.unsafePoll(), `${label}: track while Paused waits`)
+          waiters.push(call)
+        } else assertRejected(yield* Fiber.await(call.fiber), [before], label)
         break
       }
       case "TrackRacingStop": {
         // Both are forked before either runs; which wins is up to the scheduler, so either answer is accepted, but
         // an admitted task must then be drained like any other, and the event log checks it started before Stopping.
-        let trackFiber: Fiber.RuntimeFiber<AnyTracked, TaskRejected>
+        let call: TrackCall
         if (op.trackFirst) {
-          trackFiber = yield* Effect.fork(track(op.kind))
+          call = yield* forkTrack(op.kind)
           stoppers.push(yield* Effect.fork(ctx.stop))
         } else {
           stoppers.push(yield* Effect.fork(ctx.stop))
-          trackFiber = yield* Effect.fork(track(op.kind))
+          call = yield* forkTrack(op.kind)
         }
-        yield* settle
-        const exit = trackFiber.unsafePoll()
-        assert.isNotNull(exit, `${label}: track settles once shutdown has begun`)
+        // Shutdown has begun, and the track returns: it never waits past the beginning of shutdown.
+        yield* ctx.shutdownRequested
+        const exit = yield* Fiber.await(call.fiber)
         if (Exit.isSuccess(exit)) {
           assert.strictEqual(before, "Running", `${label}: admitted although the worker was ${before}`)
-          model.admit(exit.value, op.kind)
+          yield* admit(exit.value, call)
         } else {
           assertRejected(exit, [before, "Stopping", "Stopped"], label)
         }
         model.stop()
-        rejectWaiters(label)
+        yield* rejectWaiters(label)
         break
       }
       case "Interrupt": {
@@ -461,10 +542,9 @@ const runProgram = Effect.fnUntraced(function*(timeoutMillis: number, ops: Reado
         const candidates = model.live.length > 0 ? model.live : model.tasks
         const task = candidates[op.index % Math.max(1, candidates.length)]
         if (task !== undefined) {
-          // Forked, so that a task that cannot be interrupted fails the property instead of hanging it.
-          const interrupting = yield* Effect.fork(task.tracked.interrupt)
-          yield* settle
-          assert.isNotNull(interrupting.unsafePoll(), `${label}: interrupting a task returns`)
+          // Returns once the task and its finalizers have ended.
+          const interrupted = yield* Effect.exit(task.tracked.interrupt)
+          assert.deepStrictEqual(interrupted, Exit.void, `${label}: interrupting a task returns`)
           model.interrupt(task)
         }
         break
@@ -480,7 +560,7 @@ const runProgram = Effect.fnUntraced(function*(timeoutMillis: number, ops: Reado
         break
       }
     }
-    yield* settle
+    yield* quiesce()
   })
 
   const checkInvariants = Effect.fnUntraced(function*(label: string) {
@@ -560,7 +640,7 @@ describe("WorkerContext properties", () => {
         fc.oneof(
           { arbitrary: kindArb.map((kind) => ({ _tag: "Track", kind } as const)), weight: 6 },
           { arbitrary: fc.constant({ _tag: "Stop" } as const), weight: 1 },
-          { arbitrary: fc.constant({ _tag: "YieldNow" } as const), weight: 2 }
+          { arbitrary: fc.constant({ _tag: "Wait" } as const), weight: 2 }
         ),
         { minLength: 1, maxLength: 30 }
       )
@@ -571,28 +651,40 @@ describe("WorkerContext properties", () => {
         const ctx = yield* WorkerContext.make({ name: NAME, shutdownTimeout: Duration.millis(timeout) })
         const events = yield* ctx.subscribe
         yield* ctx.start
-        const tracks: Array<{ readonly fiber: Fiber.RuntimeFiber<AnyTracked, TaskRejected>; readonly kind: Kind }> = []
+        const tracks: Array<TrackCall> = []
         const stoppers: Array<Fiber.RuntimeFiber<void>> = []
-        // Nothing runs between these forks unless the program yields: the tracks and stops race for real.
+        // Nothing runs between these forks unless the program waits: the tracks and stops forked since the last
+        // `Wait` race for real. A `Wait` returns once every track forked so far has returned (the worker is never
+        // paused, so none waits) and, if a stop was forked, shutdown has begun.
         for (const call of calls) {
           if (call._tag === "Track") {
-            tracks.push({ fiber: yield* Effect.fork(ctx.track(taskEffect(call.kind))), kind: call.kind })
+            const started = yield* Deferred.make<void>()
+            const fiber = yield* Effect.fork(ctx.track(signallingTask(call.kind, started)))
+            tracks.push({ fiber, kind: call.kind, started })
           } else if (call._tag === "Stop") {
             stoppers.push(yield* Effect.fork(ctx.stop))
-          } else yield* Effect.yieldNow()
+          } else {
+            for (const { fiber } of tracks) yield* Fiber.await(fiber)
+            if (stoppers.length > 0) yield* ctx.shutdownRequested
+          }
         }
         stoppers.push(yield* Effect.fork(ctx.stop))
-        yield* settle
+        // At instant 0, shutdown has begun, every track has returned and every admitted task has begun (so a sleep
+        // counts from 0).
+        yield* ctx.shutdownRequested
+        const exits = yield* Effect.forEach(tracks, ({ fiber }) => Fiber.await(fiber))
+        for (const [i, exit] of exits.entries()) if (Exit.isSuccess(exit)) yield* Deferred.await(tracks[i]!.started)
         yield* TestClock.adjust(Duration.millis(timeout + 10))
-        yield* settle
+        // Past the deadline, every stop returns and every admitted task has ended.
+        for (const stopper of stoppers) yield* Fiber.await(stopper)
+        for (const exit of exits) if (Exit.isSuccess(exit)) yield* exit.value.await
 
         assert.strictEqual(yield* ctx.state, "Stopped", "state after the deadline")
         assert.strictEqual(yield* ctx.taskCount, 0, "taskCount after the deadline")
         for (const stopper of stoppers) assert.deepStrictEqual(stopper.unsafePoll(), Exit.void, "every stop returns")
         const admitted: Array<AdmittedTask> = []
-        for (const [i, { fiber, kind }] of tracks.entries()) {
-          const exit = fiber.unsafePoll()
-          assert.isNotNull(exit, `track ${i} settled`)
+        for (const [i, { kind }] of tracks.entries()) {
+          const exit = exits[i]!
           if (Exit.isFailure(exit)) {
             assertRejected(exit, ["Stopping", "Stopped"], `track ${i}`)
             continue

@@ -9,6 +9,7 @@ import {
   Either,
   Exit,
   Fiber,
+  type FiberStatus,
   Layer,
   Option,
   Queue,
@@ -25,16 +26,52 @@ import {
   WorkerContextLive,
   type WorkerContextOptions,
   WorkerEvent,
+  type WorkerState,
   WorkerStateError
 } from "../src/index.js"
 
-/** Lets every other ready fiber run for a while. */
-const settle = Effect.forEach(Array.from({ length: 25 }), () => Effect.yieldNow(), { discard: true })
+/**
+ * Asks `fiber` how it stands until it is idle: `Suspended` (parked) or `Done`. A fiber answers `Fiber.status` itself,
+ * after the messages sent to it before the question (its start, the completion it waited for, an interruption): one
+ * that was due to return has returned by the time it answers. While busy with such a message it answers `Running`,
+ * and handling one may queue another, so the question is repeated until two answers in a row are the same idle
+ * status (at most 20 times).
+ */
+const idleStatus = <A, E>(fiber: Fiber.RuntimeFiber<A, E>): Effect.Effect<FiberStatus.FiberStatus> => {
+  const ask = (previous: string | undefined, left: number): Effect.Effect<FiberStatus.FiberStatus> =>
+    Effect.flatMap(
+      Fiber.status(fiber),
+      (status) =>
+        (status._tag !== "Running" && status._tag === previous) || left === 0
+          ? Effect.succeed(status)
+          : ask(status._tag, left - 1)
+    )
+  return ask(undefined, 20)
+}
 
-const assertWaiting = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
+/** Asserts that `fiber` is parked: idle, and not done. Run it after a handshake that shows how far the program got. */
+const assertWaiting = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, message = "expected the fiber to be still waiting") =>
   Effect.gen(function*() {
-    yield* settle
-    assert.isNull(fiber.unsafePoll(), "expected the fiber to be still waiting")
+    assert.strictEqual((yield* idleStatus(fiber))._tag, "Suspended", message)
+    assert.isNull(fiber.unsafePoll(), message)
+  })
+
+/** Forks `effect` and returns once the new fiber has begun it: the fiber signals just before. */
+const forkStarted = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const started = yield* Deferred.make<void>()
+    const fiber = yield* Effect.fork(Effect.zipRight(Deferred.succeed(started, void 0), effect))
+    yield* Deferred.await(started)
+    return fiber
+  })
+
+/** Tracks `effect` and returns once the task has begun it: the task signals as its first step. */
+const trackStarted = <A, E, R>(ctx: WorkerContext["Type"], effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const started = yield* Deferred.make<void>()
+    const task = yield* ctx.track(Effect.zipRight(Deferred.succeed(started, void 0), effect))
+    yield* Deferred.await(started)
+    return task
   })
 
 const drain = (queue: Queue.Dequeue<WorkerEvent>) => Effect.map(Queue.takeAll(queue), Chunk.toReadonlyArray)
@@ -68,9 +105,9 @@ const running = (options?: WorkerContextOptions) =>
 /** A context held in `Stopping`: a task sleeps for one second and a forked `stop` waits for it. */
 const stopping = Effect.gen(function*() {
   const { ctx, events } = yield* running({ shutdownTimeout: "1 minute" })
-  const task = yield* ctx.track(Effect.sleep("1 second").pipe(Effect.as("drained")))
+  const task = yield* trackStarted(ctx, Effect.sleep("1 second").pipe(Effect.as("drained")))
   const stopper = yield* Effect.fork(ctx.stop)
-  yield* settle
+  yield* ctx.shutdownRequested
   assert.strictEqual(yield* ctx.state, "Stopping")
   return { ctx, events, task, stopper }
 })
@@ -168,7 +205,8 @@ describe("WorkerContext", () => {
         const events = yield* ctx.subscribe
         const ran = yield* Ref.make(false)
         assertRejected(yield* Effect.flip(ctx.track(Ref.set(ran, true))), "Pending")
-        yield* settle
+        // A minute later (the test clock first lets every fiber that can run do so), the effect has still not run.
+        yield* TestClock.adjust("1 minute")
         assert.isFalse(yield* Ref.get(ran))
         assert.strictEqual(yield* ctx.taskCount, 0)
         assert.deepStrictEqual(yield* drain(events), [])
@@ -177,7 +215,7 @@ describe("WorkerContext", () => {
     it.scoped("awaitShutdown waits, and returns once the context is stopped", () =>
       Effect.gen(function*() {
         const ctx = yield* WorkerContext.make({ name: "w" })
-        const waiter = yield* Effect.fork(ctx.awaitShutdown)
+        const waiter = yield* forkStarted(ctx.awaitShutdown)
         yield* assertWaiting(waiter)
         yield* ctx.stop
         yield* Fiber.join(waiter)
@@ -227,10 +265,14 @@ describe("WorkerContext", () => {
       Effect.gen(function*() {
         const { ctx, events } = yield* running()
         const gate = yield* Deferred.make<void>()
-        const task = yield* ctx.track(Deferred.await(gate).pipe(Effect.as(42)))
+        const started = yield* Deferred.make<void>()
+        const task = yield* ctx.track(
+          Deferred.succeed(started, void 0).pipe(Effect.zipRight(Deferred.await(gate)), Effect.as(42))
+        )
         assert.strictEqual(task.id, 1)
         assert.strictEqual(yield* ctx.taskCount, 1)
         assert.isTrue(yield* ctx.hasPendingTasks)
+        yield* Deferred.await(started)
         yield* assertWaiting(task.fiber)
         yield* Deferred.succeed(gate, undefined)
         assert.strictEqual(yield* task.join, 42)
@@ -246,8 +288,9 @@ describe("WorkerContext", () => {
     it.scoped("stop closes intake, drains in-flight tasks and ends Stopped", () =>
       Effect.gen(function*() {
         const { ctx, events } = yield* running({ shutdownTimeout: "10 seconds" })
-        const task = yield* ctx.track(Effect.sleep("2 seconds").pipe(Effect.as("done")))
+        const task = yield* trackStarted(ctx, Effect.sleep("2 seconds").pipe(Effect.as("done")))
         const stopper = yield* Effect.fork(ctx.stop)
+        yield* ctx.shutdownRequested
         yield* assertWaiting(stopper)
         assert.strictEqual(yield* ctx.state, "Stopping")
         yield* TestClock.adjust("2 seconds")
@@ -266,7 +309,7 @@ describe("WorkerContext", () => {
     it.scoped("awaitShutdown waits while Running, and returns once stopped", () =>
       Effect.gen(function*() {
         const { ctx } = yield* running()
-        const waiter = yield* Effect.fork(ctx.awaitShutdown)
+        const waiter = yield* forkStarted(ctx.awaitShutdown)
         yield* assertWaiting(waiter)
         assert.isFalse(yield* ctx.isShuttingDown)
         yield* ctx.stop
@@ -311,16 +354,17 @@ describe("WorkerContext", () => {
         const { ctx } = yield* running()
         yield* ctx.pause
         assert.isFalse(yield* ctx.isShuttingDown)
-        const requested = yield* Effect.fork(ctx.shutdownRequested)
+        const requested = yield* forkStarted(ctx.shutdownRequested)
         yield* assertWaiting(requested)
       }))
 
     it.scoped("stop goes to Stopping, drains the running tasks and ends Stopped", () =>
       Effect.gen(function*() {
         const { ctx, events } = yield* running({ shutdownTimeout: "10 seconds" })
-        const task = yield* ctx.track(Effect.sleep("1 second").pipe(Effect.as("done")))
+        const task = yield* trackStarted(ctx, Effect.sleep("1 second").pipe(Effect.as("done")))
         yield* ctx.pause
         const stopper = yield* Effect.fork(ctx.stop)
+        yield* ctx.shutdownRequested
         yield* assertWaiting(stopper)
         assert.strictEqual(yield* ctx.state, "Stopping")
         yield* TestClock.adjust("1 second")
@@ -337,7 +381,8 @@ describe("WorkerContext", () => {
         const { ctx, events } = yield* running()
         yield* ctx.pause
         const ran = yield* Ref.make(false)
-        const caller = yield* Effect.fork(ctx.track(Ref.set(ran, true).pipe(Effect.as("ran"))))
+        const caller = yield* forkStarted(ctx.track(Ref.set(ran, true).pipe(Effect.as("ran"))))
+        assert.strictEqual(yield* ctx.state, "Paused")
         yield* assertWaiting(caller)
         yield* assertWaiting(caller)
         assert.isFalse(yield* Ref.get(ran))
@@ -357,10 +402,10 @@ describe("WorkerContext", () => {
         const { ctx, events } = yield* running({ shutdownTimeout: "1 minute" })
         // A task in flight keeps the worker in Stopping: the waiter must be rejected when shutdown begins,
         // not when it ends.
-        const inFlight = yield* ctx.track(Effect.sleep("1 second"))
+        const inFlight = yield* trackStarted(ctx, Effect.sleep("1 second"))
         yield* ctx.pause
         const ran = yield* Ref.make(false)
-        const caller = yield* Effect.fork(ctx.track(Ref.set(ran, true)))
+        const caller = yield* forkStarted(ctx.track(Ref.set(ran, true)))
         yield* assertWaiting(caller)
         const stopper = yield* Effect.fork(ctx.stop)
         const exit = yield* Fiber.await(caller)
@@ -402,7 +447,7 @@ describe("WorkerContext", () => {
       Effect.gen(function*() {
         const { ctx } = yield* running()
         yield* ctx.pause
-        const waiter = yield* Effect.fork(ctx.awaitShutdown)
+        const waiter = yield* forkStarted(ctx.awaitShutdown)
         yield* assertWaiting(waiter)
         yield* ctx.stop
         yield* Fiber.join(waiter)
@@ -438,7 +483,7 @@ describe("WorkerContext", () => {
     it.scoped("stop waits until the context is Stopped", () =>
       Effect.gen(function*() {
         const { ctx, events, stopper, task } = yield* stopping
-        const second = yield* Effect.fork(ctx.stop)
+        const second = yield* forkStarted(ctx.stop)
         yield* assertWaiting(second)
         yield* TestClock.adjust("1 second")
         yield* Fiber.join(second)
@@ -465,7 +510,7 @@ describe("WorkerContext", () => {
     it.scoped("awaitShutdown waits until the context is Stopped", () =>
       Effect.gen(function*() {
         const { ctx, stopper } = yield* stopping
-        const waiter = yield* Effect.fork(ctx.awaitShutdown)
+        const waiter = yield* forkStarted(ctx.awaitShutdown)
         yield* assertWaiting(waiter)
         yield* TestClock.adjust("1 second")
         yield* Fiber.join(waiter)
@@ -506,7 +551,8 @@ describe("WorkerContext", () => {
         const { ctx } = yield* stopped
         const ran = yield* Ref.make(false)
         assertRejected(yield* Effect.flip(ctx.track(Ref.set(ran, true))), "Stopped")
-        yield* settle
+        // A minute later (the test clock first lets every fiber that can run do so), the effect has still not run.
+        yield* TestClock.adjust("1 minute")
         assert.isFalse(yield* Ref.get(ran))
         assert.strictEqual(yield* ctx.taskCount, 0)
       }))
@@ -544,11 +590,11 @@ describe("WorkerContext", () => {
       Effect.gen(function*() {
         const { ctx, events } = yield* running()
         const gate = yield* Deferred.make<void>()
-        const succeeding = yield* ctx.track(Deferred.await(gate).pipe(Effect.as("ok")))
-        const failing = yield* ctx.track(Deferred.await(gate).pipe(Effect.zipRight(Effect.fail("boom"))))
-        const dying = yield* ctx.track(Deferred.await(gate).pipe(Effect.zipRight(Effect.die("bug"))))
-        const hanging = yield* ctx.track(Effect.never)
-        yield* settle
+        // Each task has begun, and waits.
+        const succeeding = yield* trackStarted(ctx, Deferred.await(gate).pipe(Effect.as("ok")))
+        const failing = yield* trackStarted(ctx, Deferred.await(gate).pipe(Effect.zipRight(Effect.fail("boom"))))
+        const dying = yield* trackStarted(ctx, Deferred.await(gate).pipe(Effect.zipRight(Effect.die("bug"))))
+        const hanging = yield* trackStarted(ctx, Effect.never)
         assert.strictEqual(yield* ctx.taskCount, 4)
 
         yield* hanging.interrupt
@@ -604,14 +650,14 @@ describe("WorkerContext", () => {
         const finished = yield* Ref.make(false)
         const handle = yield* Deferred.make<Tracked<void, never>>()
         const caller = yield* Effect.fork(Effect.gen(function*() {
-          const task = yield* ctx.track(Effect.sleep("1 second").pipe(Effect.zipRight(Ref.set(finished, true))))
+          const task = yield* trackStarted(ctx, Effect.sleep("1 second").pipe(Effect.zipRight(Ref.set(finished, true))))
           yield* Deferred.succeed(handle, task)
           return yield* Effect.never
         }))
         const task = yield* Deferred.await(handle)
         yield* Fiber.interrupt(caller)
-        yield* settle
-        assert.isNull(task.fiber.unsafePoll())
+        // Asked after the caller has ended, the task still sleeps.
+        yield* assertWaiting(task.fiber)
         assert.strictEqual(yield* ctx.taskCount, 1)
         yield* TestClock.adjust("1 second")
         assert.deepStrictEqual(yield* task.await, Exit.void)
@@ -624,9 +670,10 @@ describe("WorkerContext", () => {
         const { ctx, events } = yield* running({ shutdownTimeout: "5 seconds" })
         const finalized = yield* Ref.make(false)
         const task = yield* Effect.uninterruptible(
-          ctx.track(Effect.never.pipe(Effect.ensuring(Ref.set(finalized, true))))
+          trackStarted(ctx, Effect.never.pipe(Effect.ensuring(Ref.set(finalized, true))))
         )
         const stopper = yield* Effect.fork(ctx.stop)
+        yield* ctx.shutdownRequested
         yield* assertWaiting(stopper)
         yield* TestClock.adjust("5 seconds")
         yield* Fiber.join(stopper)
@@ -660,14 +707,19 @@ describe("WorkerContext", () => {
         const { ctx, events } = yield* running()
         const ran = yield* Ref.make(0)
         const attempts = 40
-        // Callers and `stop` yield a varying number of times first, so their calls interleave.
-        const delay = (n: number) =>
-          Effect.forEach(Array.from({ length: n }), () => Effect.yieldNow(), { discard: true })
+        // Caller `i` calls track once gate `i % 7` opens, and `stop` is called once gate 3 opens; the gates open in
+        // turn. The callers of gates 0 to 2 are admitted before stop is called, those of gates 4 to 6 call track once
+        // shutdown has begun, and those of gate 3 are let go together with stop and race it. A task waits for task
+        // gate `i % 3`: those of gate 0 end at once, the others only once shutdown has begun, so stop drains them.
+        const gates = yield* Effect.forEach(Array.from({ length: 7 }), () => Deferred.make<void>())
+        const taskGates = yield* Effect.forEach(Array.from({ length: 3 }), () => Deferred.make<void>())
+        const open = (gates: ReadonlyArray<Deferred.Deferred<void>>) =>
+          Effect.forEach(gates, (gate) => Deferred.succeed(gate, void 0), { discard: true })
         const attempt = (i: number) =>
-          delay(i % 7).pipe(
+          Deferred.await(gates[i % 7]!).pipe(
             Effect.zipRight(
               ctx.track(
-                delay(i % 3).pipe(Effect.zipRight(Ref.update(ran, (n) => n + 1)))
+                Deferred.await(taskGates[i % 3]!).pipe(Effect.zipRight(Ref.update(ran, (n) => n + 1)))
               )
             ),
             Effect.either
@@ -675,9 +727,16 @@ describe("WorkerContext", () => {
         const callers: Array<Fiber.RuntimeFiber<Either.Either<Tracked<void, never>, TaskRejected>>> = []
         let stopper: Fiber.RuntimeFiber<void> | undefined
         for (let i = 0; i < attempts; i++) {
-          if (i === attempts / 2) stopper = yield* Effect.fork(Effect.zipRight(delay(3), ctx.stop))
+          if (i === attempts / 2) stopper = yield* Effect.fork(Effect.zipRight(Deferred.await(gates[3]!), ctx.stop))
           callers.push(yield* Effect.fork(attempt(i)))
         }
+        yield* open(taskGates.slice(0, 1))
+        yield* open(gates.slice(0, 3))
+        yield* Fiber.joinAll(callers.filter((_, i) => i % 7 < 3))
+        yield* open(gates.slice(3, 4))
+        yield* ctx.shutdownRequested
+        yield* open(gates.slice(4))
+        yield* open(taskGates.slice(1))
         assert.isDefined(stopper)
         if (stopper !== undefined) yield* Fiber.join(stopper)
         const results = yield* Fiber.joinAll(callers)
@@ -720,11 +779,12 @@ describe("WorkerContext", () => {
       Effect.gen(function*() {
         const { ctx, events } = yield* running({ shutdownTimeout: "5 seconds" })
         const finalized = yield* Ref.make(false)
-        const task = yield* ctx.track(
+        const task = yield* trackStarted(
+          ctx,
           Effect.sleep("3 seconds").pipe(Effect.as("done"), Effect.ensuring(Ref.set(finalized, true)))
         )
         const stopper = yield* Effect.fork(ctx.stop)
-        yield* settle
+        yield* ctx.shutdownRequested
         yield* TestClock.adjust("2 seconds")
         yield* assertWaiting(stopper)
         yield* TestClock.adjust("1 second")
@@ -740,13 +800,14 @@ describe("WorkerContext", () => {
       Effect.gen(function*() {
         const { ctx, events } = yield* running({ shutdownTimeout: "5 seconds" })
         const finalizers = yield* Ref.make(0)
-        const quick = yield* ctx.track(Effect.sleep("1 second"))
-        const slow = yield* ctx.track(
+        const quick = yield* trackStarted(ctx, Effect.sleep("1 second"))
+        const slow = yield* trackStarted(
+          ctx,
           Effect.sleep("1 minute").pipe(Effect.onInterrupt(() => Ref.update(finalizers, (n) => n + 1)))
         )
-        const stuck = yield* ctx.track(Effect.never.pipe(Effect.ensuring(Ref.update(finalizers, (n) => n + 1))))
+        const stuck = yield* trackStarted(ctx, Effect.never.pipe(Effect.ensuring(Ref.update(finalizers, (n) => n + 1))))
         const stopper = yield* Effect.fork(ctx.stop)
-        yield* settle
+        yield* ctx.shutdownRequested
         yield* TestClock.adjust("1 second")
         assert.deepStrictEqual(yield* quick.await, Exit.void)
         yield* TestClock.adjust("3 seconds")
@@ -776,7 +837,7 @@ describe("WorkerContext", () => {
         const early = yield* ctx.track(Effect.never)
         const late = yield* ctx.track(Effect.never)
         const stopper = yield* Effect.fork(ctx.stop)
-        yield* settle
+        yield* ctx.shutdownRequested
         yield* early.interrupt
         yield* TestClock.adjust("5 seconds")
         yield* Fiber.join(stopper)
@@ -791,7 +852,7 @@ describe("WorkerContext", () => {
         yield* ctx.start
         yield* ctx.track(Effect.never)
         const stopper = yield* Effect.fork(ctx.stop)
-        yield* settle
+        yield* ctx.shutdownRequested
         yield* TestClock.adjust("29 seconds")
         yield* assertWaiting(stopper)
         yield* TestClock.adjust("1 second")
@@ -805,12 +866,16 @@ describe("WorkerContext", () => {
     it.scoped("publishes Stopped exactly once, as the last event, however many times shutdown is requested", () =>
       Effect.gen(function*() {
         const signal = yield* Deferred.make<void>()
-        const { ctx, events } = yield* running({ shutdownSignal: Deferred.await(signal) })
-        yield* ctx.track(Effect.sleep("1 second"))
-        const stoppers = yield* Effect.forEach([1, 2, 3], () => Effect.fork(ctx.stop))
-        yield* settle
+        const signalEnded = yield* Deferred.make<void>()
+        const { ctx, events } = yield* running({
+          shutdownSignal: Deferred.await(signal).pipe(Effect.onExit(() => Deferred.succeed(signalEnded, void 0)))
+        })
+        yield* trackStarted(ctx, Effect.sleep("1 second"))
+        const stoppers = yield* Effect.forEach([1, 2, 3], () => forkStarted(ctx.stop))
+        for (const stopper of stoppers) yield* assertWaiting(stopper)
         yield* Deferred.succeed(signal, undefined)
-        yield* settle
+        // The context no longer waits for its signal: the signal has ended (or was interrupted when shutdown began).
+        yield* Deferred.await(signalEnded)
         yield* TestClock.adjust("1 second")
         yield* Fiber.joinAll(stoppers)
         yield* ctx.stop
@@ -823,13 +888,12 @@ describe("WorkerContext", () => {
     it.scoped("awaitShutdown completes for every waiter", () =>
       Effect.gen(function*() {
         const { ctx } = yield* running()
-        yield* ctx.track(Effect.sleep("1 second"))
-        const waiters = yield* Effect.forEach(Array.from({ length: 10 }), () => Effect.fork(ctx.awaitShutdown))
-        yield* settle
-        for (const waiter of waiters) assert.isNull(waiter.unsafePoll())
+        yield* trackStarted(ctx, Effect.sleep("1 second"))
+        const waiters = yield* Effect.forEach(Array.from({ length: 10 }), () => forkStarted(ctx.awaitShutdown))
+        for (const waiter of waiters) yield* assertWaiting(waiter)
         const stopper = yield* Effect.fork(ctx.stop)
-        yield* settle
-        for (const waiter of waiters) assert.isNull(waiter.unsafePoll())
+        yield* ctx.shutdownRequested
+        for (const waiter of waiters) yield* assertWaiting(waiter)
         yield* TestClock.adjust("1 second")
         yield* Fiber.join(stopper)
         const exits = yield* Effect.forEach(waiters, Fiber.await)
@@ -839,10 +903,9 @@ describe("WorkerContext", () => {
     it.scoped("concurrent stop callers all return once the context is Stopped", () =>
       Effect.gen(function*() {
         const { ctx, events } = yield* running()
-        const task = yield* ctx.track(Effect.sleep("1 second"))
-        const stoppers = yield* Effect.forEach(Array.from({ length: 5 }), () => Effect.fork(ctx.stop))
-        yield* settle
-        for (const stopper of stoppers) assert.isNull(stopper.unsafePoll())
+        const task = yield* trackStarted(ctx, Effect.sleep("1 second"))
+        const stoppers = yield* Effect.forEach(Array.from({ length: 5 }), () => forkStarted(ctx.stop))
+        for (const stopper of stoppers) yield* assertWaiting(stopper)
         yield* TestClock.adjust("1 second")
         yield* Fiber.joinAll(stoppers)
         assert.strictEqual(yield* ctx.state, "Stopped")
@@ -855,9 +918,9 @@ describe("WorkerContext", () => {
       Effect.gen(function*() {
         const { ctx, events } = yield* running({ shutdownTimeout: "10 seconds" })
         const finished = yield* Ref.make(false)
-        yield* ctx.track(Effect.sleep("1 second").pipe(Effect.zipRight(Ref.set(finished, true))))
+        yield* trackStarted(ctx, Effect.sleep("1 second").pipe(Effect.zipRight(Ref.set(finished, true))))
         const stopper = yield* Effect.fork(ctx.stop)
-        yield* settle
+        yield* ctx.shutdownRequested
         yield* Fiber.interrupt(stopper)
         assert.strictEqual(yield* ctx.state, "Stopping")
         yield* TestClock.adjust("1 second")
@@ -879,8 +942,8 @@ describe("WorkerContext", () => {
     it.scoped("shutdownRequested completes as shutdown begins, before the tasks have drained", () =>
       Effect.gen(function*() {
         const { ctx } = yield* running()
-        const task = yield* ctx.track(Effect.sleep("1 second"))
-        const requested = yield* Effect.fork(ctx.shutdownRequested)
+        const task = yield* trackStarted(ctx, Effect.sleep("1 second"))
+        const requested = yield* forkStarted(ctx.shutdownRequested)
         yield* assertWaiting(requested)
         const stopper = yield* Effect.fork(ctx.stop)
         yield* Fiber.join(requested)
@@ -893,9 +956,13 @@ describe("WorkerContext", () => {
     it.scoped("a shutdown signal that succeeds begins shutdown and drains the tasks", () =>
       Effect.gen(function*() {
         const signal = yield* Deferred.make<void, string>()
-        const { ctx, events } = yield* running({ shutdownSignal: Deferred.await(signal) })
-        const task = yield* ctx.track(Effect.sleep("1 second").pipe(Effect.as("done")))
-        yield* settle
+        const listening = yield* Deferred.make<void>()
+        const { ctx, events } = yield* running({
+          shutdownSignal: Effect.zipRight(Deferred.succeed(listening, void 0), Deferred.await(signal))
+        })
+        const task = yield* trackStarted(ctx, Effect.sleep("1 second").pipe(Effect.as("done")))
+        // The context waits for its signal, and has not begun shutdown.
+        yield* Deferred.await(listening)
         assert.strictEqual(yield* ctx.state, "Running")
         yield* Deferred.succeed(signal, undefined)
         yield* ctx.shutdownRequested
@@ -914,9 +981,12 @@ describe("WorkerContext", () => {
     it.scoped("a shutdown signal that fails still begins shutdown and drains the tasks", () =>
       Effect.gen(function*() {
         const signal = yield* Deferred.make<void, string>()
-        const { ctx, events } = yield* running({ shutdownSignal: Deferred.await(signal) })
-        const task = yield* ctx.track(Effect.sleep("1 second").pipe(Effect.as("done")))
-        yield* settle
+        const listening = yield* Deferred.make<void>()
+        const { ctx, events } = yield* running({
+          shutdownSignal: Effect.zipRight(Deferred.succeed(listening, void 0), Deferred.await(signal))
+        })
+        const task = yield* trackStarted(ctx, Effect.sleep("1 second").pipe(Effect.as("done")))
+        yield* Deferred.await(listening)
         yield* Deferred.fail(signal, "signal broke")
         yield* ctx.shutdownRequested
         assert.strictEqual(yield* ctx.state, "Stopping")
@@ -935,8 +1005,9 @@ describe("WorkerContext", () => {
         yield* ctx.listen((event) => Effect.sync(() => seen.push(event)))
         yield* ctx.start
         const finished = yield* Ref.make(false)
-        const task = yield* ctx.track(Effect.sleep("1 second").pipe(Effect.zipRight(Ref.set(finished, true))))
+        const task = yield* trackStarted(ctx, Effect.sleep("1 second").pipe(Effect.zipRight(Ref.set(finished, true))))
         const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        yield* ctx.shutdownRequested
         yield* assertWaiting(closing)
         assert.strictEqual(yield* ctx.state, "Stopping")
         assert.isFalse(yield* Ref.get(finished))
@@ -954,8 +1025,9 @@ describe("WorkerContext", () => {
         const { ctx, scope } = yield* buildInScope({ shutdownTimeout: "2 seconds" })
         yield* ctx.start
         const finalized = yield* Ref.make(false)
-        const task = yield* ctx.track(Effect.never.pipe(Effect.ensuring(Ref.set(finalized, true))))
+        const task = yield* trackStarted(ctx, Effect.never.pipe(Effect.ensuring(Ref.set(finalized, true))))
         const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        yield* ctx.shutdownRequested
         yield* assertWaiting(closing)
         yield* TestClock.adjust("2 seconds")
         yield* Fiber.join(closing)
@@ -997,10 +1069,11 @@ describe("WorkerContext", () => {
         const { ctx } = yield* running()
         const first = yield* ctx.track(Effect.succeed(1))
         assert.strictEqual(yield* first.join, 1)
-        const waiter = yield* Effect.fork(ctx.awaitShutdown)
+        const waiter = yield* forkStarted(ctx.awaitShutdown)
         yield* assertWaiting(waiter)
-        const inFlight = yield* ctx.track(Effect.sleep("1 second"))
+        const inFlight = yield* trackStarted(ctx, Effect.sleep("1 second"))
         const stopper = yield* Effect.fork(ctx.stop)
+        yield* ctx.shutdownRequested
         yield* assertWaiting(stopper)
         yield* TestClock.adjust("1 second")
         yield* Fiber.join(stopper)
@@ -1027,8 +1100,7 @@ describe("WorkerContext", () => {
         const outer = yield* a.track(b.track(Effect.zipRight(Deferred.await(release), Effect.exit(a.awaitShutdown))))
         const inner = yield* outer.join
         yield* Deferred.succeed(release, void 0)
-        yield* settle
-        assert.isNull(inner.fiber.unsafePoll(), "b's task waits for a's shutdown instead of dying")
+        yield* assertWaiting(inner.fiber, "b's task waits for a's shutdown instead of dying")
         yield* a.stop
         assert.deepStrictEqual(yield* inner.join, Exit.void)
       }))
@@ -1081,8 +1153,8 @@ describe("WorkerContext", () => {
         const gate = yield* Deferred.make<void>()
         const first = yield* ctx.track(Effect.void)
         const second = yield* ctx.track(Deferred.await(gate))
+        // The context handles a task's end as the task's fiber exits, before `await` returns.
         yield* first.await
-        yield* settle
         assert.deepStrictEqual(tags(yield* drain(events)), ["Started", "TaskStarted", "TaskStarted", "TaskFinished"])
         yield* Deferred.succeed(gate, undefined)
         yield* second.await
@@ -1159,7 +1231,8 @@ describe("WorkerContext", () => {
       Effect.gen(function*() {
         const ctx = yield* WorkerContext.make({ name: "w" })
         const collector = yield* Effect.fork(Stream.runCollect(ctx.events))
-        yield* settle
+        // The stream has subscribed, and waits for the first event.
+        yield* assertWaiting(collector)
         yield* ctx.start
         const task = yield* ctx.track(Effect.void)
         yield* task.await
@@ -1177,7 +1250,8 @@ describe("WorkerContext", () => {
         const { ctx } = yield* running()
         yield* ctx.stop
         const collector = yield* Effect.fork(Stream.runCollect(ctx.events))
-        yield* settle
+        // Idle without anything else happening: it has ended, or it waits.
+        yield* idleStatus(collector)
         assert.isNotNull(collector.unsafePoll(), "the stream has ended")
         assert.deepStrictEqual(Chunk.toReadonlyArray(yield* Fiber.join(collector)), [])
       }))
@@ -1188,7 +1262,8 @@ describe("WorkerContext", () => {
         const collector = yield* Effect.fork(
           Stream.runCollect(ctx.events.pipe(Stream.tap(() => Effect.sleep("1 second"))))
         )
-        yield* settle
+        // The stream has subscribed, and waits for the first event.
+        yield* assertWaiting(collector)
         yield* ctx.start
         yield* ctx.emit(WorkerEvent.Custom({ worker: "w", value: 1 }))
         yield* Scope.close(scope, Exit.void)
@@ -1200,30 +1275,38 @@ describe("WorkerContext", () => {
     it.scoped("stateChanges starts with the current state, follows every change and ends after Stopped", () =>
       Effect.gen(function*() {
         const ctx = yield* WorkerContext.make({ name: "w" })
-        const fromPending = yield* Effect.fork(Stream.runCollect(ctx.stateChanges))
-        yield* settle
+        /** Collects `stateChanges`, and returns once the stream has emitted its first state: it has subscribed. */
+        const collect = Effect.gen(function*() {
+          const emitted = yield* Queue.unbounded<WorkerState>()
+          const fiber = yield* Effect.fork(
+            Stream.runCollect(Stream.tap(ctx.stateChanges, (state) => Queue.offer(emitted, state)))
+          )
+          return { fiber, first: yield* Queue.take(emitted) }
+        })
+        const fromPending = yield* collect
+        assert.strictEqual(fromPending.first, "Pending")
         yield* ctx.start
-        const fromRunning = yield* Effect.fork(Stream.runCollect(ctx.stateChanges))
-        yield* settle
+        const fromRunning = yield* collect
+        assert.strictEqual(fromRunning.first, "Running")
         yield* ctx.pause
         yield* ctx.pause
         yield* ctx.resume
-        yield* ctx.track(Effect.sleep("1 second"))
+        yield* trackStarted(ctx, Effect.sleep("1 second"))
         const stopper = yield* Effect.fork(ctx.stop)
-        yield* settle
-        const fromStopping = yield* Effect.fork(Stream.runCollect(ctx.stateChanges))
-        yield* settle
+        yield* ctx.shutdownRequested
+        const fromStopping = yield* collect
+        assert.strictEqual(fromStopping.first, "Stopping")
         yield* TestClock.adjust("1 second")
         yield* Fiber.join(stopper)
         assert.deepStrictEqual(
-          Chunk.toReadonlyArray(yield* Fiber.join(fromPending)),
+          Chunk.toReadonlyArray(yield* Fiber.join(fromPending.fiber)),
           ["Pending", "Running", "Paused", "Running", "Stopping", "Stopped"]
         )
         assert.deepStrictEqual(
-          Chunk.toReadonlyArray(yield* Fiber.join(fromRunning)),
+          Chunk.toReadonlyArray(yield* Fiber.join(fromRunning.fiber)),
           ["Running", "Paused", "Running", "Stopping", "Stopped"]
         )
-        assert.deepStrictEqual(Chunk.toReadonlyArray(yield* Fiber.join(fromStopping)), ["Stopping", "Stopped"])
+        assert.deepStrictEqual(Chunk.toReadonlyArray(yield* Fiber.join(fromStopping.fiber)), ["Stopping", "Stopped"])
         const fromStopped = yield* Stream.runCollect(ctx.stateChanges)
         assert.deepStrictEqual(Chunk.toReadonlyArray(fromStopped), ["Stopped"])
       }))
@@ -1291,14 +1374,19 @@ describe("WorkerContext", () => {
       Effect.gen(function*() {
         const { ctx } = yield* running()
         const seen = yield* Deferred.make<Exit.Exit<void>>()
+        const received = yield* Deferred.make<void>()
         const attach = yield* ctx.track(ctx.listen((event) =>
           event._tag === "Custom"
-            ? Effect.flatMap(Effect.exit(ctx.awaitShutdown), (exit) => Deferred.succeed(seen, exit))
+            ? Deferred.succeed(received, void 0).pipe(
+              Effect.zipRight(Effect.exit(ctx.awaitShutdown)),
+              Effect.flatMap((exit) => Deferred.succeed(seen, exit))
+            )
             : Effect.void
         ))
         yield* attach.join
         yield* ctx.emit(WorkerEvent.Custom({ worker: "w", value: "wait for shutdown" }))
-        yield* settle
+        // The handler has the event, and has gone on into awaitShutdown: had it died there, `seen` would be done.
+        yield* Deferred.await(received)
         assert.isFalse(yield* Deferred.isDone(seen), "the handler's awaitShutdown waits instead of dying")
         yield* ctx.stop
         assert.deepStrictEqual(yield* Deferred.await(seen), Exit.void)
@@ -1337,14 +1425,20 @@ describe("WorkerContext", () => {
       Effect.gen(function*() {
         const { ctx, scope } = yield* buildInScope({ shutdownTimeout: "10 seconds" })
         const handled = yield* Ref.make<ReadonlyArray<string>>([])
+        const received = yield* Queue.unbounded<string>()
         const slowOnStopped = (id: string, delay: Duration.DurationInput) => (event: WorkerEvent) =>
           event._tag === "Stopped"
-            ? Effect.sleep(delay).pipe(Effect.zipRight(Ref.update(handled, (done) => [...done, id])))
+            ? Queue.offer(received, id).pipe(
+              Effect.zipRight(Effect.sleep(delay)),
+              Effect.zipRight(Ref.update(handled, (done) => [...done, id]))
+            )
             : Effect.void
         yield* ctx.listen(slowOnStopped("a", "1 second"))
         yield* ctx.listen(slowOnStopped("b", "2 seconds"))
         yield* ctx.start
         const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        // Both listeners have Stopped, and are handling it.
+        assert.sameMembers([yield* Queue.take(received), yield* Queue.take(received)], ["a", "b"])
         yield* assertWaiting(closing)
         assert.strictEqual(yield* ctx.state, "Stopped")
         yield* TestClock.adjust("1 second")
@@ -1359,13 +1453,19 @@ describe("WorkerContext", () => {
       Effect.gen(function*() {
         const { ctx, scope } = yield* buildInScope({ shutdownTimeout: "5 seconds" })
         const interrupted = yield* Ref.make(false)
+        const received = yield* Deferred.make<void>()
         yield* ctx.listen((event) =>
           event._tag === "Stopped"
-            ? Effect.never.pipe(Effect.onInterrupt(() => Ref.set(interrupted, true)))
+            ? Deferred.succeed(received, void 0).pipe(
+              Effect.zipRight(Effect.never),
+              Effect.onInterrupt(() => Ref.set(interrupted, true))
+            )
             : Effect.void
         )
         yield* ctx.start
         const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        // The listener has Stopped, and hangs on it.
+        yield* Deferred.await(received)
         yield* assertWaiting(closing)
         yield* TestClock.adjust("4 seconds")
         yield* assertWaiting(closing)

@@ -1,13 +1,49 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, type Duration, Effect, Either, Exit, Fiber, Metric, Option, TestClock, type Tracer } from "effect"
+import {
+  Deferred,
+  type Duration,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  type FiberStatus,
+  Metric,
+  Option,
+  TestClock,
+  type Tracer
+} from "effect"
 import { randomUUID } from "node:crypto"
 import { WorkerContext, WorkerMetrics, type WorkerState } from "../src/index.js"
 
 /** Metrics are process-wide and keyed by the worker's name: a fresh name per test keeps tests apart. */
 const uniqueName = (label: string) => `metrics-${label}-${randomUUID()}`
 
-/** Lets every other ready fiber run for a while. */
-const settle = Effect.forEach(Array.from({ length: 25 }), () => Effect.yieldNow(), { discard: true })
+/**
+ * Asks `fiber` how it stands until it is idle: `Suspended` (parked) or `Done`. A fiber answers `Fiber.status` itself,
+ * after the messages sent to it before the question (its start, the completion it waited for, an interruption). While
+ * busy with such a message it answers `Running`, and handling one may queue another, so the question is repeated until
+ * two answers in a row are the same idle status (at most 20 times).
+ */
+const idleStatus = <A, E>(fiber: Fiber.RuntimeFiber<A, E>): Effect.Effect<FiberStatus.FiberStatus> => {
+  const ask = (previous: string | undefined, left: number): Effect.Effect<FiberStatus.FiberStatus> =>
+    Effect.flatMap(
+      Fiber.status(fiber),
+      (status) =>
+        (status._tag !== "Running" && status._tag === previous) || left === 0
+          ? Effect.succeed(status)
+          : ask(status._tag, left - 1)
+    )
+  return ask(undefined, 20)
+}
+
+/** Tracks `effect` and returns once the task has begun it: the task signals as its first step. */
+const trackStarted = <A, E>(ctx: WorkerContext["Type"], effect: Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const started = yield* Deferred.make<void>()
+    const task = yield* ctx.track(Effect.zipRight(Deferred.succeed(started, void 0), effect))
+    yield* Deferred.await(started)
+    return task
+  })
 
 const states: ReadonlyArray<WorkerState> = ["Pending", "Running", "Paused", "Stopping", "Stopped"]
 
@@ -75,9 +111,9 @@ describe("WorkerMetrics.forWorker", () => {
       yield* ctx.track(Effect.never)
       yield* ctx.pause
       const waiting = yield* Effect.fork(Effect.either(ctx.track(Effect.void)))
-      yield* settle
+      assert.strictEqual((yield* idleStatus(waiting))._tag, "Suspended", "the caller waits in the paused worker")
       const stopper = yield* Effect.fork(ctx.stop)
-      yield* settle
+      yield* ctx.shutdownRequested
       assert.isTrue(Either.isLeft(yield* Fiber.join(waiting)), "the paused caller is rejected by shutdown")
       yield* TestClock.adjust("1 second")
       yield* Fiber.join(stopper)
@@ -116,10 +152,10 @@ describe("WorkerMetrics.forWorker", () => {
 
       const first = yield* Deferred.make<void>()
       const second = yield* Deferred.make<void>()
-      const a = yield* ctx.track(Deferred.await(first))
-      const b = yield* ctx.track(Deferred.await(second))
-      const c = yield* ctx.track(Effect.never)
-      yield* settle
+      // The three tasks have begun, and wait.
+      const a = yield* trackStarted(ctx, Deferred.await(first))
+      const b = yield* trackStarted(ctx, Deferred.await(second))
+      const c = yield* trackStarted(ctx, Effect.never)
       assert.strictEqual(yield* active(name), 3)
 
       yield* Deferred.succeed(first, undefined)
@@ -144,9 +180,9 @@ describe("WorkerMetrics.forWorker", () => {
       yield* ctx.resume
       assert.deepStrictEqual(yield* stateGauges(name), only("Running"))
 
-      yield* ctx.track(Effect.sleep("1 second"))
+      yield* trackStarted(ctx, Effect.sleep("1 second"))
       const stopper = yield* Effect.fork(ctx.stop)
-      yield* settle
+      yield* ctx.shutdownRequested
       assert.deepStrictEqual(yield* stateGauges(name), only("Stopping"))
       yield* TestClock.adjust("1 second")
       yield* Fiber.join(stopper)
@@ -157,13 +193,12 @@ describe("WorkerMetrics.forWorker", () => {
     Effect.gen(function*() {
       const { ctx, name } = yield* started("drain")
       const drain = Effect.map(Metric.value(WorkerMetrics.forWorker(name).shutdownDrain), (s) => s.value)
-      yield* ctx.track(Effect.sleep("10 seconds"))
-      yield* settle
+      yield* trackStarted(ctx, Effect.sleep("10 seconds"))
       yield* TestClock.adjust("4 seconds")
       assert.strictEqual(yield* drain, 0, "no shutdown yet")
 
       const stopper = yield* Effect.fork(ctx.stop)
-      yield* settle
+      yield* ctx.shutdownRequested
       yield* TestClock.adjust("6 seconds")
       yield* Fiber.join(stopper)
       assert.strictEqual(yield* drain, 6)
@@ -174,7 +209,7 @@ describe("WorkerMetrics.forWorker", () => {
       const { ctx, name } = yield* started("deadline", { shutdownTimeout: "2 seconds" })
       yield* ctx.track(Effect.never)
       const stopper = yield* Effect.fork(ctx.stop)
-      yield* settle
+      yield* ctx.shutdownRequested
       yield* TestClock.adjust("2 seconds")
       yield* Fiber.join(stopper)
       const drain = yield* Metric.value(WorkerMetrics.forWorker(name).shutdownDrain)
@@ -187,16 +222,14 @@ describe("WorkerMetrics.forWorker", () => {
       const histogram = Metric.value(WorkerMetrics.forWorker(name).taskDuration)
       assert.strictEqual((yield* histogram).count, 0)
 
-      const slow = yield* ctx.track(Effect.sleep("2 seconds"))
-      yield* settle
+      const slow = yield* trackStarted(ctx, Effect.sleep("2 seconds"))
       yield* TestClock.adjust("2 seconds")
       yield* slow.await
       let state = yield* histogram
       assert.strictEqual(state.count, 1)
       assert.strictEqual(state.sum, 2)
 
-      const failing = yield* ctx.track(Effect.zipRight(Effect.sleep("500 millis"), Effect.fail("boom")))
-      yield* settle
+      const failing = yield* trackStarted(ctx, Effect.zipRight(Effect.sleep("500 millis"), Effect.fail("boom")))
       yield* TestClock.adjust("500 millis")
       yield* failing.await
       state = yield* histogram
@@ -265,10 +298,18 @@ describe("task spans", () => {
       // Away from the epoch: the library reads a start time of 0 as "timing disabled" and then records no end time.
       yield* TestClock.adjust("1 minute")
       const release = yield* Deferred.make<void>()
-      const ok = yield* trackCapturingSpan(ctx, Effect.zipRight(Deferred.await(release), Effect.sleep("2 seconds")))
+      const released = yield* Deferred.make<void>()
+      const ok = yield* trackCapturingSpan(
+        ctx,
+        Deferred.await(release).pipe(
+          Effect.zipRight(Deferred.succeed(released, void 0)),
+          Effect.zipRight(Effect.sleep("2 seconds"))
+        )
+      )
       assert.strictEqual(ok.span.status._tag, "Started", "the span is open while the task runs")
       yield* Deferred.succeed(release, undefined)
-      yield* settle
+      // The task has gone on to its sleep.
+      yield* Deferred.await(released)
       yield* TestClock.adjust("2 seconds")
       yield* ok.task.await
       const status = ok.span.status
