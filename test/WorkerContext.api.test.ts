@@ -206,7 +206,7 @@ describe("track options", () => {
 })
 
 describe("bursts", () => {
-  it.scoped("a fiber that tracks 256 tasks in a row yields, so the tasks it admitted start before it goes on", () =>
+  it.scoped("a fiber that tracks 256 tasks in one run yields, so the tasks it admitted start before it goes on", () =>
     Effect.gen(function*() {
       const ctx = yield* running()
       let started = 0
@@ -219,6 +219,22 @@ describe("bursts", () => {
       assert.isAbove(startedBefore[255]!, 0, "the 256th call yielded, and tasks ran")
       assert.isBelow(startedBefore[510]!, 512)
       assert.isAtLeast(startedBefore[511]!, 256, "and again after the 512th")
+    }))
+
+  it.scoped("a fiber that yields by itself is not yielded again", () =>
+    Effect.gen(function*() {
+      const ctx = yield* running()
+      let started = 0
+      const startedBefore: Array<number> = []
+      for (let i = 1; i <= 600; i++) {
+        yield* ctx.track(Effect.sync(() => started++))
+        startedBefore.push(started)
+        if (i % 200 === 0) yield* Effect.yieldNow()
+      }
+      // Tasks run only at the caller's own yields, after the 200th and the 400th call: not at the 256th.
+      assert.strictEqual(startedBefore[255], 200, "the 256th call did not yield")
+      assert.strictEqual(startedBefore[398], 200)
+      assert.strictEqual(startedBefore[455], 400, "nor the 456th")
     }))
 })
 

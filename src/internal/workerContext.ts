@@ -53,8 +53,10 @@ class TaskOwner extends Context.Tag("effect-worker-context/TaskOwner")<TaskOwner
 
 const parentSpanKey = Tracer.ParentSpan.key
 
-/** How many tasks one fiber may admit in a row before `track` yields it (see `WorkerCore.burstFrom`). */
+/** How many tasks one fiber may admit in one run before `track` yields it (see `WorkerCore.burstFrom`). */
 const burstSize = 256
+/** At how many admissions in one run the core starts watching for the end of the run. */
+const burstWatch = 64
 
 /** Not `immediate`: a task starts on the scheduler, after `track` returned, like `Effect.fork`. */
 const onTheScheduler: Runtime.RunForkOptions = { immediate: false }
@@ -385,10 +387,12 @@ class WorkerCore {
   }
 
   /**
-   * Whether `caller` has just made `burstSize` admissions in a row (no other fiber tracked in between), and should
-   * yield so that the tasks it admitted can start. A tight loop of `track` calls costs the caller about one
-   * operation each, so without this it would admit about 2,000 tasks per scheduler turn (Effect yields a fiber
-   * after 2,048 operations), all alive at once before the first one ran.
+   * Whether `caller` has just made `burstSize` admissions in one run (no other fiber tracked in between, and the
+   * caller did not yield), and should yield so that the tasks it admitted can start. A tight loop of `track` calls
+   * costs the caller about one operation each, so without this it would admit about 2,000 tasks per scheduler turn
+   * (Effect yields a fiber after 2,048 operations), all alive at once before the first one ran. A long run is
+   * noticed at `burstWatch` admissions: a task is then put on the scheduler that ends the run when it runs, which
+   * is as soon as the caller yields by itself.
    */
   burstFrom(caller: AnyFiber): boolean {
     const id = caller.id().id
@@ -397,9 +401,15 @@ class WorkerCore {
       this.burst = 1
       return false
     }
-    if (++this.burst < burstSize) return false
+    const burst = ++this.burst
+    if (burst === burstWatch) caller.currentScheduler.scheduleTask(this.endBurst, 0)
+    if (burst < burstSize) return false
     this.burst = 0
     return true
+  }
+
+  private readonly endBurst = () => {
+    this.burst = 0
   }
 
   reject(label: string | undefined): TaskRejected {
