@@ -25,3 +25,17 @@ export * from "./WorkerEvent.js"
  * @since 0.1.0
  */
 export * as WorkerMetrics from "./WorkerMetrics.js"
+
+/**
+ * Job types: a name, a payload schema, and how a worker runs them.
+ *
+ * @since 0.2.0
+ */
+export * as Job from "./Job.js"
+
+/**
+ * The job store port, its errors and models.
+ *
+ * @since 0.2.0
+ */
+export * as JobStore from "./JobStore.js"

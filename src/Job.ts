@@ -1,0 +1,384 @@
+/**
+ * Job types: a name, a payload `Schema`, and the defaults a worker runs them with (queue, attempts, timeout,
+ * retry schedule). A job type enqueues payloads into the `JobStore` and makes the handler a `JobWorker` runs.
+ *
+ * @since 0.2.0
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
+import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as ScheduleIntervals from "effect/ScheduleIntervals"
+import * as Schema from "effect/Schema"
+import { JobStore, type JobStoreError } from "./JobStore.js"
+
+/**
+ * Options of {@link make}. Only `payload` is required.
+ *
+ * @example
+ * ```ts
+ * import { Schedule, Schema } from "effect"
+ * import type { Job } from "effect-worker-context"
+ *
+ * const options: Job.JobOptions<{ readonly to: string }, { readonly to: string }> = {
+ *   payload: Schema.Struct({ to: Schema.String }),
+ *   queue: "emails",
+ *   maxAttempts: 5,
+ *   timeout: "30 seconds",
+ *   retry: Schedule.exponential("1 second")
+ * }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface JobOptions<A, I> {
+  /** The payload's schema; its encoded side is what the store keeps, so it must be JSON. */
+  readonly payload: Schema.Schema<A, I, never>
+  /** The queue the job goes to; default: the job's name. */
+  readonly queue?: string | undefined
+  /** The most attempts a job of this type gets, whatever the schedule says. Default 25. */
+  readonly maxAttempts?: number | undefined
+  /** How long one attempt may run; the handler is then interrupted. Default `"5 minutes"`; `Duration.infinity` allowed. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * The delay before each retry: the schedule is stepped once per failed attempt (its input is the failure), and
+   * a job whose schedule ends goes to the dead letters. Default: exponential from 1 s, factor 2, jittered, capped
+   * at one hour.
+   */
+  readonly retry?: Schedule.Schedule<unknown, unknown> | undefined
+}
+
+/**
+ * Options of one `enqueue`.
+ *
+ * @example
+ * ```ts
+ * import type { Job } from "effect-worker-context"
+ *
+ * const later: Job.EnqueueOptions = { delay: "10 minutes", priority: -1, key: "welcome:ada@example.com" }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface EnqueueOptions {
+  /** Not before this long from now. */
+  readonly delay?: Duration.DurationInput | undefined
+  /** Not before this instant (wins over `delay`). */
+  readonly runAt?: Date | undefined
+  /** Lower runs first; an integer, default 0. */
+  readonly priority?: number | undefined
+  /** Deduplication: while a job with this key is ready, scheduled or leased, enqueue returns its id, adds nothing. */
+  readonly key?: string | undefined
+  /** This job's attempts, instead of the type's. */
+  readonly maxAttempts?: number | undefined
+}
+
+/**
+ * A job type, made by {@link make}.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Job } from "effect-worker-context"
+ *
+ * const SendEmail = Job.make("send-email", { payload: Schema.Struct({ to: Schema.String }), queue: "emails" })
+ *
+ * const signUp = SendEmail.enqueue({ to: "ada@example.com" }) // Effect<string, ParseError | JobStoreError, JobStore>
+ * const handler = SendEmail.handler(({ to }) => Effect.log(`sending to ${to}`))
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Job<A, I = A> {
+  readonly name: string
+  readonly queue: string
+  readonly payload: Schema.Schema<A, I, never>
+  readonly maxAttempts: number
+  readonly timeout: Duration.Duration
+  readonly retry: Schedule.Schedule<unknown, unknown>
+  /**
+   * Encodes `payload` with the schema and stores the job; returns its id (or, with a `key` that a live job holds,
+   * that job's id). A payload the schema rejects fails with its `ParseError` and stores nothing.
+   */
+  readonly enqueue: (
+    payload: A,
+    options?: EnqueueOptions | undefined
+  ) => Effect.Effect<string, ParseResult.ParseError | JobStoreError, JobStore>
+  /** What a worker runs for this type: `run` gets the decoded payload; `Job.Current` tells it which job it is. */
+  readonly handler: <E, R>(run: (payload: A) => Effect.Effect<void, E, R>) => JobHandler<R>
+}
+
+/**
+ * Any job type, whatever its payload.
+ *
+ * @example
+ * ```ts
+ * import type { Job } from "effect-worker-context"
+ *
+ * const names = (jobs: ReadonlyArray<Job.Any>) => jobs.map((job) => job.name)
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Any = Job<any, any>
+
+/**
+ * What a worker runs for one job type: made by a job type's `handler`. `R` is what the handler needs.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Job } from "effect-worker-context"
+ *
+ * const Ping = Job.make("ping", { payload: Schema.Struct({}) })
+ * const handlers: ReadonlyArray<Job.JobHandler<never>> = [Ping.handler(() => Effect.log("pong"))]
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface JobHandler<out R> {
+  readonly job: Any
+  /** Runs the handler on a decoded payload. */
+  readonly run: (payload: unknown) => Effect.Effect<void, unknown, R>
+}
+
+/**
+ * What a handler can learn about the job it runs: `yield* Job.Current`.
+ *
+ * @example
+ * ```ts
+ * import type { Job } from "effect-worker-context"
+ *
+ * const idempotencyKey = (job: Job.JobInfo) => `${job.name}:${job.id}`
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface JobInfo {
+  /** The job's id: the same on every attempt, so the idempotency key for what the handler does. */
+  readonly id: string
+  readonly name: string
+  readonly queue: string
+  /** This attempt, 1-based. */
+  readonly attempt: number
+  readonly maxAttempts: number
+  readonly priority: number
+  readonly key: string | undefined
+  readonly enqueuedAt: Date
+  readonly runAt: Date
+}
+
+/**
+ * The job a handler is running. Provided by the worker to every handler.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Job } from "effect-worker-context"
+ *
+ * const Charge = Job.make("charge", { payload: Schema.Struct({ cents: Schema.Number }) })
+ * const handler = Charge.handler(({ cents }) =>
+ *   Effect.gen(function*() {
+ *     const job = yield* Job.Current
+ *     yield* Effect.log(`charging ${cents} with idempotency key ${job.id} (attempt ${job.attempt})`)
+ *   })
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category tags
+ */
+export class Current extends Context.Tag("effect-worker-context/Job/Current")<Current, JobInfo>() {}
+
+/**
+ * Fail a handler with it to skip the remaining attempts: the job goes to the dead letters at once, with `message`
+ * as its last error.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Job } from "effect-worker-context"
+ *
+ * const Refund = Job.make("refund", { payload: Schema.Struct({ order: Schema.String }) })
+ * const handler = Refund.handler(({ order }) =>
+ *   order === "" ? Effect.fail(new Job.Fatal({ message: "no order id: retrying will not help" })) : Effect.void
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class Fatal extends Data.TaggedError("JobFatal")<{ readonly message: string }> {}
+
+/**
+ * The retry schedule of a job type that gives none: exponential from 1 second, factor 2, jittered (each delay
+ * times a random 0.8 to 1.2), capped at one hour.
+ *
+ * @example
+ * ```ts
+ * import { Job } from "effect-worker-context"
+ *
+ * const schedule = Job.defaultRetry
+ * ```
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const defaultRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential("1 second", 2).pipe(
+  Schedule.jittered,
+  Schedule.union(Schedule.spaced("1 hour"))
+)
+
+const illegal = (what: string, value: unknown, expected: string): Cause.IllegalArgumentException =>
+  new Cause.IllegalArgumentException(`${what}: invalid ${JSON.stringify(String(value))}: expected ${expected}`)
+
+const isAttempts = (n: unknown): n is number => typeof n === "number" && Number.isSafeInteger(n) && n >= 1
+
+/** A duration of zero or more given as a number, a string, a tuple or a `Duration`; `undefined` when invalid. */
+const durationOf = (input: unknown): Duration.Duration | undefined => {
+  if (typeof input === "number" && (Number.isNaN(input) || input < 0)) return undefined
+  if (typeof input === "string" && input.trimStart().startsWith("-")) return undefined
+  if (Array.isArray(input) && input.some((part) => typeof part !== "number" || Number.isNaN(part) || part < 0)) {
+    return undefined
+  }
+  return Option.getOrUndefined(Duration.decodeUnknown(input))
+}
+
+/**
+ * Makes a job type. Options that make no sense (an empty name or queue, `maxAttempts` that is not a positive
+ * integer, a negative or unparsable `timeout`, a `retry` that is not a `Schedule`, a `payload` that is not a
+ * `Schema`) throw an `IllegalArgumentException` naming the option: a bug in the program.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schedule, Schema } from "effect"
+ * import { Job } from "effect-worker-context"
+ *
+ * const SendEmail = Job.make("send-email", {
+ *   payload: Schema.Struct({ to: Schema.String }),
+ *   queue: "emails",
+ *   maxAttempts: 5,
+ *   timeout: "30 seconds",
+ *   retry: Schedule.exponential("1 second")
+ * })
+ * const SendEmailHandler = SendEmail.handler(({ to }) => Effect.log(`sent to ${to}`))
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const make = <A, I>(name: string, options: JobOptions<A, I>): Job<A, I> => {
+  if (typeof name !== "string" || name.trim().length === 0) throw illegal("Job.make name", name, "a non-empty string")
+  if (!Schema.isSchema(options?.payload)) throw illegal(`Job ${name}: payload`, options?.payload, "a Schema")
+  const queue = options.queue ?? name
+  if (typeof queue !== "string" || queue.trim().length === 0) {
+    throw illegal(`Job ${name}: queue`, queue, "a non-empty string")
+  }
+  const maxAttempts = options.maxAttempts ?? 25
+  if (!isAttempts(maxAttempts)) throw illegal(`Job ${name}: maxAttempts`, maxAttempts, "an integer of 1 or more")
+  const timeout = durationOf(options.timeout ?? "5 minutes")
+  if (timeout === undefined) {
+    throw illegal(`Job ${name}: timeout`, options.timeout, "a duration of zero or more, such as \"30 seconds\"")
+  }
+  const retry = options.retry ?? defaultRetry
+  if (!Schedule.isSchedule(retry)) throw illegal(`Job ${name}: retry`, retry, "a Schedule")
+  const payload = options.payload
+  const encode = Schema.encode(payload)
+  const job: Job<A, I> = {
+    name,
+    queue,
+    payload,
+    maxAttempts,
+    timeout,
+    retry,
+    enqueue: (value, enqueueOptions) =>
+      Effect.gen(function*() {
+        const { key, priority, runAtOf } = yield* enqueueSettings(name, enqueueOptions)
+        const jobAttempts = enqueueOptions?.maxAttempts ?? maxAttempts
+        const encoded = yield* encode(value)
+        const store = yield* JobStore
+        const now = yield* Clock.currentTimeMillis
+        const [id] = yield* store.enqueue([{
+          name,
+          queue,
+          payload: encoded,
+          runAt: runAtOf(now),
+          priority,
+          key,
+          maxAttempts: jobAttempts
+        }])
+        return id!
+      }),
+    handler: (run) => ({ job, run: run as (payload: unknown) => Effect.Effect<void, unknown, never> })
+  }
+  return job
+}
+
+const enqueueSettings = (name: string, options: EnqueueOptions | undefined) => {
+  const what = `${name}.enqueue`
+  const priority = options?.priority ?? 0
+  if (!Number.isSafeInteger(priority)) return Effect.die(illegal(`${what} priority`, priority, "an integer"))
+  const key = options?.key
+  if (key !== undefined && (typeof key !== "string" || key.length === 0)) {
+    return Effect.die(illegal(`${what} key`, key, "a non-empty string"))
+  }
+  if (options?.maxAttempts !== undefined && !isAttempts(options.maxAttempts)) {
+    return Effect.die(illegal(`${what} maxAttempts`, options.maxAttempts, "an integer of 1 or more"))
+  }
+  const runAt = options?.runAt
+  if (runAt !== undefined && !(runAt instanceof Date && Number.isFinite(runAt.getTime()))) {
+    return Effect.die(illegal(`${what} runAt`, runAt, "a valid Date"))
+  }
+  const delay = options?.delay === undefined ? Duration.zero : durationOf(options.delay)
+  if (delay === undefined || !Duration.isFinite(delay)) {
+    return Effect.die(illegal(`${what} delay`, options?.delay, "a finite duration of zero or more"))
+  }
+  const runAtOf = (now: number): Date => runAt ?? new Date(now + Duration.toMillis(delay))
+  return Effect.succeed({ priority, key, runAtOf })
+}
+
+/**
+ * The delay before the retry that follows failed attempt number `attempt` (1-based), stepping `schedule` once per
+ * failed attempt from its start, without sleeping; `None` when the schedule ends before it. Each step gets
+ * `error` as its input.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schedule } from "effect"
+ * import { Job } from "effect-worker-context"
+ *
+ * const third = Job.retryDelay(Schedule.exponential("1 second"), 3, "boom") // Some(4 seconds)
+ * ```
+ *
+ * @since 0.2.0
+ * @category retries
+ */
+export const retryDelay = (
+  schedule: Schedule.Schedule<unknown, unknown>,
+  attempt: number,
+  error: unknown
+): Effect.Effect<Option.Option<Duration.Duration>> =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    let state = schedule.initial
+    let delay = Duration.zero
+    for (let step = 1; step <= attempt; step++) {
+      const [next, _, decision] = yield* schedule.step(now, error, state)
+      if (ScheduleDecision.isDone(decision)) return Option.none()
+      state = next
+      delay = Duration.millis(Math.max(0, ScheduleIntervals.start(decision.intervals) - now))
+    }
+    return Option.some(delay)
+  })
