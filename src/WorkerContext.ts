@@ -256,8 +256,8 @@ export declare namespace WorkerContext {
      * The task runs with the caller's services and fiber refs, except that `yield* WorkerContext` inside it is
      * always this context (so `track` does not require `WorkerContext`). It is interruptible even when `track` is
      * called from an uninterruptible region (so shutdown can cut it off), and outlives the caller. Its failure is
-     * its own: it shows in the handle, in `TaskFinished`, never in the worker's state. A fiber that admits 256
-     * tasks in a row is yielded once after the 256th, so the tasks it admitted can start.
+     * its own: it shows in the handle, in `TaskFinished`, never in the worker's state. A fiber that admits 384
+     * tasks in one run is yielded once after the 384th, so the tasks it admitted can start.
      */
     readonly track: <A, E, R>(
       effect: Effect.Effect<A, E, R>,

@@ -206,19 +206,19 @@ describe("track options", () => {
 })
 
 describe("bursts", () => {
-  it.scoped("a fiber that tracks 256 tasks in one run yields, so the tasks it admitted start before it goes on", () =>
+  it.scoped("a fiber that tracks 384 tasks in one run yields, so the tasks it admitted start before it goes on", () =>
     Effect.gen(function*() {
       const ctx = yield* running()
       let started = 0
       const startedBefore: Array<number> = []
-      for (let i = 1; i <= 512; i++) {
+      for (let i = 1; i <= 768; i++) {
         yield* ctx.track(Effect.sync(() => started++))
         startedBefore.push(started)
       }
-      assert.strictEqual(startedBefore[254], 0, "no task ran during the first 255 calls")
-      assert.isAbove(startedBefore[255]!, 0, "the 256th call yielded, and tasks ran")
-      assert.isBelow(startedBefore[510]!, 512)
-      assert.isAtLeast(startedBefore[511]!, 256, "and again after the 512th")
+      assert.strictEqual(startedBefore[382], 0, "no task ran during the first 383 calls")
+      assert.isAbove(startedBefore[383]!, 0, "the 384th call yielded, and tasks ran")
+      assert.isBelow(startedBefore[766]!, 768)
+      assert.isAtLeast(startedBefore[767]!, 384, "and again after the 768th")
     }))
 
   it.scoped("a fiber that yields by itself is not yielded again", () =>
@@ -226,15 +226,15 @@ describe("bursts", () => {
       const ctx = yield* running()
       let started = 0
       const startedBefore: Array<number> = []
-      for (let i = 1; i <= 600; i++) {
+      for (let i = 1; i <= 900; i++) {
         yield* ctx.track(Effect.sync(() => started++))
         startedBefore.push(started)
-        if (i % 200 === 0) yield* Effect.yieldNow()
+        if (i % 300 === 0) yield* Effect.yieldNow()
       }
-      // Tasks run only at the caller's own yields, after the 200th and the 400th call: not at the 256th.
-      assert.strictEqual(startedBefore[255], 200, "the 256th call did not yield")
-      assert.strictEqual(startedBefore[398], 200)
-      assert.strictEqual(startedBefore[455], 400, "nor the 456th")
+      // Tasks run only at the caller's own yields, after the 300th and the 600th call: not at the 384th.
+      assert.strictEqual(startedBefore[383], 300, "the 384th call did not yield")
+      assert.strictEqual(startedBefore[598], 300)
+      assert.strictEqual(startedBefore[683], 600, "nor the 684th")
     }))
 })
 
