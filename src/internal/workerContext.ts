@@ -144,14 +144,19 @@ export class CallerCache {
   }
 }
 
-/** The series handed out so far in this process, by worker name and label: what `WorkerMetrics.maxSeries` bounds. */
-const seriesSeen = GlobalValue.globalValue(Symbol.for("effect-worker-context/seriesSeen"), () => new Set<string>())
+/**
+ * The series handed out so far in this process, by worker name and label: what `WorkerMetrics.maxSeries` bounds.
+ * One set per process, shared by every copy of this module; looked up when needed, so importing has no effect.
+ */
+const seriesSeen = () =>
+  GlobalValue.globalValue(Symbol.for("effect-worker-context/seriesSeen"), () => new Set<string>())
 
 const claimSeries = (worker: string, label: string | undefined): boolean => {
   const key = label === undefined ? worker : `${worker}\u0000${label}`
-  if (seriesSeen.has(key)) return true
-  if (seriesSeen.size >= WorkerMetrics.maxSeries) return false
-  seriesSeen.add(key)
+  const seen = seriesSeen()
+  if (seen.has(key)) return true
+  if (seen.size >= WorkerMetrics.maxSeries) return false
+  seen.add(key)
   return true
 }
 
