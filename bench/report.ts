@@ -440,67 +440,52 @@ Time per step: ${result.stepSeconds.map(({ seconds, step }) => `${step} ${fmt(se
 ## Analysis
 
 Written for the design, not for one run: the figures above move by a few percent between runs on this machine, and
-the reasoning below says what they are made of.
+the reasoning below says what they are made of. [docs/design.md](design.md) says why the core is built this way.
 
-**Where a task's time goes.** Every Effect variant here spends 35–50% of its CPU time in the garbage collector
+**Where a task's time goes.** Every Effect variant here spends 40–50% of its CPU time in the garbage collector
 (\`node --cpu-prof\`): a fiber is a few kilobytes of short-lived objects (its fiber refs are copied from the
-caller, twice, by any fork). So the cost of \`track\` over \`FiberSet.run\` is mostly what it allocates beyond a
-bare fork, plus a little synchronous work. What \`track\` adds, and why each piece stays:
+caller by any fork), and a scavenge costs in proportion to what is still alive. So what decides the ratio is how many
+tasks are alive at once, and then what \`track\` allocates beyond a bare fork:
 
-| per task | why it is there | cost measured in isolation |
-| --- | --- | --- |
-| a copy of the caller's context with two entries more | the task span as parent span; the owner marker that lets \`stop\` and \`awaitShutdown\` know they run inside a task (issue 2) | about 140 ns plus the allocation |
-| a task span, \`WorkerContext.task\` | issue 3: each task runs in a span; under Effect's built-in tracer it is a \`TaskSpan\` that builds its ids and attributes only when read | one small object, two clock reads |
-| five metric updates and two clock reads | issue 3: counters, gauge and duration histogram, zero configuration | about 80 ns (counters 7 ns, histogram 41 ns) |
-| the \`Tracked\` handle, one exit observer | the API; the observer does the count, the outcome, the events and the drain | one object and one closure |
+| per task | why it is there |
+| --- | --- |
+| one copy of the caller's context, with the owner marker, the task's own \`WorkerContext\` and the task span | \`stop\`/\`awaitShutdown\` know they run inside a task; handlers get their own worker; spans nest under the task |
+| a task span, \`WorkerContext.task\` | each task runs in a span; under Effect's built-in tracer it is a \`TaskSpan\` that builds its ids and attributes only when read |
+| five metric updates, two clock reads | counters, gauge and duration histogram, zero configuration |
+| the \`Tracked\` handle, one exit observer, the \`FiberSet\` entry | the API; the observer does the count, the outcome, the events and the drain |
 
-**What was done to get here** (ratios of \`track\` to \`FiberSet.run\`, no listener, measured side by side on this
-machine): the first version with metrics and spans measured 2.5x. Forking with a lazily built span instead of the
-built-in tracer's span (which draws 48 random hex digits per span) and reusing the marked fiber refs: 2.0x, then
-1.72x in the suite. The owner marker moved from a \`FiberRef\` (a full copy of the caller's fiber refs per task, since
-\`getFiberRefs()\` returns a new object on every call, so no cache can hit) into the context copy the span needed
-anyway: about 1.4x. Span constants moved to the prototype and one closure per task: 1.31x–1.39x. Memory per
-in-flight task went from 4126 B to 3966 B (1.19x to 1.14x of a bare fiber).
+The caller's fiber refs, services and tracing flags are taken once per distinct fiber refs object (the
+\`CallerCache\`), not per task: \`getFiberRefs()\` copies them on every call.
 
 **Two submit shapes.** Effect's scheduler preempts a fiber after a number of operations (2048 by default), not of
-tasks. In the tight loop a variant that takes fewer operations per submit therefore admits more tasks per scheduler
-turn: \`track\` takes fewer operations per call than \`FiberSet.run\`, so it runs with more tasks in flight at
-once (see "peak in flight"): more live fibers and more GC work per task, so part of the tight-loop ratio can be
-the cost of holding more tasks rather than of \`track\`'s own work. Yielding every ${YieldEvery} tasks holds the number
-in flight about equal between the two, so the yielding ratio compares the work per task; the tight-loop ratios stay,
-as the shape of a burst of submits.
+tasks, and a \`track\` call costs its caller about one operation: a tight loop admitted about 2,040 tasks per
+scheduler turn (\`FiberSet.run\`: about 820), all alive at once before the first one ran, which cost 1.44x
+\`FiberSet.run\` (CPU time). \`track\` now yields a caller that admits 384 tasks in one run (the run ends when the
+caller yields by itself, so a loop that yields anyway is not yielded again): "peak in flight" shows the effect, and
+the tight-loop ratio is what a burst of submits costs. Yielding every ${YieldEvery} tasks holds the number in flight
+about equal between the two, so that ratio compares the work per task alone.
 
-**\`track\` ≤ 1.25x, no listener: missed by about 5%.** What is left is the table above. The remaining options all
-remove behaviour the issues ask for: no span when no tracer is installed (then \`Effect.currentSpan\` inside a task
-is the caller's span, and spans of nested \`withSpan\` calls lose their task parent), metrics off by default (issue
-3 says zero configuration), or detecting "inside a task" by fiber identity only (then a fiber a task forks could call
-\`awaitShutdown\` and wait for itself for ever). We kept the behaviour. The gap is within the run-to-run spread of
-this machine (see the per-round times), so the target may read as met on a quieter one; we do not count on it.
+**With one listener.** Each task becomes two events (\`TaskStarted\`, \`TaskFinished\`): two event objects, two
+pushes into the listener's ring buffer, and two handler runs on its fiber. The buffer slides without a fiber when
+the listener falls \`eventBufferSize\` events behind (before, the full \`PubSub\` ran a fiber per event: 1.8–2.1x).
 
-**\`track\` ≤ 1.5x with one listener: missed by about 20%.** A listener turns each task into two events
-(\`TaskStarted\`, \`TaskFinished\`): two event objects, two publishes to the \`PubSub\`, and two handler runs on the
-listener's fiber. In this benchmark the submitting loop admits thousands of tasks before the listener's fiber is
-scheduled, so the listener falls \`eventBufferSize\` (1024) events behind and the hub starts sliding. In Effect 3.22
-\`PubSub.unsafeOffer\` refuses on a full hub instead of sliding, and the sliding path is only reachable through the
-\`publish\` effect, so from then on each event runs a one-step synchronous fiber (about 3% of the profile is fiber
-construction for it). A listener that keeps up, as in a worker whose tasks take longer than a few microseconds,
-never takes that path. Batching the listener's reads (one wake-up per burst instead of per event) was tried and made
-no measurable difference, so it was not kept. Options not taken: a private per-listener buffer instead of the
-\`PubSub\` (the spec says events go through one), or a larger default buffer (the issue fixes 1024).
+**Per task with in flight held equal: about 1.1–1.2x.** What remains is the table above; each row is behaviour an
+issue asks for (a span per task, handlers' own worker, metrics with no configuration, a typed fiber set). The
+yielding-shape target (1.10x) is missed by a few percent in most runs; closing it would mean forking without
+\`Runtime.runFork\`'s copy of the fiber refs, which only Effect's private fork can do.
 
 **A stalled subscriber.** \`stalled / no subscriber\` is the price of building and publishing the events at all,
-plus the sliding path above: a subscriber that never reads is always full. \`stalled / 1 listener\` (about 1.0x)
-is the figure that answers "does a stalled subscriber slow \`track\` down?": no more than an active one does, and it
-never blocks it.
+plus the hub's slide (a subscriber that never reads is always full). \`stalled / 1 listener\` is the figure that
+answers "does a stalled subscriber slow \`track\` down?": no more than an active one does, and it never blocks it.
 
-**Memory, heap and shutdown: met.** Per in-flight task, \`track\` holds the context copy, the span, the handle and
-its closure beyond a bare fiber (about 500 B). After a million tasks the heap is where it started: nothing per task
-survives (ids are numbers, events are built only for subscribers, the exit observer goes with the fiber). \`stop\`
-returns about 0.15 ms after the last task ends: the last task's exit observer moves the worker to \`Stopped\` in the
-same synchronous step and completes the latch \`stop\` waits on, so there is one scheduler hop and no polling.
-"Deferred completed → stop returns" is dominated by running the ten thousand tasks themselves.
+**Memory, heap and shutdown.** Per in-flight task, \`track\` holds the context copy, the span, the handle, its
+closure and the set's observer beyond a bare fiber (about 600 B). After a million tasks the heap is where it started:
+nothing per task survives (ids are numbers, events are built only for subscribers, the exit observer goes with the
+fiber). \`stop\` returns about 0.1 ms after the last task ends: the last task's exit observer moves the worker to
+\`Stopped\` in the same synchronous step and completes the latch \`stop\` waits on, so there is one scheduler hop and
+no polling. "Deferred completed → stop returns" is dominated by running the ten thousand tasks themselves.
 
-**Contention.** The flips are about 16 ms apart, not 1 ms: with a thousand busy fibers the flipper only runs when
-the scheduler reaches it. Every admitted task ended, none was rejected, and the worker stopped.
+**Contention.** The flips are further apart than asked: with a thousand busy fibers the flipper only runs when the
+scheduler reaches it. Every admitted task ended, none was rejected, and the worker stopped.
 `
 }
