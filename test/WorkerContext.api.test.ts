@@ -19,6 +19,7 @@ import {
   Option,
   Queue,
   Scope,
+  Supervisor,
   TestClock
 } from "effect"
 import {
@@ -262,6 +263,29 @@ describe("TaskFinished carries the cause", () => {
       assert.isTrue(Cause.isInterruptedOnly(i!.cause!))
       assert.strictEqual(s!.outcome, "success")
       assert.isFalse("cause" in s!)
+    }))
+})
+
+describe("the context's fibers", () => {
+  it.effect("closing the context's scope leaves none of its fibers running: signal watcher, deadline, listeners", () =>
+    Effect.gen(function*() {
+      const supervisor = yield* Supervisor.track
+      const signalEnded = yield* Deferred.make<void>()
+      const scope = yield* Scope.make()
+      const ctx = yield* WorkerContext.make({
+        name: "fibers",
+        shutdownSignal: Effect.never.pipe(Effect.onInterrupt(() => Deferred.succeed(signalEnded, undefined)))
+      }).pipe(Scope.extend(scope), Effect.supervised(supervisor))
+      yield* ctx.listen(() => Effect.void)
+      yield* ctx.start
+      const task = yield* ctx.track(Effect.void)
+      yield* task.await
+      const started = yield* supervisor.value
+      assert.isAtLeast(started.length, 3, "the watcher, the deadline fiber and the listener were supervised")
+      yield* Scope.close(scope, Exit.void)
+      yield* Deferred.await(signalEnded)
+      const running = (yield* supervisor.value).filter((fiber) => fiber.unsafePoll() === null)
+      assert.deepStrictEqual(running.map((fiber) => fiber.id()), [], "a fiber of the context outlived its scope")
     }))
 })
 
