@@ -37,16 +37,8 @@ import {
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
 import { WorkerContext, type WorkerContextOptions, type WorkerEvent, WorkerMetrics } from "../src/index.js"
-import {
-  type ClaimedJob,
-  type DeadJob,
-  type JobStats,
-  JobStore,
-  JobStoreError,
-  type Lease,
-  LeaseLost,
-  type NewJob
-} from "../src/JobStore.js"
+import { type JobStats, JobStore, JobStoreError, type NewJob } from "../src/JobStore.js"
+import * as MemoryJobStore from "../src/MemoryJobStore.js"
 import * as WorkerHttp from "../src/WorkerHttp.js"
 
 const WAIT = "5 seconds"
@@ -766,102 +758,8 @@ describe("GET /metrics", () => {
 
 // --- the job store's routes -----------------------------------------------------------------------------------------
 
-/** A stand-in for `MemoryJobStore` until it lands: the port's operations the routes and these tests use. */
-const fakeStore = Effect.gen(function*() {
-  interface Row {
-    readonly id: string
-    readonly job: NewJob
-    state: "ready" | "leased" | "dead"
-    attempts: number
-    token: string
-    lastError: string
-    failedAt: Date
-  }
-  const rows: Array<Row> = []
-  let lastId = 0
-  const statsOf = (of: ReadonlyArray<Row>) => ({
-    ready: of.filter((row) => row.state === "ready" && row.job.runAt.getTime() <= Date.now()).length,
-    scheduled: of.filter((row) => row.state === "ready" && row.job.runAt.getTime() > Date.now()).length,
-    leased: of.filter((row) => row.state === "leased").length,
-    dead: of.filter((row) => row.state === "dead").length
-  })
-  const held = (lease: Lease) =>
-    Effect.suspend(() => {
-      const row = rows.find((row) => row.id === lease.jobId && row.state === "leased" && row.token === lease.token)
-      return row === undefined
-        ? Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "op" }))
-        : Effect.succeed(row)
-    })
-  const store: JobStore.Service = {
-    enqueue: (jobs) =>
-      Effect.sync(() =>
-        jobs.map((job) => {
-          const id = String(++lastId)
-          rows.push({ id, job, state: "ready", attempts: 0, token: "", lastError: "", failedAt: new Date(0) })
-          return id
-        })
-      ),
-    claim: (request) =>
-      Effect.sync(() =>
-        rows.filter((row) => row.state === "ready" && request.queues.includes(row.job.queue)).slice(0, request.limit)
-          .map((row): ClaimedJob => {
-            row.state = "leased"
-            row.attempts++
-            row.token = String(++lastId)
-            return {
-              ...row.job,
-              id: row.id,
-              attempt: row.attempts,
-              enqueuedAt: row.job.runAt,
-              lease: { jobId: row.id, token: row.token },
-              leaseExpiresAt: new Date(Date.now() + 30_000)
-            }
-          })
-      ),
-    renew: () => Effect.succeed([]),
-    complete: (lease) => Effect.map(held(lease), (row) => void rows.splice(rows.indexOf(row), 1)),
-    retry: () => Effect.void,
-    deadLetter: (lease, error) =>
-      Effect.map(held(lease), (row) => {
-        rows.splice(rows.indexOf(row), 1)
-        rows.push(Object.assign(row, { state: "dead" as const, lastError: error, failedAt: new Date() }))
-      }),
-    release: () => Effect.void,
-    reap: Effect.succeed(0),
-    wakeups: Stream.empty,
-    stats: Effect.sync(() => ({
-      ...statsOf(rows),
-      byQueue: Object.fromEntries([...new Set(rows.map((row) => row.job.queue))].map((queue) => [
-        queue,
-        statsOf(rows.filter((row) => row.job.queue === queue))
-      ]))
-    })),
-    deadLetters: (options) =>
-      Effect.sync(() =>
-        rows.filter((row) => row.state === "dead" && (options?.queue === undefined || row.job.queue === options.queue))
-          .reverse().slice(0, options?.limit ?? 100).map((row): DeadJob => ({
-            id: row.id,
-            name: row.job.name,
-            queue: row.job.queue,
-            payload: row.job.payload,
-            attempts: row.attempts,
-            lastError: row.lastError,
-            failedAt: row.failedAt
-          }))
-      ),
-    redrive: (ids) =>
-      Effect.sync(() => {
-        const dead = rows.filter((row) => row.state === "dead" && ids.includes(row.id))
-        for (const row of dead) {
-          Object.assign(row, { state: "ready", attempts: 0, job: { ...row.job, runAt: new Date() } })
-        }
-        return dead.length
-      })
-  }
-  return store
-})
-
-const makeStore = fakeStore
+/** A memory store of its own for one test, as the layer provides it. */
+const makeStore = Effect.map(Layer.build(MemoryJobStore.layer()), (context) => Context.get(context, JobStore))
 
 /** A store that cannot be reached: every operation fails with a `JobStoreError` naming it. */
 const unreachableStore: JobStore.Service = (() => {
@@ -913,16 +811,12 @@ const deadLettered = (store: JobStore.Service, jobs: ReadonlyArray<NewJob>, erro
   })
 
 /**
- * Serves `app` with `store` (and a worker, for the apps that need one) on a free loopback port until the test's
- * scope closes, and returns a function that calls it.
+ * Serves the worker's routes and the store's, mounted together as the docs show, with `store` and a worker of its
+ * own, on a free loopback port until the test's scope closes; returns a function that calls them.
  */
-const servedStore = (
-  store: JobStore.Service,
-  app: HttpApp.Default<never, JobStore | WorkerContext> = WorkerHttp.toApp(
-    HttpRouter.concat(WorkerHttp.router, WorkerHttp.jobsRouter)
-  )
-) =>
+const servedStore = (store: JobStore.Service) =>
   Effect.gen(function*() {
+    const app = WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, WorkerHttp.jobsRouter))
     const ctx = yield* WorkerContext.make({ name: uniqueName("jobs"), shutdownTimeout: "1 minute" })
     const context = yield* Layer.build(
       Layer.merge(HttpServer.serve(app), ClientLive).pipe(
