@@ -39,3 +39,10 @@ export * as Job from "./Job.js"
  * @since 0.2.0
  */
 export * as JobStore from "./JobStore.js"
+
+/**
+ * The embedded job store: jobs in this process's memory, not durable.
+ *
+ * @since 0.2.0
+ */
+export * as MemoryJobStore from "./MemoryJobStore.js"
