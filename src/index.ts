@@ -46,3 +46,10 @@ export * as JobStore from "./JobStore.js"
  * @since 0.2.0
  */
 export * as MemoryJobStore from "./MemoryJobStore.js"
+
+/**
+ * The job runner: claims jobs from a `JobStore` and runs them as tasks of a `WorkerContext`.
+ *
+ * @since 0.2.0
+ */
+export * as JobWorker from "./JobWorker.js"
