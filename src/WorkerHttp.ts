@@ -181,7 +181,7 @@ const deadLettersOptions = (params: Readonly<Record<string, string | ReadonlyArr
  * |---|---|
  * | `GET /jobs/stats` | 200 the store's `JobStats`: `{ ready, scheduled, leased, dead, byQueue: { [queue]: { ready, scheduled, leased, dead } } }` |
  * | `GET /jobs/dead?limit=N&queue=Q` | 200 `{ jobs: [{ id, name, queue, payload, attempts, lastError, failedAt }] }`, most recent first, `failedAt` an ISO 8601 string; `limit` an integer from 1 to 1000 (default 100), `queue` optional; 400 `{ error: "BadRequest", message }` naming the parameter otherwise |
- * | `POST /jobs/dead/:id/redrive` | 200 `{ redriven: 1 }`: the job is ready again, as a new job with its attempts reset; 404 `{ error: "NotFound", message }` when no dead job has this id |
+ * | `POST /jobs/dead/:id/redrive` | 200 `{ redriven: 1 }`: the job is ready again, its attempts reset, under the same id; 404 `{ error: "NotFound", message }` when the store moved nothing: no dead job has this id (or a live job holds its `key` by now) |
  *
  * A store that fails (`JobStoreError`: unreachable, or it refused) makes any of them answer 503
  * `{ error: "JobStoreError", operation, message }` and logs a warning: the client may retry (a redrive that went
@@ -226,7 +226,10 @@ export const jobsRouter: HttpRouter.HttpRouter<never, JobStore> = HttpRouter.emp
       // One store operation: a job that is not dead (or was redriven meanwhile) moves nothing.
       const redriven = yield* store.redrive([id])
       return redriven === 0
-        ? json({ error: "NotFound", message: `no dead job with id ${JSON.stringify(id)}` }, 404)
+        ? json({
+          error: "NotFound",
+          message: `no dead job with id ${JSON.stringify(id)} to redrive (or a live job holds its key)`
+        }, 404)
         : json({ redriven })
     }).pipe(Effect.catchTag("JobStoreError", storeError))
   )

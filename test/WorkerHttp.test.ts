@@ -960,6 +960,21 @@ describe("WorkerHttp.jobsRouter", () => {
       })
     }).pipe(quiet))
 
+  it.scopedLive("POST /jobs/dead/:id/redrive answers 404 and moves nothing while a live job holds the dead job's key", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore
+      const request = yield* servedStore(store)
+      const welcome = { ...newJob("send-email", "emails", { to: "ada@example.com" }), key: "welcome:ada" }
+      const [dead] = yield* deadLettered(store, [welcome])
+      const [live] = yield* store.enqueue([welcome])
+      assert.notStrictEqual(live, dead, "the key was free once its job died")
+
+      const answer = yield* request("POST", `/jobs/dead/${dead}/redrive`)
+      assertError(answer, 404, { error: "NotFound" })
+      assert.include((answer.body as { message: string }).message, "holds its key")
+      assertJson(yield* request("GET", "/jobs/stats"), 200, { ready: 1, dead: 1 })
+    }).pipe(quiet))
+
   it.scopedLive("answers 503 with the operation and the store's message when the store fails", () =>
     Effect.gen(function*() {
       const request = yield* servedStore(unreachableStore)
