@@ -1,11 +1,15 @@
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberSet from "effect/FiberSet"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
 import * as Inspectable from "effect/Inspectable"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
@@ -20,7 +24,8 @@ import * as Stream from "effect/Stream"
 import * as Job from "../Job.js"
 import { type ClaimedJob, type ClaimRequest, JobStore, JobStoreError, LeaseLost } from "../JobStore.js"
 import type { JobEvent as JobEventType, JobMetrics, JobWorker, Options } from "../JobWorker.js"
-import { WorkerContext, type WorkerState } from "../WorkerContext.js"
+import { type Tracked, WorkerContext, type WorkerState } from "../WorkerContext.js"
+import type { TaskRejected } from "../WorkerContextError.js"
 import { WorkerEvent } from "../WorkerEvent.js"
 import * as WorkerMetrics from "../WorkerMetrics.js"
 
@@ -189,19 +194,53 @@ const resolve = <R>(options: Options<R>): Resolved | InvalidOption => {
 /** The failure of an attempt that ran past its job type's timeout. */
 class JobTimeout extends Data.TaggedError("JobTimeout")<{ readonly message: string; readonly timeoutMs: number }> {}
 
+/**
+ * The attempts running under one timeout, in the order of their deadlines: every attempt of a job type gets the same
+ * timeout and they start one after the other, so appending keeps the list sorted. One watcher fiber per list sleeps
+ * until the first deadline, instead of a timer fiber (two, with `Effect.timeout`) per attempt.
+ */
+class TimeoutList {
+  head: Held | undefined = undefined
+  tail: Held | undefined = undefined
+  /** Opened when an attempt is added to an empty list, for a watcher waiting on it. */
+  readonly added = Effect.unsafeMakeLatch(false)
+  constructor(readonly timeoutMs: number, readonly error: JobTimeout) {}
+
+  add(held: Held, now: number): void {
+    held.deadline = now + this.timeoutMs
+    held.timeouts = this
+    held.before = this.tail
+    if (this.tail === undefined) {
+      this.head = held
+      this.added.unsafeOpen()
+    } else {
+      this.tail.after = held
+    }
+    this.tail = held
+  }
+
+  remove(held: Held): void {
+    if (held.timeouts !== this) return
+    if (held.before === undefined) this.head = held.after
+    else held.before.after = held.after
+    if (held.after === undefined) this.tail = held.before
+    else held.after.before = held.before
+    held.before = held.after = held.timeouts = undefined
+  }
+}
+
 /** What the worker knows about one job type, computed once. */
 interface Entry {
   readonly handler: Job.JobHandler<any>
   readonly decode: (payload: unknown) => Effect.Effect<unknown, ParseResult.ParseError>
   readonly trackOptions: { readonly label: string; readonly whenPaused: "reject" }
   /** `undefined` for `Duration.infinity`. */
-  readonly timeout: Duration.Duration | undefined
-  readonly timeoutError: () => JobTimeout
+  readonly timeouts: TimeoutList | undefined
 }
 
 /**
  * One claimed job, from its claim until its outcome is acknowledged, it is given back, or (its lease lost) its task
- * has ended. Its presence in `Core.slots` is its slot.
+ * has ended: as long, it takes one of the worker's slots (`Core.inFlight`).
  */
 class Held {
   fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
@@ -210,11 +249,15 @@ class Held {
    * ran (its lease expired unrenewed, say): this attempt starts once that task has ended.
    */
   previous: Held | undefined = undefined
+  /** The task has begun: only then is it interrupted (a task interrupted before it begins never runs its settle). */
+  begun = false
   /** The lease no longer holds: the outcome is discarded, nothing is acknowledged. */
   lost = false
+  /** The attempt ran past its timeout and was interrupted for it. */
+  timedOut = false
   /** The handler ended and its outcome is being acknowledged: the acknowledgement, not the renewer, tells a loss. */
   settling = false
-  /** Out of `Core.slots`: the slot is free. */
+  /** Its slot is free. */
   done = false
   /** The payload did not decode: the attempt's failure is the `ParseError`. */
   undecodable = false
@@ -222,15 +265,22 @@ class Held {
   durationMs = 0
   delayMs = 0
   error = ""
+  // Links of the `TimeoutList` the attempt is in, while it runs under a timeout.
+  deadline = 0
+  timeouts: TimeoutList | undefined = undefined
+  before: Held | undefined = undefined
+  after: Held | undefined = undefined
   constructor(readonly job: ClaimedJob, readonly entry: Entry, readonly metrics: JobMetrics) {}
 }
 
 /** The worker's mutable state. Every method is synchronous: one atomic step, as in `WorkerCore`. */
 class Core {
-  /** The jobs that take a slot: never more than `concurrency`. */
-  readonly slots = new Set<Held>()
+  /** How many jobs take a slot: never more than `concurrency`. */
+  inFlight = 0
   /** By job id, the claims whose lease the worker believes holds: what the renewer renews. */
   readonly live = new Map<string, Held>()
+  /** The claims whose lease was lost while their task has not ended yet (they keep their slot). */
+  readonly lost = new Set<Held>()
   /** There may be claimable jobs: set by wake-ups, polls, resumes and claims that filled every slot. */
   dirty = false
   /** A claim failed: the next one waits for the poll, whatever wakes the loop before it. */
@@ -239,8 +289,9 @@ class Core {
   ended = false
   /** Opened to wake the claim loop; the loop closes it before it looks at what to do. */
   readonly wake = Effect.unsafeMakeLatch(false)
-
-  constructor(readonly concurrency: number) {}
+  /** Completed at the context's shutdown deadline: acknowledgements stop retrying then. */
+  readonly deadlinePassed = Deferred.unsafeMake<void>(FiberId.none)
+  pastDeadline = false
 
   trigger(): void {
     this.dirty = true
@@ -252,17 +303,25 @@ class Core {
     this.trigger()
   }
 
+  /** A claim returned `held`: it takes a slot, and its lease is live. */
+  take(held: Held): void {
+    this.inFlight++
+    this.live.set(held.job.id, held)
+  }
+
   /** The lease no longer holds (the store said so, or gave the job out again). */
   lose(held: Held): void {
     held.lost = true
     if (this.live.get(held.job.id) === held) this.live.delete(held.job.id)
+    if (!held.done) this.lost.add(held)
   }
 
   finish(held: Held): void {
     if (held.done) return
     held.done = true
-    this.slots.delete(held)
-    if (this.live.get(held.job.id) === held) this.live.delete(held.job.id)
+    this.inFlight--
+    if (held.lost) this.lost.delete(held)
+    else if (this.live.get(held.job.id) === held) this.live.delete(held.job.id)
     // A slot frees up: claim at once only if there may be more jobs (the last claim filled every slot, or a wake-up
     // came in while the slots were full).
     if (this.dirty && !this.claimBlocked) this.wake.unsafeOpen()
@@ -302,6 +361,8 @@ const refOf = (job: ClaimedJob) => ({ id: job.id, name: job.name, queue: job.que
 const ackBackoffStart = 100
 const ackBackoffCap = 5_000
 
+const currentKey = Job.Current.key
+
 const randomHex = Effect.map(
   Effect.zip(Random.nextIntBetween(0, 0x10000), Random.nextIntBetween(0, 0x10000)),
   ([a, b]) => a.toString(16).padStart(4, "0") + b.toString(16).padStart(4, "0")
@@ -323,21 +384,29 @@ export const make = <R>(
     const store = yield* JobStore
     const clock: Clock.Clock = yield* Effect.clock
     const workerId = resolved.workerId ?? `${ctx.name}-${yield* randomHex}`
-    const core = new Core(concurrency)
+    const core = new Core()
     const renewEvery = Duration.millis(Math.max(1, Duration.toMillis(lease) / 3))
     const renewEveryMillis = Duration.toMillis(renewEvery)
 
+    const timeoutLists = new Map<number, TimeoutList>()
     const entries = new Map<string, Entry>()
     for (const handler of handlers) {
-      const timeout = Duration.isFinite(handler.job.timeout) ? handler.job.timeout : undefined
-      const message = `timed out after ${Duration.format(handler.job.timeout)}`
-      const timeoutMs = Duration.toMillis(handler.job.timeout)
+      const timeout = handler.job.timeout
+      let timeouts: TimeoutList | undefined
+      if (Duration.isFinite(timeout)) {
+        const timeoutMs = Duration.toMillis(timeout)
+        timeouts = timeoutLists.get(timeoutMs)
+        if (timeouts === undefined) {
+          const message = `timed out after ${Duration.format(timeout)}`
+          timeouts = new TimeoutList(timeoutMs, new JobTimeout({ message, timeoutMs }))
+          timeoutLists.set(timeoutMs, timeouts)
+        }
+      }
       entries.set(handler.job.name, {
         handler,
         decode: Schema.decodeUnknown(handler.job.payload),
         trackOptions: { label: handler.job.name, whenPaused: "reject" },
-        timeout,
-        timeoutError: () => new JobTimeout({ message, timeoutMs })
+        timeouts
       })
     }
     const names = Array.from(entries.keys())
@@ -358,10 +427,8 @@ export const make = <R>(
     const warn = (message: string, cause?: Cause.Cause<unknown>): Effect.Effect<void> =>
       annotate(cause === undefined ? Effect.logWarning(message) : Effect.logWarning(message, cause))
     const emit = (value: JobEventType): Effect.Effect<void> => ctx.emit(WorkerEvent.Custom({ worker: ctx.name, value }))
-
-    // Background releases of jobs whose task ended without settling them (interrupted before it began).
-    const orphans = yield* FiberSet.make<void>()
-    const runOrphan = yield* FiberSet.runtime(orphans)<never>()
+    /** The services of the fiber that builds the worker, which the claim loop (the caller of `track`) inherits. */
+    const claimerServices = (yield* Effect.context<never>()).unsafeMap
 
     // --- Acknowledgements -------------------------------------------------------------------------------------
 
@@ -374,9 +441,10 @@ export const make = <R>(
 
     /**
      * Runs `op`, an acknowledgement of `held`, until the store takes it; then frees the slot and runs `after`.
-     * A `JobStoreError` is retried (100 ms doubling, capped at 5 s); each attempt runs uninterruptibly and only the
-     * wait in between can be interrupted, so the shutdown deadline ends the retries (the job then stays leased in
-     * the store until its lease expires, and runs again: at least once). `LeaseLost` means the outcome is void.
+     * A `JobStoreError` is retried (100 ms doubling, capped at 5 s) until the context's shutdown deadline; then the
+     * job stays leased in the store until its lease expires, and runs again (at least once). `LeaseLost` means the
+     * outcome is void. The waits are not interruptible: a task that timed out is interrupted for good, and must
+     * still wait between tries.
      */
     const acknowledge = (
       held: Held,
@@ -391,6 +459,8 @@ export const make = <R>(
         },
         onFailure: (cause) => ackFailed(held, op, after, what, cause, ackBackoffStart)
       })
+
+    const deadlineWait = Effect.interruptible(Deferred.await(core.deadlinePassed))
 
     const ackFailed = (
       held: Held,
@@ -409,23 +479,23 @@ export const make = <R>(
         core.finish(held)
         return warn(`JobStore.${what} of job ${held.job.id} died; the job stays leased until its lease expires`, cause)
       }
+      if (core.pastDeadline) {
+        core.finish(held)
+        return warn(
+          `JobStore.${what} of job ${held.job.id} failed at the shutdown deadline; ` +
+            "the job stays leased until its lease expires, then runs again",
+          cause
+        )
+      }
       return warn(`JobStore.${what} of job ${held.job.id} failed; trying again in ${delay} ms`, cause).pipe(
-        Effect.zipRight(Effect.interruptible(Effect.sleep(Duration.millis(delay)))),
+        Effect.zipRight(Effect.raceFirst(Effect.interruptible(Effect.sleep(Duration.millis(delay))), deadlineWait)),
         Effect.zipRight(Effect.matchCauseEffect(op, {
           onSuccess: () => {
             core.finish(held)
             return after(held)
           },
           onFailure: (next) => ackFailed(held, op, after, what, next, Math.min(delay * 2, ackBackoffCap))
-        })),
-        Effect.onInterrupt(() => {
-          if (held.done) return Effect.void
-          core.finish(held)
-          return warn(
-            `gave up JobStore.${what} of job ${held.job.id} at the shutdown deadline; ` +
-              "the job stays leased until its lease expires, then runs again"
-          )
-        })
+        }))
       )
     }
 
@@ -504,25 +574,27 @@ export const make = <R>(
       )
     }
 
+    const timedOut = (held: Held, error: JobTimeout): Effect.Effect<void> => {
+      held.metrics.jobsTimedOut.unsafeUpdate(1, [])
+      return Effect.zipRight(
+        emit(JobEvent.JobTimedOut({ ...refOf(held.job), timeoutMs: error.timeoutMs })),
+        attemptFailed(held, error, error.message)
+      )
+    }
+
     const failed = (held: Held, cause: Cause.Cause<unknown>): Effect.Effect<void> => {
+      if (held.timedOut) return timedOut(held, held.entry.timeouts!.error)
       const failure = Cause.failureOption(cause)
       if (Option.isSome(failure)) {
         const error = failure.value
         if (held.undecodable) return deadLetter(held, textOf(error))
         if (isFatal(error)) return deadLetter(held, error.message)
-        if (error instanceof JobTimeout) {
-          held.metrics.jobsTimedOut.unsafeUpdate(1, [])
-          return Effect.zipRight(
-            emit(JobEvent.JobTimedOut({ ...refOf(held.job), timeoutMs: error.timeoutMs })),
-            attemptFailed(held, error, error.message)
-          )
-        }
         return attemptFailed(held, error, textOf(error))
       }
       const defect = Cause.dieOption(cause)
       if (Option.isSome(defect)) return attemptFailed(held, defect.value, textOf(defect.value))
-      // Interrupted, and not for a lost lease: by the shutdown deadline (give the job back, attempt refunded), or
-      // by someone else while the worker runs (an attempt that did not finish).
+      // Interrupted, and not for a lost lease nor a timeout: by the shutdown deadline (give the job back, attempt
+      // refunded), or by someone else while the worker runs (an attempt that did not finish).
       return Effect.flatMap(
         ctx.state,
         (state) => isShuttingDown(state) ? release(held) : attemptFailed(held, "interrupted", "interrupted")
@@ -532,6 +604,7 @@ export const make = <R>(
     /** The handler ended: acknowledge its outcome. Runs uninterruptibly, inside the job's task. */
     const settle = (held: Held, exit: Exit.Exit<void, unknown>): Effect.Effect<void, unknown> => {
       held.settling = true
+      held.timeouts?.remove(held)
       if (held.startedAt >= 0) {
         const durationMs = clock.unsafeCurrentTimeMillis() - held.startedAt
         held.durationMs = durationMs
@@ -545,7 +618,42 @@ export const make = <R>(
       return Effect.zipRight(exit._tag === "Success" ? complete(held) : failed(held, exit.cause), exit)
     }
 
-    /** The attempt: decode, then the handler with `Job.Current`, under the job type's timeout. */
+    /**
+     * Runs the handler with `Job.Current` in its context. The task's fiber is the job's for its whole life, so
+     * `Job.Current` goes into the task's own context once, not around the handler: `provideService` sets and restores
+     * the fiber's context, and cost more than the rest of a job's path together.
+     *
+     * `track` gives every task a context of its own (a copy of the caller's services with the task's owner and span),
+     * so `Job.Current` is written into that copy. Should a task ever get a context that is not its own (it would
+     * then already hold a `Job.Current`, or be the claim loop's), the context is replaced instead, copy on write.
+     */
+    const withCurrent = (job: ClaimedJob, handler: Effect.Effect<void, unknown, Needs>) =>
+      Effect.withFiberRuntime<void, unknown, Needs>((fiber) => {
+        const services = fiber.currentContext.unsafeMap as Map<string, unknown>
+        if (services.has(currentKey) || services === claimerServices) {
+          return Effect.zipRight(
+            FiberRef.update(
+              FiberRef.currentContext,
+              (context) => Context.add(context, Job.Current, infoOf(job)) as Context.Context<never>
+            ),
+            handler
+          )
+        }
+        services.set(currentKey, infoOf(job))
+        return handler
+      })
+
+    const runHandler = (held: Held, payload: unknown): Effect.Effect<void, unknown, Needs> => {
+      const job = held.job
+      const entry = held.entry
+      const now = clock.unsafeCurrentTimeMillis()
+      held.startedAt = now
+      held.metrics.jobWait.unsafeUpdate(Math.max(0, now - job.runAt.getTime()) / 1000, [])
+      entry.timeouts?.add(held, now)
+      return withCurrent(job, entry.handler.run(payload) as Effect.Effect<void, unknown, Needs>)
+    }
+
+    /** The attempt: decode, then the handler. */
     const attempt = (held: Held): Effect.Effect<void, unknown, Needs> => {
       if (held.lost) return Effect.interrupt
       const previous = held.previous
@@ -556,67 +664,89 @@ export const make = <R>(
           return Effect.zipRight(Fiber.await(previous.fiber), Effect.suspend(() => attempt(held)))
         }
       }
-      const job = held.job
-      const entry = held.entry
-      const now = clock.unsafeCurrentTimeMillis()
-      held.startedAt = now
-      held.metrics.jobWait.unsafeUpdate(Math.max(0, now - job.runAt.getTime()) / 1000, [])
-      return Effect.matchEffect(entry.decode(job.payload), {
+      const decoded = held.entry.decode(held.job.payload)
+      // A schema without asynchronous parts decodes to an `Either` (an Effect too): no continuation needed.
+      if (Either.isEither(decoded)) {
+        if (Either.isRight(decoded)) return runHandler(held, decoded.right)
+        held.undecodable = true
+        return decoded
+      }
+      return Effect.matchEffect(decoded, {
         onFailure: (error) => {
           held.undecodable = true
           return Effect.fail(error)
         },
-        onSuccess: (payload) => {
-          const run = Effect.provideService(
-            entry.handler.run(payload) as Effect.Effect<void, unknown, R>,
-            Job.Current,
-            infoOf(job)
-          )
-          return entry.timeout === undefined
-            ? run
-            : Effect.timeoutFail(run, { duration: entry.timeout, onTimeout: entry.timeoutError })
-        }
+        onSuccess: (payload) => runHandler(held, payload)
       })
     }
 
     /** A job's task: the attempt (interruptible), then its acknowledgement (not). */
     const runJob = (held: Held): Effect.Effect<void, unknown, Needs> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.exit(restore(Effect.suspend(() => attempt(held)))), (exit) => settle(held, exit))
-      )
+      Effect.uninterruptibleMask((restore) => {
+        // Runs when the task begins: the attempt is made then.
+        held.begun = true
+        return Effect.flatMap(Effect.exit(restore(attempt(held))), (exit) => settle(held, exit))
+      })
 
-    /** The task ended without settling its job: it was interrupted before it began (at the deadline, say). */
-    const orphaned = (held: Held): void => {
-      if (held.settling || held.done) return
-      held.settling = true
-      if (held.lost) core.finish(held)
-      else runOrphan(release(held))
+    /**
+     * Interrupts the task of `held` if it has begun. One that has not begun is left alone: it sees `lost` or
+     * `timedOut` when it begins. (A task interrupted before it begins never runs its settle at all.)
+     */
+    const interruptTask = (held: Held, by: FiberId.FiberId): void => {
+      if (held.begun && !held.settling) held.fiber?.unsafeInterruptAsFork(by)
     }
 
     // --- Claiming ---------------------------------------------------------------------------------------------
 
-    const start = (held: Held): Effect.Effect<void, never, Needs> =>
-      Effect.matchEffect(ctx.track(runJob(held), held.entry.trackOptions), {
-        // Paused or stopping since the claim: give the job back, as if it had not been claimed.
-        onFailure: () => release(held),
-        onSuccess: (task) => {
-          const fiber = task.fiber
-          held.fiber = fiber
-          fiber.addObserver(() => orphaned(held))
-          // The lease was lost before the task was tracked: the task sees it and ends at once.
-          return Effect.void
-        }
-      })
-
     const claimed = (held: Held): Effect.Effect<void> => {
       held.metrics.jobsClaimed.unsafeUpdate(1, [])
-      return emit(JobEvent.JobClaimed(refOf(held.job)))
+      const job = held.job
+      return emit(JobEvent.JobClaimed({ id: job.id, name: job.name, queue: job.queue, attempt: job.attempt }))
+    }
+
+    /**
+     * Publishes `JobClaimed` for each job and tracks it, in order. One pair of continuations serves the whole batch
+     * (the loop's position is in `next`), so tracking a job allocates nothing but its task.
+     */
+    const startAll = (taken: ReadonlyArray<Held>): Effect.Effect<void, never, Needs> => {
+      let next = 0
+      const step = (): Effect.Effect<void, never, Needs> => {
+        if (next === taken.length) return Effect.void
+        const held = taken[next]!
+        return Effect.zipRight(
+          claimed(held),
+          Effect.flatMap(Effect.either(ctx.track(runJob(held), held.entry.trackOptions)), tracked)
+        )
+      }
+      const tracked = (
+        result: Either.Either<Tracked<void, unknown>, TaskRejected>
+      ): Effect.Effect<void, never, Needs> => {
+        const held = taken[next++]!
+        if (Either.isRight(result)) {
+          held.fiber = result.right.fiber
+          return step()
+        }
+        // Paused or stopping since the claim: give the job back, as if it had not been claimed.
+        return Effect.zipRight(release(held), step())
+      }
+      return step()
     }
 
     const unknownJob = (job: ClaimedJob): Effect.Effect<void> =>
       warn(`claimed job ${job.id} of ${job.name}, which this worker has no handler for: releasing it`).pipe(
         Effect.zipRight(Effect.ignore(store.release(job.lease, { refund: true })))
       )
+
+    /** Publishes the loss of these leases and interrupts their tasks. */
+    const interruptLost = (lost: ReadonlyArray<Held>): Effect.Effect<void> =>
+      Effect.flatMap(Effect.fiberId, (by) =>
+        Effect.forEach(lost, (held) =>
+          held.lost ? Effect.void : Effect.zipRight(
+            lostLease(held),
+            // A task whose handler has ended is acknowledging: it is not interrupted (that part is uninterruptible
+            // anyway), and its acknowledgement fails with `LeaseLost`.
+            Effect.sync(() => interruptTask(held, by))
+          ), { discard: true }))
 
     /** What to do with the jobs a claim returned: start them, in order, if the context is still `Running`. */
     const afterClaim = (jobs: ReadonlyArray<ClaimedJob>, limit: number): Effect.Effect<void, never, Needs> => {
@@ -638,23 +768,20 @@ export const make = <R>(
           held.previous = previous
           ;(superseded ??= []).push(previous)
         }
-        core.slots.add(held)
-        core.live.set(job.id, held)
+        core.take(held)
         taken.push(held)
       }
-      const before = unknown === undefined
-        ? superseded === undefined ? Effect.void : interruptLost(superseded)
-        : Effect.zipRight(
-          Effect.forEach(unknown, unknownJob, { discard: true }),
-          superseded === undefined ? Effect.void : interruptLost(superseded)
-        )
+      const before = superseded === undefined ? Effect.void : interruptLost(superseded)
       // The state is read again now that the claim has returned: shutdown or a pause may have begun meanwhile.
+      const then = Effect.flatMap(ctx.state, (state) =>
+        state === "Running"
+          ? startAll(taken)
+          : Effect.forEach(taken, (held) => Effect.zipRight(claimed(held), release(held)), { discard: true }))
       return Effect.zipRight(
-        before,
-        Effect.flatMap(ctx.state, (state) =>
-          state === "Running"
-            ? Effect.forEach(taken, (held) => Effect.zipRight(claimed(held), start(held)), { discard: true })
-            : Effect.forEach(taken, (held) => Effect.zipRight(claimed(held), release(held)), { discard: true }))
+        unknown === undefined
+          ? before
+          : Effect.zipRight(Effect.forEach(unknown, unknownJob, { discard: true }), before),
+        then
       )
     }
 
@@ -674,7 +801,7 @@ export const make = <R>(
         core.ended = true
         return Effect.void
       }
-      const limit = concurrency - core.slots.size
+      const limit = concurrency - core.inFlight
       if (state !== "Running" || !core.dirty || core.claimBlocked || limit <= 0) return Effect.void
       core.dirty = false
       const request: ClaimRequest = { queues, names, limit, lease, worker: workerId }
@@ -693,20 +820,22 @@ export const make = <R>(
       return Effect.flatMap(Effect.uninterruptible(claimRound), () => core.ended ? Effect.void : claimLoop)
     })
 
-    // --- Leases -----------------------------------------------------------------------------------------------
+    // --- Timeouts, leases, reaping, polling ---------------------------------------------------------------------
 
-    /** Publishes the loss of these leases and interrupts their tasks (a task not begun yet sees it when it begins). */
-    const interruptLost = (lost: ReadonlyArray<Held>): Effect.Effect<void> =>
-      Effect.flatMap(Effect.fiberId, (by) =>
-        Effect.forEach(lost, (held) =>
-          held.lost ? Effect.void : Effect.zipRight(
-            lostLease(held),
-            // A task whose handler has ended is acknowledging: it is not interrupted (that part is uninterruptible
-            // anyway), and its acknowledgement fails with `LeaseLost`.
-            Effect.sync(() => {
-              if (!held.settling) held.fiber?.unsafeInterruptAsFork(by)
-            })
-          ), { discard: true }))
+    const watchTimeouts = (list: TimeoutList, by: FiberId.FiberId): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const first = list.head
+        if (first === undefined) {
+          list.added.unsafeClose()
+          return Effect.zipRight(list.added.await, watchTimeouts(list, by))
+        }
+        const left = first.deadline - clock.unsafeCurrentTimeMillis()
+        if (left > 0) return Effect.zipRight(Effect.sleep(Duration.millis(left)), watchTimeouts(list, by))
+        list.remove(first)
+        first.timedOut = true
+        interruptTask(first, by)
+        return watchTimeouts(list, by)
+      })
 
     const renewed = (sent: ReadonlyArray<Held>, lostIds: ReadonlyArray<string>) => {
       if (lostIds.length === 0) return Effect.void
@@ -757,25 +886,60 @@ export const make = <R>(
       (queue) => served.has(queue) ? Effect.sync(() => core.trigger()) : Effect.void
     ).pipe(Effect.catchAllCause((cause) => warn("the store's wake-ups ended with a failure; polling only", cause)))
 
+    const shutdownTimeout = ctx.options.shutdownTimeout
+    const deadline: Effect.Effect<void> = Effect.zipRight(
+      ctx.shutdownRequested,
+      Duration.isFinite(shutdownTimeout)
+        ? Effect.zipRight(
+          Effect.sleep(shutdownTimeout),
+          Effect.suspend(() => {
+            core.pastDeadline = true
+            return Deferred.succeed(core.deadlinePassed, void 0)
+          })
+        )
+        : Effect.void
+    )
+
+    /**
+     * Gives back the jobs whose task ended without settling them: only a task interrupted before it began (cut off
+     * at a deadline that came right after its admission). Run once the context is Stopped.
+     */
+    const sweep: Effect.Effect<void> = Effect.suspend(() => {
+      const orphans = [...core.live.values(), ...core.lost].filter((held) =>
+        !held.settling && held.fiber !== undefined && held.fiber.unsafePoll() !== null
+      )
+      return Effect.forEach(orphans, (held) => {
+        held.settling = true
+        if (!held.lost) return release(held)
+        core.finish(held)
+        return Effect.void
+      }, { discard: true })
+    })
+
     const background = (effect: Effect.Effect<void>) => Effect.forkScoped(Effect.interruptible(effect))
 
+    const watchers: Array<Fiber.RuntimeFiber<void>> = []
+    for (const list of timeoutLists.values()) {
+      watchers.push(yield* background(Effect.flatMap(Effect.fiberId, (by) => watchTimeouts(list, by))))
+    }
     const wakeups = yield* background(wakeupListener)
     const poller = yield* background(pollLoop)
     const reaper = yield* background(reapLoop)
     const renewer = yield* background(renewLoop(renewEvery, ackBackoffStart))
+    const deadliner = yield* background(deadline)
     const claimer = yield* Effect.forkScoped(Effect.interruptible(claimLoop))
     // Running: claim. Stopping: the claim loop sees it and ends. Stopped: every job is done, given back or left to
-    // its lease (an acknowledgement cut off at the deadline), so nothing is left to renew, reap or claim.
+    // its lease (an acknowledgement cut off at the deadline), so nothing is left to renew, reap, time or claim.
     yield* background(Stream.runForEach(ctx.stateChanges, (state) =>
       state === "Stopped"
-        ? Fiber.interruptAll([wakeups, poller, reaper, renewer])
+        ? Effect.zipRight(sweep, Fiber.interruptAll([wakeups, poller, reaper, renewer, deadliner, ...watchers]))
         : Effect.sync(() => {
           if (state === "Running" || state === "Stopping") core.trigger()
         })))
 
     // Added after the fibers, so it runs before their finalizers: the context drains (its jobs acknowledged, its
     // leases renewed meanwhile) before the renewer stops, and the claim loop finishes the round it is in.
-    yield* Effect.addFinalizer(() => Effect.zipRight(ctx.stop, Fiber.interrupt(claimer)))
+    yield* Effect.addFinalizer(() => Effect.zipRight(ctx.stop, Effect.zipRight(Fiber.interrupt(claimer), sweep)))
 
     if (autoStart) {
       yield* Effect.catchTag(
@@ -790,6 +954,6 @@ export const make = <R>(
       concurrency,
       queues,
       leased: Effect.sync(() => core.live.size),
-      inFlight: Effect.sync(() => core.slots.size)
+      inFlight: Effect.sync(() => core.inFlight)
     } satisfies JobWorker
   })
