@@ -148,10 +148,12 @@ const started = (reports: Queue.Queue<Report>) => Queue.take(reports)
 
 /** A store whose operations can be made to fail, and that counts its calls. */
 const flaky = (store: Store) => {
+  /** How many calls of each operation fail from now on (`Infinity`: all of them). */
   const failing = {
     claim: 0,
     renew: false,
-    complete: 0
+    complete: 0,
+    retry: 0
   }
   const calls = { claim: 0, renew: [] as Array<number>, reap: 0 }
   const error = (operation: string) => new JobStore.JobStoreError({ operation, reason: "connection refused" })
@@ -178,6 +180,14 @@ const flaky = (store: Store) => {
           return Effect.fail(error("complete"))
         }
         return store.complete(lease)
+      }),
+    retry: (lease, runAt, error) =>
+      Effect.suspend(() => {
+        if (failing.retry > 0) {
+          failing.retry--
+          return Effect.fail(new JobStore.JobStoreError({ operation: "retry", reason: "connection refused" }))
+        }
+        return store.retry(lease, runAt, error)
       }),
     reap: Effect.suspend(() => {
       calls.reap++
@@ -520,6 +530,70 @@ describe("JobWorker", () => {
         )
         assert.strictEqual(again?.attempt, 1, "the attempt was refunded")
       }))
+
+    it.scoped("gives back, attempt refunded, a claimed job whose task the context refused", () =>
+      Effect.gen(function*() {
+        const ran = yield* Ref.make(0)
+        const store = yield* MemoryJobStore.make()
+        const ctx = yield* WorkerContext.make({ name: "refusing", logLevel: "None" })
+        const events = yield* ctx.subscribe
+        // A context that is paused just as the worker tracks the job: track refuses it (whenPaused: "reject").
+        const pausing: WorkerContext.Service = {
+          ...ctx,
+          track: (effect, options) => Effect.zipRight(Effect.orDie(ctx.pause), ctx.track(effect, options))
+        }
+        yield* JobWorker.make({ handlers: [Work.handler(() => Ref.update(ran, (n) => n + 1))] }).pipe(
+          Effect.provideService(JobStore.JobStore, store),
+          Effect.provideService(WorkerContext, pausing)
+        )
+        yield* Effect.addFinalizer(() => ctx.requestStop)
+        const id = yield* enqueue(store, Work, { n: 1 })
+        const released = yield* awaitJobEvent(events, "JobReleased", id)
+        assert.isTrue(released.refunded)
+        assert.strictEqual(yield* Ref.get(ran), 0)
+        const s = yield* stats(store)
+        assert.deepStrictEqual([s.ready, s.leased], [1, 0])
+      }))
+
+    it.scoped("gives every job that runs at once its own Job.Current", () =>
+      Effect.gen(function*() {
+        const seen = yield* Queue.unbounded<readonly [number, string, string]>()
+        const both = yield* Deferred.make<void>()
+        const count = yield* Ref.make(0)
+        const handler = Work.handler(({ n }) =>
+          Effect.gen(function*() {
+            const before = (yield* Job.Current).id
+            if ((yield* Ref.updateAndGet(count, (c) => c + 1)) === 3) yield* Deferred.succeed(both, void 0)
+            yield* Deferred.await(both)
+            // Read again once all three run: each still sees its own job.
+            yield* Queue.offer(seen, [n, before, (yield* Job.Current).id])
+          })
+        )
+        const { store } = yield* setup({ handlers: [handler] }, { name: "current" })
+        const ids = [
+          yield* enqueue(store, Work, { n: 0 }),
+          yield* enqueue(store, Work, { n: 1 }),
+          yield* enqueue(store, Work, { n: 2 })
+        ]
+        for (let i = 0; i < 3; i++) {
+          const [n, before, after] = yield* Queue.take(seen)
+          assert.deepStrictEqual([before, after], [ids[n], ids[n]])
+        }
+      }))
+
+    it.scoped("gives back a job the store returned without a handler for it", () =>
+      Effect.gen(function*() {
+        const warnings = capturedWarnings()
+        const Other = Job.make("other", { payload: Schema.Struct({}), queue: "main" })
+        const { store } = yield* setup({ handlers: [Work.handler(() => Effect.void)] }, {
+          // A store that ignores the names it is asked for.
+          wrap: (store) => ({ ...store, claim: (request) => store.claim({ ...request, names: ["work", "other"] }) })
+        }).pipe(Effect.provide(warnings.layer))
+        yield* enqueue(store, Other, {})
+        yield* TestClock.adjust("2 seconds")
+        assert.isTrue(warnings.lines.some((line) => line.message.includes("no handler")))
+        assert.strictEqual((yield* stats(store)).leased, 0)
+      }))
   })
 
   describe("shutdown", () => {
@@ -818,6 +892,75 @@ describe("JobWorker", () => {
         yield* awaitJobEvent(events, "JobSucceeded", id)
         const s = yield* stats(store)
         assert.deepStrictEqual([s.ready, s.leased], [0, 0])
+      }))
+
+    it.scoped("retries the acknowledgement of an attempt that timed out", () =>
+      Effect.gen(function*() {
+        const Slow = Job.make("slow", {
+          payload: Schema.Struct({}),
+          timeout: "1 second",
+          retry: Schedule.spaced("1 minute")
+        })
+        const startedSlow = yield* Deferred.make<void>()
+        let control: ReturnType<typeof flaky> | undefined
+        const { events, store } = yield* setup({
+          handlers: [Slow.handler(() => Effect.zipRight(Deferred.succeed(startedSlow, void 0), Effect.never))]
+        }, {
+          wrap: (store) => {
+            control = flaky(store)
+            control.failing.retry = 2
+            return control.wrapped
+          }
+        })
+        const id = yield* enqueue(store, Slow, {})
+        yield* Deferred.await(startedSlow)
+        yield* TestClock.adjust("1 second")
+        yield* awaitJobEvent(events, "JobTimedOut", id)
+        assert.strictEqual((yield* stats(store)).leased, 1, "the retry failed: still leased")
+        yield* TestClock.adjust("100 millis")
+        assert.strictEqual((yield* stats(store)).leased, 1, "failed again")
+        yield* TestClock.adjust("200 millis")
+        const retried = yield* awaitJobEvent(events, "JobRetried", id)
+        assert.strictEqual(retried.error, "timed out after 1s")
+        const s = yield* stats(store)
+        assert.deepStrictEqual([s.leased, s.scheduled], [0, 1])
+      }))
+
+    it.scoped("stops retrying an acknowledgement at the shutdown deadline, leaving the job to its lease", () =>
+      Effect.gen(function*() {
+        const warnings = capturedWarnings()
+        const gate = yield* Deferred.make<void>()
+        const startedJob = yield* Deferred.make<void>()
+        let control: ReturnType<typeof flaky> | undefined
+        const { ctx, store } = yield* setup({
+          handlers: [Work.handler(() => Effect.zipRight(Deferred.succeed(startedJob, void 0), Deferred.await(gate)))],
+          lease: "1 minute"
+        }, {
+          shutdownTimeout: "10 seconds",
+          wrap: (store) => {
+            control = flaky(store)
+            control.failing.complete = Infinity
+            return control.wrapped
+          }
+        }).pipe(Effect.provide(warnings.layer))
+        const id = yield* enqueue(store, Work, { n: 1 })
+        yield* Deferred.await(startedJob)
+        yield* Deferred.succeed(gate, void 0)
+        const stopper = yield* Effect.fork(ctx.stop)
+        yield* ctx.shutdownRequested
+        // The completion keeps failing: the context waits for the task until its deadline.
+        yield* TestClock.adjust("9 seconds")
+        assert.strictEqual(yield* ctx.state, "Stopping")
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(stopper)
+        assert.isTrue(warnings.lines.some((line) => line.message.includes("failed at the shutdown deadline")))
+        // Still leased, until the lease expires: then it runs again (at least once).
+        assert.strictEqual((yield* stats(store)).leased, 1)
+        yield* TestClock.adjust("1 minute")
+        const [again] = yield* Effect.orDie(
+          store.claim({ queues: ["main"], names: ["work"], limit: 1, lease: Duration.seconds(30), worker: "other" })
+        )
+        assert.deepStrictEqual([again?.id, again?.attempt], [id, 2])
       }))
   })
 

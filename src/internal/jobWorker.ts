@@ -6,7 +6,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import type * as Exit from "effect/Exit"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
@@ -289,9 +289,16 @@ class Core {
   ended = false
   /** Opened to wake the claim loop; the loop closes it before it looks at what to do. */
   readonly wake = Effect.unsafeMakeLatch(false)
-  /** Completed at the context's shutdown deadline: acknowledgements stop retrying then. */
-  readonly deadlinePassed = Deferred.unsafeMake<void>(FiberId.none)
+  /** The context's shutdown deadline has passed, or it is Stopped: acknowledgements stop retrying. */
   pastDeadline = false
+  /** The waits between acknowledgement retries: each ends after its delay, or at the shutdown deadline. */
+  readonly pauses = new Set<Deferred.Deferred<void>>()
+
+  deadline(): void {
+    this.pastDeadline = true
+    for (const pause of this.pauses) Deferred.unsafeDone(pause, Exit.void)
+    this.pauses.clear()
+  }
 
   trigger(): void {
     this.dirty = true
@@ -385,6 +392,7 @@ export const make = <R>(
     const clock: Clock.Clock = yield* Effect.clock
     const workerId = resolved.workerId ?? `${ctx.name}-${yield* randomHex}`
     const core = new Core()
+    const scope = yield* Effect.scope
     const renewEvery = Duration.millis(Math.max(1, Duration.toMillis(lease) / 3))
     const renewEveryMillis = Duration.toMillis(renewEvery)
 
@@ -460,7 +468,28 @@ export const make = <R>(
         onFailure: (cause) => ackFailed(held, op, after, what, cause, ackBackoffStart)
       })
 
-    const deadlineWait = Effect.interruptible(Deferred.await(core.deadlinePassed))
+    /**
+     * Waits `delay` ms, or until the shutdown deadline if it comes first. Not interruptible, and without a `race`
+     * (which is interruptible even in an uninterruptible region): a task that timed out is interrupted for good, and
+     * must still wait between tries. The sleep runs on a fiber of its own, which completes the wait.
+     */
+    const ackPause = (delay: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (core.pastDeadline) return Effect.void
+        const woken = Deferred.unsafeMake<void>(FiberId.none)
+        core.pauses.add(woken)
+        return Effect.flatMap(
+          Effect.forkIn(Effect.zipRight(Effect.sleep(Duration.millis(delay)), Deferred.succeed(woken, void 0)), scope),
+          (sleeper) =>
+            Effect.ensuring(
+              Deferred.await(woken),
+              Effect.sync(() => {
+                core.pauses.delete(woken)
+                sleeper.unsafeInterruptAsFork(FiberId.none)
+              })
+            )
+        )
+      })
 
     const ackFailed = (
       held: Held,
@@ -488,7 +517,7 @@ export const make = <R>(
         )
       }
       return warn(`JobStore.${what} of job ${held.job.id} failed; trying again in ${delay} ms`, cause).pipe(
-        Effect.zipRight(Effect.raceFirst(Effect.interruptible(Effect.sleep(Duration.millis(delay))), deadlineWait)),
+        Effect.zipRight(ackPause(delay)),
         Effect.zipRight(Effect.matchCauseEffect(op, {
           onSuccess: () => {
             core.finish(held)
@@ -732,10 +761,16 @@ export const make = <R>(
       return step()
     }
 
-    const unknownJob = (job: ClaimedJob): Effect.Effect<void> =>
-      warn(`claimed job ${job.id} of ${job.name}, which this worker has no handler for: releasing it`).pipe(
+    /**
+     * A store that returns a job of a name the worker did not ask for gets it back, and no claim until the next
+     * poll: its release wakes the worker, which would claim it again at once, for ever.
+     */
+    const unknownJob = (job: ClaimedJob): Effect.Effect<void> => {
+      core.claimBlocked = true
+      return warn(`claimed job ${job.id} of ${job.name}, which this worker has no handler for: releasing it`).pipe(
         Effect.zipRight(Effect.ignore(store.release(job.lease, { refund: true })))
       )
+    }
 
     /** Publishes the loss of these leases and interrupts their tasks. */
     const interruptLost = (lost: ReadonlyArray<Held>): Effect.Effect<void> =>
@@ -892,10 +927,7 @@ export const make = <R>(
       Duration.isFinite(shutdownTimeout)
         ? Effect.zipRight(
           Effect.sleep(shutdownTimeout),
-          Effect.suspend(() => {
-            core.pastDeadline = true
-            return Deferred.succeed(core.deadlinePassed, void 0)
-          })
+          Effect.sync(() => core.deadline())
         )
         : Effect.void
     )
@@ -932,14 +964,25 @@ export const make = <R>(
     // its lease (an acknowledgement cut off at the deadline), so nothing is left to renew, reap, time or claim.
     yield* background(Stream.runForEach(ctx.stateChanges, (state) =>
       state === "Stopped"
-        ? Effect.zipRight(sweep, Fiber.interruptAll([wakeups, poller, reaper, renewer, deadliner, ...watchers]))
+        ? Effect.zipRight(
+          Effect.sync(() => core.deadline()),
+          Effect.zipRight(sweep, Fiber.interruptAll([wakeups, poller, reaper, renewer, deadliner, ...watchers]))
+        )
         : Effect.sync(() => {
           if (state === "Running" || state === "Stopping") core.trigger()
         })))
 
     // Added after the fibers, so it runs before their finalizers: the context drains (its jobs acknowledged, its
     // leases renewed meanwhile) before the renewer stops, and the claim loop finishes the round it is in.
-    yield* Effect.addFinalizer(() => Effect.zipRight(ctx.stop, Effect.zipRight(Fiber.interrupt(claimer), sweep)))
+    yield* Effect.addFinalizer(() =>
+      Effect.zipRight(
+        ctx.stop,
+        Effect.suspend(() => {
+          core.deadline()
+          return Effect.zipRight(Fiber.interrupt(claimer), sweep)
+        })
+      )
+    )
 
     if (autoStart) {
       yield* Effect.catchTag(
