@@ -7,10 +7,16 @@
 import { Bench } from "tinybench"
 import { heapAfterGc, median, rotate } from "./common.js"
 
-/** One contender: `run` performs one measured batch of `units` operations and resolves when all of them ended. */
+/**
+ * One contender: `run` performs one measured batch of `units` operations and resolves when all of them ended.
+ * `setup`, when given, runs before the forced GC that precedes each batch, and `teardown` after the batch; neither
+ * is timed (a job benchmark enqueues its batch in `setup`, and waits for the last acknowledgements in `teardown`).
+ */
 export interface Variant {
   readonly name: string
   readonly run: () => Promise<void>
+  readonly setup?: (() => Promise<void>) | undefined
+  readonly teardown?: (() => Promise<void>) | undefined
 }
 
 export interface InterleavedResult {
@@ -29,7 +35,7 @@ export interface InterleavedResult {
 /**
  * Runs `warmupRounds` discarded rounds, then `rounds` measured ones. Each round is a tinybench `Bench` with one
  * iteration per variant (an iteration being a whole batch of `units` operations); a forced GC before every
- * iteration (outside the timed call) starts each batch on a clean heap.
+ * iteration (outside the timed call, after the variant's `setup`) starts each batch on a clean heap.
  */
 export const interleaved = async (
   variants: ReadonlyArray<Variant>,
@@ -54,7 +60,11 @@ export const interleaved = async (
       bench.add(variant.name, run, {
         async: true,
         beforeEach: async () => {
+          await variant.setup?.()
           await heapAfterGc()
+        },
+        afterEach: async () => {
+          await variant.teardown?.()
         }
       })
     }

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto"
 import { readdirSync, readFileSync } from "node:fs"
 import * as os from "node:os"
 import { fmt, gcAvailable, mb } from "./common.js"
+import { type JobsMemoryResult, type JobsRatio, type JobsResult, JobsVariants } from "./jobs.js"
 import type { MemoryResult } from "./memory.js"
 import { type OverheadResult, type Ratio, Variants, YieldEvery } from "./overhead.js"
 import type { ShutdownResult } from "./shutdown.js"
@@ -155,19 +156,49 @@ const stopTarget = (shutdown: ShutdownResult): Target => ({
   ...atMost(shutdown.fromLastTaskMs, 1)
 })
 
+/** The limit of benchmark 7: a job through the worker costs at most this many times a bare `ctx.track` task. */
+export const JobsLimit = 3
+
+const jobsPerSecond = (jobs: JobsResult, name: string) => fmt(jobs.jobsPerSecond[name] ?? Number.NaN, 0)
+
+/** Benchmark 7's target at one concurrency. */
+const jobsTarget = (jobs: JobsResult, ratio: JobsRatio): Target => {
+  const names = JobsVariants(ratio.concurrency)
+  return {
+    target:
+      `A job through \`JobWorker\` + \`MemoryJobStore\` ≤ ${JobsLimit}x a bare \`ctx.track\` task, concurrency ${ratio.concurrency}`,
+    measured: `${fmt(ratio.wall)}x (CPU time: ${fmt(ratio.cpu)}x; ${jobsPerSecond(jobs, names.worker)} vs ${
+      jobsPerSecond(jobs, names.track)
+    } jobs/s)`,
+    ...atMost(ratio.wall, JobsLimit)
+  }
+}
+
+const jobsHeapTarget = (memory: JobsMemoryResult): Target => ({
+  target: `Heap after ${
+    memory.config.jobs.toLocaleString("en")
+  } jobs through \`JobWorker\` within 5% of the heap before`,
+  measured: `${memory.growthPercent >= 0 ? "+" : ""}${fmt(memory.growthPercent)}% (${mb(memory.heapBefore)} MB → ${
+    mb(memory.heapAfter)
+  } MB)`,
+  ...atMost(Math.abs(memory.growthPercent), 5)
+})
+
 /** The targets of the project, from the figures of one run: those of the benchmarks that ran. */
 export const targets = (result: PartialSuiteResult): ReadonlyArray<Target> => [
   ...(result.overhead ? overheadTargets(result.overhead) : []),
   ...(result.memory ? [memoryTarget(result.memory)] : []),
   ...(result.throughput ? [heapTarget(result.throughput)] : []),
-  ...(result.shutdown ? [stopTarget(result.shutdown)] : [])
+  ...(result.shutdown ? [stopTarget(result.shutdown)] : []),
+  ...(result.jobs ? result.jobs.ratios.map((ratio) => jobsTarget(result.jobs!, ratio)) : []),
+  ...(result.jobsMemory ? [jobsHeapTarget(result.jobsMemory)] : [])
 ]
 
 const verdict = (target: Target): string => `${target.met ? "met" : "NOT MET"} (${target.by})`
 
 /** Every figure of a run, in the order of the issue; only the benchmarks that ran. */
 export const rows = (result: PartialSuiteResult): ReadonlyArray<Row> => {
-  const { contention, events, memory, overhead, shutdown, throughput } = result
+  const { contention, events, jobs, jobsMemory, memory, overhead, shutdown, throughput } = result
   const out: Array<Row> = []
   const add = (benchmark: string, figure: string, value: string, target = "", verdictText = "") =>
     out.push({ benchmark, figure, value, target, verdict: verdictText })
@@ -292,6 +323,74 @@ export const rows = (result: PartialSuiteResult): ReadonlyArray<Row> => {
     add(b6, "track calls made while paused", `${contention.whilePaused}`)
     add(b6, "completed", `${contention.finalState} in ${fmt(contention.totalMs / 1000)} s`)
   }
+
+  if (jobs) {
+    const b7 = `7. jobs throughput (${jobs.config.jobs.toLocaleString("en")} jobs per batch)`
+    for (const ratio of jobs.ratios) {
+      const names = JobsVariants(ratio.concurrency)
+      for (const name of Object.values(names)) {
+        add(
+          b7,
+          name,
+          `${jobsPerSecond(jobs, name)} jobs/s (${fmt(jobs.usPerJob[name]!)} µs/job, CPU ${
+            fmt(jobs.cpuUsPerJob[name]!)
+          } µs)`
+        )
+      }
+      const target = jobsTarget(jobs, ratio)
+      add(
+        b7,
+        `JobWorker / ctx.track per job, concurrency ${ratio.concurrency}`,
+        target.measured,
+        `≤ ${JobsLimit}x`,
+        verdict(target)
+      )
+      add(
+        b7,
+        `JobWorker without job timeout / ctx.track per job, concurrency ${ratio.concurrency}`,
+        `${fmt(ratio.noTimeout.wall)}x (CPU time: ${fmt(ratio.noTimeout.cpu)}x; ${
+          jobsPerSecond(jobs, names.workerNoTimeout)
+        } jobs/s)`
+      )
+    }
+    add(
+      b7,
+      `store.enqueue of ${jobs.config.jobs.toLocaleString("en")} jobs in one call (untimed setup)`,
+      `${fmt(jobs.enqueueUsPerJob)} µs/job, ${fmt(1e6 / jobs.enqueueUsPerJob, 0)} jobs/s`
+    )
+    add(
+      b7,
+      "jobs run / left in the stores / left in flight",
+      `${
+        Object.values(jobs.completed).reduce((a, b) => a + b, 0).toLocaleString("en")
+      } / ${jobs.leftInStore} / ${jobs.leftInFlight}`
+    )
+  }
+
+  if (jobsMemory) {
+    const b8 = `8. jobs memory (${jobsMemory.config.jobs.toLocaleString("en")} jobs)`
+    add(
+      b8,
+      `jobs/s (${
+        jobsMemory.config.batch.toLocaleString("en")
+      }-job batches, enqueue and drain, concurrency ${jobsMemory.config.concurrency})`,
+      fmt(jobsMemory.jobsPerSecond, 0)
+    )
+    add(b8, "heap before", `${mb(jobsMemory.heapBefore)} MB`)
+    const during = jobsMemory.heapDuring.map((sample) => sample.heapUsed)
+    if (during.length > 0) {
+      add(b8, "heap during (min–max)", `${mb(Math.min(...during))}–${mb(Math.max(...during))} MB`)
+    }
+    add(b8, "heap after", `${mb(jobsMemory.heapAfter)} MB`)
+    const heap = jobsHeapTarget(jobsMemory)
+    add(b8, "growth", heap.measured, "within 5%", verdict(heap))
+    add(b8, "retained per finished job", `${fmt(jobsMemory.bytesPerJob)} B`)
+    add(
+      b8,
+      "jobs run / left in the store / left in flight",
+      `${jobsMemory.completed.toLocaleString("en")} / ${jobsMemory.leftInStore} / ${jobsMemory.leftInFlight}`
+    )
+  }
   return out
 }
 
@@ -329,6 +428,16 @@ export const overheadRoundsTextTable = (overhead: OverheadResult): string =>
     Object.values(Variants).map((name) => [name, (overhead.samples[name] ?? []).map((ms) => fmt(ms, 0)).join(", ")])
   )
 
+const jobsVariantNames = (jobs: JobsResult): Array<string> =>
+  jobs.config.concurrencies.flatMap((concurrency) => Object.values(JobsVariants(concurrency)))
+
+/** Benchmark 7's wall-clock time of each measured round, by variant, as an aligned plain-text table. */
+export const jobsRoundsTextTable = (jobs: JobsResult): string =>
+  alignedTable(
+    ["Variant", `ms per batch of ${jobs.config.jobs.toLocaleString("en")} jobs, by round`],
+    jobsVariantNames(jobs).map((name) => [name, (jobs.samples[name] ?? []).map((ms) => fmt(ms, 0)).join(", ")])
+  )
+
 const cell = (text: string) => text.replace(/\|/g, "\\|")
 
 const markdownTable = (header: ReadonlyArray<string>, body: ReadonlyArray<ReadonlyArray<string>>): string =>
@@ -342,7 +451,7 @@ const markdownTable = (header: ReadonlyArray<string>, body: ReadonlyArray<Readon
 export const markdown = (result: SuiteResult, config: SuiteConfig, env: Environment): string => {
   const all = rows(result)
   const sections = [...new Set(all.map((row) => row.benchmark))]
-  const { overhead } = result
+  const { jobs, overhead } = result
   return `# Benchmarks
 
 Generated by \`npm run bench\` (\`bench/run.ts\`) on ${env.date.slice(0, 10)}. Every figure below comes from one run
@@ -403,11 +512,20 @@ ${
     )
   }
 
+Per-round wall-clock times of benchmark 7 (ms per batch of ${jobs.config.jobs.toLocaleString("en")} jobs):
+
+${
+    markdownTable(
+      ["Variant", "Rounds"],
+      jobsVariantNames(jobs).map((name) => [name, (jobs.samples[name] ?? []).map((ms) => fmt(ms, 0)).join(", ")])
+    )
+  }
+
 Time per step: ${result.stepSeconds.map(({ seconds, step }) => `${step} ${fmt(seconds, 0)} s`).join("; ")}.
 
 ## Method
 
-- **Harness.** tinybench runs the interleaved benchmarks (1 and 5): each round is a \`Bench\` with one iteration
+- **Harness.** tinybench runs the interleaved benchmarks (1, 5 and 7): each round is a \`Bench\` with one iteration
   per variant, an iteration being a whole batch (${config.overhead.tasks.toLocaleString("en")} tasks in benchmark 1);
   the order of the variants rotates every round, a forced GC precedes every batch (outside the timed call), and
   ${config.overhead.warmupRounds} warm-up round(s) are discarded. Figures are medians over
@@ -436,6 +554,30 @@ Time per step: ${result.stepSeconds.map(({ seconds, step }) => `${step} ${fmt(se
   The flipper polls the clock between \`yieldNow\`s, on a microtask-only scheduler: with a thousand busy fibers a
   timer (\`Effect.sleep\`) would not fire until they are done, so the achieved flip interval is reported next to the
   requested one.
+- **Jobs throughput (7).** One job type, \`Job.make\`'s defaults (a 5-minute timeout, 25 attempts) with a payload
+  \`{ n }\` that the worker decodes (\`Schema.Struct({ n: Schema.Number })\`); the handler is \`Effect.sync(tick)\`, a
+  no-op that ticks the batch's countdown. Each worker variant has a \`MemoryJobStore\`, a \`WorkerContext\` and a
+  \`JobWorker\` of its own, with a lease and a poll interval of 10 minutes, so its renewer (every lease / 3), reaper
+  (lease / 2) and poller never fire during the benchmark: the store's wake-ups and the worker's own re-claims (a slot
+  frees after a claim that filled every slot) drive it, as they would in a deployment. Its context is \`Paused\`
+  between batches. Untimed, before each batch: ${config.jobs.jobs.toLocaleString("en")} \`NewJob\`s are built and
+  enqueued in one \`store.enqueue\` call (timed on its own: the "store.enqueue" row), then the forced GC. Timed: from
+  \`ctx.resume\` to the handler's ${config.jobs.jobs.toLocaleString("en")}th tick. Untimed, after: \`pause\`, and a
+  wait until the worker holds no job (the last acknowledgements run after the last tick). "No job timeout" is the
+  same worker on a job type with \`timeout: Duration.infinity\`. The bare loop is one fiber that, for each task,
+  takes a permit of a semaphore of N (the concurrency) and \`ctx.track\`s a task that ticks and gives the permit
+  back, with the track options the worker uses (\`{ label, whenPaused: "reject" }\`): at most N in flight, one
+  dispatcher starting each task as a slot frees, as the worker's claim loop does, without the store, the lease,
+  the decode, the timeout, the events and the job metrics. p-queue: \`new PQueue({ concurrency: N, autoStart: false
+  })\`, the batch of functions (\`tick\`) added untimed, timed from \`start()\` to the last tick. The ratio
+  \`JobWorker / ctx.track\` is the median of the per-round ratios; ${config.jobs.rounds} measured rounds after
+  ${config.jobs.warmupRounds} warm-up round(s).
+- **Jobs memory (8).** One store, context and worker (concurrency ${config.jobsMemory.concurrency}, the same job
+  type, handler and timers), \`Running\` throughout. Each batch: ${config.jobsMemory.batch.toLocaleString("en")}
+  \`NewJob\`s built (untimed), enqueued in one \`store.enqueue\`, then a wait for the last handler's tick and for
+  the worker to hold no job. The heap (after forced GCs) is taken after one warm-up batch (the baseline: the store's
+  heaps and maps have grown, metric series exist, code is compiled), between batches and after the last one;
+  "jobs/s" counts the batches only (enqueue and drain).
 
 ## Analysis
 
@@ -487,5 +629,30 @@ no polling. "Deferred completed → stop returns" is dominated by running the te
 
 **Contention.** The flips are further apart than asked: with a thousand busy fibers the flipper only runs when the
 scheduler reaches it. Every admitted task ended, none was rejected, and the worker stopped.
+
+**Where a job's time goes (7).** \`JobWorker\` runs each job as a \`ctx.track\` task, so a bare tracked task is its
+floor; what it adds per job, in the order it happens (read from \`JobWorker\` and \`MemoryJobStore\`; the shares are
+of the worker's CPU samples under \`node --cpu-prof\`, concurrency 10, a 50,000-job backlog):
+
+| per job | what it does | share |
+| --- | --- | --- |
+| claim | one \`store.claim\` per claim round, for every free slot: the store settles (a clock read, a look at its schedule and lease heaps), pops each job off its lane's ready heap, O(log n) in the backlog, and leases it (a token, a \`ClaimedJob\` with its \`Lease\` and three \`Date\`s). With no-op handlers every task of a claim ends before the claim loop runs again, so each claim fills every slot (10 jobs per claim at concurrency 10, about 100 at 100, counted by wrapping the store) and the round's own cost (state read, request, store call) is shared by that many jobs | 10–15%, about half of it the ready heap's sift-down |
+| lease bookkeeping | in the store, a push onto the lease heap at the claim and its removal at the ack; in the worker, a \`Held\` record, a slot counted and its entry in \`live\` (what the renewer renews; the renewer and the reaper do not run here) | a few % |
+| events and metrics | the \`jobs_claimed\` and \`jobs_succeeded\` counters, the wait and duration histograms, and the \`JobClaimed\` and \`JobSucceeded\` events, built and handed to \`ctx.emit\` even when nobody listens (it then drops them) | a few % |
+| track | the same \`ctx.track\` call as the bare loop, of \`runJob\`: the attempt under \`uninterruptibleMask\` and \`exit\`, so the acknowledgement runs uninterruptibly inside the task | about 16%, as in the bare loop |
+| decode | \`Schema.decodeUnknown\` of the payload (used as it is when it returns an \`Either\`: no continuation), \`Job.Current\` written into the task's own context, and the attempt linked into its timeout's list (O(1); one watcher fiber per timeout sleeps until the earliest deadline, so there is no timer per job: "no job timeout" is the same worker without that list) | a few % |
+| ack | \`store.complete\`: the store settles again, finds the lease (a map lookup by id, a token compare), takes the job out of the lease heap and the jobs map; then the slot frees, which wakes the claim loop for the next round | about 5% |
+
+The rest is the Effect runtime running these steps as effects (15–25% of the samples are the garbage collector's).
+The store's two calls, claim and complete, are 15–20% of the worker's samples: a third to two fifths of what the
+worker adds over a bare \`ctx.track\`; the worker's own bookkeeping (the record, events, metrics, decode, the
+uninterruptible acknowledgement, the claim loop's rounds) is the rest. The heap pops are O(log n) in the backlog, so
+the claim's share grows slowly with it. Concurrency changes little: the work done once per job (the heap
+pop, the lease, the record, the task, the acknowledgement) outweighs the work done once per claim round. p-queue runs
+a plain function per job, with no fiber: it is there for scale, not as a target.
+
+**Jobs memory (8).** A finished job leaves nothing behind: \`complete\` deletes the job from the store's jobs map and
+lease heap, the worker frees its slot and drops its \`Held\` from \`live\` (and from its timeout's list), and with no
+subscriber no event is kept. Ids are strings of a counter, held by nobody once the job is gone.
 `
 }

@@ -1,11 +1,19 @@
 /**
- * The whole suite: the configurations (full and smoke), `runSuite`, which runs the six benchmarks in order, and
+ * The whole suite: the configurations (full and smoke), `runSuite`, which runs the eight benchmarks in order, and
  * `runBenchmarks`, which runs a chosen few of them (`BENCH_ONLY`). Each benchmark dies rather than fails: a rejected
  * `track` or a refused transition is a bug in the benchmark.
  */
 import { Effect } from "effect"
 import { contention, type ContentionConfig, type ContentionResult } from "./contention.js"
 import { type EventsConfig, type EventsResult, eventThroughput } from "./events.js"
+import {
+  type JobsConfig,
+  jobsMemory,
+  type JobsMemoryConfig,
+  type JobsMemoryResult,
+  type JobsResult,
+  jobsThroughput
+} from "./jobs.js"
 import { inFlightMemory, type MemoryConfig, type MemoryResult } from "./memory.js"
 import { type OverheadConfig, type OverheadResult, perTaskOverhead } from "./overhead.js"
 import { type ShutdownConfig, shutdownLatency, type ShutdownResult } from "./shutdown.js"
@@ -20,6 +28,8 @@ export interface SuiteConfig {
   readonly shutdown: ShutdownConfig
   readonly events: EventsConfig
   readonly contention: ContentionConfig
+  readonly jobs: JobsConfig
+  readonly jobsMemory: JobsMemoryConfig
 }
 
 /** The benchmarks by name, in the order they run: the names `BENCH_ONLY` takes, the keys of {@link SuiteConfig}. */
@@ -30,7 +40,9 @@ export const BenchmarkNames = [
   "memory",
   "shutdown",
   "events",
-  "contention"
+  "contention",
+  "jobs",
+  "jobsMemory"
 ] as const satisfies ReadonlyArray<keyof SuiteConfig>
 
 export type BenchmarkName = typeof BenchmarkNames[number]
@@ -44,6 +56,8 @@ export interface BenchmarkResults {
   readonly shutdown: ShutdownResult
   readonly events: EventsResult
   readonly contention: ContentionResult
+  readonly jobs: JobsResult
+  readonly jobsMemory: JobsMemoryResult
 }
 
 interface Timing {
@@ -66,7 +80,9 @@ export const fullConfig: SuiteConfig = {
   memory: { tasks: 100_000, runs: 3 },
   shutdown: { tasks: 10_000, runs: 7 },
   events: { events: 100_000, trackTasks: 50_000, rounds: 5, warmupRounds: 1 },
-  contention: { callers: 1_000, tasksPerCaller: 100, flipEveryMs: 1 }
+  contention: { callers: 1_000, tasksPerCaller: 100, flipEveryMs: 1 },
+  jobs: { jobs: 50_000, concurrencies: [10, 100], rounds: 5, warmupRounds: 1 },
+  jobsMemory: { jobs: 1_000_000, batch: 100_000, concurrency: 10, samples: 4 }
 }
 
 /** `BENCH_SMOKE=1` and the test suite: every benchmark with a few thousand tasks, in a few seconds. */
@@ -77,7 +93,9 @@ export const smokeConfig: SuiteConfig = {
   memory: { tasks: 2_000, runs: 1 },
   shutdown: { tasks: 2_000, runs: 2 },
   events: { events: 2_000, trackTasks: 2_000, rounds: 2, warmupRounds: 1 },
-  contention: { callers: 1_000, tasksPerCaller: 3, flipEveryMs: 1 }
+  contention: { callers: 1_000, tasksPerCaller: 3, flipEveryMs: 1 },
+  jobs: { jobs: 2_000, concurrencies: [10, 100], rounds: 2, warmupRounds: 1 },
+  jobsMemory: { jobs: 4_000, batch: 1_000, concurrency: 10, samples: 2 }
 }
 
 /**
@@ -103,12 +121,13 @@ export const parseRounds = (text: string | undefined): number | undefined => {
   return rounds
 }
 
-/** `config` with `rounds` measured rounds in the interleaved benchmarks (1 and 5); warm-up rounds unchanged. */
+/** `config` with `rounds` measured rounds in the interleaved benchmarks (1, 5 and 7); warm-up rounds unchanged. */
 export const withRounds = (config: SuiteConfig, rounds: number | undefined): SuiteConfig =>
   rounds === undefined ? config : {
     ...config,
     overhead: { ...config.overhead, rounds },
-    events: { ...config.events, rounds }
+    events: { ...config.events, rounds },
+    jobs: { ...config.jobs, rounds }
   }
 
 /** Runs the benchmarks named in `only`, in the suite's order; `progress` is told when each one starts. */
@@ -143,6 +162,8 @@ export const runBenchmarks = (
     yield* step("shutdown", "4 shutdown latency", () => shutdownLatency(config.shutdown))
     yield* step("events", "5 events", () => eventThroughput(config.events))
     yield* step("contention", "6 contention", () => contention(config.contention))
+    yield* step("jobs", "7 jobs throughput", () => jobsThroughput(config.jobs))
+    yield* step("jobsMemory", "8 jobs memory", () => jobsMemory(config.jobsMemory))
     return { ...results, seconds: (performance.now() - start) / 1000, stepSeconds }
   })
 
@@ -150,7 +171,7 @@ export const runBenchmarks = (
 export const isComplete = (result: PartialSuiteResult): result is SuiteResult =>
   BenchmarkNames.every((name) => result[name] !== undefined)
 
-/** Runs the six benchmarks one after the other; `progress` is told when each one starts. */
+/** Runs the eight benchmarks one after the other; `progress` is told when each one starts. */
 export const runSuite = (
   config: SuiteConfig,
   progress: (step: string) => void = () => {}

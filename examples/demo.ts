@@ -1,20 +1,28 @@
 /**
- * A demo worker: it takes simulated jobs from an in-memory queue, serves the worker's probes, control routes and
- * metrics over HTTP, and on SIGTERM or Ctrl-C drains the jobs in flight, prints a summary and exits 0.
+ * A demo job worker: it runs two job types from an in-memory job store, serves the worker's probes, control routes
+ * and metrics and the store's routes over HTTP, and on SIGTERM or Ctrl-C drains the jobs in flight, gives back the
+ * ones the deadline cuts off, prints a summary and exits 0.
  *
- *     npm start                  # then, from another terminal: curl localhost:3000/worker
+ *     npm start                  # then, from another terminal: curl localhost:3000/jobs/stats
  *
- * - A producer puts a job on a bounded queue (16 jobs) every 100 to 400 ms, and `POST /jobs` adds one. Four
- *   consumers take jobs and run each as a task of the worker (`ctx.track`), so at most four jobs are in flight.
- *   A job takes 200 to 1500 ms, and one in five fails.
+ * - Two job types, each in a queue of its own: `resize-image` `{ width, height }` (queue `images`) and
+ *   `send-email` `{ to }` (queue `emails`). A job takes 200 to 1500 ms and one attempt in five fails; a failed
+ *   attempt is retried after 500 ms, then 1 s, and a job dies after its third failed attempt. An email to an
+ *   address ending in `.invalid` fails with `Job.Fatal`: it goes to the dead letters at once.
+ * - A producer enqueues a random job every 100 to 400 ms, until shutdown begins. `JobWorker` claims them (at most
+ *   four in flight) while the worker is `Running`, and runs each as a task of the worker.
  * - HTTP: `GET /worker`, `/health/live`, `/health/ready`, `/metrics`, `POST /worker/pause|resume|start|stop`
- *   (`WorkerHttp.router`), and `POST /jobs[?ms=N&fail=true]`, a tracked route: 503 while the worker is not running.
- * - SIGTERM or SIGINT (Ctrl-C): the worker goes `Stopping`. Readiness answers 503 at once, the consumers stop
- *   taking jobs, and the jobs in flight get `SHUTDOWN_TIMEOUT` seconds to finish before they are interrupted. The
- *   jobs still queued are dropped (the queue lives in memory), and so are the ones the consumers took while the
- *   worker was paused; a log line counts both. Then the server stops, a line
- *   `summary: completed=N failed=N interrupted=N` is printed and the process exits 0. A second signal, at least
- *   half a second after the first, ends the process at once with code 130 (SIGINT) or 143 (SIGTERM).
+ *   (`WorkerHttp.router`); `GET /jobs/stats`, `GET /jobs/dead[?limit=N&queue=Q]`, `POST /jobs/dead/:id/redrive`
+ *   (`WorkerHttp.jobsRouter`); and `POST /jobs` with a JSON body
+ *   `{ "type": "send-email", "payload": { "to": "..." }, "delay"?: ms, "priority"?: n }`: 202 `{ id }`, 400 on a
+ *   body that is not JSON, an unknown type or a payload its schema rejects. `POST /jobs` is a tracked route: 503
+ *   while the worker is not running.
+ * - SIGTERM or SIGINT (Ctrl-C): the worker goes `Stopping`. Readiness answers 503 at once, no job is claimed any
+ *   more, and the jobs in flight get `SHUTDOWN_TIMEOUT` seconds to finish; the ones still running then are
+ *   interrupted and released (back in the store, their attempt refunded). The server stops, a line counts what is
+ *   left in the store (the store lives in memory: it goes with the process), a line
+ *   `summary: succeeded=N retried=N dead=N released=N` is printed and the process exits 0. A second signal, at
+ *   least half a second after the first, ends the process at once with code 130 (SIGINT) or 143 (SIGTERM).
  * - `POST /worker/stop` shuts the worker down the same way, and the process exits once it is stopped.
  *
  * Environment:
@@ -29,30 +37,30 @@ import { NodeHttpServer } from "@effect/platform-node"
 import {
   Array as Arr,
   Cause,
-  Clock,
   Config,
   Context,
   Data,
   Duration,
   Effect,
   Exit,
-  Fiber,
   Inspectable,
   Layer,
   Logger,
   Option,
-  Queue,
   Random,
-  Ref
+  Ref,
+  Schedule,
+  Schema
 } from "effect"
 import { createServer } from "node:http"
-import { WorkerContext, WorkerEvent } from "../src/index.js"
+import { Job, JobStore, JobWorker, MemoryJobStore, WorkerContext, WorkerEvent } from "../src/index.js"
 import * as WorkerHttp from "../src/WorkerHttp.js"
 import * as WorkerNode from "../src/WorkerNode.js"
 
-const CONSUMERS = 4
-const QUEUE_CAPACITY = 16
+const CONCURRENCY = 4
 const FAILURE_RATE = 0.2
+/** The longest `delay` `POST /jobs` takes: a day. */
+const MAX_DELAY_MS = 86_400_000
 
 const config = Config.all({
   port: Config.integer("PORT").pipe(
@@ -74,181 +82,165 @@ const config = Config.all({
 
 // --- jobs ---------------------------------------------------------------------------------------------------------
 
-interface Job {
-  readonly id: number
-  readonly durationMs: number
-  readonly fails: boolean
-}
+/** Short retries, so that a few jobs reach the dead letters while you watch: 500 ms, then 1 s; three attempts. */
+const retry = { retry: Schedule.exponential("500 millis"), maxAttempts: 3 }
 
-/** What a caller may fix about a new job; the rest is random. */
-interface JobSpec {
-  readonly durationMs?: number | undefined
-  readonly fails?: boolean | undefined
-}
+const ResizeImage = Job.make("resize-image", {
+  payload: Schema.Struct({ width: Schema.Int.pipe(Schema.positive()), height: Schema.Int.pipe(Schema.positive()) })
+    .annotations({ identifier: "ResizeImage" }),
+  queue: "images",
+  ...retry
+})
 
-class JobFailed extends Data.TaggedError("JobFailed")<{ readonly job: number }> {
+const SendEmail = Job.make("send-email", {
+  payload: Schema.Struct({
+    to: Schema.String.pipe(Schema.pattern(/^[^@\s]+@[^@\s]+$/, { identifier: "EmailAddress" }))
+  }).annotations({ identifier: "SendEmail" }),
+  queue: "emails",
+  ...retry
+})
+
+/** The job types `POST /jobs` takes, by name. */
+const jobTypes: Readonly<Record<string, Job.Any>> = { [ResizeImage.name]: ResizeImage, [SendEmail.name]: SendEmail }
+
+class SimulatedFailure extends Data.TaggedError("SimulatedFailure") {
   override get message(): string {
-    return `job ${this.job} failed (simulated)`
+    return "simulated failure"
   }
 }
 
-/** The queue of jobs waiting for a consumer, and a factory of new jobs. */
-class Jobs extends Context.Tag("demo/Jobs")<Jobs, {
-  /** Bounded: a producer that gets ahead of the consumers waits. */
-  readonly queue: Queue.Queue<Job>
-  /** A job with the next id; what is not given is random (the duration is `DEMO_JOB_MS` when set). */
-  readonly make: (spec?: JobSpec) => Effect.Effect<Job>
-}>() {
-  static readonly layer = Layer.scoped(
-    Jobs,
+/** What every handler does: takes a while (`DEMO_JOB_MS`, or 200 to 1500 ms), and fails one attempt in five. */
+const simulateWork = Effect.gen(function*() {
+  const { jobMillis } = yield* config
+  const ms = Option.getOrUndefined(jobMillis) ?? (yield* Random.nextIntBetween(200, 1501))
+  yield* Effect.sleep(Duration.millis(ms))
+  if ((yield* Random.next) < FAILURE_RATE) return yield* new SimulatedFailure()
+})
+
+const handlers = [
+  ResizeImage.handler(() => simulateWork),
+  SendEmail.handler(({ to }) =>
     Effect.gen(function*() {
-      const { jobMillis } = yield* config
-      const queue = yield* Effect.acquireRelease(Queue.bounded<Job>(QUEUE_CAPACITY), Queue.shutdown)
-      const lastId = yield* Ref.make(0)
-      const make = (spec: JobSpec = {}) =>
-        Effect.gen(function*() {
-          const id = yield* Ref.updateAndGet(lastId, (n) => n + 1)
-          const durationMs = spec.durationMs ?? Option.getOrUndefined(jobMillis) ??
-            (yield* Random.nextIntBetween(200, 1501))
-          const fails = spec.fails ?? (yield* Random.next) < FAILURE_RATE
-          return { id, durationMs, fails }
-        })
-      return { queue, make }
+      if (to.endsWith(".invalid")) {
+        return yield* new Job.Fatal({ message: `${to}: the .invalid domain never delivers, retrying will not help` })
+      }
+      yield* simulateWork
     })
   )
-}
+]
 
-/**
- * How the jobs ended: the numbers of the final summary. The jobs count themselves, rather than a listener counting
- * `TaskFinished`, because the tracked `POST /jobs` requests are tasks of the worker too.
- */
-class Outcomes extends Context.Tag("demo/Outcomes")<
-  Outcomes,
-  Ref.Ref<{ readonly completed: number; readonly failed: number; readonly interrupted: number }>
->() {
-  static readonly layer = Layer.effect(Outcomes, Ref.make({ completed: 0, failed: 0, interrupted: 0 }))
-}
-
-/** The job itself, which the worker runs as a task; it counts and logs how it ended, shutdown included. */
-const runJob = (job: Job) =>
-  Effect.gen(function*() {
-    const outcomes = yield* Outcomes
-    const startedAt = yield* Clock.currentTimeMillis
-    const took = Effect.map(Clock.currentTimeMillis, (now) => `${now - startedAt}ms`)
-    yield* Effect.sleep(Duration.millis(job.durationMs)).pipe(
-      Effect.zipRight(job.fails ? Effect.fail(new JobFailed({ job: job.id })) : Effect.void),
-      Effect.onExit((exit) =>
-        Effect.gen(function*() {
-          const outcome = Exit.isSuccess(exit)
-            ? "completed"
-            : Cause.isInterruptedOnly(exit.cause)
-            ? "interrupted"
-            : "failed"
-          yield* Ref.update(outcomes, (counts) => ({ ...counts, [outcome]: counts[outcome] + 1 }))
-          const message = `job ${job.id} ${outcome} after ${yield* took}`
-          yield* outcome === "completed" ? Effect.log(message) : Effect.logWarning(message)
-        })
-      )
-    )
-  })
-
-/**
- * How many jobs wait in the queue. `Queue.size` counts waiting takers as negative, and an offer waiting for room in
- * a full queue (the producer's) as one more: neither is a job in the queue.
- */
-const waiting = (queue: Queue.Queue<Job>) =>
-  Effect.map(Queue.size(queue), (size) => Math.min(Math.max(0, size), QUEUE_CAPACITY))
-
-/** Puts a new job on the queue every 100 to 400 ms, waiting while the queue is full, until shutdown begins. */
+/** Enqueues a random job every 100 to 400 ms, until shutdown begins. */
 const produce = Effect.gen(function*() {
   const ctx = yield* WorkerContext
-  const jobs = yield* Jobs
-  const produceOne = jobs.make().pipe(
-    Effect.flatMap((job) => Queue.offer(jobs.queue, job)),
+  const produceOne = Effect.gen(function*() {
+    const n = yield* Random.nextIntBetween(1, 1000)
+    yield* (yield* Random.nextBoolean)
+      ? SendEmail.enqueue({ to: `user${n}@example.com` })
+      : ResizeImage.enqueue({ width: 100 + n, height: 100 + n })
+  }).pipe(
+    Effect.catchAll((error) => Effect.logWarning("could not enqueue a demo job", error)),
     Effect.zipRight(Effect.flatMap(Random.nextIntBetween(100, 401), (ms) => Effect.sleep(Duration.millis(ms))))
   )
   yield* Effect.race(Effect.forever(produceOne), ctx.shutdownRequested)
 })
 
-/**
- * `CONSUMERS` loops, each taking one job at a time and waiting for it, until shutdown begins. A job's task belongs
- * to the worker, not to its consumer: interrupting the consumers at shutdown leaves the jobs in flight to the drain.
- * A job a consumer has taken but the worker has not admitted (it waits in a paused `track`, or shutdown rejects it)
- * is dropped too; it is counted apart from the queued ones.
- */
-const consume = Effect.gen(function*() {
-  const ctx = yield* WorkerContext
-  const jobs = yield* Jobs
-  const takenNotStarted = yield* Ref.make(0)
-  const consumer = Effect.gen(function*() {
-    const job = yield* Queue.take(jobs.queue)
-    // Waits while the worker is paused; fails with `TaskRejected` once shutdown has begun.
-    const task = yield* ctx.track(runJob(job)).pipe(
-      Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Ref.update(takenNotStarted, (n) => n + 1))
-    )
-    yield* task.await
-  }).pipe(Effect.forever)
-  const dropped = Effect.gen(function*() {
-    const queued = yield* waiting(jobs.queue)
-    const taken = yield* Ref.get(takenNotStarted)
-    yield* Effect.log(
-      `no longer taking jobs; ${queued} queued job(s) dropped` +
-        (taken > 0 ? `, ${taken} taken job(s) never started` : "")
-    )
-  })
-  const all = Effect.all(Arr.replicate(consumer, CONSUMERS), { concurrency: "unbounded", discard: true }).pipe(
-    // A consumer that took a job just as shutdown began sees it rejected: the job never ran, stop taking more.
-    Effect.catchTag("TaskRejected", () => Effect.void)
-  )
-  const consumers = yield* Effect.fork(all)
-  // Until shutdown begins or this fiber is interrupted. The jobs are counted once the consumers have stopped, so
-  // that the ones they were holding are counted too.
-  yield* Effect.race(Fiber.join(consumers), ctx.shutdownRequested).pipe(
-    Effect.ensuring(Effect.zipRight(Fiber.interrupt(consumers), dropped))
-  )
-})
+// --- what happened ------------------------------------------------------------------------------------------------
 
-/** One line per lifecycle event; the per-task events are for debugging (the jobs log their own outcome). */
-const logEvent = (event: WorkerEvent): Effect.Effect<void> =>
+interface Tally {
+  readonly succeeded: number
+  readonly retried: number
+  readonly dead: number
+  readonly released: number
+}
+
+/** The numbers of the final summary, counted from the job worker's events. */
+class Outcomes extends Context.Tag("demo/Outcomes")<Outcomes, Ref.Ref<Tally>>() {
+  static readonly layer = Layer.effect(Outcomes, Ref.make<Tally>({ succeeded: 0, retried: 0, dead: 0, released: 0 }))
+}
+
+/** One line per job outcome (claims at Debug), counted in `outcomes` for the summary. */
+const logJobEvent = (event: JobWorker.JobEvent, outcomes: Ref.Ref<Tally>) => {
+  const job = `job ${event.id} ${event.name}`
+  const count = (outcome: keyof Tally) => Ref.update(outcomes, (tally) => ({ ...tally, [outcome]: tally[outcome] + 1 }))
+  return JobWorker.JobEvent.$match(event, {
+    JobClaimed: ({ attempt }) => Effect.logDebug(`${job} claimed (attempt ${attempt})`),
+    JobSucceeded: ({ attempt, durationMs }) =>
+      Effect.zipRight(Effect.log(`${job} succeeded after ${durationMs}ms (attempt ${attempt})`), count("succeeded")),
+    JobRetried: ({ attempt, delayMs, error }) =>
+      Effect.zipRight(
+        Effect.logWarning(`${job} failed (attempt ${attempt}), retried in ${delayMs}ms: ${error}`),
+        count("retried")
+      ),
+    JobDeadLettered: ({ attempt, error }) =>
+      Effect.zipRight(Effect.logWarning(`${job} dead after attempt ${attempt}: ${error}`), count("dead")),
+    JobTimedOut: ({ timeoutMs }) => Effect.logWarning(`${job} timed out after ${timeoutMs}ms`),
+    JobLeaseLost: () => Effect.logWarning(`${job} lost its lease: its outcome was discarded`),
+    JobReleased: ({ refunded }) =>
+      Effect.zipRight(
+        Effect.logWarning(`${job} released unfinished${refunded ? ", attempt refunded" : ""}`),
+        count("released")
+      )
+  })
+}
+
+/** One line per lifecycle event and per job outcome; the per-task events are for debugging. */
+const logEvent = (outcomes: Ref.Ref<Tally>) => (event: WorkerEvent): Effect.Effect<void> =>
   WorkerEvent.$match(event, {
-    Started: () => Effect.log("Started: taking jobs"),
-    Paused: () => Effect.log("Paused: jobs in flight go on, no new ones until resumed"),
-    Resumed: () => Effect.log("Resumed: taking jobs"),
-    Stopping: () => Effect.log("Stopping: readiness is 503, no new jobs, draining the jobs in flight"),
+    Started: () => Effect.log("Started: claiming jobs"),
+    Paused: () => Effect.log("Paused: jobs in flight go on, none claimed until resumed"),
+    Resumed: () => Effect.log("Resumed: claiming jobs"),
+    Stopping: () => Effect.log("Stopping: readiness is 503, no more claims, draining the jobs in flight"),
     Stopped: ({ interrupted }) => Effect.log(`Stopped: ${interrupted} task(s) interrupted at the deadline`),
     Idle: () => Effect.logDebug("Idle"),
-    TaskStarted: ({ taskId }) => Effect.logDebug(`task ${taskId} started`),
+    TaskStarted: ({ label, taskId }) => Effect.logDebug(`task ${taskId} (${label ?? "unlabelled"}) started`),
     TaskFinished: ({ outcome, taskId }) => Effect.logDebug(`task ${taskId} ended: ${outcome}`),
-    Custom: ({ value }) => Effect.log("custom event", value)
+    Custom: ({ value }) =>
+      JobWorker.isJobEvent(value) ? logJobEvent(value, outcomes) : Effect.log("custom event", value)
   })
 
 // --- HTTP ---------------------------------------------------------------------------------------------------------
 
 const badRequest = (message: string) => HttpServerResponse.unsafeJson({ error: "BadRequest", message }, { status: 400 })
 
-const single = (value: string | ReadonlyArray<string> | undefined) => typeof value === "string" ? value : value?.[0]
+const EnqueueBody = Schema.Struct({
+  type: Schema.String,
+  payload: Schema.Unknown,
+  delay: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, MAX_DELAY_MS)), { exact: true }),
+  priority: Schema.optionalWith(Schema.Int, { exact: true })
+}).annotations({ identifier: "EnqueueBody" })
 
-/** `POST /jobs[?ms=N&fail=true]`: queues a job; 202, or 429 when the queue is full. */
+/**
+ * `POST /jobs`: enqueues a job of the body's `type`, its payload checked by the type's schema; 202 `{ id }`. A body
+ * that is not JSON, or not of this shape, is a 400 from `WorkerHttp.toApp`; an unknown type or a payload the schema
+ * rejects is a 400 here, with the schema's message.
+ */
 const enqueue = Effect.gen(function*() {
-  const jobs = yield* Jobs
-  const params = yield* HttpServerRequest.ParsedSearchParams
-  const ms = single(params.ms)
-  const durationMs = ms === undefined ? undefined : Number(ms)
-  if (durationMs !== undefined && !(Number.isInteger(durationMs) && durationMs >= 0)) {
-    return badRequest("ms must be a number of milliseconds, zero or more")
+  const { delay, payload, priority, type } = yield* HttpServerRequest.schemaBodyJson(EnqueueBody)
+  const job = jobTypes[type]
+  if (job === undefined) {
+    return badRequest(`unknown job type ${JSON.stringify(type)}: expected one of ${Object.keys(jobTypes).join(", ")}`)
   }
-  const fail = single(params.fail)
-  const job = yield* jobs.make({ durationMs, fails: fail === undefined ? undefined : fail === "true" })
-  // Never wait for room here: the client would hang while the consumers catch up.
-  if (!jobs.queue.unsafeOffer(job)) {
-    return HttpServerResponse.unsafeJson({ error: "QueueFull", message: "the job queue is full" }, { status: 429 })
-  }
-  return HttpServerResponse.unsafeJson({ job, queued: yield* waiting(jobs.queue) }, { status: 202 })
-})
+  const decoded = yield* Effect.either(Schema.decodeUnknown(job.payload)(payload))
+  if (decoded._tag === "Left") return badRequest(`invalid payload for ${type}: ${decoded.left.message}`)
+  const id = yield* job.enqueue(decoded.right, {
+    delay: delay === undefined ? undefined : Duration.millis(delay),
+    priority
+  })
+  return HttpServerResponse.unsafeJson({ id }, { status: 202 })
+}).pipe(
+  Effect.catchTag("JobStoreError", (error) =>
+    Effect.succeed(
+      HttpServerResponse.unsafeJson(
+        { error: "JobStoreError", operation: error.operation, message: error.message },
+        { status: 503 }
+      )
+    ))
+)
 
-// The probes and control routes stay outside `trackRequests`: they must answer while the worker drains.
-const app = WorkerHttp.toApp(HttpRouter.concat(
+// The probes, control and store routes stay outside `trackRequests`: they must answer while the worker drains.
+const app = WorkerHttp.toApp(HttpRouter.concatAll(
   WorkerHttp.router,
+  WorkerHttp.jobsRouter,
   HttpRouter.empty.pipe(HttpRouter.post("/jobs", enqueue), HttpRouter.use(WorkerHttp.trackRequests))
 ))
 
@@ -275,31 +267,52 @@ const HttpLive = Layer.unwrapEffect(
     ))
 )
 
-const WorkLive = Layer.scopedDiscard(Effect.gen(function*() {
+/** Listens before the job worker starts the context, so that the listener sees `Started`. */
+const ListenerLive = Layer.effectDiscard(Effect.gen(function*() {
   const ctx = yield* WorkerContext
-  const { shutdownTimeout } = yield* config
-  // Listen before `start`, so that the listener sees `Started`.
-  yield* ctx.listen(logEvent)
-  yield* ctx.start
-  yield* Effect.log(
-    `${CONSUMERS} consumers, queue of ${QUEUE_CAPACITY}, shutdown timeout ${Duration.format(shutdownTimeout)}`
-  )
-  yield* Effect.forkScoped(produce)
-  yield* Effect.forkScoped(consume)
+  yield* ctx.listen(logEvent(yield* Outcomes))
 }))
 
-// The server is built first and the worker started only once it listens: a busy port fails the program at once,
-// before any job is taken.
-const AppLive = WorkLive.pipe(
+/** Once the job worker has drained, says what the store still holds: the memory store goes with the process. */
+const LeftInStoreLive = Layer.scopedDiscard(
+  Effect.addFinalizer(() =>
+    Effect.flatMap(JobStore.JobStore, (store) => store.stats).pipe(
+      Effect.flatMap(({ dead, leased, ready, scheduled }) =>
+        Effect.log(
+          `left in the store: ready=${ready} scheduled=${scheduled} leased=${leased} dead=${dead} ` +
+            "(in memory: gone when the process exits)"
+        )
+      ),
+      Effect.catchAll((error) => Effect.logWarning("could not read the store's stats", error))
+    )
+  )
+)
+
+const JobWorkerLive = JobWorker.layer({ handlers, concurrency: CONCURRENCY })
+
+const ProducerLive = Layer.scopedDiscard(Effect.gen(function*() {
+  const { shutdownTimeout } = yield* config
+  yield* Effect.log(`${CONCURRENCY} jobs at most in flight, shutdown timeout ${Duration.format(shutdownTimeout)}`)
+  yield* Effect.forkScoped(produce)
+}))
+
+// Each layer is built once the one below it is, and released before it: the server listens before the job worker
+// starts the context (a busy port fails the program before any job is claimed), the listener is in place before
+// `Started`, and the job worker drains (its layer stops the context) before the server stops and before the store
+// is counted.
+const AppLive = ProducerLive.pipe(
+  Layer.provide(JobWorkerLive),
+  Layer.provide(ListenerLive),
   Layer.provide(HttpLive),
-  Layer.provide(Jobs.layer),
+  Layer.provide(LeftInStoreLive),
+  Layer.provideMerge(MemoryJobStore.layer()),
   Layer.provideMerge(WorkerLive)
 )
 
 const summary = Effect.flatMap(
   Effect.flatMap(Outcomes, Ref.get),
-  ({ completed, failed, interrupted }) =>
-    Effect.log(`summary: completed=${completed} failed=${failed} interrupted=${interrupted}`)
+  ({ dead, released, retried, succeeded }) =>
+    Effect.log(`summary: succeeded=${succeeded} retried=${retried} dead=${dead} released=${released}`)
 )
 
 const main = Effect.gen(function*() {
@@ -308,7 +321,7 @@ const main = Effect.gen(function*() {
   yield* ctx.awaitShutdown
 }).pipe(
   Effect.provide(AppLive),
-  // Runs once every layer is released: the jobs have drained (or were interrupted) and the server is closed.
+  // Runs once every layer is released: the jobs have drained (or were released) and the server is closed.
   Effect.onExit((exit) => Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause) ? summary : Effect.void),
   Effect.provide(Outcomes.layer)
 )

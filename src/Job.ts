@@ -352,7 +352,8 @@ const enqueueSettings = (name: string, options: EnqueueOptions | undefined) => {
 /**
  * The delay before the retry that follows failed attempt number `attempt` (1-based), stepping `schedule` once per
  * failed attempt from its start, without sleeping; `None` when the schedule ends before it. Each step gets
- * `error` as its input.
+ * `error` as its input, and is taken at the instant the previous delay ended (as if every attempt took no time),
+ * so time-limited schedules (`Schedule.upTo`, `Schedule.during`) end once their delays add up past the limit.
  *
  * @example
  * ```ts
@@ -371,14 +372,15 @@ export const retryDelay = (
   error: unknown
 ): Effect.Effect<Option.Option<Duration.Duration>> =>
   Effect.gen(function*() {
-    const now = yield* Clock.currentTimeMillis
+    let now = yield* Clock.currentTimeMillis
     let state = schedule.initial
-    let delay = Duration.zero
+    let delay = 0
     for (let step = 1; step <= attempt; step++) {
       const [next, _, decision] = yield* schedule.step(now, error, state)
       if (ScheduleDecision.isDone(decision)) return Option.none()
       state = next
-      delay = Duration.millis(Math.max(0, ScheduleIntervals.start(decision.intervals) - now))
+      delay = Math.max(0, ScheduleIntervals.start(decision.intervals) - now)
+      now += delay
     }
-    return Option.some(delay)
+    return Option.some(Duration.millis(delay))
   })

@@ -41,8 +41,10 @@ export class JobStoreError extends Data.TaggedError("JobStoreError")<{
 }
 
 /**
- * The lease a store operation named no longer holds: it expired and the job was claimed again (or reaped), so the
- * operation changed nothing. A worker that gets it stops the job it was running and discards its result.
+ * The lease a store operation named no longer holds, so the operation changed nothing. A lease holds while the
+ * store's clock is before its `leaseExpiresAt`; it is lost at that instant, whether or not another worker has claimed
+ * the job since, and when the job was re-claimed, completed, retried, dead-lettered or released. A worker that gets it
+ * stops the job it was running and discards its result.
  *
  * @example
  * ```ts
@@ -247,7 +249,8 @@ export interface DeadJob {
 
 /**
  * The job store service: see the module's description. Stores judge time (run-at instants, lease expiries) by their
- * own clock: the memory store by Effect's `Clock` (so `TestClock` drives it), a database by the database's.
+ * own clock: the memory store by Effect's `Clock` (so `TestClock` drives it), a database by the database's. Arguments
+ * that make no sense (a lease of zero, a negative limit, a priority that is not an integer) are defects.
  *
  * @example
  * ```ts
@@ -288,8 +291,9 @@ export declare namespace JobStore {
    */
   export interface Service {
     /**
-     * Stores the jobs, in order, and returns their ids. A job whose `key` matches a job that is ready, scheduled or
-     * leased is not stored: its id is that job's. Wakes the workers of each queue that got a job ready now.
+     * Stores the jobs, in order, and returns their ids (unique, and increasing in enqueue order when compared
+     * shortest first). A job whose `key` matches a job that is ready, scheduled or leased is not stored: its id is
+     * that job's, and it wakes nobody. Wakes the workers of each queue that got a job ready now.
      */
     readonly enqueue: (jobs: ReadonlyArray<NewJob>) => Effect.Effect<ReadonlyArray<string>, JobStoreError>
     /**
@@ -322,22 +326,33 @@ export declare namespace JobStore {
     ) => Effect.Effect<void, JobStoreError | LeaseLost>
     /**
      * Makes every job whose lease expired ready again, or dead when its attempts are used up (an expired lease
-     * counts as an attempt: a job that kills its worker every time ends in the dead letters). Returns how many.
+     * counts as an attempt: a job that kills its worker every time ends in the dead letters, with the error
+     * "lease expired"). Returns how many this call found: a store may settle expired leases in its other operations
+     * too (the memory store does), and then `reap` finds fewer.
      */
     readonly reap: Effect.Effect<number, JobStoreError>
     /**
      * The queues that got a job ready now, as it happens (coalesced, possibly repeated): a hint to claim at once
-     * instead of waiting for the next poll. A worker polls anyway; a store that cannot wake simply never emits.
+     * instead of waiting for the next poll. Emitted by an enqueue of a job ready now, a release, a retry already due,
+     * a redrive and a reap that made jobs ready; not by a deduplicated enqueue, nor when a delayed job comes due (the
+     * poll finds those). A worker polls anyway; a store that cannot wake simply never emits.
      */
     readonly wakeups: Stream.Stream<string>
-    /** The counts of the whole store and of each queue. */
+    /**
+     * The counts of the whole store and of each queue (queues that hold nothing may be left out). A job whose lease
+     * expired and was not reaped yet counts as ready (or dead, when its attempts are used up).
+     */
     readonly stats: Effect.Effect<JobStats, JobStoreError>
     /** The dead letters, most recent first: at most `limit` (default 100), of one `queue` if given. */
     readonly deadLetters: (options?: {
       readonly limit?: number | undefined
       readonly queue?: string | undefined
     }) => Effect.Effect<ReadonlyArray<DeadJob>, JobStoreError>
-    /** Moves these dead jobs back, ready now, as new jobs with their attempts reset; returns how many moved. */
+    /**
+     * Moves these dead jobs back, ready now, with their attempts reset and a new place in line (`enqueuedAt` is now);
+     * each keeps its id, the handlers' idempotency key. Unknown ids, and dead jobs whose `key` a live job holds by
+     * now, are skipped. Returns how many moved.
+     */
     readonly redrive: (ids: ReadonlyArray<string>) => Effect.Effect<number, JobStoreError>
   }
 }

@@ -24,6 +24,7 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
+import { JobStore, type JobStoreError } from "./JobStore.js"
 import { WorkerContext } from "./WorkerContext.js"
 import type { WorkerStateError } from "./WorkerContextError.js"
 
@@ -137,6 +138,100 @@ export const router: HttpRouter.HttpRouter<never, WorkerContext> = HttpRouter.em
       prometheusMetrics,
       (text) => HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
     )
+  )
+)
+
+const badRequest = (message: string) => json({ error: "BadRequest", message }, 400)
+
+const storeError = (error: JobStoreError) =>
+  Effect.as(
+    Effect.logWarning("job store unavailable", error),
+    json({ error: "JobStoreError", operation: error.operation, message: error.message }, 503)
+  )
+
+/** The one value of a search parameter, or why it cannot be used: given twice, or given empty. */
+const singleParam = (
+  params: Readonly<Record<string, string | ReadonlyArray<string>>>,
+  name: string
+): Either.Either<string | undefined, string> => {
+  const value = params[name]
+  if (value === undefined) return Either.right(undefined)
+  if (typeof value !== "string") return Either.left(`${name} must be given once, not ${value.length} times`)
+  return value === "" ? Either.left(`${name} must not be empty`) : Either.right(value)
+}
+
+const deadLettersOptions = (params: Readonly<Record<string, string | ReadonlyArray<string>>>) =>
+  Either.gen(function*() {
+    const limitText = yield* singleParam(params, "limit")
+    const queue = yield* singleParam(params, "queue")
+    if (limitText === undefined) return { limit: 100, queue }
+    const limit = /^[0-9]+$/.test(limitText) ? Number(limitText) : Number.NaN
+    if (!(limit >= 1 && limit <= 1000)) {
+      return yield* Either.left(`limit must be an integer from 1 to 1000, not ${JSON.stringify(limitText)}`)
+    }
+    return { limit, queue }
+  })
+
+/**
+ * Routes to inspect a `JobStore` and act on its dead letters, all JSON, to mount next to {@link router} or serve
+ * on their own with {@link jobsApp}. They need only the store, not a worker: a process that enqueues and inspects
+ * jobs but runs none can serve them too.
+ *
+ * | route | answer |
+ * |---|---|
+ * | `GET /jobs/stats` | 200 the store's `JobStats`: `{ ready, scheduled, leased, dead, byQueue: { [queue]: { ready, scheduled, leased, dead } } }` |
+ * | `GET /jobs/dead?limit=N&queue=Q` | 200 `{ jobs: [{ id, name, queue, payload, attempts, lastError, failedAt }] }`, most recent first, `failedAt` an ISO 8601 string; `limit` an integer from 1 to 1000 (default 100), `queue` optional; 400 `{ error: "BadRequest", message }` naming the parameter otherwise |
+ * | `POST /jobs/dead/:id/redrive` | 200 `{ redriven: 1 }`: the job is ready again, its attempts reset, under the same id; 404 `{ error: "NotFound", message }` when the store moved nothing: no dead job has this id (or a live job holds its `key` by now) |
+ *
+ * A store that fails (`JobStoreError`: unreachable, or it refused) makes any of them answer 503
+ * `{ error: "JobStoreError", operation, message }` and logs a warning: the client may retry (a redrive that went
+ * through before the error answers 404 the second time). The routes have no authentication: a redrive runs a job
+ * again.
+ *
+ * @example
+ * ```ts
+ * import { HttpRouter } from "@effect/platform"
+ * import * as WorkerHttp from "effect-worker-context/WorkerHttp"
+ *
+ * // the worker's routes and the store's, as one app: it needs a WorkerContext and a JobStore
+ * const app = WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, WorkerHttp.jobsRouter))
+ * ```
+ *
+ * @since 0.2.0
+ * @category routes
+ */
+export const jobsRouter: HttpRouter.HttpRouter<never, JobStore> = HttpRouter.empty.pipe(
+  HttpRouter.get(
+    "/jobs/stats",
+    Effect.gen(function*() {
+      const store = yield* JobStore
+      return json(yield* store.stats)
+    }).pipe(Effect.catchTag("JobStoreError", storeError))
+  ),
+  HttpRouter.get(
+    "/jobs/dead",
+    Effect.gen(function*() {
+      const options = deadLettersOptions(yield* HttpServerRequest.ParsedSearchParams)
+      if (Either.isLeft(options)) return badRequest(options.left)
+      const store = yield* JobStore
+      const jobs = yield* store.deadLetters(options.right)
+      return json({ jobs: jobs.map((job) => ({ ...job, failedAt: job.failedAt.toISOString() })) })
+    }).pipe(Effect.catchTag("JobStoreError", storeError))
+  ),
+  HttpRouter.post(
+    "/jobs/dead/:id/redrive",
+    Effect.gen(function*() {
+      const { id = "" } = yield* HttpRouter.params
+      const store = yield* JobStore
+      // One store operation: a job that is not dead (or was redriven meanwhile) moves nothing.
+      const redriven = yield* store.redrive([id])
+      return redriven === 0
+        ? json({
+          error: "NotFound",
+          message: `no dead job with id ${JSON.stringify(id)} to redrive (or a live job holds its key)`
+        }, 404)
+        : json({ redriven })
+    }).pipe(Effect.catchTag("JobStoreError", storeError))
   )
 )
 
@@ -385,6 +480,24 @@ export const toApp = <E, R>(self: HttpRouter.HttpRouter<E, R>): HttpApp.Default<
  * @category routes
  */
 export const app: HttpApp.Default<never, WorkerContext> = toApp(router)
+
+/**
+ * {@link jobsRouter} as a complete app: {@link toApp} applied, so unknown routes get JSON 404/405. For a process
+ * that serves the store's routes without a worker; next to a worker, concatenate the routers instead (see
+ * {@link jobsRouter}).
+ *
+ * @example
+ * ```ts
+ * import { HttpServer } from "@effect/platform"
+ * import * as WorkerHttp from "effect-worker-context/WorkerHttp"
+ *
+ * const JobsServerLive = HttpServer.serve(WorkerHttp.jobsApp) // needs a JobStore and an HttpServer
+ * ```
+ *
+ * @since 0.2.0
+ * @category routes
+ */
+export const jobsApp: HttpApp.Default<never, JobStore> = toApp(jobsRouter)
 
 /**
  * Serves `httpApp` on the `HttpServer` you provide, in the right order for a graceful deploy: when the layer is

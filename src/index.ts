@@ -39,3 +39,17 @@ export * as Job from "./Job.js"
  * @since 0.2.0
  */
 export * as JobStore from "./JobStore.js"
+
+/**
+ * The embedded job store: jobs in this process's memory, not durable.
+ *
+ * @since 0.2.0
+ */
+export * as MemoryJobStore from "./MemoryJobStore.js"
+
+/**
+ * The job runner: claims jobs from a `JobStore` and runs them as tasks of a `WorkerContext`.
+ *
+ * @since 0.2.0
+ */
+export * as JobWorker from "./JobWorker.js"

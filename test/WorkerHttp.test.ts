@@ -19,6 +19,7 @@ import {
   Context,
   Data,
   Deferred,
+  Duration,
   Effect,
   Either,
   Exit,
@@ -36,6 +37,8 @@ import {
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
 import { WorkerContext, type WorkerContextOptions, type WorkerEvent, WorkerMetrics } from "../src/index.js"
+import { type JobStats, JobStore, JobStoreError, type NewJob } from "../src/JobStore.js"
+import * as MemoryJobStore from "../src/MemoryJobStore.js"
 import * as WorkerHttp from "../src/WorkerHttp.js"
 
 const WAIT = "5 seconds"
@@ -750,5 +753,256 @@ describe("GET /metrics", () => {
         sample(answer.text, `effect_worker_task_duration_seconds_bucket{worker="${ctx.name}",le="+Inf"}`),
         "6"
       )
+    }).pipe(quiet))
+})
+
+// --- the job store's routes -----------------------------------------------------------------------------------------
+
+/** A memory store of its own for one test, as the layer provides it. */
+const makeStore = Effect.map(Layer.build(MemoryJobStore.layer()), (context) => Context.get(context, JobStore))
+
+/** A store that cannot be reached: every operation fails with a `JobStoreError` naming it. */
+const unreachableStore: JobStore.Service = (() => {
+  const down = (operation: string) =>
+    Effect.fail(new JobStoreError({ operation, reason: "connection refused to 127.0.0.1:5432" }))
+  return {
+    enqueue: () => down("enqueue"),
+    claim: () => down("claim"),
+    renew: () => down("renew"),
+    complete: () => down("complete"),
+    retry: () => down("retry"),
+    deadLetter: () => down("deadLetter"),
+    release: () => down("release"),
+    reap: down("reap"),
+    wakeups: Stream.empty,
+    stats: down("stats"),
+    deadLetters: () => down("deadLetters"),
+    redrive: () => down("redrive")
+  }
+})()
+
+const newJob = (name: string, queue: string, payload: unknown, delayMs = 0): NewJob => ({
+  name,
+  queue,
+  payload,
+  runAt: new Date(Date.now() + delayMs),
+  priority: 0,
+  key: undefined,
+  maxAttempts: 3
+})
+
+const claimRequest = (queue: string, limit = 1000) => ({
+  queues: [queue],
+  names: ["resize-image", "send-email"],
+  limit,
+  lease: Duration.seconds(30),
+  worker: "http-test"
+})
+
+/** Enqueues `jobs`, claims them and dead-letters each with `error`, in order; returns their ids. */
+const deadLettered = (store: JobStore.Service, jobs: ReadonlyArray<NewJob>, error = "boom") =>
+  Effect.gen(function*() {
+    const ids = yield* store.enqueue(jobs)
+    const queues = [...new Set(jobs.map((job) => job.queue))]
+    const claimed = (yield* Effect.forEach(queues, (queue) => store.claim(claimRequest(queue)))).flat()
+    const byId = new Map(claimed.map((job) => [job.id, job]))
+    for (const id of ids) yield* store.deadLetter(byId.get(id)!.lease, error)
+    return ids
+  })
+
+/**
+ * Serves the worker's routes and the store's, mounted together as the docs show, with `store` and a worker of its
+ * own, on a free loopback port until the test's scope closes; returns a function that calls them.
+ */
+const servedStore = (store: JobStore.Service) =>
+  Effect.gen(function*() {
+    const app = WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, WorkerHttp.jobsRouter))
+    const ctx = yield* WorkerContext.make({ name: uniqueName("jobs"), shutdownTimeout: "1 minute" })
+    const context = yield* Layer.build(
+      Layer.merge(HttpServer.serve(app), ClientLive).pipe(
+        Layer.provideMerge(ServerLive),
+        Layer.provide(Layer.succeed(WorkerContext, ctx)),
+        Layer.provide(Layer.succeed(JobStore, store))
+      )
+    )
+    return requestWith(Context.get(context, HttpClient.HttpClient))
+  })
+
+/** What a JSON body holds: `value` as the server serialized it (dates as ISO strings). */
+const asJson = (value: unknown): unknown => JSON.parse(JSON.stringify(value))
+
+describe("WorkerHttp.jobsRouter", () => {
+  it.scopedLive("GET /jobs/stats answers 200 with the store's counts, in all and per queue", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore
+      const request = yield* servedStore(store)
+      assertJson(yield* request("GET", "/jobs/stats"), 200, { ready: 0, scheduled: 0, leased: 0, dead: 0 })
+
+      yield* store.enqueue([
+        newJob("send-email", "emails", { to: "ada@example.com" }),
+        newJob("send-email", "emails", { to: "alan@example.com" }, 3_600_000)
+      ])
+      yield* store.enqueue([newJob("resize-image", "images", { width: 1, height: 1 })])
+      yield* store.claim(claimRequest("images"))
+      yield* deadLettered(store, [newJob("resize-image", "images", { width: 2, height: 2 })])
+
+      const answer = yield* request("GET", "/jobs/stats")
+      assertJson(answer, 200, { ready: 1, scheduled: 1, leased: 1, dead: 1 })
+      const { byQueue } = answer.body as JobStats
+      assert.deepInclude(byQueue["emails"], { ready: 1, scheduled: 1, leased: 0, dead: 0 })
+      assert.deepInclude(byQueue["images"], { ready: 0, scheduled: 0, leased: 1, dead: 1 })
+      assert.deepStrictEqual(answer.body, asJson(yield* store.stats), "the route answers the store's own stats")
+    }).pipe(quiet))
+
+  it.scopedLive("GET /jobs/dead answers 200 with the dead letters, most recent first, failedAt an ISO string", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore
+      const request = yield* servedStore(store)
+      assertJson(yield* request("GET", "/jobs/dead"), 200, { jobs: [] })
+
+      const [email] = yield* deadLettered(store, [newJob("send-email", "emails", { to: "ada@example.com" })], "bounced")
+      const images = yield* deadLettered(store, [
+        newJob("resize-image", "images", { width: 1, height: 1 }),
+        newJob("resize-image", "images", { width: 2, height: 2 })
+      ])
+
+      const answer = yield* request("GET", "/jobs/dead")
+      assertJson(answer, 200, {})
+      const { jobs } = answer.body as { jobs: Array<Record<string, unknown>> }
+      assert.deepStrictEqual(jobs, asJson(yield* store.deadLetters()), "the route answers the store's own list")
+      assert.sameMembers(jobs.map((job) => job.id), [email!, ...images])
+      assert.strictEqual(jobs.at(-1)!.id, email, "the first job to die is listed last")
+      assert.deepInclude(jobs.at(-1)!, {
+        id: email,
+        name: "send-email",
+        queue: "emails",
+        payload: { to: "ada@example.com" },
+        attempts: 1,
+        lastError: "bounced"
+      })
+      for (const job of jobs) {
+        assert.isString(job.failedAt)
+        assert.strictEqual(new Date(job.failedAt as string).toISOString(), job.failedAt)
+      }
+
+      const ofQueue = yield* request("GET", "/jobs/dead?queue=emails")
+      assertJson(ofQueue, 200, {})
+      assert.deepStrictEqual((ofQueue.body as { jobs: Array<{ id: string }> }).jobs.map((job) => job.id), [email])
+      const limited = yield* request("GET", "/jobs/dead?limit=2&queue=images")
+      assert.strictEqual((limited.body as { jobs: Array<unknown> }).jobs.length, 2, limited.text)
+      const one = yield* request("GET", "/jobs/dead?limit=1")
+      assert.deepStrictEqual(one.body, { jobs: jobs.slice(0, 1) })
+      assertJson(yield* request("GET", "/jobs/dead?queue=nothing-here"), 200, { jobs: [] })
+    }).pipe(quiet))
+
+  it.scopedLive("GET /jobs/dead lists 100 dead letters by default and at most 1000", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore
+      const request = yield* servedStore(store)
+      yield* deadLettered(store, Array.from({ length: 101 }, (_, i) => newJob("send-email", "emails", { i })))
+      const count = (answer: Answer) => (answer.body as { jobs: Array<unknown> }).jobs.length
+      assert.strictEqual(count(yield* request("GET", "/jobs/dead")), 100)
+      assert.strictEqual(count(yield* request("GET", "/jobs/dead?limit=1000")), 101)
+      assert.strictEqual(count(yield* request("GET", "/jobs/dead?limit=101")), 101)
+    }).pipe(quiet))
+
+  it.scopedLive("GET /jobs/dead answers 400 naming the parameter when limit or queue cannot be used", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore
+      const request = yield* servedStore(store)
+      for (const query of ["limit=0", "limit=1001", "limit=abc", "limit=1.5", "limit=-1", "limit=1e2", "limit="]) {
+        const answer = yield* request("GET", `/jobs/dead?${query}`)
+        assertError(answer, 400, { error: "BadRequest" })
+        assert.include((answer.body as { message: string }).message, "limit must", query)
+      }
+      const twice = yield* request("GET", "/jobs/dead?limit=1&limit=2")
+      assertError(twice, 400, { error: "BadRequest", message: "limit must be given once, not 2 times" })
+      const empty = yield* request("GET", "/jobs/dead?queue=")
+      assertError(empty, 400, { error: "BadRequest", message: "queue must not be empty" })
+    }).pipe(quiet))
+
+  it.scopedLive("POST /jobs/dead/:id/redrive answers 200 and makes the job ready again, its attempts reset", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore
+      const request = yield* servedStore(store)
+      const [id, other] = yield* deadLettered(store, [
+        newJob("send-email", "emails", { to: "ada@example.com" }),
+        newJob("send-email", "emails", { to: "alan@example.com" })
+      ])
+
+      assertJson(yield* request("POST", `/jobs/dead/${id}/redrive`), 200, { redriven: 1 })
+      assertJson(yield* request("GET", "/jobs/stats"), 200, { ready: 1, dead: 1 })
+      const dead = yield* request("GET", "/jobs/dead")
+      assert.deepStrictEqual((dead.body as { jobs: Array<{ id: string }> }).jobs.map((job) => job.id), [other])
+      const [again] = yield* store.claim(claimRequest("emails"))
+      assert.deepInclude(again, { name: "send-email", payload: { to: "ada@example.com" }, attempt: 1 })
+    }).pipe(quiet))
+
+  it.scopedLive("POST /jobs/dead/:id/redrive answers 404 for an id that is not in the dead letters", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore
+      const request = yield* servedStore(store)
+      const [dead] = yield* deadLettered(store, [newJob("send-email", "emails", { to: "ada@example.com" })])
+      const [ready] = yield* store.enqueue([newJob("send-email", "emails", { to: "alan@example.com" })])
+
+      const unknown = yield* request("POST", "/jobs/dead/no-such-job/redrive")
+      assertError(unknown, 404, { error: "NotFound" })
+      assert.include((unknown.body as { message: string }).message, "no-such-job")
+      assertError(yield* request("POST", `/jobs/dead/${ready}/redrive`), 404, { error: "NotFound" })
+
+      assertJson(yield* request("POST", `/jobs/dead/${dead}/redrive`), 200, { redriven: 1 })
+      assertError(yield* request("POST", `/jobs/dead/${dead}/redrive`), 404, { error: "NotFound" })
+      assertJson(yield* request("GET", "/jobs/stats"), 200, { ready: 2, dead: 0 })
+
+      assertError(yield* request("GET", `/jobs/dead/${dead}/redrive`), 405, {
+        error: "MethodNotAllowed",
+        allow: ["POST"]
+      })
+    }).pipe(quiet))
+
+  it.scopedLive("POST /jobs/dead/:id/redrive answers 404 and moves nothing while a live job holds the dead job's key", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore
+      const request = yield* servedStore(store)
+      const welcome = { ...newJob("send-email", "emails", { to: "ada@example.com" }), key: "welcome:ada" }
+      const [dead] = yield* deadLettered(store, [welcome])
+      const [live] = yield* store.enqueue([welcome])
+      assert.notStrictEqual(live, dead, "the key was free once its job died")
+
+      const answer = yield* request("POST", `/jobs/dead/${dead}/redrive`)
+      assertError(answer, 404, { error: "NotFound" })
+      assert.include((answer.body as { message: string }).message, "holds its key")
+      assertJson(yield* request("GET", "/jobs/stats"), 200, { ready: 1, dead: 1 })
+    }).pipe(quiet))
+
+  it.scopedLive("answers 503 with the operation and the store's message when the store fails", () =>
+    Effect.gen(function*() {
+      const request = yield* servedStore(unreachableStore)
+      const failed = (operation: string) => ({
+        error: "JobStoreError",
+        operation,
+        message: `JobStore.${operation} failed: connection refused to 127.0.0.1:5432`
+      })
+      assertError(yield* request("GET", "/jobs/stats"), 503, failed("stats"))
+      assertError(yield* request("GET", "/jobs/dead"), 503, failed("deadLetters"))
+      assertError(yield* request("POST", "/jobs/dead/42/redrive"), 503, failed("redrive"))
+      // A bad parameter is the client's mistake, whatever the store's health.
+      assertError(yield* request("GET", "/jobs/dead?limit=0"), 400, { error: "BadRequest" })
+    }).pipe(quiet))
+
+  it.scopedLive("WorkerHttp.jobsApp serves the store's routes with a store and no worker", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore
+      const [id] = yield* deadLettered(store, [newJob("send-email", "emails", { to: "ada@example.com" })])
+      const context = yield* Layer.build(
+        Layer.merge(HttpServer.serve(WorkerHttp.jobsApp), ClientLive).pipe(
+          Layer.provideMerge(ServerLive),
+          Layer.provide(Layer.succeed(JobStore, store))
+        )
+      )
+      const request = requestWith(Context.get(context, HttpClient.HttpClient))
+      assertJson(yield* request("GET", "/jobs/stats"), 200, { dead: 1 })
+      assertJson(yield* request("POST", `/jobs/dead/${id}/redrive`), 200, { redriven: 1 })
+      assertError(yield* request("GET", "/worker"), 404, { error: "NotFound" })
     }).pipe(quiet))
 })

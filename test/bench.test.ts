@@ -7,9 +7,18 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { contention } from "../bench/contention.js"
 import { eventThroughput } from "../bench/events.js"
+import { jobsMemory, jobsThroughput, JobsVariants } from "../bench/jobs.js"
 import { inFlightMemory } from "../bench/memory.js"
 import { perTaskOverhead, Variants, YieldEvery } from "../bench/overhead.js"
-import { markdown, overheadRoundsTextTable, rows, targets, targetsTextTable, textTable } from "../bench/report.js"
+import {
+  jobsRoundsTextTable,
+  markdown,
+  overheadRoundsTextTable,
+  rows,
+  targets,
+  targetsTextTable,
+  textTable
+} from "../bench/report.js"
 import { shutdownLatency } from "../bench/shutdown.js"
 import {
   BenchmarkNames,
@@ -130,6 +139,50 @@ describe("benchmark suite, smoke run", () => {
     60_000
   )
 
+  it.live(
+    "jobs throughput runs every job of every variant, and leaves nothing in the stores or in flight",
+    () =>
+      Effect.gen(function*() {
+        const config = smokeConfig.jobs
+        const result = yield* jobsThroughput(config)
+        const perVariant = config.jobs * (config.rounds + config.warmupRounds)
+        const names = config.concurrencies.flatMap((concurrency) => Object.values(JobsVariants(concurrency)))
+        assert.strictEqual(names.length, config.concurrencies.length * 4)
+        for (const name of names) {
+          assert.strictEqual(result.completed[name], perVariant, name)
+          assert.isTrue(isPositive(result.jobsPerSecond[name]!), name)
+          assert.isTrue(isPositive(result.usPerJob[name]!), name)
+          assert.isTrue(isPositive(result.cpuUsPerJob[name]!), name)
+          assert.strictEqual(result.samples[name]!.length, config.rounds, name)
+        }
+        assert.deepStrictEqual(result.ratios.map((ratio) => ratio.concurrency), [...config.concurrencies])
+        for (const ratio of result.ratios) {
+          assert.isTrue(isPositive(ratio.wall) && isPositive(ratio.cpu))
+          assert.isTrue(isPositive(ratio.noTimeout.wall) && isPositive(ratio.noTimeout.cpu))
+        }
+        assert.isTrue(isPositive(result.enqueueUsPerJob))
+        assert.strictEqual(result.leftInStore, 0)
+        assert.strictEqual(result.leftInFlight, 0)
+      }),
+    60_000
+  )
+
+  it.live(
+    "jobs memory runs every job through the worker, and leaves nothing in the store or in flight",
+    () =>
+      Effect.gen(function*() {
+        const config = smokeConfig.jobsMemory
+        const result = yield* jobsMemory(config)
+        assert.strictEqual(result.completed, config.jobs + config.batch)
+        assert.strictEqual(result.leftInStore, 0)
+        assert.strictEqual(result.leftInFlight, 0)
+        assert.isAbove(result.heapDuring.length, 0)
+        assert.isTrue(isPositive(result.jobsPerSecond) && isPositive(result.heapBefore) && isPositive(result.heapAfter))
+        assert.isTrue(Number.isFinite(result.growthPercent) && Number.isFinite(result.bytesPerJob))
+      }),
+    60_000
+  )
+
   it.live("the report shows every benchmark and every target", () =>
     Effect.gen(function*() {
       const tiny: SuiteConfig = {
@@ -139,11 +192,13 @@ describe("benchmark suite, smoke run", () => {
         memory: { tasks: 200, runs: 1 },
         shutdown: { tasks: 200, runs: 1 },
         events: { events: 200, trackTasks: 200, rounds: 1, warmupRounds: 0 },
-        contention: { callers: 50, tasksPerCaller: 2, flipEveryMs: 1 }
+        contention: { callers: 50, tasksPerCaller: 2, flipEveryMs: 1 },
+        jobs: { jobs: 200, concurrencies: [10, 100], rounds: 1, warmupRounds: 0 },
+        jobsMemory: { jobs: 400, batch: 100, concurrency: 10, samples: 2 }
       }
       const result = yield* runSuite(tiny)
       const table = textTable(rows(result))
-      for (const n of [1, 2, 3, 4, 5, 6]) assert.include(table, `${n}. `)
+      for (const n of [1, 2, 3, 4, 5, 6, 7, 8]) assert.include(table, `${n}. `)
       const env = {
         date: "2025-01-01T00:00:00.000Z",
         cpuModel: "test",
@@ -161,8 +216,18 @@ describe("benchmark suite, smoke run", () => {
         loadEnd: 0
       }
       const doc = markdown(result, tiny, env)
-      assert.strictEqual(targets(result).length, 6)
+      assert.strictEqual(targets(result).length, 9)
       for (const target of targets(result)) assert.include(doc, target.target)
+      for (const concurrency of tiny.jobs.concurrencies) {
+        const row = rows(result).find((row) =>
+          row.figure === `JobWorker / ctx.track per job, concurrency ${concurrency}`
+        )
+        assert.isDefined(row, `${concurrency}`)
+        assert.notStrictEqual(row!.target, "", `${concurrency}`)
+        for (const name of Object.values(JobsVariants(concurrency))) assert.include(doc, name)
+      }
+      assert.include(doc, "Jobs throughput (7)")
+      assert.include(doc, "Jobs memory (8)")
       for (
         const ratio of ["tight loop, 0 listeners", "tight loop, 1 listener", `yield every ${YieldEvery}, 0 listeners`]
       ) {
@@ -192,11 +257,35 @@ describe("benchmark suite, smoke run", () => {
       assert.include(overheadRoundsTextTable(result.overhead!), Variants.fiberSetYield)
     }), 60_000)
 
+  it.live(
+    "a run of the job benchmarks alone reports their figures and their three targets",
+    () =>
+      Effect.gen(function*() {
+        const tiny = withRounds({
+          ...smokeConfig,
+          jobs: { jobs: 200, concurrencies: [10, 100], rounds: 3, warmupRounds: 0 },
+          jobsMemory: { jobs: 400, batch: 100, concurrency: 10, samples: 2 }
+        }, 1)
+        const result = yield* runBenchmarks(tiny, parseOnly("jobs,jobsMemory")!)
+        assert.isFalse(isComplete(result))
+        assert.isUndefined(result.overhead)
+        assert.strictEqual(result.jobs!.samples[JobsVariants(10).worker]!.length, 1)
+        assert.deepStrictEqual(result.stepSeconds.map(({ step }) => step), ["7 jobs throughput", "8 jobs memory"])
+        const all = rows(result)
+        assert.isTrue(all.every((row) => row.benchmark.startsWith("7. ") || row.benchmark.startsWith("8. ")))
+        assert.strictEqual(targets(result).length, 3)
+        assert.include(targetsTextTable(targets(result)), "≤ 3x a bare ctx.track task, concurrency 100")
+        assert.include(jobsRoundsTextTable(result.jobs!), JobsVariants(100).pQueue)
+      }),
+    60_000
+  )
+
   it("BENCH_ONLY and BENCH_ROUNDS are parsed and checked", () => {
     assert.isUndefined(parseOnly(undefined))
     assert.isUndefined(parseOnly(" "))
     assert.deepStrictEqual(parseOnly("overhead"), ["overhead"])
     assert.deepStrictEqual(parseOnly("events, overhead,"), ["overhead", "events"])
+    assert.deepStrictEqual(parseOnly("jobsMemory,jobs"), ["jobs", "jobsMemory"])
     assert.deepStrictEqual(parseOnly(BenchmarkNames.join(",")), BenchmarkNames)
     assert.throws(() => parseOnly("overhead,nope"), /nope/)
     assert.isUndefined(parseRounds(undefined))
@@ -206,6 +295,8 @@ describe("benchmark suite, smoke run", () => {
     const three = withRounds(fullConfig, 3)
     assert.strictEqual(three.overhead.rounds, 3)
     assert.strictEqual(three.events.rounds, 3)
+    assert.strictEqual(three.jobs.rounds, 3)
+    assert.strictEqual(three.jobs.warmupRounds, fullConfig.jobs.warmupRounds)
     assert.strictEqual(three.overhead.warmupRounds, fullConfig.overhead.warmupRounds)
     assert.strictEqual(withRounds(fullConfig, undefined), fullConfig)
   })

@@ -1,8 +1,8 @@
 /**
  * Runs `examples/demo.ts` as a real child process on a free port (with `node`, or with `npm start`), talks to it
  * over real HTTP, signals it, and checks what an operator would see: readiness turns 503 while the jobs in flight
- * drain (or, past the deadline, are interrupted), a summary is printed and the process exits 0; a second signal half
- * a second later forces the exit; a port in use fails at once. Real time is bounded everywhere, and the child (and
+ * drain (or, past the deadline, are released back to the store), a summary is printed and the process exits 0; a
+ * second signal half a second later forces the exit; a port in use fails at once. Real time is bounded everywhere, and the child (and
  * its process group) is killed with SIGKILL when a test ends, however it ends.
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
@@ -42,18 +42,47 @@ interface Line {
 }
 
 interface Summary {
-  readonly completed: number
-  readonly failed: number
-  readonly interrupted: number
+  readonly succeeded: number
+  readonly retried: number
+  readonly dead: number
+  readonly released: number
 }
 
 const parseSummary = (lines: ReadonlyArray<Line>): Summary | undefined => {
   for (const { text } of lines) {
-    const match = /summary: completed=(\d+) failed=(\d+) interrupted=(\d+)/.exec(text)
-    if (match !== null) return { completed: Number(match[1]), failed: Number(match[2]), interrupted: Number(match[3]) }
+    const match = /summary: succeeded=(\d+) retried=(\d+) dead=(\d+) released=(\d+)/.exec(text)
+    if (match !== null) {
+      return {
+        succeeded: Number(match[1]),
+        retried: Number(match[2]),
+        dead: Number(match[3]),
+        released: Number(match[4])
+      }
+    }
   }
   return undefined
 }
+
+interface LeftInStore {
+  readonly ready: number
+  readonly scheduled: number
+  readonly leased: number
+  readonly dead: number
+}
+
+/** What the demo says its memory store still held once the job worker had drained. */
+const parseLeft = (lines: ReadonlyArray<Line>): LeftInStore | undefined => {
+  for (const { text } of lines) {
+    const match = /left in the store: ready=(\d+) scheduled=(\d+) leased=(\d+) dead=(\d+)/.exec(text)
+    if (match !== null) {
+      return { ready: Number(match[1]), scheduled: Number(match[2]), leased: Number(match[3]), dead: Number(match[4]) }
+    }
+  }
+  return undefined
+}
+
+/** A job's attempt that ended: it succeeded, failed (and was retried) or died. */
+const jobEnded = /job \d+ \S+ (succeeded|failed|dead) /
 
 const indexOf = (lines: ReadonlyArray<Line>, pattern: RegExp): number =>
   lines.findIndex((line) => pattern.test(line.text))
@@ -191,9 +220,16 @@ const startDemo = (env: Record<string, string>, launcher: Launcher = "node") =>
     const url = listening[1]!
     const demoPid = Number(listening[2])
 
-    /** One real HTTP request; fails if the server does not answer within `REQUEST_TIMEOUT`. */
-    const request = (method: "GET" | "POST", path: string): Effect.Effect<Answer, DemoError> =>
-      client.execute(HttpClientRequest.make(method)(url + path)).pipe(
+    /**
+     * One real HTTP request, with `json` as its body when given (any text, sent as `application/json`); fails if the
+     * server does not answer within `REQUEST_TIMEOUT`.
+     */
+    const request = (method: "GET" | "POST", path: string, json?: string): Effect.Effect<Answer, DemoError> =>
+      client.execute(
+        json === undefined
+          ? HttpClientRequest.make(method)(url + path)
+          : HttpClientRequest.bodyText(HttpClientRequest.make(method)(url + path), json, "application/json")
+      ).pipe(
         Effect.flatMap((response) =>
           Effect.map(response.text, (body): Answer => ({ status: response.status, headers: response.headers, body }))
         ),
@@ -245,17 +281,6 @@ const occupyPort = Effect.acquireRelease(
     })
 ).pipe(Effect.map((server) => (server.address() as Net.AddressInfo).port))
 
-/** The demo's count of the jobs it dropped at shutdown: still queued, and taken by a consumer but never started. */
-const dropped = (lines: ReadonlyArray<Line>) => {
-  for (const { text } of lines) {
-    const match = /no longer taking jobs; (\d+) queued job\(s\) dropped(?:, (\d+) taken job\(s\) never started)?/.exec(
-      text
-    )
-    if (match !== null) return { queued: Number(match[1]), taken: Number(match[2] ?? 0) }
-  }
-  return undefined
-}
-
 const runDemo = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.provide(self, Layer.merge(NodeContext.layer, HttpClientLive))
 
@@ -283,7 +308,9 @@ describe("examples/demo.ts", () => {
         assert.strictEqual(exitCode, 0, output)
         const summary = parseSummary(lines)
         assert.isDefined(summary, output)
-        assert.strictEqual(summary.interrupted, 0, output)
+        assert.strictEqual(summary.released, 0, output)
+        assert.isAtLeast(summary.succeeded + summary.retried + summary.dead, 1, output)
+        assert.strictEqual(parseLeft(lines)?.leased, 0, `no job is left leased\n${output}`)
         const stopping = indexOf(lines, /Stopping:/)
         assert.isAtLeast(stopping, 0, output)
         // Each transition is printed once, by the demo's listener; the library's own lines are at Debug.
@@ -293,7 +320,7 @@ describe("examples/demo.ts", () => {
           ).length
           assert.strictEqual(printed, 1, `${transition} once\n${output}`)
         }
-        const lastJob = lastIndexOf(lines, /job \d+ (completed|failed) after/)
+        const lastJob = lastIndexOf(lines, jobEnded)
         assert.isAbove(lastJob, stopping, `jobs in flight should end during the drain\n${output}`)
         assert.isAbove(indexOf(lines, /summary:/), lastJob, output)
       })),
@@ -301,7 +328,7 @@ describe("examples/demo.ts", () => {
   )
 
   it.scopedLive(
-    "on SIGTERM, interrupts the jobs that outlive SHUTDOWN_TIMEOUT, reports them and still exits 0",
+    "on SIGTERM, releases the jobs that outlive SHUTDOWN_TIMEOUT back to the store, reports them and still exits 0",
     () =>
       runDemo(Effect.gen(function*() {
         const demo = yield* startDemo({ SHUTDOWN_TIMEOUT: "1", DEMO_JOB_MS: "60000" })
@@ -312,9 +339,15 @@ describe("examples/demo.ts", () => {
         assert.strictEqual(exitCode, 0, output)
         const summary = parseSummary(lines)
         assert.isDefined(summary, output)
-        assert.isAtLeast(summary.interrupted, 1, output)
-        assert.strictEqual(summary.completed + summary.failed, 0, output)
-        assert.isAtLeast(indexOf(lines, /job \d+ interrupted after/), 0, output)
+        assert.isAtLeast(summary.released, 1, output)
+        assert.strictEqual(summary.succeeded + summary.retried + summary.dead, 0, output)
+        assert.isAtLeast(indexOf(lines, /job \d+ \S+ released unfinished, attempt refunded/), 0, output)
+        assert.isAtLeast(indexOf(lines, new RegExp(`Stopped: ${summary.released} task\\(s\\) interrupted`)), 0, output)
+        // Released, not lost: each is ready again in the store, none is left leased.
+        const left = parseLeft(lines)
+        assert.isDefined(left, output)
+        assert.strictEqual(left.leased, 0, output)
+        assert.isAtLeast(left.ready, summary.released, output)
       })),
     TEST_TIMEOUT
   )
@@ -369,8 +402,8 @@ describe("examples/demo.ts", () => {
         assert.strictEqual(indexOf(lines, /exiting now/), -1, output)
         const summary = parseSummary(lines)
         assert.isDefined(summary, output)
-        assert.strictEqual(summary.interrupted, 0, output)
-        assert.isAbove(lastIndexOf(lines, /job \d+ (completed|failed) after/), indexOf(lines, /Stopping:/), output)
+        assert.strictEqual(summary.released, 0, output)
+        assert.isAbove(lastIndexOf(lines, jobEnded), indexOf(lines, /Stopping:/), output)
       })),
     TEST_TIMEOUT
   )
@@ -394,22 +427,66 @@ describe("examples/demo.ts", () => {
           state: "Paused"
         }])
         // The demo's own route is tracked: a paused worker turns it away without running it.
-        const refused = yield* demo.request("POST", "/jobs")
+        const email = (to: string, more = "") => `{"type":"send-email","payload":{"to":"${to}"}${more}}`
+        const refused = yield* demo.request("POST", "/jobs", email("ada@example.com"))
         assert.strictEqual(refused.status, 503)
         assert.strictEqual(refused.headers["retry-after"], "5")
 
         const resumed = yield* demo.request("POST", "/worker/resume")
         assert.deepStrictEqual([resumed.status, JSON.parse(resumed.body)], [200, { state: "Running" }])
-        const queued = yield* demo.request("POST", "/jobs?ms=100&fail=true")
+
+        // An address the demo's handler fails with Job.Fatal: dead at its first attempt. Priority -1 jumps the queue.
+        const queued = yield* demo.request("POST", "/jobs", email("nobody@example.invalid", `,"priority":-1`))
         assert.strictEqual(queued.status, 202, queued.body)
-        const job = JSON.parse(queued.body).job
-        assert.include(job, { durationMs: 100, fails: true })
-        yield* demo.waitFor(new RegExp(`job ${job.id} failed after`))
-        assert.strictEqual((yield* demo.request("POST", "/jobs?ms=soon")).status, 400)
+        const { id } = JSON.parse(queued.body)
+        assert.isString(id)
+        const deadIds = Effect.map(
+          demo.request("GET", "/jobs/dead?queue=emails&limit=1000"),
+          (answer) => (JSON.parse(answer.body).jobs as Array<{ id: string }>).map((job) => job.id)
+        )
+        yield* demo.waitFor(new RegExp(`job ${id} send-email dead after attempt 1: nobody@example\\.invalid`))
+        const dead = yield* demo.request("GET", "/jobs/dead?queue=emails")
+        assert.strictEqual(dead.status, 200, dead.body)
+        const listed = (JSON.parse(dead.body).jobs as Array<Record<string, unknown>>).find((job) => job.id === id)
+        assert.deepInclude(listed, { name: "send-email", queue: "emails", payload: { to: "nobody@example.invalid" } })
+        assert.include(listed!.lastError, ".invalid")
+
+        const redriven = yield* demo.request("POST", `/jobs/dead/${id}/redrive`)
+        assert.deepStrictEqual([redriven.status, JSON.parse(redriven.body)], [200, { redriven: 1 }])
+        // It runs again (and, its address being what it is, dies again at its first attempt: attempts were reset).
+        yield* demo.poll(
+          `job ${id} to die again`,
+          Effect.map(deadIds, (ids) => Option.liftPredicate(ids, (ids) => ids.includes(id)))
+        )
+        assert.strictEqual((yield* demo.request("POST", "/jobs/dead/no-such-job/redrive")).status, 404)
+
+        // Bad input is a 400 with a message, whatever is wrong with it.
+        for (
+          const [body, message] of [
+            [`{"type":"send-email",`, /could not be decoded/],
+            [`{"type":"fax","payload":{}}`, /unknown job type "fax"/],
+            [email("not an address"), /invalid payload for send-email: [\s\S]*"to"/],
+            [email("ada@example.com", `,"delay":-5`), /"delay"/]
+          ] as const
+        ) {
+          const answer = yield* demo.request("POST", "/jobs", body)
+          assert.strictEqual(answer.status, 400, `${body}: ${answer.body}`)
+          assert.include(JSON.parse(answer.body), { error: "BadRequest" })
+          assert.match(JSON.parse(answer.body).message, message)
+        }
+        assert.strictEqual((yield* demo.request("GET", "/jobs/dead?limit=0")).status, 400)
+
+        // A delayed job waits in the store, scheduled.
+        const later = yield* demo.request("POST", "/jobs", email("ada@example.com", `,"delay":600000`))
+        assert.strictEqual(later.status, 202, later.body)
+        const stats = yield* demo.request("GET", "/jobs/stats")
+        assert.strictEqual(stats.status, 200)
+        assert.isAtLeast(JSON.parse(stats.body).byQueue.emails.scheduled, 1, stats.body)
 
         const metrics = yield* demo.request("GET", "/metrics")
         assert.strictEqual(metrics.status, 200)
-        assert.match(metrics.body, /^effect_worker_tasks_started_total\{worker="demo"\} [1-9]\d*$/m)
+        assert.match(metrics.body, /^effect_worker_jobs_claimed_total\{worker="demo",queue="emails"\} [1-9]\d*$/m)
+        assert.match(metrics.body, /^effect_worker_tasks_started_total\{worker="demo",label="send-email"\} [1-9]\d*$/m)
         assert.match(metrics.body, /^effect_worker_state\{worker="demo",state="Running"\} 1$/m)
 
         const stop = yield* demo.request("POST", "/worker/stop")
@@ -418,8 +495,11 @@ describe("examples/demo.ts", () => {
         assert.strictEqual(exitCode, 0, output)
         const summary = parseSummary(lines)
         assert.isDefined(summary, output)
-        assert.strictEqual(summary.interrupted, 0, output)
-        assert.isAtLeast(summary.failed, 1, output)
+        assert.strictEqual(summary.released, 0, output)
+        assert.isAtLeast(summary.dead, 2, output)
+        const deaths = lines.filter((line) => line.text.includes(`job ${id} send-email dead after attempt 1:`))
+        assert.strictEqual(deaths.length, 2, `dead, redriven, dead again at a first attempt\n${output}`)
+        assert.isAtLeast(parseLeft(lines)?.scheduled ?? 0, 1, `the delayed job is still in the store\n${output}`)
       })),
     TEST_TIMEOUT
   )
@@ -442,8 +522,8 @@ describe("examples/demo.ts", () => {
             assert.strictEqual(exitCode, 0, label)
             const summary = parseSummary(lines)
             assert.isDefined(summary, label)
-            assert.strictEqual(summary.interrupted, 0, label)
-            assert.isAbove(lastIndexOf(lines, /job \d+ (completed|failed) after/), indexOf(lines, /Stopping:/), label)
+            assert.strictEqual(summary.released, 0, label)
+            assert.isAbove(lastIndexOf(lines, jobEnded), indexOf(lines, /Stopping:/), label)
             yield* demo.poll(
               `the demo's process ${demo.demoPid} to be gone`,
               Effect.sync(() => Option.liftPredicate(demo.demoPid, (pid) => !isAlive(pid)))
@@ -470,18 +550,14 @@ describe("examples/demo.ts", () => {
   )
 
   it.scopedLive(
-    "on SIGTERM while paused, reports the jobs the consumers took but never started apart from the queued ones",
+    "on SIGTERM while paused, claims nothing more and leaves the jobs it did not claim in the store, counted",
     () =>
       runDemo(Effect.gen(function*() {
         const demo = yield* startDemo({ SHUTDOWN_TIMEOUT: "20", DEMO_JOB_MS: "1000" })
         yield* demo.awaitBusy
-        // A full queue, so that every consumer finds a job to take once its own is done.
-        yield* demo.poll(
-          "a full queue (429)",
-          Effect.map(demo.request("POST", "/jobs"), (answer) => Option.liftPredicate(answer, (a) => a.status === 429))
-        )
         assert.strictEqual((yield* demo.request("POST", "/worker/pause")).status, 200)
-        // The jobs in flight end; each consumer then takes the next job and waits in `track` for a resume.
+        const stats = Effect.map(demo.request("GET", "/jobs/stats"), (answer) => JSON.parse(answer.body))
+        // The jobs in flight end, and the producer goes on: jobs wait in the store, none leased.
         yield* demo.poll(
           "the jobs in flight to end",
           Effect.map(
@@ -489,17 +565,24 @@ describe("examples/demo.ts", () => {
             (answer) => Option.liftPredicate(answer, (a) => JSON.parse(a.body).taskCount === 0)
           )
         )
+        const waiting = yield* demo.poll(
+          "jobs waiting in the store",
+          Effect.map(stats, (s) => Option.liftPredicate(s, (s) => s.ready >= 1))
+        )
+        assert.strictEqual(waiting.leased, 0, JSON.stringify(waiting))
 
         yield* demo.signal("SIGTERM")
         const { exitCode, lines, output } = yield* demo.awaitExit
         assert.strictEqual(exitCode, 0, output)
-        const count = dropped(lines)
-        assert.isDefined(count, output)
-        assert.strictEqual(count.taken, 4, output)
-        assert.isAtMost(count.queued, 16, output)
         const summary = parseSummary(lines)
         assert.isDefined(summary, output)
-        assert.strictEqual(summary.interrupted, 0, output)
+        assert.strictEqual(summary.released, 0, output)
+        const left = parseLeft(lines)
+        assert.isDefined(left, output)
+        assert.strictEqual(left.leased, 0, output)
+        assert.isAtLeast(left.ready, waiting.ready, output)
+        // Nothing was claimed after the pause drained: no job ended after the readiness poll saw none in flight.
+        assert.isBelow(lastIndexOf(lines, jobEnded), indexOf(lines, /Stopping:/), output)
       })),
     TEST_TIMEOUT
   )

@@ -1,0 +1,136 @@
+/**
+ * The embedded job store: a `JobStore` that keeps its jobs in this process's memory.
+ *
+ * **It is not durable.** Every job (ready, scheduled, leased or dead) lives in the memory of the process that built
+ * the store, and is lost when that process exits or the layer is released; two processes never share one. Use it
+ * for tests, for development, and for work that may be lost with the process; use `PgJobStore` for jobs that must
+ * survive a crash or a deploy.
+ *
+ * What it guarantees, beyond the port's contract (`JobStore`):
+ *
+ * - **Atomic operations.** Each operation is one synchronous step: no other fiber sees the store half-way through
+ *   it, so concurrent enqueues with one `key` store one job, and two claims never get the same job.
+ * - **Time is Effect's `Clock`,** read when the store is built: under `TestClock`, `TestClock.adjust` moves run-at
+ *   instants and lease expiries. Every operation first brings the store up to the clock: scheduled jobs whose
+ *   `runAt` has come become ready, and every lease that expired gives its job back (ready again with its attempt
+ *   counted, or dead with `"lease expired"` when its attempts are used up), as `reap` does.
+ * - **Leases are judged by the clock.** A lease holds from its claim until its expiry instant, exclusive: at
+ *   `leaseExpiresAt` it no longer holds, even if nobody has claimed the job again. `renew` reports it lost, and
+ *   `complete`, `retry`, `deadLetter` and `release` fail with `LeaseLost` and change nothing. So a job never has
+ *   two live leases, and a late acknowledgement never touches a job that someone else may be running.
+ * - **Ids** are decimal strings of a counter, `"1"`, `"2"`, ..., increasing in enqueue order; lease tokens are
+ *   fresh for every claim.
+ * - **Dead letters are bounded** by `maxDeadLetters` (default 10,000): past it, the oldest are dropped, and each
+ *   operation that dropped some logs a warning naming them. A redriven job keeps its id.
+ * - **Attempts.** The store judges `maxAttempts` only where no worker can: a lease that expired on the job's last
+ *   attempt buries it. `retry` and `release` do what they are told whatever the count; the worker decides.
+ * - **Wake-ups** go to every running `wakeups` stream (each has its own buffer of 256; a subscriber that lags
+ *   further loses its oldest, which are hints anyway), once per operation per queue that got a job ready now:
+ *   `enqueue`, `retry` for a `runAt` that has passed, `release`, `redrive`, and `reap` (for the jobs it made
+ *   ready). A deduplicated enqueue wakes nobody. A scheduled job whose `runAt` comes, or a job whose lease
+ *   expires, wakes nobody by itself (the store runs no timer): workers find it on their next poll, or a `reap`
+ *   that makes it ready wakes its queue.
+ * - **Cost.** Jobs are kept per queue and job name in priority heaps: `claim` looks only at the heaps of the
+ *   queues and names it asks for, and every operation on one job is O(log n). A completed job leaves nothing
+ *   behind; a payload is kept by reference, not copied, so do not mutate it after `enqueue`.
+ *
+ * @since 0.2.0
+ */
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as internal from "./internal/memoryJobStore.js"
+import { JobStore } from "./JobStore.js"
+
+/**
+ * Options of {@link make} and {@link layer}. Every field is optional.
+ *
+ * An option that makes no sense (a `maxDeadLetters` that is not an integer of 0 or more, a `maxJobs` that is not
+ * an integer of 1 or more nor `Infinity`) makes `make` die with an `IllegalArgumentException` that names it: it is
+ * a bug in the program, not a condition to handle.
+ *
+ * @example
+ * ```ts
+ * import type { MemoryJobStoreOptions } from "effect-worker-context/MemoryJobStore"
+ *
+ * const options: MemoryJobStoreOptions = { maxDeadLetters: 1_000, maxJobs: 100_000 }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface MemoryJobStoreOptions {
+  /**
+   * How many dead letters the store keeps: when a job dies past this many, the oldest dead letter is dropped for
+   * good (it can no longer be listed or redriven), and the operation logs a warning naming the dropped jobs.
+   * Default 10,000; `0` keeps none (every dead job is dropped and logged).
+   */
+  readonly maxDeadLetters?: number | undefined
+  /**
+   * How many jobs the store holds at most, ready, scheduled and leased (dead letters are bounded by
+   * `maxDeadLetters` instead). An `enqueue` (or `redrive`) that would exceed it stores nothing and fails with a
+   * `JobStoreError` saying the store is full; a job whose `key` a live job holds adds nothing, so it always fits.
+   * Default `Infinity`: the store grows with its backlog.
+   */
+  readonly maxJobs?: number | undefined
+}
+
+/**
+ * Builds a memory job store with the given options: see the module's description for what it guarantees. Each
+ * call builds a store of its own, empty; it holds no resource (no fiber, no timer), so it needs no scope, and it
+ * is freed with the last reference to it. It reads the `Clock` of the fiber that builds it.
+ *
+ * @example
+ * ```ts
+ * import { Duration, Effect } from "effect"
+ * import * as MemoryJobStore from "effect-worker-context/MemoryJobStore"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* MemoryJobStore.make({ maxDeadLetters: 100 })
+ *   const [id] = yield* store.enqueue([{
+ *     name: "send-email",
+ *     queue: "emails",
+ *     payload: { to: "ada@example.com" },
+ *     runAt: new Date(0),
+ *     priority: 0,
+ *     key: undefined,
+ *     maxAttempts: 5
+ *   }])
+ *   const [job] = yield* store.claim({
+ *     queues: ["emails"],
+ *     names: ["send-email"],
+ *     limit: 1,
+ *     lease: Duration.seconds(30),
+ *     worker: "mailer-1"
+ *   })
+ *   if (job !== undefined) yield* store.complete(job.lease)
+ *   return id
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const make: (options?: MemoryJobStoreOptions | undefined) => Effect.Effect<JobStore.Service> = internal.make
+
+/**
+ * A layer that provides a memory job store built with the given options (see {@link make}). Each time the layer
+ * is built, the store is new and empty; its jobs are gone once nothing refers to it.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Job } from "effect-worker-context"
+ * import * as MemoryJobStore from "effect-worker-context/MemoryJobStore"
+ *
+ * const SendEmail = Job.make("send-email", { payload: Schema.Struct({ to: Schema.String }), queue: "emails" })
+ *
+ * const program = SendEmail.enqueue({ to: "ada@example.com" }).pipe(
+ *   Effect.provide(MemoryJobStore.layer({ maxDeadLetters: 1_000 }))
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer = (options?: MemoryJobStoreOptions | undefined): Layer.Layer<JobStore> =>
+  Layer.effect(JobStore, internal.make(options))

@@ -1,0 +1,1002 @@
+import * as Cause from "effect/Cause"
+import type * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import * as Inspectable from "effect/Inspectable"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricKey from "effect/MetricKey"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
+import * as Random from "effect/Random"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Job from "../Job.js"
+import { type ClaimedJob, type ClaimRequest, JobStore, JobStoreError, LeaseLost } from "../JobStore.js"
+import type { JobEvent as JobEventType, JobMetrics, JobWorker, Options } from "../JobWorker.js"
+import { type Tracked, WorkerContext, type WorkerState } from "../WorkerContext.js"
+import type { TaskRejected } from "../WorkerContextError.js"
+import { WorkerEvent } from "../WorkerEvent.js"
+import * as WorkerMetrics from "../WorkerMetrics.js"
+
+/** @internal */
+export const JobEvent = Data.taggedEnum<JobEventType>()
+
+const jobEventTags: ReadonlySet<string> = new Set([
+  "JobClaimed",
+  "JobSucceeded",
+  "JobRetried",
+  "JobDeadLettered",
+  "JobTimedOut",
+  "JobLeaseLost",
+  "JobReleased"
+])
+
+/** @internal */
+export const isJobEvent = (u: unknown): u is JobEventType =>
+  typeof u === "object" && u !== null && jobEventTags.has((u as { readonly _tag?: unknown })._tag as string) &&
+  typeof (u as { readonly id?: unknown }).id === "string"
+
+// -----------------------------------------------------------------------------------------------------------------
+// Metrics
+// -----------------------------------------------------------------------------------------------------------------
+
+/** @internal */
+export const jobWaitBoundaries = MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 24 })
+
+const counter = (name: string, description: string, tags: ReadonlyArray<MetricLabel.MetricLabel>) =>
+  Metric.fromMetricKey(MetricKey.taggedWithLabels(MetricKey.counter(name, { description, incremental: true }), tags))
+
+const histogram = (
+  name: string,
+  boundaries: MetricBoundaries.MetricBoundaries,
+  description: string,
+  tags: ReadonlyArray<MetricLabel.MetricLabel>
+) => Metric.fromMetricKey(MetricKey.taggedWithLabels(MetricKey.histogram(name, boundaries, description), tags))
+
+/** @internal */
+export const metrics = (worker: string, queue: string): JobMetrics => {
+  // Tags in the key, as `WorkerMetrics` does: an untagged update then hits a cached hook.
+  const tags = [MetricLabel.make("worker", worker), MetricLabel.make("queue", queue)]
+  return {
+    jobsClaimed: counter("effect_worker_jobs_claimed", "Jobs claimed", tags),
+    jobsSucceeded: counter("effect_worker_jobs_succeeded", "Jobs completed", tags),
+    jobsRetried: counter("effect_worker_jobs_retried", "Failed attempts scheduled to run again", tags),
+    jobsDeadLettered: counter("effect_worker_jobs_dead_lettered", "Jobs moved to the dead letters", tags),
+    jobsReleased: counter("effect_worker_jobs_released", "Jobs given back unfinished", tags),
+    jobsTimedOut: counter("effect_worker_jobs_timed_out", "Attempts cut off by their job type's timeout", tags),
+    jobsLeaseLost: counter("effect_worker_jobs_lease_lost", "Jobs whose lease was lost while held", tags),
+    jobDuration: histogram(
+      "effect_worker_job_duration_seconds",
+      WorkerMetrics.taskDurationBoundaries,
+      "Handler run time per attempt, in seconds",
+      tags
+    ),
+    jobWait: histogram(
+      "effect_worker_job_wait_seconds",
+      jobWaitBoundaries,
+      "Time from a job's runAt to the start of its attempt, in seconds",
+      tags
+    )
+  }
+}
+
+/** Registers every series at 0, so an exporter shows them before the first job. */
+const registered = (m: JobMetrics): JobMetrics => {
+  for (
+    const c of [m.jobsClaimed, m.jobsSucceeded, m.jobsRetried, m.jobsDeadLettered, m.jobsReleased, m.jobsTimedOut]
+  ) c.unsafeUpdate(0, [])
+  m.jobsLeaseLost.unsafeUpdate(0, [])
+  m.jobDuration.unsafeValue([])
+  m.jobWait.unsafeValue([])
+  return m
+}
+
+// -----------------------------------------------------------------------------------------------------------------
+// Options
+// -----------------------------------------------------------------------------------------------------------------
+
+interface Resolved {
+  readonly handlers: ReadonlyArray<Job.JobHandler<any>>
+  readonly concurrency: number
+  readonly lease: Duration.Duration
+  readonly pollInterval: Duration.Duration
+  readonly reapInterval: Duration.Duration
+  readonly autoStart: boolean
+  readonly queues: ReadonlyArray<string>
+  readonly workerId: string | undefined
+}
+
+class InvalidOption {
+  constructor(readonly option: string, readonly value: unknown, readonly expected: string) {}
+}
+
+const invalid = (option: string, value: unknown, expected: string) =>
+  new Cause.IllegalArgumentException(
+    `JobWorker: invalid ${option} ${JSON.stringify(String(value))}: expected ${expected}`
+  )
+
+const isNegative = (input: unknown): boolean =>
+  (typeof input === "number" && (Number.isNaN(input) || input < 0)) ||
+  (typeof input === "bigint" && input < BigInt(0)) ||
+  (typeof input === "string" && input.trimStart().startsWith("-")) ||
+  (Array.isArray(input) && input.some(isNegative))
+
+/** A positive, finite duration, or the reason it is not one. */
+const positiveDuration = (option: string, input: unknown): Duration.Duration | InvalidOption => {
+  const decoded = Duration.decodeUnknown(input)
+  if (
+    Option.isNone(decoded) || isNegative(input) || !Duration.isFinite(decoded.value) ||
+    Duration.lessThanOrEqualTo(decoded.value, Duration.zero)
+  ) return new InvalidOption(option, input, "a positive, finite duration, such as \"30 seconds\"")
+  return decoded.value
+}
+
+const isHandler = (u: unknown): u is Job.JobHandler<unknown> =>
+  typeof u === "object" && u !== null && typeof (u as Job.JobHandler<unknown>).run === "function" &&
+  typeof (u as Job.JobHandler<unknown>).job?.name === "string" &&
+  Schema.isSchema((u as Job.JobHandler<unknown>).job.payload)
+
+const isName = (u: unknown): u is string => typeof u === "string" && u.trim().length > 0
+
+const resolve = <R>(options: Options<R>): Resolved | InvalidOption => {
+  const handlers = options?.handlers
+  if (!Array.isArray(handlers) || handlers.length === 0) {
+    return new InvalidOption("handlers", handlers, "at least one handler, made with a job type's handler")
+  }
+  const names = new Set<string>()
+  for (const handler of handlers) {
+    if (!isHandler(handler)) return new InvalidOption("handlers", handler, "handlers made with a job type's handler")
+    if (names.has(handler.job.name)) {
+      return new InvalidOption("handlers", handler.job.name, "one handler per job name, got two for this one")
+    }
+    names.add(handler.job.name)
+  }
+  const concurrency = options.concurrency ?? 10
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+    return new InvalidOption("concurrency", concurrency, "an integer of 1 or more")
+  }
+  const lease = positiveDuration("lease", options.lease ?? "30 seconds")
+  if (lease instanceof InvalidOption) return lease
+  const pollInterval = positiveDuration("pollInterval", options.pollInterval ?? "2 seconds")
+  if (pollInterval instanceof InvalidOption) return pollInterval
+  const reapInterval = options.reapInterval === undefined
+    ? Duration.millis(Math.max(1, Duration.toMillis(lease) / 2))
+    : positiveDuration("reapInterval", options.reapInterval)
+  if (reapInterval instanceof InvalidOption) return reapInterval
+  const autoStart = options.autoStart ?? true
+  if (typeof autoStart !== "boolean") return new InvalidOption("autoStart", autoStart, "a boolean")
+  const queues = options.queues ?? Array.from(new Set(handlers.map((handler) => handler.job.queue)))
+  if (!Array.isArray(queues) || queues.length === 0 || !queues.every(isName)) {
+    return new InvalidOption("queues", queues, "a non-empty array of non-empty queue names")
+  }
+  const workerId = options.workerId
+  if (workerId !== undefined && !isName(workerId)) {
+    return new InvalidOption("workerId", workerId, "a non-empty string")
+  }
+  return { handlers, concurrency, lease, pollInterval, reapInterval, autoStart, queues, workerId }
+}
+
+// -----------------------------------------------------------------------------------------------------------------
+// Running jobs
+// -----------------------------------------------------------------------------------------------------------------
+
+/** The failure of an attempt that ran past its job type's timeout. */
+class JobTimeout extends Data.TaggedError("JobTimeout")<{ readonly message: string; readonly timeoutMs: number }> {}
+
+/**
+ * The attempts running under one timeout, in the order of their deadlines: every attempt of a job type gets the same
+ * timeout and they start one after the other, so appending keeps the list sorted. One watcher fiber per list sleeps
+ * until the first deadline, instead of a timer fiber (two, with `Effect.timeout`) per attempt.
+ */
+class TimeoutList {
+  head: Held | undefined = undefined
+  tail: Held | undefined = undefined
+  /** Opened when an attempt is added to an empty list, for a watcher waiting on it. */
+  readonly added = Effect.unsafeMakeLatch(false)
+  constructor(readonly timeoutMs: number, readonly error: JobTimeout) {}
+
+  add(held: Held, now: number): void {
+    held.deadline = now + this.timeoutMs
+    held.timeouts = this
+    held.before = this.tail
+    if (this.tail === undefined) {
+      this.head = held
+      this.added.unsafeOpen()
+    } else {
+      this.tail.after = held
+    }
+    this.tail = held
+  }
+
+  remove(held: Held): void {
+    if (held.timeouts !== this) return
+    if (held.before === undefined) this.head = held.after
+    else held.before.after = held.after
+    if (held.after === undefined) this.tail = held.before
+    else held.after.before = held.before
+    held.before = held.after = held.timeouts = undefined
+  }
+}
+
+/** What the worker knows about one job type, computed once. */
+interface Entry {
+  readonly handler: Job.JobHandler<any>
+  readonly decode: (payload: unknown) => Effect.Effect<unknown, ParseResult.ParseError>
+  readonly trackOptions: { readonly label: string; readonly whenPaused: "reject" }
+  /** `undefined` for `Duration.infinity`. */
+  readonly timeouts: TimeoutList | undefined
+}
+
+/**
+ * One claimed job, from its claim until its outcome is acknowledged, it is given back, or (its lease lost) its task
+ * has ended: as long, it takes one of the worker's slots (`Core.inFlight`).
+ */
+class Held {
+  fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
+  /**
+   * This worker's earlier claim of the same job, when the store gave the job out again while that one's task still
+   * ran (its lease expired unrenewed, say): this attempt starts once that task has ended.
+   */
+  previous: Held | undefined = undefined
+  /** The task has begun: only then is it interrupted (a task interrupted before it begins never runs its settle). */
+  begun = false
+  /** The lease no longer holds: the outcome is discarded, nothing is acknowledged. */
+  lost = false
+  /** The attempt ran past its timeout and was interrupted for it. */
+  timedOut = false
+  /** The handler ended and its outcome is being acknowledged: the acknowledgement, not the renewer, tells a loss. */
+  settling = false
+  /** Its slot is free. */
+  done = false
+  /** The payload did not decode: the attempt's failure is the `ParseError`. */
+  undecodable = false
+  startedAt = -1
+  durationMs = 0
+  delayMs = 0
+  error = ""
+  // Links of the `TimeoutList` the attempt is in, while it runs under a timeout.
+  deadline = 0
+  timeouts: TimeoutList | undefined = undefined
+  before: Held | undefined = undefined
+  after: Held | undefined = undefined
+  constructor(readonly job: ClaimedJob, readonly entry: Entry, readonly metrics: JobMetrics) {}
+}
+
+/** The worker's mutable state. Every method is synchronous: one atomic step, as in `WorkerCore`. */
+class Core {
+  /** How many jobs take a slot: never more than `concurrency`. */
+  inFlight = 0
+  /** By job id, the claims whose lease the worker believes holds: what the renewer renews. */
+  readonly live = new Map<string, Held>()
+  /** The claims whose lease was lost while their task has not ended yet (they keep their slot). */
+  readonly lost = new Set<Held>()
+  /** There may be claimable jobs: set by wake-ups, polls, resumes and claims that filled every slot. */
+  dirty = false
+  /** A claim failed: the next one waits for the poll, whatever wakes the loop before it. */
+  claimBlocked = false
+  /** The context left `Running` for good: the claim loop has ended. */
+  ended = false
+  /** Opened to wake the claim loop; the loop closes it before it looks at what to do. */
+  readonly wake = Effect.unsafeMakeLatch(false)
+  /** The context's shutdown deadline has passed, or it is Stopped: acknowledgements stop retrying. */
+  pastDeadline = false
+  /** The waits between acknowledgement retries: each ends after its delay, or at the shutdown deadline. */
+  readonly pauses = new Set<Deferred.Deferred<void>>()
+
+  deadline(): void {
+    this.pastDeadline = true
+    for (const pause of this.pauses) Deferred.unsafeDone(pause, Exit.void)
+    this.pauses.clear()
+  }
+
+  trigger(): void {
+    this.dirty = true
+    if (!this.claimBlocked) this.wake.unsafeOpen()
+  }
+
+  poll(): void {
+    this.claimBlocked = false
+    this.trigger()
+  }
+
+  /** A claim returned `held`: it takes a slot, and its lease is live. */
+  take(held: Held): void {
+    this.inFlight++
+    this.live.set(held.job.id, held)
+  }
+
+  /** The lease no longer holds (the store said so, or gave the job out again). */
+  lose(held: Held): void {
+    held.lost = true
+    if (this.live.get(held.job.id) === held) this.live.delete(held.job.id)
+    if (!held.done) this.lost.add(held)
+  }
+
+  finish(held: Held): void {
+    if (held.done) return
+    held.done = true
+    this.inFlight--
+    if (held.lost) this.lost.delete(held)
+    else if (this.live.get(held.job.id) === held) this.live.delete(held.job.id)
+    // A slot frees up: claim at once only if there may be more jobs (the last claim filled every slot, or a wake-up
+    // came in while the slots were full).
+    if (this.dirty && !this.claimBlocked) this.wake.unsafeOpen()
+  }
+}
+
+const textOf = (error: unknown): string => {
+  if (typeof error === "string") return error
+  if (typeof error === "object" && error !== null) {
+    const message = (error as { readonly message?: unknown }).message
+    if (typeof message === "string" && message.length > 0) return message
+    if (error instanceof Error && !("_tag" in error)) return error.name
+  }
+  return Inspectable.toStringUnknown(error, 0)
+}
+
+const isFatal = (error: unknown): error is Job.Fatal =>
+  error instanceof Job.Fatal ||
+  (typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "JobFatal")
+
+const isShuttingDown = (state: WorkerState): boolean => state === "Stopping" || state === "Stopped"
+
+const infoOf = (job: ClaimedJob): Job.JobInfo => ({
+  id: job.id,
+  name: job.name,
+  queue: job.queue,
+  attempt: job.attempt,
+  maxAttempts: job.maxAttempts,
+  priority: job.priority,
+  key: job.key,
+  enqueuedAt: job.enqueuedAt,
+  runAt: job.runAt
+})
+
+const refOf = (job: ClaimedJob) => ({ id: job.id, name: job.name, queue: job.queue, attempt: job.attempt })
+
+const ackBackoffStart = 100
+const ackBackoffCap = 5_000
+
+const currentKey = Job.Current.key
+
+const randomHex = Effect.map(
+  Effect.zip(Random.nextIntBetween(0, 0x10000), Random.nextIntBetween(0, 0x10000)),
+  ([a, b]) => a.toString(16).padStart(4, "0") + b.toString(16).padStart(4, "0")
+)
+
+/** @internal */
+export const make = <R>(
+  options: Options<R>
+): Effect.Effect<JobWorker, never, Scope.Scope | JobStore | WorkerContext | Exclude<R, Job.Current>> =>
+  Effect.gen(function*() {
+    /** What the handlers need, but `Job.Current`: the worker provides it. */
+    type Needs = Exclude<R, Job.Current>
+    const resolved = resolve(options)
+    if (resolved instanceof InvalidOption) {
+      return yield* Effect.die(invalid(resolved.option, resolved.value, resolved.expected))
+    }
+    const { autoStart, concurrency, handlers, lease, pollInterval, queues, reapInterval } = resolved
+    const ctx = yield* WorkerContext
+    const store = yield* JobStore
+    const clock: Clock.Clock = yield* Effect.clock
+    const workerId = resolved.workerId ?? `${ctx.name}-${yield* randomHex}`
+    const core = new Core()
+    const scope = yield* Effect.scope
+    const renewEvery = Duration.millis(Math.max(1, Duration.toMillis(lease) / 3))
+    const renewEveryMillis = Duration.toMillis(renewEvery)
+
+    const timeoutLists = new Map<number, TimeoutList>()
+    const entries = new Map<string, Entry>()
+    for (const handler of handlers) {
+      const timeout = handler.job.timeout
+      let timeouts: TimeoutList | undefined
+      if (Duration.isFinite(timeout)) {
+        const timeoutMs = Duration.toMillis(timeout)
+        timeouts = timeoutLists.get(timeoutMs)
+        if (timeouts === undefined) {
+          const message = `timed out after ${Duration.format(timeout)}`
+          timeouts = new TimeoutList(timeoutMs, new JobTimeout({ message, timeoutMs }))
+          timeoutLists.set(timeoutMs, timeouts)
+        }
+      }
+      entries.set(handler.job.name, {
+        handler,
+        decode: Schema.decodeUnknown(handler.job.payload),
+        trackOptions: { label: handler.job.name, whenPaused: "reject" },
+        timeouts
+      })
+    }
+    const names = Array.from(entries.keys())
+    const served = new Set(queues)
+    const queueMetrics = new Map<string, JobMetrics>()
+    const metricsFor = (queue: string): JobMetrics => {
+      let m = queueMetrics.get(queue)
+      if (m === undefined) {
+        m = registered(metrics(ctx.name, queue))
+        queueMetrics.set(queue, m)
+      }
+      return m
+    }
+    for (const queue of queues) metricsFor(queue)
+
+    const annotate = <A, E, Q>(effect: Effect.Effect<A, E, Q>) =>
+      Effect.annotateLogs(effect, { worker: ctx.name, jobWorker: workerId })
+    const warn = (message: string, cause?: Cause.Cause<unknown>): Effect.Effect<void> =>
+      annotate(cause === undefined ? Effect.logWarning(message) : Effect.logWarning(message, cause))
+    const emit = (value: JobEventType): Effect.Effect<void> => ctx.emit(WorkerEvent.Custom({ worker: ctx.name, value }))
+    /** The services of the fiber that builds the worker, which the claim loop (the caller of `track`) inherits. */
+    const claimerServices = (yield* Effect.context<never>()).unsafeMap
+
+    // --- Acknowledgements -------------------------------------------------------------------------------------
+
+    const lostLease = (held: Held): Effect.Effect<void> => {
+      if (held.lost) return Effect.void
+      core.lose(held)
+      held.metrics.jobsLeaseLost.unsafeUpdate(1, [])
+      return emit(JobEvent.JobLeaseLost(refOf(held.job)))
+    }
+
+    /**
+     * Runs `op`, an acknowledgement of `held`, until the store takes it; then frees the slot and runs `after`.
+     * A `JobStoreError` is retried (100 ms doubling, capped at 5 s) until the context's shutdown deadline; then the
+     * job stays leased in the store until its lease expires, and runs again (at least once). `LeaseLost` means the
+     * outcome is void. The waits are not interruptible: a task that timed out is interrupted for good, and must
+     * still wait between tries.
+     */
+    const acknowledge = (
+      held: Held,
+      op: Effect.Effect<void, JobStoreError | LeaseLost>,
+      after: (held: Held) => Effect.Effect<void>,
+      what: string
+    ): Effect.Effect<void> =>
+      Effect.matchCauseEffect(op, {
+        onSuccess: () => {
+          core.finish(held)
+          return after(held)
+        },
+        onFailure: (cause) => ackFailed(held, op, after, what, cause, ackBackoffStart)
+      })
+
+    /**
+     * Waits `delay` ms, or until the shutdown deadline if it comes first. Not interruptible, and without a `race`
+     * (which is interruptible even in an uninterruptible region): a task that timed out is interrupted for good, and
+     * must still wait between tries. The sleep runs on a fiber of its own, which completes the wait.
+     */
+    const ackPause = (delay: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (core.pastDeadline) return Effect.void
+        const woken = Deferred.unsafeMake<void>(FiberId.none)
+        core.pauses.add(woken)
+        return Effect.flatMap(
+          Effect.forkIn(Effect.zipRight(Effect.sleep(Duration.millis(delay)), Deferred.succeed(woken, void 0)), scope),
+          (sleeper) =>
+            Effect.ensuring(
+              Deferred.await(woken),
+              Effect.sync(() => {
+                core.pauses.delete(woken)
+                sleeper.unsafeInterruptAsFork(FiberId.none)
+              })
+            )
+        )
+      })
+
+    const ackFailed = (
+      held: Held,
+      op: Effect.Effect<void, JobStoreError | LeaseLost>,
+      after: (held: Held) => Effect.Effect<void>,
+      what: string,
+      cause: Cause.Cause<JobStoreError | LeaseLost>,
+      delay: number
+    ): Effect.Effect<void> => {
+      const failure = Cause.failureOption(cause)
+      if (Option.isSome(failure) && failure.value instanceof LeaseLost) {
+        core.finish(held)
+        return lostLease(held)
+      }
+      if (Option.isNone(failure) || !(failure.value instanceof JobStoreError)) {
+        core.finish(held)
+        return warn(`JobStore.${what} of job ${held.job.id} died; the job stays leased until its lease expires`, cause)
+      }
+      if (core.pastDeadline) {
+        core.finish(held)
+        return warn(
+          `JobStore.${what} of job ${held.job.id} failed at the shutdown deadline; ` +
+            "the job stays leased until its lease expires, then runs again",
+          cause
+        )
+      }
+      return warn(`JobStore.${what} of job ${held.job.id} failed; trying again in ${delay} ms`, cause).pipe(
+        Effect.zipRight(ackPause(delay)),
+        Effect.zipRight(Effect.matchCauseEffect(op, {
+          onSuccess: () => {
+            core.finish(held)
+            return after(held)
+          },
+          onFailure: (next) => ackFailed(held, op, after, what, next, Math.min(delay * 2, ackBackoffCap))
+        }))
+      )
+    }
+
+    const succeeded = (held: Held): Effect.Effect<void> => {
+      held.metrics.jobsSucceeded.unsafeUpdate(1, [])
+      const job = held.job
+      return emit(JobEvent.JobSucceeded({
+        id: job.id,
+        name: job.name,
+        queue: job.queue,
+        attempt: job.attempt,
+        durationMs: held.durationMs
+      }))
+    }
+
+    const retried = (held: Held): Effect.Effect<void> => {
+      held.metrics.jobsRetried.unsafeUpdate(1, [])
+      const job = held.job
+      return emit(JobEvent.JobRetried({
+        id: job.id,
+        name: job.name,
+        queue: job.queue,
+        attempt: job.attempt,
+        delayMs: held.delayMs,
+        error: held.error
+      }))
+    }
+
+    const deadLettered = (held: Held): Effect.Effect<void> => {
+      held.metrics.jobsDeadLettered.unsafeUpdate(1, [])
+      const job = held.job
+      return emit(JobEvent.JobDeadLettered({
+        id: job.id,
+        name: job.name,
+        queue: job.queue,
+        attempt: job.attempt,
+        error: held.error
+      }))
+    }
+
+    const releasedRefunded = (held: Held): Effect.Effect<void> => {
+      held.metrics.jobsReleased.unsafeUpdate(1, [])
+      return emit(JobEvent.JobReleased({ ...refOf(held.job), refunded: true }))
+    }
+
+    const complete = (held: Held) => acknowledge(held, store.complete(held.job.lease), succeeded, "complete")
+
+    const deadLetter = (held: Held, error: string) => {
+      held.error = error
+      return acknowledge(held, store.deadLetter(held.job.lease, error), deadLettered, "deadLetter")
+    }
+
+    /** Gives the job back, its attempt refunded: it is ready again at once. */
+    const release = (held: Held) =>
+      acknowledge(held, store.release(held.job.lease, { refund: true }), releasedRefunded, "release")
+
+    const noDelay = Effect.succeed(Option.none<Duration.Duration>())
+
+    /** The attempt failed: retry after the schedule's delay, or dead-letter when the schedule or attempts ended. */
+    const attemptFailed = (held: Held, error: unknown, text: string): Effect.Effect<void> => {
+      const job = held.job
+      if (job.attempt >= job.maxAttempts) return deadLetter(held, text)
+      return Job.retryDelay(held.entry.handler.job.retry, job.attempt, error).pipe(
+        // A schedule that dies is a bug of its own: the job must still end somewhere.
+        Effect.catchAllCause((cause) =>
+          Effect.zipRight(warn(`the retry schedule of ${job.name} died`, cause), noDelay)
+        ),
+        Effect.flatMap((delay) => {
+          if (Option.isNone(delay) || !Duration.isFinite(delay.value)) return deadLetter(held, text)
+          const delayMs = Duration.toMillis(delay.value)
+          held.error = text
+          held.delayMs = delayMs
+          const runAt = new Date(clock.unsafeCurrentTimeMillis() + delayMs)
+          return acknowledge(held, store.retry(job.lease, runAt, text), retried, "retry")
+        })
+      )
+    }
+
+    const timedOut = (held: Held, error: JobTimeout): Effect.Effect<void> => {
+      held.metrics.jobsTimedOut.unsafeUpdate(1, [])
+      return Effect.zipRight(
+        emit(JobEvent.JobTimedOut({ ...refOf(held.job), timeoutMs: error.timeoutMs })),
+        attemptFailed(held, error, error.message)
+      )
+    }
+
+    const failed = (held: Held, cause: Cause.Cause<unknown>): Effect.Effect<void> => {
+      if (held.timedOut) return timedOut(held, held.entry.timeouts!.error)
+      const failure = Cause.failureOption(cause)
+      if (Option.isSome(failure)) {
+        const error = failure.value
+        if (held.undecodable) return deadLetter(held, textOf(error))
+        if (isFatal(error)) return deadLetter(held, error.message)
+        return attemptFailed(held, error, textOf(error))
+      }
+      const defect = Cause.dieOption(cause)
+      if (Option.isSome(defect)) return attemptFailed(held, defect.value, textOf(defect.value))
+      // Interrupted, and not for a lost lease nor a timeout: by the shutdown deadline (give the job back, attempt
+      // refunded), or by someone else while the worker runs (an attempt that did not finish).
+      return Effect.flatMap(
+        ctx.state,
+        (state) => isShuttingDown(state) ? release(held) : attemptFailed(held, "interrupted", "interrupted")
+      )
+    }
+
+    /** The handler ended: acknowledge its outcome. Runs uninterruptibly, inside the job's task. */
+    const settle = (held: Held, exit: Exit.Exit<void, unknown>): Effect.Effect<void, unknown> => {
+      held.settling = true
+      held.timeouts?.remove(held)
+      if (held.startedAt >= 0) {
+        const durationMs = clock.unsafeCurrentTimeMillis() - held.startedAt
+        held.durationMs = durationMs
+        held.metrics.jobDuration.unsafeUpdate(durationMs / 1000, [])
+      }
+      if (held.lost) {
+        core.finish(held)
+        return exit
+      }
+      // The task ends as the attempt did, so task events and metrics tell failed attempts apart.
+      return Effect.zipRight(exit._tag === "Success" ? complete(held) : failed(held, exit.cause), exit)
+    }
+
+    /**
+     * Runs the handler with `Job.Current` in its context. The task's fiber is the job's for its whole life, so
+     * `Job.Current` goes into the task's own context once, not around the handler: `provideService` sets and restores
+     * the fiber's context, and cost more than the rest of a job's path together.
+     *
+     * `track` gives every task a context of its own (a copy of the caller's services with the task's owner and span),
+     * so `Job.Current` is written into that copy. Should a task ever get a context that is not its own (it would
+     * then already hold a `Job.Current`, or be the claim loop's), the context is replaced instead, copy on write.
+     */
+    const withCurrent = (job: ClaimedJob, handler: Effect.Effect<void, unknown, Needs>) =>
+      Effect.withFiberRuntime<void, unknown, Needs>((fiber) => {
+        const services = fiber.currentContext.unsafeMap as Map<string, unknown>
+        if (services.has(currentKey) || services === claimerServices) {
+          return Effect.zipRight(
+            FiberRef.update(
+              FiberRef.currentContext,
+              (context) => Context.add(context, Job.Current, infoOf(job)) as Context.Context<never>
+            ),
+            handler
+          )
+        }
+        services.set(currentKey, infoOf(job))
+        return handler
+      })
+
+    const runHandler = (held: Held, payload: unknown): Effect.Effect<void, unknown, Needs> => {
+      const job = held.job
+      const entry = held.entry
+      const now = clock.unsafeCurrentTimeMillis()
+      held.startedAt = now
+      held.metrics.jobWait.unsafeUpdate(Math.max(0, now - job.runAt.getTime()) / 1000, [])
+      entry.timeouts?.add(held, now)
+      return withCurrent(job, entry.handler.run(payload) as Effect.Effect<void, unknown, Needs>)
+    }
+
+    /** The attempt: decode, then the handler. */
+    const attempt = (held: Held): Effect.Effect<void, unknown, Needs> => {
+      if (held.lost) return Effect.interrupt
+      const previous = held.previous
+      if (previous !== undefined) {
+        held.previous = undefined
+        // Never two attempts of one job at once, even when the first one's lease is already gone.
+        if (!previous.done && previous.fiber !== undefined) {
+          return Effect.zipRight(Fiber.await(previous.fiber), Effect.suspend(() => attempt(held)))
+        }
+      }
+      const decoded = held.entry.decode(held.job.payload)
+      // A schema without asynchronous parts decodes to an `Either` (an Effect too): no continuation needed.
+      if (Either.isEither(decoded)) {
+        if (Either.isRight(decoded)) return runHandler(held, decoded.right)
+        held.undecodable = true
+        return decoded
+      }
+      return Effect.matchEffect(decoded, {
+        onFailure: (error) => {
+          held.undecodable = true
+          return Effect.fail(error)
+        },
+        onSuccess: (payload) => runHandler(held, payload)
+      })
+    }
+
+    /** A job's task: the attempt (interruptible), then its acknowledgement (not). */
+    const runJob = (held: Held): Effect.Effect<void, unknown, Needs> =>
+      Effect.uninterruptibleMask((restore) => {
+        // Runs when the task begins: the attempt is made then.
+        held.begun = true
+        return Effect.flatMap(Effect.exit(restore(attempt(held))), (exit) => settle(held, exit))
+      })
+
+    /**
+     * Interrupts the task of `held` if it has begun. One that has not begun is left alone: it sees `lost` or
+     * `timedOut` when it begins. (A task interrupted before it begins never runs its settle at all.)
+     */
+    const interruptTask = (held: Held, by: FiberId.FiberId): void => {
+      if (held.begun && !held.settling) held.fiber?.unsafeInterruptAsFork(by)
+    }
+
+    // --- Claiming ---------------------------------------------------------------------------------------------
+
+    const claimed = (held: Held): Effect.Effect<void> => {
+      held.metrics.jobsClaimed.unsafeUpdate(1, [])
+      const job = held.job
+      return emit(JobEvent.JobClaimed({ id: job.id, name: job.name, queue: job.queue, attempt: job.attempt }))
+    }
+
+    /**
+     * Publishes `JobClaimed` for each job and tracks it, in order. One pair of continuations serves the whole batch
+     * (the loop's position is in `next`), so tracking a job allocates nothing but its task.
+     */
+    const startAll = (taken: ReadonlyArray<Held>): Effect.Effect<void, never, Needs> => {
+      let next = 0
+      const step = (): Effect.Effect<void, never, Needs> => {
+        if (next === taken.length) return Effect.void
+        const held = taken[next]!
+        return Effect.zipRight(
+          claimed(held),
+          Effect.flatMap(Effect.either(ctx.track(runJob(held), held.entry.trackOptions)), tracked)
+        )
+      }
+      const tracked = (
+        result: Either.Either<Tracked<void, unknown>, TaskRejected>
+      ): Effect.Effect<void, never, Needs> => {
+        const held = taken[next++]!
+        if (Either.isRight(result)) {
+          held.fiber = result.right.fiber
+          return step()
+        }
+        // Paused or stopping since the claim: give the job back, as if it had not been claimed.
+        return Effect.zipRight(release(held), step())
+      }
+      return step()
+    }
+
+    /**
+     * A store that returns a job of a name the worker did not ask for gets it back, and no claim until the next
+     * poll: its release wakes the worker, which would claim it again at once, for ever.
+     */
+    const unknownJob = (job: ClaimedJob): Effect.Effect<void> => {
+      core.claimBlocked = true
+      return warn(`claimed job ${job.id} of ${job.name}, which this worker has no handler for: releasing it`).pipe(
+        Effect.zipRight(Effect.ignore(store.release(job.lease, { refund: true })))
+      )
+    }
+
+    /** Publishes the loss of these leases and interrupts their tasks. */
+    const interruptLost = (lost: ReadonlyArray<Held>): Effect.Effect<void> =>
+      Effect.flatMap(Effect.fiberId, (by) =>
+        Effect.forEach(lost, (held) =>
+          held.lost ? Effect.void : Effect.zipRight(
+            lostLease(held),
+            // A task whose handler has ended is acknowledging: it is not interrupted (that part is uninterruptible
+            // anyway), and its acknowledgement fails with `LeaseLost`.
+            Effect.sync(() => interruptTask(held, by))
+          ), { discard: true }))
+
+    /** What to do with the jobs a claim returned: start them, in order, if the context is still `Running`. */
+    const afterClaim = (jobs: ReadonlyArray<ClaimedJob>, limit: number): Effect.Effect<void, never, Needs> => {
+      if (jobs.length === 0) return Effect.void
+      if (jobs.length >= limit) core.dirty = true
+      const taken: Array<Held> = []
+      let unknown: Array<ClaimedJob> | undefined
+      let superseded: Array<Held> | undefined
+      for (const job of jobs) {
+        const entry = entries.get(job.name)
+        if (entry === undefined) {
+          ;(unknown ??= []).push(job)
+          continue
+        }
+        const held = new Held(job, entry, metricsFor(job.queue))
+        const previous = core.live.get(job.id)
+        if (previous !== undefined) {
+          // The store gave out a job this worker still runs: that claim's lease is gone.
+          held.previous = previous
+          ;(superseded ??= []).push(previous)
+        }
+        core.take(held)
+        taken.push(held)
+      }
+      const before = superseded === undefined ? Effect.void : interruptLost(superseded)
+      // The state is read again now that the claim has returned: shutdown or a pause may have begun meanwhile.
+      const then = Effect.flatMap(ctx.state, (state) =>
+        state === "Running"
+          ? startAll(taken)
+          : Effect.forEach(taken, (held) => Effect.zipRight(claimed(held), release(held)), { discard: true }))
+      return Effect.zipRight(
+        unknown === undefined
+          ? before
+          : Effect.zipRight(Effect.forEach(unknown, unknownJob, { discard: true }), before),
+        then
+      )
+    }
+
+    const claimFailed = (cause: Cause.Cause<JobStoreError>): Effect.Effect<void> => {
+      core.claimBlocked = true
+      core.dirty = true
+      return warn("JobStore.claim failed; claiming again at the next poll", cause)
+    }
+
+    /**
+     * Claims for the free slots until there is nothing to do. The state is read right before each claim, in the
+     * same run of the fiber as the call to the store, so no claim begins once shutdown (or a pause) has: the step
+     * that begins shutdown makes every later round end here.
+     */
+    const claimRound: Effect.Effect<void, never, Needs> = Effect.flatMap(ctx.state, (state) => {
+      if (isShuttingDown(state)) {
+        core.ended = true
+        return Effect.void
+      }
+      const limit = concurrency - core.inFlight
+      if (state !== "Running" || !core.dirty || core.claimBlocked || limit <= 0) return Effect.void
+      core.dirty = false
+      const request: ClaimRequest = { queues, names, limit, lease, worker: workerId }
+      return Effect.zipRight(
+        Effect.matchCauseEffect(store.claim(request), {
+          onFailure: claimFailed,
+          onSuccess: (jobs) => afterClaim(jobs, limit)
+        }),
+        Effect.suspend(() => claimRound)
+      )
+    })
+
+    // Each round runs uninterruptibly: a claimed job is started or released, even when the layer closes right then.
+    const claimLoop: Effect.Effect<void, never, Needs> = Effect.flatMap(core.wake.await, () => {
+      core.wake.unsafeClose()
+      return Effect.flatMap(Effect.uninterruptible(claimRound), () => core.ended ? Effect.void : claimLoop)
+    })
+
+    // --- Timeouts, leases, reaping, polling ---------------------------------------------------------------------
+
+    const watchTimeouts = (list: TimeoutList, by: FiberId.FiberId): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const first = list.head
+        if (first === undefined) {
+          list.added.unsafeClose()
+          return Effect.zipRight(list.added.await, watchTimeouts(list, by))
+        }
+        const left = first.deadline - clock.unsafeCurrentTimeMillis()
+        if (left > 0) return Effect.zipRight(Effect.sleep(Duration.millis(left)), watchTimeouts(list, by))
+        list.remove(first)
+        first.timedOut = true
+        interruptTask(first, by)
+        return watchTimeouts(list, by)
+      })
+
+    const renewed = (sent: ReadonlyArray<Held>, lostIds: ReadonlyArray<string>) => {
+      if (lostIds.length === 0) return Effect.void
+      const byId = new Map(sent.map((held) => [held.job.id, held]))
+      const lost: Array<Held> = []
+      for (const id of lostIds) {
+        const held = byId.get(id)
+        // Only the claim this renewal was for, still live and still running: a job that is being acknowledged
+        // learns about its lease from the acknowledgement.
+        if (held === undefined || held.done || held.settling || held.lost || core.live.get(id) !== held) continue
+        lost.push(held)
+      }
+      return lost.length === 0 ? Effect.void : interruptLost(lost)
+    }
+
+    const renewLoop = (wait: Duration.Duration, backoff: number): Effect.Effect<void> =>
+      Effect.zipRight(
+        Effect.sleep(wait),
+        Effect.suspend(() => {
+          if (core.live.size === 0) return renewLoop(renewEvery, ackBackoffStart)
+          const sent = Array.from(core.live.values())
+          return Effect.matchCauseEffect(store.renew(sent.map((held) => held.job.lease), lease), {
+            onSuccess: (lostIds) => Effect.zipRight(renewed(sent, lostIds), renewLoop(renewEvery, ackBackoffStart)),
+            onFailure: (cause) =>
+              Effect.zipRight(
+                warn(`JobStore.renew of ${sent.length} lease(s) failed; trying again in ${backoff} ms`, cause),
+                renewLoop(Duration.millis(backoff), Math.min(backoff * 2, renewEveryMillis))
+              )
+          })
+        })
+      )
+
+    const reapLoop: Effect.Effect<void> = Effect.zipRight(
+      Effect.sleep(reapInterval),
+      Effect.zipRight(
+        Effect.catchAllCause(store.reap, (cause) => warn("JobStore.reap failed; reaping again later", cause)),
+        Effect.suspend(() => reapLoop)
+      )
+    )
+
+    const pollLoop: Effect.Effect<void> = Effect.zipRight(
+      Effect.sleep(pollInterval),
+      Effect.zipRight(Effect.sync(() => core.poll()), Effect.suspend(() => pollLoop))
+    )
+
+    const wakeupListener: Effect.Effect<void> = Stream.runForEach(
+      store.wakeups,
+      (queue) => served.has(queue) ? Effect.sync(() => core.trigger()) : Effect.void
+    ).pipe(Effect.catchAllCause((cause) => warn("the store's wake-ups ended with a failure; polling only", cause)))
+
+    const shutdownTimeout = ctx.options.shutdownTimeout
+    const deadline: Effect.Effect<void> = Effect.zipRight(
+      ctx.shutdownRequested,
+      Duration.isFinite(shutdownTimeout)
+        ? Effect.zipRight(
+          Effect.sleep(shutdownTimeout),
+          Effect.sync(() => core.deadline())
+        )
+        : Effect.void
+    )
+
+    /**
+     * Gives back the jobs whose task ended without settling them: only a task interrupted before it began (cut off
+     * at a deadline that came right after its admission). Run once the context is Stopped.
+     */
+    const sweep: Effect.Effect<void> = Effect.suspend(() => {
+      const orphans = [...core.live.values(), ...core.lost].filter((held) =>
+        !held.settling && held.fiber !== undefined && held.fiber.unsafePoll() !== null
+      )
+      return Effect.forEach(orphans, (held) => {
+        held.settling = true
+        if (!held.lost) return release(held)
+        core.finish(held)
+        return Effect.void
+      }, { discard: true })
+    })
+
+    const background = (effect: Effect.Effect<void>) => Effect.forkScoped(Effect.interruptible(effect))
+
+    const watchers: Array<Fiber.RuntimeFiber<void>> = []
+    for (const list of timeoutLists.values()) {
+      watchers.push(yield* background(Effect.flatMap(Effect.fiberId, (by) => watchTimeouts(list, by))))
+    }
+    const wakeups = yield* background(wakeupListener)
+    const poller = yield* background(pollLoop)
+    const reaper = yield* background(reapLoop)
+    const renewer = yield* background(renewLoop(renewEvery, ackBackoffStart))
+    const deadliner = yield* background(deadline)
+    const claimer = yield* Effect.forkScoped(Effect.interruptible(claimLoop))
+    // Running: claim. Stopping: the claim loop sees it and ends. Stopped: every job is done, given back or left to
+    // its lease (an acknowledgement cut off at the deadline), so nothing is left to renew, reap, time or claim.
+    yield* background(Stream.runForEach(ctx.stateChanges, (state) =>
+      state === "Stopped"
+        ? Effect.zipRight(
+          Effect.sync(() => core.deadline()),
+          Effect.zipRight(sweep, Fiber.interruptAll([wakeups, poller, reaper, renewer, deadliner, ...watchers]))
+        )
+        : Effect.sync(() => {
+          if (state === "Running" || state === "Stopping") core.trigger()
+        })))
+
+    // Added after the fibers, so it runs before their finalizers: the context drains (its jobs acknowledged, its
+    // leases renewed meanwhile) before the renewer stops, and the claim loop finishes the round it is in.
+    yield* Effect.addFinalizer(() =>
+      Effect.zipRight(
+        ctx.stop,
+        Effect.suspend(() => {
+          core.deadline()
+          return Effect.zipRight(Fiber.interrupt(claimer), sweep)
+        })
+      )
+    )
+
+    if (autoStart) {
+      yield* Effect.catchTag(
+        ctx.start,
+        "WorkerStateError",
+        (error) => annotate(Effect.logDebug(`JobWorker: not starting the context: ${error.message}`))
+      )
+    }
+
+    return {
+      workerId,
+      concurrency,
+      queues,
+      leased: Effect.sync(() => core.live.size),
+      inFlight: Effect.sync(() => core.inFlight)
+    } satisfies JobWorker
+  })

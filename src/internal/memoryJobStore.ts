@@ -1,0 +1,841 @@
+import * as Cause from "effect/Cause"
+import type * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as PubSub from "effect/PubSub"
+import * as Stream from "effect/Stream"
+import {
+  type ClaimedJob,
+  type ClaimRequest,
+  type DeadJob,
+  type JobStats,
+  type JobStore,
+  JobStoreError,
+  type Lease,
+  LeaseLost,
+  type NewJob,
+  type QueueStats
+} from "../JobStore.js"
+import type { MemoryJobStoreOptions } from "../MemoryJobStore.js"
+
+type Service = JobStore.Service
+
+/** Where a job is. A completed job is in no state: nothing refers to it any more. */
+const State = { Ready: 0, Scheduled: 1, Leased: 2, Dead: 3 } as const
+type State = typeof State[keyof typeof State]
+
+/** @internal The default of `maxDeadLetters`. */
+export const defaultMaxDeadLetters = 10_000
+
+/** How many wake-ups a subscriber may lag behind before its oldest are dropped (they are hints: it polls anyway). */
+const wakeupBufferSize = 256
+
+/** How many dropped dead letters one warning names; the rest are counted. */
+const droppedNamed = 10
+
+/**
+ * One job, from `enqueue` to `complete` or to the end of the dead letters. The same object moves between the
+ * structures: a lane's ready heap, the schedule heap, the lease heap, the dead-letter lists. It is in at most one
+ * heap at a time, so one `index` field serves them all.
+ */
+class JobRecord {
+  state: State = State.Ready
+  attempts = 0
+  lastError: string | undefined = undefined
+  token: string | undefined = undefined
+  leaseExpiresAt = 0
+  failedAt = 0
+  /** Position in the heap that holds the job; -1 when in none. */
+  index = -1
+  /** The dead letters, oldest to newest: of the whole store, and of the job's queue. */
+  older: JobRecord | undefined = undefined
+  newer: JobRecord | undefined = undefined
+  olderInQueue: JobRecord | undefined = undefined
+  newerInQueue: JobRecord | undefined = undefined
+
+  constructor(
+    readonly id: string,
+    readonly lane: Lane,
+    readonly payload: unknown,
+    readonly priority: number,
+    readonly key: string | undefined,
+    readonly maxAttempts: number,
+    public enqueuedAt: number,
+    public runAt: number,
+    /** Enqueue order: the last tie-break of claim order; a redriven job gets a new one. */
+    public seq: number
+  ) {}
+}
+
+type Less = (a: JobRecord, b: JobRecord) => boolean
+
+/** Claim order: lower priority first, then earlier `runAt`, then enqueue order. */
+const claimOrder: Less = (a, b) =>
+  a.priority !== b.priority ? a.priority < b.priority : a.runAt !== b.runAt ? a.runAt < b.runAt : a.seq < b.seq
+
+const scheduleOrder: Less = (a, b) => a.runAt !== b.runAt ? a.runAt < b.runAt : a.seq < b.seq
+
+const expiryOrder: Less = (a, b) =>
+  a.leaseExpiresAt !== b.leaseExpiresAt ? a.leaseExpiresAt < b.leaseExpiresAt : a.seq < b.seq
+
+/** A binary min-heap of jobs that keeps each job's position in it, so that any job can be removed in O(log n). */
+class RecordHeap {
+  readonly items: Array<JobRecord> = []
+  constructor(private readonly less: Less) {}
+
+  get size(): number {
+    return this.items.length
+  }
+
+  peek(): JobRecord | undefined {
+    return this.items[0]
+  }
+
+  push(record: JobRecord): void {
+    record.index = this.items.length
+    this.items.push(record)
+    this.up(record.index)
+  }
+
+  pop(): JobRecord | undefined {
+    const top = this.items[0]
+    if (top !== undefined) this.remove(top)
+    return top
+  }
+
+  remove(record: JobRecord): void {
+    const items = this.items
+    const at = record.index
+    const last = items.pop()!
+    record.index = -1
+    if (last === record) return
+    items[at] = last
+    last.index = at
+    this.up(at)
+    this.down(last.index)
+  }
+
+  /** Restores the order after the job's key changed. */
+  update(record: JobRecord): void {
+    this.up(record.index)
+    this.down(record.index)
+  }
+
+  private up(at: number): void {
+    const items = this.items
+    const record = items[at]!
+    while (at > 0) {
+      const parentAt = (at - 1) >> 1
+      const parent = items[parentAt]!
+      if (!this.less(record, parent)) break
+      items[at] = parent
+      parent.index = at
+      at = parentAt
+    }
+    items[at] = record
+    record.index = at
+  }
+
+  private down(at: number): void {
+    const items = this.items
+    const length = items.length
+    const record = items[at]!
+    while (true) {
+      const left = 2 * at + 1
+      if (left >= length) break
+      const right = left + 1
+      const child = right < length && this.less(items[right]!, items[left]!) ? right : left
+      const smaller = items[child]!
+      if (!this.less(smaller, record)) break
+      items[at] = smaller
+      smaller.index = at
+      at = child
+    }
+    items[at] = record
+    record.index = at
+  }
+}
+
+/** The jobs of one name in one queue: what a claim asks for is a set of lanes. */
+class Lane {
+  readonly ready = new RecordHeap(claimOrder)
+  /** The jobs of this lane in any state, dead ones included: a lane is swept only when none refers to it. */
+  members = 0
+  constructor(readonly queue: QueueState, readonly name: string) {}
+}
+
+/** One queue's lanes and counts, and its dead letters in order. */
+class QueueState {
+  readonly lanes = new Map<string, Lane>()
+  ready = 0
+  scheduled = 0
+  leased = 0
+  dead = 0
+  oldestDead: JobRecord | undefined = undefined
+  newestDead: JobRecord | undefined = undefined
+  /** The operation that last woke this queue: a queue is woken once per operation. */
+  wokenBy = 0
+  constructor(readonly name: string) {}
+}
+
+const illegal = (operation: string, what: string, value: unknown, expected: string) =>
+  Effect.die(
+    new Cause.IllegalArgumentException(
+      `MemoryJobStore.${operation}: invalid ${what} ${show(value)}: expected ${expected}`
+    )
+  )
+
+const show = (value: unknown): string => {
+  if (value instanceof Date) return JSON.stringify(String(value))
+  if (Duration.isDuration(value)) return JSON.stringify(Duration.format(value))
+  return JSON.stringify(String(value))
+}
+
+const isName = (value: unknown): value is string => typeof value === "string" && value.length > 0
+const isValidDate = (value: unknown): value is Date => value instanceof Date && Number.isFinite(value.getTime())
+const isCount = (value: unknown): value is number =>
+  typeof value === "number" && Number.isSafeInteger(value) && value >= 0
+const isLeaseDuration = (value: unknown): value is Duration.Duration =>
+  Duration.isDuration(value) && Duration.isFinite(value) && Duration.toMillis(value) > 0
+const isLease = (value: unknown): value is Lease =>
+  typeof value === "object" && value !== null && typeof (value as Lease).jobId === "string" &&
+  typeof (value as Lease).token === "string"
+
+/** What is wrong with a job to enqueue, as the arguments of `illegal`; `undefined` when nothing. */
+const jobProblem = (job: NewJob, i: number): readonly [string, unknown, string] | undefined => {
+  if (typeof job !== "object" || job === null) return [`job ${i}`, job, "a NewJob"]
+  if (!isName(job.name)) return [`job ${i} name`, job.name, "a non-empty string"]
+  if (!isName(job.queue)) return [`job ${i} queue`, job.queue, "a non-empty string"]
+  if (!isValidDate(job.runAt)) return [`job ${i} runAt`, job.runAt, "a valid Date"]
+  if (!Number.isSafeInteger(job.priority)) return [`job ${i} priority`, job.priority, "an integer"]
+  if (job.key !== undefined && !isName(job.key)) return [`job ${i} key`, job.key, "a non-empty string or undefined"]
+  if (!Number.isSafeInteger(job.maxAttempts) || job.maxAttempts < 1) {
+    return [`job ${i} maxAttempts`, job.maxAttempts, "an integer of 1 or more"]
+  }
+  return undefined
+}
+
+/** What `sizes` reports: every structure that holds jobs, for the tests that prove completed jobs leave nothing. */
+export interface StoreSizes {
+  readonly jobs: number
+  readonly keys: number
+  readonly ready: number
+  readonly scheduled: number
+  readonly leases: number
+  readonly dead: number
+  readonly queues: number
+  readonly lanes: number
+}
+
+/**
+ * The store's state. Every method is synchronous, and JavaScript runs one of them at a time, so each operation of
+ * the service (one `Effect.suspend` around one method) is one atomic step: no other fiber sees a job half-way
+ * from one structure to another. Each operation first brings the store up to its clock (`settle`): scheduled jobs
+ * that are due become ready, and expired leases give their job back (or bury it, when its attempts are used up).
+ */
+class StoreCore {
+  private readonly jobs = new Map<string, JobRecord>()
+  /** The job holding each key: only jobs that are ready, scheduled or leased. */
+  private readonly keys = new Map<string, JobRecord>()
+  private readonly queues = new Map<string, QueueState>()
+  private readonly schedule = new RecordHeap(scheduleOrder)
+  private readonly leases = new RecordHeap(expiryOrder)
+  private live = 0
+  private deadCount = 0
+  private oldestDead: JobRecord | undefined = undefined
+  private newestDead: JobRecord | undefined = undefined
+  private nextId = 0
+  private nextSeq = 0
+  private nextToken = 0
+  private operation = 0
+  private laneCount = 0
+  private sweepAbove = 64
+  /** Dead letters dropped past the bound during this operation: counted, and the first few named in a warning. */
+  private droppedCount = 0
+  private dropped: Array<JobRecord> | undefined = undefined
+  /** Wake-ups the hub refused during this operation (it was full): published by an effect after the step. */
+  private unsent: Array<string> | undefined = undefined
+
+  constructor(
+    private readonly clock: Clock.Clock,
+    private readonly hub: PubSub.PubSub<string>,
+    private readonly maxDeadLetters: number,
+    private readonly maxJobs: number
+  ) {}
+
+  /** Starts an operation: reads the clock once and settles the store at that instant. */
+  private begin(): number {
+    const now = this.clock.unsafeCurrentTimeMillis()
+    this.operation++
+    this.settle(now, false)
+    return now
+  }
+
+  /**
+   * Due scheduled jobs become ready; every expired lease (one that reached its expiry instant) gives its job back,
+   * ready with the attempt counted, or buries it when its attempts are used up. Returns how many leases expired.
+   */
+  private settle(now: number, wake: boolean): number {
+    const schedule = this.schedule
+    let due = schedule.peek()
+    while (due !== undefined && due.runAt <= now) {
+      schedule.remove(due)
+      due.lane.queue.scheduled--
+      this.makeReady(due, wake)
+      due = schedule.peek()
+    }
+    const leases = this.leases
+    let expired = 0
+    let lapsed = leases.peek()
+    while (lapsed !== undefined && lapsed.leaseExpiresAt <= now) {
+      expired++
+      leases.remove(lapsed)
+      lapsed.token = undefined
+      lapsed.lane.queue.leased--
+      if (lapsed.attempts >= lapsed.maxAttempts) this.bury(lapsed, "lease expired", now)
+      else this.makeReady(lapsed, wake)
+      lapsed = leases.peek()
+    }
+    return expired
+  }
+
+  private makeReady(record: JobRecord, wake: boolean): void {
+    record.state = State.Ready
+    record.lane.ready.push(record)
+    const queue = record.lane.queue
+    queue.ready++
+    if (wake) this.wake(queue)
+  }
+
+  /** A job that is not in any heap: ready now, or scheduled for its `runAt`. */
+  private place(record: JobRecord, now: number, wake: boolean): void {
+    if (record.runAt <= now) {
+      this.makeReady(record, wake)
+    } else {
+      record.state = State.Scheduled
+      this.schedule.push(record)
+      record.lane.queue.scheduled++
+    }
+  }
+
+  private wake(queue: QueueState): void {
+    if (queue.wokenBy === this.operation) return
+    queue.wokenBy = this.operation
+    if (!this.hub.unsafeOffer(queue.name)) (this.unsent ??= []).push(queue.name)
+  }
+
+  private laneOf(queueName: string, name: string): Lane {
+    let queue = this.queues.get(queueName)
+    if (queue === undefined) {
+      queue = new QueueState(queueName)
+      this.queues.set(queueName, queue)
+    }
+    let lane = queue.lanes.get(name)
+    if (lane === undefined) {
+      if (++this.laneCount > this.sweepAbove) {
+        this.sweep()
+        // The queue may have just been swept: look it up again.
+        return this.laneOf(queueName, name)
+      }
+      lane = new Lane(queue, name)
+      queue.lanes.set(name, lane)
+    }
+    return lane
+  }
+
+  /**
+   * Drops the lanes no job refers to, and the queues left without lanes. Run when the lanes have doubled since the
+   * last sweep, so that a store that sees ever new queue or job names holds at most about twice the lanes in use,
+   * at an amortized cost of O(1) per lane created; a store with a fixed set of names never sweeps.
+   */
+  private sweep(): void {
+    let lanes = 0
+    for (const [queueName, queue] of this.queues) {
+      for (const [name, lane] of queue.lanes) {
+        if (lane.members === 0) queue.lanes.delete(name)
+        else lanes++
+      }
+      if (queue.lanes.size === 0) this.queues.delete(queueName)
+    }
+    this.laneCount = lanes
+    this.sweepAbove = 2 * lanes + 64
+  }
+
+  /** The job that `lease` holds, or `undefined` when the lease no longer holds (settled before). */
+  private held(lease: Lease): JobRecord | undefined {
+    const record = this.jobs.get(lease.jobId)
+    return record !== undefined && record.state === State.Leased && record.token === lease.token ? record : undefined
+  }
+
+  /** Takes a leased job out of the lease heap: it is then in no structure, and the caller puts it somewhere. */
+  private unlease(record: JobRecord): void {
+    this.leases.remove(record)
+    record.token = undefined
+    record.lane.queue.leased--
+  }
+
+  /** The job ends for good (completed, or dropped from the dead letters): nothing refers to it any more. */
+  private forget(record: JobRecord): void {
+    this.jobs.delete(record.id)
+    record.lane.members--
+  }
+
+  private releaseKey(record: JobRecord): void {
+    if (record.key !== undefined && this.keys.get(record.key) === record) this.keys.delete(record.key)
+  }
+
+  /** Moves a job that is in no heap to the newest end of the dead letters, and drops the oldest past the bound. */
+  private bury(record: JobRecord, error: string, now: number): void {
+    record.state = State.Dead
+    record.lastError = error
+    record.failedAt = now
+    this.live--
+    this.releaseKey(record)
+    const queue = record.lane.queue
+    record.older = this.newestDead
+    if (this.newestDead !== undefined) this.newestDead.newer = record
+    else this.oldestDead = record
+    this.newestDead = record
+    record.olderInQueue = queue.newestDead
+    if (queue.newestDead !== undefined) queue.newestDead.newerInQueue = record
+    else queue.oldestDead = record
+    queue.newestDead = record
+    queue.dead++
+    this.deadCount++
+    while (this.deadCount > this.maxDeadLetters) {
+      const oldest = this.oldestDead!
+      this.unbury(oldest)
+      this.forget(oldest)
+      this.droppedCount++
+      if (this.droppedCount <= droppedNamed) (this.dropped ??= []).push(oldest)
+    }
+  }
+
+  /** Takes a job out of the dead letters. */
+  private unbury(record: JobRecord): void {
+    const queue = record.lane.queue
+    if (record.older !== undefined) record.older.newer = record.newer
+    else this.oldestDead = record.newer
+    if (record.newer !== undefined) record.newer.older = record.older
+    else this.newestDead = record.older
+    if (record.olderInQueue !== undefined) record.olderInQueue.newerInQueue = record.newerInQueue
+    else queue.oldestDead = record.newerInQueue
+    if (record.newerInQueue !== undefined) record.newerInQueue.olderInQueue = record.olderInQueue
+    else queue.newestDead = record.olderInQueue
+    record.older =
+      record.newer =
+      record.olderInQueue =
+      record.newerInQueue =
+        undefined
+    queue.dead--
+    this.deadCount--
+  }
+
+  /**
+   * Ends an operation: `result`, after publishing the wake-ups the hub refused (it was full: `publish` slides out
+   * the oldest) and logging the dead letters the bound dropped. Both are rare, so the common path allocates nothing.
+   */
+  after<A, E>(result: Effect.Effect<A, E>): Effect.Effect<A, E> {
+    if (this.unsent === undefined && this.droppedCount === 0) return result
+    let effect: Effect.Effect<unknown> = Effect.void
+    const unsent = this.unsent
+    if (unsent !== undefined) {
+      this.unsent = undefined
+      effect = Effect.forEach(unsent, (queue) => this.hub.publish(queue), { discard: true })
+    }
+    if (this.droppedCount > 0) {
+      const named = (this.dropped ?? []).map((job) =>
+        `${job.lane.name} ${job.id} in queue ${job.lane.queue.name} (${job.lastError})`
+      )
+      const more = this.droppedCount - named.length
+      const message = `MemoryJobStore: ${this.droppedCount} dead letter(s) dropped, the oldest, past maxDeadLetters ` +
+        `(${this.maxDeadLetters}): ${named.join(", ")}${more > 0 ? ` and ${more} more` : ""}`
+      this.droppedCount = 0
+      this.dropped = undefined
+      effect = Effect.zipRight(effect, Effect.logWarning(message))
+    }
+    return Effect.zipRight(effect, result)
+  }
+
+  enqueue(jobs: ReadonlyArray<NewJob>): Effect.Effect<ReadonlyArray<string>, JobStoreError> {
+    if (!Array.isArray(jobs)) return illegal("enqueue", "jobs", jobs, "an array of NewJob")
+    for (let i = 0; i < jobs.length; i++) {
+      const problem = jobProblem(jobs[i]!, i)
+      if (problem !== undefined) return illegal("enqueue", ...problem)
+    }
+    const now = this.begin()
+    if (this.maxJobs !== Infinity) {
+      const adding = this.newJobs(jobs)
+      if (this.live + adding > this.maxJobs) {
+        return Effect.fail(
+          new JobStoreError({
+            operation: "enqueue",
+            reason: `the store is full: it holds ${this.live} jobs of maxJobs ${this.maxJobs}, ` +
+              `and ${adding} more would not fit; nothing was enqueued`
+          })
+        )
+      }
+    }
+    const ids = new Array<string>(jobs.length)
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i]!
+      const key = job.key
+      if (key !== undefined) {
+        const holder = this.keys.get(key)
+        if (holder !== undefined) {
+          ids[i] = holder.id
+          continue
+        }
+      }
+      const lane = this.laneOf(job.queue, job.name)
+      const record = new JobRecord(
+        String(++this.nextId),
+        lane,
+        job.payload,
+        job.priority,
+        key,
+        job.maxAttempts,
+        now,
+        job.runAt.getTime(),
+        ++this.nextSeq
+      )
+      this.jobs.set(record.id, record)
+      this.live++
+      lane.members++
+      if (key !== undefined) this.keys.set(key, record)
+      this.place(record, now, true)
+      ids[i] = record.id
+    }
+    return Effect.succeed(ids)
+  }
+
+  /** How many of `jobs` `enqueue` would store: those whose key no live job holds, once per key. */
+  private newJobs(jobs: ReadonlyArray<NewJob>): number {
+    let adding = 0
+    let seen: Set<string> | undefined
+    for (const { key } of jobs) {
+      if (key === undefined) {
+        adding++
+      } else if (!this.keys.has(key) && !(seen?.has(key) ?? false)) {
+        ;(seen ??= new Set()).add(key)
+        adding++
+      }
+    }
+    return adding
+  }
+
+  claim(request: ClaimRequest): Effect.Effect<ReadonlyArray<ClaimedJob>, JobStoreError> {
+    if (typeof request !== "object" || request === null) return illegal("claim", "request", request, "a ClaimRequest")
+    const { limit, names, queues } = request
+    if (!Array.isArray(queues)) return illegal("claim", "queues", queues, "an array of queue names")
+    if (!Array.isArray(names)) return illegal("claim", "names", names, "an array of job names")
+    if (!isCount(limit)) return illegal("claim", "limit", limit, "an integer of 0 or more")
+    if (!isLeaseDuration(request.lease)) {
+      return illegal("claim", "lease", request.lease, "a finite Duration longer than zero")
+    }
+    const now = this.begin()
+    const claimed: Array<ClaimedJob> = []
+    if (limit === 0) return Effect.succeed(claimed)
+    const expiresAt = now + Duration.toMillis(request.lease)
+    const lanes: Array<Lane> = []
+    for (let q = 0; q < queues.length; q++) {
+      const queue = this.queues.get(queues[q]!)
+      if (queue === undefined || queue.ready === 0) continue
+      for (let n = 0; n < names.length; n++) {
+        const lane = queue.lanes.get(names[n]!)
+        if (lane !== undefined && lane.ready.size > 0 && !lanes.includes(lane)) lanes.push(lane)
+      }
+    }
+    // A merge of the lanes' heaps: each pick takes the best of their tops.
+    while (claimed.length < limit && lanes.length > 0) {
+      let best = 0
+      for (let i = 1; i < lanes.length; i++) {
+        if (claimOrder(lanes[i]!.ready.peek()!, lanes[best]!.ready.peek()!)) best = i
+      }
+      const lane = lanes[best]!
+      const record = lane.ready.pop()!
+      if (lane.ready.size === 0) {
+        lanes[best] = lanes[lanes.length - 1]!
+        lanes.pop()
+      }
+      claimed.push(this.lease(record, expiresAt))
+    }
+    return Effect.succeed(claimed)
+  }
+
+  private lease(record: JobRecord, expiresAt: number): ClaimedJob {
+    const queue = record.lane.queue
+    queue.ready--
+    queue.leased++
+    record.state = State.Leased
+    record.attempts++
+    const token = String(++this.nextToken)
+    record.token = token
+    record.leaseExpiresAt = expiresAt
+    this.leases.push(record)
+    return {
+      id: record.id,
+      name: record.lane.name,
+      queue: queue.name,
+      payload: record.payload,
+      attempt: record.attempts,
+      maxAttempts: record.maxAttempts,
+      priority: record.priority,
+      key: record.key,
+      enqueuedAt: new Date(record.enqueuedAt),
+      runAt: new Date(record.runAt),
+      lease: { jobId: record.id, token },
+      leaseExpiresAt: new Date(expiresAt)
+    }
+  }
+
+  renew(leases: ReadonlyArray<Lease>, lease: Duration.Duration): Effect.Effect<ReadonlyArray<string>, JobStoreError> {
+    if (!Array.isArray(leases) || !leases.every(isLease)) {
+      return illegal("renew", "leases", leases, "an array of Lease")
+    }
+    if (!isLeaseDuration(lease)) return illegal("renew", "lease", lease, "a finite Duration longer than zero")
+    const now = this.begin()
+    const expiresAt = now + Duration.toMillis(lease)
+    const lost: Array<string> = []
+    for (let i = 0; i < leases.length; i++) {
+      const record = this.held(leases[i]!)
+      if (record === undefined) {
+        lost.push(leases[i]!.jobId)
+      } else {
+        record.leaseExpiresAt = expiresAt
+        this.leases.update(record)
+      }
+    }
+    return Effect.succeed(lost)
+  }
+
+  complete(lease: Lease): Effect.Effect<void, LeaseLost> {
+    if (!isLease(lease)) return illegal("complete", "lease", lease, "a Lease")
+    this.begin()
+    const record = this.held(lease)
+    if (record === undefined) return Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "complete" }))
+    this.unlease(record)
+    this.live--
+    this.releaseKey(record)
+    this.forget(record)
+    return Effect.void
+  }
+
+  retry(lease: Lease, runAt: Date, error: string): Effect.Effect<void, LeaseLost> {
+    if (!isLease(lease)) return illegal("retry", "lease", lease, "a Lease")
+    if (!isValidDate(runAt)) return illegal("retry", "runAt", runAt, "a valid Date")
+    if (typeof error !== "string") return illegal("retry", "error", error, "a string")
+    const now = this.begin()
+    const record = this.held(lease)
+    if (record === undefined) return Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "retry" }))
+    this.unlease(record)
+    record.runAt = runAt.getTime()
+    record.lastError = error
+    this.place(record, now, true)
+    return Effect.void
+  }
+
+  deadLetter(lease: Lease, error: string): Effect.Effect<void, LeaseLost> {
+    if (!isLease(lease)) return illegal("deadLetter", "lease", lease, "a Lease")
+    if (typeof error !== "string") return illegal("deadLetter", "error", error, "a string")
+    const now = this.begin()
+    const record = this.held(lease)
+    if (record === undefined) return Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "deadLetter" }))
+    this.unlease(record)
+    this.bury(record, error, now)
+    return Effect.void
+  }
+
+  release(lease: Lease, options: { readonly refund: boolean }): Effect.Effect<void, LeaseLost> {
+    if (!isLease(lease)) return illegal("release", "lease", lease, "a Lease")
+    if (typeof options?.refund !== "boolean") {
+      return illegal("release", "refund", options?.refund, "true or false")
+    }
+    const now = this.begin()
+    const record = this.held(lease)
+    if (record === undefined) return Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "release" }))
+    this.unlease(record)
+    if (options.refund) record.attempts--
+    // Its `runAt` and enqueue order are unchanged (it was claimed, so `runAt` has passed): it keeps its place.
+    this.place(record, now, true)
+    return Effect.void
+  }
+
+  reap(): Effect.Effect<number> {
+    const now = this.clock.unsafeCurrentTimeMillis()
+    this.operation++
+    return Effect.succeed(this.settle(now, true))
+  }
+
+  stats(): Effect.Effect<JobStats> {
+    this.begin()
+    let ready = 0
+    let scheduled = 0
+    let leased = 0
+    let dead = 0
+    const byQueue: Array<[string, QueueStats]> = []
+    for (const queue of this.queues.values()) {
+      if (queue.ready + queue.scheduled + queue.leased + queue.dead === 0) continue
+      ready += queue.ready
+      scheduled += queue.scheduled
+      leased += queue.leased
+      dead += queue.dead
+      byQueue.push([queue.name, {
+        ready: queue.ready,
+        scheduled: queue.scheduled,
+        leased: queue.leased,
+        dead: queue.dead
+      }])
+    }
+    // `fromEntries` defines own properties, so a queue named "__proto__" is a queue like any other.
+    return Effect.succeed({ ready, scheduled, leased, dead, byQueue: Object.fromEntries(byQueue) })
+  }
+
+  deadLetters(
+    options: { readonly limit?: number | undefined; readonly queue?: string | undefined } | undefined
+  ): Effect.Effect<ReadonlyArray<DeadJob>> {
+    const limit = options?.limit ?? 100
+    if (!isCount(limit)) return illegal("deadLetters", "limit", limit, "an integer of 0 or more")
+    const queueName = options?.queue
+    if (queueName !== undefined && typeof queueName !== "string") {
+      return illegal("deadLetters", "queue", queueName, "a string or undefined")
+    }
+    this.begin()
+    const found: Array<DeadJob> = []
+    if (queueName === undefined) {
+      for (let job = this.newestDead; job !== undefined && found.length < limit; job = job.older) {
+        found.push(deadJob(job))
+      }
+    } else {
+      const queue = this.queues.get(queueName)
+      for (let job = queue?.newestDead; job !== undefined && found.length < limit; job = job.olderInQueue) {
+        found.push(deadJob(job))
+      }
+    }
+    return Effect.succeed(found)
+  }
+
+  redrive(ids: ReadonlyArray<string>): Effect.Effect<number, JobStoreError> {
+    if (!Array.isArray(ids) || !ids.every((id) => typeof id === "string")) {
+      return illegal("redrive", "ids", ids, "an array of job ids")
+    }
+    const now = this.begin()
+    if (this.maxJobs !== Infinity) {
+      const moving = this.redrivable(ids)
+      if (this.live + moving > this.maxJobs) {
+        return Effect.fail(
+          new JobStoreError({
+            operation: "redrive",
+            reason: `the store is full: it holds ${this.live} jobs of maxJobs ${this.maxJobs}, ` +
+              `and ${moving} more would not fit; nothing was redriven`
+          })
+        )
+      }
+    }
+    let moved = 0
+    for (let i = 0; i < ids.length; i++) {
+      const record = this.jobs.get(ids[i]!)
+      if (record === undefined || record.state !== State.Dead) continue
+      // A live job took its key since it died: redriving it would make two live jobs with one key.
+      if (record.key !== undefined && this.keys.has(record.key)) continue
+      this.unbury(record)
+      record.attempts = 0
+      record.enqueuedAt = now
+      record.runAt = now
+      record.seq = ++this.nextSeq
+      this.live++
+      if (record.key !== undefined) this.keys.set(record.key, record)
+      this.place(record, now, true)
+      moved++
+    }
+    return Effect.succeed(moved)
+  }
+
+  /** How many of `ids` `redrive` would move. */
+  private redrivable(ids: ReadonlyArray<string>): number {
+    const seen = new Set<string>()
+    const keys = new Set<string>()
+    for (const id of ids) {
+      const record = this.jobs.get(id)
+      if (record === undefined || record.state !== State.Dead || seen.has(id)) continue
+      if (record.key !== undefined) {
+        if (this.keys.has(record.key) || keys.has(record.key)) continue
+        keys.add(record.key)
+      }
+      seen.add(id)
+    }
+    return seen.size
+  }
+
+  sizes(): StoreSizes {
+    let ready = 0
+    let lanes = 0
+    for (const queue of this.queues.values()) {
+      for (const lane of queue.lanes.values()) {
+        lanes++
+        ready += lane.ready.size
+      }
+    }
+    return {
+      jobs: this.jobs.size,
+      keys: this.keys.size,
+      ready,
+      scheduled: this.schedule.size,
+      leases: this.leases.size,
+      dead: this.deadCount,
+      queues: this.queues.size,
+      lanes
+    }
+  }
+}
+
+const deadJob = (job: JobRecord): DeadJob => ({
+  id: job.id,
+  name: job.lane.name,
+  queue: job.lane.queue.name,
+  payload: job.payload,
+  attempts: job.attempts,
+  lastError: job.lastError!,
+  failedAt: new Date(job.failedAt)
+})
+
+/** The core behind each service `make` built, for the tests that look inside. */
+const cores = new WeakMap<Service, StoreCore>()
+
+/** @internal The sizes of every structure of the store behind `service`; `undefined` for another store. */
+export const sizes = (service: Service): StoreSizes | undefined => cores.get(service)?.sizes()
+
+const invalidOption = (option: string, value: unknown, expected: string) =>
+  Effect.die(
+    new Cause.IllegalArgumentException(`MemoryJobStore: invalid ${option} ${show(value)}: expected ${expected}`)
+  )
+
+/** @internal */
+export const make = (options?: MemoryJobStoreOptions): Effect.Effect<Service> =>
+  Effect.suspend(() => {
+    const maxDeadLetters = options?.maxDeadLetters ?? defaultMaxDeadLetters
+    if (!isCount(maxDeadLetters)) return invalidOption("maxDeadLetters", maxDeadLetters, "an integer of 0 or more")
+    const maxJobs = options?.maxJobs ?? Infinity
+    if (maxJobs !== Infinity && !(Number.isSafeInteger(maxJobs) && maxJobs >= 1)) {
+      return invalidOption("maxJobs", maxJobs, "an integer of 1 or more, or Infinity")
+    }
+    return Effect.map(Effect.zip(Effect.clock, PubSub.sliding<string>(wakeupBufferSize)), ([clock, hub]) => {
+      const core = new StoreCore(clock, hub, maxDeadLetters, maxJobs)
+      const service: Service = {
+        enqueue: (jobs) => Effect.suspend(() => core.after(core.enqueue(jobs))),
+        claim: (request) => Effect.suspend(() => core.after(core.claim(request))),
+        renew: (leases, lease) => Effect.suspend(() => core.after(core.renew(leases, lease))),
+        complete: (lease) => Effect.suspend(() => core.after(core.complete(lease))),
+        retry: (lease, runAt, error) => Effect.suspend(() => core.after(core.retry(lease, runAt, error))),
+        deadLetter: (lease, error) => Effect.suspend(() => core.after(core.deadLetter(lease, error))),
+        release: (lease, releaseOptions) => Effect.suspend(() => core.after(core.release(lease, releaseOptions))),
+        reap: Effect.suspend(() => core.after(core.reap())),
+        wakeups: Stream.fromPubSub(hub),
+        stats: Effect.suspend(() => core.after(core.stats())),
+        deadLetters: (listOptions) => Effect.suspend(() => core.after(core.deadLetters(listOptions))),
+        redrive: (ids) => Effect.suspend(() => core.after(core.redrive(ids)))
+      }
+      cores.set(service, core)
+      return service
+    })
+  })

@@ -1,0 +1,1092 @@
+import { assert, describe, it } from "@effect/vitest"
+import {
+  Cause,
+  Chunk,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  List,
+  Logger,
+  Metric,
+  Option,
+  Queue,
+  Ref,
+  Schedule,
+  Schema,
+  Scope,
+  TestClock
+} from "effect"
+import {
+  Job,
+  JobStore,
+  JobWorker,
+  MemoryJobStore,
+  WorkerContext,
+  type WorkerContextOptions,
+  WorkerEvent
+} from "../src/index.js"
+
+type Store = JobStore.JobStore.Service
+type Ctx = WorkerContext.Service
+type JobEvent = JobWorker.JobEvent
+
+// -----------------------------------------------------------------------------------------------------------------
+// Helpers
+// -----------------------------------------------------------------------------------------------------------------
+
+/** A job type whose payload says what the handler does. */
+const Work = Job.make("work", {
+  payload: Schema.Struct({ n: Schema.Number }),
+  queue: "main",
+  maxAttempts: 3,
+  timeout: "30 seconds",
+  retry: Schedule.exponential("1 second")
+})
+
+/** What the tests' handlers report when an attempt starts. */
+interface Report {
+  readonly _tag: "started"
+  readonly n: number
+  readonly info: Job.JobInfo
+}
+
+/**
+ * A controllable handler: each attempt reports `started`, then waits until the test opens the gate of its `n` (a
+ * `Deferred` per job payload, made on demand) and does what the gate says.
+ */
+const gates = () => {
+  const table = new Map<number, Deferred.Deferred<void, unknown>>()
+  const gate = (n: number) => {
+    let d = table.get(n)
+    if (d === undefined) {
+      d = Deferred.unsafeMake<void, unknown>(undefined as never)
+      table.set(n, d)
+    }
+    return d
+  }
+  return {
+    gate,
+    open: (n: number) => Deferred.succeed(gate(n), void 0),
+    fail: (n: number, error: unknown) => Deferred.fail(gate(n), error),
+    /** A fresh gate for the next attempt of `n`. */
+    reset: (n: number) => Effect.sync(() => table.delete(n))
+  }
+}
+
+/** Builds a context and a memory store, and a job worker on them, in the current scope. */
+const setup = Effect.fnUntraced(function*<R>(
+  options: JobWorker.Options<R>,
+  ctxOptions?: WorkerContextOptions & { readonly wrap?: (store: Store, ctx: Ctx) => Store; readonly store?: Store }
+) {
+  const store = ctxOptions?.store ?? (yield* MemoryJobStore.make())
+  const ctx = yield* WorkerContext.make({
+    name: "jobs",
+    shutdownTimeout: "10 seconds",
+    logLevel: "None",
+    ...ctxOptions
+  })
+  const events = yield* ctx.subscribe
+  const used = ctxOptions?.wrap === undefined ? store : ctxOptions.wrap(store, ctx)
+  const worker = yield* JobWorker.make(options).pipe(
+    Effect.provideService(JobStore.JobStore, used),
+    Effect.provideService(WorkerContext, ctx)
+  )
+  // Runs first when the test's scope closes: a test that failed half-way leaves jobs hanging, and the deadline of
+  // the shutdown that the worker's finalizer waits for only passes when the test clock moves.
+  yield* Effect.addFinalizer(() =>
+    Effect.zipRight(ctx.requestStop, TestClock.adjust(Duration.sum(ctx.options.shutdownTimeout, "1 second")))
+  )
+  return { store, ctx, events, worker }
+})
+
+const enqueue = <A, I>(store: Store, job: Job.Job<A, I>, payload: A, options?: Job.EnqueueOptions) =>
+  job.enqueue(payload, options).pipe(Effect.provideService(JobStore.JobStore, store), Effect.orDie)
+
+const stats = (store: Store) => Effect.orDie(store.stats)
+
+const jobEventsOf = (events: ReadonlyArray<WorkerEvent>): Array<JobEvent> =>
+  events.flatMap((event) => event._tag === "Custom" && JobWorker.isJobEvent(event.value) ? [event.value] : [])
+
+const drain = (queue: Queue.Dequeue<WorkerEvent>) => Effect.map(Queue.takeAll(queue), Chunk.toArray)
+
+/** Takes events until one satisfies `until`, and returns them all (that one last). */
+const takeUntil = (queue: Queue.Dequeue<WorkerEvent>, until: (event: WorkerEvent) => boolean) =>
+  Effect.gen(function*() {
+    const taken: Array<WorkerEvent> = []
+    while (true) {
+      const event = yield* Queue.take(queue)
+      taken.push(event)
+      if (until(event)) return taken
+    }
+  })
+
+const isJob = <T extends JobEvent["_tag"]>(tag: T, id?: string) => (event: WorkerEvent): boolean =>
+  event._tag === "Custom" && JobWorker.isJobEvent(event.value) && event.value._tag === tag &&
+  (id === undefined || event.value.id === id)
+
+/** Waits for the job event `tag` (of job `id`) and returns it. */
+const awaitJobEvent = <T extends JobEvent["_tag"]>(queue: Queue.Dequeue<WorkerEvent>, tag: T, id?: string) =>
+  Effect.map(
+    takeUntil(queue, isJob(tag, id)),
+    (events) => (events[events.length - 1] as { readonly value: Extract<JobEvent, { _tag: T }> }).value
+  )
+
+/** A handler of `Work` that reports to `reports` and waits for the gate of its payload. */
+const gatedHandler = (reports: Queue.Queue<Report>, g: ReturnType<typeof gates>) =>
+  Work.handler(({ n }) =>
+    Effect.gen(function*() {
+      const info = yield* Job.Current
+      yield* Queue.offer(reports, { _tag: "started", n, info })
+      yield* Deferred.await(g.gate(n))
+    })
+  )
+
+const started = (reports: Queue.Queue<Report>) => Queue.take(reports)
+
+/** A store whose operations can be made to fail, and that counts its calls. */
+const flaky = (store: Store) => {
+  /** How many calls of each operation fail from now on (`Infinity`: all of them). */
+  const failing = {
+    claim: 0,
+    renew: false,
+    complete: 0,
+    retry: 0
+  }
+  const calls = { claim: 0, renew: [] as Array<number>, reap: 0 }
+  const error = (operation: string) => new JobStore.JobStoreError({ operation, reason: "connection refused" })
+  const wrapped: Store = {
+    ...store,
+    claim: (request) =>
+      Effect.suspend(() => {
+        calls.claim++
+        if (failing.claim > 0) {
+          failing.claim--
+          return Effect.fail(error("claim"))
+        }
+        return store.claim(request)
+      }),
+    renew: (leases, lease) =>
+      Effect.suspend(() => {
+        calls.renew.push(leases.length)
+        return failing.renew ? Effect.fail(error("renew")) : store.renew(leases, lease)
+      }),
+    complete: (lease) =>
+      Effect.suspend(() => {
+        if (failing.complete > 0) {
+          failing.complete--
+          return Effect.fail(error("complete"))
+        }
+        return store.complete(lease)
+      }),
+    retry: (lease, runAt, error) =>
+      Effect.suspend(() => {
+        if (failing.retry > 0) {
+          failing.retry--
+          return Effect.fail(new JobStore.JobStoreError({ operation: "retry", reason: "connection refused" }))
+        }
+        return store.retry(lease, runAt, error)
+      }),
+    reap: Effect.suspend(() => {
+      calls.reap++
+      return store.reap
+    })
+  }
+  return { wrapped, failing, calls }
+}
+
+/** A logger that keeps the warnings, with their annotations. */
+const capturedWarnings = () => {
+  const lines: Array<{ readonly message: string; readonly annotations: Record<string, unknown> }> = []
+  const logger = Logger.make(({ annotations, logLevel, message }) => {
+    if (logLevel._tag !== "Warning") return
+    const parts = Array.isArray(message) ? message : [message]
+    lines.push({
+      message: parts.map(String).join(" "),
+      annotations: Object.fromEntries(Array.from(annotations))
+    })
+  })
+  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
+}
+
+const deadLetters = (store: Store) => Effect.orDie(store.deadLetters())
+
+// -----------------------------------------------------------------------------------------------------------------
+// Tests
+// -----------------------------------------------------------------------------------------------------------------
+
+describe("JobWorker", () => {
+  describe("running jobs", () => {
+    it.scoped("runs a job and completes it: the job is gone from the store", () =>
+      Effect.gen(function*() {
+        const ran = yield* Deferred.make<number>()
+        const { events, store } = yield* setup({ handlers: [Work.handler(({ n }) => Deferred.succeed(ran, n))] })
+        const id = yield* enqueue(store, Work, { n: 7 })
+        assert.strictEqual(yield* Deferred.await(ran), 7)
+        const succeeded = yield* awaitJobEvent(events, "JobSucceeded", id)
+        assert.deepStrictEqual({ ...succeeded, durationMs: 0 }, {
+          ...JobWorker.JobEvent.JobSucceeded({ id, name: "work", queue: "main", attempt: 1, durationMs: 0 })
+        })
+        const s = yield* stats(store)
+        assert.deepStrictEqual([s.ready, s.scheduled, s.leased, s.dead], [0, 0, 0, 0])
+      }))
+
+    it.scoped("gives the handler the job it runs as Job.Current", () =>
+      Effect.gen(function*() {
+        const reports = yield* Queue.unbounded<Report>()
+        const g = gates()
+        const { store } = yield* setup({ handlers: [gatedHandler(reports, g)] })
+        yield* TestClock.adjust("5 seconds")
+        const id = yield* enqueue(store, Work, { n: 1 }, { priority: 3, key: "k-1", maxAttempts: 2 })
+        const { info } = yield* started(reports)
+        assert.deepStrictEqual(info, {
+          id,
+          name: "work",
+          queue: "main",
+          attempt: 1,
+          maxAttempts: 2,
+          priority: 3,
+          key: "k-1",
+          enqueuedAt: new Date(5000),
+          runAt: new Date(5000)
+        })
+        yield* g.open(1)
+      }))
+
+    it.scoped("retries a failed attempt after the schedule's delay, and not before", () =>
+      Effect.gen(function*() {
+        const attempts = yield* Queue.unbounded<number>()
+        const handler = Work.handler(() =>
+          Effect.gen(function*() {
+            const { attempt } = yield* Job.Current
+            yield* Queue.offer(attempts, attempt)
+            if (attempt < 3) return yield* Effect.fail(new Error(`failure ${attempt}`))
+          })
+        )
+        const { events, store } = yield* setup({ handlers: [handler], pollInterval: "1 second" })
+        const id = yield* enqueue(store, Work, { n: 1 })
+        assert.strictEqual(yield* Queue.take(attempts), 1)
+        const first = yield* awaitJobEvent(events, "JobRetried", id)
+        assert.deepStrictEqual([first.attempt, first.delayMs, first.error], [1, 1000, "failure 1"])
+        assert.strictEqual((yield* stats(store)).scheduled, 1)
+        yield* TestClock.adjust("999 millis")
+        assert.strictEqual(yield* Queue.size(attempts), 0, "not run again before its delay")
+        yield* TestClock.adjust("1 millis")
+        assert.strictEqual(yield* Queue.take(attempts), 2)
+        const second = yield* awaitJobEvent(events, "JobRetried", id)
+        assert.deepStrictEqual([second.attempt, second.delayMs, second.error], [2, 2000, "failure 2"])
+        yield* TestClock.adjust("1999 millis")
+        assert.strictEqual(yield* Queue.size(attempts), 0, "not run again before its second delay")
+        yield* TestClock.adjust("1 millis")
+        assert.strictEqual(yield* Queue.take(attempts), 3)
+        yield* awaitJobEvent(events, "JobSucceeded", id)
+        const s = yield* stats(store)
+        assert.deepStrictEqual([s.ready, s.scheduled, s.leased, s.dead], [0, 0, 0, 0])
+      }))
+
+    it.scoped("dead-letters a job after its last attempt, with the last error", () =>
+      Effect.gen(function*() {
+        const handler = Work.handler(() =>
+          Effect.flatMap(Job.Current, ({ attempt }) => Effect.fail(`attempt ${attempt} failed`))
+        )
+        const { events, store } = yield* setup({ handlers: [handler], pollInterval: "1 second" })
+        const id = yield* enqueue(store, Work, { n: 1 }, { maxAttempts: 2 })
+        yield* awaitJobEvent(events, "JobRetried", id)
+        yield* TestClock.adjust("1 second")
+        const dead = yield* awaitJobEvent(events, "JobDeadLettered", id)
+        assert.deepStrictEqual([dead.attempt, dead.error], [2, "attempt 2 failed"])
+        const [letter] = yield* deadLetters(store)
+        assert.deepStrictEqual([letter?.id, letter?.attempts, letter?.lastError], [id, 2, "attempt 2 failed"])
+      }))
+
+    it.scoped("dead-letters a job at once when its retry schedule has ended", () =>
+      Effect.gen(function*() {
+        const Once = Job.make("once", { payload: Schema.Struct({}), retry: Schedule.recurs(0) })
+        const { events, store } = yield* setup({
+          handlers: [Once.handler(() => Effect.die(new Error("kaput")))]
+        })
+        const id = yield* enqueue(store, Once, {})
+        const dead = yield* awaitJobEvent(events, "JobDeadLettered", id)
+        assert.deepStrictEqual([dead.attempt, dead.error], [1, "kaput"])
+      }))
+
+    it.scoped("dead-letters a job at once when its handler fails with Job.Fatal", () =>
+      Effect.gen(function*() {
+        const handler = Work.handler(() => Effect.fail(new Job.Fatal({ message: "no such account" })))
+        const { events, store } = yield* setup({ handlers: [handler] })
+        const id = yield* enqueue(store, Work, { n: 1 }, { maxAttempts: 10 })
+        const dead = yield* awaitJobEvent(events, "JobDeadLettered", id)
+        assert.deepStrictEqual([dead.attempt, dead.error], [1, "no such account"])
+        const [letter] = yield* deadLetters(store)
+        assert.deepStrictEqual([letter?.attempts, letter?.lastError], [1, "no such account"])
+      }))
+
+    it.scoped("dead-letters a job whose payload no longer decodes, without running the handler", () =>
+      Effect.gen(function*() {
+        const ran = yield* Ref.make(false)
+        const { events, store } = yield* setup({ handlers: [Work.handler(() => Ref.set(ran, true))] })
+        const [id] = yield* Effect.orDie(store.enqueue([{
+          name: "work",
+          queue: "main",
+          payload: { n: "seven" },
+          runAt: new Date(0),
+          priority: 0,
+          key: undefined,
+          maxAttempts: 5
+        }]))
+        const dead = yield* awaitJobEvent(events, "JobDeadLettered", id)
+        assert.strictEqual(dead.attempt, 1)
+        assert.include(dead.error, "Expected number")
+        assert.isFalse(yield* Ref.get(ran))
+      }))
+
+    it.scoped("reads defects and failures without a message as readable text", () =>
+      Effect.gen(function*() {
+        class Unavailable extends Schema.TaggedError<Unavailable>()("Unavailable", { status: Schema.Number }) {}
+        const errors: ReadonlyArray<Effect.Effect<void, unknown>> = [
+          Effect.dieMessage("the disk is full"),
+          Effect.fail(new Unavailable({ status: 503 })),
+          Effect.fail({ code: 42 })
+        ]
+        const handler = Work.handler(({ n }) => errors[n]!)
+        const { events, store } = yield* setup({ handlers: [handler] })
+        const texts: Array<string> = []
+        for (let n = 0; n < errors.length; n++) {
+          const id = yield* enqueue(store, Work, { n })
+          texts.push((yield* awaitJobEvent(events, "JobRetried", id)).error)
+        }
+        assert.strictEqual(texts[0], "the disk is full")
+        assert.include(texts[1], "\"status\": 503")
+        assert.include(texts[2], "\"code\":42")
+      }))
+
+    it.scoped("interrupts a handler that runs past its timeout, runs its finalizers, and retries the job", () =>
+      Effect.gen(function*() {
+        const startedAttempt = yield* Queue.unbounded<number>()
+        const finalized = yield* Deferred.make<void>()
+        const handler = Work.handler(() =>
+          Effect.gen(function*() {
+            const { attempt } = yield* Job.Current
+            yield* Queue.offer(startedAttempt, attempt)
+            if (attempt === 1) {
+              yield* Effect.never.pipe(Effect.onInterrupt(() => Deferred.succeed(finalized, void 0)))
+            }
+          })
+        )
+        const { events, store } = yield* setup({ handlers: [handler], pollInterval: "1 second" })
+        const id = yield* enqueue(store, Work, { n: 1 })
+        assert.strictEqual(yield* Queue.take(startedAttempt), 1)
+        yield* TestClock.adjust("29 seconds")
+        assert.isFalse(yield* Deferred.isDone(finalized), "not cut off before the timeout")
+        yield* TestClock.adjust("1 second")
+        yield* Deferred.await(finalized)
+        const timedOut = yield* awaitJobEvent(events, "JobTimedOut", id)
+        assert.deepStrictEqual([timedOut.attempt, timedOut.timeoutMs], [1, 30_000])
+        const retried = yield* awaitJobEvent(events, "JobRetried", id)
+        assert.deepStrictEqual([retried.attempt, retried.error, retried.delayMs], [1, "timed out after 30s", 1000])
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual(yield* Queue.take(startedAttempt), 2)
+        yield* awaitJobEvent(events, "JobSucceeded", id)
+      }))
+
+    it.scoped("starts the jobs of one claim in the order the store returned them", () =>
+      Effect.gen(function*() {
+        const order = yield* Queue.unbounded<number>()
+        const { ctx, store } = yield* setup({
+          handlers: [Work.handler(({ n }) => Queue.offer(order, n))],
+          autoStart: false
+        })
+        yield* enqueue(store, Work, { n: 1 }, { priority: 5 })
+        yield* enqueue(store, Work, { n: 2 }, { priority: 1 })
+        yield* enqueue(store, Work, { n: 3 }, { priority: 5 })
+        yield* enqueue(store, Work, { n: 4 }, { priority: -1 })
+        yield* ctx.start
+        const seen: Array<number> = []
+        for (let i = 0; i < 4; i++) seen.push(yield* Queue.take(order))
+        assert.deepStrictEqual(seen, [4, 2, 1, 3])
+      }))
+  })
+
+  describe("concurrency", () => {
+    it.scoped("runs at most `concurrency` jobs at once, and claims only for its free slots", () =>
+      Effect.gen(function*() {
+        const reports = yield* Queue.unbounded<Report>()
+        const g = gates()
+        const running = yield* Ref.make({ now: 0, most: 0 })
+        const handler = Work.handler(({ n }) =>
+          Ref.update(running, ({ most, now }) => ({ now: now + 1, most: Math.max(most, now + 1) })).pipe(
+            Effect.zipRight(Queue.offer(reports, { _tag: "started", n, info: undefined as never })),
+            Effect.zipRight(Deferred.await(g.gate(n))),
+            Effect.ensuring(Ref.update(running, (r) => ({ ...r, now: r.now - 1 })))
+          )
+        )
+        const { store, worker } = yield* setup({ handlers: [handler], concurrency: 2, pollInterval: "1 second" })
+        for (let n = 1; n <= 5; n++) yield* enqueue(store, Work, { n })
+        const first = [(yield* started(reports)).n, (yield* started(reports)).n]
+        assert.deepStrictEqual(first, [1, 2])
+        // Polls and wake-ups come and go: still only two are leased.
+        yield* TestClock.adjust("3 seconds")
+        let s = yield* stats(store)
+        assert.deepStrictEqual([s.leased, s.ready], [2, 3])
+        assert.strictEqual(yield* worker.leased, 2)
+        for (let n = 1; n <= 3; n++) {
+          yield* g.open(n)
+          const next = yield* started(reports)
+          assert.strictEqual(next.n, n + 2)
+          s = yield* stats(store)
+          assert.isAtMost(s.leased, 2)
+        }
+        yield* g.open(4)
+        yield* g.open(5)
+        while ((yield* stats(store)).leased > 0) yield* TestClock.adjust("1 second")
+        assert.strictEqual((yield* Ref.get(running)).most, 2)
+        s = yield* stats(store)
+        assert.deepStrictEqual([s.ready, s.scheduled, s.leased, s.dead], [0, 0, 0, 0])
+      }))
+  })
+
+  describe("lifecycle", () => {
+    it.scoped("stops claiming on pause, lets the jobs in flight finish, and claims again on resume", () =>
+      Effect.gen(function*() {
+        const reports = yield* Queue.unbounded<Report>()
+        const g = gates()
+        const { ctx, events, store } = yield* setup({ handlers: [gatedHandler(reports, g)], pollInterval: "1 second" })
+        const inFlight = yield* enqueue(store, Work, { n: 1 })
+        yield* started(reports)
+        yield* ctx.pause
+        const waiting = yield* enqueue(store, Work, { n: 2 })
+        // Wake-ups and polls came: nothing was claimed.
+        yield* TestClock.adjust("3 seconds")
+        let s = yield* stats(store)
+        assert.deepStrictEqual([s.ready, s.leased], [1, 1])
+        assert.strictEqual(yield* Queue.size(reports), 0)
+        // The job in flight goes on.
+        yield* g.open(1)
+        yield* awaitJobEvent(events, "JobSucceeded", inFlight)
+        yield* TestClock.adjust("3 seconds")
+        s = yield* stats(store)
+        assert.deepStrictEqual([s.ready, s.leased], [1, 0])
+        yield* ctx.resume
+        assert.strictEqual((yield* started(reports)).n, 2)
+        yield* g.open(2)
+        yield* awaitJobEvent(events, "JobSucceeded", waiting)
+      }))
+
+    it.scoped("claims a newly enqueued job at once when the store wakes it, without waiting for the poll", () =>
+      Effect.gen(function*() {
+        const reports = yield* Queue.unbounded<Report>()
+        const g = gates()
+        const { events, store } = yield* setup({ handlers: [gatedHandler(reports, g)], pollInterval: "1 hour" })
+        // The worker is idle: it claimed, found nothing and waits.
+        const first = yield* enqueue(store, Work, { n: 1 })
+        yield* started(reports)
+        yield* g.open(1)
+        yield* awaitJobEvent(events, "JobSucceeded", first)
+        yield* enqueue(store, Work, { n: 2 })
+        assert.strictEqual((yield* started(reports)).n, 2)
+        yield* g.open(2)
+      }))
+
+    it.scoped("does not claim before the context is started, and starts it unless autoStart is false", () =>
+      Effect.gen(function*() {
+        const ran = yield* Deferred.make<void>()
+        const { ctx, store } = yield* setup({
+          handlers: [Work.handler(() => Deferred.succeed(ran, void 0))],
+          autoStart: false
+        })
+        yield* enqueue(store, Work, { n: 1 })
+        yield* TestClock.adjust("10 seconds")
+        assert.strictEqual(yield* ctx.state, "Pending")
+        assert.deepStrictEqual((yield* stats(store)).ready, 1)
+        yield* ctx.start
+        yield* Deferred.await(ran)
+
+        const auto = yield* setup({ handlers: [Work.handler(() => Effect.void)] })
+        assert.strictEqual(yield* auto.ctx.state, "Running")
+      }))
+
+    it.scoped("gives back, attempt refunded, the jobs a claim returns after the context left Running", () =>
+      Effect.gen(function*() {
+        const ran = yield* Ref.make(0)
+        const { ctx, events, store } = yield* setup({ handlers: [Work.handler(() => Ref.update(ran, (n) => n + 1))] }, {
+          // The context is paused while the claim is on its way.
+          wrap: (store, ctx) => ({
+            ...store,
+            claim: (request) =>
+              Effect.tap(store.claim(request), (jobs) => jobs.length > 0 ? Effect.orDie(ctx.pause) : Effect.void)
+          })
+        })
+        const id = yield* enqueue(store, Work, { n: 1 })
+        const released = yield* awaitJobEvent(events, "JobReleased", id)
+        assert.isTrue(released.refunded)
+        assert.strictEqual(yield* ctx.state, "Paused")
+        assert.strictEqual(yield* Ref.get(ran), 0)
+        const s = yield* stats(store)
+        assert.deepStrictEqual([s.ready, s.leased], [1, 0])
+        const [again] = yield* Effect.orDie(
+          store.claim({ queues: ["main"], names: ["work"], limit: 1, lease: Duration.seconds(30), worker: "other" })
+        )
+        assert.strictEqual(again?.attempt, 1, "the attempt was refunded")
+      }))
+
+    it.scoped("gives back, attempt refunded, a claimed job whose task the context refused", () =>
+      Effect.gen(function*() {
+        const ran = yield* Ref.make(0)
+        const store = yield* MemoryJobStore.make()
+        const ctx = yield* WorkerContext.make({ name: "refusing", logLevel: "None" })
+        const events = yield* ctx.subscribe
+        // A context that is paused just as the worker tracks the job: track refuses it (whenPaused: "reject").
+        const pausing: WorkerContext.Service = {
+          ...ctx,
+          track: (effect, options) => Effect.zipRight(Effect.orDie(ctx.pause), ctx.track(effect, options))
+        }
+        yield* JobWorker.make({ handlers: [Work.handler(() => Ref.update(ran, (n) => n + 1))] }).pipe(
+          Effect.provideService(JobStore.JobStore, store),
+          Effect.provideService(WorkerContext, pausing)
+        )
+        yield* Effect.addFinalizer(() => ctx.requestStop)
+        const id = yield* enqueue(store, Work, { n: 1 })
+        const released = yield* awaitJobEvent(events, "JobReleased", id)
+        assert.isTrue(released.refunded)
+        assert.strictEqual(yield* Ref.get(ran), 0)
+        const s = yield* stats(store)
+        assert.deepStrictEqual([s.ready, s.leased], [1, 0])
+      }))
+
+    it.scoped("gives every job that runs at once its own Job.Current", () =>
+      Effect.gen(function*() {
+        const seen = yield* Queue.unbounded<readonly [number, string, string]>()
+        const both = yield* Deferred.make<void>()
+        const count = yield* Ref.make(0)
+        const handler = Work.handler(({ n }) =>
+          Effect.gen(function*() {
+            const before = (yield* Job.Current).id
+            if ((yield* Ref.updateAndGet(count, (c) => c + 1)) === 3) yield* Deferred.succeed(both, void 0)
+            yield* Deferred.await(both)
+            // Read again once all three run: each still sees its own job.
+            yield* Queue.offer(seen, [n, before, (yield* Job.Current).id])
+          })
+        )
+        const { store } = yield* setup({ handlers: [handler] }, { name: "current" })
+        const ids = [
+          yield* enqueue(store, Work, { n: 0 }),
+          yield* enqueue(store, Work, { n: 1 }),
+          yield* enqueue(store, Work, { n: 2 })
+        ]
+        for (let i = 0; i < 3; i++) {
+          const [n, before, after] = yield* Queue.take(seen)
+          assert.deepStrictEqual([before, after], [ids[n], ids[n]])
+        }
+      }))
+
+    it.scoped("gives back a job the store returned without a handler for it", () =>
+      Effect.gen(function*() {
+        const warnings = capturedWarnings()
+        const Other = Job.make("other", { payload: Schema.Struct({}), queue: "main" })
+        const { store } = yield* setup({ handlers: [Work.handler(() => Effect.void)] }, {
+          // A store that ignores the names it is asked for.
+          wrap: (store) => ({ ...store, claim: (request) => store.claim({ ...request, names: ["work", "other"] }) })
+        }).pipe(Effect.provide(warnings.layer))
+        yield* enqueue(store, Other, {})
+        yield* TestClock.adjust("2 seconds")
+        assert.isTrue(warnings.lines.some((line) => line.message.includes("no handler")))
+        assert.strictEqual((yield* stats(store)).leased, 0)
+      }))
+  })
+
+  describe("shutdown", () => {
+    it.scoped("stops claiming when shutdown begins and drains the jobs in flight", () =>
+      Effect.gen(function*() {
+        const reports = yield* Queue.unbounded<Report>()
+        const g = gates()
+        const { ctx, events, store } = yield* setup({ handlers: [gatedHandler(reports, g)], pollInterval: "1 second" })
+        const inFlight = yield* enqueue(store, Work, { n: 1 })
+        yield* started(reports)
+        const stopper = yield* Effect.fork(ctx.stop)
+        yield* ctx.shutdownRequested
+        yield* enqueue(store, Work, { n: 2 })
+        yield* TestClock.adjust("3 seconds")
+        assert.strictEqual(yield* Queue.size(reports), 0, "nothing claimed once shutdown began")
+        assert.strictEqual(yield* ctx.state, "Stopping")
+        yield* g.open(1)
+        yield* Fiber.join(stopper)
+        const log = yield* drain(events)
+        assert.isTrue(jobEventsOf(log).some((e) => e._tag === "JobSucceeded" && e.id === inFlight))
+        const s = yield* stats(store)
+        assert.deepStrictEqual([s.ready, s.leased], [1, 0])
+      }))
+
+    it.scoped("gives back a job cut off at the shutdown deadline, attempt refunded, before the context stops", () =>
+      Effect.gen(function*() {
+        const reports = yield* Queue.unbounded<Report>()
+        const g = gates()
+        const store = yield* MemoryJobStore.make()
+        const first = yield* setup({ handlers: [gatedHandler(reports, g)] }, { shutdownTimeout: "5 seconds", store })
+        const id = yield* enqueue(store, Work, { n: 1 })
+        yield* started(reports)
+        const stopper = yield* Effect.fork(first.ctx.stop)
+        yield* first.ctx.shutdownRequested
+        yield* TestClock.adjust("5 seconds")
+        yield* Fiber.join(stopper)
+        // Stopped: the job is back in the store, not leased.
+        const s = yield* stats(store)
+        assert.deepStrictEqual([s.ready, s.scheduled, s.leased, s.dead], [1, 0, 0, 0])
+        const log = yield* drain(first.events)
+        const releasedAt = log.findIndex(isJob("JobReleased", id))
+        assert.isAtLeast(releasedAt, 0, "JobReleased published")
+        assert.isTrue((jobEventsOf(log).find((e) => e._tag === "JobReleased") as any).refunded)
+        assert.isBelow(releasedAt, log.findIndex((e) => e._tag === "Stopped"), "released before Stopped")
+        // The next worker gets the same attempt.
+        const second = yield* setup({ handlers: [gatedHandler(reports, g)] }, { store, name: "second" })
+        const again = yield* started(reports)
+        assert.deepStrictEqual([again.info.id, again.info.attempt], [id, 1])
+        yield* g.open(1)
+        yield* awaitJobEvent(second.events, "JobSucceeded", id)
+      }))
+
+    it.scoped("holds no lease once the context is Stopped", () =>
+      Effect.gen(function*() {
+        const reports = yield* Queue.unbounded<Report>()
+        const g = gates()
+        const { ctx, store } = yield* setup({ handlers: [gatedHandler(reports, g)], concurrency: 3 }, {
+          shutdownTimeout: "1 second"
+        })
+        for (let n = 1; n <= 5; n++) yield* enqueue(store, Work, { n })
+        for (let i = 0; i < 3; i++) yield* started(reports)
+        yield* g.open(2)
+        yield* started(reports)
+        const stopper = yield* Effect.fork(ctx.stop)
+        yield* ctx.shutdownRequested
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(stopper)
+        const s = yield* stats(store)
+        assert.strictEqual(s.leased, 0)
+        assert.strictEqual(s.ready, 4, "the three cut off and the one never claimed")
+      }))
+
+    it.effect("releasing the layer shuts the context down and drains the jobs, renewing their leases", () =>
+      Effect.gen(function*() {
+        const reports = yield* Queue.unbounded<Report>()
+        const g = gates()
+        const store = yield* MemoryJobStore.make()
+        const { calls, wrapped } = flaky(store)
+        const scope = yield* Scope.make()
+        const context = yield* Layer.buildWithScope(
+          JobWorker.layer({ handlers: [gatedHandler(reports, g)], lease: "3 seconds" }).pipe(
+            Layer.provideMerge(WorkerContext.layer({ name: "layered", shutdownTimeout: "1 minute", logLevel: "None" })),
+            Layer.provide(Layer.succeed(JobStore.JobStore, wrapped))
+          ),
+          scope
+        )
+        const ctx = yield* Effect.provide(WorkerContext, context)
+        assert.strictEqual(yield* ctx.state, "Running", "the layer started the context")
+        const id = yield* enqueue(store, Work, { n: 1 })
+        yield* started(reports)
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        yield* ctx.shutdownRequested
+        // Twenty seconds of drain, well past the three-second lease: the lease is renewed meanwhile.
+        yield* TestClock.adjust("20 seconds")
+        assert.isAtLeast(calls.renew.length, 6)
+        assert.strictEqual((yield* stats(store)).leased, 1)
+        yield* g.open(1)
+        yield* Fiber.join(closing)
+        assert.strictEqual(yield* ctx.state, "Stopped")
+        const s = yield* stats(store)
+        assert.deepStrictEqual([s.ready, s.leased, s.dead], [0, 0, 0])
+        void id
+      }))
+  })
+
+  describe("leases", () => {
+    it.scoped("renews every lease it holds in one call per lease / 3", () =>
+      Effect.gen(function*() {
+        const reports = yield* Queue.unbounded<Report>()
+        const g = gates()
+        let calls: ReturnType<typeof flaky>["calls"] | undefined
+        const { store } = yield* setup({ handlers: [gatedHandler(reports, g)], lease: "3 seconds" }, {
+          wrap: (store) => {
+            const f = flaky(store)
+            calls = f.calls
+            return f.wrapped
+          }
+        })
+        yield* TestClock.adjust("1 second")
+        assert.deepStrictEqual(calls!.renew, [], "nothing to renew while nothing is held")
+        for (let n = 1; n <= 3; n++) yield* enqueue(store, Work, { n })
+        for (let i = 0; i < 3; i++) yield* started(reports)
+        yield* TestClock.adjust("1 second")
+        assert.deepStrictEqual(calls!.renew, [3])
+        // Ten seconds on, well past the lease: still held, still one call per second.
+        yield* TestClock.adjust("10 seconds")
+        assert.deepStrictEqual(calls!.renew, Array(11).fill(3))
+        assert.strictEqual((yield* stats(store)).leased, 3)
+        for (let n = 1; n <= 3; n++) yield* g.open(n)
+      }))
+
+    it.scoped("reaps expired leases every reapInterval", () =>
+      Effect.gen(function*() {
+        let calls: ReturnType<typeof flaky>["calls"] | undefined
+        yield* setup({ handlers: [Work.handler(() => Effect.void)], lease: "4 seconds" }, {
+          wrap: (store) => {
+            const f = flaky(store)
+            calls = f.calls
+            return f.wrapped
+          }
+        })
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual(calls!.reap, 0)
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual(calls!.reap, 1, "lease / 2 by default")
+        yield* TestClock.adjust("4 seconds")
+        assert.strictEqual(calls!.reap, 3)
+      }))
+
+    it.scoped("interrupts a job whose lease was lost, publishes JobLeaseLost, and acknowledges nothing", () =>
+      Effect.gen(function*() {
+        const reports = yield* Queue.unbounded<Report>()
+        const g = gates()
+        const finalized = yield* Deferred.make<void>()
+        const handler = Work.handler(({ n }) =>
+          Effect.gen(function*() {
+            yield* Queue.offer(reports, { _tag: "started", n, info: yield* Job.Current })
+            yield* Deferred.await(g.gate(n))
+          }).pipe(Effect.onInterrupt(() => Deferred.succeed(finalized, void 0)))
+        )
+        let control: ReturnType<typeof flaky> | undefined
+        // One slot, taken by the job: the worker cannot claim it again itself.
+        const { events, store } = yield* setup({ handlers: [handler], lease: "3 seconds", concurrency: 1 }, {
+          wrap: (store) => (control = flaky(store)).wrapped
+        })
+        const id = yield* enqueue(store, Work, { n: 1 })
+        yield* started(reports)
+        // The store cannot be reached to renew: the lease expires and another worker claims the job.
+        control!.failing.renew = true
+        yield* TestClock.adjust("3 seconds")
+        const [taken] = yield* Effect.orDie(
+          store.claim({ queues: ["main"], names: ["work"], limit: 1, lease: Duration.minutes(1), worker: "other" })
+        )
+        assert.deepStrictEqual([taken?.id, taken?.attempt], [id, 2])
+        control!.failing.renew = false
+        yield* TestClock.adjust("1 second")
+        yield* Deferred.await(finalized)
+        const lost = yield* awaitJobEvent(events, "JobLeaseLost", id)
+        assert.strictEqual(lost.attempt, 1)
+        // The other claim holds; this worker acknowledged nothing.
+        const s = yield* stats(store)
+        assert.deepStrictEqual([s.leased, s.ready, s.scheduled, s.dead], [1, 0, 0, 0])
+        yield* Effect.orDie(store.complete(taken!.lease))
+        assert.isFalse(jobEventsOf(yield* drain(events)).some((e) => e.id === id && e._tag !== "JobClaimed"))
+      }))
+
+    it.scoped("discards the outcome of a job whose acknowledgement finds its lease lost", () =>
+      Effect.gen(function*() {
+        const reports = yield* Queue.unbounded<Report>()
+        const g = gates()
+        let control: ReturnType<typeof flaky> | undefined
+        const { events, store } = yield* setup({
+          handlers: [gatedHandler(reports, g)],
+          lease: "3 seconds",
+          concurrency: 1
+        }, { wrap: (store) => (control = flaky(store)).wrapped })
+        const id = yield* enqueue(store, Work, { n: 1 })
+        yield* started(reports)
+        control!.failing.renew = true
+        yield* TestClock.adjust("3 seconds")
+        const [taken] = yield* Effect.orDie(
+          store.claim({ queues: ["main"], names: ["work"], limit: 1, lease: Duration.minutes(1), worker: "other" })
+        )
+        assert.strictEqual(taken?.attempt, 2)
+        // The handler ends before the renewer noticed: its completion fails with LeaseLost.
+        yield* g.open(1)
+        const lost = yield* awaitJobEvent(events, "JobLeaseLost", id)
+        assert.strictEqual(lost.attempt, 1)
+        const s = yield* stats(store)
+        assert.deepStrictEqual([s.leased, s.ready, s.dead], [1, 0, 0], "the other claim still holds the job")
+        yield* Effect.orDie(store.complete(taken!.lease))
+        assert.isFalse(jobEventsOf(yield* drain(events)).some((e) => e._tag === "JobSucceeded"))
+      }))
+    it.scoped("starts a job it claimed again only once its earlier attempt, whose lease was lost, has ended", () =>
+      Effect.gen(function*() {
+        const log = yield* Queue.unbounded<string>()
+        const release = yield* Deferred.make<void>()
+        const handler = Work.handler(() =>
+          Effect.gen(function*() {
+            const { attempt } = yield* Job.Current
+            yield* Queue.offer(log, `start ${attempt}`)
+            // The first attempt takes a while to let go once interrupted.
+            if (attempt === 1) {
+              yield* Effect.never.pipe(
+                Effect.onInterrupt(() => Effect.zipRight(Deferred.await(release), Queue.offer(log, "end 1")))
+              )
+            }
+          })
+        )
+        let control: ReturnType<typeof flaky> | undefined
+        const { events, store, worker } = yield* setup({ handlers: [handler], lease: "3 seconds", concurrency: 2 }, {
+          wrap: (store) => (control = flaky(store)).wrapped
+        })
+        const id = yield* enqueue(store, Work, { n: 1 })
+        assert.strictEqual(yield* Queue.take(log), "start 1")
+        control!.failing.renew = true
+        // The lease expires unrenewed; the reaper makes the job ready and the worker, with a slot free, claims it.
+        yield* TestClock.adjust("3 seconds")
+        const lost = yield* awaitJobEvent(events, "JobLeaseLost", id)
+        assert.strictEqual(lost.attempt, 1)
+        const s = yield* stats(store)
+        assert.strictEqual(s.leased, 1, "the second claim")
+        assert.strictEqual(yield* worker.inFlight, 2, "the lost attempt still takes its slot")
+        assert.strictEqual(yield* Queue.size(log), 0, "the second attempt waits for the first")
+        yield* Deferred.succeed(release, void 0)
+        assert.deepStrictEqual([yield* Queue.take(log), yield* Queue.take(log)], ["end 1", "start 2"])
+        control!.failing.renew = false
+        const done = yield* awaitJobEvent(events, "JobSucceeded", id)
+        assert.strictEqual(done.attempt, 2)
+      }))
+  })
+
+  describe("store errors", () => {
+    it.scoped("logs failed claims and claims again at the next poll", () =>
+      Effect.gen(function*() {
+        const warnings = capturedWarnings()
+        const ran = yield* Deferred.make<void>()
+        let control: ReturnType<typeof flaky> | undefined
+        const { ctx, store } = yield* setup({
+          handlers: [Work.handler(() => Deferred.succeed(ran, void 0))],
+          pollInterval: "1 second"
+        }, {
+          wrap: (store) => {
+            control = flaky(store)
+            control.failing.claim = 3
+            return control.wrapped
+          }
+        }).pipe(Effect.provide(warnings.layer))
+        yield* enqueue(store, Work, { n: 1 })
+        yield* TestClock.adjust("2 seconds")
+        assert.isFalse(yield* Deferred.isDone(ran))
+        assert.strictEqual(yield* ctx.state, "Running")
+        yield* TestClock.adjust("1 second")
+        yield* Deferred.await(ran)
+        assert.strictEqual(control!.failing.claim, 0)
+        const claimWarnings = warnings.lines.filter((line) => line.message.includes("JobStore.claim failed"))
+        assert.strictEqual(claimWarnings.length, 3)
+        assert.strictEqual(claimWarnings[0]!.annotations.worker, "jobs")
+      }))
+
+    it.scoped("retries a failed acknowledgement until the store takes it", () =>
+      Effect.gen(function*() {
+        let control: ReturnType<typeof flaky> | undefined
+        const { events, store } = yield* setup({ handlers: [Work.handler(() => Effect.void)] }, {
+          wrap: (store) => {
+            control = flaky(store)
+            control.failing.complete = 3
+            return control.wrapped
+          }
+        })
+        const id = yield* enqueue(store, Work, { n: 1 })
+        yield* TestClock.adjust("100 millis")
+        yield* TestClock.adjust("200 millis")
+        assert.strictEqual((yield* stats(store)).leased, 1)
+        yield* TestClock.adjust("400 millis")
+        yield* awaitJobEvent(events, "JobSucceeded", id)
+        const s = yield* stats(store)
+        assert.deepStrictEqual([s.ready, s.leased], [0, 0])
+      }))
+
+    it.scoped("retries the acknowledgement of an attempt that timed out", () =>
+      Effect.gen(function*() {
+        const Slow = Job.make("slow", {
+          payload: Schema.Struct({}),
+          timeout: "1 second",
+          retry: Schedule.spaced("1 minute")
+        })
+        const startedSlow = yield* Deferred.make<void>()
+        let control: ReturnType<typeof flaky> | undefined
+        const { events, store } = yield* setup({
+          handlers: [Slow.handler(() => Effect.zipRight(Deferred.succeed(startedSlow, void 0), Effect.never))]
+        }, {
+          wrap: (store) => {
+            control = flaky(store)
+            control.failing.retry = 2
+            return control.wrapped
+          }
+        })
+        const id = yield* enqueue(store, Slow, {})
+        yield* Deferred.await(startedSlow)
+        yield* TestClock.adjust("1 second")
+        yield* awaitJobEvent(events, "JobTimedOut", id)
+        assert.strictEqual((yield* stats(store)).leased, 1, "the retry failed: still leased")
+        yield* TestClock.adjust("100 millis")
+        assert.strictEqual((yield* stats(store)).leased, 1, "failed again")
+        yield* TestClock.adjust("200 millis")
+        const retried = yield* awaitJobEvent(events, "JobRetried", id)
+        assert.strictEqual(retried.error, "timed out after 1s")
+        const s = yield* stats(store)
+        assert.deepStrictEqual([s.leased, s.scheduled], [0, 1])
+      }))
+
+    it.scoped("stops retrying an acknowledgement at the shutdown deadline, leaving the job to its lease", () =>
+      Effect.gen(function*() {
+        const warnings = capturedWarnings()
+        const gate = yield* Deferred.make<void>()
+        const startedJob = yield* Deferred.make<void>()
+        let control: ReturnType<typeof flaky> | undefined
+        const { ctx, store } = yield* setup({
+          handlers: [Work.handler(() => Effect.zipRight(Deferred.succeed(startedJob, void 0), Deferred.await(gate)))],
+          lease: "1 minute"
+        }, {
+          shutdownTimeout: "10 seconds",
+          wrap: (store) => {
+            control = flaky(store)
+            control.failing.complete = Infinity
+            return control.wrapped
+          }
+        }).pipe(Effect.provide(warnings.layer))
+        const id = yield* enqueue(store, Work, { n: 1 })
+        yield* Deferred.await(startedJob)
+        yield* Deferred.succeed(gate, void 0)
+        const stopper = yield* Effect.fork(ctx.stop)
+        yield* ctx.shutdownRequested
+        // The completion keeps failing: the context waits for the task until its deadline.
+        yield* TestClock.adjust("9 seconds")
+        assert.strictEqual(yield* ctx.state, "Stopping")
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(stopper)
+        assert.isTrue(warnings.lines.some((line) => line.message.includes("failed at the shutdown deadline")))
+        // Still leased, until the lease expires: then it runs again (at least once).
+        assert.strictEqual((yield* stats(store)).leased, 1)
+        yield* TestClock.adjust("1 minute")
+        const [again] = yield* Effect.orDie(
+          store.claim({ queues: ["main"], names: ["work"], limit: 1, lease: Duration.seconds(30), worker: "other" })
+        )
+        assert.deepStrictEqual([again?.id, again?.attempt], [id, 2])
+      }))
+  })
+
+  describe("events and metrics", () => {
+    it.scoped("publishes job events to the context's listeners", () =>
+      Effect.gen(function*() {
+        const seen = yield* Queue.unbounded<JobEvent>()
+        const { ctx, store } = yield* setup({ handlers: [Work.handler(() => Effect.void)] })
+        yield* ctx.listen((event) =>
+          event._tag === "Custom" && JobWorker.isJobEvent(event.value) ? Queue.offer(seen, event.value) : Effect.void
+        )
+        const id = yield* enqueue(store, Work, { n: 1 })
+        const claimed = yield* Queue.take(seen)
+        const succeeded = yield* Queue.take(seen)
+        assert.deepStrictEqual(claimed, JobWorker.JobEvent.JobClaimed({ id, name: "work", queue: "main", attempt: 1 }))
+        assert.strictEqual(succeeded._tag, "JobSucceeded")
+        assert.isFalse(JobWorker.isJobEvent({ _tag: "JobClaimed" }))
+        assert.isFalse(JobWorker.isJobEvent("JobClaimed"))
+      }))
+
+    it.scoped("counts jobs per queue", () =>
+      Effect.gen(function*() {
+        const Mail = Job.make("mail", {
+          payload: Schema.Struct({ ok: Schema.Boolean }),
+          queue: "mail",
+          maxAttempts: 2,
+          retry: Schedule.spaced("1 second")
+        })
+        const Sms = Job.make("sms", { payload: Schema.Struct({}), queue: "sms" })
+        const { events, store } = yield* setup({
+          handlers: [
+            Mail.handler(({ ok }) => ok ? Effect.void : Effect.fail("no")),
+            Sms.handler(() => Effect.void)
+          ],
+          pollInterval: "1 second"
+        }, { name: "metered" })
+        yield* TestClock.adjust("10 seconds")
+        const okId = yield* enqueue(store, Mail, { ok: true })
+        yield* awaitJobEvent(events, "JobSucceeded", okId)
+        const badId = yield* enqueue(store, Mail, { ok: false }, { runAt: new Date(4000) })
+        yield* awaitJobEvent(events, "JobRetried", badId)
+        yield* TestClock.adjust("1 second")
+        yield* awaitJobEvent(events, "JobDeadLettered", badId)
+        const smsId = yield* enqueue(store, Sms, {})
+        yield* awaitJobEvent(events, "JobSucceeded", smsId)
+        const mail = JobWorker.metrics("metered", "mail")
+        const sms = JobWorker.metrics("metered", "sms")
+        const count = (counter: Metric.Metric.Counter<number>) => Effect.map(Metric.value(counter), (s) => s.count)
+        assert.deepStrictEqual(
+          [
+            yield* count(mail.jobsClaimed),
+            yield* count(mail.jobsSucceeded),
+            yield* count(mail.jobsRetried),
+            yield* count(mail.jobsDeadLettered),
+            yield* count(mail.jobsReleased)
+          ],
+          [3, 1, 1, 1, 0]
+        )
+        assert.deepStrictEqual([yield* count(sms.jobsClaimed), yield* count(sms.jobsSucceeded)], [1, 1])
+        const duration = yield* Metric.value(mail.jobDuration)
+        assert.strictEqual(duration.count, 3)
+        const wait = yield* Metric.value(mail.jobWait)
+        assert.strictEqual(wait.count, 3)
+        // The bad job was due at 4 s and started at 10 s: waited 6 s; its retry waited 0 s (it started on time).
+        assert.strictEqual(wait.max, 6)
+      }))
+  })
+
+  describe("options", () => {
+    const invalid: ReadonlyArray<readonly [string, JobWorker.Options<never>]> = [
+      ["handlers", { handlers: [] }],
+      ["handlers", { handlers: [Work.handler(() => Effect.void), Work.handler(() => Effect.void)] }],
+      ["handlers", { handlers: [{ job: undefined } as never] }],
+      ["concurrency", { handlers: [Work.handler(() => Effect.void)], concurrency: 0 }],
+      ["concurrency", { handlers: [Work.handler(() => Effect.void)], concurrency: 1.5 }],
+      ["lease", { handlers: [Work.handler(() => Effect.void)], lease: 0 }],
+      ["lease", { handlers: [Work.handler(() => Effect.void)], lease: "forever" as never }],
+      ["lease", { handlers: [Work.handler(() => Effect.void)], lease: Duration.infinity }],
+      ["pollInterval", { handlers: [Work.handler(() => Effect.void)], pollInterval: -1 }],
+      ["pollInterval", { handlers: [Work.handler(() => Effect.void)], pollInterval: "-5 seconds" }],
+      ["reapInterval", { handlers: [Work.handler(() => Effect.void)], reapInterval: "soon" as never }],
+      ["queues", { handlers: [Work.handler(() => Effect.void)], queues: [] }],
+      ["workerId", { handlers: [Work.handler(() => Effect.void)], workerId: "" }],
+      ["autoStart", { handlers: [Work.handler(() => Effect.void)], autoStart: "yes" as never }]
+    ]
+    for (const [option, options] of invalid) {
+      it.scoped(`dies with an IllegalArgumentException naming ${option} for ${describeOptions(options)}`, () =>
+        Effect.gen(function*() {
+          const exit = yield* Effect.exit(setup(options))
+          assert.isTrue(Exit.isFailure(exit))
+          const defect = Exit.isFailure(exit) ? Cause.dieOption(exit.cause) : Option.none()
+          assert.isTrue(Option.isSome(defect), "a defect")
+          const error = Option.getOrThrow(defect)
+          assert.instanceOf(error, Cause.IllegalArgumentException)
+          assert.include((error as Error).message, `JobWorker: invalid ${option}`)
+        }))
+    }
+
+    it.scoped("claims as the given workerId, from the given queues", () =>
+      Effect.gen(function*() {
+        const requests: Array<JobStore.ClaimRequest> = []
+        const { worker } = yield* setup({
+          handlers: [Work.handler(() => Effect.void)],
+          workerId: "mailer-7",
+          queues: ["main", "extra"]
+        }, {
+          wrap: (store) => ({
+            ...store,
+            claim: (request) => Effect.suspend(() => (requests.push(request), store.claim(request)))
+          })
+        })
+        yield* TestClock.adjust("2 seconds")
+        assert.strictEqual(worker.workerId, "mailer-7")
+        assert.isAtLeast(requests.length, 1)
+        assert.deepStrictEqual(requests[0]!.queues, ["main", "extra"])
+        assert.deepStrictEqual(requests[0]!.names, ["work"])
+        assert.strictEqual(requests[0]!.worker, "mailer-7")
+        const generated = yield* setup({ handlers: [Work.handler(() => Effect.void)] }, { name: "named" })
+        assert.match(generated.worker.workerId, /^named-[0-9a-f]{8}$/)
+      }))
+  })
+})
+
+function describeOptions(options: JobWorker.Options<never>): string {
+  const { handlers, ...rest } = options
+  return JSON.stringify({ handlers: Array.isArray(handlers) ? handlers.length : handlers, ...rest }) ?? "?"
+}
+
+void List
