@@ -9,7 +9,6 @@ import {
   Either,
   Exit,
   Fiber,
-  type FiberStatus,
   Layer,
   Option,
   Queue,
@@ -29,25 +28,7 @@ import {
   type WorkerState,
   WorkerStateError
 } from "../src/index.js"
-
-/**
- * Asks `fiber` how it stands until it is idle: `Suspended` (parked) or `Done`. A fiber answers `Fiber.status` itself,
- * after the messages sent to it before the question (its start, the completion it waited for, an interruption): one
- * that was due to return has returned by the time it answers. While busy with such a message it answers `Running`,
- * and handling one may queue another, so the question is repeated until two answers in a row are the same idle
- * status (at most 20 times).
- */
-const idleStatus = <A, E>(fiber: Fiber.RuntimeFiber<A, E>): Effect.Effect<FiberStatus.FiberStatus> => {
-  const ask = (previous: string | undefined, left: number): Effect.Effect<FiberStatus.FiberStatus> =>
-    Effect.flatMap(
-      Fiber.status(fiber),
-      (status) =>
-        (status._tag !== "Running" && status._tag === previous) || left === 0
-          ? Effect.succeed(status)
-          : ask(status._tag, left - 1)
-    )
-  return ask(undefined, 20)
-}
+import { idleStatus } from "./fibers.js"
 
 /** Asserts that `fiber` is parked: idle, and not done. Run it after a handshake that shows how far the program got. */
 const assertWaiting = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, message = "expected the fiber to be still waiting") =>

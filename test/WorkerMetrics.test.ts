@@ -1,40 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import {
-  Deferred,
-  type Duration,
-  Effect,
-  Either,
-  Exit,
-  Fiber,
-  type FiberStatus,
-  Metric,
-  Option,
-  TestClock,
-  type Tracer
-} from "effect"
+import { Deferred, type Duration, Effect, Either, Exit, Fiber, Metric, Option, TestClock, type Tracer } from "effect"
 import { randomUUID } from "node:crypto"
 import { WorkerContext, WorkerMetrics, type WorkerState } from "../src/index.js"
+import { idleStatus } from "./fibers.js"
 
 /** Metrics are process-wide and keyed by the worker's name: a fresh name per test keeps tests apart. */
 const uniqueName = (label: string) => `metrics-${label}-${randomUUID()}`
-
-/**
- * Asks `fiber` how it stands until it is idle: `Suspended` (parked) or `Done`. A fiber answers `Fiber.status` itself,
- * after the messages sent to it before the question (its start, the completion it waited for, an interruption). While
- * busy with such a message it answers `Running`, and handling one may queue another, so the question is repeated until
- * two answers in a row are the same idle status (at most 20 times).
- */
-const idleStatus = <A, E>(fiber: Fiber.RuntimeFiber<A, E>): Effect.Effect<FiberStatus.FiberStatus> => {
-  const ask = (previous: string | undefined, left: number): Effect.Effect<FiberStatus.FiberStatus> =>
-    Effect.flatMap(
-      Fiber.status(fiber),
-      (status) =>
-        (status._tag !== "Running" && status._tag === previous) || left === 0
-          ? Effect.succeed(status)
-          : ask(status._tag, left - 1)
-    )
-  return ask(undefined, 20)
-}
 
 /** Tracks `effect` and returns once the task has begun it: the task signals as its first step. */
 const trackStarted = <A, E>(ctx: WorkerContext["Type"], effect: Effect.Effect<A, E>) =>
