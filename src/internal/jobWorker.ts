@@ -391,10 +391,10 @@ const randomHex = Effect.map(
 )
 
 /** @internal */
-export const make = <R>(
+export const make: <R>(
   options: Options<R>
-): Effect.Effect<JobWorker, never, Scope.Scope | JobStore | WorkerContext | Exclude<R, Job.Current>> =>
-  Effect.gen(function*() {
+) => Effect.Effect<JobWorker, never, Scope.Scope | JobStore | WorkerContext | Exclude<R, Job.Current>> = Effect
+  .fnUntraced(function*<R>(options: Options<R>) {
     /** What the handlers need, but `Job.Current`: the worker provides it. */
     type Needs = Exclude<R, Job.Current>
     const resolved = resolve(options)
