@@ -114,8 +114,9 @@ export interface JobWorker {
  * - `JobDeadLettered`: the job failed for the last time (or fatally, or its payload no longer decodes).
  * - `JobTimedOut`: the attempt ran past the job type's timeout and was interrupted (then `JobRetried` or
  *   `JobDeadLettered` follows).
- * - `JobLeaseLost`: the lease expired and the job was claimed again or reaped: the worker interrupted it (if it
- *   still ran) and discarded its outcome.
+ * - `JobLeaseLost`: the lease no longer holds (it lapsed and the job was claimed again or reaped), or the worker
+ *   could not renew it and stopped the job before it would lapse: the worker interrupted the job (if it still ran)
+ *   and discarded its outcome. The attempt stays counted.
  * - `JobReleased`: the worker gave the job back unfinished (shutdown, or a pause between claim and start); with
  *   `refunded`, its attempt does not count.
  *
@@ -317,29 +318,35 @@ export const make: <R>(
  *   counts, events, metrics, readiness and the HTTP control routes apply. It claims when the store wakes it for one
  *   of its queues, when a slot frees up after a claim that filled every slot, on `resume`, and every
  *   `pollInterval`. `pause` stops claiming at once; the jobs in flight go on. A job claimed just as the context
- *   left `Running` is released at once, its attempt refunded.
+ *   left `Running` (or refused by `track`) is released at once, its attempt refunded, and the worker claims again
+ *   only at the next poll or `resume`.
  * - **Running a job.** The payload is decoded with the job type's schema (a payload that no longer decodes goes to
  *   the dead letters at once), and the handler runs with `Job.Current`, under the job type's timeout. Success
  *   completes the job; `Job.Fatal` dead-letters it at once; any other failure, a defect or the timeout ends the
  *   attempt: the job is retried after the delay its retry schedule gives, or dead-lettered with the last error when
  *   the schedule ended or it had `maxAttempts` attempts. The outcome is acknowledged inside the task, so the task
- *   ends (and its slot frees) once the store took it.
+ *   ends (and its slot frees) once the store took it; the task ends as the attempt did (a failure shows in
+ *   `TaskFinished` and the task metrics), and an attempt cut off by its timeout ends interrupted. Timeouts are kept
+ *   by one watcher fiber per distinct timeout, not by a timer per attempt.
  * - **Leases.** Every `lease / 3` one `renew` call extends every lease the worker holds. A job whose lease was lost
  *   (it expired and the job was claimed again or reaped) is interrupted and its outcome discarded; so is one whose
- *   acknowledgement the store refused with `LeaseLost`. Every `reapInterval` the worker asks the store to `reap`
- *   expired leases (its own or other workers').
+ *   acknowledgement the store refused with `LeaseLost`. When renewals fail, the worker stops each job a tenth of
+ *   the lease (at most 5 s) before its lease could lapse, by its own clock, as if the lease were lost: once it has
+ *   lapsed another worker may claim the job, and the two never run it at once. A job the store gives out again
+ *   while this worker still runs it starts once the earlier attempt has ended. Every `reapInterval` the worker
+ *   asks the store to `reap` expired leases (its own or other workers').
  * - **Shutdown.** Claiming stops in the step that begins shutdown. The jobs in flight get the context's
  *   `shutdownTimeout`; a job the deadline cuts off is released with its attempt refunded, from inside its task, so
  *   the context is `Stopped` only once it is back in the store. Releasing the layer shuts the context down (as
  *   `stop` does) and waits for `Stopped`: the worker keeps renewing leases while its jobs drain.
  * - **Store errors.** A `JobStoreError` never stops the worker: it is logged (a warning annotated with `worker`),
  *   a failed claim is tried again at the next poll, a failed renew or reap after a short back-off, and a failed
- *   acknowledgement is retried (100 ms doubling, at most 5 s apart) until it succeeds or the shutdown deadline
- *   interrupts the task. A job whose acknowledgement never reached the store stays leased there until its lease
- *   expires; it is then claimed again: jobs run at least once.
+ *   acknowledgement is retried (100 ms doubling, at most 5 s apart) until it succeeds or the context's shutdown
+ *   deadline passes. A job whose acknowledgement never reached the store stays leased there (also after
+ *   `Stopped`) until its lease expires; it is then claimed again: jobs run at least once.
  *
- * The worker's fibers (claim loop, poller, wake-up listener, state watcher, lease renewer, reaper) live in the
- * layer's scope. A handler's requirements are the layer's, except `Job.Current`, which the worker provides (and
+ * The worker's fibers (claim loop, poller, wake-up listener, state watcher, lease renewer, reaper, timeout
+ * watchers) live in the layer's scope. A handler's requirements are the layer's, except `Job.Current`, which the worker provides (and
  * `WorkerContext`, which is the worker's own inside a job).
  *
  * @example

@@ -152,10 +152,19 @@ const flaky = (store: Store) => {
   const failing = {
     claim: 0,
     renew: false,
+    /** Renewals answer that every lease holds, and renew nothing: a store whose clock runs ahead of the worker's. */
+    lyingRenew: false,
     complete: 0,
     retry: 0
   }
-  const calls = { claim: 0, renew: [] as Array<number>, reap: 0 }
+  const calls = {
+    claim: 0,
+    renew: [] as Array<number>,
+    reap: 0,
+    /** Every acknowledgement, with the token of its lease. */
+    acks: [] as Array<{ readonly operation: string; readonly token: string }>
+  }
+  const ack = (operation: string, lease: JobStore.Lease) => calls.acks.push({ operation, token: lease.token })
   const error = (operation: string) => new JobStore.JobStoreError({ operation, reason: "connection refused" })
   const wrapped: Store = {
     ...store,
@@ -171,10 +180,12 @@ const flaky = (store: Store) => {
     renew: (leases, lease) =>
       Effect.suspend(() => {
         calls.renew.push(leases.length)
+        if (failing.lyingRenew) return Effect.succeed([])
         return failing.renew ? Effect.fail(error("renew")) : store.renew(leases, lease)
       }),
     complete: (lease) =>
       Effect.suspend(() => {
+        ack("complete", lease)
         if (failing.complete > 0) {
           failing.complete--
           return Effect.fail(error("complete"))
@@ -183,12 +194,15 @@ const flaky = (store: Store) => {
       }),
     retry: (lease, runAt, error) =>
       Effect.suspend(() => {
+        ack("retry", lease)
         if (failing.retry > 0) {
           failing.retry--
           return Effect.fail(new JobStore.JobStoreError({ operation: "retry", reason: "connection refused" }))
         }
         return store.retry(lease, runAt, error)
       }),
+    deadLetter: (lease, error) => Effect.suspend(() => (ack("deadLetter", lease), store.deadLetter(lease, error))),
+    release: (lease, options) => Effect.suspend(() => (ack("release", lease), store.release(lease, options))),
     reap: Effect.suspend(() => {
       calls.reap++
       return store.reap
@@ -452,22 +466,32 @@ describe("JobWorker", () => {
       Effect.gen(function*() {
         const reports = yield* Queue.unbounded<Report>()
         const g = gates()
-        const { ctx, events, store } = yield* setup({ handlers: [gatedHandler(reports, g)], pollInterval: "1 second" })
+        let control: ReturnType<typeof flaky> | undefined
+        const { ctx, events, store } = yield* setup(
+          { handlers: [gatedHandler(reports, g)], pollInterval: "1 second" },
+          {
+            wrap: (store) => (control = flaky(store)).wrapped
+          }
+        )
         const inFlight = yield* enqueue(store, Work, { n: 1 })
         yield* started(reports)
         yield* ctx.pause
+        const claimsBefore = control!.calls.claim
         const waiting = yield* enqueue(store, Work, { n: 2 })
-        // Wake-ups and polls came: nothing was claimed.
+        // Wake-ups and polls came: nothing was claimed, nor even asked for.
         yield* TestClock.adjust("3 seconds")
         let s = yield* stats(store)
         assert.deepStrictEqual([s.ready, s.leased], [1, 1])
         assert.strictEqual(yield* Queue.size(reports), 0)
+        assert.strictEqual(control!.calls.claim, claimsBefore, "no claim while paused")
         // The job in flight goes on.
         yield* g.open(1)
         yield* awaitJobEvent(events, "JobSucceeded", inFlight)
         yield* TestClock.adjust("3 seconds")
         s = yield* stats(store)
         assert.deepStrictEqual([s.ready, s.leased], [1, 0])
+        assert.isFalse(jobEventsOf(yield* drain(events)).some((e) => e.id === waiting), "no event of the waiting job")
+        assert.strictEqual(control!.calls.claim, claimsBefore, "no claim while paused")
         yield* ctx.resume
         assert.strictEqual((yield* started(reports)).n, 2)
         yield* g.open(2)
@@ -761,14 +785,15 @@ describe("JobWorker", () => {
         })
         const id = yield* enqueue(store, Work, { n: 1 })
         yield* started(reports)
-        // The store cannot be reached to renew: the lease expires and another worker claims the job.
-        control!.failing.renew = true
+        // The renewals say the lease holds but renew nothing: it lapses unnoticed, and another worker claims the job.
+        control!.failing.lyingRenew = true
         yield* TestClock.adjust("3 seconds")
         const [taken] = yield* Effect.orDie(
           store.claim({ queues: ["main"], names: ["work"], limit: 1, lease: Duration.minutes(1), worker: "other" })
         )
         assert.deepStrictEqual([taken?.id, taken?.attempt], [id, 2])
-        control!.failing.renew = false
+        // The next renewal tells.
+        control!.failing.lyingRenew = false
         yield* TestClock.adjust("1 second")
         yield* Deferred.await(finalized)
         const lost = yield* awaitJobEvent(events, "JobLeaseLost", id)
@@ -776,6 +801,8 @@ describe("JobWorker", () => {
         // The other claim holds; this worker acknowledged nothing.
         const s = yield* stats(store)
         assert.deepStrictEqual([s.leased, s.ready, s.scheduled, s.dead], [1, 0, 0, 0])
+        yield* TestClock.adjust("5 seconds")
+        assert.deepStrictEqual(control!.calls.acks, [], "no acknowledgement of the lost lease")
         yield* Effect.orDie(store.complete(taken!.lease))
         assert.isFalse(jobEventsOf(yield* drain(events)).some((e) => e.id === id && e._tag !== "JobClaimed"))
       }))
@@ -792,7 +819,7 @@ describe("JobWorker", () => {
         }, { wrap: (store) => (control = flaky(store)).wrapped })
         const id = yield* enqueue(store, Work, { n: 1 })
         yield* started(reports)
-        control!.failing.renew = true
+        control!.failing.lyingRenew = true
         yield* TestClock.adjust("3 seconds")
         const [taken] = yield* Effect.orDie(
           store.claim({ queues: ["main"], names: ["work"], limit: 1, lease: Duration.minutes(1), worker: "other" })
@@ -807,6 +834,43 @@ describe("JobWorker", () => {
         yield* Effect.orDie(store.complete(taken!.lease))
         assert.isFalse(jobEventsOf(yield* drain(events)).some((e) => e._tag === "JobSucceeded"))
       }))
+    it.scoped("stops a job whose lease it cannot renew before the lease lapses, and acknowledges nothing", () =>
+      Effect.gen(function*() {
+        const reports = yield* Queue.unbounded<Report>()
+        const g = gates()
+        const finalized = yield* Deferred.make<void>()
+        const handler = Work.handler(({ n }) =>
+          Effect.gen(function*() {
+            yield* Queue.offer(reports, { _tag: "started", n, info: yield* Job.Current })
+            yield* Deferred.await(g.gate(n))
+          }).pipe(Effect.onInterrupt(() => Deferred.succeed(finalized, void 0)))
+        )
+        let control: ReturnType<typeof flaky> | undefined
+        const { events, store } = yield* setup({ handlers: [handler], lease: "3 seconds", concurrency: 1 }, {
+          wrap: (store) => (control = flaky(store)).wrapped
+        })
+        const id = yield* enqueue(store, Work, { n: 1 })
+        yield* started(reports)
+        // The store cannot be reached to renew.
+        control!.failing.renew = true
+        yield* TestClock.adjust("2600 millis")
+        assert.isFalse(yield* Deferred.isDone(finalized), "still running while the lease surely holds")
+        // 300 ms (a tenth of the lease) before the lease would lapse, the worker stops the job.
+        yield* TestClock.adjust("100 millis")
+        yield* Deferred.await(finalized)
+        const lost = yield* awaitJobEvent(events, "JobLeaseLost", id)
+        assert.strictEqual(lost.attempt, 1)
+        assert.strictEqual((yield* stats(store)).leased, 1, "the lease has not lapsed yet")
+        assert.deepStrictEqual(control!.calls.acks, [], "no acknowledgement of the lost lease")
+        // Once it has lapsed, the job may be claimed again (here by this worker, whose slot is free again).
+        yield* TestClock.adjust("299 millis")
+        assert.strictEqual(yield* Queue.size(reports), 0)
+        yield* TestClock.adjust("1 millis")
+        const again = yield* started(reports)
+        assert.deepStrictEqual([again.info.id, again.info.attempt], [id, 2])
+        assert.deepStrictEqual(control!.calls.acks, [], "no acknowledgement of the lost lease")
+      }))
+
     it.scoped("starts a job it claimed again only once its earlier attempt, whose lease was lost, has ended", () =>
       Effect.gen(function*() {
         const log = yield* Queue.unbounded<string>()
@@ -829,8 +893,8 @@ describe("JobWorker", () => {
         })
         const id = yield* enqueue(store, Work, { n: 1 })
         assert.strictEqual(yield* Queue.take(log), "start 1")
-        control!.failing.renew = true
-        // The lease expires unrenewed; the reaper makes the job ready and the worker, with a slot free, claims it.
+        control!.failing.lyingRenew = true
+        // The lease lapses unnoticed; the reaper makes the job ready and the worker, with a slot free, claims it.
         yield* TestClock.adjust("3 seconds")
         const lost = yield* awaitJobEvent(events, "JobLeaseLost", id)
         assert.strictEqual(lost.attempt, 1)
@@ -840,7 +904,7 @@ describe("JobWorker", () => {
         assert.strictEqual(yield* Queue.size(log), 0, "the second attempt waits for the first")
         yield* Deferred.succeed(release, void 0)
         assert.deepStrictEqual([yield* Queue.take(log), yield* Queue.take(log)], ["end 1", "start 2"])
-        control!.failing.renew = false
+        control!.failing.lyingRenew = false
         const done = yield* awaitJobEvent(events, "JobSucceeded", id)
         assert.strictEqual(done.attempt, 2)
       }))

@@ -262,6 +262,11 @@ class Held {
   /** The payload did not decode: the attempt's failure is the `ParseError`. */
   undecodable = false
   startedAt = -1
+  /**
+   * Until when the lease holds at least, by this worker's clock: the instant the claim (or the last renewal that
+   * kept it) was sent, plus the lease. The renewer stops the job before then if it cannot renew it.
+   */
+  expiresAt: number
   durationMs = 0
   delayMs = 0
   error = ""
@@ -270,7 +275,14 @@ class Held {
   timeouts: TimeoutList | undefined = undefined
   before: Held | undefined = undefined
   after: Held | undefined = undefined
-  constructor(readonly job: ClaimedJob, readonly entry: Entry, readonly metrics: JobMetrics) {}
+  constructor(
+    readonly job: ClaimedJob,
+    readonly entry: Entry,
+    readonly metrics: JobMetrics,
+    expiresAt: number
+  ) {
+    this.expiresAt = expiresAt
+  }
 }
 
 /** The worker's mutable state. Every method is synchronous: one atomic step, as in `WorkerCore`. */
@@ -283,7 +295,10 @@ class Core {
   readonly lost = new Set<Held>()
   /** There may be claimable jobs: set by wake-ups, polls, resumes and claims that filled every slot. */
   dirty = false
-  /** A claim failed: the next one waits for the poll, whatever wakes the loop before it. */
+  /**
+   * A claim failed, or returned jobs the worker had to give back: the next one waits for the poll (or a resume),
+   * whatever wakes the loop before it.
+   */
   claimBlocked = false
   /** The context left `Running` for good: the claim loop has ended. */
   ended = false
@@ -376,10 +391,10 @@ const randomHex = Effect.map(
 )
 
 /** @internal */
-export const make = <R>(
+export const make: <R>(
   options: Options<R>
-): Effect.Effect<JobWorker, never, Scope.Scope | JobStore | WorkerContext | Exclude<R, Job.Current>> =>
-  Effect.gen(function*() {
+) => Effect.Effect<JobWorker, never, Scope.Scope | JobStore | WorkerContext | Exclude<R, Job.Current>> = Effect
+  .fnUntraced(function*<R>(options: Options<R>) {
     /** What the handlers need, but `Job.Current`: the worker provides it. */
     type Needs = Exclude<R, Job.Current>
     const resolved = resolve(options)
@@ -395,6 +410,9 @@ export const make = <R>(
     const scope = yield* Effect.scope
     const renewEvery = Duration.millis(Math.max(1, Duration.toMillis(lease) / 3))
     const renewEveryMillis = Duration.toMillis(renewEvery)
+    const leaseMillis = Duration.toMillis(lease)
+    /** How long before a lease lapses the worker stops a job it could not renew. */
+    const fenceMargin = Math.min(leaseMillis / 10, 5_000)
 
     const timeoutLists = new Map<number, TimeoutList>()
     const entries = new Map<string, Entry>()
@@ -755,7 +773,9 @@ export const make = <R>(
           held.fiber = result.right.fiber
           return step()
         }
-        // Paused or stopping since the claim: give the job back, as if it had not been claimed.
+        // Paused or stopping since the claim: give the job back, as if it had not been claimed, and claim again
+        // only at the next poll or resume (the release wakes the worker, which would claim it again at once).
+        core.claimBlocked = true
         return Effect.zipRight(release(held), step())
       }
       return step()
@@ -784,7 +804,11 @@ export const make = <R>(
           ), { discard: true }))
 
     /** What to do with the jobs a claim returned: start them, in order, if the context is still `Running`. */
-    const afterClaim = (jobs: ReadonlyArray<ClaimedJob>, limit: number): Effect.Effect<void, never, Needs> => {
+    const afterClaim = (
+      jobs: ReadonlyArray<ClaimedJob>,
+      limit: number,
+      sentAt: number
+    ): Effect.Effect<void, never, Needs> => {
       if (jobs.length === 0) return Effect.void
       if (jobs.length >= limit) core.dirty = true
       const taken: Array<Held> = []
@@ -796,7 +820,7 @@ export const make = <R>(
           ;(unknown ??= []).push(job)
           continue
         }
-        const held = new Held(job, entry, metricsFor(job.queue))
+        const held = new Held(job, entry, metricsFor(job.queue), sentAt + leaseMillis)
         const previous = core.live.get(job.id)
         if (previous !== undefined) {
           // The store gave out a job this worker still runs: that claim's lease is gone.
@@ -808,10 +832,11 @@ export const make = <R>(
       }
       const before = superseded === undefined ? Effect.void : interruptLost(superseded)
       // The state is read again now that the claim has returned: shutdown or a pause may have begun meanwhile.
-      const then = Effect.flatMap(ctx.state, (state) =>
-        state === "Running"
-          ? startAll(taken)
-          : Effect.forEach(taken, (held) => Effect.zipRight(claimed(held), release(held)), { discard: true }))
+      const then = Effect.flatMap(ctx.state, (state) => {
+        if (state === "Running") return startAll(taken)
+        core.claimBlocked = true
+        return Effect.forEach(taken, (held) => Effect.zipRight(claimed(held), release(held)), { discard: true })
+      })
       return Effect.zipRight(
         unknown === undefined
           ? before
@@ -840,10 +865,11 @@ export const make = <R>(
       if (state !== "Running" || !core.dirty || core.claimBlocked || limit <= 0) return Effect.void
       core.dirty = false
       const request: ClaimRequest = { queues, names, limit, lease, worker: workerId }
+      const sentAt = clock.unsafeCurrentTimeMillis()
       return Effect.zipRight(
         Effect.matchCauseEffect(store.claim(request), {
           onFailure: claimFailed,
-          onSuccess: (jobs) => afterClaim(jobs, limit)
+          onSuccess: (jobs) => afterClaim(jobs, limit, sentAt)
         }),
         Effect.suspend(() => claimRound)
       )
@@ -886,19 +912,58 @@ export const make = <R>(
       return lost.length === 0 ? Effect.void : interruptLost(lost)
     }
 
+    /**
+     * The renewal failed: every job whose lease may lapse before the next try is stopped now, as if its lease were
+     * lost (once it has lapsed, another worker may claim the job, and the two must never run at once). The next try
+     * comes after the back-off, or just before the next lease would have to be stopped, whichever is first.
+     */
+    const renewFailed = (
+      sent: ReadonlyArray<Held>,
+      cause: Cause.Cause<unknown>,
+      backoff: number
+    ): Effect.Effect<void> => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const fenced: Array<Held> = []
+      let earliest = Infinity
+      for (const held of core.live.values()) {
+        // A job being acknowledged is left to its acknowledgement, which tells whether its lease still held.
+        if (held.settling) continue
+        if (held.expiresAt - now <= fenceMargin) fenced.push(held)
+        else earliest = Math.min(earliest, held.expiresAt)
+      }
+      const wait = Math.max(1, Math.min(backoff, earliest - fenceMargin - now))
+      return warn(
+        `JobStore.renew of ${sent.length} lease(s) failed; ` +
+          (fenced.length > 0 ? `stopping ${fenced.length} job(s) before their lease lapses; ` : "") +
+          `trying again in ${wait} ms`,
+        cause
+      ).pipe(
+        Effect.zipRight(fenced.length === 0 ? Effect.void : interruptLost(fenced)),
+        Effect.zipRight(renewLoop(Duration.millis(wait), Math.min(backoff * 2, renewEveryMillis)))
+      )
+    }
+
+    const renewTimeout = (): JobStoreError =>
+      new JobStoreError({ operation: "renew", reason: `no answer within ${Duration.format(renewEvery)}` })
+
     const renewLoop = (wait: Duration.Duration, backoff: number): Effect.Effect<void> =>
       Effect.zipRight(
         Effect.sleep(wait),
         Effect.suspend(() => {
           if (core.live.size === 0) return renewLoop(renewEvery, ackBackoffStart)
           const sent = Array.from(core.live.values())
-          return Effect.matchCauseEffect(store.renew(sent.map((held) => held.job.lease), lease), {
-            onSuccess: (lostIds) => Effect.zipRight(renewed(sent, lostIds), renewLoop(renewEvery, ackBackoffStart)),
-            onFailure: (cause) =>
-              Effect.zipRight(
-                warn(`JobStore.renew of ${sent.length} lease(s) failed; trying again in ${backoff} ms`, cause),
-                renewLoop(Duration.millis(backoff), Math.min(backoff * 2, renewEveryMillis))
-              )
+          const sentAt = clock.unsafeCurrentTimeMillis()
+          // A renewal that hangs must not leave the leases to lapse unnoticed: it fails after one period.
+          const renewal = Effect.timeoutFail(store.renew(sent.map((held) => held.job.lease), lease), {
+            duration: renewEvery,
+            onTimeout: renewTimeout
+          })
+          return Effect.matchCauseEffect(renewal, {
+            onSuccess: (lostIds) => {
+              for (const held of sent) held.expiresAt = sentAt + leaseMillis
+              return Effect.zipRight(renewed(sent, lostIds), renewLoop(renewEvery, ackBackoffStart))
+            },
+            onFailure: (cause) => renewFailed(sent, cause, backoff)
           })
         })
       )
@@ -969,7 +1034,7 @@ export const make = <R>(
           Effect.zipRight(sweep, Fiber.interruptAll([wakeups, poller, reaper, renewer, deadliner, ...watchers]))
         )
         : Effect.sync(() => {
-          if (state === "Running" || state === "Stopping") core.trigger()
+          if (state === "Running" || state === "Stopping") core.poll()
         })))
 
     // Added after the fibers, so it runs before their finalizers: the context drains (its jobs acknowledged, its
