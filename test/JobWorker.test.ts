@@ -376,6 +376,20 @@ describe("JobWorker", () => {
         assert.include(texts[2], "\"code\":42")
       }))
 
+    it.scoped("counts a handler that throws instead of returning an Effect as a defect of the attempt", () =>
+      Effect.gen(function*() {
+        const Throws = Job.make("throws", { payload: Schema.Struct({}), maxAttempts: 1 })
+        const { events, store, worker } = yield* setup({
+          handlers: [Throws.handler((): Effect.Effect<void> => {
+            throw new Error("not an Effect")
+          })]
+        })
+        const id = yield* enqueue(store, Throws, {})
+        const dead = yield* awaitJobEvent(events, "JobDeadLettered", id)
+        assert.strictEqual(dead.error, "not an Effect")
+        assert.strictEqual(yield* worker.inFlight, 0, "its slot is free")
+      }))
+
     it.scoped("interrupts a handler that runs past its timeout, runs its finalizers, and retries the job", () =>
       Effect.gen(function*() {
         const startedAttempt = yield* Queue.unbounded<number>()

@@ -730,9 +730,10 @@ export const make: <R>(
     /** A job's task: the attempt (interruptible), then its acknowledgement (not). */
     const runJob = (held: Held): Effect.Effect<void, unknown, Needs> =>
       Effect.uninterruptibleMask((restore) => {
-        // Runs when the task begins: the attempt is made then.
         held.begun = true
-        return Effect.flatMap(Effect.exit(restore(attempt(held))), (exit) => settle(held, exit))
+        // The attempt is made inside `restore`, so that whatever it throws (a handler's `run`, a schema's
+        // transformation) is a defect of the attempt, and the job is still settled.
+        return Effect.flatMap(Effect.exit(restore(Effect.suspend(() => attempt(held)))), (exit) => settle(held, exit))
       })
 
     /**
