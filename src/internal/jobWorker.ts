@@ -548,39 +548,17 @@ export const make: <R>(
 
     const succeeded = (held: Held): Effect.Effect<void> => {
       held.metrics.jobsSucceeded.unsafeUpdate(1, [])
-      const job = held.job
-      return emit(JobEvent.JobSucceeded({
-        id: job.id,
-        name: job.name,
-        queue: job.queue,
-        attempt: job.attempt,
-        durationMs: held.durationMs
-      }))
+      return emit(JobEvent.JobSucceeded({ ...refOf(held.job), durationMs: held.durationMs }))
     }
 
     const retried = (held: Held): Effect.Effect<void> => {
       held.metrics.jobsRetried.unsafeUpdate(1, [])
-      const job = held.job
-      return emit(JobEvent.JobRetried({
-        id: job.id,
-        name: job.name,
-        queue: job.queue,
-        attempt: job.attempt,
-        delayMs: held.delayMs,
-        error: held.error
-      }))
+      return emit(JobEvent.JobRetried({ ...refOf(held.job), delayMs: held.delayMs, error: held.error }))
     }
 
     const deadLettered = (held: Held): Effect.Effect<void> => {
       held.metrics.jobsDeadLettered.unsafeUpdate(1, [])
-      const job = held.job
-      return emit(JobEvent.JobDeadLettered({
-        id: job.id,
-        name: job.name,
-        queue: job.queue,
-        attempt: job.attempt,
-        error: held.error
-      }))
+      return emit(JobEvent.JobDeadLettered({ ...refOf(held.job), error: held.error }))
     }
 
     const releasedRefunded = (held: Held): Effect.Effect<void> => {
