@@ -270,7 +270,7 @@ export interface JobMetrics {
 export const metrics: (worker: string, queue: string) => JobMetrics = internal.metrics
 
 /**
- * Bucket boundaries of `effect_worker_job_wait_seconds`: 1 ms, doubling, to about 2.3 hours (2^23 ms), then `+Inf`.
+ * Bucket boundaries of `effect_worker_job_wait_seconds`: 1 ms, doubling, to about 1.2 hours (2^22 ms), then `+Inf`.
  * `effect_worker_job_duration_seconds` uses the task durations' (`WorkerMetrics.taskDurationBoundaries`).
  *
  * @example
