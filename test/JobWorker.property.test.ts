@@ -88,6 +88,27 @@ const opArb = (workers: number): fc.Arbitrary<Op> => {
   )
 }
 
+/**
+ * Two workers, long-running jobs and outages: the programs where a lease lapses while a worker still runs its job
+ * and the other worker claims it.
+ */
+const outageArb: fc.Arbitrary<Op> = fc.oneof(
+  { arbitrary: fc.constant({ _tag: "EnqueueStuck" } as const), weight: 2 },
+  {
+    arbitrary: fc.array(fc.constant("sleep:195" as const), { minLength: 1, maxLength: 1 }).map((script) =>
+      ({ _tag: "Enqueue", script, delayMs: 0 }) as const
+    ),
+    weight: 1
+  },
+  {
+    arbitrary: fc.record({ worker: fc.integer({ min: 0, max: 1 }), millis: fc.integer({ min: 2, max: 5 }) }).map((
+      r
+    ) => ({ _tag: "Outage", worker: r.worker, millis: r.millis * 1000 }) as const),
+    weight: 2
+  },
+  { arbitrary: fc.integer({ min: 1, max: 30 }).map((k) => ({ _tag: "Adjust", millis: k * 10 }) as const), weight: 1 }
+)
+
 const programArb = fc.integer({ min: 1, max: 2 }).chain((workers) =>
   fc.record({
     concurrency: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: workers, maxLength: workers }),
@@ -399,6 +420,18 @@ describe("JobWorker properties", () => {
     "claims only while Running and within its slots, runs no job twice at once, and loses no job",
     { program: programArb },
     ({ program }) => Effect.scoped(runProgram(program.concurrency, program.ops)),
-    { timeout: PROPERTY_TIMEOUT, fastCheck: { numRuns: 40 } }
+    { timeout: PROPERTY_TIMEOUT, fastCheck: { numRuns: 30 } }
+  )
+
+  it.effect.prop(
+    "stops a job whose lease it cannot renew before another worker can claim it",
+    {
+      program: fc.record({
+        concurrency: fc.array(fc.integer({ min: 1, max: 2 }), { minLength: 2, maxLength: 2 }),
+        ops: fc.array(outageArb, { minLength: 2, maxLength: 8 })
+      })
+    },
+    ({ program }) => Effect.scoped(runProgram(program.concurrency, program.ops)),
+    { timeout: PROPERTY_TIMEOUT, fastCheck: { numRuns: 12 } }
   )
 })
