@@ -97,8 +97,9 @@ export interface JobWorker {
   /** How many jobs it holds a lease on: claimed, and not yet completed, retried, dead-lettered, released or lost. */
   readonly leased: Effect.Effect<number>
   /**
-   * How many jobs take a slot: the leased ones, and those whose lease was lost while their task has not ended yet.
-   * Never more than `concurrency`: the worker claims only for the slots left.
+   * How many jobs take a slot: the leased ones, those whose lease was lost while their task has not ended yet, and
+   * those the worker stopped because it could not renew their lease, until that lease has surely lapsed. Never more
+   * than `concurrency`: the worker claims only for the slots left, so the store never counts more leases of it.
    */
   readonly inFlight: Effect.Effect<number>
 }

@@ -860,7 +860,7 @@ describe("JobWorker", () => {
           }).pipe(Effect.onInterrupt(() => Deferred.succeed(finalized, void 0)))
         )
         let control: ReturnType<typeof flaky> | undefined
-        const { events, store } = yield* setup({ handlers: [handler], lease: "3 seconds", concurrency: 1 }, {
+        const { events, store, worker } = yield* setup({ handlers: [handler], lease: "3 seconds", concurrency: 1 }, {
           wrap: (store) => (control = flaky(store)).wrapped
         })
         const id = yield* enqueue(store, Work, { n: 1 })
@@ -875,6 +875,11 @@ describe("JobWorker", () => {
         const lost = yield* awaitJobEvent(events, "JobLeaseLost", id)
         assert.strictEqual(lost.attempt, 1)
         assert.strictEqual((yield* stats(store)).leased, 1, "the lease has not lapsed yet")
+        assert.deepStrictEqual(
+          [yield* worker.inFlight, yield* worker.leased],
+          [1, 0],
+          "the job keeps its slot until its lease lapses"
+        )
         assert.deepStrictEqual(control!.calls.acks, [], "no acknowledgement of the lost lease")
         // Once it has lapsed, the job may be claimed again (here by this worker, whose slot is free again).
         yield* TestClock.adjust("299 millis")

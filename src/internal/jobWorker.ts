@@ -253,6 +253,12 @@ class Held {
   begun = false
   /** The lease no longer holds: the outcome is discarded, nothing is acknowledged. */
   lost = false
+  /**
+   * The worker could not renew the lease and stopped the job before it would lapse: the lease may still hold in the
+   * store, so the job keeps its slot, once its task has ended (`lapsing`), until `expiresAt`.
+   */
+  fenced = false
+  lapsing = false
   /** The attempt ran past its timeout and was interrupted for it. */
   timedOut = false
   /** The handler ended and its outcome is being acknowledged: the acknowledgement, not the renewer, tells a loss. */
@@ -291,7 +297,7 @@ class Core {
   inFlight = 0
   /** By job id, the claims whose lease the worker believes holds: what the renewer renews. */
   readonly live = new Map<string, Held>()
-  /** The claims whose lease was lost while their task has not ended yet (they keep their slot). */
+  /** The claims whose lease was lost while their task has not ended yet, or whose lease may not have lapsed yet. */
   readonly lost = new Set<Held>()
   /** There may be claimable jobs: set by wake-ups, polls, resumes and claims that filled every slot. */
   dirty = false
@@ -323,6 +329,20 @@ class Core {
   poll(): void {
     this.claimBlocked = false
     this.trigger()
+  }
+
+  /**
+   * Frees the slots of the stopped jobs whose lease has surely lapsed by `now`, and returns when the next one will
+   * have (`Infinity` if none is waiting).
+   */
+  freeLapsed(now: number): number {
+    let next = Infinity
+    for (const held of this.lost) {
+      if (!held.lapsing) continue
+      if (held.expiresAt <= now) this.finish(held)
+      else next = Math.min(next, held.expiresAt)
+    }
+    return next
   }
 
   /** A claim returned `held`: it takes a slot, and its lease is live. */
@@ -636,7 +656,9 @@ export const make: <R>(
         held.metrics.jobDuration.unsafeUpdate(durationMs / 1000, [])
       }
       if (held.lost) {
-        core.finish(held)
+        // A job stopped before its lease lapsed keeps its slot until it has: the store still counts the lease.
+        if (held.fenced && held.expiresAt > clock.unsafeCurrentTimeMillis()) held.lapsing = true
+        else core.finish(held)
         return exit
       }
       // The task ends as the attempt did, so task events and metrics tell failed attempts apart.
@@ -910,7 +932,11 @@ export const make: <R>(
         if (held.expiresAt - now <= fenceMargin) fenced.push(held)
         else earliest = Math.min(earliest, held.expiresAt)
       }
-      const wait = Math.max(1, Math.min(backoff, earliest - fenceMargin - now))
+      // And when the first stopped job's lease lapses, to free its slot then.
+      let lapse = Infinity
+      for (const held of fenced) lapse = Math.min(lapse, held.expiresAt)
+      const wait = Math.max(1, Math.min(backoff, earliest - fenceMargin - now, lapse - now))
+      for (const held of fenced) held.fenced = true
       return warn(
         `JobStore.renew of ${sent.length} lease(s) failed; ` +
           (fenced.length > 0 ? `stopping ${fenced.length} job(s) before their lease lapses; ` : "") +
@@ -929,9 +955,12 @@ export const make: <R>(
       Effect.zipRight(
         Effect.sleep(wait),
         Effect.suspend(() => {
-          if (core.live.size === 0) return renewLoop(renewEvery, ackBackoffStart)
-          const sent = Array.from(core.live.values())
           const sentAt = clock.unsafeCurrentTimeMillis()
+          const lapse = core.freeLapsed(sentAt)
+          if (core.live.size === 0) {
+            return renewLoop(Duration.millis(Math.max(1, Math.min(renewEveryMillis, lapse - sentAt))), ackBackoffStart)
+          }
+          const sent = Array.from(core.live.values())
           // A renewal that hangs must not leave the leases to lapse unnoticed: it fails after one period.
           const renewal = Effect.timeoutFail(store.renew(sent.map((held) => held.job.lease), lease), {
             duration: renewEvery,
@@ -1009,7 +1038,11 @@ export const make: <R>(
     yield* background(Stream.runForEach(ctx.stateChanges, (state) =>
       state === "Stopped"
         ? Effect.zipRight(
-          Effect.sync(() => core.deadline()),
+          Effect.sync(() => {
+            core.deadline()
+            // Nothing is claimed any more: the slots of stopped jobs waiting for their lease to lapse are free.
+            core.freeLapsed(Infinity)
+          }),
           Effect.zipRight(sweep, Fiber.interruptAll([wakeups, poller, reaper, renewer, deadliner, ...watchers]))
         )
         : Effect.sync(() => {
