@@ -24,32 +24,22 @@ import {
   type QueueStats
 } from "../src/JobStore.js"
 import * as MemoryJobStore from "../src/MemoryJobStore.js"
-import { jobStoreConformance, LEASE, subscribeWakeups, wakeupsBefore } from "./jobStoreConformance.js"
+import {
+  claimRequest,
+  jobStoreConformance,
+  LEASE,
+  newJob,
+  subscribeWakeups,
+  wakeupsBefore
+} from "./jobStoreConformance.js"
 
 jobStoreConformance("MemoryJobStore", MemoryJobStore.layer(), {
   now: Clock.currentTimeMillis,
   advance: TestClock.adjust
 })
 
-const job = (fields?: Partial<NewJob>): NewJob => ({
-  name: "send-email",
-  queue: "emails",
-  payload: {},
-  runAt: new Date(0),
-  priority: 0,
-  key: undefined,
-  maxAttempts: 5,
-  ...fields
-})
-
-const request = (fields?: Partial<ClaimRequest>): ClaimRequest => ({
-  queues: ["emails"],
-  names: ["send-email"],
-  limit: 10,
-  lease: LEASE,
-  worker: "worker-a",
-  ...fields
-})
+const job = newJob
+const request = claimRequest
 
 const claimOne = (store: JobStore.Service, fields?: Partial<ClaimRequest>) =>
   Effect.map(store.claim(request({ limit: 1, ...fields })), (jobs) => {

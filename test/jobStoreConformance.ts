@@ -92,27 +92,33 @@ const compareIds = (a: string, b: string): number =>
 
 const zero: QueueStats = { ready: 0, scheduled: 0, leased: 0, dead: 0 }
 
+/** A `send-email` job for the `emails` queue, ready at the epoch unless `fields` says otherwise. */
+export const newJob = (fields?: Partial<NewJob>): NewJob => ({
+  name: "send-email",
+  queue: "emails",
+  payload: {},
+  runAt: new Date(0),
+  priority: 0,
+  key: undefined,
+  maxAttempts: 5,
+  ...fields
+})
+
+/** A claim of up to 10 `send-email` jobs of `emails` by `worker-a`, with the suite's lease. */
+export const claimRequest = (fields?: Partial<ClaimRequest>): ClaimRequest => ({
+  queues: ["emails"],
+  names: ["send-email"],
+  limit: 10,
+  lease: LEASE,
+  worker: "worker-a",
+  ...fields
+})
+
 /** The operations of the port, with the defaults the tests use. */
 const ops = (store: JobStore.Service, clock: StoreClock) => {
   const at = (offset: number) => Effect.map(clock.now, (now) => new Date(now + offset))
-  const job = (runAt: Date, fields?: Partial<NewJob>): NewJob => ({
-    name: "send-email",
-    queue: "emails",
-    payload: {},
-    runAt,
-    priority: 0,
-    key: undefined,
-    maxAttempts: 5,
-    ...fields
-  })
-  const request = (fields?: Partial<ClaimRequest>): ClaimRequest => ({
-    queues: ["emails"],
-    names: ["send-email"],
-    limit: 10,
-    lease: LEASE,
-    worker: "worker-a",
-    ...fields
-  })
+  const job = (runAt: Date, fields?: Partial<NewJob>): NewJob => newJob({ runAt, ...fields })
+  const request = claimRequest
   return {
     at,
     job,
