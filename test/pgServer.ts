@@ -1,0 +1,165 @@
+/**
+ * A private, throwaway PostgreSQL server for the tests and the benchmarks: `initdb` into a temporary folder, a free
+ * port on 127.0.0.1, a socket folder of its own, and everything removed at `stop`. PostgreSQL's binaries are looked
+ * up in `/usr/lib/postgresql/<version>/bin` (Debian's layout; `.ci/run` installs the package when they are
+ * missing) or on the `PATH`. `initdb` refuses to run as root, so as root the server runs as the `postgres` user.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+
+/** A running throwaway server. */
+export interface PgServer {
+  /** `postgres://postgres@127.0.0.1:<port>/postgres` */
+  readonly url: string
+  readonly port: number
+  /** Stops the server (fast shutdown) and starts it again on the same port and data. */
+  readonly restart: () => Promise<void>
+  /** Stops the server (fast shutdown): connections are refused until `start`. */
+  readonly stopServer: () => Promise<void>
+  /** Starts a stopped server again. */
+  readonly start: () => Promise<void>
+  /** Stops the server and removes its folder. */
+  readonly stop: () => Promise<void>
+}
+
+/** The folder of PostgreSQL's server binaries: the newest of Debian's, or the one `initdb` is in on the `PATH`. */
+export const findBinaries = (): string => {
+  const root = "/usr/lib/postgresql"
+  if (fs.existsSync(root)) {
+    const versions = fs.readdirSync(root)
+      .filter((name) => fs.existsSync(path.join(root, name, "bin", "postgres")))
+      .sort((a, b) => Number(b) - Number(a))
+    if (versions.length > 0) return path.join(root, versions[0]!, "bin")
+  }
+  try {
+    return path.dirname(execFileSync("sh", ["-c", "command -v initdb"], { encoding: "utf8" }).trim())
+  } catch {
+    throw new Error(
+      "PostgreSQL's server binaries were not found in /usr/lib/postgresql/*/bin nor on the PATH: install Debian's " +
+        "`postgresql` package (apt-get install -y postgresql), or set DATABASE_URL to an existing server"
+    )
+  }
+}
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0
+
+/** Runs a PostgreSQL binary, as the `postgres` user when this process is root. */
+const command = (binary: string, args: ReadonlyArray<string>): [string, Array<string>] =>
+  isRoot ? ["runuser", ["-u", "postgres", "--", binary, ...args]] : [binary, [...args]]
+
+const waitReady = async (bin: string, port: number, child: ChildProcess, log: () => string): Promise<void> => {
+  const deadline = Date.now() + 30_000
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`postgres exited with code ${child.exitCode}:\n${log()}`)
+    const ready = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1")
+      socket.once("connect", () => {
+        socket.destroy()
+        resolve(true)
+      })
+      socket.once("error", () => resolve(false))
+    })
+    if (ready) {
+      try {
+        execFileSync(path.join(bin, "pg_isready"), ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres"], {
+          stdio: "ignore"
+        })
+        return
+      } catch {
+        // accepting connections, not yet queries
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error(`postgres did not accept connections on port ${port} within 30 s:\n${log()}`)
+}
+
+/**
+ * Starts a throwaway server. `settings` are extra `-c name=value` settings; by default durability is traded for
+ * speed (`fsync=off`, `synchronous_commit=off`, `full_page_writes=off`): a test server's data need not survive a
+ * power cut.
+ */
+export const startPgServer = async (options?: {
+  readonly settings?: Readonly<Record<string, string>>
+}): Promise<PgServer> => {
+  const bin = findBinaries()
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ewc-pg-"))
+  const data = path.join(dir, "data")
+  const sockets = path.join(dir, "sockets")
+  fs.mkdirSync(sockets)
+  if (isRoot) execFileSync("chown", ["-R", "postgres:postgres", dir])
+  const [initdb, initArgs] = command(path.join(bin, "initdb"), [
+    "-D",
+    data,
+    "-U",
+    "postgres",
+    "-A",
+    "trust",
+    "-E",
+    "UTF8",
+    "--no-sync",
+    "--locale=C"
+  ])
+  execFileSync(initdb, initArgs, { stdio: "pipe" })
+  const port = await freePort()
+  const settings: Record<string, string> = {
+    listen_addresses: "127.0.0.1",
+    port: String(port),
+    unix_socket_directories: sockets,
+    fsync: "off",
+    synchronous_commit: "off",
+    full_page_writes: "off",
+    max_connections: "200",
+    ...options?.settings
+  }
+  let child: ChildProcess | undefined
+  let output = ""
+  const start = async () => {
+    output = ""
+    const args = ["-D", data, ...Object.entries(settings).flatMap(([name, value]) => ["-c", `${name}=${value}`])]
+    const [binary, argv] = command(path.join(bin, "postgres"), args)
+    const started = spawn(binary, argv, { stdio: ["ignore", "pipe", "pipe"] })
+    started.stdout!.on("data", (chunk) => (output += chunk))
+    started.stderr!.on("data", (chunk) => (output += chunk))
+    child = started
+    await waitReady(bin, port, started, () => output)
+  }
+  const stopServer = async () => {
+    const running = child
+    child = undefined
+    if (running === undefined || running.exitCode !== null) return
+    const exited = new Promise<void>((resolve) => running.once("exit", () => resolve()))
+    // A fast shutdown: every session ends and the server exits (runuser does not pass signals on, pg_ctl does).
+    const [pgCtl, args] = command(path.join(bin, "pg_ctl"), ["stop", "-D", data, "-m", "fast", "-w"])
+    execFileSync(pgCtl, args, { stdio: "pipe" })
+    await exited
+  }
+  await start()
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    port,
+    start,
+    stopServer,
+    restart: async () => {
+      await stopServer()
+      await start()
+    },
+    stop: async () => {
+      await stopServer()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
