@@ -10,6 +10,7 @@ import { fmt, gcAvailable, mb } from "./common.js"
 import { type JobsMemoryResult, type JobsRatio, type JobsResult, JobsVariants } from "./jobs.js"
 import type { MemoryResult } from "./memory.js"
 import { type OverheadResult, type Ratio, Variants, YieldEvery } from "./overhead.js"
+import { GraphileBatching, type LatencyResult, type PgRatio, type PgResult, PgVariants } from "./pg.js"
 import type { ShutdownResult } from "./shutdown.js"
 import type { PartialSuiteResult, SuiteConfig, SuiteResult } from "./suite.js"
 import type { ThroughputResult } from "./throughput.js"
@@ -26,6 +27,11 @@ export interface Environment {
   readonly library: string
   readonly tinybench: string
   readonly pQueue: string
+  /** Benchmark 9's clients: graphile-worker and the node-postgres it runs on, and ours, `@effect/sql(-pg)`. */
+  readonly graphileWorker: string
+  readonly nodePostgres: string
+  readonly effectSql: string
+  readonly effectSqlPg: string
   /** The library source measured: git commit, whether `src/` differs from it, and a digest of `src/`. */
   readonly source: string
   readonly gc: boolean
@@ -78,6 +84,10 @@ export const environment = (loadStart: number): Environment => {
     library: versionOf("package.json"),
     tinybench: versionOf("node_modules/tinybench/package.json"),
     pQueue: versionOf("node_modules/p-queue/package.json"),
+    graphileWorker: versionOf("node_modules/graphile-worker/package.json"),
+    nodePostgres: versionOf("node_modules/pg/package.json"),
+    effectSql: versionOf("node_modules/@effect/sql/package.json"),
+    effectSqlPg: versionOf("node_modules/@effect/sql-pg/package.json"),
     source: sourceOf(),
     gc: gcAvailable(),
     loadStart,
@@ -184,6 +194,56 @@ const jobsHeapTarget = (memory: JobsMemoryResult): Target => ({
   ...atMost(Math.abs(memory.growthPercent), 5)
 })
 
+const atLeast = (value: number, floor: number): { met: boolean; by: string } =>
+  value >= floor
+    ? { met: true, by: `${fmt((value / floor - 1) * 100, 0)}% over the floor` }
+    : {
+      met: false,
+      by: Number.isFinite(value) ? `${fmt((1 - value / floor) * 100, 0)}% under the floor` : "not measured"
+    }
+
+/** Benchmark 9's latency limits for our worker with its defaults, in ms. */
+export const PgLatencyLimits = { p50: 10, p99: 50 } as const
+
+const pgJobsPerSecond = (pg: PgResult, name: string) => fmt(pg.jobsPerSecond[name] ?? Number.NaN, 0)
+
+const pgRatioMeasured = (pg: PgResult, ratio: PgRatio, ours: string, theirs: string) =>
+  `${fmt(ratio.wall)}x (${pgJobsPerSecond(pg, ours)} vs ${
+    pgJobsPerSecond(pg, theirs)
+  } jobs/s; CPU time of this process: ${fmt(ratio.cpu)}x)`
+
+/** Benchmark 9's four targets: throughput against graphile-worker, defaults and batched; latency p50 and p99. */
+const pgTargets = (pg: PgResult): readonly [Target, Target, Target, Target] => {
+  const jobs = `${pg.config.jobs.toLocaleString("en")} no-op jobs, concurrency ${pg.config.concurrency}`
+  const latency: LatencyResult | undefined = pg.latency[PgVariants.ours]
+  const latencyMeasured = (value: number | undefined) =>
+    latency === undefined ? "not measured" : `${fmt(value ?? Number.NaN)} ms (${latency.samples} jobs)`
+  return [
+    {
+      target: `\`JobWorker\` + \`PgJobStore\` with its defaults ≥ graphile-worker with its defaults, jobs/s (${jobs})`,
+      measured: pgRatioMeasured(pg, pg.ratios.defaults, PgVariants.ours, PgVariants.graphile),
+      ...atLeast(pg.ratios.defaults.wall, 1)
+    },
+    {
+      target: `\`JobWorker\` + \`PgJobStore\` batched ≥ graphile-worker batched, jobs/s (${jobs})`,
+      measured: pgRatioMeasured(pg, pg.ratios.batched, PgVariants.oursBatched, PgVariants.graphileBatched),
+      ...atLeast(pg.ratios.batched.wall, 1)
+    },
+    {
+      target:
+        `Enqueue-to-start latency p50 ≤ ${PgLatencyLimits.p50} ms, \`PgJobStore\` defaults, idle worker listening`,
+      measured: latencyMeasured(latency?.p50),
+      ...atMost(latency?.p50 ?? Number.NaN, PgLatencyLimits.p50)
+    },
+    {
+      target:
+        `Enqueue-to-start latency p99 ≤ ${PgLatencyLimits.p99} ms, \`PgJobStore\` defaults, idle worker listening`,
+      measured: latencyMeasured(latency?.p99),
+      ...atMost(latency?.p99 ?? Number.NaN, PgLatencyLimits.p99)
+    }
+  ]
+}
+
 /** The targets of the project, from the figures of one run: those of the benchmarks that ran. */
 export const targets = (result: PartialSuiteResult): ReadonlyArray<Target> => [
   ...(result.overhead ? overheadTargets(result.overhead) : []),
@@ -191,14 +251,15 @@ export const targets = (result: PartialSuiteResult): ReadonlyArray<Target> => [
   ...(result.throughput ? [heapTarget(result.throughput)] : []),
   ...(result.shutdown ? [stopTarget(result.shutdown)] : []),
   ...(result.jobs ? result.jobs.ratios.map((ratio) => jobsTarget(result.jobs!, ratio)) : []),
-  ...(result.jobsMemory ? [jobsHeapTarget(result.jobsMemory)] : [])
+  ...(result.jobsMemory ? [jobsHeapTarget(result.jobsMemory)] : []),
+  ...(result.pg ? pgTargets(result.pg) : [])
 ]
 
 const verdict = (target: Target): string => `${target.met ? "met" : "NOT MET"} (${target.by})`
 
 /** Every figure of a run, in the order of the issue; only the benchmarks that ran. */
 export const rows = (result: PartialSuiteResult): ReadonlyArray<Row> => {
-  const { contention, events, jobs, jobsMemory, memory, overhead, shutdown, throughput } = result
+  const { contention, events, jobs, jobsMemory, memory, overhead, pg, shutdown, throughput } = result
   const out: Array<Row> = []
   const add = (benchmark: string, figure: string, value: string, target = "", verdictText = "") =>
     out.push({ benchmark, figure, value, target, verdict: verdictText })
@@ -391,8 +452,63 @@ export const rows = (result: PartialSuiteResult): ReadonlyArray<Row> => {
       `${jobsMemory.completed.toLocaleString("en")} / ${jobsMemory.leftInStore} / ${jobsMemory.leftInFlight}`
     )
   }
+
+  if (pg) {
+    const b9 = `9. PostgreSQL jobs (${
+      pg.config.jobs.toLocaleString("en")
+    } jobs per batch, concurrency ${pg.config.concurrency})`
+    const [defaults, batched, p50, p99] = pgTargets(pg)
+    add(b9, "PostgreSQL server", `${pg.serverVersion}; ${pgSettingsText(pg)}`)
+    for (const name of Object.values(PgVariants)) {
+      if (!pg.variants.includes(name)) {
+        add(b9, name, "not run")
+        continue
+      }
+      const startup = pg.startupMs[name]
+      add(
+        b9,
+        name,
+        `${pgJobsPerSecond(pg, name)} jobs/s (${fmt(pg.usPerJob[name]!)} µs/job, CPU ${fmt(pg.cpuUsPerJob[name]!)} µs)${
+          startup === undefined ? "" : `; run() resolved after ${fmt(startup, 1)} ms`
+        }`
+      )
+    }
+    add(b9, "ours / graphile-worker, defaults", defaults.measured, "≥ 1x", verdict(defaults))
+    add(b9, "ours / graphile-worker, batched", batched.measured, "≥ 1x", verdict(batched))
+    for (const name of pg.variants) {
+      add(
+        b9,
+        `bulk enqueue of ${pg.config.jobs.toLocaleString("en")} jobs (untimed setup), ${name}`,
+        `${fmt(pg.enqueueUsPerJob[name]!)} µs/job, ${fmt(1e6 / pg.enqueueUsPerJob[name]!, 0)} jobs/s`
+      )
+    }
+    for (const name of pg.variants) {
+      const latency = pg.latency[name]
+      if (latency === undefined) continue
+      const ours = name === PgVariants.ours
+      add(
+        b9,
+        `enqueue → start, ${name}`,
+        latencyText(latency),
+        ours ? `p50 ≤ ${PgLatencyLimits.p50} ms, p99 ≤ ${PgLatencyLimits.p99} ms` : "",
+        ours ? `p50 ${verdict(p50)}; p99 ${verdict(p99)}` : ""
+      )
+    }
+    add(
+      b9,
+      "jobs run / left in the tables",
+      `${Object.values(pg.completed).reduce((a, b) => a + b, 0).toLocaleString("en")} / ${pg.leftInStore}`
+    )
+  }
   return out
 }
+
+const latencyText = (latency: LatencyResult): string =>
+  `p50 ${fmt(latency.p50)} ms, p90 ${fmt(latency.p90)} ms, p99 ${fmt(latency.p99)} ms, max ${
+    fmt(latency.max)
+  } ms (${latency.samples} jobs)`
+
+const pgSettingsText = (pg: PgResult): string => pg.settings.map(({ name, value }) => `${name}=${value}`).join(", ")
 
 /** An aligned plain-text table. */
 const alignedTable = (header: ReadonlyArray<string>, body: ReadonlyArray<ReadonlyArray<string>>): string => {
@@ -438,6 +554,13 @@ export const jobsRoundsTextTable = (jobs: JobsResult): string =>
     jobsVariantNames(jobs).map((name) => [name, (jobs.samples[name] ?? []).map((ms) => fmt(ms, 0)).join(", ")])
   )
 
+/** Benchmark 9's wall-clock time of each measured round, by variant, as an aligned plain-text table. */
+export const pgRoundsTextTable = (pg: PgResult): string =>
+  alignedTable(
+    ["Variant", `ms per batch of ${pg.config.jobs.toLocaleString("en")} jobs, by round`],
+    pg.variants.map((name) => [name, (pg.samples[name] ?? []).map((ms) => fmt(ms, 0)).join(", ")])
+  )
+
 const cell = (text: string) => text.replace(/\|/g, "\\|")
 
 const markdownTable = (header: ReadonlyArray<string>, body: ReadonlyArray<ReadonlyArray<string>>): string =>
@@ -451,7 +574,7 @@ const markdownTable = (header: ReadonlyArray<string>, body: ReadonlyArray<Readon
 export const markdown = (result: SuiteResult, config: SuiteConfig, env: Environment): string => {
   const all = rows(result)
   const sections = [...new Set(all.map((row) => row.benchmark))]
-  const { jobs, overhead } = result
+  const { jobs, overhead, pg } = result
   return `# Benchmarks
 
 Generated by \`npm run bench\` (\`bench/run.ts\`) on ${env.date.slice(0, 10)}. Every figure below comes from one run
@@ -469,6 +592,9 @@ of the suite, which took ${fmt(result.seconds, 0)} s; re-run it to refresh this 
 | effect | ${env.effect} |
 | effect-worker-context | ${env.library} (${env.source}) |
 | Harness | tinybench ${env.tinybench}; comparison p-queue ${env.pQueue} |
+| PostgreSQL (benchmark 9) | ${pg.serverVersion}, a throwaway server on this machine (\`test/pgServer.ts\`) |
+| PostgreSQL settings (benchmark 9) | ${pgSettingsText(pg)} |
+| Clients (benchmark 9) | ours: @effect/sql-pg ${env.effectSqlPg} (@effect/sql ${env.effectSql}); graphile-worker ${env.graphileWorker} on pg (node-postgres) ${env.nodePostgres} |
 | Load average (1 min) | ${fmt(env.loadStart)} at the start, ${fmt(env.loadEnd)} at the end |
 
 The load average counts every process on the machine: above the core count, other processes competed with the
@@ -518,6 +644,15 @@ ${
     markdownTable(
       ["Variant", "Rounds"],
       jobsVariantNames(jobs).map((name) => [name, (jobs.samples[name] ?? []).map((ms) => fmt(ms, 0)).join(", ")])
+    )
+  }
+
+Per-round wall-clock times of benchmark 9 (ms per batch of ${pg.config.jobs.toLocaleString("en")} jobs):
+
+${
+    markdownTable(
+      ["Variant", "Rounds"],
+      pg.variants.map((name) => [name, (pg.samples[name] ?? []).map((ms) => fmt(ms, 0)).join(", ")])
     )
   }
 
@@ -578,6 +713,40 @@ Time per step: ${result.stepSeconds.map(({ seconds, step }) => `${step} ${fmt(se
   the worker to hold no job. The heap (after forced GCs) is taken after one warm-up batch (the baseline: the store's
   heaps and maps have grown, metric series exist, code is compiled), between batches and after the last one;
   "jobs/s" counts the batches only (enqueue and drain).
+- **PostgreSQL (9).** One throwaway PostgreSQL server (\`test/pgServer.ts\`) for the whole benchmark, started with
+  ${
+    config.pg.durable
+      ? "PostgreSQL's durability defaults put back (`fsync`, `synchronous_commit`, `full_page_writes` on: the test server turns them off): every commit waits for its WAL flush, as in a deployment"
+      : "the test server's settings (`fsync`, `synchronous_commit`, `full_page_writes` off)"
+  }; the settings above are read back from \`pg_settings\`. Each library has a database of its own
+  (\`bench_graphile\`, \`bench_ewc\`), a pool of ${config.pg.poolSize} connections (graphile-worker's default
+  \`maxPoolSize\`; a \`pg.Pool\` made once and passed as \`pgPool\`, so that no run opens connections) and runs
+  ${config.pg.concurrency} jobs at once. Jobs are no-ops with a payload \`{ n }\`. graphile-worker "defaults" is
+  \`run({ concurrency: ${config.pg.concurrency} })\` and nothing else (no local queue, completion one job at a time);
+  "batched" adds its performance page's batching: \`localQueue: { size: ${GraphileBatching.localQueue.size} }\`
+  (the pool fetches and locks up to ${GraphileBatching.localQueue.size} jobs at once and hands them out),
+  \`completeJobBatchDelay: ${GraphileBatching.completeJobBatchDelay}\` and \`failJobBatchDelay: ${GraphileBatching.failJobBatchDelay}\`
+  (the completions of one tick in one statement). Ours "defaults" is \`PgJobStore.layer({ schema })\` and
+  \`JobWorker.make({ handlers, concurrency: ${config.pg.concurrency} })\` with every other option at its default;
+  "batched acks" is \`PgJobStore.layer({ schema, batchAcks: true })\`. Untimed, before each batch: the job tables
+  are truncated, ${config.pg.jobs.toLocaleString("en")} jobs are enqueued in one call (graphile-worker's
+  \`addJobs\`, our \`store.enqueue\`; the "bulk enqueue" rows), the tables analyzed, then the forced GC. Timed: from
+  starting the worker (graphile-worker's \`run()\`, migrations already applied, its start-up inside the timed call:
+  the "run() resolved" figure; our paused context's \`resume\`) to the handler's ${
+    config.pg.jobs.toLocaleString("en")
+  }th
+  call. Untimed, after: graphile-worker's \`runner.stop()\` (it waits for the jobs in flight and flushes its batched
+  completions); our context paused and a wait until the worker holds no job and the table is empty; then the job
+  rows left are counted (the "left in the tables" figure, summed over every round). ${config.pg.rounds} measured rounds
+  after ${config.pg.warmupRounds} warm-up round(s), the variants' order rotating every round; a ratio is the median of
+  the per-round ratios of graphile-worker's time to ours. CPU time is this process's: the server's processes are not
+  in it. **Latency:** after the rounds, for each variant in turn, the worker running and idle (its \`LISTEN\` up),
+  ${config.pg.latencyWarmup + config.pg.latencySamples} single jobs are enqueued one at a time (graphile-worker's
+  \`addJob\`, our \`Job.enqueue\`), each once the previous one started and ${config.pg.latencySpacingMs} ms later;
+  the payload carries \`performance.timeOrigin + performance.now()\` taken just before the enqueue call, the handler
+  subtracts it from its own; the first ${config.pg.latencyWarmup} are discarded. The issue measured
+  graphile-worker at 2,011 jobs/s with its defaults and 19,355 jobs/s batched on 2 cores; the targets compare with
+  graphile-worker measured here, in the same run, on the same server.
 
 ## Analysis
 

@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: runs the eight benchmarks, prints the tables and writes `docs/benchmarks.md`.
+ * `npm run bench`: runs the nine benchmarks, prints the tables and writes `docs/benchmarks.md`.
  *
  * With `BENCH_SMOKE=1` it runs every benchmark with a few thousand tasks instead, prints the tables and writes
  * nothing (the same run as the test in `test/bench.test.ts`). Start node with `--expose-gc`, as the script does:
@@ -8,11 +8,11 @@
  * Environment variables, for iterating on one benchmark:
  * - `BENCH_ONLY=<names>`: runs only the benchmarks named, comma-separated, in the suite's order: `overhead` (1),
  *   `throughput` (2), `throughputListener` (2 with a listener), `memory` (3), `shutdown` (4), `events` (5),
- *   `contention` (6), `jobs` (7), `jobsMemory` (8). It prints the tables (figures, targets, and the per-round times
- *   of benchmarks 1 and 7 when they ran) to stdout and does not write `docs/benchmarks.md`. An unknown name is an
+ *   `contention` (6), `jobs` (7), `jobsMemory` (8), `pg` (9). It prints the tables (figures, targets, and the
+ *   per-round times of benchmarks 1, 7 and 9 when they ran) to stdout and does not write `docs/benchmarks.md`. An unknown name is an
  *   error.
  * - `BENCH_ROUNDS=<n>`: `n` measured rounds (a whole number ≥ 1) instead of the configured count in the interleaved
- *   benchmarks, 1 (`overhead`), 5 (`events`) and 7 (`jobs`); the warm-up rounds are unchanged. Combines with
+ *   benchmarks, 1 (`overhead`), 5 (`events`), 7 (`jobs`) and 9 (`pg`); the warm-up rounds are unchanged. Combines with
  *   `BENCH_ONLY` and `BENCH_SMOKE`; without `BENCH_ONLY` the full run still writes `docs/benchmarks.md`, which
  *   states the rounds.
  *
@@ -21,6 +21,10 @@
  *
  * The job runner's benchmarks alone, 7 and 8 (about 30–45 s and 20–25 s on 2 cores):
  * `BENCH_ONLY=jobs,jobsMemory node --expose-gc --import tsx bench/run.ts`
+ *
+ * PostgreSQL, ours next to graphile-worker (9): starts a throwaway server of its own (`test/pgServer.ts`, which
+ * needs PostgreSQL's server binaries) and removes it at the end:
+ * `BENCH_ONLY=pg node --expose-gc --import tsx bench/run.ts`
  */
 import { Effect } from "effect"
 import { writeFileSync } from "node:fs"
@@ -31,6 +35,7 @@ import {
   jobsRoundsTextTable,
   markdown,
   overheadRoundsTextTable,
+  pgRoundsTextTable,
   rows,
   targets,
   targetsTextTable,
@@ -69,6 +74,7 @@ const main = Effect.gen(function*() {
   if (evaluated.length > 0) process.stdout.write(`${targetsTextTable(evaluated)}\n\n`)
   if (result.overhead) process.stdout.write(`${overheadRoundsTextTable(result.overhead)}\n\n`)
   if (result.jobs) process.stdout.write(`${jobsRoundsTextTable(result.jobs)}\n\n`)
+  if (result.pg) process.stdout.write(`${pgRoundsTextTable(result.pg)}\n\n`)
   process.stdout.write(
     `Time per step: ${result.stepSeconds.map(({ seconds, step }) => `${step} ${seconds.toFixed(0)} s`).join("; ")}\n\n`
   )

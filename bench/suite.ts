@@ -1,5 +1,5 @@
 /**
- * The whole suite: the configurations (full and smoke), `runSuite`, which runs the eight benchmarks in order, and
+ * The whole suite: the configurations (full and smoke), `runSuite`, which runs the nine benchmarks in order, and
  * `runBenchmarks`, which runs a chosen few of them (`BENCH_ONLY`). Each benchmark dies rather than fails: a rejected
  * `track` or a refused transition is a bug in the benchmark.
  */
@@ -16,6 +16,7 @@ import {
 } from "./jobs.js"
 import { inFlightMemory, type MemoryConfig, type MemoryResult } from "./memory.js"
 import { type OverheadConfig, type OverheadResult, perTaskOverhead } from "./overhead.js"
+import { type PgConfig, pgJobs, type PgResult } from "./pg.js"
 import { type ShutdownConfig, shutdownLatency, type ShutdownResult } from "./shutdown.js"
 import { throughputAtScale, type ThroughputConfig, type ThroughputResult } from "./throughput.js"
 
@@ -30,6 +31,7 @@ export interface SuiteConfig {
   readonly contention: ContentionConfig
   readonly jobs: JobsConfig
   readonly jobsMemory: JobsMemoryConfig
+  readonly pg: PgConfig
 }
 
 /** The benchmarks by name, in the order they run: the names `BENCH_ONLY` takes, the keys of {@link SuiteConfig}. */
@@ -42,7 +44,8 @@ export const BenchmarkNames = [
   "events",
   "contention",
   "jobs",
-  "jobsMemory"
+  "jobsMemory",
+  "pg"
 ] as const satisfies ReadonlyArray<keyof SuiteConfig>
 
 export type BenchmarkName = typeof BenchmarkNames[number]
@@ -58,6 +61,7 @@ export interface BenchmarkResults {
   readonly contention: ContentionResult
   readonly jobs: JobsResult
   readonly jobsMemory: JobsMemoryResult
+  readonly pg: PgResult
 }
 
 interface Timing {
@@ -82,7 +86,18 @@ export const fullConfig: SuiteConfig = {
   events: { events: 100_000, trackTasks: 50_000, rounds: 5, warmupRounds: 1 },
   contention: { callers: 1_000, tasksPerCaller: 100, flipEveryMs: 1 },
   jobs: { jobs: 50_000, concurrencies: [10, 100], rounds: 5, warmupRounds: 1 },
-  jobsMemory: { jobs: 1_000_000, batch: 100_000, concurrency: 10, samples: 4 }
+  jobsMemory: { jobs: 1_000_000, batch: 100_000, concurrency: 10, samples: 4 },
+  pg: {
+    jobs: 30_000,
+    concurrency: 24,
+    rounds: 5,
+    warmupRounds: 1,
+    poolSize: 10,
+    latencySamples: 500,
+    latencyWarmup: 20,
+    latencySpacingMs: 5,
+    durable: true
+  }
 }
 
 /** `BENCH_SMOKE=1` and the test suite: every benchmark with a few thousand tasks, in a few seconds. */
@@ -95,7 +110,18 @@ export const smokeConfig: SuiteConfig = {
   events: { events: 2_000, trackTasks: 2_000, rounds: 2, warmupRounds: 1 },
   contention: { callers: 1_000, tasksPerCaller: 3, flipEveryMs: 1 },
   jobs: { jobs: 2_000, concurrencies: [10, 100], rounds: 2, warmupRounds: 1 },
-  jobsMemory: { jobs: 4_000, batch: 1_000, concurrency: 10, samples: 2 }
+  jobsMemory: { jobs: 4_000, batch: 1_000, concurrency: 10, samples: 2 },
+  pg: {
+    jobs: 500,
+    concurrency: 24,
+    rounds: 2,
+    warmupRounds: 1,
+    poolSize: 10,
+    latencySamples: 30,
+    latencyWarmup: 5,
+    latencySpacingMs: 2,
+    durable: true
+  }
 }
 
 /**
@@ -121,13 +147,14 @@ export const parseRounds = (text: string | undefined): number | undefined => {
   return rounds
 }
 
-/** `config` with `rounds` measured rounds in the interleaved benchmarks (1, 5 and 7); warm-up rounds unchanged. */
+/** `config` with `rounds` measured rounds in the interleaved benchmarks (1, 5, 7 and 9); warm-up rounds unchanged. */
 export const withRounds = (config: SuiteConfig, rounds: number | undefined): SuiteConfig =>
   rounds === undefined ? config : {
     ...config,
     overhead: { ...config.overhead, rounds },
     events: { ...config.events, rounds },
-    jobs: { ...config.jobs, rounds }
+    jobs: { ...config.jobs, rounds },
+    pg: { ...config.pg, rounds }
   }
 
 /** Runs the benchmarks named in `only`, in the suite's order; `progress` is told when each one starts. */
@@ -164,6 +191,7 @@ export const runBenchmarks = (
     yield* step("contention", "6 contention", () => contention(config.contention))
     yield* step("jobs", "7 jobs throughput", () => jobsThroughput(config.jobs))
     yield* step("jobsMemory", "8 jobs memory", () => jobsMemory(config.jobsMemory))
+    yield* step("pg", "9 PostgreSQL jobs", () => pgJobs(config.pg))
     return { ...results, seconds: (performance.now() - start) / 1000, stepSeconds }
   })
 
@@ -171,7 +199,7 @@ export const runBenchmarks = (
 export const isComplete = (result: PartialSuiteResult): result is SuiteResult =>
   BenchmarkNames.every((name) => result[name] !== undefined)
 
-/** Runs the eight benchmarks one after the other; `progress` is told when each one starts. */
+/** Runs the nine benchmarks one after the other; `progress` is told when each one starts. */
 export const runSuite = (
   config: SuiteConfig,
   progress: (step: string) => void = () => {}

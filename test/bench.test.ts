@@ -5,15 +5,19 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
 import { contention } from "../bench/contention.js"
 import { eventThroughput } from "../bench/events.js"
 import { jobsMemory, jobsThroughput, JobsVariants } from "../bench/jobs.js"
 import { inFlightMemory } from "../bench/memory.js"
 import { perTaskOverhead, Variants, YieldEvery } from "../bench/overhead.js"
+import { pgJobs, PgVariants } from "../bench/pg.js"
 import {
   jobsRoundsTextTable,
   markdown,
   overheadRoundsTextTable,
+  pgRoundsTextTable,
   rows,
   targets,
   targetsTextTable,
@@ -35,6 +39,9 @@ import {
 import { throughputAtScale } from "../bench/throughput.js"
 
 const isPositive = (value: number) => Number.isFinite(value) && value > 0
+
+/** The throwaway servers' folders (`test/pgServer.ts`) that exist now. */
+const pgServerFolders = () => new Set(fs.readdirSync(os.tmpdir()).filter((name) => name.startsWith("ewc-pg-")))
 
 describe("benchmark suite, smoke run", () => {
   it.live("per-task overhead runs every variant to the end of every batch", () =>
@@ -183,6 +190,41 @@ describe("benchmark suite, smoke run", () => {
     60_000
   )
 
+  it.live(
+    "the PostgreSQL benchmark runs every job of every variant on a server of its own, and removes the server",
+    () =>
+      Effect.gen(function*() {
+        const config = smokeConfig.pg
+        const before = pgServerFolders()
+        const result = yield* pgJobs(config)
+        for (const folder of pgServerFolders()) assert.isTrue(before.has(folder), `${folder} was left behind`)
+        assert.deepStrictEqual(result.variants, Object.values(PgVariants))
+        const perVariant = config.jobs * (config.rounds + config.warmupRounds)
+        for (const name of result.variants) {
+          assert.strictEqual(result.completed[name], perVariant, name)
+          assert.isTrue(isPositive(result.jobsPerSecond[name]!), name)
+          assert.isTrue(isPositive(result.cpuUsPerJob[name]!), name)
+          assert.isTrue(isPositive(result.enqueueUsPerJob[name]!), name)
+          assert.strictEqual(result.samples[name]!.length, config.rounds, name)
+          const latency = result.latency[name]!
+          assert.strictEqual(latency.samples, config.latencySamples, name)
+          assert.isTrue(isPositive(latency.p50) && latency.p50 <= latency.p99 && latency.p99 <= latency.max, name)
+        }
+        for (const name of [PgVariants.graphile, PgVariants.graphileBatched]) {
+          assert.isTrue(isPositive(result.startupMs[name]!), name)
+        }
+        for (const ratio of [result.ratios.defaults, result.ratios.batched]) {
+          assert.isTrue(isPositive(ratio.wall) && isPositive(ratio.cpu))
+        }
+        assert.strictEqual(result.leftInStore, 0)
+        assert.match(result.serverVersion, /^\d+/)
+        assert.deepInclude(result.settings, { name: "fsync", value: "on" })
+        assert.deepInclude(result.settings, { name: "synchronous_commit", value: "on" })
+        assert.include(pgRoundsTextTable(result), PgVariants.oursBatched)
+      }),
+    120_000
+  )
+
   it.live("the report shows every benchmark and every target", () =>
     Effect.gen(function*() {
       const tiny: SuiteConfig = {
@@ -194,11 +236,12 @@ describe("benchmark suite, smoke run", () => {
         events: { events: 200, trackTasks: 200, rounds: 1, warmupRounds: 0 },
         contention: { callers: 50, tasksPerCaller: 2, flipEveryMs: 1 },
         jobs: { jobs: 200, concurrencies: [10, 100], rounds: 1, warmupRounds: 0 },
-        jobsMemory: { jobs: 400, batch: 100, concurrency: 10, samples: 2 }
+        jobsMemory: { jobs: 400, batch: 100, concurrency: 10, samples: 2 },
+        pg: { ...smokeConfig.pg, jobs: 100, rounds: 1, warmupRounds: 0, latencySamples: 5, latencyWarmup: 1 }
       }
       const result = yield* runSuite(tiny)
       const table = textTable(rows(result))
-      for (const n of [1, 2, 3, 4, 5, 6, 7, 8]) assert.include(table, `${n}. `)
+      for (const n of [1, 2, 3, 4, 5, 6, 7, 8, 9]) assert.include(table, `${n}. `)
       const env = {
         date: "2025-01-01T00:00:00.000Z",
         cpuModel: "test",
@@ -210,13 +253,17 @@ describe("benchmark suite, smoke run", () => {
         library: "0",
         tinybench: "6",
         pQueue: "9",
+        graphileWorker: "0.17.3",
+        nodePostgres: "8",
+        effectSql: "0.52",
+        effectSqlPg: "0.53",
         source: "test",
         gc: false,
         loadStart: 0,
         loadEnd: 0
       }
       const doc = markdown(result, tiny, env)
-      assert.strictEqual(targets(result).length, 9)
+      assert.strictEqual(targets(result).length, 13)
       for (const target of targets(result)) assert.include(doc, target.target)
       for (const concurrency of tiny.jobs.concurrencies) {
         const row = rows(result).find((row) =>
@@ -228,6 +275,9 @@ describe("benchmark suite, smoke run", () => {
       }
       assert.include(doc, "Jobs throughput (7)")
       assert.include(doc, "Jobs memory (8)")
+      assert.include(doc, "PostgreSQL (9)")
+      assert.include(doc, result.pg.serverVersion)
+      for (const name of Object.values(PgVariants)) assert.include(doc, name)
       for (
         const ratio of ["tight loop, 0 listeners", "tight loop, 1 listener", `yield every ${YieldEvery}, 0 listeners`]
       ) {
@@ -296,6 +346,7 @@ describe("benchmark suite, smoke run", () => {
     assert.strictEqual(three.overhead.rounds, 3)
     assert.strictEqual(three.events.rounds, 3)
     assert.strictEqual(three.jobs.rounds, 3)
+    assert.strictEqual(three.pg.rounds, 3)
     assert.strictEqual(three.jobs.warmupRounds, fullConfig.jobs.warmupRounds)
     assert.strictEqual(three.overhead.warmupRounds, fullConfig.overhead.warmupRounds)
     assert.strictEqual(withRounds(fullConfig, undefined), fullConfig)
