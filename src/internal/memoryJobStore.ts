@@ -17,6 +17,8 @@ import {
   type QueueStats
 } from "../JobStore.js"
 import type { MemoryJobStoreOptions } from "../MemoryJobStore.js"
+import * as storeArgs from "./storeArgs.js"
+import { isCount, type Problem, show } from "./storeArgs.js"
 
 type Service = JobStore.Service
 
@@ -178,42 +180,7 @@ class QueueState {
   constructor(readonly name: string) {}
 }
 
-const illegal = (operation: string, what: string, value: unknown, expected: string) =>
-  Effect.die(
-    new Cause.IllegalArgumentException(
-      `MemoryJobStore.${operation}: invalid ${what} ${show(value)}: expected ${expected}`
-    )
-  )
-
-const show = (value: unknown): string => {
-  if (value instanceof Date) return JSON.stringify(String(value))
-  if (Duration.isDuration(value)) return JSON.stringify(Duration.format(value))
-  return JSON.stringify(String(value))
-}
-
-const isName = (value: unknown): value is string => typeof value === "string" && value.length > 0
-const isValidDate = (value: unknown): value is Date => value instanceof Date && Number.isFinite(value.getTime())
-const isCount = (value: unknown): value is number =>
-  typeof value === "number" && Number.isSafeInteger(value) && value >= 0
-const isLeaseDuration = (value: unknown): value is Duration.Duration =>
-  Duration.isDuration(value) && Duration.isFinite(value) && Duration.toMillis(value) > 0
-const isLease = (value: unknown): value is Lease =>
-  typeof value === "object" && value !== null && typeof (value as Lease).jobId === "string" &&
-  typeof (value as Lease).token === "string"
-
-/** What is wrong with a job to enqueue, as the arguments of `illegal`; `undefined` when nothing. */
-const jobProblem = (job: NewJob, i: number): readonly [string, unknown, string] | undefined => {
-  if (typeof job !== "object" || job === null) return [`job ${i}`, job, "a NewJob"]
-  if (!isName(job.name)) return [`job ${i} name`, job.name, "a non-empty string"]
-  if (!isName(job.queue)) return [`job ${i} queue`, job.queue, "a non-empty string"]
-  if (!isValidDate(job.runAt)) return [`job ${i} runAt`, job.runAt, "a valid Date"]
-  if (!Number.isSafeInteger(job.priority)) return [`job ${i} priority`, job.priority, "an integer"]
-  if (job.key !== undefined && !isName(job.key)) return [`job ${i} key`, job.key, "a non-empty string or undefined"]
-  if (!Number.isSafeInteger(job.maxAttempts) || job.maxAttempts < 1) {
-    return [`job ${i} maxAttempts`, job.maxAttempts, "an integer of 1 or more"]
-  }
-  return undefined
-}
+const illegal = (operation: string, problem: Problem) => storeArgs.illegal("MemoryJobStore", operation, problem)
 
 /** What `sizes` reports: every structure that holds jobs, for the tests that prove completed jobs leave nothing. */
 export interface StoreSizes {
@@ -458,11 +425,8 @@ class StoreCore {
   }
 
   enqueue(jobs: ReadonlyArray<NewJob>): Effect.Effect<ReadonlyArray<string>, JobStoreError> {
-    if (!Array.isArray(jobs)) return illegal("enqueue", "jobs", jobs, "an array of NewJob")
-    for (let i = 0; i < jobs.length; i++) {
-      const problem = jobProblem(jobs[i]!, i)
-      if (problem !== undefined) return illegal("enqueue", ...problem)
-    }
+    const problem = storeArgs.enqueueProblem(jobs)
+    if (problem !== undefined) return illegal("enqueue", problem)
     const now = this.begin()
     if (this.maxJobs !== Infinity) {
       const adding = this.newJobs(jobs)
@@ -525,14 +489,9 @@ class StoreCore {
   }
 
   claim(request: ClaimRequest): Effect.Effect<ReadonlyArray<ClaimedJob>, JobStoreError> {
-    if (typeof request !== "object" || request === null) return illegal("claim", "request", request, "a ClaimRequest")
+    const problem = storeArgs.claimProblem(request)
+    if (problem !== undefined) return illegal("claim", problem)
     const { limit, names, queues } = request
-    if (!Array.isArray(queues)) return illegal("claim", "queues", queues, "an array of queue names")
-    if (!Array.isArray(names)) return illegal("claim", "names", names, "an array of job names")
-    if (!isCount(limit)) return illegal("claim", "limit", limit, "an integer of 0 or more")
-    if (!isLeaseDuration(request.lease)) {
-      return illegal("claim", "lease", request.lease, "a finite Duration longer than zero")
-    }
     const now = this.begin()
     const claimed: Array<ClaimedJob> = []
     if (limit === 0) return Effect.succeed(claimed)
@@ -590,10 +549,8 @@ class StoreCore {
   }
 
   renew(leases: ReadonlyArray<Lease>, lease: Duration.Duration): Effect.Effect<ReadonlyArray<string>, JobStoreError> {
-    if (!Array.isArray(leases) || !leases.every(isLease)) {
-      return illegal("renew", "leases", leases, "an array of Lease")
-    }
-    if (!isLeaseDuration(lease)) return illegal("renew", "lease", lease, "a finite Duration longer than zero")
+    const problem = storeArgs.renewProblem(leases, lease)
+    if (problem !== undefined) return illegal("renew", problem)
     const now = this.begin()
     const expiresAt = now + Duration.toMillis(lease)
     const lost: Array<string> = []
@@ -610,7 +567,8 @@ class StoreCore {
   }
 
   complete(lease: Lease): Effect.Effect<void, LeaseLost> {
-    if (!isLease(lease)) return illegal("complete", "lease", lease, "a Lease")
+    const problem = storeArgs.leaseProblem(lease)
+    if (problem !== undefined) return illegal("complete", problem)
     this.begin()
     const record = this.held(lease)
     if (record === undefined) return Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "complete" }))
@@ -622,9 +580,8 @@ class StoreCore {
   }
 
   retry(lease: Lease, runAt: Date, error: string): Effect.Effect<void, LeaseLost> {
-    if (!isLease(lease)) return illegal("retry", "lease", lease, "a Lease")
-    if (!isValidDate(runAt)) return illegal("retry", "runAt", runAt, "a valid Date")
-    if (typeof error !== "string") return illegal("retry", "error", error, "a string")
+    const problem = storeArgs.retryProblem(lease, runAt, error)
+    if (problem !== undefined) return illegal("retry", problem)
     const now = this.begin()
     const record = this.held(lease)
     if (record === undefined) return Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "retry" }))
@@ -636,8 +593,8 @@ class StoreCore {
   }
 
   deadLetter(lease: Lease, error: string): Effect.Effect<void, LeaseLost> {
-    if (!isLease(lease)) return illegal("deadLetter", "lease", lease, "a Lease")
-    if (typeof error !== "string") return illegal("deadLetter", "error", error, "a string")
+    const problem = storeArgs.deadLetterProblem(lease, error)
+    if (problem !== undefined) return illegal("deadLetter", problem)
     const now = this.begin()
     const record = this.held(lease)
     if (record === undefined) return Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "deadLetter" }))
@@ -647,10 +604,8 @@ class StoreCore {
   }
 
   release(lease: Lease, options: { readonly refund: boolean }): Effect.Effect<void, LeaseLost> {
-    if (!isLease(lease)) return illegal("release", "lease", lease, "a Lease")
-    if (typeof options?.refund !== "boolean") {
-      return illegal("release", "refund", options?.refund, "true or false")
-    }
+    const problem = storeArgs.releaseProblem(lease, options)
+    if (problem !== undefined) return illegal("release", problem)
     const now = this.begin()
     const record = this.held(lease)
     if (record === undefined) return Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "release" }))
@@ -694,12 +649,10 @@ class StoreCore {
   deadLetters(
     options: { readonly limit?: number | undefined; readonly queue?: string | undefined } | undefined
   ): Effect.Effect<ReadonlyArray<DeadJob>> {
-    const limit = options?.limit ?? 100
-    if (!isCount(limit)) return illegal("deadLetters", "limit", limit, "an integer of 0 or more")
+    const problem = storeArgs.deadLettersProblem(options)
+    if (problem !== undefined) return illegal("deadLetters", problem)
+    const limit = options?.limit ?? storeArgs.defaultDeadLettersLimit
     const queueName = options?.queue
-    if (queueName !== undefined && typeof queueName !== "string") {
-      return illegal("deadLetters", "queue", queueName, "a string or undefined")
-    }
     this.begin()
     const found: Array<DeadJob> = []
     if (queueName === undefined) {
@@ -716,9 +669,8 @@ class StoreCore {
   }
 
   redrive(ids: ReadonlyArray<string>): Effect.Effect<number, JobStoreError> {
-    if (!Array.isArray(ids) || !ids.every((id) => typeof id === "string")) {
-      return illegal("redrive", "ids", ids, "an array of job ids")
-    }
+    const problem = storeArgs.redriveProblem(ids)
+    if (problem !== undefined) return illegal("redrive", problem)
     const now = this.begin()
     if (this.maxJobs !== Infinity) {
       const moving = this.redrivable(ids)
