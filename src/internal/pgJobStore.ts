@@ -221,7 +221,8 @@ const notifyReady = (channel: string, rows: string, where: string) =>
   `SELECT pg_notify(${channel}, CASE WHEN octet_length(q) < 7900 THEN q ELSE '*' END)
    FROM (SELECT json_agg(DISTINCT queue)::text AS q FROM ${rows} WHERE ${where}) AS agg WHERE q IS NOT NULL`
 
-const statements = (s: string) => {
+/** @internal The store's statements, for the schema whose quoted name is `s`. */
+export const statements = (s: string) => {
   /** Moves the rows of `source` (deleted from `jobs`) to the dead letters with `error`. */
   const bury = (source: string, error: string) =>
     `INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at,
