@@ -522,9 +522,16 @@ export const make: <R>(
         }
         return ctx.setUnready(storeCheck, `JobStore.${operation} died: ${textOf(Cause.squash(cause))}`)
       })
-    /** The store, every call the worker makes reported to readiness; `renew` is reported with its timeout. */
-    const store: typeof rawStore = {
-      ...rawStore,
+    /**
+     * The store, every call the worker makes reported to readiness; `renew` is reported with its timeout. Named
+     * fields, not a spread: a store whose operations live on a prototype keeps them.
+     */
+    const store: Pick<
+      typeof rawStore,
+      "claim" | "renew" | "complete" | "retry" | "deadLetter" | "release" | "reap" | "wakeups"
+    > = {
+      renew: (leases, lease) => rawStore.renew(leases, lease),
+      wakeups: rawStore.wakeups,
       claim: (request) => reported("claim", rawStore.claim(request)),
       complete: (lease) => reported("complete", rawStore.complete(lease)),
       retry: (lease, runAt, error) => reported("retry", rawStore.retry(lease, runAt, error)),
