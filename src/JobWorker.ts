@@ -341,10 +341,15 @@ export const make: <R>(
  *   the context is `Stopped` only once it is back in the store. Releasing the layer shuts the context down (as
  *   `stop` does) and waits for `Stopped`: the worker keeps renewing leases while its jobs drain.
  * - **Store errors.** A `JobStoreError` never stops the worker: it is logged (a warning annotated with `worker`),
- *   a failed claim is tried again at the next poll, a failed renew or reap after a short back-off, and a failed
- *   acknowledgement is retried (100 ms doubling, at most 5 s apart) until it succeeds or the context's shutdown
- *   deadline passes. A job whose acknowledgement never reached the store stays leased there (also after
- *   `Stopped`) until its lease expires; it is then claimed again: jobs run at least once.
+ *   and the call is tried again on a capped back-off, 100 ms doubling: a failed claim at most `min(pollInterval,
+ *   5 s)` apart (not at the next poll; wake-ups and polls do not add claims meanwhile), a failed renewal at most
+ *   `min(lease / 3, 5 s)` apart, a failed acknowledgement at most 5 s apart until it succeeds or the context's
+ *   shutdown deadline passes; a failed reap waits for the next `reapInterval`, and failed wake-ups are subscribed
+ *   to again. A job whose acknowledgement has not reached the store keeps its slot meanwhile; one whose
+ *   acknowledgement never did stays leased there (also after `Stopped`) until its lease expires, and is then claimed
+ *   again: jobs run at least once. Every store call the worker makes reports to the context's readiness check
+ *   `"job store"` (`ctx.setUnready`): a failure makes it unready with the error's message (`GET /health/ready`
+ *   answers 503 with it), the next call that succeeds makes it ready; an interrupted call tells nothing.
  *
  * The worker's fibers (claim loop, poller, wake-up listener, state watcher, lease renewer, reaper, timeout
  * watchers) live in the layer's scope. A handler's requirements are the layer's, except `Job.Current`, which the worker provides (and

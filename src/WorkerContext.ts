@@ -179,6 +179,48 @@ export interface Tracked<out A, out E> {
 }
 
 /**
+ * A readiness check that is not ready: its name, why, and since when (the first `setUnready` since it was last
+ * ready; a later `setUnready` updates the reason, not the time).
+ *
+ * @example
+ * ```ts
+ * import type { UnreadyCheck } from "effect-worker-context"
+ *
+ * const line = (c: UnreadyCheck) => `${c.check} unready since ${c.since.toISOString()}: ${c.reason}`
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface UnreadyCheck {
+  readonly check: string
+  readonly reason: string
+  readonly since: Date
+}
+
+/**
+ * Whether a worker should get work, and why not: what `readiness` returns and `GET /health/ready` answers from.
+ * `ready` is true exactly when `state` is `Running` and `unready` is empty.
+ *
+ * @example
+ * ```ts
+ * import type { Readiness } from "effect-worker-context"
+ *
+ * const why = (r: Readiness) =>
+ *   r.ready ? "ready" : r.unready.length === 0 ? r.state : r.unready.map((c) => c.reason).join("; ")
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Readiness {
+  readonly ready: boolean
+  readonly state: WorkerState
+  /** The checks that are not ready, in the order they became so. */
+  readonly unready: ReadonlyArray<UnreadyCheck>
+}
+
+/**
  * @since 0.2.0
  */
 // A namespace merged with the tag class, as Effect's own modules do, so the shape reads `WorkerContext.Service`.
@@ -304,6 +346,55 @@ export declare namespace WorkerContext {
      * and one that does not end within a second of that is abandoned (and logged), so the close always ends.
      */
     readonly listen: (handler: (event: WorkerEvent) => Effect.Effect<unknown, unknown>) => Effect.Effect<void>
+    /**
+     * Says that `check` (a dependency's name, such as `"job store"`) is not ready, and why: `readiness` is not
+     * ready until `setReady(check)`. Synchronous and cheap: call it on every failure. It does not change the state,
+     * stop intake or affect tasks; it is what readiness probes report. The call that makes a ready check unready logs
+     * a warning (annotated with `worker`) and publishes a `Custom` event whose value is a `ReadinessChanged`; a
+     * call on a check that is already unready only updates its reason, silently. An empty `check` is a defect.
+     *
+     * @example
+     * ```ts
+     * import { Effect } from "effect"
+     * import { WorkerContext } from "effect-worker-context"
+     *
+     * const ping = (ok: boolean) =>
+     *   Effect.gen(function*() {
+     *     const ctx = yield* WorkerContext
+     *     yield* (ok ? ctx.setReady("cache") : ctx.setUnready("cache", "redis: connection refused"))
+     *   })
+     * ```
+     */
+    readonly setUnready: (check: string, reason: string) => Effect.Effect<void>
+    /**
+     * Says that `check` is ready again. A no-op for a check that is ready (or was never named). The call that makes an
+     * unready check ready logs it at the context's `logLevel` and publishes a `ReadinessChanged` event.
+     *
+     * @example
+     * ```ts
+     * import { Effect } from "effect"
+     * import { WorkerContext } from "effect-worker-context"
+     *
+     * const recovered = Effect.flatMap(WorkerContext, (ctx) => ctx.setReady("cache"))
+     * ```
+     */
+    readonly setReady: (check: string) => Effect.Effect<void>
+    /**
+     * Whether the worker should get work now: ready when `Running` and no check is unready, with the state and the
+     * unready checks (their reasons and since when), read in one step.
+     *
+     * @example
+     * ```ts
+     * import { Effect } from "effect"
+     * import { WorkerContext } from "effect-worker-context"
+     *
+     * const probe = Effect.gen(function*() {
+     *   const { ready, state, unready } = yield* (yield* WorkerContext).readiness
+     *   return ready ? "ok" : `${state}: ${unready.map((c) => `${c.check}: ${c.reason}`).join(", ")}`
+     * })
+     * ```
+     */
+    readonly readiness: Effect.Effect<Readiness>
   }
 }
 

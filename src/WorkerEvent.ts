@@ -31,7 +31,8 @@ export type TaskOutcome = "success" | "failure" | "interrupted"
  * - `TaskStarted` / `TaskFinished`: a task was admitted by `track` / ended, with its outcome. Both carry the
  *   task's `label` when `track` was given one; `TaskFinished` carries the task's `cause` when it did not succeed
  *   (a failure, a defect or an interruption), so a listener can say why.
- * - `Custom`: published by `WorkerContext.emit`.
+ * - `Custom`: published by `WorkerContext.emit`, and by the context itself when a readiness check flips (its
+ *   `value` is then a {@link ReadinessChanged}).
  *
  * `WorkerEvent` is also a value with one constructor per variant, plus `$is` and `$match`.
  *
@@ -88,6 +89,59 @@ export type WorkerEvent = Data.TaggedEnum<{
  * @category models
  */
 export type CustomEvent = Data.TaggedEnum.Value<WorkerEvent, "Custom">
+
+/**
+ * The `value` of the `Custom` event a context publishes when one of its readiness checks flips: `setUnready` on a
+ * check that was ready (`ready: false`, with the `reason`), `setReady` on one that was not (`ready: true`). A call
+ * that changes nothing (the check is already in that condition, or only its reason changed) publishes nothing. Tell
+ * it from other custom events with {@link isReadinessChanged}.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { WorkerContext, isReadinessChanged } from "effect-worker-context"
+ *
+ * const logReadiness = Effect.gen(function*() {
+ *   const ctx = yield* WorkerContext
+ *   yield* ctx.listen((event) =>
+ *     event._tag === "Custom" && isReadinessChanged(event.value)
+ *       ? Effect.log(`${event.value.check}: ${event.value.ready ? "ready" : `unready (${event.value.reason})`}`)
+ *       : Effect.void
+ *   )
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ReadinessChanged {
+  readonly _tag: "ReadinessChanged"
+  /** The check's name, as given to `setUnready` / `setReady`. */
+  readonly check: string
+  /** Whether the check is ready now. */
+  readonly ready: boolean
+  /** Why the check is not ready: set when `ready` is false. */
+  readonly reason?: string | undefined
+}
+
+/**
+ * Whether `u` is a {@link ReadinessChanged}: use it on the `value` of a `Custom` event.
+ *
+ * @example
+ * ```ts
+ * import { WorkerEvent, isReadinessChanged } from "effect-worker-context/WorkerEvent"
+ *
+ * const event = WorkerEvent.Custom({ worker: "mailer", value: { sent: 3 } })
+ * const flipped = isReadinessChanged(event.value) // false
+ * ```
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isReadinessChanged = (u: unknown): u is ReadinessChanged =>
+  typeof u === "object" && u !== null && (u as { readonly _tag?: unknown })._tag === "ReadinessChanged" &&
+  typeof (u as { readonly check?: unknown }).check === "string" &&
+  typeof (u as { readonly ready?: unknown }).ready === "boolean"
 
 /**
  * Constructors, guards (`$is`) and exhaustive matching (`$match`) for {@link WorkerEvent}.

@@ -73,13 +73,14 @@ export const prometheusMetrics: Effect.Effect<string> = Effect.gen(function*() {
  * |---|---|
  * | `GET /worker` | 200 `{ name, state, taskCount, shuttingDown }` |
  * | `GET /health/live` | 200 `{ status: "ok", state }`, 503 once `Stopped`; never checks dependencies |
- * | `GET /health/ready` | 200 `{ status: "ok", state }` only while `Running`; 503 `{ status: "unavailable", state }` otherwise |
+ * | `GET /health/ready` | 200 `{ status: "ok", state }` only while `Running` with every readiness check ready; 503 `{ status: "unavailable", state, reasons: [{ check, reason, since }] }` otherwise (`reasons` empty when the state alone is the cause) |
  * | `POST /worker/start`, `/worker/pause`, `/worker/resume` | 200 `{ state }`; 409 `{ error: "WorkerStateError", operation, state, message }` |
  * | `POST /worker/stop` | 202 `{ state }` at once (`Stopping`, or `Stopped` when nothing was in flight); the graceful stop goes on in the background |
  * | `GET /metrics` | 200 Prometheus text (`text/plain; version=0.0.4`) |
  *
  * Readiness flips to 503 the moment shutdown begins or the worker is paused, so Kubernetes stops routing traffic
- * while in-flight work drains.
+ * while in-flight work drains, and while a component has marked a check unready (`ctx.setUnready`: a `JobWorker`
+ * does so while its store cannot be reached), until it is ready again. `since` is an ISO 8601 time.
  *
  * @example
  * ```ts
@@ -116,8 +117,10 @@ export const router: HttpRouter.HttpRouter<never, WorkerContext> = HttpRouter.em
   HttpRouter.get(
     "/health/ready",
     Effect.gen(function*() {
-      const state = yield* (yield* WorkerContext).state
-      return state === "Running" ? json({ status: "ok", state }) : json({ status: "unavailable", state }, 503)
+      const { ready, state, unready } = yield* (yield* WorkerContext).readiness
+      if (ready) return json({ status: "ok", state })
+      const reasons = unready.map(({ check, reason, since }) => ({ check, reason, since: since.toISOString() }))
+      return json({ status: "unavailable", state, reasons }, 503)
     })
   ),
   HttpRouter.post("/worker/start", control("start")),

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import {
   Cause,
   Chunk,
+  Clock,
   Deferred,
   Duration,
   Effect,
@@ -209,6 +210,40 @@ const flaky = (store: Store) => {
     })
   }
   return { wrapped, failing, calls }
+}
+
+/** One claim the worker made of an {@link outage} store: when (by the test clock), and whether the store was down. */
+interface ClaimCall {
+  readonly at: number
+  readonly down: boolean
+}
+
+/**
+ * A store that cannot be reached while `down` is set: every call the worker makes fails with a `JobStoreError`, as a
+ * database's would. Each claim is written to `claims` as it is made.
+ */
+const outage = (store: Store, down: Ref.Ref<boolean>, claims: Queue.Queue<ClaimCall>): Store => {
+  const unreachable = (operation: string) =>
+    new JobStore.JobStoreError({ operation, reason: "connection refused to 127.0.0.1:5432" })
+  const guarded = <A, E>(operation: string, call: Effect.Effect<A, E>): Effect.Effect<A, E | JobStore.JobStoreError> =>
+    Effect.flatMap(
+      Ref.get(down),
+      (isDown): Effect.Effect<A, E | JobStore.JobStoreError> => isDown ? Effect.fail(unreachable(operation)) : call
+    )
+  return {
+    ...store,
+    claim: (request) =>
+      Effect.gen(function*() {
+        yield* Queue.offer(claims, { at: yield* Clock.currentTimeMillis, down: yield* Ref.get(down) })
+        return yield* guarded("claim", store.claim(request))
+      }),
+    renew: (leases, lease) => guarded("renew", store.renew(leases, lease)),
+    complete: (lease) => guarded("complete", store.complete(lease)),
+    retry: (lease, runAt, error) => guarded("retry", store.retry(lease, runAt, error)),
+    deadLetter: (lease, error) => guarded("deadLetter", store.deadLetter(lease, error)),
+    release: (lease, options) => guarded("release", store.release(lease, options)),
+    reap: guarded("reap", store.reap)
+  }
 }
 
 /** A logger that keeps the warnings, with their annotations. */
@@ -930,31 +965,169 @@ describe("JobWorker", () => {
   })
 
   describe("store errors", () => {
-    it.scoped("logs failed claims and claims again at the next poll", () =>
+    /** Moves the clock by each of `delays` and checks the worker claims exactly then, not a millisecond before. */
+    const claimsAfter = (claims: Queue.Queue<ClaimCall>, delays: ReadonlyArray<number>) =>
+      Effect.gen(function*() {
+        const calls: Array<ClaimCall> = []
+        for (const delay of delays) {
+          yield* TestClock.adjust(delay - 1)
+          assert.strictEqual(yield* Queue.size(claims), 0, `no claim before ${delay} ms`)
+          yield* TestClock.adjust(1)
+          calls.push(yield* Queue.take(claims))
+        }
+        return calls
+      })
+
+    it.scoped("retries a failed claim after 100 ms, doubling up to 5 s, not at the next poll, and logs each failure", () =>
       Effect.gen(function*() {
         const warnings = capturedWarnings()
+        const down = yield* Ref.make(false)
+        const claims = yield* Queue.unbounded<ClaimCall>()
         const ran = yield* Deferred.make<void>()
-        let control: ReturnType<typeof flaky> | undefined
         const { ctx, store } = yield* setup({
           handlers: [Work.handler(() => Deferred.succeed(ran, void 0))],
-          pollInterval: "1 second"
-        }, {
-          wrap: (store) => {
-            control = flaky(store)
-            control.failing.claim = 3
-            return control.wrapped
-          }
-        }).pipe(Effect.provide(warnings.layer))
+          pollInterval: "60 seconds"
+        }, { wrap: (store) => outage(store, down, claims) }).pipe(Effect.provide(warnings.layer))
+        assert.deepStrictEqual(yield* Queue.take(claims), { at: 0, down: false }, "the claim at start")
+        yield* Ref.set(down, true)
         yield* enqueue(store, Work, { n: 1 })
-        yield* TestClock.adjust("2 seconds")
+        assert.deepStrictEqual(yield* Queue.take(claims), { at: 0, down: true }, "the wake-up's claim")
+        const retries = yield* claimsAfter(claims, [100, 200, 400, 800, 1600, 3200, 5000, 5000])
+        assert.deepStrictEqual(
+          retries.map((call) => call.at),
+          [100, 300, 700, 1500, 3100, 6300, 11300, 16300]
+        )
         assert.isFalse(yield* Deferred.isDone(ran))
         assert.strictEqual(yield* ctx.state, "Running")
-        yield* TestClock.adjust("1 second")
+        yield* Ref.set(down, false)
+        const [back] = yield* claimsAfter(claims, [5000])
+        assert.deepStrictEqual(back, { at: 21300, down: false })
         yield* Deferred.await(ran)
-        assert.strictEqual(control!.failing.claim, 0)
-        const claimWarnings = warnings.lines.filter((line) => line.message.includes("JobStore.claim failed"))
-        assert.strictEqual(claimWarnings.length, 3)
+        const claimWarnings = warnings.lines.filter((line) => line.message.includes("JobStore.claim failed;"))
+        assert.strictEqual(claimWarnings.length, 9)
+        const readinessWarnings = warnings.lines.filter((line) => line.message.includes("readiness check"))
+        assert.deepStrictEqual(readinessWarnings.map((line) => line.message), [
+          "readiness check \"job store\" is not ready: JobStore.claim failed: connection refused to 127.0.0.1:5432"
+        ], "one warning for the outage")
+        assert.include(claimWarnings[0]!.message, "claiming again in 100 ms")
         assert.strictEqual(claimWarnings[0]!.annotations.worker, "jobs")
+      }))
+
+    it.scoped("caps the claim back-off at pollInterval when it is shorter than 5 s, and polls add no claim to it", () =>
+      Effect.gen(function*() {
+        const down = yield* Ref.make(false)
+        const claims = yield* Queue.unbounded<ClaimCall>()
+        const { store } = yield* setup({ handlers: [Work.handler(() => Effect.void)], pollInterval: "1 second" }, {
+          wrap: (store) => outage(store, down, claims)
+        })
+        yield* Queue.take(claims)
+        yield* Ref.set(down, true)
+        yield* enqueue(store, Work, { n: 1 })
+        yield* Queue.take(claims)
+        const retries = yield* claimsAfter(claims, [100, 200, 400, 800, 1000, 1000])
+        assert.deepStrictEqual(retries.map((call) => call.at), [100, 300, 700, 1500, 2500, 3500])
+      }))
+
+    it.scoped("resets the claim back-off once a claim succeeds", () =>
+      Effect.gen(function*() {
+        const down = yield* Ref.make(false)
+        const claims = yield* Queue.unbounded<ClaimCall>()
+        const ran = yield* Queue.unbounded<number>()
+        const { store } = yield* setup({
+          handlers: [Work.handler(({ n }) => Queue.offer(ran, n))],
+          pollInterval: "60 seconds"
+        }, { wrap: (store) => outage(store, down, claims) })
+        yield* Queue.take(claims)
+        for (const n of [1, 2]) {
+          yield* Ref.set(down, true)
+          yield* enqueue(store, Work, { n })
+          yield* Queue.take(claims)
+          yield* claimsAfter(claims, [100, 200, 400])
+          yield* Ref.set(down, false)
+          const [back] = yield* claimsAfter(claims, [800])
+          assert.isFalse(back!.down)
+          assert.strictEqual(yield* Queue.take(ran), n)
+        }
+      }))
+
+    it.scoped("keeps running through a store outage: unready with the reason while down, ready after, no job lost", () =>
+      Effect.gen(function*() {
+        const down = yield* Ref.make(false)
+        const claims = yield* Queue.unbounded<ClaimCall>()
+        const reports = yield* Queue.unbounded<Report>()
+        const g = gates()
+        const { ctx, events, store, worker } = yield* setup({
+          handlers: [gatedHandler(reports, g)],
+          concurrency: 2,
+          lease: "30 seconds",
+          pollInterval: "60 seconds"
+        }, { wrap: (store) => outage(store, down, claims) })
+        const first = yield* enqueue(store, Work, { n: 1 })
+        assert.strictEqual((yield* started(reports)).n, 1)
+        assert.isTrue((yield* ctx.readiness).ready)
+
+        yield* TestClock.adjust("1 second")
+        yield* Ref.set(down, true)
+        // Jobs keep coming while the store cannot be reached; the running job ends, and cannot be acknowledged.
+        const later = [
+          yield* enqueue(store, Work, { n: 2 }),
+          yield* enqueue(store, Work, { n: 3 }),
+          yield* enqueue(store, Work, { n: 4 })
+        ]
+        for (const n of [2, 3, 4]) yield* g.open(n)
+        yield* g.open(1)
+        // 20 s of outage: renewals fail too, but the lease (30 s from the claim) surely holds for 6 s more.
+        yield* TestClock.adjust("20 seconds")
+        const during = yield* ctx.readiness
+        assert.deepStrictEqual([during.ready, during.state], [false, "Running"])
+        assert.deepStrictEqual(during.unready.map((c) => [c.check, c.since.getTime()]), [["job store", 1000]])
+        assert.match(during.unready[0]!.reason, /^JobStore\.\w+ failed: connection refused to 127\.0\.0\.1:5432$/)
+        assert.deepStrictEqual(
+          [yield* worker.inFlight, yield* worker.leased],
+          [1, 1],
+          "the unacknowledged job keeps its slot and its lease"
+        )
+        assert.strictEqual(yield* Queue.size(reports), 0, "nothing claimed while down")
+
+        yield* Ref.set(down, false)
+        // Within one capped back-off (5 s) the acknowledgement and a claim go through.
+        yield* TestClock.adjust("5 seconds")
+        const pending = new Set([first, ...later])
+        const seen = yield* takeUntil(events, (event) => {
+          if (isJob("JobSucceeded")(event)) pending.delete((event as { readonly value: JobEvent }).value.id)
+          return pending.size === 0
+        })
+        assert.isTrue((yield* ctx.readiness).ready)
+        const s = yield* stats(store)
+        assert.deepStrictEqual([s.ready, s.scheduled, s.leased, s.dead], [0, 0, 0, 0])
+        const outcomes = jobEventsOf([...seen, ...(yield* drain(events))])
+        assert.isFalse(outcomes.some((e) => e._tag === "JobDeadLettered" || e._tag === "JobLeaseLost"))
+        const reran = yield* Queue.takeAll(reports)
+        assert.deepStrictEqual(Chunk.toArray(reran).map((r) => [r.n, r.info.attempt]), [[2, 1], [3, 1], [4, 1]])
+      }))
+
+    it.scoped("reports a failed renewal as the job store's reason, and is ready again once a renewal succeeds", () =>
+      Effect.gen(function*() {
+        const reports = yield* Queue.unbounded<Report>()
+        const g = gates()
+        let control: ReturnType<typeof flaky> | undefined
+        const { ctx, store, worker } = yield* setup({ handlers: [gatedHandler(reports, g)], lease: "30 seconds" }, {
+          wrap: (store) => (control = flaky(store)).wrapped
+        })
+        yield* enqueue(store, Work, { n: 1 })
+        yield* started(reports)
+        control!.failing.renew = true
+        yield* TestClock.adjust("10 seconds")
+        assert.deepStrictEqual(
+          (yield* ctx.readiness).unready.map(({ check, reason }) => ({ check, reason })),
+          [{ check: "job store", reason: "JobStore.renew failed: connection refused" }]
+        )
+        control!.failing.renew = false
+        yield* TestClock.adjust("100 millis")
+        assert.deepStrictEqual(control!.calls.renew, [1, 1])
+        assert.isTrue((yield* ctx.readiness).ready)
+        assert.strictEqual(yield* worker.leased, 1, "the job kept its lease")
+        yield* g.open(1)
       }))
 
     it.scoped("retries a failed acknowledgement until the store takes it", () =>

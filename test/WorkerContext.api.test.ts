@@ -24,6 +24,8 @@ import {
 } from "effect"
 import {
   type CustomEvent,
+  isReadinessChanged,
+  type ReadinessChanged,
   TaskRejected,
   WorkerContext,
   type WorkerContextOptions,
@@ -363,6 +365,96 @@ describe("lifecycle log level", () => {
       assert.isAbove(debug.length, 4)
       assert.isTrue(debug.every(([level]) => level === "DEBUG"))
       assert.deepStrictEqual(yield* lifecycle({ logLevel: LogLevel.None }), [])
+    }))
+})
+
+describe("readiness checks", () => {
+  it.scoped("is ready only while Running with no check unready, and says which checks are not, why and since when", () =>
+    Effect.gen(function*() {
+      const ctx = yield* WorkerContext.make({ name: "w", logLevel: "None" })
+      assert.deepStrictEqual(yield* ctx.readiness, { ready: false, state: "Pending", unready: [] })
+      yield* ctx.start
+      assert.deepStrictEqual(yield* ctx.readiness, { ready: true, state: "Running", unready: [] })
+
+      yield* TestClock.adjust("1 second")
+      yield* ctx.setUnready("db", "connection refused")
+      yield* TestClock.adjust("1 second")
+      yield* ctx.setUnready("cache", "timed out")
+      yield* TestClock.adjust("1 second")
+      // Still unready: the reason is the latest one, the time is when it became unready.
+      yield* ctx.setUnready("db", "no route to host")
+      assert.deepStrictEqual(yield* ctx.readiness, {
+        ready: false,
+        state: "Running",
+        unready: [
+          { check: "db", reason: "no route to host", since: new Date(1000) },
+          { check: "cache", reason: "timed out", since: new Date(2000) }
+        ]
+      })
+      assert.strictEqual(yield* ctx.state, "Running", "an unready check does not change the state")
+
+      yield* ctx.setReady("db")
+      yield* ctx.setReady("never named")
+      assert.deepStrictEqual((yield* ctx.readiness).unready.map((c) => c.check), ["cache"])
+      yield* ctx.setReady("cache")
+      assert.deepStrictEqual(yield* ctx.readiness, { ready: true, state: "Running", unready: [] })
+
+      yield* ctx.pause
+      assert.deepStrictEqual(yield* ctx.readiness, { ready: false, state: "Paused", unready: [] })
+    }))
+
+  it.scoped("admits tasks while a check is unready: readiness is what probes report, not intake", () =>
+    Effect.gen(function*() {
+      const ctx = yield* running({ logLevel: "None" })
+      yield* ctx.setUnready("db", "down")
+      const task = yield* ctx.track(Effect.succeed(42))
+      assert.strictEqual(yield* task.join, 42)
+    }))
+
+  it.scoped("publishes a ReadinessChanged custom event per flip, and nothing for a call that changes nothing", () =>
+    Effect.gen(function*() {
+      const ctx = yield* running({ logLevel: "None" })
+      const events = yield* ctx.subscribe
+      yield* ctx.setUnready("db", "down")
+      yield* ctx.setUnready("db", "still down")
+      yield* ctx.setReady("db")
+      yield* ctx.setReady("db")
+      yield* ctx.emit(WorkerEvent.Custom({ worker: "w", value: "marker" }))
+      const values = Chunk.toArray(yield* Queue.takeAll(events)).map((event) =>
+        event._tag === "Custom" ? event.value : event._tag
+      )
+      const down: ReadinessChanged = { _tag: "ReadinessChanged", check: "db", ready: false, reason: "down" }
+      const up: ReadinessChanged = { _tag: "ReadinessChanged", check: "db", ready: true }
+      assert.deepStrictEqual(values, [down, up, "marker"])
+      assert.isTrue(isReadinessChanged(values[0]))
+      assert.isFalse(isReadinessChanged(values[2]))
+    }))
+
+  it.effect("logs a warning when a check becomes unready and an info when it is ready again, once per flip", () =>
+    Effect.gen(function*() {
+      const lines = yield* capturingLogs((logs) =>
+        Effect.scoped(Effect.gen(function*() {
+          const ctx = yield* running()
+          const before = logs.lines.length
+          yield* ctx.setUnready("db", "connection refused")
+          yield* ctx.setUnready("db", "connection refused")
+          yield* TestClock.adjust("1500 millis")
+          yield* ctx.setReady("db")
+          yield* ctx.setReady("db")
+          return logs.lines.slice(before)
+        }))
+      )
+      assert.deepStrictEqual(lines, [
+        ["WARN", "readiness check \"db\" is not ready: connection refused"],
+        ["INFO", "readiness check \"db\" is ready again, after 1s 500ms"]
+      ])
+    }))
+
+  it.scoped("dies with an IllegalArgumentException on an empty check name", () =>
+    Effect.gen(function*() {
+      const ctx = yield* running({ logLevel: "None" })
+      assertIllegal(yield* Effect.exit(ctx.setUnready("", "down")), "check must be a non-empty string")
+      assert.isTrue((yield* ctx.readiness).ready)
     }))
 })
 

@@ -205,11 +205,11 @@ describe("WorkerHttp.app", () => {
   it.scopedLive("GET /health/ready answers 200 only while Running, and 503 with the state in every other state", () =>
     Effect.gen(function*() {
       const { blocked, ctx, release, request } = yield* served("ready")
-      assertError(yield* request("GET", "/health/ready"), 503, { state: "Pending" })
+      assertError(yield* request("GET", "/health/ready"), 503, { status: "unavailable", state: "Pending", reasons: [] })
       yield* ctx.start
-      assertJson(yield* request("GET", "/health/ready"), 200, { state: "Running" })
+      assertJson(yield* request("GET", "/health/ready"), 200, { status: "ok", state: "Running" })
       yield* ctx.pause
-      assertError(yield* request("GET", "/health/ready"), 503, { state: "Paused" })
+      assertError(yield* request("GET", "/health/ready"), 503, { status: "unavailable", state: "Paused", reasons: [] })
       yield* ctx.resume
       assertJson(yield* request("GET", "/health/ready"), 200, { state: "Running" })
 
@@ -220,6 +220,31 @@ describe("WorkerHttp.app", () => {
       yield* Deferred.succeed(release, undefined)
       yield* Fiber.join(stopper).pipe(within("stop"))
       assertError(yield* request("GET", "/health/ready"), 503, { state: "Stopped" })
+    }).pipe(quiet))
+
+  it.scopedLive("GET /health/ready answers 503 with every unready check's reason while Running, and 200 once ready", () =>
+    Effect.gen(function*() {
+      const { ctx, request } = yield* served("reasons", { logLevel: "None" })
+      yield* ctx.start
+      yield* ctx.setUnready("job store", "JobStore.claim failed: connection refused to 127.0.0.1:5432")
+      yield* ctx.setUnready("cache", "timed out")
+      const { unready } = yield* ctx.readiness
+      const answer = yield* request("GET", "/health/ready")
+      assertError(answer, 503, { status: "unavailable", state: "Running" })
+      assert.deepStrictEqual((answer.body as { readonly reasons: unknown }).reasons, [
+        {
+          check: "job store",
+          reason: "JobStore.claim failed: connection refused to 127.0.0.1:5432",
+          since: unready[0]!.since.toISOString()
+        },
+        { check: "cache", reason: "timed out", since: unready[1]!.since.toISOString() }
+      ])
+      yield* ctx.setReady("job store")
+      yield* ctx.setReady("cache")
+      const ok = yield* request("GET", "/health/ready")
+      assertJson(ok, 200, { status: "ok", state: "Running" })
+      assert.notProperty(ok.body, "reasons")
+      assertJson(yield* request("GET", "/health/live"), 200, { state: "Running" })
     }).pipe(quiet))
 
   it.scopedLive("POST /worker/start, /worker/pause and /worker/resume answer 200 with the new state", () =>

@@ -1,7 +1,7 @@
 /**
  * Installs the package as a user of the core would: `npm run build`, `npm pack` into a temporary directory, then
  * `npm install <tarball> effect` in an empty project elsewhere. Checks what that install brings (itself, `effect`
- * and what `effect` depends on: none of the optional peers of `WorkerHttp` and `WorkerNode`), and that a plain ESM
+ * and what `effect` depends on: none of the optional peers of `WorkerHttp`, `WorkerNode` and `PgJobStore`), and that a plain ESM
  * script runs a worker from the installed package. Real npm, real registry; everything happens outside the repo,
  * and the temporary directory is removed at the end.
  */
@@ -122,7 +122,17 @@ describe("the packed package, installed with effect alone", () => {
   it("installs nothing but itself, effect and what effect depends on", async () => {
     const nodeModules = path.join(project, "node_modules")
     const names = await installed(nodeModules)
-    for (const unwanted of ["@opentelemetry", "@effect/platform", "@effect/platform-node", "@effect/opentelemetry"]) {
+    for (
+      const unwanted of [
+        "@opentelemetry",
+        "@effect/platform",
+        "@effect/platform-node",
+        "@effect/opentelemetry",
+        "@effect/sql",
+        "@effect/sql-pg",
+        "pg"
+      ]
+    ) {
       assert.isFalse(
         names.some((name) => name === unwanted || name.startsWith(`${unwanted}/`)),
         `${unwanted} installed: ${names.join(", ")}`
@@ -155,6 +165,17 @@ describe("the packed package, installed with effect alone", () => {
     assert.notStrictEqual(code, 0, stderr)
     assert.match(stderr, /ERR_MODULE_NOT_FOUND/)
     assert.match(stderr, /Cannot find package '@(effect\/(opentelemetry|platform)|opentelemetry\/[\w-]+)'/)
+  }, TEST_TIMEOUT)
+
+  it("does not load effect-worker-context/PgJobStore without its optional peers", async () => {
+    const { code, stderr } = await exec(
+      process.execPath,
+      ["--input-type=module", "--eval", "await import(\"effect-worker-context/PgJobStore\")"],
+      project
+    )
+    assert.notStrictEqual(code, 0, stderr)
+    assert.match(stderr, /ERR_MODULE_NOT_FOUND/)
+    assert.match(stderr, /Cannot find package '(@effect\/sql(-pg)?|pg)'/)
   }, TEST_TIMEOUT)
 
   it("leaves no tarball in the repository, and dist/ ignored by git", async () => {

@@ -291,6 +291,16 @@ class Held {
   }
 }
 
+/**
+ * The back-off of the store calls that are retried (claims, acknowledgements, renewals): 100 ms, doubling, at most
+ * 5 s apart (a claim's, at most `pollInterval`; a renewal's, at most `lease / 3`).
+ */
+const ackBackoffStart = 100
+const ackBackoffCap = 5_000
+
+/** The readiness check a job worker reports its store's health under. */
+const storeCheck = "job store"
+
 /** The worker's mutable state. Every method is synchronous: one atomic step, as in `WorkerCore`. */
 class Core {
   /** How many jobs take a slot: never more than `concurrency`. */
@@ -302,10 +312,17 @@ class Core {
   /** There may be claimable jobs: set by wake-ups, polls, resumes and claims that filled every slot. */
   dirty = false
   /**
-   * A claim failed, or returned jobs the worker had to give back: the next one waits for the poll (or a resume),
-   * whatever wakes the loop before it.
+   * A claim returned jobs the worker had to give back: the next one waits for the poll (or a resume), whatever wakes
+   * the loop before it.
    */
   claimBlocked = false
+  /**
+   * A claim failed: the next one waits until the back-off timer ends (`claimRetry`), whatever wakes the loop before
+   * it (wake-ups, polls, freed slots, a resume), so a store that is down is not called more often than the schedule.
+   */
+  claimBackoff = false
+  /** The back-off after the last failed claim, in ms: 0 once a claim succeeded. */
+  claimDelay = 0
   /** The context left `Running` for good: the claim loop has ended. */
   ended = false
   /** Opened to wake the claim loop; the loop closes it before it looks at what to do. */
@@ -323,7 +340,21 @@ class Core {
 
   trigger(): void {
     this.dirty = true
-    if (!this.claimBlocked) this.wake.unsafeOpen()
+    if (!this.claimBlocked && !this.claimBackoff) this.wake.unsafeOpen()
+  }
+
+  /** A claim failed: no claim until `claimRetry`. Returns the back-off: 100 ms, doubling, at most `cap`. */
+  claimFailed(cap: number): number {
+    this.claimBackoff = true
+    this.dirty = true
+    this.claimDelay = Math.min(this.claimDelay === 0 ? ackBackoffStart : this.claimDelay * 2, cap)
+    return this.claimDelay
+  }
+
+  /** The back-off after a failed claim has passed: claim again at once. */
+  claimRetry(): void {
+    this.claimBackoff = false
+    this.trigger()
   }
 
   poll(): void {
@@ -366,7 +397,7 @@ class Core {
     else if (this.live.get(held.job.id) === held) this.live.delete(held.job.id)
     // A slot frees up: claim at once only if there may be more jobs (the last claim filled every slot, or a wake-up
     // came in while the slots were full).
-    if (this.dirty && !this.claimBlocked) this.wake.unsafeOpen()
+    if (this.dirty && !this.claimBlocked && !this.claimBackoff) this.wake.unsafeOpen()
   }
 }
 
@@ -400,9 +431,6 @@ const infoOf = (job: ClaimedJob): Job.JobInfo => ({
 
 const refOf = (job: ClaimedJob) => ({ id: job.id, name: job.name, queue: job.queue, attempt: job.attempt })
 
-const ackBackoffStart = 100
-const ackBackoffCap = 5_000
-
 const currentKey = Job.Current.key
 
 const randomHex = Effect.map(
@@ -423,7 +451,7 @@ export const make: <R>(
     }
     const { autoStart, concurrency, handlers, lease, pollInterval, queues, reapInterval } = resolved
     const ctx = yield* WorkerContext
-    const store = yield* JobStore
+    const rawStore = yield* JobStore
     const clock: Clock.Clock = yield* Effect.clock
     const workerId = resolved.workerId ?? `${ctx.name}-${yield* randomHex}`
     const core = new Core()
@@ -433,6 +461,9 @@ export const make: <R>(
     const leaseMillis = Duration.toMillis(lease)
     /** How long before a lease lapses the worker stops a job it could not renew. */
     const fenceMargin = Math.min(leaseMillis / 10, 5_000)
+    const claimBackoffCap = Math.min(Duration.toMillis(pollInterval), ackBackoffCap)
+    /** The longest wait between two renewals while they fail. */
+    const renewBackoffCap = Math.min(renewEveryMillis, ackBackoffCap)
 
     const timeoutLists = new Map<number, TimeoutList>()
     const entries = new Map<string, Entry>()
@@ -467,6 +498,47 @@ export const make: <R>(
       return m
     }
     for (const queue of queues) metricsFor(queue)
+
+    // --- The store's health ------------------------------------------------------------------------------------
+
+    const storeReady = ctx.setReady(storeCheck)
+    /**
+     * Tells the context's readiness how a store call ended: an answer (a `LeaseLost` too) makes the store ready, a
+     * failure or a defect unready with its message. An interruption tells nothing.
+     */
+    const reported = <A, E>(operation: string, call: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      Effect.onExit(call, (exit) => {
+        if (Exit.isSuccess(exit)) return storeReady
+        const cause = exit.cause
+        if (Cause.isInterruptedOnly(cause)) return Effect.void
+        const failure = Cause.failureOption(cause)
+        if (Option.isSome(failure)) {
+          const error = failure.value
+          if (error instanceof LeaseLost) return storeReady
+          return ctx.setUnready(
+            storeCheck,
+            error instanceof JobStoreError ? error.message : `JobStore.${operation} failed: ${textOf(error)}`
+          )
+        }
+        return ctx.setUnready(storeCheck, `JobStore.${operation} died: ${textOf(Cause.squash(cause))}`)
+      })
+    /**
+     * The store, every call the worker makes reported to readiness; `renew` is reported with its timeout. Named
+     * fields, not a spread: a store whose operations live on a prototype keeps them.
+     */
+    const store: Pick<
+      typeof rawStore,
+      "claim" | "renew" | "complete" | "retry" | "deadLetter" | "release" | "reap" | "wakeups"
+    > = {
+      renew: (leases, lease) => rawStore.renew(leases, lease),
+      wakeups: rawStore.wakeups,
+      claim: (request) => reported("claim", rawStore.claim(request)),
+      complete: (lease) => reported("complete", rawStore.complete(lease)),
+      retry: (lease, runAt, error) => reported("retry", rawStore.retry(lease, runAt, error)),
+      deadLetter: (lease, error) => reported("deadLetter", rawStore.deadLetter(lease, error)),
+      release: (lease, options) => reported("release", rawStore.release(lease, options)),
+      reap: reported("reap", rawStore.reap)
+    }
 
     const annotate = <A, E, Q>(effect: Effect.Effect<A, E, Q>) =>
       Effect.annotateLogs(effect, { worker: ctx.name, jobWorker: workerId })
@@ -846,10 +918,21 @@ export const make: <R>(
       )
     }
 
+    /**
+     * The claim failed: claim again after the back-off (100 ms, doubling, at most `min(pollInterval, 5 s)`), not at
+     * the next poll, which may be a minute away. The timer runs on a fiber of the layer's scope.
+     */
     const claimFailed = (cause: Cause.Cause<JobStoreError>): Effect.Effect<void> => {
-      core.claimBlocked = true
-      core.dirty = true
-      return warn("JobStore.claim failed; claiming again at the next poll", cause)
+      const delay = core.claimFailed(claimBackoffCap)
+      return Effect.zipRight(
+        warn(`JobStore.claim failed; claiming again in ${delay} ms`, cause),
+        Effect.asVoid(Effect.forkIn(
+          Effect.interruptible(
+            Effect.zipRight(Effect.sleep(Duration.millis(delay)), Effect.sync(() => core.claimRetry()))
+          ),
+          scope
+        ))
+      )
     }
 
     /**
@@ -863,14 +946,17 @@ export const make: <R>(
         return Effect.void
       }
       const limit = concurrency - core.inFlight
-      if (state !== "Running" || !core.dirty || core.claimBlocked || limit <= 0) return Effect.void
+      if (state !== "Running" || !core.dirty || core.claimBlocked || core.claimBackoff || limit <= 0) return Effect.void
       core.dirty = false
       const request: ClaimRequest = { queues, names, limit, lease, worker: workerId }
       const sentAt = clock.unsafeCurrentTimeMillis()
       return Effect.zipRight(
         Effect.matchCauseEffect(store.claim(request), {
           onFailure: claimFailed,
-          onSuccess: (jobs) => afterClaim(jobs, limit, sentAt)
+          onSuccess: (jobs) => {
+            core.claimDelay = 0
+            return afterClaim(jobs, limit, sentAt)
+          }
         }),
         Effect.suspend(() => claimRound)
       )
@@ -944,7 +1030,7 @@ export const make: <R>(
         cause
       ).pipe(
         Effect.zipRight(fenced.length === 0 ? Effect.void : interruptLost(fenced)),
-        Effect.zipRight(renewLoop(Duration.millis(wait), Math.min(backoff * 2, renewEveryMillis)))
+        Effect.zipRight(renewLoop(Duration.millis(wait), Math.min(backoff * 2, renewBackoffCap)))
       )
     }
 
@@ -962,10 +1048,13 @@ export const make: <R>(
           }
           const sent = Array.from(core.live.values())
           // A renewal that hangs must not leave the leases to lapse unnoticed: it fails after one period.
-          const renewal = Effect.timeoutFail(store.renew(sent.map((held) => held.job.lease), lease), {
-            duration: renewEvery,
-            onTimeout: renewTimeout
-          })
+          const renewal = reported(
+            "renew",
+            Effect.timeoutFail(store.renew(sent.map((held) => held.job.lease), lease), {
+              duration: renewEvery,
+              onTimeout: renewTimeout
+            })
+          )
           return Effect.matchCauseEffect(renewal, {
             onSuccess: (lostIds) => {
               for (const held of sent) held.expiresAt = sentAt + leaseMillis
@@ -989,10 +1078,23 @@ export const make: <R>(
       Effect.zipRight(Effect.sync(() => core.poll()), Effect.suspend(() => pollLoop))
     )
 
-    const wakeupListener: Effect.Effect<void> = Stream.runForEach(
-      store.wakeups,
-      (queue) => served.has(queue) ? Effect.sync(() => core.trigger()) : Effect.void
-    ).pipe(Effect.catchAllCause((cause) => warn("the store's wake-ups ended with a failure; polling only", cause)))
+    /**
+     * Claims when the store says one of the worker's queues got a job. A wake-up stream that fails (its connection
+     * dropped, say) is subscribed to again after the store calls' back-off, reset by the next wake-up received; the
+     * poll goes on meanwhile. One that ends without a failure leaves the worker to its poll.
+     */
+    let wakeupDelay = ackBackoffStart
+    const wakeupListener: Effect.Effect<void> = Stream.runForEach(store.wakeups, (queue) => {
+      wakeupDelay = ackBackoffStart
+      return served.has(queue) ? Effect.sync(() => core.trigger()) : Effect.void
+    }).pipe(Effect.catchAllCause((cause) => {
+      const delay = wakeupDelay
+      wakeupDelay = Math.min(delay * 2, ackBackoffCap)
+      return warn(`the store's wake-ups failed; listening again in ${delay} ms, polling meanwhile`, cause).pipe(
+        Effect.zipRight(Effect.sleep(Duration.millis(delay))),
+        Effect.zipRight(Effect.suspend(() => wakeupListener))
+      )
+    }))
 
     const shutdownTimeout = ctx.options.shutdownTimeout
     const deadline: Effect.Effect<void> = Effect.zipRight(

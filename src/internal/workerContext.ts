@@ -24,14 +24,16 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import type {
+  Readiness,
   ResolvedWorkerContextOptions,
   Tracked,
   TrackOptions,
+  UnreadyCheck,
   WorkerContext,
   WorkerContextOptions
 } from "../WorkerContext.js"
 import { TaskRejected, WorkerStateError } from "../WorkerContextError.js"
-import { type CustomEvent, type TaskOutcome, WorkerEvent } from "../WorkerEvent.js"
+import { type CustomEvent, type ReadinessChanged, type TaskOutcome, WorkerEvent } from "../WorkerEvent.js"
 import * as WorkerMetrics from "../WorkerMetrics.js"
 import type { WorkerState } from "../WorkerState.js"
 import { EventBuffer } from "./eventBuffer.js"
@@ -225,6 +227,8 @@ class WorkerCore {
   /** Set by `bind` once `make` has built the service, before any task can be tracked. */
   private callers: CallerCache | undefined = undefined
   private readonly shutdownHooks: Array<() => void> = []
+  /** The readiness checks that are not ready, by name, in the order they became so. */
+  private readonly unready = new Map<string, UnreadyCheck>()
   private burstCaller = -1
   private burst = 0
   /** Closed while `Paused`: the gate a waiting `track` waits at. Opened by `resume` and by the beginning of shutdown. */
@@ -255,6 +259,10 @@ class WorkerCore {
     // a name (or the overflow series) add up instead of overwriting each other.
     for (const gauge of Object.values(metrics.state)) gauge.unsafeModify(0, [])
     metrics.state[this.state].unsafeModify(1, [])
+  }
+
+  now(): number {
+    return this.clock.unsafeCurrentTimeMillis()
   }
 
   /** Gives the core its service: inside a task, `yield* WorkerContext` returns it. */
@@ -336,6 +344,39 @@ class WorkerCore {
     } else if (this.state !== "Running") {
       return new WorkerStateError({ worker: this.name, operation: "resume", state: this.state })
     }
+  }
+
+  /** Marks `check` unready; returns whether it was ready until now (only then is the flip published). */
+  setUnready(check: string, reason: string): boolean {
+    const current = this.unready.get(check)
+    if (current !== undefined) {
+      if (current.reason !== reason) this.unready.set(check, { check, reason, since: current.since })
+      return false
+    }
+    this.unready.set(check, { check, reason, since: new Date(this.clock.unsafeCurrentTimeMillis()) })
+    this.publishReadiness({ _tag: "ReadinessChanged", check, ready: false, reason })
+    return true
+  }
+
+  /** Marks `check` ready; returns what it was while unready, or `undefined` if it was ready (nothing flipped). */
+  setReady(check: string): UnreadyCheck | undefined {
+    const current = this.unready.get(check)
+    if (current === undefined) return undefined
+    this.unready.delete(check)
+    this.publishReadiness({ _tag: "ReadinessChanged", check, ready: true })
+    return current
+  }
+
+  readiness(): Readiness {
+    return {
+      ready: this.state === "Running" && this.unready.size === 0,
+      state: this.state,
+      unready: Array.from(this.unready.values())
+    }
+  }
+
+  private publishReadiness(value: ReadinessChanged): void {
+    if (this.listening && this.state !== "Stopped") this.publish(WorkerEvent.Custom({ worker: this.name, value }))
   }
 
   /** Runs `f` in the step that begins shutdown (at once, if it has begun). */
@@ -839,6 +880,27 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
         return Effect.void
       })
 
+    const setUnready = (check: string, reason: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (typeof check !== "string" || check.length === 0) {
+          return Effect.die(
+            new Cause.IllegalArgumentException("WorkerContext.setUnready: check must be a non-empty string")
+          )
+        }
+        const text = String(reason)
+        return core.setUnready(check, text)
+          ? annotated(Effect.logWarning(`readiness check "${check}" is not ready: ${text}`))
+          : Effect.void
+      })
+
+    const setReady = (check: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const was = core.setReady(check)
+        if (was === undefined) return Effect.void
+        const unreadyFor = Duration.millis(Math.max(0, core.now() - was.since.getTime()))
+        return lifecycleLog(`readiness check "${check}" is ready again, after ${Duration.format(unreadyFor)}`)
+      })
+
     const service: Service = {
       name,
       options: resolved,
@@ -860,7 +922,10 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
       emit,
       subscribe,
       events,
-      listen
+      listen,
+      setUnready,
+      setReady,
+      readiness: Effect.sync(() => core.readiness())
     }
     core.bind(service)
     return service

@@ -1,0 +1,146 @@
+/**
+ * The PostgreSQL job store: a `JobStore` whose jobs live in PostgreSQL, for many workers on many machines against
+ * one database. Jobs survive crashes and deploys; a worker killed with `kill -9` loses nothing, because what it
+ * held comes back when its leases expire. See `docs/postgres.md` for the schema, the lease model, recovery times,
+ * sizing and Kubernetes settings.
+ *
+ * It needs `@effect/sql` 0.52, `@effect/sql-pg` 0.53 and `pg` 8 (optional peer dependencies of this package: only
+ * this entry point imports them), and a `PgClient` from `@effect/sql-pg` in the context.
+ *
+ * What it guarantees, beyond the port's contract (`JobStore`):
+ *
+ * - **One statement per operation.** A claim of up to N jobs is one `UPDATE ... FOR UPDATE SKIP LOCKED` over the
+ *   index of ready jobs: concurrent workers never block each other and never get the same job. Renewing every
+ *   lease a worker holds is one statement; so is a reap, a dead-lettering, a redrive.
+ * - **Leases are judged by the database's clock,** never a worker's: a lease holds until `lease_expires_at`,
+ *   exclusive, and every acknowledgement checks its fencing token and that instant in the statement that makes
+ *   it. A worker that was stopped (`SIGSTOP`, a long GC, a partition) past its lease finds it lost, and its late
+ *   `complete` changes nothing.
+ * - **At least once.** A job runs again when its worker dies or loses its lease before acknowledging it; an
+ *   expired lease counts as an attempt, so a job that kills its worker every time ends in the dead letters
+ *   (`"lease expired"`) instead of looping. Handlers should be idempotent: the job's id is the idempotency key.
+ * - **Completed jobs are deleted;** dead jobs move to a table of their own (`dead_jobs`), kept until redriven or
+ *   deleted by you.
+ * - **Wake-ups by LISTEN/NOTIFY.** Each statement that makes jobs ready now sends one notification (with the
+ *   queues, as JSON), in its transaction: a rolled-back enqueue wakes nobody. The store listens on a connection of
+ *   its own (not the pool's), with TCP keepalive and a check every `listenCheckInterval`; when that connection
+ *   drops it reconnects with a capped backoff (100 ms doubling to 10 s) and at once asks which queues have ready
+ *   jobs, so nothing waits for a poll. Workers poll anyway: LISTEN is a hint, the poll the guarantee.
+ * - **Transactions.** `enqueue` runs on the caller's fiber, so inside `sql.withTransaction` it joins that
+ *   transaction: the job exists, and wakes workers, only if the transaction commits.
+ * - **Acknowledgements batch themselves** (`batchAcks`, on by default): `complete` calls that arrive while one is
+ *   in flight go out together in one `DELETE`, so a busy worker sends far fewer statements, and an idle one waits
+ *   for nobody.
+ * - **Errors say what failed**: `JobStoreError.reason` reads `connection refused to 127.0.0.1:5432`,
+ *   `schema "effect_worker" is missing or not migrated ...`, `permission denied: ...`.
+ *
+ * @since 0.3.0
+ */
+import type * as PgClient from "@effect/sql-pg/PgClient"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as internal from "./internal/pgJobStore.js"
+import { JobStore, type JobStoreError } from "./JobStore.js"
+
+/**
+ * Options of {@link make} and {@link layer}. Every field is optional. An option that makes no sense (a schema that
+ * is not a plain lower-case identifier, a check interval of zero) makes `make` die with an
+ * `IllegalArgumentException` that names it.
+ *
+ * @example
+ * ```ts
+ * import type { PgJobStoreOptions } from "effect-worker-context/PgJobStore"
+ *
+ * const options: PgJobStoreOptions = { schema: "jobs", migrate: true, listenCheckInterval: "5 seconds" }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface PgJobStoreOptions {
+  /**
+   * The schema the store's tables live in: `jobs`, `dead_jobs`, two sequences, the `clock()` function and the
+   * migrations table. Default `"effect_worker"`. Lower-case letters, digits and `_`, at most 48 characters. Two
+   * stores with different schemas in one database share nothing.
+   */
+  readonly schema?: string | undefined
+  /**
+   * Creates the schema and runs the migrations it lacks when the store is built. Default `true`. Workers that
+   * start at once migrate one after another (an advisory lock keyed by the schema), so this is safe to leave on
+   * everywhere; turn it off where the database user may not create tables, and migrate from a deploy step (a
+   * store built once with `migrate: true` by a user who may).
+   */
+  readonly migrate?: boolean | undefined
+  /**
+   * Listens for wake-ups (LISTEN/NOTIFY) on a connection of its own. Default `true`. Without it, `wakeups` never
+   * emits and workers find jobs by polling only (each waits up to its `pollInterval`), and the store holds one
+   * connection fewer; notifications are still sent, for the workers that do listen.
+   */
+  readonly listen?: boolean | undefined
+  /**
+   * How often the listening connection is checked with a `SELECT 1` (answer within 5 s, or it is replaced). Default
+   * 10 seconds. A dropped connection that says so (the server restarted, `pg_terminate_backend`) is noticed at
+   * once; this bounds how long a silent one (a partition) can leave the store deaf.
+   */
+  readonly listenCheckInterval?: Duration.DurationInput | undefined
+  /**
+   * Sends the `complete` calls that wait for the database at the same moment in one statement. Default `true`.
+   * It adds no delay (a batch leaves as soon as the previous one returns); turn it off only to measure it.
+   */
+  readonly batchAcks?: boolean | undefined
+}
+
+/**
+ * Builds a PostgreSQL job store on the `PgClient` in the context, migrating its schema first (unless
+ * `migrate: false`). The listening connection and the acknowledgement batcher live in the scope; closing it
+ * closes them (the pool is the `PgClient`'s, closed with it).
+ *
+ * @example
+ * ```ts
+ * import { PgClient } from "@effect/sql-pg"
+ * import { Effect, Redacted } from "effect"
+ * import * as PgJobStore from "effect-worker-context/PgJobStore"
+ *
+ * const program = Effect.gen(function*() {
+ *   const store = yield* PgJobStore.make({ schema: "jobs" })
+ *   return yield* store.stats
+ * }).pipe(
+ *   Effect.scoped,
+ *   Effect.provide(PgClient.layer({ url: Redacted.make("postgres://localhost/app") }))
+ * )
+ * ```
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const make: (
+  options?: PgJobStoreOptions | undefined
+) => Effect.Effect<JobStore.Service, JobStoreError, PgClient.PgClient | Scope.Scope> = internal.make
+
+/**
+ * A layer that provides a PostgreSQL job store (see {@link make}) on the `PgClient` it is given.
+ *
+ * @example
+ * ```ts
+ * import { PgClient } from "@effect/sql-pg"
+ * import { Effect, Layer, Redacted, Schema } from "effect"
+ * import { Job } from "effect-worker-context"
+ * import * as PgJobStore from "effect-worker-context/PgJobStore"
+ *
+ * const SendEmail = Job.make("send-email", { payload: Schema.Struct({ to: Schema.String }), queue: "emails" })
+ *
+ * const Store = PgJobStore.layer().pipe(
+ *   Layer.provide(PgClient.layer({ url: Redacted.make("postgres://localhost/app") }))
+ * )
+ *
+ * const program = SendEmail.enqueue({ to: "ada@example.com" }).pipe(Effect.provide(Store))
+ * ```
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layer = (
+  options?: PgJobStoreOptions | undefined
+): Layer.Layer<JobStore, JobStoreError, PgClient.PgClient> => Layer.scoped(JobStore, internal.make(options))
