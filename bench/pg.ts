@@ -5,7 +5,8 @@
  * - **Throughput.** A batch of no-op jobs is enqueued in bulk (one call), untimed, while nothing claims: our
  *   worker's context is `Paused`, graphile-worker's runner is not running. The timed call starts the worker (our
  *   `ctx.resume`; graphile-worker's `run()`, on a pool made beforehand, its schema migrated) and ends when the last
- *   handler ran. Four variants in interleaved rounds: each library with its defaults and with its batching options.
+ *   handler ran. The variants run in interleaved rounds: each library with its defaults and with its batching
+ *   options, and ours with `batchAcks: false` (one acknowledgement per statement) to show what batching buys.
  *   Before every batch the job tables are truncated and, once the batch is in, analyzed, so that every round starts
  *   from the same tables and plans.
  * - **Latency.** With the worker running, idle, and listening (`LISTEN`), single jobs are enqueued one at a time,
@@ -16,7 +17,8 @@
  * and concurrency 24. The server runs with PostgreSQL's own durability settings unless `durable` is off: a commit
  * waits for its WAL flush, as in a deployment, and that is what batching saves.
  */
-import { Effect, type Scope } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Redacted, Runtime, Schema, type Scope } from "effect"
 import {
   Logger as GraphileLogger,
   makeWorkerUtils,
@@ -26,6 +28,9 @@ import {
   type WorkerUtils
 } from "graphile-worker"
 import pg from "pg"
+import { Job, JobStore, WorkerContext } from "../src/index.js"
+import * as JobWorker from "../src/JobWorker.js"
+import * as PgJobStore from "../src/PgJobStore.js"
 import { startPgServer } from "../test/pgServer.js"
 import { Countdown, median, now, quietLogs } from "./common.js"
 import { interleaved, pairedRatio, type Variant } from "./interleave.js"
@@ -65,8 +70,23 @@ export const PgVariants = {
   graphileBatched:
     `graphile-worker, batched (localQueue ${GraphileBatching.localQueue.size}, completeJobBatchDelay ${GraphileBatching.completeJobBatchDelay})`,
   ours: "JobWorker + PgJobStore, defaults",
-  oursBatched: "JobWorker + PgJobStore, batched acks"
+  oursBatched: "JobWorker + PgJobStore, batched acks",
+  oursUnbatched: "JobWorker + PgJobStore, batchAcks: false"
 } as const
+
+/**
+ * Our variants' store options, and the schema each lives in (one database, a schema each). `batchAcks` is on by
+ * default: "batched acks" says so explicitly, "batchAcks: false" shows what it buys.
+ */
+const OurVariants: ReadonlyArray<{
+  readonly name: string
+  readonly schema: string
+  readonly options: PgJobStore.PgJobStoreOptions
+}> = [
+  { name: PgVariants.ours, schema: "bench_ewc", options: {} },
+  { name: PgVariants.oursBatched, schema: "bench_ewc_batched", options: { batchAcks: true } },
+  { name: PgVariants.oursUnbatched, schema: "bench_ewc_unbatched", options: { batchAcks: false } }
+]
 
 /** The server settings the report shows: read back from `pg_settings`, not what was asked for. */
 export const ReportedSettings = [
@@ -103,7 +123,7 @@ export interface PgResult {
   readonly config: PgConfig
   /** `SHOW server_version`. */
   readonly serverVersion: string
-  /** {@link ReportedSettings} as the server reports them, with their units. */
+  /** {@link ReportedSettings} as the server reports them (`current_setting`: with their units). */
   readonly settings: ReadonlyArray<{ readonly name: string; readonly value: string }>
   /** Median jobs per second (wall clock), by variant name. */
   readonly jobsPerSecond: Readonly<Record<string, number>>
@@ -121,9 +141,9 @@ export interface PgResult {
   readonly latency: Readonly<Record<string, LatencyResult>>
   /** By variant name, how many times the no-op handler ran: `jobs × (rounds + warmupRounds)` each. */
   readonly completed: Readonly<Record<string, number>>
-  /** Job rows left in the tables after a round's teardown, summed over every round, and at the end: 0. */
+  /** Job rows left in the tables after each round's teardown and each latency run, summed: 0. */
   readonly leftInStore: number
-  /** Which variants ran: ours are absent while `PgJobStore` is not there. */
+  /** The variants, in the order they were built (the first round's order). */
   readonly variants: ReadonlyArray<string>
 }
 
@@ -287,7 +307,7 @@ const graphileContender = (
       teardown: async () => {
         // `stop` waits for the jobs in flight and flushes the batched completions.
         await stop()
-        left.count += await countRows(pool, ["graphile_worker._private_jobs"])
+        left.count += await rowsLeft(pool, ["graphile_worker._private_jobs"])
       }
     },
     latency: async () => {
@@ -299,21 +319,130 @@ const graphileContender = (
         })
       } finally {
         await stop()
+        left.count += await rowsLeft(pool, ["graphile_worker._private_jobs"])
       }
     }
   }
 }
 
+/** Our job types: the same payloads as graphile-worker's tasks, `Job.make`'s defaults otherwise. */
+const Noop = Job.make("bench-noop", { payload: Schema.Struct({ n: Schema.Number }), queue: "bench" })
+const Latency = Job.make("bench-latency", { payload: Schema.Struct({ t: Schema.Number }), queue: "bench" })
+
+/** `count` jobs to enqueue, ready now. */
+const newJobs = (count: number): Array<JobStore.NewJob> => {
+  const runAt = new Date()
+  const jobs = new Array<JobStore.NewJob>(count)
+  for (let n = 0; n < count; n++) {
+    jobs[n] = {
+      name: Noop.name,
+      queue: Noop.queue,
+      payload: { n },
+      runAt,
+      priority: 0,
+      key: undefined,
+      maxAttempts: Noop.maxAttempts
+    }
+  }
+  return jobs
+}
+
+/** Waits until `done` holds, checking every few milliseconds; dies after `seconds`. */
+const waitUntil = async (what: string, done: () => Promise<boolean>, seconds = 30): Promise<void> => {
+  const deadline = now() + seconds * 1000
+  while (!(await done())) {
+    if (now() > deadline) throw new Error(`${what} did not happen within ${seconds} s`)
+    await sleep(5)
+  }
+}
+
 /**
- * Our contenders: `JobWorker` + `PgJobStore` with its defaults and with batched acknowledgements. Empty until
- * `src/PgJobStore.ts` lands.
+ * The job rows left in `tables` once they stop shrinking for long: 0 unless a job ran and was never acknowledged.
+ * graphile-worker's `stop()` can resolve a moment before its last `complete_job` is visible, so one count right
+ * after it could see a job that is about to go.
  */
-const ourContenders = (
-  _config: PgConfig,
-  _databaseUrl: string,
-  _admin: pg.Pool,
-  _left: { count: number }
-): Effect.Effect<ReadonlyArray<Contender>, never, Scope.Scope> => Effect.succeed([])
+const rowsLeft = async (pool: pg.Pool, tables: ReadonlyArray<string>): Promise<number> => {
+  const deadline = now() + 5_000
+  let count = await countRows(pool, tables)
+  while (count > 0 && now() < deadline) {
+    await sleep(5)
+    count = await countRows(pool, tables)
+  }
+  return count
+}
+
+/**
+ * One of our contenders: a `PgClient` of `poolSize` connections, a `PgJobStore` in `schema`, a context and a
+ * `JobWorker` with its defaults but the concurrency, for the whole benchmark; the context is `Paused` between
+ * batches.
+ */
+const ourContender = (
+  variant: typeof OurVariants[number],
+  config: PgConfig,
+  databaseUrl: string,
+  tables: pg.Pool,
+  left: { count: number }
+): Effect.Effect<Contender, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const runPromise = Runtime.runPromise(yield* Effect.runtime<never>())
+    const client = yield* Layer.build(
+      PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: config.poolSize })
+    )
+    const store = yield* PgJobStore.make({ schema: variant.schema, ...variant.options }).pipe(Effect.provide(client))
+    const ctx = yield* WorkerContext.make({ name: `bench-pg-${variant.schema}` })
+    const counter = new Countdown()
+    const probe = new LatencyProbe()
+    const worker = yield* JobWorker.make({
+      handlers: [
+        Noop.handler(() => Effect.sync(counter.tick)),
+        Latency.handler(({ t }) => Effect.sync(() => probe.started(t)))
+      ],
+      concurrency: config.concurrency
+    }).pipe(Effect.provideService(JobStore.JobStore, store), Effect.provideService(WorkerContext, ctx))
+    yield* ctx.pause
+    const jobTables = [`${variant.schema}.jobs`, `${variant.schema}.dead_jobs`]
+    const enqueueMs: Array<number> = []
+    /** Pauses, then waits until the worker holds no job and the table holds none either. */
+    const settle = async () => {
+      await runPromise(ctx.pause)
+      // A job leaves the worker once its acknowledgement ran.
+      await waitUntil(`${variant.name}: the worker draining`, async () => (await runPromise(worker.inFlight)) === 0)
+      left.count += await rowsLeft(tables, jobTables)
+    }
+    return {
+      counter,
+      enqueueMs,
+      startupMs: [],
+      variant: {
+        name: variant.name,
+        setup: async () => {
+          await query(tables, `truncate ${jobTables.join(", ")}`)
+          const batch = newJobs(config.jobs)
+          const begin = now()
+          await runPromise(store.enqueue(batch))
+          enqueueMs.push(now() - begin)
+          await query(tables, `analyze ${jobTables.join(", ")}`)
+        },
+        run: async () => {
+          const done = counter.arm(config.jobs)
+          await runPromise(ctx.resume)
+          await done
+        },
+        teardown: settle
+      },
+      latency: async () => {
+        await query(tables, `truncate ${jobTables.join(", ")}`)
+        await runPromise(ctx.resume)
+        try {
+          return await measureLatency(config, probe, async (t) => {
+            await runPromise(Latency.enqueue({ t }).pipe(Effect.provideService(JobStore.JobStore, store)))
+          })
+        } finally {
+          await settle()
+        }
+      }
+    }
+  }).pipe(Effect.orDie)
 
 /** Runs benchmark 9 on a server of its own, removed at the end. */
 export const pgJobs = (config: PgConfig): Effect.Effect<PgResult> =>
@@ -335,18 +464,19 @@ export const pgJobs = (config: PgConfig): Effect.Effect<PgResult> =>
     const serverVersion = (yield* Effect.promise(() => query<{ server_version: string }>(admin, "show server_version")))
       .rows[0]!.server_version
     const settingRows = (yield* Effect.promise(() =>
-      query<{ name: string; setting: string; unit: string | null }>(
+      query<{ name: string; value: string }>(
         admin,
-        "select name, setting, unit from pg_settings where name = any($1::text[])",
+        "select name, current_setting(name) as value from pg_settings where name = any($1::text[])",
         [ReportedSettings]
       )
     )).rows
     const settings = ReportedSettings.map((name) => {
       const row = settingRows.find((row) => row.name === name)
-      return { name, value: row === undefined ? "n/a" : `${row.setting}${row.unit ? ` (unit ${row.unit})` : ""}` }
+      return { name, value: row?.value ?? "n/a" }
     })
 
     const left = { count: 0 }
+    const ewcTables = yield* acquirePool(urlOf("bench_ewc"), 2)
     const graphilePool = yield* acquirePool(urlOf("bench_graphile"), config.poolSize)
     const utils = yield* Effect.acquireRelease(
       Effect.promise(() => makeWorkerUtils({ pgPool: graphilePool, logger: graphileLogger })),
@@ -359,7 +489,10 @@ export const pgJobs = (config: PgConfig): Effect.Effect<PgResult> =>
     const contenders: Array<Contender> = [
       graphileContender(PgVariants.graphile, config, graphilePool, utils, {}, left),
       graphileContender(PgVariants.graphileBatched, config, graphilePool, utils, GraphileBatching, left),
-      ...(yield* ourContenders(config, urlOf("bench_ewc"), admin, left))
+      ...(yield* Effect.forEach(
+        OurVariants,
+        (variant) => ourContender(variant, config, urlOf("bench_ewc"), ewcTables, left)
+      ))
     ]
 
     const result = yield* Effect.promise(() =>
@@ -373,7 +506,6 @@ export const pgJobs = (config: PgConfig): Effect.Effect<PgResult> =>
     for (const contender of contenders) {
       latency[contender.variant.name] = yield* Effect.promise(() => contender.latency())
     }
-    left.count += yield* Effect.promise(() => countRows(graphilePool, ["graphile_worker._private_jobs"]))
 
     const jobsPerSecond: Record<string, number> = {}
     const enqueueUsPerJob: Record<string, number> = {}

@@ -726,9 +726,12 @@ Time per step: ${result.stepSeconds.map(({ seconds, step }) => `${step} ${fmt(se
   "batched" adds its performance page's batching: \`localQueue: { size: ${GraphileBatching.localQueue.size} }\`
   (the pool fetches and locks up to ${GraphileBatching.localQueue.size} jobs at once and hands them out),
   \`completeJobBatchDelay: ${GraphileBatching.completeJobBatchDelay}\` and \`failJobBatchDelay: ${GraphileBatching.failJobBatchDelay}\`
-  (the completions of one tick in one statement). Ours "defaults" is \`PgJobStore.layer({ schema })\` and
+  (the completions of one tick in one statement). Ours "defaults" is \`PgJobStore.make({ schema })\` and
   \`JobWorker.make({ handlers, concurrency: ${config.pg.concurrency} })\` with every other option at its default;
-  "batched acks" is \`PgJobStore.layer({ schema, batchAcks: true })\`. Untimed, before each batch: the job tables
+  "batched acks" is \`PgJobStore.make({ schema, batchAcks: true })\` (\`batchAcks\` is on by default, so it is
+  the defaults said out loud: \`JobWorker\` has no option to claim more jobs than it has free slots, the counterpart
+  of graphile-worker's local queue); "batchAcks: false" acknowledges each job in a statement of its own. Each of
+  ours has a \`PgClient\` of its own and a schema of its own in \`bench_ewc\`. Untimed, before each batch: the job tables
   are truncated, ${config.pg.jobs.toLocaleString("en")} jobs are enqueued in one call (graphile-worker's
   \`addJobs\`, our \`store.enqueue\`; the "bulk enqueue" rows), the tables analyzed, then the forced GC. Timed: from
   starting the worker (graphile-worker's \`run()\`, migrations already applied, its start-up inside the timed call:
@@ -736,8 +739,10 @@ Time per step: ${result.stepSeconds.map(({ seconds, step }) => `${step} ${fmt(se
     config.pg.jobs.toLocaleString("en")
   }th
   call. Untimed, after: graphile-worker's \`runner.stop()\` (it waits for the jobs in flight and flushes its batched
-  completions); our context paused and a wait until the worker holds no job and the table is empty; then the job
-  rows left are counted (the "left in the tables" figure, summed over every round). ${config.pg.rounds} measured rounds
+  completions); our context paused and a wait until the worker holds no job (a job leaves it once acknowledged);
+  then the job rows left are counted once the count stops falling, for up to 5 s (\`stop()\` can resolve a moment
+  before graphile-worker's last completion is visible): the "left in the tables" figure, summed over every round and
+  latency run. ${config.pg.rounds} measured rounds
   after ${config.pg.warmupRounds} warm-up round(s), the variants' order rotating every round; a ratio is the median of
   the per-round ratios of graphile-worker's time to ours. CPU time is this process's: the server's processes are not
   in it. **Latency:** after the rounds, for each variant in turn, the worker running and idle (its \`LISTEN\` up),
