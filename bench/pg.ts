@@ -121,6 +121,8 @@ export interface PgRatio {
 
 export interface PgResult {
   readonly config: PgConfig
+  /** The throwaway server's port: closed again, the server stopped and its folder removed, once this returns. */
+  readonly serverPort: number
   /** `SHOW server_version`. */
   readonly serverVersion: string
   /** {@link ReportedSettings} as the server reports them (`current_setting`: with their units). */
@@ -524,6 +526,7 @@ export const pgJobs = (config: PgConfig): Effect.Effect<PgResult> =>
         : { wall: Number.NaN, cpu: Number.NaN }
     return {
       config,
+      serverPort: server.port,
       serverVersion,
       settings,
       jobsPerSecond,

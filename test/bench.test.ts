@@ -5,8 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import * as fs from "node:fs"
-import * as os from "node:os"
+import * as net from "node:net"
 import { contention } from "../bench/contention.js"
 import { eventThroughput } from "../bench/events.js"
 import { jobsMemory, jobsThroughput, JobsVariants } from "../bench/jobs.js"
@@ -40,8 +39,16 @@ import { throughputAtScale } from "../bench/throughput.js"
 
 const isPositive = (value: number) => Number.isFinite(value) && value > 0
 
-/** The throwaway servers' folders (`test/pgServer.ts`) that exist now. */
-const pgServerFolders = () => new Set(fs.readdirSync(os.tmpdir()).filter((name) => name.startsWith("ewc-pg-")))
+/** Whether something accepts connections on 127.0.0.1:`port`. */
+const isListening = (port: number) =>
+  Effect.async<boolean>((resume) => {
+    const socket = net.connect(port, "127.0.0.1")
+    socket.once("connect", () => {
+      socket.destroy()
+      resume(Effect.succeed(true))
+    })
+    socket.once("error", () => resume(Effect.succeed(false)))
+  })
 
 describe("benchmark suite, smoke run", () => {
   it.live("per-task overhead runs every variant to the end of every batch", () =>
@@ -195,9 +202,8 @@ describe("benchmark suite, smoke run", () => {
     () =>
       Effect.gen(function*() {
         const config = smokeConfig.pg
-        const before = pgServerFolders()
         const result = yield* pgJobs(config)
-        for (const folder of pgServerFolders()) assert.isTrue(before.has(folder), `${folder} was left behind`)
+        assert.isFalse(yield* isListening(result.serverPort), "the benchmark's server still listens")
         assert.deepStrictEqual(result.variants, Object.values(PgVariants))
         const perVariant = config.jobs * (config.rounds + config.warmupRounds)
         for (const name of result.variants) {
