@@ -713,11 +713,13 @@ Time per step: ${result.stepSeconds.map(({ seconds, step }) => `${step} ${fmt(se
   the worker to hold no job. The heap (after forced GCs) is taken after one warm-up batch (the baseline: the store's
   heaps and maps have grown, metric series exist, code is compiled), between batches and after the last one;
   "jobs/s" counts the batches only (enqueue and drain).
-- **PostgreSQL (9).** One throwaway PostgreSQL server (\`test/pgServer.ts\`) for the whole benchmark, started with
-  ${
+- **PostgreSQL (9).** One throwaway PostgreSQL server (\`test/pgServer.ts\`) for the whole benchmark, ${
     config.pg.durable
-      ? "PostgreSQL's durability defaults put back (`fsync`, `synchronous_commit`, `full_page_writes` on: the test server turns them off): every commit waits for its WAL flush, as in a deployment"
-      : "the test server's settings (`fsync`, `synchronous_commit`, `full_page_writes` off)"
+      ? `with PostgreSQL's
+  durability defaults put back (the test server turns \`fsync\`, \`synchronous_commit\` and \`full_page_writes\` off):
+  every commit waits for its WAL flush, as in a deployment`
+      : `with the test
+  server's settings (\`fsync\`, \`synchronous_commit\` and \`full_page_writes\` off)`
   }; the settings above are read back from \`pg_settings\`. Each library has a database of its own
   (\`bench_graphile\`, \`bench_ewc\`), a pool of ${config.pg.poolSize} connections (graphile-worker's default
   \`maxPoolSize\`; a \`pg.Pool\` made once and passed as \`pgPool\`, so that no run opens connections) and runs
@@ -828,5 +830,23 @@ a plain function per job, with no fiber: it is there for scale, not as a target.
 **Jobs memory (8).** A finished job leaves nothing behind: \`complete\` deletes the job from the store's jobs map and
 lease heap, the worker frees its slot and drops its \`Held\` from \`live\` (and from its timeout's list), and with no
 subscriber no event is kept. Ids are strings of a counter, held by nobody once the job is gone.
+
+**PostgreSQL (9).** With no-op handlers and durability on, throughput is decided by the statements each job waits
+for, since every statement that changes rows waits for its WAL flush. Per job, read from graphile-worker
+${env.graphileWorker}'s source and ours:
+
+| variant | claiming | acknowledging | on the job's path |
+| --- | --- | --- | --- |
+| graphile-worker, defaults | each of the ${config.pg.concurrency} workers fetches one job per \`get_job\` statement | one statement per job | the fetch only: a worker does not wait for its completion before fetching the next job |
+| graphile-worker, batched | the pool fetches up to ${GraphileBatching.localQueue.size} jobs in one statement when its local queue runs low | the completions of one tick in one statement | neither, mostly: jobs come from the local queue, completions run beside the next jobs |
+| ours, \`batchAcks\` on (the default) | one \`claim\` per claim round, for every free slot (at most ${config.pg.concurrency}) | the acknowledgements that arrive while one statement runs go in the next one | both: a job keeps its slot until its acknowledgement is taken, and the worker claims only for free slots |
+| ours, \`batchAcks: false\` | the same | one statement per job, on a pool of ${config.pg.poolSize} | both |
+
+So a claim round of ours is claim, run, acknowledge, one after the other, for at most ${config.pg.concurrency} jobs,
+and at least two commits stand between one round's jobs and the next's. graphile-worker's defaults have one fetch per
+job on the path, fanned out over its ${config.pg.concurrency} workers; its batching takes both statements off the
+path, which is the gap between the two batched rows: \`JobWorker\` has no way to claim ahead of its free slots (the
+counterpart of a local queue), nor to free a slot before its acknowledgement commits. Latency with \`LISTEN\` is a
+notification, one claim statement and the start of a task: a few milliseconds for both libraries.
 `
 }
