@@ -22,8 +22,9 @@
  * The job runner's benchmarks alone, 7 and 8 (about 30–45 s and 20–25 s on 2 cores):
  * `BENCH_ONLY=jobs,jobsMemory node --expose-gc --import tsx bench/run.ts`
  *
- * PostgreSQL, ours next to graphile-worker (9): starts a throwaway server of its own (`test/pgServer.ts`, which
- * needs PostgreSQL's server binaries) and removes it at the end:
+ * PostgreSQL, ours next to graphile-worker (9; about 5 minutes on 2 cores, most of it the unbatched variants'
+ * 30,000-job batches): starts a throwaway server of its own (`test/pgServer.ts`, which needs PostgreSQL's server
+ * binaries) and removes it at the end:
  * `BENCH_ONLY=pg node --expose-gc --import tsx bench/run.ts`
  */
 import { Effect } from "effect"
