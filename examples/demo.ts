@@ -31,9 +31,13 @@
  * - `HOST`: the interface to listen on (default `127.0.0.1`: the control routes have no authentication).
  * - `SHUTDOWN_TIMEOUT`: seconds shutdown waits for the jobs in flight (default 10, fractions allowed).
  * - `DEMO_JOB_MS`: every job takes exactly this many milliseconds (default: random, 200 to 1500).
+ * - `DATABASE_URL`: a PostgreSQL server (`postgres://user:password@host:5432/db`): the jobs live there, in the
+ *   schema `effect_worker` (created at start), instead of in memory. They survive the process, and every demo
+ *   started with the same `DATABASE_URL` (on another `PORT`) shares the work: each claims what the others do not.
  */
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
+import { PgClient } from "@effect/sql-pg"
 import {
   Array as Arr,
   Cause,
@@ -48,12 +52,14 @@ import {
   Logger,
   Option,
   Random,
+  Redacted,
   Ref,
   Schedule,
   Schema
 } from "effect"
 import { createServer } from "node:http"
 import { Job, JobStore, JobWorker, MemoryJobStore, WorkerContext, WorkerEvent } from "../src/index.js"
+import * as PgJobStore from "../src/PgJobStore.js"
 import * as WorkerHttp from "../src/WorkerHttp.js"
 import * as WorkerNode from "../src/WorkerNode.js"
 
@@ -72,6 +78,10 @@ const config = Config.all({
     Config.validate({ message: "expected a number of seconds, zero or more", validation: (s) => s >= 0 }),
     Config.withDefault(10),
     Config.map(Duration.seconds)
+  ),
+  // Empty counts as unset, so `DATABASE_URL= npm start` runs on the memory store whatever the shell exports.
+  databaseUrl: Config.option(Config.redacted("DATABASE_URL")).pipe(
+    Config.map(Option.filter((url) => Redacted.value(url) !== ""))
   ),
   jobMillis: Config.option(
     Config.integer("DEMO_JOB_MS").pipe(
@@ -273,14 +283,31 @@ const ListenerLive = Layer.effectDiscard(Effect.gen(function*() {
   yield* ctx.listen(logEvent(yield* Outcomes))
 }))
 
-/** Once the job worker has drained, says what the store still holds: the memory store goes with the process. */
+/**
+ * The job store: PostgreSQL when `DATABASE_URL` is set (with a pool of its own, closed after the worker drained),
+ * otherwise in memory.
+ */
+const StoreLive = Layer.unwrapEffect(Effect.map(config, ({ databaseUrl }) =>
+  Option.match(databaseUrl, {
+    onNone: () => MemoryJobStore.layer(),
+    onSome: (url) =>
+      PgJobStore.layer().pipe(
+        Layer.tap(() =>
+          Effect.log("jobs in PostgreSQL (schema effect_worker): shared with every demo on this database")
+        ),
+        Layer.provide(PgClient.layer({ url, applicationName: "effect-worker-context demo" }))
+      )
+  })))
+
+/** Once the job worker has drained, says what the store still holds. */
 const LeftInStoreLive = Layer.scopedDiscard(
   Effect.addFinalizer(() =>
     Effect.flatMap(JobStore.JobStore, (store) => store.stats).pipe(
-      Effect.flatMap(({ dead, leased, ready, scheduled }) =>
+      Effect.zip(config),
+      Effect.flatMap(([{ dead, leased, ready, scheduled }, { databaseUrl }]) =>
         Effect.log(
           `left in the store: ready=${ready} scheduled=${scheduled} leased=${leased} dead=${dead} ` +
-            "(in memory: gone when the process exits)"
+            (Option.isSome(databaseUrl) ? "(in PostgreSQL: kept)" : "(in memory: gone when the process exits)")
         )
       ),
       Effect.catchAll((error) => Effect.logWarning("could not read the store's stats", error))
@@ -305,7 +332,7 @@ const AppLive = ProducerLive.pipe(
   Layer.provide(ListenerLive),
   Layer.provide(HttpLive),
   Layer.provide(LeftInStoreLive),
-  Layer.provideMerge(MemoryJobStore.layer()),
+  Layer.provideMerge(StoreLive),
   Layer.provideMerge(WorkerLive)
 )
 

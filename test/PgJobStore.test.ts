@@ -1,8 +1,9 @@
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Either, Exit, Layer, Option, Queue, Redacted, String } from "effect"
+import { Cause, Effect, Either, Exit, Layer, Option, Queue, Redacted, Schema, String } from "effect"
+import { Job, JobWorker, WorkerContext } from "../src/index.js"
 import * as internal from "../src/internal/pgJobStore.js"
-import { JobStoreError, LeaseLost } from "../src/JobStore.js"
+import { type JobStore, JobStoreError, LeaseLost } from "../src/JobStore.js"
 import * as PgJobStore from "../src/PgJobStore.js"
 import { claimRequest, jobStoreConformance, newJob, subscribeWakeups, wakeupsBefore } from "./jobStoreConformance.js"
 import { startPgServer } from "./pgServer.js"
@@ -247,4 +248,60 @@ describe("PgJobStore errors", () => {
         if (Exit.isFailure(exit)) assert.match(Cause.pretty(exit.cause), message)
       }
     }))
+})
+
+/** Repeats `effect` every 50 ms (real time) until `done` holds for what it returns. */
+const waitFor = <A, E>(effect: Effect.Effect<A, E>, done: (a: A) => boolean): Effect.Effect<A, E> =>
+  Effect.flatMap(
+    effect,
+    (a) => done(a) ? Effect.succeed(a) : Effect.zipRight(Effect.sleep("50 millis"), waitFor(effect, done))
+  )
+
+describe("JobWorker on PgJobStore", () => {
+  it.scopedLive(
+    "keeps running while the database is down: readiness says why, and every job runs once it is back",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() => startPgServer()),
+          (server) => Effect.promise(() => server.stop())
+        )
+        const Ping = Job.make("ping", { payload: Schema.Struct({ n: Schema.Number }), queue: "pings" })
+        const ran = yield* Queue.unbounded<number>()
+        const context = yield* Layer.build(
+          JobWorker.layer({
+            handlers: [Ping.handler(({ n }) => Queue.offer(ran, n))],
+            pollInterval: "200 millis",
+            lease: "5 seconds"
+          }).pipe(
+            Layer.provideMerge(PgJobStore.layer({ listen: false })),
+            Layer.provideMerge(WorkerContext.layer({ name: "pg-outage" })),
+            Layer.provide(PgClient.layer({ url: Redacted.make(server.url) }))
+          )
+        )
+        const run = <A, E>(effect: Effect.Effect<A, E, WorkerContext | JobStore>): Effect.Effect<A, E> =>
+          Effect.provide(effect, context)
+        const ctx = yield* run(WorkerContext)
+        yield* run(Ping.enqueue({ n: 1 }))
+        assert.strictEqual(yield* Queue.take(ran), 1)
+
+        yield* Effect.promise(() => server.stopServer())
+        // The first failure may be a connection the server ended as it stopped; then new ones are refused.
+        const unready = yield* waitFor(
+          ctx.readiness,
+          (readiness) => readiness.unready.some(({ reason }) => reason.includes("connection refused"))
+        )
+        assert.strictEqual(unready.state, "Running")
+        assert.deepStrictEqual(unready.unready.map(({ check }) => check), ["job store"])
+        assert.match(unready.unready[0]!.reason, new RegExp(`connection refused to 127\\.0\\.0\\.1:${server.port}`))
+
+        yield* Effect.promise(() => server.start())
+        yield* run(Ping.enqueue({ n: 2 }))
+        assert.strictEqual(yield* Queue.take(ran), 2)
+        const ready = yield* waitFor(ctx.readiness, (readiness) => readiness.ready)
+        assert.deepStrictEqual(ready.unready, [])
+        assert.strictEqual(yield* ctx.state, "Running")
+      }),
+    60_000
+  )
 })

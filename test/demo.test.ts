@@ -22,6 +22,7 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
+import { databaseUrl, query, uniqueName } from "./pgTestStore.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 
@@ -148,7 +149,8 @@ const spawnDemo = (env: Record<string, string>, launcher: Launcher) =>
   Effect.gen(function*() {
     const command = launchers[launcher].pipe(
       Command.workingDirectory(root),
-      Command.env({ PORT: "0", ...env })
+      // The tests' own DATABASE_URL (the server the store tests use) is not the demo's unless a test says so.
+      Command.env({ PORT: "0", DATABASE_URL: "", ...env })
     )
     const proc = yield* Command.start(command)
     // Added after `start`, so it runs before the executor's own finalizer (which sends SIGTERM and waits).
@@ -583,6 +585,40 @@ describe("examples/demo.ts", () => {
         assert.isAtLeast(left.ready, waiting.ready, output)
         // Nothing was claimed after the pause drained: no job ended after the readiness poll saw none in flight.
         assert.isBelow(lastIndexOf(lines, jobEnded), indexOf(lines, /Stopping:/), output)
+      })),
+    TEST_TIMEOUT
+  )
+
+  it.scopedLive(
+    "with DATABASE_URL, two demos share one PostgreSQL database's jobs, and leave them there when they stop",
+    () =>
+      runDemo(Effect.gen(function*() {
+        const database = uniqueName("demo")
+        yield* Effect.acquireRelease(
+          Effect.promise(() => query(`CREATE DATABASE ${database}`)),
+          () => Effect.promise(() => query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`))
+        )
+        const url = new URL(databaseUrl)
+        url.pathname = `/${database}`
+        const env = { DATABASE_URL: url.toString(), DEMO_JOB_MS: "200", SHUTDOWN_TIMEOUT: "5" }
+        const demos = yield* Effect.all([startDemo(env), startDemo(env)], { concurrency: "unbounded" })
+        for (const demo of demos) {
+          yield* demo.waitFor(/jobs in PostgreSQL \(schema effect_worker\)/)
+          // Each one runs jobs: the ones it enqueued or the other's, whichever it claimed first.
+          yield* demo.waitFor(/job \d+ \S+ succeeded/)
+        }
+        for (const demo of demos) yield* demo.signal("SIGTERM")
+        const succeeded: Array<Set<string>> = []
+        for (const demo of demos) {
+          const { exitCode, lines, output } = yield* demo.awaitExit
+          assert.strictEqual(exitCode, 0, output)
+          assert.isAtLeast(parseSummary(lines)?.succeeded ?? 0, 1, output)
+          assert.isTrue(lines.some((line) => /left in the store: .*\(in PostgreSQL: kept\)/.test(line.text)), output)
+          succeeded.push(new Set(lines.flatMap((line) => /job (\d+) \S+ succeeded/.exec(line.text)?.[1] ?? [])))
+        }
+        // One store: the ids are the database's, and no job succeeded in both demos.
+        const [first, second] = succeeded as [Set<string>, Set<string>]
+        assert.deepStrictEqual([...first].filter((id) => second.has(id)), [])
       })),
     TEST_TIMEOUT
   )

@@ -266,7 +266,7 @@ export const statements = (s: string) => {
         SELECT id, priority, run_at, seq FROM ${s}.jobs
         WHERE lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock() AND attempts < max_attempts
           AND queue = ANY($1::text[]) AND name = ANY($2::text[])
-        ORDER BY lease_expires_at LIMIT $3 FOR UPDATE SKIP LOCKED
+        ORDER BY priority, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
       ), chosen AS (
         SELECT id FROM (SELECT * FROM ready UNION ALL SELECT * FROM expired) AS c
         ORDER BY priority, run_at, seq LIMIT $3
