@@ -70,22 +70,24 @@ export const PgVariants = {
   graphileBatched:
     `graphile-worker, batched (localQueue ${GraphileBatching.localQueue.size}, completeJobBatchDelay ${GraphileBatching.completeJobBatchDelay})`,
   ours: "JobWorker + PgJobStore, defaults",
-  oursBatched: "JobWorker + PgJobStore, batched acks",
+  oursBatched: "JobWorker + PgJobStore, batched (prefetch 500, batchAcks)",
   oursUnbatched: "JobWorker + PgJobStore, batchAcks: false"
 } as const
 
 /**
- * Our variants' store options, and the schema each lives in (one database, a schema each). `batchAcks` is on by
- * default: "batched acks" says so explicitly, "batchAcks: false" shows what it buys.
+ * Our variants' store and worker options, and the schema each lives in (one database, a schema each). `batchAcks`
+ * is on by default; "batched" adds the worker's `prefetch`, the counterpart of graphile-worker's local queue (500
+ * jobs claimed ahead), and "batchAcks: false" shows what batched acknowledgements buy.
  */
 const OurVariants: ReadonlyArray<{
   readonly name: string
   readonly schema: string
   readonly options: PgJobStore.PgJobStoreOptions
+  readonly prefetch: number
 }> = [
-  { name: PgVariants.ours, schema: "bench_ewc", options: {} },
-  { name: PgVariants.oursBatched, schema: "bench_ewc_batched", options: { batchAcks: true } },
-  { name: PgVariants.oursUnbatched, schema: "bench_ewc_unbatched", options: { batchAcks: false } }
+  { name: PgVariants.ours, schema: "bench_ewc", options: {}, prefetch: 0 },
+  { name: PgVariants.oursBatched, schema: "bench_ewc_batched", options: { batchAcks: true }, prefetch: 500 },
+  { name: PgVariants.oursUnbatched, schema: "bench_ewc_unbatched", options: { batchAcks: false }, prefetch: 0 }
 ]
 
 /** The server settings the report shows: read back from `pg_settings`, not what was asked for. */
@@ -399,7 +401,8 @@ const ourContender = (
         Noop.handler(() => Effect.sync(counter.tick)),
         Latency.handler(({ t }) => Effect.sync(() => probe.started(t)))
       ],
-      concurrency: config.concurrency
+      concurrency: config.concurrency,
+      prefetch: variant.prefetch
     }).pipe(Effect.provideService(JobStore.JobStore, store), Effect.provideService(WorkerContext, ctx))
     yield* ctx.pause
     const jobTables = [`${variant.schema}.jobs`, `${variant.schema}.dead_jobs`]

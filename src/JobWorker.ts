@@ -50,8 +50,18 @@ import type { WorkerContext } from "./WorkerContext.js"
 export interface Options<R> {
   /** One handler per job type the worker runs: at least one, at most one per job name. */
   readonly handlers: ReadonlyArray<Job.JobHandler<R>>
-  /** At most this many jobs run (and are leased) at once. Default `10`. */
+  /** At most this many jobs run at once. Default `10`. */
   readonly concurrency?: number | undefined
+  /**
+   * How many jobs the worker claims ahead of its free slots, to wait in the worker until a slot frees. Default `0`:
+   * a claim asks for the free slots only. With many short jobs and a store a round trip away (PostgreSQL), a
+   * prefetch of a few hundred makes each claim fetch a batch and lets a finished job's slot go to the next job at
+   * once, without waiting for a claim. The jobs claimed ahead hold a lease (renewed with the others) that other
+   * workers cannot take, their attempt counted; they are given back, attempt refunded, when the worker is paused
+   * or shuts down, and their timeout starts only when they start. Keep it at `0` for long jobs, where fetching
+   * ahead only keeps jobs from idle workers.
+   */
+  readonly prefetch?: number | undefined
   /**
    * How long a claimed job's lease holds unless renewed. Default `"30 seconds"`. While the job runs, the worker
    * renews every lease it holds every `lease / 3`, in one `renew` call for all of them.

@@ -1346,3 +1346,104 @@ function describeOptions(options: JobWorker.Options<never>): string {
 }
 
 void List
+
+describe("prefetch", () => {
+  /** A worker of concurrency 2 and prefetch 3 on a store holding jobs 1 to 6, that writes down each claim's limit. */
+  const prefetching = Effect.gen(function*() {
+    const reports = yield* Queue.unbounded<Report>()
+    const g = gates()
+    const limits: Array<number> = []
+    const setUp = yield* setup(
+      { handlers: [gatedHandler(reports, g)], concurrency: 2, prefetch: 3, autoStart: false },
+      {
+        wrap: (store) => ({
+          ...store,
+          claim: (request) => Effect.suspend(() => (limits.push(request.limit), store.claim(request)))
+        })
+      }
+    )
+    for (let n = 1; n <= 6; n++) yield* enqueue(setUp.store, Work, { n })
+    yield* setUp.ctx.start
+    assert.deepStrictEqual([(yield* started(reports)).n, (yield* started(reports)).n], [1, 2])
+    return { ...setUp, reports, g, limits }
+  })
+
+  it.scoped("claims ahead of its free slots in one claim, and starts the next job as soon as a slot frees", () =>
+    Effect.gen(function*() {
+      const { g, limits, reports, store, worker } = yield* prefetching
+      assert.strictEqual(limits[0], 5, "2 free slots + 3 ahead")
+      assert.strictEqual(yield* worker.inFlight, 2, "the jobs claimed ahead take no slot")
+      assert.strictEqual(yield* worker.leased, 5)
+      assert.deepStrictEqual(yield* Effect.map(stats(store), (s) => [s.leased, s.ready]), [5, 1])
+      yield* g.open(1)
+      const third = yield* started(reports)
+      assert.strictEqual(third.n, 3, "a job claimed ahead starts in the freed slot")
+      assert.strictEqual(third.info.attempt, 1)
+      // Each freed slot starts the next job: 4 and 5 from the worker, then 6, claimed once none was left ahead.
+      for (const [done, next] of [[2, 4], [3, 5], [4, 6]]) {
+        yield* g.open(done!)
+        assert.strictEqual((yield* started(reports)).n, next)
+      }
+      yield* g.open(5)
+      yield* g.open(6)
+    }))
+
+  it.scoped("gives the jobs claimed ahead back, attempt refunded, when paused, and claims them again on resume", () =>
+    Effect.gen(function*() {
+      const { ctx, events, g, reports, store } = yield* prefetching
+      yield* ctx.pause
+      const released = yield* awaitJobEvent(events, "JobReleased")
+      assert.isTrue(released.refunded)
+      while ((yield* stats(store)).leased > 2) yield* awaitJobEvent(events, "JobReleased")
+      assert.deepStrictEqual(yield* Effect.map(stats(store), (s) => [s.leased, s.ready]), [2, 4])
+      yield* ctx.resume
+      yield* g.open(1)
+      const next = yield* started(reports)
+      assert.strictEqual(next.n, 3)
+      assert.strictEqual(next.info.attempt, 1, "the release refunded the attempt")
+      for (const n of [2, 3]) yield* g.open(n)
+    }))
+
+  it.scoped("gives the jobs claimed ahead back when shutdown begins, before the context is Stopped", () =>
+    Effect.gen(function*() {
+      const { ctx, events, g, reports, store } = yield* prefetching
+      yield* ctx.requestStop
+      yield* g.open(1)
+      yield* g.open(2)
+      yield* takeUntil(events, (event) => event._tag === "Stopped")
+      assert.strictEqual(yield* Queue.size(reports), 0, "no job claimed ahead started once shutdown had begun")
+      const left = yield* stats(store)
+      assert.deepStrictEqual([left.leased, left.ready], [0, 4], "jobs 3 to 5 given back, job 6 never claimed")
+    }))
+
+  it.scoped("drops a job claimed ahead whose lease was lost before its turn: it never runs here", () =>
+    Effect.gen(function*() {
+      const reports = yield* Queue.unbounded<Report>()
+      const g = gates()
+      const lose = new Set<string>()
+      const { ctx, events, store } = yield* setup(
+        { handlers: [gatedHandler(reports, g)], concurrency: 1, prefetch: 2, autoStart: false },
+        {
+          // The store says these leases no longer hold: another worker has the job.
+          wrap: (store) => ({
+            ...store,
+            renew: (leases, lease) =>
+              Effect.map(
+                store.renew(leases.filter((held) => !lose.has(held.jobId)), lease),
+                (lost) => [...lost, ...leases.filter((held) => lose.has(held.jobId)).map((held) => held.jobId)]
+              )
+          })
+        }
+      )
+      const ids: Array<string> = []
+      for (let n = 1; n <= 3; n++) ids.push(yield* enqueue(store, Work, { n }))
+      yield* ctx.start
+      assert.strictEqual((yield* started(reports)).n, 1)
+      lose.add(ids[1]!)
+      yield* TestClock.adjust("10 seconds")
+      assert.strictEqual((yield* awaitJobEvent(events, "JobLeaseLost")).id, ids[1])
+      yield* g.open(1)
+      assert.strictEqual((yield* started(reports)).n, 3, "job 2 was skipped")
+      yield* g.open(3)
+    }))
+})

@@ -109,6 +109,7 @@ const registered = (m: JobMetrics): JobMetrics => {
 interface Resolved {
   readonly handlers: ReadonlyArray<Job.JobHandler<any>>
   readonly concurrency: number
+  readonly prefetch: number
   readonly lease: Duration.Duration
   readonly pollInterval: Duration.Duration
   readonly reapInterval: Duration.Duration
@@ -166,6 +167,10 @@ const resolve = <R>(options: Options<R>): Resolved | InvalidOption => {
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
     return new InvalidOption("concurrency", concurrency, "an integer of 1 or more")
   }
+  const prefetch = options.prefetch ?? 0
+  if (!Number.isSafeInteger(prefetch) || prefetch < 0) {
+    return new InvalidOption("prefetch", prefetch, "an integer of 0 or more")
+  }
   const lease = positiveDuration("lease", options.lease ?? "30 seconds")
   if (lease instanceof InvalidOption) return lease
   const pollInterval = positiveDuration("pollInterval", options.pollInterval ?? "2 seconds")
@@ -184,7 +189,7 @@ const resolve = <R>(options: Options<R>): Resolved | InvalidOption => {
   if (workerId !== undefined && !isName(workerId)) {
     return new InvalidOption("workerId", workerId, "a non-empty string")
   }
-  return { handlers, concurrency, lease, pollInterval, reapInterval, autoStart, queues, workerId }
+  return { handlers, concurrency, prefetch, lease, pollInterval, reapInterval, autoStart, queues, workerId }
 }
 
 // -----------------------------------------------------------------------------------------------------------------
@@ -263,6 +268,10 @@ class Held {
   timedOut = false
   /** The handler ended and its outcome is being acknowledged: the acknowledgement, not the renewer, tells a loss. */
   settling = false
+  /** Claimed ahead (`prefetch`): it waits in `Core.queued` for a slot, its lease renewed, its task not begun. */
+  queued = false
+  /** It took a slot (claimed onto one, or started from the queue): its end frees one. */
+  slot = false
   /** Its slot is free. */
   done = false
   /** The payload did not decode: the attempt's failure is the `ParseError`. */
@@ -305,6 +314,10 @@ const storeCheck = "job store"
 class Core {
   /** How many jobs take a slot: never more than `concurrency`. */
   inFlight = 0
+  /** The jobs claimed ahead, waiting for a slot, oldest first; one whose lease was lost meanwhile is skipped. */
+  readonly queued: Array<Held> = []
+  /** How many of `queued` still wait. */
+  waiting = 0
   /** By job id, the claims whose lease the worker believes holds: what the renewer renews. */
   readonly live = new Map<string, Held>()
   /** The claims whose lease was lost while their task has not ended yet, or whose lease may not have lapsed yet. */
@@ -378,12 +391,49 @@ class Core {
 
   /** A claim returned `held`: it takes a slot, and its lease is live. */
   take(held: Held): void {
+    held.slot = true
     this.inFlight++
     this.live.set(held.job.id, held)
   }
 
+  /** A claim returned `held` beyond the free slots: it waits for one, and its lease is live. */
+  hold(held: Held): void {
+    held.queued = true
+    this.waiting++
+    this.queued.push(held)
+    this.live.set(held.job.id, held)
+  }
+
+  /**
+   * The oldest job still waiting, out of the queue; with `slot`, it takes a slot now (it is about to start), without,
+   * it takes none (it is about to be given back). `undefined` when none waits.
+   */
+  nextQueued(slot: boolean): Held | undefined {
+    while (this.queued.length > 0) {
+      const held = this.queued.shift()!
+      if (!held.queued) continue
+      held.queued = false
+      this.waiting--
+      if (slot) {
+        held.slot = true
+        this.inFlight++
+      }
+      return held
+    }
+    return undefined
+  }
+
   /** The lease no longer holds (the store said so, or gave the job out again). */
   lose(held: Held): void {
+    if (held.queued) {
+      // Its task never began: it is simply dropped, and took no slot.
+      held.queued = false
+      this.waiting--
+      held.lost = true
+      held.done = true
+      if (this.live.get(held.job.id) === held) this.live.delete(held.job.id)
+      return
+    }
     held.lost = true
     if (this.live.get(held.job.id) === held) this.live.delete(held.job.id)
     if (!held.done) this.lost.add(held)
@@ -392,12 +442,12 @@ class Core {
   finish(held: Held): void {
     if (held.done) return
     held.done = true
-    this.inFlight--
+    if (held.slot) this.inFlight--
     if (held.lost) this.lost.delete(held)
     else if (this.live.get(held.job.id) === held) this.live.delete(held.job.id)
-    // A slot frees up: claim at once only if there may be more jobs (the last claim filled every slot, or a wake-up
-    // came in while the slots were full).
-    if (this.dirty && !this.claimBlocked && !this.claimBackoff) this.wake.unsafeOpen()
+    // A slot frees up: start a job claimed ahead, or claim at once if there may be more jobs (the last claim filled
+    // every slot, or a wake-up came in while the slots were full).
+    if (this.waiting > 0 || (this.dirty && !this.claimBlocked && !this.claimBackoff)) this.wake.unsafeOpen()
   }
 }
 
@@ -449,7 +499,7 @@ export const make: <R>(
     if (resolved instanceof InvalidOption) {
       return yield* Effect.die(invalid(resolved.option, resolved.value, resolved.expected))
     }
-    const { autoStart, concurrency, handlers, lease, pollInterval, queues, reapInterval } = resolved
+    const { autoStart, concurrency, handlers, lease, pollInterval, prefetch, queues, reapInterval } = resolved
     const ctx = yield* WorkerContext
     const rawStore = yield* JobStore
     const clock: Clock.Clock = yield* Effect.clock
@@ -828,15 +878,13 @@ export const make: <R>(
      * Publishes `JobClaimed` for each job and tracks it, in order. One pair of continuations serves the whole batch
      * (the loop's position is in `next`), so tracking a job allocates nothing but its task.
      */
-    const startAll = (taken: ReadonlyArray<Held>): Effect.Effect<void, never, Needs> => {
+    const startAll = (taken: ReadonlyArray<Held>, announce: boolean): Effect.Effect<void, never, Needs> => {
       let next = 0
       const step = (): Effect.Effect<void, never, Needs> => {
         if (next === taken.length) return Effect.void
         const held = taken[next]!
-        return Effect.zipRight(
-          claimed(held),
-          Effect.flatMap(Effect.either(ctx.track(runJob(held), held.entry.trackOptions)), tracked)
-        )
+        const track = Effect.flatMap(Effect.either(ctx.track(runJob(held), held.entry.trackOptions)), tracked)
+        return announce ? Effect.zipRight(claimed(held), track) : track
       }
       const tracked = (
         result: Either.Either<Tracked<void, unknown>, TaskRejected>
@@ -876,6 +924,14 @@ export const make: <R>(
             Effect.sync(() => interruptTask(held, by))
           ), { discard: true }))
 
+    /** Gives back, attempt refunded, every job claimed ahead that still waits for a slot. */
+    const releaseQueued: Effect.Effect<void> = Effect.suspend(() => {
+      if (core.waiting === 0) return Effect.void
+      const giving: Array<Held> = []
+      for (let held = core.nextQueued(false); held !== undefined; held = core.nextQueued(false)) giving.push(held)
+      return Effect.forEach(giving, release, { discard: true })
+    })
+
     /** What to do with the jobs a claim returned: start them, in order, if the context is still `Running`. */
     const afterClaim = (
       jobs: ReadonlyArray<ClaimedJob>,
@@ -885,6 +941,7 @@ export const make: <R>(
       if (jobs.length === 0) return Effect.void
       if (jobs.length >= limit) core.dirty = true
       const taken: Array<Held> = []
+      let ahead: Array<Held> | undefined
       let unknown: Array<ClaimedJob> | undefined
       let superseded: Array<Held> | undefined
       for (const job of jobs) {
@@ -900,15 +957,24 @@ export const make: <R>(
           held.previous = previous
           ;(superseded ??= []).push(previous)
         }
-        core.take(held)
-        taken.push(held)
+        if (core.inFlight < concurrency) {
+          core.take(held)
+          taken.push(held)
+        } else {
+          core.hold(held)
+          ;(ahead ??= []).push(held)
+        }
       }
       const before = superseded === undefined ? Effect.void : interruptLost(superseded)
+      const announceAhead = ahead === undefined ? Effect.void : Effect.forEach(ahead, claimed, { discard: true })
       // The state is read again now that the claim has returned: shutdown or a pause may have begun meanwhile.
       const then = Effect.flatMap(ctx.state, (state) => {
-        if (state === "Running") return startAll(taken)
+        if (state === "Running") return Effect.zipRight(startAll(taken, true), announceAhead)
         core.claimBlocked = true
-        return Effect.forEach(taken, (held) => Effect.zipRight(claimed(held), release(held)), { discard: true })
+        return Effect.zipRight(
+          Effect.forEach(taken, (held) => Effect.zipRight(claimed(held), release(held)), { discard: true }),
+          Effect.zipRight(announceAhead, releaseQueued)
+        )
       })
       return Effect.zipRight(
         unknown === undefined
@@ -943,10 +1009,21 @@ export const make: <R>(
     const claimRound: Effect.Effect<void, never, Needs> = Effect.flatMap(ctx.state, (state) => {
       if (isShuttingDown(state)) {
         core.ended = true
-        return Effect.void
+        return releaseQueued
       }
-      const limit = concurrency - core.inFlight
-      if (state !== "Running" || !core.dirty || core.claimBlocked || core.claimBackoff || limit <= 0) return Effect.void
+      // Paused (or not started): the jobs claimed ahead go back, so that other workers can run them meanwhile.
+      if (state !== "Running") return releaseQueued
+      if (core.waiting > 0 && core.inFlight < concurrency) {
+        const starting: Array<Held> = []
+        while (core.inFlight < concurrency) {
+          const held = core.nextQueued(true)
+          if (held === undefined) break
+          starting.push(held)
+        }
+        return Effect.zipRight(startAll(starting, false), Effect.suspend(() => claimRound))
+      }
+      const limit = concurrency - core.inFlight + prefetch - core.waiting
+      if (!core.dirty || core.claimBlocked || core.claimBackoff || limit <= 0) return Effect.void
       core.dirty = false
       const request: ClaimRequest = { queues, names, limit, lease, worker: workerId }
       const sentAt = clock.unsafeCurrentTimeMillis()
@@ -1112,6 +1189,7 @@ export const make: <R>(
      * at a deadline that came right after its admission). Run once the context is Stopped.
      */
     const sweep: Effect.Effect<void> = Effect.suspend(() => {
+      if (core.waiting > 0) return Effect.zipRight(releaseQueued, sweep)
       const orphans = [...core.live.values(), ...core.lost].filter((held) =>
         !held.settling && held.fiber !== undefined && held.fiber.unsafePoll() !== null
       )
@@ -1149,6 +1227,8 @@ export const make: <R>(
         )
         : Effect.sync(() => {
           if (state === "Running" || state === "Stopping") core.poll()
+          // Paused: the claim loop gives back the jobs claimed ahead.
+          else if (state === "Paused" && core.waiting > 0) core.wake.unsafeOpen()
         })))
 
     // Added after the fibers, so it runs before their finalizers: the context drains (its jobs acknowledged, its
