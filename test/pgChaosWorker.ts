@@ -6,7 +6,8 @@
  * - A `chaos` job's payload is `{ ms, retryMs? }`: the handler sleeps `ms` (interruptibly; on attempts after the
  *   first, `retryMs` when given), and records each `start`, each `finish` and each `interrupt` as a row of
  *   `<SCHEMA>.runs (job_id, attempt, worker, pid, event, at)`, `at` being this process's `Date.now()`, through the
- *   worker's own `PgClient`. A row that cannot be written (the database is down) fails the attempt.
+ *   worker's own `PgClient` (a job of 0 ms writes its start and its finish in one statement: nothing happens between
+ *   them). A row that cannot be written (the database is down) fails the attempt.
  * - stdout carries one JSON object per line: `{"ready":true,...}` once the worker runs, then one line per job
  *   event (`{"event":"JobLeaseLost","id":"7","attempt":1,"at":...}`), all of them or, with `EVENTS=failures`, all
  *   but `JobClaimed` and `JobSucceeded`. Logs go to stderr, one line each.
@@ -73,17 +74,27 @@ const program = Effect.gen(function*() {
         [job.id, job.attempt, workerId, process.pid, event, Date.now()]
       ))
 
+  /** A job of 0 ms does nothing between its start and its finish: both rows go in one statement. */
+  const recordBoth = (job: Job.JobInfo) =>
+    Effect.flatMap(PgClient.PgClient, (sql) => {
+      const at = Date.now()
+      return sql.unsafe(
+        `INSERT INTO ${runs} (job_id, attempt, worker, pid, event, at)
+         VALUES ($1, $2, $3, $4, 'start', $5), ($1, $2, $3, $4, 'finish', $5)`,
+        [job.id, job.attempt, workerId, process.pid, at]
+      )
+    })
+
   const handler = Chaos.handler(({ ms, retryMs }) =>
     Effect.gen(function*() {
       const job = yield* Job.Current
-      yield* record(job, "start")
       const sleep = job.attempt > 1 && retryMs !== undefined ? retryMs : ms
-      if (sleep > 0) {
-        yield* Effect.sleep(Duration.millis(sleep)).pipe(
-          // Written from the interruption's finalizer: a row that cannot be written within 2 s is given up.
-          Effect.onInterrupt(() => Effect.ignore(Effect.timeout(record(job, "interrupt"), "2 seconds")))
-        )
-      }
+      if (sleep <= 0) return yield* recordBoth(job)
+      yield* record(job, "start")
+      yield* Effect.sleep(Duration.millis(sleep)).pipe(
+        // Written from the interruption's finalizer: a row that cannot be written within 2 s is given up.
+        Effect.onInterrupt(() => Effect.ignore(Effect.timeout(record(job, "interrupt"), "2 seconds")))
+      )
       yield* record(job, "finish")
     })
   )
