@@ -409,7 +409,7 @@ describe("PgJobStore under chaos, with workers as child processes", () => {
           report(
             `SIGSTOP round ${n}: a learnt of the lost leases ${lost1.at - resumedAt} ms / ${
               lost2.at - resumedAt
-            } ms after SIGCONT; a's j2 handler ended with ${aEnd[0] ?? "nothing recorded"}`
+            } ms after SIGCONT; a's j2 handler wrote ${aEnd[0] ?? "no end row (interrupted after its sleep)"}`
           )
         }).pipe(Effect.provide(clientLayer()))
       ),
