@@ -47,6 +47,12 @@ const frame = (id: number, event: string, data: unknown): string =>
 
 const heartbeatText = ": heartbeat\n\n"
 
+/**
+ * The first bytes of every stream. A server sends a response's headers with its first bytes, and a replay may have
+ * nothing to send yet: without them a client would wait for its response until the next message or heartbeat.
+ */
+const connectedText = ": connected\n\n"
+
 const MAX_TEXT = 300
 const MAX_DEPTH = 8
 
@@ -261,10 +267,15 @@ export const clientStream = (
   const closed = Effect.map(closing, () => client.end())
   return Stream.unwrap(Effect.map(Clock.currentTimeMillis, (start) => {
     let next = start + beat
+    let opening = true
     const pull: Effect.Effect<Uint8Array, Option.Option<never>> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
       // The heartbeat keeps its period whether or not messages flow: a proxy that wants bytes gets them.
       const due = now >= next
       if (due) next = now + beat
+      if (opening) {
+        opening = false
+        return Effect.succeed(encoder.encode(connectedText + client.takeAll().join("")))
+      }
       if (client.hasData) {
         const text = client.takeAll().join("")
         return Effect.succeed(encoder.encode(due ? heartbeatText + text : text))
