@@ -442,11 +442,13 @@ export class Hub {
         yield* Fiber.interruptFork(this.linger)
         this.linger = undefined
       }
-      if (!this.finished && this.collector === undefined) yield* this.start(store)
+      // A collector that ended without `Stopped` (it cannot fail, but a defect is a defect) is started again.
+      if (!this.finished && (this.collector === undefined || this.collector.unsafePoll() !== null)) {
+        yield* this.start(store)
+      }
       const client = new Client(this.options.clientBuffer)
-      const last = lastEventId !== undefined && /^\s*[0-9]{1,16}\s*$/.test(lastEventId)
-        ? Number(lastEventId)
-        : undefined
+      const given = lastEventId === undefined || lastEventId.trim() === "" ? undefined : lastEventId.trim()
+      const last = given !== undefined && /^[0-9]{1,16}$/.test(given) ? Number(given) : undefined
       if (last !== undefined && this.covers(last)) {
         for (let i = 0; i < this.ring.size; i++) {
           const message = this.ring.at(i)
@@ -473,7 +475,7 @@ export class Hub {
               }))
             },
             at: new Date(now).toISOString(),
-            gap: lastEventId !== undefined
+            gap: given !== undefined
           })
         }, true)
       }
@@ -494,7 +496,10 @@ export class Hub {
     return Effect.suspend(() => {
       client.end()
       this.clients.delete(client)
-      if (this.clients.size > 0 || this.collector === undefined || this.linger !== undefined) return Effect.void
+      // Once `Stopped` was recorded the collector has ended: no timer to keep (it would hold a process up).
+      if (this.clients.size > 0 || this.finished || this.collector === undefined || this.linger !== undefined) {
+        return Effect.void
+      }
       const stop = this.lock.withPermits(1)(Effect.suspend(() => {
         this.linger = undefined
         const collector = this.collector
