@@ -15,6 +15,7 @@ import {
   Context,
   Data,
   Deferred,
+  Duration,
   Effect,
   Exit,
   Fiber,
@@ -24,13 +25,15 @@ import {
   Queue,
   Redacted,
   Scope,
-  Stream
+  Stream,
+  TestClock
 } from "effect"
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
 import * as Net from "node:net"
 import { WorkerContext, type WorkerContextOptions, WorkerEvent } from "../src/index.js"
 import { JobWorker } from "../src/index.js"
+import * as WorkerEvents from "../src/internal/workerEvents.js"
 import { JobStore, JobStoreError } from "../src/JobStore.js"
 import * as MemoryJobStore from "../src/MemoryJobStore.js"
 import * as WorkerHttp from "../src/WorkerHttp.js"
@@ -845,5 +848,101 @@ describe("GET /dashboard", () => {
       const events = yield* openStream(client, "/events")
       assert.strictEqual(events.status, 200)
       assert.isTrue(Option.isSome(Option.some(events)))
+    }).pipe(quiet))
+})
+
+// --- the hub itself, by the test clock ---------------------------------------------------------------------------------
+
+describe("the event hub, by the test clock", () => {
+  const options: WorkerEvents.ResolvedEventsOptions = {
+    heartbeat: Duration.seconds(15),
+    statsInterval: Duration.seconds(1),
+    replay: 100,
+    clientBuffer: 100,
+    linger: Duration.zero
+  }
+
+  /** A client of `ctx`'s hub read into a queue of messages (heartbeats included), for the test's scope. */
+  const attached = (ctx: WorkerContext.Service) =>
+    Effect.gen(function*() {
+      const hub = yield* WorkerEvents.makeHubs(options)(ctx)
+      const client = yield* Effect.acquireRelease(hub.attach(undefined, Option.none()), (c) => hub.detach(c))
+      const messages = yield* Queue.unbounded<Sse>()
+      let rest = ""
+      yield* WorkerEvents.clientStream(client, options.heartbeat, Effect.never).pipe(
+        Stream.decodeText(),
+        Stream.runForEach((text) => {
+          const split = splitBlocks(rest + text)
+          rest = split.rest
+          return Queue.offerAll(messages, split.blocks.map(parseBlock))
+        }),
+        Effect.forkScoped
+      )
+      const take = Queue.take(messages)
+      assert.deepStrictEqual(yield* take, { comment: "connected" })
+      assert.strictEqual((yield* take).event, "snapshot")
+      return { take, messages }
+    })
+
+  it.scoped("counts the tasks that started and ended in each interval, over exactly that interval", () =>
+    Effect.gen(function*() {
+      const ctx = yield* makeWorker("clock")
+      yield* ctx.start
+      const { take } = yield* attached(ctx)
+      for (let i = 0; i < 2; i++) yield* Effect.flatMap(ctx.track(Effect.void), (task) => task.await)
+      const workerMessages = [yield* take, yield* take, yield* take, yield* take, yield* take, yield* take]
+      assert.isTrue(workerMessages.every((m) => m.event === "worker"))
+      yield* TestClock.adjust("1 second")
+      const first = yield* take
+      assert.strictEqual(first.event, "stats")
+      assert.deepStrictEqual(first.data, {
+        at: new Date(1000).toISOString(),
+        intervalMs: 1000,
+        state: "Running",
+        taskCount: 0,
+        started: 2,
+        succeeded: 2,
+        failed: 0,
+        interrupted: 0
+      })
+      const gate = yield* Deferred.make<void>()
+      const held = yield* ctx.track(Deferred.await(gate))
+      yield* Effect.flatMap(ctx.track(Effect.fail("no")), (task) => task.await)
+      yield* Effect.replicateEffect(take, 3)
+      yield* TestClock.adjust("1 second")
+      assert.deepInclude((yield* take).data, {
+        intervalMs: 1000,
+        taskCount: 1,
+        started: 2,
+        succeeded: 0,
+        failed: 1,
+        interrupted: 0
+      })
+      yield* held.interrupt
+      yield* Effect.replicateEffect(take, 2)
+      yield* TestClock.adjust("1 second")
+      assert.deepInclude((yield* take).data, { started: 0, succeeded: 0, failed: 0, interrupted: 1 })
+    }).pipe(quiet))
+
+  it.scoped("sends a heartbeat every heartbeat interval, messages or not", () =>
+    Effect.gen(function*() {
+      const ctx = yield* makeWorker("clock-heartbeat")
+      const { take } = yield* attached(ctx)
+      const seen: Array<Sse> = []
+      for (let second = 1; second <= 30; second++) {
+        yield* TestClock.adjust("1 second")
+        for (;;) {
+          const message = yield* take
+          seen.push(message)
+          if (message.event === "stats") break
+        }
+      }
+      const beats = seen.flatMap((m, i) => m.comment === "heartbeat" ? [i] : [])
+      assert.strictEqual(beats.length, 2, JSON.stringify(seen))
+      // Each heartbeat comes just before the stats of the same second: seconds 15 and 30.
+      assert.deepStrictEqual(beats.map((i) => seen[i + 1]!.data.at), [
+        new Date(15_000).toISOString(),
+        new Date(30_000).toISOString()
+      ])
     }).pipe(quiet))
 })
