@@ -430,10 +430,6 @@ describe("PgJobStore under chaos, with workers as child processes", () => {
           const startedAt = Date.now()
           yield* t.enqueue(Array.from({ length: total }, () => sleepFor(0)))
           const enqueuedMs = Date.now() - startedAt
-          // Statistics, as autovacuum gathers them within a minute or so. Without them, the planner of a table that
-          // was never analyzed claims with a sort of every ready job (10 ms a claim at 20,000 ready instead of
-          // 0.2 ms), which here halves the throughput: the claims' plan, not the store's fencing, would set the pace.
-          yield* t.sql.unsafe(`ANALYZE ${t.schema}.jobs`)
           yield* t.awaitAllDone(total, "240 seconds")
           const elapsed = Date.now() - startedAt
           const perJob = yield* t.sql.unsafe<{ finishes: number; jobs: number }>(

@@ -10,6 +10,7 @@ import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -154,6 +155,9 @@ const migrations = (s: string): Record<string, Effect.Effect<void, SqlError, Sql
         leased_by text,
         last_error text
       )`,
+      // A queue table churns: every job is inserted, updated a few times and deleted. Vacuum and analyze it after
+      // 2% of its rows changed, not PostgreSQL's default 20% (10% for analyze), so that its statistics follow.
+      `ALTER TABLE ${s}.jobs SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02)`,
       `CREATE UNIQUE INDEX jobs_key ON ${s}.jobs (key) WHERE key IS NOT NULL`,
       `CREATE INDEX jobs_ready ON ${s}.jobs (priority, run_at, seq) WHERE lease_token IS NULL`,
       `CREATE INDEX jobs_leased ON ${s}.jobs (lease_expires_at) WHERE lease_token IS NOT NULL`,
@@ -355,6 +359,9 @@ export const statements = (s: string) => {
         DELETE FROM ${s}.dead_jobs AS d USING moved m WHERE d.id = m.id RETURNING d.id
       ), woken AS (${notifyReady("$1", "moved", "ready")})
       SELECT (SELECT count(*) FROM gone)::int AS moved, (SELECT count(*) FROM woken)::int AS woken`,
+    neverAnalyzed: `SELECT (last_analyze IS NULL AND last_autoanalyze IS NULL) AS never
+      FROM pg_stat_user_tables WHERE relid = $1::regclass`,
+    analyze: `ANALYZE ${s}.jobs`,
     readyQueues: `SELECT DISTINCT queue FROM ${s}.jobs WHERE lease_token IS NULL AND run_at <= ${s}.clock()`
   }
 }
@@ -506,6 +513,7 @@ export const make = (
     }
 
     const client = yield* PgClient.PgClient
+    const scope = yield* Effect.scope
     const s = Pg.escapeIdentifier(schema)
     const channel = `${schema}.wakeups`
     const sql = statements(s)
@@ -556,6 +564,27 @@ export const make = (
       )
       yield* Effect.forkScoped(Effect.interruptible(Effect.forever(attempt)))
     }
+
+    /**
+     * Until autovacuum has analyzed `jobs` once (up to a minute after a first big batch), the planner guesses
+     * that few rows match a claim, and sorts every ready job instead of scanning `jobs_ready`: a claim then costs
+     * time in proportion to the backlog. So after the first enqueue of many jobs, this store analyzes the table if
+     * nothing has yet, on a fiber of its own, outside the caller's transaction.
+     */
+    let analyzeChecked = false
+    const analyzeOnce: Effect.Effect<void> = Effect.suspend(() => {
+      analyzeChecked = true
+      return run<{ readonly never: boolean }>("enqueue", sql.neverAnalyzed, [`${s}.jobs`]).pipe(
+        Effect.flatMap(([row]) => row?.never === true ? run("enqueue", sql.analyze, []) : Effect.void),
+        Effect.catchAll((error) => Effect.logDebug(`PgJobStore: could not analyze ${schema}.jobs`, error)),
+        Effect.asVoid,
+        Effect.mapInputContext((context: Context.Context<never>) =>
+          Context.omit(SqlClient.TransactionConnection)(context) as Context.Context<never>
+        ),
+        Effect.forkIn(scope),
+        Effect.asVoid
+      )
+    })
 
     const completeOne = (lease: Lease) =>
       Effect.flatMap(
@@ -631,7 +660,7 @@ export const make = (
               [channel, input]
             ),
             ([row]) => jobs.map((job, i) => job.key !== undefined ? row!.keyed![job.key]! : row!.ids[i]!)
-          )
+          ).pipe(Effect.tap(() => analyzeChecked || jobs.length < 1_000 ? Effect.void : analyzeOnce))
         }),
       claim: (request) =>
         Effect.suspend(() => {
