@@ -58,8 +58,11 @@ export interface Options<R> {
    * prefetch of a few hundred makes each claim fetch a batch and lets a finished job's slot go to the next job at
    * once, without waiting for a claim. The jobs claimed ahead hold a lease (renewed with the others) that other
    * workers cannot take, their attempt counted; they are given back, attempt refunded, when the worker is paused
-   * or shuts down, and their timeout starts only when they start. Keep it at `0` for long jobs, where fetching
-   * ahead only keeps jobs from idle workers.
+   * or shuts down, and their timeout starts only when they start. With a prefetch, a job whose handler has ended
+   * also gives its slot to the next job while its outcome is being acknowledged (it keeps its lease until the store
+   * took the outcome), so the pace is the handlers', not one store round trip per slot; the worker then holds at
+   * most `concurrency + prefetch` leases. Keep it at `0` for long jobs, where fetching ahead only keeps jobs from
+   * idle workers.
    */
   readonly prefetch?: number | undefined
   /**
@@ -109,7 +112,9 @@ export interface JobWorker {
   /**
    * How many jobs take a slot: the leased ones, those whose lease was lost while their task has not ended yet, and
    * those the worker stopped because it could not renew their lease, until that lease has surely lapsed. Never more
-   * than `concurrency`: the worker claims only for the slots left, so the store never counts more leases of it.
+   * than `concurrency`: the worker claims only for the slots left (plus `prefetch`), so the store never counts
+   * more leases of it than `concurrency + prefetch`. With a `prefetch`, jobs waiting for a slot and jobs whose
+   * outcome is being acknowledged hold a lease but no slot.
    */
   readonly inFlight: Effect.Effect<number>
 }

@@ -1446,4 +1446,37 @@ describe("prefetch", () => {
       assert.strictEqual((yield* started(reports)).n, 3, "job 2 was skipped")
       yield* g.open(3)
     }))
+
+  it.scoped("gives a finished job's slot to the next one while its acknowledgement is on its way", () =>
+    Effect.gen(function*() {
+      const reports = yield* Queue.unbounded<Report>()
+      const g = gates()
+      const ackGate = yield* Deferred.make<void>()
+      const acking = yield* Deferred.make<void>()
+      const { ctx, store, worker } = yield* setup(
+        { handlers: [gatedHandler(reports, g)], concurrency: 1, prefetch: 1, autoStart: false },
+        {
+          // The store takes its time to take the first outcome.
+          wrap: (store) => ({
+            ...store,
+            complete: (lease) =>
+              Effect.zipRight(
+                Effect.zipRight(Deferred.succeed(acking, void 0), Deferred.await(ackGate)),
+                store.complete(lease)
+              )
+          })
+        }
+      )
+      yield* enqueue(store, Work, { n: 1 })
+      yield* enqueue(store, Work, { n: 2 })
+      yield* ctx.start
+      assert.strictEqual((yield* started(reports)).n, 1)
+      yield* g.open(1)
+      yield* Deferred.await(acking)
+      assert.strictEqual((yield* started(reports)).n, 2, "job 2 starts before job 1's outcome is taken")
+      assert.strictEqual(yield* worker.inFlight, 1)
+      assert.strictEqual(yield* worker.leased, 2, "job 1 keeps its lease until the store took its outcome")
+      yield* Deferred.succeed(ackGate, void 0)
+      yield* g.open(2)
+    }))
 })

@@ -272,6 +272,8 @@ class Held {
   queued = false
   /** It took a slot (claimed onto one, or started from the queue): its end frees one. */
   slot = false
+  /** Its handler has ended and, the worker prefetching, it gave its slot up while its acknowledgement is sent. */
+  acking = false
   /** Its slot is free. */
   done = false
   /** The payload did not decode: the attempt's failure is the `ParseError`. */
@@ -318,6 +320,8 @@ class Core {
   readonly queued: Array<Held> = []
   /** How many of `queued` still wait. */
   waiting = 0
+  /** How many jobs gave their slot up to be acknowledged (with `prefetch` only): they still hold a lease. */
+  acking = 0
   /** By job id, the claims whose lease the worker believes holds: what the renewer renews. */
   readonly live = new Map<string, Held>()
   /** The claims whose lease was lost while their task has not ended yet, or whose lease may not have lapsed yet. */
@@ -423,6 +427,19 @@ class Core {
     return undefined
   }
 
+  /**
+   * The handler of `held` has ended and its outcome is about to be acknowledged: its slot goes to the next job now,
+   * not once the store has taken the acknowledgement. It still holds its lease (renewed) until then.
+   */
+  vacate(held: Held): void {
+    if (!held.slot || held.done) return
+    held.slot = false
+    held.acking = true
+    this.acking++
+    this.inFlight--
+    if (this.waiting > 0 || (this.dirty && !this.claimBlocked && !this.claimBackoff)) this.wake.unsafeOpen()
+  }
+
   /** The lease no longer holds (the store said so, or gave the job out again). */
   lose(held: Held): void {
     if (held.queued) {
@@ -443,6 +460,10 @@ class Core {
     if (held.done) return
     held.done = true
     if (held.slot) this.inFlight--
+    if (held.acking) {
+      held.acking = false
+      this.acking--
+    }
     if (held.lost) this.lost.delete(held)
     else if (this.live.get(held.job.id) === held) this.live.delete(held.job.id)
     // A slot frees up: start a job claimed ahead, or claim at once if there may be more jobs (the last claim filled
@@ -608,7 +629,8 @@ export const make: <R>(
     }
 
     /**
-     * Runs `op`, an acknowledgement of `held`, until the store takes it; then frees the slot and runs `after`.
+     * Runs `op`, an acknowledgement of `held`, until the store takes it; then frees the slot and runs `after`
+     * (prefetching, the slot is freed as it begins, and the lease let go once the store took it).
      * A `JobStoreError` is retried (100 ms doubling, capped at 5 s) until the context's shutdown deadline; then the
      * job stays leased in the store until its lease expires, and runs again (at least once). `LeaseLost` means the
      * outcome is void. The waits are not interruptible: a task that timed out is interrupted for good, and must
@@ -619,14 +641,18 @@ export const make: <R>(
       op: Effect.Effect<void, JobStoreError | LeaseLost>,
       after: (held: Held) => Effect.Effect<void>,
       what: string
-    ): Effect.Effect<void> =>
-      Effect.matchCauseEffect(op, {
+    ): Effect.Effect<void> => {
+      // Prefetching, the slot goes to the next job while the store takes this outcome: the worker's pace is then
+      // the handlers', not one acknowledgement round trip per slot.
+      if (prefetch > 0) core.vacate(held)
+      return Effect.matchCauseEffect(op, {
         onSuccess: () => {
           core.finish(held)
           return after(held)
         },
         onFailure: (cause) => ackFailed(held, op, after, what, cause, ackBackoffStart)
       })
+    }
 
     /**
      * Waits `delay` ms, or until the shutdown deadline if it comes first. Not interruptible, and without a `race`
@@ -1022,7 +1048,8 @@ export const make: <R>(
         }
         return Effect.zipRight(startAll(starting, false), Effect.suspend(() => claimRound))
       }
-      const limit = concurrency - core.inFlight + prefetch - core.waiting
+      // At most `concurrency + prefetch` leases at once: running, waiting, or being acknowledged.
+      const limit = concurrency - core.inFlight + prefetch - core.waiting - core.acking
       if (!core.dirty || core.claimBlocked || core.claimBackoff || limit <= 0) return Effect.void
       core.dirty = false
       const request: ClaimRequest = { queues, names, limit, lease, worker: workerId }
