@@ -1051,6 +1051,8 @@ export const make: <R>(
       // At most `concurrency + prefetch` leases at once: running, waiting, or being acknowledged.
       const limit = concurrency - core.inFlight + prefetch - core.waiting - core.acking
       if (!core.dirty || core.claimBlocked || core.claimBackoff || limit <= 0) return Effect.void
+      // Prefetching, claim in batches: not for every freed slot while at least half the prefetch still waits.
+      if (core.waiting > 0 && limit < Math.ceil(prefetch / 2)) return Effect.void
       core.dirty = false
       const request: ClaimRequest = { queues, names, limit, lease, worker: workerId }
       const sentAt = clock.unsafeCurrentTimeMillis()
