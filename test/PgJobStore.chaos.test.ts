@@ -15,8 +15,7 @@ import { Data, Deferred, Duration, Effect, Exit, Option, Redacted } from "effect
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import type { NewJob } from "../src/JobStore.js"
-import { startPgServer } from "./pgServer.js"
-import { clientLayer, databaseUrl, testStore, uniqueName } from "./pgTestStore.js"
+import { clientLayer, databaseUrl, scopedPgServer, testStore, uniqueName } from "./pgTestStore.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 
@@ -543,10 +542,7 @@ describe("PgJobStore under chaos, with workers as child processes", () => {
     "a restart of PostgreSQL under running workers loses no job, runs again only jobs in flight, stops no worker",
     () =>
       Effect.gen(function*() {
-        const server = yield* Effect.acquireRelease(
-          Effect.promise(() => startPgServer()),
-          (server) => Effect.promise(() => server.stop())
-        )
+        const server = yield* scopedPgServer
         const ServerClient = PgClient.layer({ url: Redacted.make(server.url), maxConnections: 4 })
         yield* rounds((n) =>
           Effect.gen(function*() {

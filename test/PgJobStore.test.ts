@@ -6,8 +6,16 @@ import * as internal from "../src/internal/pgJobStore.js"
 import { type JobStore, JobStoreError, LeaseLost } from "../src/JobStore.js"
 import * as PgJobStore from "../src/PgJobStore.js"
 import { claimRequest, jobStoreConformance, newJob, subscribeWakeups, wakeupsBefore } from "./jobStoreConformance.js"
-import { startPgServer } from "./pgServer.js"
-import { clientLayer, databaseUrl, makeTestClock, query, testStore, testStoreLayer, uniqueName } from "./pgTestStore.js"
+import {
+  clientLayer,
+  databaseUrl,
+  makeTestClock,
+  query,
+  scopedPgServer,
+  testStore,
+  testStoreLayer,
+  uniqueName
+} from "./pgTestStore.js"
 
 const clock = makeTestClock()
 afterAll(clock.drop)
@@ -228,10 +236,7 @@ describe("PgJobStore errors", () => {
     "says a connection was refused, and where, while the server is down; works again once it is back",
     () =>
       Effect.gen(function*() {
-        const server = yield* Effect.acquireRelease(
-          Effect.promise(() => startPgServer()),
-          (server) => Effect.promise(() => server.stop())
-        )
+        const server = yield* scopedPgServer
         const client = yield* Layer.build(PgClient.layer({ url: Redacted.make(server.url) }))
         const store = yield* Effect.provide(PgJobStore.make({ listen: false }), client)
         yield* store.enqueue([newJob({ runAt: now() })])
@@ -277,10 +282,7 @@ describe("JobWorker on PgJobStore", () => {
     "keeps running while the database is down: readiness says why, and every job runs once it is back",
     () =>
       Effect.gen(function*() {
-        const server = yield* Effect.acquireRelease(
-          Effect.promise(() => startPgServer()),
-          (server) => Effect.promise(() => server.stop())
-        )
+        const server = yield* scopedPgServer
         const Ping = Job.make("ping", { payload: Schema.Struct({ n: Schema.Number }), queue: "pings" })
         const ran = yield* Queue.unbounded<number>()
         const context = yield* Layer.build(

@@ -303,7 +303,7 @@ describe("examples/demo.ts", () => {
             Option.liftPredicate(answer, (a) => a.status === 503))
         )
         // The worker itself says it is still draining, and the process is still there to say it.
-        assert.deepStrictEqual(JSON.parse(draining.body), { status: "unavailable", state: "Stopping" })
+        assert.deepStrictEqual(JSON.parse(draining.body), { status: "unavailable", state: "Stopping", reasons: [] })
         assert.isTrue(yield* demo.isRunning)
 
         const { exitCode, lines, output } = yield* demo.awaitExit
@@ -426,7 +426,8 @@ describe("examples/demo.ts", () => {
         const notReady = yield* demo.request("GET", "/health/ready")
         assert.deepStrictEqual([notReady.status, JSON.parse(notReady.body)], [503, {
           status: "unavailable",
-          state: "Paused"
+          state: "Paused",
+          reasons: []
         }])
         // The demo's own route is tracked: a paused worker turns it away without running it.
         const email = (to: string, more = "") => `{"type":"send-email","payload":{"to":"${to}"}${more}}`

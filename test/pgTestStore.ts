@@ -10,8 +10,15 @@ import { inject } from "vitest"
 import { JobStore } from "../src/JobStore.js"
 import * as PgJobStore from "../src/PgJobStore.js"
 import type { StoreClock } from "./jobStoreConformance.js"
+import { type PgServer, startPgServer } from "./pgServer.js"
 
 export const databaseUrl = inject("databaseUrl")
+
+/** A throwaway server of the test's own (one it may stop and restart), removed when the scope closes. */
+export const scopedPgServer: Effect.Effect<PgServer, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.promise(() => startPgServer()),
+  (server) => Effect.promise(() => server.stop())
+)
 
 /** A fresh name for a schema (or anything else) that no other test uses. */
 export const uniqueName = (prefix: string): string =>
