@@ -503,7 +503,9 @@ const durationOption = (
   zero: "allowed" | "refused"
 ): Duration.Duration => {
   if (input === undefined) return fallback
-  const duration = Duration.decodeUnknown(input)
+  // `Duration` clamps a negative number of milliseconds to zero: a negative input is refused, not made zero.
+  const negative = (typeof input === "number" || typeof input === "bigint") && input < 0
+  const duration = negative ? Option.none() : Duration.decodeUnknown(input)
   const millis = Option.isSome(duration) && Duration.isFinite(duration.value) ? Duration.toMillis(duration.value) : NaN
   if (!(millis > 0 || (millis === 0 && zero === "allowed"))) {
     throw new Cause.IllegalArgumentException(
@@ -567,8 +569,8 @@ const contentSecurityPolicy =
   "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
   "base-uri 'none'; frame-ancestors 'none'"
 
-const asset = (body: string, contentType: string, cacheControl: string) =>
-  Effect.succeed(HttpServerResponse.text(body, {
+const assetResponse = (body: string, contentType: string, cacheControl: string) =>
+  HttpServerResponse.text(body, {
     contentType,
     headers: {
       "cache-control": cacheControl,
@@ -576,18 +578,26 @@ const asset = (body: string, contentType: string, cacheControl: string) =>
       "x-content-type-options": "nosniff",
       "referrer-policy": "no-referrer"
     }
-  }))
+  })
+
+const asset = (body: string, contentType: string, cacheControl: string) =>
+  Effect.succeed(assetResponse(body, contentType, cacheControl))
+
+const page = assetResponse(DashboardAssets.html, "text/html; charset=utf-8", "no-store")
 
 const dashboardRoutes = <RG>(protect: Protect<RG>) =>
   HttpRouter.empty.pipe(
-    HttpRouter.get("/dashboard", protect(asset(DashboardAssets.html, "text/html; charset=utf-8", "no-store"))),
-    // Relative URLs resolve against `/dashboard/` differently (`events` would be `/dashboard/events`): send the
-    // browser to `/dashboard`, relatively, so it works under any mount prefix.
+    // The router matches `/dashboard/` here too, but relative URLs resolve against it differently (`events` would
+    // be `/dashboard/events`): send the browser to `../dashboard`, relatively, so it works under any mount prefix.
     HttpRouter.get(
-      "/dashboard/",
-      protect(Effect.succeed(
-        HttpServerResponse.empty({ status: 301, headers: { location: "../dashboard", "cache-control": "no-store" } })
-      ))
+      "/dashboard",
+      protect(Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
+        routerPath(request.url).endsWith("/")
+          ? HttpServerResponse.empty({
+            status: 301,
+            headers: { location: "../dashboard", "cache-control": "no-store" }
+          })
+          : page))
     ),
     HttpRouter.get(
       "/dashboard/app.js",

@@ -47,6 +47,12 @@ const frame = (id: number, event: string, data: unknown): string =>
 
 const heartbeatText = ": heartbeat\n\n"
 
+/**
+ * The first bytes of every stream. A server sends a response's headers with its first bytes, and a replay may have
+ * nothing to send yet: without them a client would wait for its response until the next message or heartbeat.
+ */
+const connectedText = ": connected\n\n"
+
 const MAX_TEXT = 300
 const MAX_DEPTH = 8
 
@@ -261,10 +267,15 @@ export const clientStream = (
   const closed = Effect.map(closing, () => client.end())
   return Stream.unwrap(Effect.map(Clock.currentTimeMillis, (start) => {
     let next = start + beat
+    let opening = true
     const pull: Effect.Effect<Uint8Array, Option.Option<never>> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
       // The heartbeat keeps its period whether or not messages flow: a proxy that wants bytes gets them.
       const due = now >= next
       if (due) next = now + beat
+      if (opening) {
+        opening = false
+        return Effect.succeed(encoder.encode(connectedText + client.takeAll().join("")))
+      }
       if (client.hasData) {
         const text = client.takeAll().join("")
         return Effect.succeed(encoder.encode(due ? heartbeatText + text : text))
@@ -431,11 +442,13 @@ export class Hub {
         yield* Fiber.interruptFork(this.linger)
         this.linger = undefined
       }
-      if (!this.finished && this.collector === undefined) yield* this.start(store)
+      // A collector that ended without `Stopped` (it cannot fail, but a defect is a defect) is started again.
+      if (!this.finished && (this.collector === undefined || this.collector.unsafePoll() !== null)) {
+        yield* this.start(store)
+      }
       const client = new Client(this.options.clientBuffer)
-      const last = lastEventId !== undefined && /^\s*[0-9]{1,16}\s*$/.test(lastEventId)
-        ? Number(lastEventId)
-        : undefined
+      const given = lastEventId === undefined || lastEventId.trim() === "" ? undefined : lastEventId.trim()
+      const last = given !== undefined && /^[0-9]{1,16}$/.test(given) ? Number(given) : undefined
       if (last !== undefined && this.covers(last)) {
         for (let i = 0; i < this.ring.size; i++) {
           const message = this.ring.at(i)
@@ -462,7 +475,7 @@ export class Hub {
               }))
             },
             at: new Date(now).toISOString(),
-            gap: lastEventId !== undefined
+            gap: given !== undefined
           })
         }, true)
       }
@@ -483,7 +496,10 @@ export class Hub {
     return Effect.suspend(() => {
       client.end()
       this.clients.delete(client)
-      if (this.clients.size > 0 || this.collector === undefined || this.linger !== undefined) return Effect.void
+      // Once `Stopped` was recorded the collector has ended: no timer to keep (it would hold a process up).
+      if (this.clients.size > 0 || this.finished || this.collector === undefined || this.linger !== undefined) {
+        return Effect.void
+      }
       const stop = this.lock.withPermits(1)(Effect.suspend(() => {
         this.linger = undefined
         const collector = this.collector
