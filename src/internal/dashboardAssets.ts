@@ -46,7 +46,7 @@ export const html = `<!doctype html>
   <code>dashboard#token=…</code> (a fragment never reaches the server).</p>
 </form>
 
-<main class="grid">
+<main>
   <section class="card state-card" aria-labelledby="state-heading">
     <h2 id="state-heading">State</h2>
     <p id="state" class="state state-unknown" aria-live="polite" aria-atomic="true">Unknown</p>
@@ -79,13 +79,13 @@ export const html = `<!doctype html>
     <figure class="chart">
       <div class="chart-scale"><span id="chart-max">0</span><span>per second</span></div>
       <svg id="chart" viewBox="0 0 300 100" preserveAspectRatio="none" role="img"
-        aria-label="Tasks per second over the last 5 minutes: no data yet">
+        aria-label="Tasks per second: no data yet">
         <line class="grid-line" x1="0" y1="50" x2="300" y2="50"></line>
         <polygon id="area-done" class="area-done" points=""></polygon>
         <polyline id="line-done" class="line-done" points=""></polyline>
         <polyline id="line-failed" class="line-failed" points=""></polyline>
       </svg>
-      <div class="chart-axis"><span>5 min ago</span><span id="chart-updated">now</span></div>
+      <div class="chart-axis"><span id="chart-since">1 min ago</span><span id="chart-updated">now</span></div>
       <figcaption>
         <span class="key key-done">tasks done/s</span>
         <span class="key key-failed">failures/s</span>
@@ -117,7 +117,7 @@ export const html = `<!doctype html>
     </div>
     <p id="dead-status" class="status" role="status" aria-live="polite"></p>
     <ul id="dead-list" class="dead-list"></ul>
-    <p id="dead-note" class="muted">Loading…</p>
+    <p id="dead-note" class="muted"></p>
   </section>
 
   <section class="card feed-card" aria-labelledby="feed-heading">
@@ -167,7 +167,7 @@ h2 { font-size: 1rem; margin: 0 0 0.6rem; }
 .connection-live { background: var(--ok-bg); color: var(--ok); }
 .connection-lost, .connection-auth { background: var(--warn-bg); color: var(--warn); }
 .connection-gone { background: var(--bad-bg); color: var(--bad); font-weight: 600; }
-.grid { display: grid; gap: 1rem; padding: 0 1rem 1rem; max-width: 90rem; margin: 0 auto;
+main { display: grid; gap: 1rem; padding: 0 1rem 1rem; max-width: 90rem; margin: 0 auto;
   grid-template-columns: repeat(auto-fit, minmax(min(100%, 22rem), 1fr)); }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 1rem; min-width: 0; }
 .auth { max-width: 40rem; margin: 0 auto 1rem; }
@@ -264,7 +264,7 @@ td.nonzero-dead { color: var(--bad); font-weight: 700; }
 .feed .ev-more { color: var(--muted); background: var(--bg); }
 @media (max-width: 30rem) {
   .top { padding: 0.75rem; }
-  .grid { padding: 0 0.5rem 0.5rem; gap: 0.6rem; }
+  main { padding: 0 0.5rem 0.5rem; gap: 0.6rem; }
   .card { padding: 0.75rem; }
   .feed li { grid-template-columns: auto 1fr; }
   .feed .tag { display: none; }
@@ -297,10 +297,6 @@ export const js = String.raw`"use strict";
   };
 
   const $ = (id) => document.getElementById(id);
-  // The routes sit next to the page: "../" of dashboard/app.js, whatever prefix they are mounted under.
-  const script = document.currentScript;
-  const base = new URL("..", script && script.src ? script.src : document.baseURI);
-  const url = (path) => new URL(path, base).toString();
 
   const integer = new Intl.NumberFormat();
   const oneDecimal = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
@@ -349,6 +345,7 @@ export const js = String.raw`"use strict";
     samples: [],
     jobs: undefined,
     jobsError: null,
+    jobsAt: 0,
     lastDead: null,
     connection: "connecting",
     connectionText: "Connecting…",
@@ -364,8 +361,10 @@ export const js = String.raw`"use strict";
     schedule();
   };
 
-  // The feed's ring: the latest FEED_ROWS items not drawn yet; the ones it overwrote are only counted.
-  const ring = new Array(FEED_ROWS);
+  // The feed's ring: the latest items not drawn yet, one fewer than the rows, so that the row that counts the ones
+  // it overwrote still fits in the list below them.
+  const RING = FEED_ROWS - 1;
+  const ring = new Array(RING);
   let ringHead = 0;
   let ringSize = 0;
   let unseen = 0;
@@ -376,12 +375,12 @@ export const js = String.raw`"use strict";
     e._tag === "Custom" ? "job" : e._tag === "TaskStarted" || e._tag === "TaskFinished" || e._tag === "Idle" ? "task" : "lifecycle";
   const pushFeed = (item) => {
     if (item.event && !shown[category(item.event)]) return;
-    if (ringSize === FEED_ROWS) {
+    if (ringSize === RING) {
       ring[ringHead] = item;
-      ringHead = (ringHead + 1) % FEED_ROWS;
+      ringHead = (ringHead + 1) % RING;
       unseen++;
     } else {
-      ring[(ringHead + ringSize) % FEED_ROWS] = item;
+      ring[(ringHead + ringSize) % RING] = item;
       ringSize++;
     }
     if (!frozen) schedule();
@@ -409,7 +408,7 @@ export const js = String.raw`"use strict";
     if (first) note("connected to worker " + s.name + ": " + s.state);
     else if (s.gap) note("reconnected: events between the two connections were missed");
     else note("reconnected");
-    refreshDeadSoon();
+    if (model.lastDead !== null) refreshDeadSoon();
   };
 
   const LIFECYCLE = { Started: "Running", Paused: "Paused", Resumed: "Running", Stopping: "Stopping", Stopped: "Stopped" };
@@ -450,11 +449,16 @@ export const js = String.raw`"use strict";
       });
       while (model.samples.length > 0 && model.samples[0].at < at - CHART_SECONDS * 1000) model.samples.shift();
     }
-    model.jobs = s.jobs;
-    model.jobsError = s.jobsError || null;
+    // The last stats (the one Stopped sends) may come without the store's counts: keep the last ones known then.
+    if (s.jobs || s.jobsError) {
+      model.jobs = s.jobs;
+      model.jobsError = s.jobsError || null;
+      model.jobsAt = at;
+    }
+    // The dead letters are asked for once the stats say there is a store, and again whenever its dead count moves.
     if (s.jobs && s.jobs.dead !== model.lastDead) {
-      if (model.lastDead !== null) refreshDeadSoon();
       model.lastDead = s.jobs.dead;
+      refreshDeadSoon();
     }
     touch("figures");
     touch("chart");
@@ -523,7 +527,7 @@ export const js = String.raw`"use strict";
     current = controller;
     const headers = withToken({ accept: "text/event-stream" });
     if (lastEventId !== null) headers["last-event-id"] = lastEventId;
-    const response = await fetch(url("events"), { headers, cache: "no-store", signal: controller.signal });
+    const response = await fetch("events", { headers, cache: "no-store", signal: controller.signal });
     if (response.status === 401) {
       const body = await response.json().catch(() => null);
       needToken(body && body.message);
@@ -583,7 +587,7 @@ export const js = String.raw`"use strict";
     setConnection("gone", "Worker stopped — the event stream has ended");
     for (let i = 0; i < 60; i++) {
       try {
-        await fetch(url("worker"), { cache: "no-store", signal: AbortSignal.timeout(3000) });
+        await fetch("worker", { cache: "no-store", signal: AbortSignal.timeout(3000) });
       } catch (e) {
         setConnection("gone", "Worker stopped — the server is gone");
         return;
@@ -603,7 +607,7 @@ export const js = String.raw`"use strict";
   const request = async (method, path) => {
     let response;
     try {
-      response = await fetch(url(path), {
+      response = await fetch(path, {
         method,
         headers: withToken({ accept: "application/json" }),
         cache: "no-store"
@@ -659,7 +663,9 @@ export const js = String.raw`"use strict";
   const refreshDeadSoon = () => {
     if (deadTimer === 0) deadTimer = setTimeout(() => { deadTimer = 0; refreshDead(); }, 250);
   };
+  let noDeadRoute = false;
   const refreshDead = async () => {
+    if (noDeadRoute) return;
     if (deadLoading) {
       deadAgain = true;
       return;
@@ -669,6 +675,8 @@ export const js = String.raw`"use strict";
     deadLoading = false;
     if (answer.ok && answer.body && Array.isArray(answer.body.jobs)) renderDead(answer.body.jobs);
     else if (answer.status === 404) {
+      // Not mounted (routes without jobs): asking again would only fill the console with 404s.
+      noDeadRoute = true;
       deadList.replaceChildren();
       show(deadNote, "This server does not serve the job store's routes.", false);
     } else show(deadNote, "Could not load the dead letters" + (answer.status ? " (" + answer.status + ")" : "") + ": " + answer.message, true);
@@ -748,7 +756,7 @@ export const js = String.raw`"use strict";
     auth.hidden = true;
     setConnection("connecting", "Connecting…");
     run();
-    refreshDead();
+    if (model.lastDead !== null) refreshDead();
   });
 
   // --- the feed -------------------------------------------------------------------------------------------------
@@ -829,7 +837,7 @@ export const js = String.raw`"use strict";
   const renderFeed = () => {
     if (frozen || (ringSize === 0 && unseen === 0)) return;
     const rows = document.createDocumentFragment();
-    for (let i = ringSize - 1; i >= 0; i--) rows.append(feedRow(ring[(ringHead + i) % FEED_ROWS]));
+    for (let i = ringSize - 1; i >= 0; i--) rows.append(feedRow(ring[(ringHead + i) % RING]));
     if (unseen > 0) {
       // Older than every row above it: the ones the ring overwrote before a frame could show them.
       const more = element("li", "ev-more");
@@ -882,8 +890,9 @@ export const js = String.raw`"use strict";
 
   const renderFigures = () => {
     $("in-flight").textContent = model.taskCount === null ? "–" : plural(model.taskCount, "task", "tasks");
-    const done = average("done", 5);
-    const failed = average("failed", 5);
+    const stopped = model.state === "Stopped";
+    const done = stopped ? 0 : average("done", 5);
+    const failed = stopped ? 0 : average("failed", 5);
     $("rate-done").textContent = done === null ? "–" : perSecond(done, "task", "tasks");
     $("rate-failed").textContent = failed === null ? "–" : perSecond(failed, "failure", "failures");
     const readiness = $("readiness");
@@ -910,19 +919,21 @@ export const js = String.raw`"use strict";
     let peak = 0;
     for (const s of samples) peak = Math.max(peak, s.done, s.failed);
     const top = niceCeiling(peak);
-    const x = (s) => (300 - (last - s.at) / 1000).toFixed(1);
+    // The window grows with the data, from a minute to CHART_SECONDS, so a fresh page draws more than a sliver.
+    const span = Math.min(CHART_SECONDS, Math.max(60, Math.ceil((last - samples[0].at) / 60000) * 60));
+    const x = (s) => (300 - ((last - s.at) / 1000) * (300 / span)).toFixed(1);
     const y = (v) => (100 - (v / top) * 96).toFixed(1);
     const done = samples.map((s) => x(s) + "," + y(s.done)).join(" ");
     $("line-done").setAttribute("points", done);
     $("area-done").setAttribute("points", x(samples[0]) + ",100 " + done + " " + x(samples[samples.length - 1]) + ",100");
     $("line-failed").setAttribute("points", samples.map((s) => x(s) + "," + y(s.failed)).join(" "));
     $("chart-max").textContent = count(top);
+    $("chart-since").textContent = plural(span / 60, "min", "min") + " ago";
     $("chart-updated").textContent = "now (" + clockTime(last) + ")";
     const now = samples[samples.length - 1];
     $("chart").setAttribute(
       "aria-label",
-      "Tasks per second over the last " + Math.round(Math.min(CHART_SECONDS, (last - samples[0].at) / 1000 + 1)) +
-        " seconds: now " + perSecond(now.done, "task", "tasks") + ", peak " + perSecond(peak, "task", "tasks") + "; failures now " +
+      "Tasks per second over the last " + plural(span / 60, "minute", "minutes") + ": now " + perSecond(now.done, "task", "tasks") + ", peak " + perSecond(peak, "task", "tasks") + "; failures now " +
         perSecond(now.failed, "failure", "failures")
     );
   };
@@ -949,6 +960,7 @@ export const js = String.raw`"use strict";
     const total = $("queues-total");
     if (model.jobsError) show(note, "The job store did not answer: " + model.jobsError, true);
     else if (!model.jobs) show(note, "This worker reports no job store.", false);
+    else if (model.state === "Stopped") show(note, "As of " + clockTime(model.jobsAt) + ".", false);
     else show(note, "", false);
     if (!model.jobs) {
       if (!model.jobsError) {
@@ -985,9 +997,9 @@ export const js = String.raw`"use strict";
     renderFeed();
   }
 
+  show(deadNote, "This worker reports no job store.", false);
   renderState();
   renderCount();
   run();
-  refreshDead();
 })();
 `
