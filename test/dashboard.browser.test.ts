@@ -3,7 +3,10 @@
  * run as a child process on a free port with a `DASHBOARD_TOKEN`. It checks what an operator sees and does: the
  * state in words, Pause and Resume (and readiness with them), a job enqueued over HTTP showing in the queue table
  * and the event feed, a dead letter redriven from the page, the page at 375 px, the token form, and a confirmed
- * Stop through `Stopping` and `Stopped` to the page saying the server is gone.
+ * Stop through `Stopping` and `Stopped` to the page saying the server is gone. Two more run a worker in this process:
+ * one at some 10,000 events a second (the feed stays at 200 rows and counts what it skipped, a button still
+ * answers), one behind a TCP proxy that cuts the connection (the page says so, reconnects with `Last-Event-ID`, and
+ * the replay brings what happened meanwhile).
  *
  * Each step leaves a screenshot in `test-output/dashboard/`. `docs/dashboard.png`, the picture in the README, is
  * the "dead letter" step's: written when it is missing or with `UPDATE_SCREENSHOTS=1`, so that a plain `npm test`
@@ -24,6 +27,7 @@ import * as Schedule from "effect/Schedule"
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { createServer } from "node:http"
+import * as Net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -213,14 +217,74 @@ const cellNumber = (page: Page, queue: string, column: string) =>
     )
   )
 
+/** `WorkerHttp.routes` of `ctx`, unguarded, on a free loopback port in this process, until the scope closes. */
+const serveWorker = (ctx: WorkerContext.Service) =>
+  Effect.map(
+    Layer.build(
+      WorkerHttp.serve(WorkerHttp.toApp(WorkerHttp.routes({ guard: WorkerHttp.unguarded }))).pipe(
+        Layer.provideMerge(NodeHttpServer.layer(createServer, { host: "127.0.0.1", port: 0 })),
+        Layer.provide(Layer.succeed(WorkerContext, ctx))
+      )
+    ),
+    (context) => {
+      const address = Context.get(context, HttpServer.HttpServer).address
+      assert(address._tag === "TcpAddress")
+      return `http://127.0.0.1:${address.port}`
+    }
+  )
+
+/**
+ * A TCP proxy to `port` on a free loopback port: `cut` drops every connection through it and refuses new ones
+ * until `restore`, as a network that goes away and comes back would.
+ */
+const tcpProxy = (port: number) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly port: number; readonly cut: () => void; readonly restore: () => void; close: () => void }>(
+      (resume) => {
+        const sockets = new Set<Net.Socket>()
+        let refusing = false
+        const server = Net.createServer((client) => {
+          if (refusing) return void client.destroy()
+          const upstream = Net.connect(port, "127.0.0.1")
+          for (const [socket, other] of [[client, upstream], [upstream, client]] as const) {
+            sockets.add(socket)
+            socket.on("error", () => socket.destroy())
+            socket.on("close", () => {
+              sockets.delete(socket)
+              other.destroy()
+            })
+            socket.pipe(other)
+          }
+        })
+        const cut = () => {
+          refusing = true
+          for (const socket of sockets) socket.destroy()
+        }
+        server.listen(0, "127.0.0.1", () =>
+          resume(Effect.succeed({
+            port: (server.address() as Net.AddressInfo).port,
+            cut,
+            restore: () => {
+              refusing = false
+            },
+            close: () => {
+              cut()
+              server.close()
+            }
+          })))
+      }
+    ),
+    (proxy) => Effect.sync(() => proxy.close())
+  )
+
 const available = existsSync(CHROMIUM)
 if (!available && process.env.CI !== undefined) {
   throw new Error(`${CHROMIUM} is missing: .ci/run installs Debian's chromium package for the browser tests`)
 }
 
-describe.skipIf(!available)("the dashboard page, in Chromium, against the demo", () => {
+describe.skipIf(!available)("the dashboard page, in Chromium", () => {
   it.scopedLive(
-    "shows the worker live, and its buttons pause, resume, redrive and stop it, each step as an operator sees it",
+    "against the demo, shows the worker live, and its buttons pause, resume, redrive and stop it, step by step",
     () =>
       Effect.gen(function*() {
         mkdirSync(OUTPUT, { recursive: true })
@@ -384,15 +448,7 @@ describe.skipIf(!available)("the dashboard page, in Chromium, against the demo",
         mkdirSync(OUTPUT, { recursive: true })
         // In this process: a worker that runs tiny tasks as fast as it is given them, and its routes, unguarded.
         const ctx = yield* WorkerContext.make({ name: "busy", logLevel: "None" })
-        const context = yield* Layer.build(
-          WorkerHttp.serve(WorkerHttp.toApp(WorkerHttp.routes({ guard: WorkerHttp.unguarded }))).pipe(
-            Layer.provideMerge(NodeHttpServer.layer(createServer, { host: "127.0.0.1", port: 0 })),
-            Layer.provide(Layer.succeed(WorkerContext, ctx))
-          )
-        )
-        const address = Context.get(context, HttpServer.HttpServer).address
-        assert(address._tag === "TcpAddress")
-        const base = `http://127.0.0.1:${address.port}`
+        const base = yield* serveWorker(ctx)
         yield* ctx.start
         // 100 tasks every 10 ms: two events each, some 20,000 events a second (as many as this machine manages).
         const burst = Effect.forEach(Array.from({ length: 100 }), () => ctx.track(Effect.void), { discard: true })
@@ -422,6 +478,50 @@ describe.skipIf(!available)("the dashboard page, in Chromium, against the demo",
         assert.deepStrictEqual(errors, [])
         yield* promise(() => page.getByRole("button", { name: "Resume" }).click())
         yield* shows(page.locator("#state"), /^Running$/)
+      }),
+    TEST_TIMEOUT
+  )
+
+  it.scopedLive(
+    "when the stream breaks, says so, reconnects with the last event's id and misses nothing",
+    () =>
+      Effect.gen(function*() {
+        const ctx = yield* WorkerContext.make({ name: "flaky", logLevel: "None" })
+        const direct = new URL(yield* serveWorker(ctx))
+        const proxy = yield* tcpProxy(Number(direct.port))
+        const base = `http://127.0.0.1:${proxy.port}`
+        yield* ctx.start
+        const { context: browser } = yield* launchBrowser
+        const { errors, page } = yield* openPage(browser)
+        // Every request for the stream, with the Last-Event-ID it carried; each is let through unchanged.
+        const streams: Array<string | undefined> = []
+        yield* promise(() =>
+          page.route("**/events", (route) => {
+            streams.push(route.request().headers()["last-event-id"])
+            return route.continue()
+          })
+        )
+        yield* promise(() => page.goto(`${base}/dashboard`))
+        yield* shows(page.locator("#state"), /^Running$/, START_TIMEOUT)
+        yield* shows(page.locator("#connection"), /^Live$/)
+
+        // The network goes: the stream breaks, and the page says it is retrying.
+        yield* Effect.sync(() => proxy.cut())
+        yield* shows(page.locator("#connection"), /^The server is gone: retrying in \d+ s$/, 10_000)
+        yield* shows(page.locator("#state-detail"), "(last known: the page is not connected)")
+        // Meanwhile the worker pauses: the replay after the reconnection brings the event.
+        yield* ctx.pause
+        yield* Effect.sync(() => proxy.restore())
+        yield* shows(page.locator("#connection"), /^Live$/, 15_000)
+        yield* shows(page.locator("#state"), /^Paused$/)
+        yield* shows(page.locator("#feed li"), /Paused: tasks in flight go on/)
+        assert.isAtLeast(streams.length, 2)
+        assert.isUndefined(streams[0])
+        assert.match(streams.at(-1) ?? "", /^\d+$/, "the reconnection carries the last id")
+        // Replayed from that id, not a new snapshot (after which the page would note "reconnected").
+        assert.strictEqual(yield* promise(() => page.locator("#feed li", { hasText: "reconnected" }).count()), 0)
+        // The browser's own lines for the refused connections, nothing else.
+        assert.deepStrictEqual(errors.filter((e) => !/ERR_(CONNECTION|EMPTY_RESPONSE|INCOMPLETE)/.test(e)), [])
       }),
     TEST_TIMEOUT
   )

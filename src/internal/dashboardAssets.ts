@@ -521,7 +521,10 @@ export const js = String.raw`"use strict";
     return text.slice(start);
   };
 
-  /** One connection: resolves when the stream ends, "auth" when the token is refused; rejects when fetch fails. */
+  /**
+   * One connection: resolves with "ended" when the stream ends, "auth" when the token is refused, "status N" for
+   * another answer; rejects when fetch fails (no server) or the stream breaks.
+   */
   const connect = async () => {
     const controller = new AbortController();
     current = controller;
@@ -533,7 +536,7 @@ export const js = String.raw`"use strict";
       needToken(body && body.message);
       return "auth";
     }
-    if (!response.ok || !response.body) throw new Error("GET events answered " + response.status);
+    if (!response.ok || !response.body) return "status " + response.status;
     lastByteAt = Date.now();
     setConnection("live", "Live");
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -571,11 +574,14 @@ export const js = String.raw`"use strict";
       }
       attempt++;
       const delay = Math.round(Math.min(10000, 500 * Math.pow(2, attempt - 1)) * (0.8 + Math.random() * 0.4));
+      const seconds = Math.ceil(delay / 1000) + " s";
       setConnection(
         "lost",
         outcome === "failed"
-          ? "The server is gone: retrying in " + Math.ceil(delay / 1000) + " s"
-          : "The stream ended: reconnecting in " + Math.ceil(delay / 1000) + " s"
+          ? "The server is gone: retrying in " + seconds
+          : outcome === "ended"
+          ? "The stream ended: reconnecting in " + seconds
+          : "The event stream answered " + outcome.slice(7) + ": retrying in " + seconds
       );
       await sleep(delay);
       setConnection("connecting", "Reconnecting…");
