@@ -11,9 +11,10 @@
  *   address ending in `.invalid` fails with `Job.Fatal`: it goes to the dead letters at once.
  * - A producer enqueues a random job every 100 to 400 ms, until shutdown begins. `JobWorker` claims them (at most
  *   four in flight) while the worker is `Running`, and runs each as a task of the worker.
- * - HTTP: `GET /worker`, `/health/live`, `/health/ready`, `/metrics`, `POST /worker/pause|resume|start|stop`
- *   (`WorkerHttp.router`); `GET /jobs/stats`, `GET /jobs/dead[?limit=N&queue=Q]`, `POST /jobs/dead/:id/redrive`
- *   (`WorkerHttp.jobsRouter`); and `POST /jobs` with a JSON body
+ * - HTTP (`WorkerHttp.routes`): `GET /worker`, `/health/live`, `/health/ready`, `/metrics`,
+ *   `POST /worker/pause|resume|start|stop`; `GET /jobs/stats`, `GET /jobs/dead[?limit=N&queue=Q]`,
+ *   `POST /jobs/dead/:id/redrive`; `GET /events` (server-sent events) and the live dashboard at
+ *   `http://127.0.0.1:3000/dashboard`; and `POST /jobs` with a JSON body
  *   `{ "type": "send-email", "payload": { "to": "..." }, "delay"?: ms, "priority"?: n }`: 202 `{ id }`, 400 on a
  *   body that is not JSON, an unknown type or a payload its schema rejects. `POST /jobs` is a tracked route: 503
  *   while the worker is not running.
@@ -28,7 +29,11 @@
  * Environment:
  * - `PORT`: the HTTP port (default 3000). `0` picks a free port; the log says which (`listening on http://...`).
  *   The server listens before the worker starts: a port in use ends the program at once, before any job ran.
- * - `HOST`: the interface to listen on (default `127.0.0.1`: the control routes have no authentication).
+ * - `HOST`: the interface to listen on (default `127.0.0.1`: without `DASHBOARD_TOKEN` the control routes have no
+ *   authentication).
+ * - `DASHBOARD_TOKEN`: a token the control routes, the redrive and `GET /events` then ask for
+ *   (`Authorization: Bearer <token>`); open the dashboard as `/dashboard#token=<token>`, or type it into the page.
+ *   Unset (or empty), they are open: fine on 127.0.0.1.
  * - `SHUTDOWN_TIMEOUT`: seconds shutdown waits for the jobs in flight (default 10, fractions allowed).
  * - `DEMO_JOB_MS`: every job takes exactly this many milliseconds (default: random, 200 to 1500).
  * - `DATABASE_URL`: a PostgreSQL server (`postgres://user:password@host:5432/db`): the jobs live there, in the
@@ -74,6 +79,9 @@ const config = Config.all({
     Config.withDefault(3000)
   ),
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
+  dashboardToken: Config.option(Config.redacted("DASHBOARD_TOKEN")).pipe(
+    Config.map(Option.filter((token) => Redacted.value(token) !== ""))
+  ),
   shutdownTimeout: Config.number("SHUTDOWN_TIMEOUT").pipe(
     Config.validate({ message: "expected a number of seconds, zero or more", validation: (s) => s >= 0 }),
     Config.withDefault(10),
@@ -247,19 +255,26 @@ const enqueue = Effect.gen(function*() {
     ))
 )
 
-// The probes, control and store routes stay outside `trackRequests`: they must answer while the worker drains.
-const app = WorkerHttp.toApp(HttpRouter.concatAll(
-  WorkerHttp.router,
-  WorkerHttp.jobsRouter,
-  HttpRouter.empty.pipe(HttpRouter.post("/jobs", enqueue), HttpRouter.use(WorkerHttp.trackRequests))
-))
+/**
+ * The worker's and the store's routes, the event stream and the dashboard, with the control routes behind
+ * `DASHBOARD_TOKEN` when it is set. They stay outside `trackRequests`: they must answer while the worker drains.
+ */
+const makeApp = (token: Option.Option<Redacted.Redacted<string>>) =>
+  WorkerHttp.toApp(HttpRouter.concatAll(
+    WorkerHttp.routes({
+      guard: Option.match(token, { onNone: () => WorkerHttp.unguarded, onSome: WorkerHttp.bearerToken }),
+      jobs: true
+    }),
+    HttpRouter.empty.pipe(HttpRouter.post("/jobs", enqueue), HttpRouter.use(WorkerHttp.trackRequests))
+  ))
 
 const logListening = HttpServer.addressWith((address) =>
-  Effect.log(
-    (address._tag === "TcpAddress"
-      ? `listening on http://${address.hostname}:${address.port}`
-      : `listening on ${address.path}`) + ` (pid ${process.pid})`
-  )
+  address._tag === "TcpAddress"
+    ? Effect.zipRight(
+      Effect.log(`listening on http://${address.hostname}:${address.port} (pid ${process.pid})`),
+      Effect.log(`dashboard: http://${address.hostname}:${address.port}/dashboard`)
+    )
+    : Effect.log(`listening on ${address.path} (pid ${process.pid})`)
 )
 
 // --- the program --------------------------------------------------------------------------------------------------
@@ -270,8 +285,8 @@ const WorkerLive = Layer.unwrapEffect(
 
 /** `WorkerHttp.serve` stops the worker before the server: readiness answers 503 while the jobs drain. */
 const HttpLive = Layer.unwrapEffect(
-  Effect.map(config, ({ host, port }) =>
-    WorkerHttp.serve(app).pipe(
+  Effect.map(config, ({ dashboardToken, host, port }) =>
+    WorkerHttp.serve(makeApp(dashboardToken)).pipe(
       Layer.tap(() => logListening),
       Layer.provide(NodeHttpServer.layer(createServer, { host, port }))
     ))

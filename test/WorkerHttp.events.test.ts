@@ -810,7 +810,9 @@ describe("GET /dashboard", () => {
 
       // Every URL the page and its script use, resolved as a browser would against /ops/dashboard.
       const base = new URL("http://host/ops/dashboard")
+      // A `data:` URL (the page's empty icon, which spares the browser a request for /favicon.ico) is no request.
       const links = Array.from(page.text.matchAll(/(?:href|src)="([^"]+)"/g), (m) => m[1]!)
+        .filter((link) => !link.startsWith("data:"))
       assert.deepStrictEqual(links.map((link) => new URL(link, base).pathname).sort(), [
         "/ops/dashboard/app.css",
         "/ops/dashboard/app.js"
@@ -823,7 +825,8 @@ describe("GET /dashboard", () => {
       assert.strictEqual(style.status, 200)
       assert.strictEqual(style.headers["content-type"], "text/css; charset=utf-8")
       const fetched = Array.from(script.text.matchAll(/fetch\("([^"]+)"/g), (m) => m[1]!)
-      assert.deepStrictEqual(fetched, ["events"])
+      assert.include(fetched, "events")
+      assert.isTrue(fetched.every((path) => !path.startsWith("/") && !path.includes("//")), fetched.join(", "))
       const events = yield* openStream(client, new URL("events", base).pathname)
       assert.strictEqual(events.status, 200)
       assert.strictEqual((yield* nextMessage(events)).event, "snapshot")

@@ -426,6 +426,10 @@ export class Hub {
         Effect.ensuring(Scope.close(scope, Exit.void)),
         // The collector outlives the request that started it: it must not hang off the request's span.
         Effect.mapInputContext((context: Context.Context<never>) => Context.omit(Tracer.ParentSpan)(context)),
+        // `attach` runs in `acquireRelease`'s acquire, which is uninterruptible, and a fork inherits that: without
+        // this, neither the linger's interruption nor the end of the collector could stop the ticker, whose timer
+        // would then hold the process up for ever once the worker stopped.
+        Effect.interruptible,
         Effect.forkDaemon
       )
     })
@@ -510,7 +514,9 @@ export class Hub {
       }))
       return Effect.asVoid(
         Effect.tap(
-          Effect.forkDaemon(Effect.zipRight(Effect.sleep(this.options.linger), stop)),
+          // Forked from `acquireRelease`'s release, which is uninterruptible: a client that comes back must be able
+          // to interrupt the linger.
+          Effect.forkDaemon(Effect.interruptible(Effect.zipRight(Effect.sleep(this.options.linger), stop))),
           (fiber) => {
             this.linger = fiber
           }

@@ -1,0 +1,528 @@
+/**
+ * The dashboard page in a real browser: Debian's Chromium, driven by `playwright-core`, against `examples/demo.ts`
+ * run as a child process on a free port with a `DASHBOARD_TOKEN`. It checks what an operator sees and does: the
+ * state in words, Pause and Resume (and readiness with them), a job enqueued over HTTP showing in the queue table
+ * and the event feed, a dead letter redriven from the page, the page at 375 px, the token form, and a confirmed
+ * Stop through `Stopping` and `Stopped` to the page saying the server is gone. Two more run a worker in this process:
+ * one at some 10,000 events a second (the feed stays at 200 rows and counts what it skipped, a button still
+ * answers), one behind a TCP proxy that cuts the connection (the page says so, reconnects with `Last-Event-ID`, and
+ * the replay brings what happened meanwhile).
+ *
+ * Each step leaves a screenshot in `test-output/dashboard/`. `docs/dashboard.png`, the picture in the README, is
+ * the "dead letter" step's: written when it is missing or with `UPDATE_SCREENSHOTS=1`, so that a plain `npm test`
+ * leaves the work tree clean.
+ *
+ * Everything waits with Playwright's locators and explicit timeouts, never a fixed sleep. Chromium runs headless
+ * with a fresh profile (removed afterwards) and with its background networking off: this machine's network
+ * refuses those connections.
+ */
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as HttpServer from "@effect/platform/HttpServer"
+import { assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
+import { createServer } from "node:http"
+import * as Net from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { type BrowserContext, chromium, type ConsoleMessage, type Locator, type Page } from "playwright-core"
+import { WorkerContext } from "../src/index.js"
+import * as WorkerHttp from "../src/WorkerHttp.js"
+
+/** What the functions this file runs in the page use of it (the project compiles without the DOM's types). */
+interface PageElement {
+  readonly textContent: string | null
+  readonly scrollWidth: number
+  readonly clientWidth: number
+  getAttribute(name: string): string | null
+}
+declare const document: {
+  readonly documentElement: PageElement
+  querySelector(selector: string): PageElement | null
+}
+declare const location: { readonly hash: string }
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
+const OUTPUT = join(root, "test-output", "dashboard")
+const DOCS_SCREENSHOT = join(root, "docs", "dashboard.png")
+const TOKEN = "dashboard-test-token"
+
+/** On a busy machine, node and tsx take several seconds to start. */
+const START_TIMEOUT = 30_000
+/** A change the page shows from the event stream: well past the second a `stats` message takes. */
+const SHOWN_WITHIN = 5_000
+const TEST_TIMEOUT = 180_000
+
+class DemoError extends Data.TaggedError("DemoError")<{ readonly reason: string; readonly output: string }> {
+  override get message(): string {
+    return `${this.reason}\n--- demo output ---\n${this.output}`
+  }
+}
+
+interface Demo {
+  readonly child: ChildProcess
+  readonly output: () => string
+  /** Resolves with the first line matching `pattern` (waiting for it), the match's groups. */
+  readonly waitFor: (pattern: RegExp, timeout?: number) => Effect.Effect<RegExpExecArray, DemoError>
+  readonly exitCode: Effect.Effect<number | null, DemoError>
+}
+
+/** `examples/demo.ts` in a process group of its own, killed with SIGKILL when the scope closes, however it ends. */
+const spawnDemo = (env: Record<string, string>) =>
+  Effect.acquireRelease(
+    Effect.sync((): Demo => {
+      const child = spawn(process.execPath, ["--import", "tsx", "examples/demo.ts"], {
+        cwd: root,
+        env: { ...process.env, PORT: "0", ...env },
+        detached: true,
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      const lines: Array<string> = []
+      const watchers = new Set<() => void>()
+      let partial = ""
+      const onData = (chunk: Buffer) => {
+        const text = partial + chunk.toString("utf8")
+        const parts = text.split("\n")
+        partial = parts.pop()!
+        lines.push(...parts)
+        for (const watcher of watchers) watcher()
+      }
+      child.stdout!.on("data", onData)
+      child.stderr!.on("data", onData)
+      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+      const output = () => lines.join("\n")
+      const waitFor = (pattern: RegExp, timeout = START_TIMEOUT) =>
+        Effect.async<RegExpExecArray>((resume) => {
+          const check = () => {
+            for (const line of lines) {
+              const match = pattern.exec(line)
+              if (match !== null) {
+                watchers.delete(check)
+                resume(Effect.succeed(match))
+                return
+              }
+            }
+          }
+          watchers.add(check)
+          check()
+          return Effect.sync(() => watchers.delete(check))
+        }).pipe(
+          Effect.timeoutFail({
+            duration: timeout,
+            onTimeout: () =>
+              new DemoError({ reason: `no line matching ${pattern} within ${timeout} ms`, output: output() })
+          })
+        )
+      const exitCode = Effect.promise(() => exited).pipe(
+        Effect.timeoutFail({
+          duration: START_TIMEOUT,
+          onTimeout: () => new DemoError({ reason: "the demo did not exit", output: output() })
+        })
+      )
+      return { child, output, waitFor, exitCode }
+    }),
+    ({ child }) =>
+      Effect.sync(() => {
+        try {
+          process.kill(-child.pid!, "SIGKILL")
+        } catch {
+          // The group is gone already.
+        }
+      })
+  )
+
+/** Chromium with a fresh profile in a temporary folder, closed and removed with the scope. */
+const launchBrowser = Effect.acquireRelease(
+  Effect.promise(() => {
+    const profile = mkdtempSync(join(tmpdir(), "dashboard-chromium-"))
+    return chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      locale: "en-US",
+      timezoneId: "UTC",
+      viewport: { width: 1280, height: 900 },
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic"
+      ]
+    }).then((context) => ({ context, profile }))
+  }),
+  ({ context, profile }) =>
+    Effect.promise(() => context.close()).pipe(
+      Effect.ensuring(Effect.sync(() => rmSync(profile, { recursive: true, force: true })))
+    )
+)
+
+/** A page of `context` whose console errors and uncaught exceptions are collected. */
+const openPage = (context: BrowserContext) =>
+  Effect.promise(() => context.newPage()).pipe(Effect.map((page) => {
+    const errors: Array<string> = []
+    page.on("console", (message: ConsoleMessage) => {
+      if (message.type() === "error") errors.push(`console: ${message.text()}`)
+    })
+    page.on("pageerror", (error) => errors.push(`uncaught: ${error.message}`))
+    return { page, errors }
+  }))
+
+const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
+
+/** Waits until `locator` has a match whose text matches `text`, then returns that text. */
+const shows = (locator: Locator, text: string | RegExp, timeout = SHOWN_WITHIN) =>
+  promise(async () => {
+    const match = locator.filter({ hasText: text }).first()
+    await match.waitFor({ state: "visible", timeout })
+    return (await match.textContent()) ?? ""
+  })
+
+const screenshot = (page: Page, name: string) =>
+  promise(() => page.screenshot({ path: join(OUTPUT, `${name}.png`), fullPage: true }))
+
+interface Answer {
+  readonly status: number
+  readonly body: any
+}
+
+const http = (base: string, method: string, path: string, body?: unknown, token?: string) =>
+  promise(async (): Promise<Answer> => {
+    const response = await fetch(new URL(path, base), {
+      method,
+      headers: {
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+        ...(token === undefined ? {} : { authorization: `Bearer ${token}` })
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) })
+    })
+    const text = await response.text()
+    return { status: response.status, body: text === "" ? null : JSON.parse(text) }
+  })
+
+const cellNumber = (page: Page, queue: string, column: string) =>
+  promise(async () =>
+    Number(
+      ((await page.locator(`#queues tr[data-queue="${queue}"] td[data-col="${column}"]`).textContent()) ?? "")
+        .replace(/\D/g, "")
+    )
+  )
+
+/** `WorkerHttp.routes` of `ctx`, unguarded, on a free loopback port in this process, until the scope closes. */
+const serveWorker = (ctx: WorkerContext.Service) =>
+  Effect.map(
+    Layer.build(
+      WorkerHttp.serve(WorkerHttp.toApp(WorkerHttp.routes({ guard: WorkerHttp.unguarded }))).pipe(
+        Layer.provideMerge(NodeHttpServer.layer(createServer, { host: "127.0.0.1", port: 0 })),
+        Layer.provide(Layer.succeed(WorkerContext, ctx))
+      )
+    ),
+    (context) => {
+      const address = Context.get(context, HttpServer.HttpServer).address
+      assert(address._tag === "TcpAddress")
+      return `http://127.0.0.1:${address.port}`
+    }
+  )
+
+/**
+ * A TCP proxy to `port` on a free loopback port: `cut` drops every connection through it and refuses new ones
+ * until `restore`, as a network that goes away and comes back would.
+ */
+const tcpProxy = (port: number) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly port: number; readonly cut: () => void; readonly restore: () => void; close: () => void }>(
+      (resume) => {
+        const sockets = new Set<Net.Socket>()
+        let refusing = false
+        const server = Net.createServer((client) => {
+          if (refusing) return void client.destroy()
+          const upstream = Net.connect(port, "127.0.0.1")
+          for (const [socket, other] of [[client, upstream], [upstream, client]] as const) {
+            sockets.add(socket)
+            socket.on("error", () => socket.destroy())
+            socket.on("close", () => {
+              sockets.delete(socket)
+              other.destroy()
+            })
+            socket.pipe(other)
+          }
+        })
+        const cut = () => {
+          refusing = true
+          for (const socket of sockets) socket.destroy()
+        }
+        server.listen(0, "127.0.0.1", () =>
+          resume(Effect.succeed({
+            port: (server.address() as Net.AddressInfo).port,
+            cut,
+            restore: () => {
+              refusing = false
+            },
+            close: () => {
+              cut()
+              server.close()
+            }
+          })))
+      }
+    ),
+    (proxy) => Effect.sync(() => proxy.close())
+  )
+
+const available = existsSync(CHROMIUM)
+if (!available && process.env.CI !== undefined) {
+  throw new Error(`${CHROMIUM} is missing: .ci/run installs Debian's chromium package for the browser tests`)
+}
+
+describe.skipIf(!available)("the dashboard page, in Chromium", () => {
+  it.scopedLive(
+    "against the demo, shows the worker live, and its buttons pause, resume, redrive and stop it, step by step",
+    () =>
+      Effect.gen(function*() {
+        mkdirSync(OUTPUT, { recursive: true })
+        const demo = yield* spawnDemo({ DEMO_JOB_MS: "1500", SHUTDOWN_TIMEOUT: "10", DASHBOARD_TOKEN: TOKEN })
+        const [, base] = yield* demo.waitFor(/listening on (http:\/\/\S+)/)
+        const { context } = yield* launchBrowser
+        const { errors, page } = yield* openPage(context)
+        const state = page.locator("#state")
+
+        // The token comes in the fragment, which the page keeps in session storage and takes out of the address.
+        yield* promise(() => page.goto(`${base}/dashboard#token=${TOKEN}`))
+        yield* shows(state, /^Running$/, START_TIMEOUT)
+        yield* shows(page.locator("#connection"), /^Live$/)
+        assert.strictEqual(yield* promise(() => page.evaluate(() => location.hash)), "")
+        yield* shows(page.locator("#worker-name"), /^demo$/)
+        yield* shows(page.locator("#diagram li.current[aria-current=\"step\"]"), /^Running$/)
+        yield* shows(page.locator("#readiness"), /^Ready$/)
+        yield* shows(page.locator("#in-flight"), /^[1-9]\d* tasks?$/)
+        yield* shows(page.locator("#rate-done"), /^[\d.,]+ tasks?\/s$/)
+        yield* shows(page.locator("#feed li"), /job \d+ \S+ claimed \(\w+, attempt \d+\)/)
+        yield* screenshot(page, "01-running")
+
+        yield* promise(() => page.getByRole("button", { name: "Pause", exact: true }).click())
+        yield* shows(state, /^Paused$/)
+        yield* shows(page.locator("#control-status"), "Pause: the worker is Paused.")
+        yield* shows(page.locator("#feed li"), /Paused: tasks in flight go on/)
+        assert.strictEqual((yield* http(base!, "GET", "/health/ready")).status, 503)
+        assert.isTrue(yield* promise(() => page.getByRole("button", { name: "Pause", exact: true }).isDisabled()))
+        yield* screenshot(page, "02-paused")
+
+        yield* promise(() => page.getByRole("button", { name: "Resume" }).click())
+        yield* shows(state, /^Running$/)
+        assert.strictEqual((yield* http(base!, "GET", "/health/ready")).status, 200)
+        yield* screenshot(page, "03-resumed")
+
+        // Ten jobs a minute away: the retries the demo schedules by itself are never that many at once.
+        for (let i = 0; i < 10; i++) {
+          const queued = yield* http(base!, "POST", "/jobs", {
+            type: "send-email",
+            payload: { to: `later${i}@example.com` },
+            delay: 600_000
+          })
+          assert.strictEqual(queued.status, 202)
+        }
+        yield* promise(() =>
+          page.waitForFunction(
+            () =>
+              Number(
+                document.querySelector("#queues tr[data-queue=\"emails\"] td[data-col=\"scheduled\"]")?.textContent
+              ) >= 10,
+            null,
+            { timeout: SHOWN_WITHIN }
+          )
+        )
+        assert.isAtLeast(yield* cellNumber(page, "emails", "scheduled"), 10)
+        yield* screenshot(page, "04-enqueued")
+
+        // An address the demo's handler fails with Job.Fatal: claimed first (priority -1), dead at its first attempt.
+        const queued = yield* http(base!, "POST", "/jobs", {
+          type: "send-email",
+          payload: { to: "nobody@example.invalid" },
+          priority: -1
+        })
+        assert.strictEqual(queued.status, 202)
+        const id: string = queued.body.id
+        const claims = page.locator("#feed li", { hasText: `job ${id} send-email claimed (emails, attempt 1)` })
+        yield* shows(claims, /claimed/)
+        yield* shows(page.locator("#feed li"), `job ${id} send-email dead after attempt 1: nobody@example.invalid`)
+        const deadItem = page.locator(`#dead-list li[data-id="${id}"]`)
+        yield* shows(deadItem, "the .invalid domain never delivers")
+        yield* shows(deadItem, "emails · 1 attempt")
+        yield* promise(() =>
+          page.waitForFunction(
+            () => Number(document.querySelector("#queues tfoot td[data-col='dead']")?.textContent) >= 1,
+            null,
+            {
+              timeout: SHOWN_WITHIN
+            }
+          )
+        )
+        yield* screenshot(page, "05-dead-letter")
+        // Redriven: ready again, claimed again at attempt 1 (attempts reset), and dead again (its address).
+        yield* promise(() => page.getByRole("button", { name: `Redrive job ${id} (send-email)` }).click())
+        yield* shows(page.locator("#dead-status"), `Job ${id} (send-email) redriven: it is ready again`)
+        yield* promise(() => claims.nth(1).waitFor({ timeout: SHOWN_WITHIN }))
+        assert.strictEqual(yield* promise(() => claims.count()), 2)
+        yield* screenshot(page, "06-redriven")
+        if (!existsSync(DOCS_SCREENSHOT) || process.env.UPDATE_SCREENSHOTS === "1") {
+          // For the README: the dead letter (dead again), and a chart with three quarters of a minute of stats.
+          yield* promise(() =>
+            page.waitForFunction(
+              () => (document.querySelector("#line-done")?.getAttribute("points") ?? "").split(" ").length >= 45,
+              null,
+              { timeout: 90_000 }
+            )
+          )
+          yield* promise(() => page.screenshot({ path: DOCS_SCREENSHOT }))
+        }
+
+        // 375 px wide: one column, nothing wider than the screen.
+        yield* promise(() => page.setViewportSize({ width: 375, height: 812 }))
+        yield* shows(state, /^Running$/)
+        const overflow = yield* promise(() =>
+          page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)
+        )
+        assert.strictEqual(overflow, 0, "the page scrolls sideways at 375 px")
+        yield* screenshot(page, "07-narrow")
+        yield* promise(() => page.setViewportSize({ width: 1280, height: 900 }))
+
+        // A second tab has no token (session storage is per tab): the page asks for it, refuses a wrong one.
+        const second = yield* openPage(context)
+        yield* promise(() => second.page.goto(`${base}/dashboard`))
+        yield* shows(second.page.locator("#connection"), /^Needs a token$/)
+        yield* promise(() => second.page.getByLabel("Token").fill("not-the-token"))
+        yield* promise(() => second.page.getByRole("button", { name: "Connect" }).click())
+        yield* shows(second.page.locator("#auth-message"), "the bearer token is not valid")
+        yield* promise(() => second.page.getByLabel("Token").fill(TOKEN))
+        yield* promise(() => second.page.getByRole("button", { name: "Connect" }).click())
+        yield* shows(second.page.locator("#state"), /^Running$/)
+        yield* screenshot(second.page, "08-token-form")
+        // The only errors there: the browser's own lines for the two 401s.
+        assert.deepStrictEqual(second.errors.filter((e) => !/status of 401/.test(e)), [])
+        yield* promise(() => second.page.close())
+
+        assert.deepStrictEqual(errors, [], "console errors while the worker ran")
+
+        // Stop asks first: dismissed, nothing happens.
+        const asked: Array<string> = []
+        page.once("dialog", (dialog) => {
+          asked.push(dialog.message())
+          void dialog.dismiss()
+        })
+        yield* promise(() => page.getByRole("button", { name: "Stop" }).click())
+        assert.match(asked[0] ?? "", /^Stop the worker\?/)
+        assert.strictEqual((yield* http(base!, "GET", "/worker")).body.state, "Running")
+        yield* shows(state, /^Running$/)
+
+        // Jobs in flight, so that Stopping lasts while they drain.
+        yield* shows(page.locator("#in-flight"), /^[1-9]\d* tasks?$/)
+        page.once("dialog", (dialog) => void dialog.accept())
+        yield* promise(() => page.getByRole("button", { name: "Stop" }).click())
+        yield* shows(state, /^Stopping$/)
+        yield* screenshot(page, "09-stopping")
+        yield* shows(state, /^Stopped$/, 20_000)
+        yield* shows(page.locator("#feed li"), /Stopped: \d+ tasks? interrupted/)
+        yield* shows(page.locator("#connection"), "Worker stopped — the server is gone", 20_000)
+        assert.strictEqual(yield* demo.exitCode, 0, demo.output())
+        yield* shows(page.locator("#diagram li.current[aria-current=\"step\"]"), /^Stopped$/)
+        assert.isTrue(yield* promise(() => page.getByRole("button", { name: "Stop" }).isDisabled()))
+        yield* screenshot(page, "10-gone")
+        // Once the server is gone, the browser logs the refused connection of the page's last probe; nothing else.
+        assert.deepStrictEqual(errors.filter((e) => !/ERR_CONNECTION_REFUSED/.test(e)), [])
+      }),
+    TEST_TIMEOUT
+  )
+
+  it.scopedLive(
+    "keeps up with thousands of events a second: at most 200 rows, the rest counted, and the buttons still answer",
+    () =>
+      Effect.gen(function*() {
+        mkdirSync(OUTPUT, { recursive: true })
+        // In this process: a worker that runs tiny tasks as fast as it is given them, and its routes, unguarded.
+        const ctx = yield* WorkerContext.make({ name: "busy", logLevel: "None" })
+        const base = yield* serveWorker(ctx)
+        yield* ctx.start
+        // 100 tasks every 10 ms: two events each, some 20,000 events a second (as many as this machine manages).
+        const burst = Effect.forEach(Array.from({ length: 100 }), () => ctx.track(Effect.void), { discard: true })
+        yield* Effect.forkScoped(Effect.repeat(burst, Schedule.spaced("10 millis")))
+
+        const { context: browser } = yield* launchBrowser
+        const { errors, page } = yield* openPage(browser)
+        yield* promise(() => page.goto(`${base}/dashboard`))
+        yield* shows(page.locator("#state"), /^Running$/, START_TIMEOUT)
+        // Sampling shows: rows the page never drew are counted in a row of their own.
+        yield* shows(page.locator("#feed li.ev-more"), /^…[\d,]+ more events not shown$/, 10_000)
+        yield* shows(page.locator("#feed-count"), /[\d,]{5,} events/, 10_000)
+        const rows = yield* promise(() => page.locator("#feed li").count())
+        assert.isAtMost(rows, 200)
+        assert.isAtLeast(rows, 100)
+        yield* screenshot(page, "11-busy")
+
+        // The page still answers its user: a click reaches the server and the new state is drawn.
+        const started = Date.now()
+        yield* promise(() => page.getByRole("button", { name: "Pause", exact: true }).click({ timeout: 5_000 }))
+        yield* shows(page.locator("#state"), /^Paused$/)
+        const took = Date.now() - started
+        assert.isBelow(took, 5_000)
+        assert.strictEqual(yield* ctx.state, "Paused")
+        // And it holds a bounded page: the row count stays where it was while the events poured in.
+        assert.isAtMost(yield* promise(() => page.locator("#feed li").count()), 200)
+        assert.deepStrictEqual(errors, [])
+        yield* promise(() => page.getByRole("button", { name: "Resume" }).click())
+        yield* shows(page.locator("#state"), /^Running$/)
+      }),
+    TEST_TIMEOUT
+  )
+
+  it.scopedLive(
+    "when the stream breaks, says so, reconnects with the last event's id and misses nothing",
+    () =>
+      Effect.gen(function*() {
+        const ctx = yield* WorkerContext.make({ name: "flaky", logLevel: "None" })
+        const direct = new URL(yield* serveWorker(ctx))
+        const proxy = yield* tcpProxy(Number(direct.port))
+        const base = `http://127.0.0.1:${proxy.port}`
+        yield* ctx.start
+        const { context: browser } = yield* launchBrowser
+        const { errors, page } = yield* openPage(browser)
+        // Every request for the stream, with the Last-Event-ID it carried; each is let through unchanged.
+        const streams: Array<string | undefined> = []
+        yield* promise(() =>
+          page.route("**/events", (route) => {
+            streams.push(route.request().headers()["last-event-id"])
+            return route.continue()
+          })
+        )
+        yield* promise(() => page.goto(`${base}/dashboard`))
+        yield* shows(page.locator("#state"), /^Running$/, START_TIMEOUT)
+        yield* shows(page.locator("#connection"), /^Live$/)
+
+        // The network goes: the stream breaks, and the page says it is retrying.
+        yield* Effect.sync(() => proxy.cut())
+        yield* shows(page.locator("#connection"), /^The server is gone: retrying in \d+ s$/, 10_000)
+        yield* shows(page.locator("#state-detail"), "(last known: the page is not connected)")
+        // Meanwhile the worker pauses: the replay after the reconnection brings the event.
+        yield* ctx.pause
+        yield* Effect.sync(() => proxy.restore())
+        yield* shows(page.locator("#connection"), /^Live$/, 15_000)
+        yield* shows(page.locator("#state"), /^Paused$/)
+        yield* shows(page.locator("#feed li"), /Paused: tasks in flight go on/)
+        assert.isAtLeast(streams.length, 2)
+        assert.isUndefined(streams[0])
+        assert.match(streams.at(-1) ?? "", /^\d+$/, "the reconnection carries the last id")
+        // Replayed from that id, not a new snapshot (after which the page would note "reconnected").
+        assert.strictEqual(yield* promise(() => page.locator("#feed li", { hasText: "reconnected" }).count()), 0)
+        // The browser's own lines for the refused connections, nothing else.
+        assert.deepStrictEqual(errors.filter((e) => !/ERR_(CONNECTION|EMPTY_RESPONSE|INCOMPLETE)/.test(e)), [])
+      }),
+    TEST_TIMEOUT
+  )
+})
