@@ -23,8 +23,8 @@ export const show = (value: unknown): string => {
   return JSON.stringify(String(value))
 }
 
-export const isName = (value: unknown): value is string => typeof value === "string" && value.length > 0
-export const isValidDate = (value: unknown): value is Date => value instanceof Date && Number.isFinite(value.getTime())
+const isName = (value: unknown): value is string => typeof value === "string" && value.length > 0
+const isValidDate = (value: unknown): value is Date => value instanceof Date && Number.isFinite(value.getTime())
 export const isCount = (value: unknown): value is number =>
   typeof value === "number" && Number.isSafeInteger(value) && value >= 0
 const isLeaseDuration = (value: unknown): value is Duration.Duration =>
