@@ -30,18 +30,6 @@ export interface StoreClock {
 /** The lease every test claims with, unless it says otherwise. */
 export const LEASE = Duration.seconds(30)
 
-/** A job ready since the epoch, whatever the store's clock says, in its own queue. */
-const readyJob = (queue: string, fields?: Partial<NewJob>): NewJob => ({
-  name: "send-email",
-  queue,
-  payload: {},
-  runAt: new Date(0),
-  priority: 0,
-  key: undefined,
-  maxAttempts: 5,
-  ...fields
-})
-
 /** The queue the wake-up probes go to (see {@link subscribeWakeups}): every test that reads wake-ups skips it. */
 export const probeQueue = "wakeup-probe"
 
@@ -58,7 +46,7 @@ export const subscribeWakeups = (
     const received = yield* Queue.unbounded<string>()
     yield* Effect.forkScoped(Stream.runForEach(store.wakeups, (queue) => Queue.offer(received, queue)))
     while (true) {
-      yield* store.enqueue([readyJob(probeQueue)])
+      yield* store.enqueue([newJob({ queue: probeQueue })])
       yield* Effect.yieldNow()
       if (Chunk.some(yield* Queue.takeAll(received), (queue) => queue === probeQueue)) return received
     }
@@ -74,7 +62,7 @@ export const wakeupsBefore = (
   marker: string
 ): Effect.Effect<ReadonlyArray<string>, JobStoreError> =>
   Effect.gen(function*() {
-    yield* store.enqueue([readyJob(marker)])
+    yield* store.enqueue([newJob({ queue: marker })])
     const seen: Array<string> = []
     while (true) {
       const queue = yield* Queue.take(received)

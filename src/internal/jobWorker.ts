@@ -437,7 +437,7 @@ class Core {
     held.acking = true
     this.acking++
     this.inFlight--
-    if (this.waiting > 0 || (this.dirty && !this.claimBlocked && !this.claimBackoff)) this.wake.unsafeOpen()
+    this.slotFreed()
   }
 
   /** The lease no longer holds (the store said so, or gave the job out again). */
@@ -466,8 +466,14 @@ class Core {
     }
     if (held.lost) this.lost.delete(held)
     else if (this.live.get(held.job.id) === held) this.live.delete(held.job.id)
-    // A slot frees up: start a job claimed ahead, or claim at once if there may be more jobs (the last claim filled
-    // every slot, or a wake-up came in while the slots were full).
+    this.slotFreed()
+  }
+
+  /**
+   * A slot frees up: start a job claimed ahead, or claim at once if there may be more jobs (the last claim filled
+   * every slot, or a wake-up came in while the slots were full).
+   */
+  private slotFreed(): void {
     if (this.waiting > 0 || (this.dirty && !this.claimBlocked && !this.claimBackoff)) this.wake.unsafeOpen()
   }
 }

@@ -1,4 +1,3 @@
-import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -18,7 +17,7 @@ import {
 } from "../JobStore.js"
 import type { MemoryJobStoreOptions } from "../MemoryJobStore.js"
 import * as storeArgs from "./storeArgs.js"
-import { isCount, type Problem, show } from "./storeArgs.js"
+import { isCount, type Problem } from "./storeArgs.js"
 
 type Service = JobStore.Service
 
@@ -758,9 +757,7 @@ const cores = new WeakMap<Service, StoreCore>()
 export const sizes = (service: Service): StoreSizes | undefined => cores.get(service)?.sizes()
 
 const invalidOption = (option: string, value: unknown, expected: string) =>
-  Effect.die(
-    new Cause.IllegalArgumentException(`MemoryJobStore: invalid ${option} ${show(value)}: expected ${expected}`)
-  )
+  storeArgs.invalidOption("MemoryJobStore", option, value, expected)
 
 /** @internal */
 export const make = (options?: MemoryJobStoreOptions): Effect.Effect<Service> =>

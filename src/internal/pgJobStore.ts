@@ -48,11 +48,7 @@ export const defaults = {
 const schemaPattern = /^[a-z_][a-z0-9_]{0,47}$/
 
 const invalidOption = (option: string, value: unknown, expected: string) =>
-  Effect.die(
-    new Cause.IllegalArgumentException(
-      `PgJobStore: invalid ${option} ${storeArgs.show(value)}: expected ${expected}`
-    )
-  )
+  storeArgs.invalidOption("PgJobStore", option, value, expected)
 
 const illegal = (operation: string, problem: storeArgs.Problem) => storeArgs.illegal("PgJobStore", operation, problem)
 

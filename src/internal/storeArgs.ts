@@ -17,6 +17,10 @@ export const illegal = (store: string, operation: string, [what, value, expected
     new Cause.IllegalArgumentException(`${store}.${operation}: invalid ${what} ${show(value)}: expected ${expected}`)
   )
 
+/** The defect for an option of `store`'s constructor that makes no sense: `PgJobStore: invalid schema "X": ...`. */
+export const invalidOption = (store: string, option: string, value: unknown, expected: string) =>
+  Effect.die(new Cause.IllegalArgumentException(`${store}: invalid ${option} ${show(value)}: expected ${expected}`))
+
 export const show = (value: unknown): string => {
   if (value instanceof Date) return JSON.stringify(String(value))
   if (Duration.isDuration(value)) return JSON.stringify(Duration.format(value))
