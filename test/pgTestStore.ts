@@ -28,16 +28,17 @@ export const uniqueName = (prefix: string): string =>
 export const clientLayer = (options?: { readonly maxConnections?: number }) =>
   PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: options?.maxConnections ?? 4 })
 
-/** Runs one statement on a connection of its own, outside Effect: for setup and for the tests' clock. */
-export const query = async <A = Record<string, unknown>>(text: string, params?: Array<unknown>) => {
-  const client = new Pg.Client({ connectionString: databaseUrl })
-  await client.connect()
-  try {
-    return (await client.query(text, params)).rows as Array<A>
-  } finally {
-    await client.end()
-  }
-}
+/**
+ * Connections for {@link query}, shared by the tests of a file (the clock reads and moves through them at every
+ * step); idle ones close by themselves, and do not keep the process alive.
+ */
+const setupPool = new Pg.Pool({ connectionString: databaseUrl, max: 2, allowExitOnIdle: true })
+// An idle connection the server ended is dropped by the pool; without a listener its error would end the process.
+setupPool.on("error", () => {})
+
+/** Runs one statement outside Effect, outside any test's store: for setup and for the tests' clock. */
+export const query = async <A = Record<string, unknown>>(text: string, params?: Array<unknown>) =>
+  (await setupPool.query(text, params)).rows as Array<A>
 
 /**
  * A clock the tests move: one row in a schema of its own, that every store made by {@link testStore} reads as its
