@@ -64,23 +64,13 @@ const waitReady = async (bin: string, port: number, child: ChildProcess, log: ()
   const deadline = Date.now() + 30_000
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`postgres exited with code ${child.exitCode}:\n${log()}`)
-    const ready = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, "127.0.0.1")
-      socket.once("connect", () => {
-        socket.destroy()
-        resolve(true)
+    try {
+      execFileSync(path.join(bin, "pg_isready"), ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres"], {
+        stdio: "ignore"
       })
-      socket.once("error", () => resolve(false))
-    })
-    if (ready) {
-      try {
-        execFileSync(path.join(bin, "pg_isready"), ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres"], {
-          stdio: "ignore"
-        })
-        return
-      } catch {
-        // accepting connections, not yet queries
-      }
+      return
+    } catch {
+      // not accepting connections yet
     }
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
