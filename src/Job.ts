@@ -69,9 +69,9 @@ export interface JobOptions<A, I> {
  * @category models
  */
 export interface EnqueueOptions {
-  /** Not before this long from now. */
+  /** Not before this long from now, by the store's clock (the database's for PostgreSQL), whatever this process's clock says. */
   readonly delay?: Duration.DurationInput | undefined
-  /** Not before this instant (wins over `delay`). */
+  /** Not before this instant, as this process's clock tells it (wins over `delay`). */
   readonly runAt?: Date | undefined
   /** Lower runs first; an integer, default 0. */
   readonly priority?: number | undefined
@@ -305,16 +305,16 @@ export const make = <A, I>(name: string, options: JobOptions<A, I>): Job<A, I> =
     retry,
     enqueue: (value, enqueueOptions) =>
       Effect.gen(function*() {
-        const { key, priority, runAtOf } = yield* enqueueSettings(name, enqueueOptions)
+        const { delay, key, priority, runAt } = yield* enqueueSettings(name, enqueueOptions)
         const jobAttempts = enqueueOptions?.maxAttempts ?? maxAttempts
         const encoded = yield* encode(value)
         const store = yield* JobStore
-        const now = yield* Clock.currentTimeMillis
         const [id] = yield* store.enqueue([{
           name,
           queue,
           payload: encoded,
-          runAt: runAtOf(now),
+          runAt,
+          delay,
           priority,
           key,
           maxAttempts: jobAttempts
@@ -345,8 +345,7 @@ const enqueueSettings = (name: string, options: EnqueueOptions | undefined) => {
   if (delay === undefined || !Duration.isFinite(delay)) {
     return Effect.die(illegal(`${what} delay`, options?.delay, "a finite duration of zero or more"))
   }
-  const runAtOf = (now: number): Date => runAt ?? new Date(now + Duration.toMillis(delay))
-  return Effect.succeed({ priority, key, runAtOf })
+  return Effect.succeed({ priority, key, runAt, delay })
 }
 
 /**

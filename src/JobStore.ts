@@ -3,9 +3,10 @@
  * jobs and for the producers and operators that enqueue and inspect them. `MemoryJobStore` is the embedded one;
  * `PgJobStore` keeps jobs in PostgreSQL.
  *
- * Every operation is one step a SQL store can make in one statement: claim up to N ready jobs with a lease, renew
- * many leases at once, complete, retry with a delay, dead-letter, release with or without refunding the attempt,
- * reap expired leases, and a stream of wake-ups.
+ * A store is written as a thin {@link Driver} (encoded rows, one batched operation per kind of change: claim, renew,
+ * settle, reap) and wrapped by {@link make}, which checks every argument, guarantees that payloads are JSON, and
+ * turns relative delays into instants by the store's own clock. Every operation of a driver is one step a SQL store
+ * can make in one statement.
  *
  * @since 0.2.0
  */
@@ -13,7 +14,9 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
-import type * as Stream from "effect/Stream"
+import type * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import * as internal from "./internal/jobStore.js"
 
 /**
  * A store operation that could not be carried out: the store is unreachable, refused the operation, or holds data
@@ -67,17 +70,21 @@ export class LeaseLost extends Data.TaggedError("LeaseLost")<{
 }
 
 /**
- * A job to store, its payload already encoded (JSON).
+ * A job to store, its payload already encoded: a JSON value (no `bigint`, no `Date`, no `NaN`, no class instance),
+ * or the enqueue fails. When it is due: at `runAt`, an instant of the caller's clock, if given; otherwise `delay`
+ * (default zero) after the enqueue, by the **store's** clock, so that a producer whose clock is off does not move
+ * the job.
  *
  * @example
  * ```ts
+ * import { Duration } from "effect"
  * import type { NewJob } from "effect-worker-context/JobStore"
  *
  * const job: NewJob = {
  *   name: "send-email",
  *   queue: "emails",
  *   payload: { to: "ada@example.com" },
- *   runAt: new Date(),
+ *   delay: Duration.minutes(10),
  *   priority: 0,
  *   key: undefined,
  *   maxAttempts: 25
@@ -91,11 +98,50 @@ export interface NewJob {
   readonly name: string
   readonly queue: string
   readonly payload: unknown
-  /** Not claimed before this instant. */
-  readonly runAt: Date
+  /** Not claimed before this instant, by the caller's clock (wins over `delay`). */
+  readonly runAt?: Date | undefined
+  /** Not claimed before this long after the enqueue, by the store's clock. Default: zero (ready now). */
+  readonly delay?: Duration.Duration | undefined
   /** Lower runs first. */
   readonly priority: number
   /** While a job with this key is ready, scheduled or leased, enqueueing another returns its id and adds nothing. */
+  readonly key: string | undefined
+  readonly maxAttempts: number
+}
+
+/**
+ * A job as a {@link Driver} receives it from {@link make}: checked, its payload as JSON text, and when it is due
+ * either an absolute `runAt` (the caller's instant) or `delayMs` after the store's now.
+ *
+ * @example
+ * ```ts
+ * import type { EncodedJob } from "effect-worker-context/JobStore"
+ *
+ * const job: EncodedJob = {
+ *   name: "send-email",
+ *   queue: "emails",
+ *   payload: "{\"to\":\"ada@example.com\"}",
+ *   runAt: undefined,
+ *   delayMs: 0,
+ *   priority: 0,
+ *   key: undefined,
+ *   maxAttempts: 25
+ * }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface EncodedJob {
+  readonly name: string
+  readonly queue: string
+  /** JSON text. */
+  readonly payload: string
+  /** Due at this instant when given... */
+  readonly runAt: Date | undefined
+  /** ...else this many milliseconds (a safe integer, 0 or more) after the store's now. */
+  readonly delayMs: number
+  readonly priority: number
   readonly key: string | undefined
   readonly maxAttempts: number
 }
@@ -222,6 +268,11 @@ export interface QueueStats {
  */
 export interface JobStats extends QueueStats {
   readonly byQueue: Readonly<Record<string, QueueStats>>
+  /**
+   * The jobs ready now, per job name: a queue that does not drain often holds jobs of a name no worker has a handler
+   * for.
+   */
+  readonly readyByName: Readonly<Record<string, number>>
 }
 
 /**
@@ -248,9 +299,138 @@ export interface DeadJob {
 }
 
 /**
- * The job store service: see the module's description. Stores judge time (run-at instants, lease expiries) by their
- * own clock: the memory store by Effect's `Clock` (so `TestClock` drives it), a database by the database's. Arguments
- * that make no sense (a lease of zero, a negative limit, a priority that is not an integer) are defects.
+ * What became of an attempt, as the worker tells the store (River's and Oban's completer take the same):
+ * - `Completed`: the job succeeded; it is deleted.
+ * - `Retry`: the attempt failed and the job runs again `delay` after the settle, by the store's clock, with `error`
+ *   as its last error.
+ * - `Dead`: the job failed for the last time (or fatally); it moves to the dead letters with `error`.
+ * - `Released`: the worker gives the job back unfinished; it is ready again at once, and with `refund` its attempt
+ *   is not counted (a deploy must not burn attempts).
+ *
+ * @example
+ * ```ts
+ * import { Duration } from "effect"
+ * import { Outcome } from "effect-worker-context/JobStore"
+ *
+ * const again = Outcome.Retry({ delay: Duration.seconds(10), error: "smtp timeout" })
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type Outcome = Data.TaggedEnum<{
+  Completed: {}
+  Retry: { readonly delay: Duration.Duration; readonly error: string }
+  Dead: { readonly error: string }
+  Released: { readonly refund: boolean }
+}>
+
+/**
+ * The constructors and `$match` of {@link Outcome}.
+ *
+ * @example
+ * ```ts
+ * import { Outcome } from "effect-worker-context/JobStore"
+ *
+ * const done = Outcome.Completed()
+ * const describe = Outcome.$match({
+ *   Completed: () => "done",
+ *   Retry: ({ error }) => `again: ${error}`,
+ *   Dead: ({ error }) => `dead: ${error}`,
+ *   Released: ({ refund }) => (refund ? "given back, refunded" : "given back")
+ * })
+ * console.log(describe(done)) // done
+ * ```
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const Outcome: Data.TaggedEnum.Constructor<Outcome> = Data.taggedEnum<Outcome>()
+
+/**
+ * One claimed job's outcome, named by its lease.
+ *
+ * @example
+ * ```ts
+ * import { Outcome, type Settlement } from "effect-worker-context/JobStore"
+ *
+ * const settlement: Settlement = { lease: { jobId: "42", token: "7" }, outcome: Outcome.Completed() }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface Settlement {
+  readonly lease: Lease
+  readonly outcome: Outcome
+}
+
+/**
+ * A job the store moved to the dead letters on its own, because its lease expired on its last attempt (its worker
+ * died or hung): the worker whose call reports it publishes its `JobDeadLettered`, so that every death is published
+ * exactly once, whichever path caused it.
+ *
+ * @example
+ * ```ts
+ * import type { BuriedJob } from "effect-worker-context/JobStore"
+ *
+ * const line = (job: BuriedJob) => `${job.name} ${job.id} died after attempt ${job.attempt}: ${job.error}`
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface BuriedJob {
+  readonly id: string
+  readonly name: string
+  readonly queue: string
+  /** The attempt whose lease expired. */
+  readonly attempt: number
+  /** `"lease expired"` */
+  readonly error: string
+}
+
+/**
+ * What a claim returned: the jobs claimed, and the jobs the same call buried (see {@link BuriedJob}).
+ *
+ * @example
+ * ```ts
+ * import type { ClaimResult } from "effect-worker-context/JobStore"
+ *
+ * const ids = (result: ClaimResult) => result.jobs.map((job) => job.id)
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface ClaimResult {
+  readonly jobs: ReadonlyArray<ClaimedJob>
+  readonly buried: ReadonlyArray<BuriedJob>
+}
+
+/**
+ * What a reap found: how many expired leases it settled, and the jobs among them it buried.
+ *
+ * @example
+ * ```ts
+ * import type { ReapResult } from "effect-worker-context/JobStore"
+ *
+ * const readyAgain = (result: ReapResult) => result.reaped - result.buried.length
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface ReapResult {
+  readonly reaped: number
+  readonly buried: ReadonlyArray<BuriedJob>
+}
+
+/**
+ * The job store service: see the module's description. Stores judge time (run-at instants, lease expiries, delays)
+ * by their own clock: the memory store by Effect's `Clock` (so `TestClock` drives it), a database by the database's.
+ * Arguments that make no sense (a lease of zero, a negative limit, a priority that is not an integer) are defects;
+ * a payload that is not JSON fails the enqueue with a `JobStoreError`.
  *
  * @example
  * ```ts
@@ -276,7 +456,8 @@ export class JobStore extends Context.Tag("effect-worker-context/JobStore")<JobS
 // eslint-disable-next-line @typescript-eslint/no-namespace
 export declare namespace JobStore {
   /**
-   * The operations of a job store.
+   * The operations of a job store: what producers, operators and workers call. Made from a {@link Driver} by
+   * {@link make}.
    *
    * @example
    * ```ts
@@ -293,51 +474,47 @@ export declare namespace JobStore {
     /**
      * Stores the jobs, in order, and returns their ids (unique, and increasing in enqueue order when compared
      * shortest first). A job whose `key` matches a job that is ready, scheduled or leased is not stored: its id is
-     * that job's, and it wakes nobody. Wakes the workers of each queue that got a job ready now.
+     * that job's, and it wakes nobody (nor does it wait for, or lock, that job). Wakes the workers of each queue that
+     * got a job ready now. Fails with a `JobStoreError` naming the job and the place when a payload is not JSON.
      */
     readonly enqueue: (jobs: ReadonlyArray<NewJob>) => Effect.Effect<ReadonlyArray<string>, JobStoreError>
     /**
      * Claims up to `limit` ready jobs of the given queues and names, in order (lower `priority` first, then earlier
      * `runAt`, then enqueue order), each with a fresh lease that expires after `lease`, and counts an attempt on
-     * each. A job whose lease expired is ready again (its attempt stays counted).
+     * each. A job whose lease expired is ready again (its attempt stays counted), or buried when that was its last
+     * attempt: the result names the jobs this call buried.
      */
-    readonly claim: (request: ClaimRequest) => Effect.Effect<ReadonlyArray<ClaimedJob>, JobStoreError>
+    readonly claim: (request: ClaimRequest) => Effect.Effect<ClaimResult, JobStoreError>
     /**
      * Extends every lease that still holds by `lease` from now, in one step, and returns the ids of the jobs whose
-     * lease no longer holds (their workers must stop them).
+     * lease no longer holds (their workers must stop them). Never waits for a lock that a producer's open
+     * transaction holds.
      */
     readonly renew: (
       leases: ReadonlyArray<Lease>,
       lease: Duration.Duration
     ) => Effect.Effect<ReadonlyArray<string>, JobStoreError>
-    /** The job succeeded: it is deleted. */
-    readonly complete: (lease: Lease) => Effect.Effect<void, JobStoreError | LeaseLost>
-    /** The attempt failed and the job will run again: it is scheduled for `runAt`, with `error` as its last error. */
-    readonly retry: (lease: Lease, runAt: Date, error: string) => Effect.Effect<void, JobStoreError | LeaseLost>
-    /** The job failed for the last time (or fatally): it moves to the dead letters with `error`. */
-    readonly deadLetter: (lease: Lease, error: string) => Effect.Effect<void, JobStoreError | LeaseLost>
     /**
-     * The worker gives the job back unfinished: it is ready again at once, and with `refund` its attempt is not
-     * counted (a deploy must not burn attempts).
+     * Applies each outcome to its job, in one step, and returns, in the same order, whether each took effect: `false`
+     * when its lease no longer held (by the store's clock, whether or not another worker claimed the job since), and
+     * then it changed nothing. Never waits for a lock that a producer's open transaction holds.
      */
-    readonly release: (
-      lease: Lease,
-      options: { readonly refund: boolean }
-    ) => Effect.Effect<void, JobStoreError | LeaseLost>
+    readonly settle: (settlements: ReadonlyArray<Settlement>) => Effect.Effect<ReadonlyArray<boolean>, JobStoreError>
     /**
      * Makes every job whose lease expired ready again, or dead when its attempts are used up (an expired lease
      * counts as an attempt: a job that kills its worker every time ends in the dead letters, with the error
-     * "lease expired"). Returns how many this call found: a store may settle expired leases in its other operations
-     * too (the memory store does), and then `reap` finds fewer.
+     * "lease expired"). Returns how many this call found, and which it buried: a store may settle expired leases in
+     * its claims too, and then `reap` finds fewer.
      */
-    readonly reap: Effect.Effect<number, JobStoreError>
+    readonly reap: Effect.Effect<ReapResult, JobStoreError>
     /**
-     * The queues that got a job ready now, as it happens (coalesced, possibly repeated): a hint to claim at once
-     * instead of waiting for the next poll. Emitted by an enqueue of a job ready now, a release, a retry already due,
-     * a redrive and a reap that made jobs ready; not by a deduplicated enqueue, nor when a delayed job comes due (the
-     * poll finds those). A worker polls anyway; a store that cannot wake simply never emits.
+     * Subscribes to the queues that get a job ready now (coalesced, possibly repeated): a hint to claim at once
+     * instead of waiting for the next poll. Live when it returns: every wake-up after that reaches the queue, until
+     * the scope closes. Sent by an enqueue of a job ready now, a release, a retry already due, a redrive and a reap
+     * that made jobs ready; not by a deduplicated enqueue, nor when a delayed job comes due (the poll finds those).
+     * Wake-ups may be lost while a store reconnects; a worker polls anyway.
      */
-    readonly wakeups: Stream.Stream<string>
+    readonly wakeups: Effect.Effect<Queue.Dequeue<string>, never, Scope.Scope>
     /**
      * The counts of the whole store and of each queue (queues that hold nothing may be left out). A job whose lease
      * expired and was not reaped yet counts as ready (or dead, when its attempts are used up).
@@ -355,4 +532,44 @@ export declare namespace JobStore {
      */
     readonly redrive: (ids: ReadonlyArray<string>) => Effect.Effect<number, JobStoreError>
   }
+
+  /**
+   * What a store implements: the operations of {@link Service} on checked arguments, with payloads as JSON text
+   * ({@link EncodedJob}) and the store's name for error messages. {@link make} does the checks and the encoding,
+   * once for every store.
+   *
+   * @example
+   * ```ts
+   * import type { JobStore } from "effect-worker-context/JobStore"
+   *
+   * const named = (driver: JobStore.Driver) => driver.name
+   * ```
+   *
+   * @since 0.3.0
+   * @category models
+   */
+  export interface Driver extends Omit<Service, "enqueue"> {
+    /** The store's name in messages: `MemoryJobStore`, `PgJobStore`. */
+    readonly name: string
+    readonly enqueue: (jobs: ReadonlyArray<EncodedJob>) => Effect.Effect<ReadonlyArray<string>, JobStoreError>
+  }
 }
+
+/**
+ * Makes a job store from a driver: every argument is checked once here (nonsense is an `IllegalArgumentException`
+ * defect naming the store, the operation and the value), payloads are checked to be JSON and encoded as JSON text,
+ * and `delay`s are handed to the driver as milliseconds for its own clock. Stores call this; users get a store from
+ * its module's `layer`.
+ *
+ * @example
+ * ```ts
+ * import { JobStore } from "effect-worker-context/JobStore"
+ *
+ * declare const driver: JobStore.Driver
+ * const store: JobStore.Service = JobStore.make(driver)
+ * ```
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const make: (driver: JobStore.Driver) => JobStore.Service = internal.make

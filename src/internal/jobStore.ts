@@ -1,0 +1,256 @@
+/**
+ * `JobStore.make`: the wrapper every store's driver goes through, so that the memory store and the PostgreSQL store
+ * refuse the same nonsense with the same words, and hold payloads to the same JSON. Each check returns `undefined`
+ * when the arguments are fine, or what is wrong as `[what, value, expected]`; {@link illegal} turns that into the
+ * defect the port specifies.
+ */
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type { ClaimRequest, EncodedJob, JobStore, Lease, NewJob, Settlement } from "../JobStore.js"
+import { JobStoreError } from "../JobStore.js"
+
+/** What is wrong with an argument: its name, its value, and what was expected. */
+export type Problem = readonly [what: string, value: unknown, expected: string]
+
+/** The defect for `problem` in `store`'s `operation`: `MemoryJobStore.claim: invalid limit "-1": expected ...`. */
+export const illegal = (store: string, operation: string, [what, value, expected]: Problem) =>
+  Effect.die(
+    new Cause.IllegalArgumentException(`${store}.${operation}: invalid ${what} ${show(value)}: expected ${expected}`)
+  )
+
+/** The defect for an option of `store`'s constructor that makes no sense: `PgJobStore: invalid schema "X": ...`. */
+export const invalidOption = (store: string, option: string, value: unknown, expected: string) =>
+  Effect.die(new Cause.IllegalArgumentException(`${store}: invalid ${option} ${show(value)}: expected ${expected}`))
+
+export const show = (value: unknown): string => {
+  if (value instanceof Date) return JSON.stringify(String(value))
+  if (Duration.isDuration(value)) return JSON.stringify(Duration.format(value))
+  return JSON.stringify(String(value))
+}
+
+const isName = (value: unknown): value is string => typeof value === "string" && value.length > 0
+const isValidDate = (value: unknown): value is Date => value instanceof Date && Number.isFinite(value.getTime())
+export const isCount = (value: unknown): value is number =>
+  typeof value === "number" && Number.isSafeInteger(value) && value >= 0
+const isLeaseDuration = (value: unknown): value is Duration.Duration =>
+  Duration.isDuration(value) && Duration.isFinite(value) && Duration.toMillis(value) > 0
+const isDelay = (value: unknown): value is Duration.Duration =>
+  Duration.isDuration(value) && Duration.isFinite(value) && Duration.toMillis(value) <= maxDelayMs
+const isLease = (value: unknown): value is Lease =>
+  typeof value === "object" && value !== null && typeof (value as Lease).jobId === "string" &&
+  typeof (value as Lease).token === "string"
+
+const jobProblem = (job: NewJob, i: number): Problem | undefined => {
+  if (typeof job !== "object" || job === null) return [`job ${i}`, job, "a NewJob"]
+  if (!isName(job.name)) return [`job ${i} name`, job.name, "a non-empty string"]
+  if (!isName(job.queue)) return [`job ${i} queue`, job.queue, "a non-empty string"]
+  if (job.runAt !== undefined && !isValidDate(job.runAt)) {
+    return [`job ${i} runAt`, job.runAt, "a valid Date or undefined"]
+  }
+  if (job.delay !== undefined && !isDelay(job.delay)) {
+    return [`job ${i} delay`, job.delay, "a finite Duration of zero or more, or undefined"]
+  }
+  if (!Number.isSafeInteger(job.priority)) return [`job ${i} priority`, job.priority, "an integer"]
+  if (job.key !== undefined && !isName(job.key)) return [`job ${i} key`, job.key, "a non-empty string or undefined"]
+  if (!Number.isSafeInteger(job.maxAttempts) || job.maxAttempts < 1) {
+    return [`job ${i} maxAttempts`, job.maxAttempts, "an integer of 1 or more"]
+  }
+  return undefined
+}
+
+export const enqueueProblem = (jobs: ReadonlyArray<NewJob>): Problem | undefined => {
+  if (!Array.isArray(jobs)) return ["jobs", jobs, "an array of NewJob"]
+  for (let i = 0; i < jobs.length; i++) {
+    const problem = jobProblem(jobs[i]!, i)
+    if (problem !== undefined) return problem
+  }
+  return undefined
+}
+
+export const claimProblem = (request: ClaimRequest): Problem | undefined => {
+  if (typeof request !== "object" || request === null) return ["request", request, "a ClaimRequest"]
+  const { limit, names, queues } = request
+  if (!Array.isArray(queues)) return ["queues", queues, "an array of queue names"]
+  if (!Array.isArray(names)) return ["names", names, "an array of job names"]
+  if (!isCount(limit)) return ["limit", limit, "an integer of 0 or more"]
+  if (!isLeaseDuration(request.lease)) return ["lease", request.lease, "a finite Duration longer than zero"]
+  return undefined
+}
+
+export const renewProblem = (leases: ReadonlyArray<Lease>, lease: Duration.Duration): Problem | undefined => {
+  if (!Array.isArray(leases) || !leases.every(isLease)) return ["leases", leases, "an array of Lease"]
+  if (!isLeaseDuration(lease)) return ["lease", lease, "a finite Duration longer than zero"]
+  return undefined
+}
+
+const outcomeProblem = (settlement: Settlement, i: number): Problem | undefined => {
+  if (typeof settlement !== "object" || settlement === null) return [`settlement ${i}`, settlement, "a Settlement"]
+  if (!isLease(settlement.lease)) return [`settlement ${i} lease`, settlement.lease, "a Lease"]
+  const outcome = settlement.outcome
+  switch (outcome?._tag) {
+    case "Completed":
+      return undefined
+    case "Retry":
+      if (!isDelay(outcome.delay)) {
+        return [`settlement ${i} delay`, outcome.delay, `a finite Duration of zero to ${maxDelayMs} ms`]
+      }
+      return typeof outcome.error === "string" ? undefined : [`settlement ${i} error`, outcome.error, "a string"]
+    case "Dead":
+      return typeof outcome.error === "string" ? undefined : [`settlement ${i} error`, outcome.error, "a string"]
+    case "Released":
+      return typeof outcome.refund === "boolean"
+        ? undefined
+        : [`settlement ${i} refund`, outcome.refund, "true or false"]
+    default:
+      return [`settlement ${i} outcome`, outcome, "an Outcome"]
+  }
+}
+
+export const settleProblem = (settlements: ReadonlyArray<Settlement>): Problem | undefined => {
+  if (!Array.isArray(settlements)) return ["settlements", settlements, "an array of Settlement"]
+  for (let i = 0; i < settlements.length; i++) {
+    const problem = outcomeProblem(settlements[i]!, i)
+    if (problem !== undefined) return problem
+  }
+  return undefined
+}
+
+/** The dead letters listed when `deadLetters` is given no limit. */
+export const defaultDeadLettersLimit = 100
+
+export const deadLettersProblem = (
+  options: { readonly limit?: number | undefined; readonly queue?: string | undefined } | undefined
+): Problem | undefined => {
+  const limit = options?.limit ?? defaultDeadLettersLimit
+  if (!isCount(limit)) return ["limit", limit, "an integer of 0 or more"]
+  const queue = options?.queue
+  if (queue !== undefined && typeof queue !== "string") return ["queue", queue, "a string or undefined"]
+  return undefined
+}
+
+export const redriveProblem = (ids: ReadonlyArray<string>): Problem | undefined =>
+  Array.isArray(ids) && ids.every((id) => typeof id === "string") ? undefined : ["ids", ids, "an array of job ids"]
+
+/**
+ * The longest delay a store holds: 100 years. A retry schedule that asks for more (an uncapped exponential at attempt
+ * 44 and beyond) is clamped to it by the worker.
+ */
+export const maxDelayMs = 100 * 365 * 24 * 60 * 60 * 1000
+
+/**
+ * Where `value` is not JSON, as a path and what was found there (`$.amount: a bigint`), or `undefined` when it is:
+ * `null`, booleans, finite numbers, strings, arrays of JSON, and plain objects of JSON (a property that is
+ * `undefined` is left out, as `JSON.stringify` does). Anything else would come back from a database as something
+ * else, or not at all, so no store takes it, the memory store included.
+ */
+export const notJson = (value: unknown, path = "$", seen: Set<object> = new Set()): string | undefined => {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return undefined
+    case "number":
+      return Number.isFinite(value) ? undefined : `${path}: ${value} (not a finite number)`
+    case "object": {
+      if (value === null) return undefined
+      if (seen.has(value)) return `${path}: a circular reference`
+      const prototype = Object.getPrototypeOf(value)
+      if (Array.isArray(value)) {
+        seen.add(value)
+        for (let i = 0; i < value.length; i++) {
+          const item: unknown = value[i]
+          const problem = item === undefined ? `${path}[${i}]: undefined` : notJson(item, `${path}[${i}]`, seen)
+          if (problem !== undefined) return problem
+        }
+        seen.delete(value)
+        return undefined
+      }
+      if (prototype !== Object.prototype && prototype !== null) {
+        return `${path}: ${
+          value instanceof Date ? "a Date" : `an instance of ${prototype?.constructor?.name ?? "a class"}`
+        }`
+      }
+      seen.add(value)
+      for (const key of Object.keys(value)) {
+        const item: unknown = (value as Record<string, unknown>)[key]
+        if (item === undefined) continue
+        const problem = notJson(item, `${path}.${key}`, seen)
+        if (problem !== undefined) return problem
+      }
+      seen.delete(value)
+      return undefined
+    }
+    case "undefined":
+      return `${path}: undefined`
+    default:
+      return `${path}: a ${typeof value}`
+  }
+}
+
+/** The jobs as the driver takes them, or the `JobStoreError` for the first payload that is not JSON. */
+const encode = (jobs: ReadonlyArray<NewJob>): ReadonlyArray<EncodedJob> | JobStoreError => {
+  const encoded: Array<EncodedJob> = new Array(jobs.length)
+  for (let i = 0; i < jobs.length; i++) {
+    const job = jobs[i]!
+    const problem = notJson(job.payload)
+    if (problem !== undefined) {
+      return new JobStoreError({
+        operation: "enqueue",
+        reason: `the payload of job ${i} (${job.name}) is not JSON: ${problem}`
+      })
+    }
+    encoded[i] = {
+      name: job.name,
+      queue: job.queue,
+      payload: JSON.stringify(job.payload),
+      runAt: job.runAt,
+      delayMs: job.delay === undefined ? 0 : Math.ceil(Duration.toMillis(job.delay)),
+      priority: job.priority,
+      key: job.key,
+      maxAttempts: job.maxAttempts
+    }
+  }
+  return encoded
+}
+
+/** @internal */
+export const make = (driver: JobStore.Driver): JobStore.Service => {
+  const refuse = (operation: string, problem: Problem) => illegal(driver.name, operation, problem)
+  return {
+    enqueue: (jobs) => {
+      const problem = enqueueProblem(jobs)
+      if (problem !== undefined) return refuse("enqueue", problem)
+      if (jobs.length === 0) return Effect.succeed([])
+      const encoded = encode(jobs)
+      return encoded instanceof JobStoreError ? Effect.fail(encoded) : driver.enqueue(encoded)
+    },
+    claim: (request) => {
+      const problem = claimProblem(request)
+      if (problem !== undefined) return refuse("claim", problem)
+      return request.limit === 0 ? Effect.succeed({ jobs: [], buried: [] }) : driver.claim(request)
+    },
+    renew: (leases, lease) => {
+      const problem = renewProblem(leases, lease)
+      if (problem !== undefined) return refuse("renew", problem)
+      return leases.length === 0 ? Effect.succeed([]) : driver.renew(leases, lease)
+    },
+    settle: (settlements) => {
+      const problem = settleProblem(settlements)
+      if (problem !== undefined) return refuse("settle", problem)
+      return settlements.length === 0 ? Effect.succeed([]) : driver.settle(settlements)
+    },
+    reap: driver.reap,
+    wakeups: driver.wakeups,
+    stats: driver.stats,
+    deadLetters: (options) => {
+      const problem = deadLettersProblem(options)
+      if (problem !== undefined) return refuse("deadLetters", problem)
+      return driver.deadLetters({ limit: options?.limit ?? defaultDeadLettersLimit, queue: options?.queue })
+    },
+    redrive: (ids) => {
+      const problem = redriveProblem(ids)
+      if (problem !== undefined) return refuse("redrive", problem)
+      return ids.length === 0 ? Effect.succeed(0) : driver.redrive(ids)
+    }
+  }
+}
