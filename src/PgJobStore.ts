@@ -90,6 +90,20 @@ export interface PgJobStoreOptions {
    * It adds no delay (a batch leaves as soon as the previous one returns); turn it off only to measure it.
    */
   readonly batchAcks?: boolean | undefined
+  /**
+   * The deadline of every call on the store's own connections (everything but `enqueue`, which runs on your
+   * `PgClient`): waiting for a connection, connecting and the statement included. Default 10 seconds. A call past it
+   * fails with a `JobStoreError`, and its connection is destroyed (not given back to the pool), so that the next call
+   * runs on a fresh one even when the server stalled without a word. The server is told the same deadline
+   * (`statement_timeout`), and waits for another session's lock at most 2 s or half of it (`lock_timeout`).
+   */
+  readonly callTimeout?: Duration.DurationInput | undefined
+  /**
+   * The most connections of the store's own (the worker's claims, renewals, settles, reaps, and `stats`,
+   * `deadLetters`, `redrive`). Default 4. Idle ones close after 30 s. A call that finds them all busy waits for one,
+   * within its `callTimeout`.
+   */
+  readonly maxConnections?: number | undefined
 }
 
 /**

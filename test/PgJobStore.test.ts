@@ -1,11 +1,10 @@
 import { PgClient } from "@effect/sql-pg"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Either, Exit, Layer, Option, Queue, Redacted, Schema, String } from "effect"
-import { Job, JobWorker, WorkerContext } from "../src/index.js"
+import { Cause, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Queue, Redacted, String } from "effect"
 import * as internal from "../src/internal/pgJobStore.js"
-import { type JobStore, JobStoreError, LeaseLost } from "../src/JobStore.js"
+import { type ClaimRequest, type JobStore, JobStoreError, type NewJob, Outcome } from "../src/JobStore.js"
 import * as PgJobStore from "../src/PgJobStore.js"
-import { claimRequest, jobStoreConformance, newJob, subscribeWakeups, wakeupsBefore } from "./jobStoreConformance.js"
+import { jobStoreConformance } from "./jobStoreConformance.js"
 import {
   clientLayer,
   databaseUrl,
@@ -22,7 +21,42 @@ afterAll(clock.drop)
 
 jobStoreConformance("PgJobStore", testStoreLayer({ clock }), clock)
 
-const now = () => new Date()
+/** A `send-email` job for the `emails` queue, ready now by the store's clock unless `fields` says otherwise. */
+const newJob = (fields?: Partial<NewJob>): NewJob => ({
+  name: "send-email",
+  queue: "emails",
+  payload: {},
+  priority: 0,
+  key: undefined,
+  maxAttempts: 5,
+  ...fields
+})
+
+/** A claim of up to 10 `send-email` jobs of `emails`, with a 30 s lease. */
+const claimRequest = (fields?: Partial<ClaimRequest>): ClaimRequest => ({
+  queues: ["emails"],
+  names: ["send-email"],
+  limit: 10,
+  lease: Duration.seconds(30),
+  worker: "worker-a",
+  ...fields
+})
+
+/** The wake-ups received until the one for `marker` (enqueued ready now), that one left out. */
+const wakeupsBefore = (
+  store: JobStore.Service,
+  received: Queue.Dequeue<string>,
+  marker: string
+) =>
+  Effect.gen(function*() {
+    yield* store.enqueue([newJob({ queue: marker })])
+    const seen: Array<string> = []
+    while (true) {
+      const queue = yield* Queue.take(received)
+      if (queue === marker) return seen
+      seen.push(queue)
+    }
+  })
 
 describe("PgJobStore on PostgreSQL", () => {
   it.scopedLive(
@@ -71,15 +105,14 @@ describe("PgJobStore on PostgreSQL", () => {
     Effect.gen(function*() {
       const store = yield* testStore()
       const sql = yield* PgClient.PgClient
-      const received = yield* subscribeWakeups(store)
+      const received = yield* store.wakeups
       const rolledBack = yield* Effect.either(sql.withTransaction(
-        Effect.zipRight(store.enqueue([newJob({ queue: "rolled-back", runAt: now() })]), Effect.fail("abort"))
+        Effect.zipRight(store.enqueue([newJob({ queue: "rolled-back" })]), Effect.fail("abort"))
       ))
       assert.deepStrictEqual(rolledBack, Either.left("abort"))
-      yield* sql.withTransaction(store.enqueue([newJob({ queue: "committed", runAt: now() })]))
+      yield* sql.withTransaction(store.enqueue([newJob({ queue: "committed" })]))
       const woken = yield* wakeupsBefore(store, received, "marker")
-      assert.include(woken, "committed")
-      assert.notInclude(woken, "rolled-back")
+      assert.deepStrictEqual(woken, ["committed"])
       const stats = yield* store.stats
       assert.isUndefined(stats.byQueue["rolled-back"])
       assert.strictEqual(stats.byQueue["committed"]?.ready, 1)
@@ -91,13 +124,165 @@ describe("PgJobStore on PostgreSQL", () => {
       for (let round = 0; round < 5; round++) {
         const key = `order-${round}`
         const ids = yield* Effect.all(
-          Array.from({ length: 16 }, () => store.enqueue([newJob({ key, runAt: now() })])),
+          Array.from({ length: 16 }, () => store.enqueue([newJob({ key })])),
           { concurrency: "unbounded" }
         )
         assert.strictEqual(new Set(ids.flat()).size, 1, `one id for ${key}: ${ids.flat().join(", ")}`)
       }
       assert.strictEqual((yield* store.stats).ready, 5)
     }).pipe(Effect.provide(clientLayer({ maxConnections: 8 }))))
+
+  it.scopedLive(
+    "an enqueue of a key that an open transaction holds waits for it, and gets the committed job's id",
+    () =>
+      Effect.gen(function*() {
+        const store = yield* testStore()
+        const sql = yield* PgClient.PgClient
+        const inserted = yield* Deferred.make<string>()
+        const commit = yield* Deferred.make<void>()
+        const producer = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
+          const [id] = yield* store.enqueue([newJob({ key: "k" })])
+          yield* Deferred.succeed(inserted, id!)
+          yield* Deferred.await(commit)
+          return id!
+        })))
+        const held = yield* Deferred.await(inserted)
+        // Outside the transaction, the same key: it waits for the producer, which then commits; the statement that
+        // waited cannot see the committed row (its snapshot is older), so the store asks again.
+        const other = yield* Effect.fork(store.enqueue([newJob({ key: "k" }), newJob({ key: "other" })]))
+        yield* waitFor(
+          Effect.promise(() =>
+            query<{ n: number }>(
+              `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`
+            )
+          ),
+          ([row]) => row!.n > 0
+        )
+        yield* Deferred.succeed(commit, undefined)
+        assert.strictEqual(yield* Fiber.join(producer), held)
+        const [again, fresh] = yield* Fiber.join(other)
+        assert.strictEqual(again, held)
+        assert.notStrictEqual(fresh, held)
+        assert.strictEqual((yield* store.stats).ready, 2)
+      }).pipe(Effect.provide(clientLayer())),
+    30_000
+  )
+
+  it.scoped(
+    "a producer's open transaction holding a running job's key blocks no renewal and no settle, of that job or others",
+    () =>
+      Effect.gen(function*() {
+        const store = yield* testStore()
+        const sql = yield* PgClient.PgClient
+        yield* store.enqueue([newJob({ key: "running" }), newJob(), newJob(), newJob()])
+        const { jobs } = yield* store.claim(claimRequest())
+        assert.strictEqual(jobs.length, 4)
+        const running = jobs.find((job) => job.key === "running")!
+        const others = jobs.filter((job) => job !== running)
+        const enqueued = yield* Deferred.make<string>()
+        const commit = yield* Deferred.make<void>()
+        const producer = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
+          // A dedup hit on the running job, and a fresh job, in a transaction that stays open.
+          const [id] = yield* store.enqueue([newJob({ key: "running" }), newJob({ queue: "other" })])
+          yield* Deferred.succeed(enqueued, id!)
+          yield* Deferred.await(commit)
+        })))
+        assert.strictEqual(yield* Deferred.await(enqueued), running.id, "the dedup hit returns the running job's id")
+        // The transaction is open: every renewal and settle below completes anyway.
+        assert.deepStrictEqual(yield* store.renew(jobs.map((job) => job.lease), Duration.seconds(30)), [])
+        assert.deepStrictEqual(
+          yield* store.settle([
+            { lease: running.lease, outcome: Outcome.Completed() },
+            { lease: others[0]!.lease, outcome: Outcome.Retry({ delay: Duration.minutes(1), error: "again" }) },
+            { lease: others[1]!.lease, outcome: Outcome.Released({ refund: true }) },
+            { lease: others[2]!.lease, outcome: Outcome.Dead({ error: "fatal" }) }
+          ]),
+          [true, true, true, true]
+        )
+        assert.isNull(producer.unsafePoll(), "the producer's transaction was still open")
+        yield* Deferred.succeed(commit, undefined)
+        yield* Fiber.join(producer)
+        const stats = yield* store.stats
+        assert.deepStrictEqual(
+          [stats.ready, stats.scheduled, stats.leased, stats.dead],
+          [2, 1, 0, 1],
+          "released and other: ready; retried: scheduled; dead: dead; the running job completed"
+        )
+      }).pipe(Effect.provide(clientLayer())),
+    30_000
+  )
+
+  it.scoped("settles a batch of every kind of outcome in one call, each judged on its own lease", () =>
+    Effect.gen(function*() {
+      const store = yield* testStore({ clock })
+      const ids = yield* store.enqueue(Array.from({ length: 6 }, (_, i) => newJob({ payload: { i } })))
+      const { jobs } = yield* store.claim(claimRequest())
+      assert.deepStrictEqual(jobs.map((job) => job.id), ids)
+      const stale = { jobId: jobs[5]!.id, token: "999999" }
+      const results = yield* store.settle([
+        { lease: jobs[0]!.lease, outcome: Outcome.Completed() },
+        { lease: jobs[1]!.lease, outcome: Outcome.Retry({ delay: Duration.seconds(10), error: "e1" }) },
+        { lease: jobs[2]!.lease, outcome: Outcome.Dead({ error: "fatal" }) },
+        { lease: jobs[3]!.lease, outcome: Outcome.Released({ refund: true }) },
+        { lease: jobs[4]!.lease, outcome: Outcome.Released({ refund: false }) },
+        { lease: stale, outcome: Outcome.Completed() },
+        { lease: jobs[0]!.lease, outcome: Outcome.Completed() }
+      ])
+      assert.deepStrictEqual(results, [true, true, true, true, true, false, false])
+      const again = yield* store.claim(claimRequest())
+      assert.deepStrictEqual(
+        again.jobs.map((job) => [job.id, job.attempt]),
+        [[ids[3], 1], [ids[4], 2]],
+        "the refunded release runs again as attempt 1, the other as attempt 2"
+      )
+      yield* clock.advance(Duration.seconds(10))
+      const retried = yield* store.claim(claimRequest())
+      assert.deepStrictEqual(retried.jobs.map((job) => [job.id, job.attempt]), [[ids[1], 2]])
+      const dead = yield* store.deadLetters()
+      assert.deepStrictEqual(dead.map((job) => [job.id, job.lastError]), [[ids[2], "fatal"]])
+      // Leased: the three claimed again, and the one whose stale lease settled nothing.
+      assert.strictEqual((yield* store.stats).leased, 4)
+    }).pipe(Effect.provide(clientLayer())))
+
+  it.scoped("coalesces concurrent settles into one statement, and a lost lease among them fails alone", () =>
+    Effect.gen(function*() {
+      const store = yield* testStore()
+      yield* store.enqueue(Array.from({ length: 50 }, () => newJob()))
+      const { jobs } = yield* store.claim(claimRequest({ limit: 50 }))
+      assert.strictEqual(jobs.length, 50)
+      const stale = { jobId: jobs[0]!.id, token: "999999" }
+      const results = yield* Effect.all(
+        [stale, ...jobs.slice(1).map((job) => job.lease)].map((lease) =>
+          store.settle([{ lease, outcome: Outcome.Completed() }])
+        ),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(results.flat(), [false, ...jobs.slice(1).map(() => true)])
+      const stats = yield* store.stats
+      assert.strictEqual(stats.leased, 1, "only the job whose stale lease was used is still leased")
+    }).pipe(Effect.provide(clientLayer())))
+
+  it.scoped(
+    "turns retry delays into instants by the database's clock, whatever the worker's clock says",
+    () =>
+      Effect.gen(function*() {
+        // The store's clock is an hour ahead of this process's: a delay added to this process's clock would put the
+        // retry 50 minutes in the store's past, and the job would be claimable at once.
+        const store = yield* testStore({ clock })
+        yield* clock.advance(Duration.hours(1))
+        yield* store.enqueue([newJob(), newJob({ delay: Duration.minutes(10) })])
+        const { jobs } = yield* store.claim(claimRequest())
+        assert.strictEqual(jobs.length, 1, "the delayed job waits 10 minutes of the store's clock")
+        yield* store.settle([{
+          lease: jobs[0]!.lease,
+          outcome: Outcome.Retry({ delay: Duration.minutes(10), error: "x" })
+        }])
+        assert.deepStrictEqual((yield* store.claim(claimRequest())).jobs, [])
+        yield* clock.advance(Duration.minutes(10))
+        const due = yield* store.claim(claimRequest())
+        assert.deepStrictEqual(due.jobs.map((job) => job.attempt).sort(), [1, 2])
+      }).pipe(Effect.provide(clientLayer()))
+  )
 
   it.scopedLive("by the database's real clock, a delayed job is never claimed early, and priority comes first", () =>
     Effect.gen(function*() {
@@ -108,32 +293,63 @@ describe("PgJobStore on PostgreSQL", () => {
           .withoutTransform,
         ([row]) => row!.ms
       )
-      const runAt = new Date((yield* dbNow) + 300)
-      const [delayed] = yield* store.enqueue([newJob({ runAt, priority: -10 })])
+      const before = yield* dbNow
+      const [delayed] = yield* store.enqueue([newJob({ delay: Duration.millis(300), priority: -10 })])
       const [low, high] = yield* store.enqueue([
         newJob({ runAt: new Date(0), priority: 5 }),
         newJob({ runAt: new Date(0), priority: 1 })
       ])
-      assert.deepStrictEqual((yield* store.claim(claimRequest({ limit: 1 }))).map((job) => job.id), [high])
-      assert.deepStrictEqual((yield* store.claim(claimRequest({ limit: 1 }))).map((job) => job.id), [low])
+      assert.deepStrictEqual((yield* store.claim(claimRequest({ limit: 1 }))).jobs.map((job) => job.id), [high])
+      assert.deepStrictEqual((yield* store.claim(claimRequest({ limit: 1 }))).jobs.map((job) => job.id), [low])
       while (true) {
-        const before = yield* dbNow
-        const claimed = yield* store.claim(claimRequest())
-        if (claimed.length > 0) {
-          assert.deepStrictEqual(claimed.map((job) => job.id), [delayed])
-          assert.isAtLeast(yield* dbNow, runAt.getTime(), "claimed at or after runAt")
+        const { jobs } = yield* store.claim(claimRequest())
+        const after = yield* dbNow
+        if (jobs.length > 0) {
+          assert.deepStrictEqual(jobs.map((job) => job.id), [delayed])
+          assert.isAtLeast(jobs[0]!.runAt.getTime(), before + 300, "due 300 ms after the enqueue by the database")
           break
         }
-        assert.isBelow(before, runAt.getTime() + 1_000, "claimable within a second of runAt")
+        assert.isBelow(after, before + 1_300, "claimable within a second of its due instant")
         yield* Effect.sleep("20 millis")
       }
+    }).pipe(Effect.provide(clientLayer())))
+
+  it.scoped("claims and reaps report the jobs they buried, and stats count ready jobs per name", () =>
+    Effect.gen(function*() {
+      const store = yield* testStore({ clock })
+      const [first, second, other] = yield* store.enqueue([
+        newJob({ maxAttempts: 1 }),
+        newJob({ maxAttempts: 1, queue: "reaped" }),
+        newJob({ name: "unserved" })
+      ])
+      yield* store.claim(claimRequest())
+      yield* store.claim(claimRequest({ queues: ["reaped"] }))
+      assert.deepStrictEqual((yield* store.stats).readyByName, { unserved: 1 })
+      yield* clock.advance(Duration.seconds(30))
+      const claimed = yield* store.claim(claimRequest())
+      assert.deepStrictEqual(claimed.jobs, [])
+      assert.deepStrictEqual(claimed.buried, [
+        { id: first!, name: "send-email", queue: "emails", attempt: 1, error: "lease expired" }
+      ])
+      const reaped = yield* store.reap
+      assert.deepStrictEqual(reaped, {
+        reaped: 1,
+        buried: [{ id: second!, name: "send-email", queue: "reaped", attempt: 1, error: "lease expired" }]
+      })
+      const stats = yield* store.stats
+      assert.deepStrictEqual([stats.ready, stats.dead], [1, 2])
+      assert.deepStrictEqual(stats.readyByName, { unserved: 1 })
+      assert.deepStrictEqual(
+        (yield* store.claim(claimRequest({ names: ["unserved"] }))).jobs.map((job) => job.id),
+        [other]
+      )
     }).pipe(Effect.provide(clientLayer())))
 
   it.scopedLive("hears wake-ups again after its listening connection is killed", () =>
     Effect.gen(function*() {
       const store = yield* testStore()
       const sql = yield* PgClient.PgClient
-      const received = yield* subscribeWakeups(store)
+      const received = yield* store.wakeups
       const killed = yield* sql.unsafe<{ killed: boolean }>(
         `SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity
          WHERE application_name LIKE '%(listen)' AND pid <> pg_backend_pid()`
@@ -144,7 +360,7 @@ describe("PgJobStore on PostgreSQL", () => {
         while: (heard) => !heard,
         body: () =>
           Effect.zipRight(
-            store.enqueue([newJob({ queue: "after-kill", runAt: now() })]),
+            store.enqueue([newJob({ queue: "after-kill" })]),
             Effect.map(
               Effect.timeoutOption(Queue.take(received), "200 millis"),
               (queue) => Option.getOrUndefined(queue) === "after-kill"
@@ -162,35 +378,18 @@ describe("PgJobStore on PostgreSQL", () => {
         Array.from({ length: 6 }, () => PgJobStore.make({ schema, listen: false })),
         { concurrency: "unbounded" }
       )
-      const [id] = yield* stores[0]!.enqueue([newJob({ runAt: now() })])
-      assert.deepStrictEqual((yield* stores[5]!.claim(claimRequest())).map((job) => job.id), [id])
+      const [id] = yield* stores[0]!.enqueue([newJob()])
+      assert.deepStrictEqual((yield* stores[5]!.claim(claimRequest())).jobs.map((job) => job.id), [id])
       const migrations = yield* sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.migrations`)
         .withoutTransform
       assert.deepStrictEqual(migrations, [{ n: 1 }])
     }).pipe(Effect.provide(clientLayer({ maxConnections: 8 }))))
 
-  it.scoped("batches concurrent completions, and a lost lease among them fails alone", () =>
-    Effect.gen(function*() {
-      const store = yield* testStore()
-      yield* store.enqueue(Array.from({ length: 50 }, () => newJob({ runAt: now() })))
-      const claimed = yield* store.claim(claimRequest({ limit: 50 }))
-      assert.strictEqual(claimed.length, 50)
-      const stale = { jobId: claimed[0]!.id, token: "999999" }
-      const results = yield* Effect.all(
-        [stale, ...claimed.slice(1).map((job) => job.lease)].map((lease) => Effect.either(store.complete(lease))),
-        { concurrency: "unbounded" }
-      )
-      assert.instanceOf(Either.getLeft(results[0]!).pipe(Option.getOrUndefined), LeaseLost)
-      assert.isTrue(results.slice(1).every(Either.isRight))
-      const stats = yield* store.stats
-      assert.strictEqual(stats.leased, 1, "only the job whose stale lease was used is still leased")
-    }).pipe(Effect.provide(clientLayer())))
-
   it.scoped("works on a PgClient that transforms names and JSON", () =>
     Effect.gen(function*() {
       const store = yield* testStore()
-      const [id] = yield* store.enqueue([newJob({ runAt: now(), payload: { some_field: 1 }, key: "k" })])
-      const [job] = yield* store.claim(claimRequest())
+      const [id] = yield* store.enqueue([newJob({ payload: { some_field: 1 }, key: "k" })])
+      const { jobs: [job] } = yield* store.claim(claimRequest())
       assert.strictEqual(job?.id, id)
       assert.deepStrictEqual(job?.payload, { some_field: 1 })
       assert.strictEqual(job?.maxAttempts, 5)
@@ -239,7 +438,7 @@ describe("PgJobStore errors", () => {
         const server = yield* scopedPgServer
         const client = yield* Layer.build(PgClient.layer({ url: Redacted.make(server.url) }))
         const store = yield* Effect.provide(PgJobStore.make({ listen: false }), client)
-        yield* store.enqueue([newJob({ runAt: now() })])
+        yield* store.enqueue([newJob()])
         yield* Effect.promise(() => server.stopServer())
         // The pool's idle connection may report its own end first; a new one is refused.
         const reasons: Array<string> = []
@@ -260,6 +459,8 @@ describe("PgJobStore errors", () => {
           [{ schema: "Bad-Name" }, /PgJobStore: invalid schema "Bad-Name"/],
           [{ schema: "a".repeat(49) }, /PgJobStore: invalid schema/],
           [{ listenCheckInterval: 0 }, /PgJobStore: invalid listenCheckInterval "0"/],
+          [{ callTimeout: "0 millis" }, /PgJobStore: invalid callTimeout "0 millis"/],
+          [{ maxConnections: 0 }, /PgJobStore: invalid maxConnections "0"/],
           [{ batchAcks: "yes" as unknown as boolean }, /PgJobStore: invalid batchAcks "yes"/]
         ] as const
       ) {
@@ -271,54 +472,8 @@ describe("PgJobStore errors", () => {
 })
 
 /** Repeats `effect` every 50 ms (real time) until `done` holds for what it returns. */
-const waitFor = <A, E>(effect: Effect.Effect<A, E>, done: (a: A) => boolean): Effect.Effect<A, E> =>
+export const waitFor = <A, E>(effect: Effect.Effect<A, E>, done: (a: A) => boolean): Effect.Effect<A, E> =>
   Effect.flatMap(
     effect,
     (a) => done(a) ? Effect.succeed(a) : Effect.zipRight(Effect.sleep("50 millis"), waitFor(effect, done))
   )
-
-describe("JobWorker on PgJobStore", () => {
-  it.scopedLive(
-    "keeps running while the database is down: readiness says why, and every job runs once it is back",
-    () =>
-      Effect.gen(function*() {
-        const server = yield* scopedPgServer
-        const Ping = Job.make("ping", { payload: Schema.Struct({ n: Schema.Number }), queue: "pings" })
-        const ran = yield* Queue.unbounded<number>()
-        const context = yield* Layer.build(
-          JobWorker.layer({
-            handlers: [Ping.handler(({ n }) => Queue.offer(ran, n))],
-            pollInterval: "200 millis",
-            lease: "5 seconds"
-          }).pipe(
-            Layer.provideMerge(PgJobStore.layer({ listen: false })),
-            Layer.provideMerge(WorkerContext.layer({ name: "pg-outage" })),
-            Layer.provide(PgClient.layer({ url: Redacted.make(server.url) }))
-          )
-        )
-        const run = <A, E>(effect: Effect.Effect<A, E, WorkerContext | JobStore>): Effect.Effect<A, E> =>
-          Effect.provide(effect, context)
-        const ctx = yield* run(WorkerContext)
-        yield* run(Ping.enqueue({ n: 1 }))
-        assert.strictEqual(yield* Queue.take(ran), 1)
-
-        yield* Effect.promise(() => server.stopServer())
-        // The first failure may be a connection the server ended as it stopped; then new ones are refused.
-        const unready = yield* waitFor(
-          ctx.readiness,
-          (readiness) => readiness.unready.some(({ reason }) => reason.includes("connection refused"))
-        )
-        assert.strictEqual(unready.state, "Running")
-        assert.deepStrictEqual(unready.unready.map(({ check }) => check), ["job store"])
-        assert.match(unready.unready[0]!.reason, new RegExp(`connection refused to 127\\.0\\.0\\.1:${server.port}`))
-
-        yield* Effect.promise(() => server.start())
-        yield* run(Ping.enqueue({ n: 2 }))
-        assert.strictEqual(yield* Queue.take(ran), 2)
-        const ready = yield* waitFor(ctx.readiness, (readiness) => readiness.ready)
-        assert.deepStrictEqual(ready.unready, [])
-        assert.strictEqual(yield* ctx.state, "Running")
-      }),
-    60_000
-  )
-})

@@ -1,56 +1,79 @@
 /**
- * The PostgreSQL job store: every port operation is one SQL statement (see `docs/postgres.md` for the schema and
- * the lease model). Statements are written out in full, with the schema's quoted name in them, and run with
- * `unsafe(...).withoutTransform`, so a `PgClient` configured to transform names or JSON changes nothing here.
- * Timestamps travel as ISO strings in and epoch milliseconds out, ids and tokens as text: no driver type parser
- * the user configured can change what the store reads.
+ * The PostgreSQL job store's driver (see `docs/postgres.md` for the schema and the lease model), made into a
+ * `JobStore` by `JobStore.make`, which checks the arguments and encodes the payloads.
+ *
+ * Two kinds of connections:
+ * - `enqueue` (and the migration) run on the caller's `PgClient`, so that an enqueue inside `sql.withTransaction`
+ *   joins that transaction.
+ * - Everything else (`claim`, `renew`, `settle`, `reap`, the wake-up queries, `stats`, `deadLetters`, `redrive`) runs
+ *   on a small pool of raw `pg` clients of the store's own ({@link makeConnections}). `@effect/sql-pg` gives an
+ *   interrupted query's connection back to its pool, whose next caller then waits on the same stalled backend; here
+ *   an interrupted call destroys its connection's socket, and the next call gets a fresh connection.
+ *
+ * Statements are written out in full, with the schema's quoted name in them. Timestamps travel as ISO strings in and
+ * epoch milliseconds out, ids and tokens as text: on the caller's `PgClient` they run `withoutTransform`, and the
+ * store's own connections parse only the types its statements return ({@link types}), so no name transform or type
+ * parser the user configured changes what the store reads.
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
-import * as Context from "effect/Context"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import Pg from "pg"
 import {
+  type BuriedJob,
   type ClaimedJob,
   type DeadJob,
+  type EncodedJob,
   type JobStats,
-  JobStore,
+  type JobStore,
   JobStoreError,
   type Lease,
-  LeaseLost,
-  type NewJob,
-  type QueueStats
+  make as makeJobStore,
+  type QueueStats,
+  type Settlement
 } from "../JobStore.js"
 import type { PgJobStoreOptions } from "../PgJobStore.js"
-import * as storeArgs from "./storeArgs.js"
-
-type Service = JobStore.Service
+import { invalidOption as storeInvalidOption } from "./jobStore.js"
 
 /** @internal */
 export const defaults = {
   schema: "effect_worker",
   listenCheckInterval: Duration.seconds(10),
-  /** The most acknowledgements one batched statement carries. */
-  maxAckBatch: 1_000
+  /** The deadline of every call on the store's own connections. */
+  callTimeout: Duration.seconds(10),
+  /** The store's own connections, at most. */
+  maxConnections: 4,
+  /** An idle connection of the store's own is closed after this long. */
+  idleTimeout: Duration.seconds(30),
+  /** The most settlements one statement carries. */
+  maxSettleBatch: 1_000,
+  /** The longest a `wakeups` subscription waits for the listening connection before it returns. */
+  listenWait: Duration.seconds(5),
+  /** Enqueues of a key that was taken while the statement ran are retried this many times. */
+  keyRetries: 10
 } as const
+
+/** The `lock_timeout` of the store's connections: 2 s, or half the call deadline when that is shorter. */
+export const lockTimeoutMs = (callTimeoutMs: number): number =>
+  Math.max(1, Math.min(2_000, Math.floor(callTimeoutMs / 2)))
 
 const schemaPattern = /^[a-z_][a-z0-9_]{0,47}$/
 
 const invalidOption = (option: string, value: unknown, expected: string) =>
-  storeArgs.invalidOption("PgJobStore", option, value, expected)
-
-const illegal = (operation: string, problem: storeArgs.Problem) => storeArgs.illegal("PgJobStore", operation, problem)
+  storeInvalidOption("PgJobStore", option, value, expected)
 
 /** A decimal bigint as PostgreSQL's `bigint` takes it: ids and tokens that are not one are unknown, never an error. */
 const isBigintText = (value: string): boolean => /^[1-9][0-9]{0,17}$/.test(value)
@@ -58,6 +81,22 @@ const isBigintText = (value: string): boolean => /^[1-9][0-9]{0,17}$/.test(value
 // ---------------------------------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------------------------------
+
+/** A call on the store's own connections that did not answer within its deadline: its connection was destroyed. */
+export class CallTimedOut extends Error {
+  readonly code = "EWC_CALL_TIMEOUT"
+  constructor(readonly millis: number) {
+    super(`no answer within ${millis} ms; the connection was closed`)
+  }
+}
+
+/** The store was closed (its scope ended) before or while the call ran. */
+class StoreClosed extends Error {
+  readonly code = "EWC_CLOSED"
+  constructor() {
+    super("the store is closed")
+  }
+}
 
 interface ErrorLike {
   readonly code?: unknown
@@ -83,7 +122,7 @@ const rootCause = (error: unknown): ErrorLike | undefined => {
 
 /**
  * Says what failed in words an operator acts on: the address a connection was refused at, the schema that is
- * missing, the permission that is lacking.
+ * missing, the permission that is lacking, the lock that kept it waiting.
  *
  * @internal
  */
@@ -91,6 +130,9 @@ export const describeError = (error: unknown, schema: string): string => {
   const root = rootCause(error)
   const message = typeof root?.message === "string" ? root.message : String(error)
   switch (root?.code) {
+    case "EWC_CALL_TIMEOUT":
+    case "EWC_CLOSED":
+      return message
     case "ECONNREFUSED":
       return `connection refused to ${String(root.address ?? "?")}:${String(root.port ?? "?")}`
     case "ENOTFOUND":
@@ -110,6 +152,10 @@ export const describeError = (error: unknown, schema: string): string => {
     case "28P01":
     case "28000":
       return `authentication failed: ${message}`
+    case "55P03":
+      return `another session holds a lock on the store's tables (lock_timeout): ${message}`
+    case "57014":
+      return `the statement ran past its deadline (statement_timeout): ${message}`
     case "57P01":
     case "57P02":
     case "57P03":
@@ -126,7 +172,10 @@ export const describeError = (error: unknown, schema: string): string => {
 // Schema
 // ---------------------------------------------------------------------------------------------------------------
 
-/** The migrations, in order: each one an effect of statements, run once per schema by `@effect/sql`'s Migrator. */
+/**
+ * The migrations, in order: each one an effect of statements, run once per schema by `@effect/sql`'s Migrator. A
+ * shipped migration is never edited (stores are deployed): a change is a new one.
+ */
 const migrations = (s: string): Record<string, Effect.Effect<void, SqlError, SqlClient.SqlClient>> => ({
   "1_jobs": Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.forEach([
@@ -213,13 +262,16 @@ const claimedColumns = (t: string) =>
    ${ms(`${t}.lease_expires_at`)} AS lease_expires_at, ${t}.seq::float8 AS seq`
 
 /**
- * Notifies `channel` (the placeholder of the store's channel) once with the distinct queues of `rows` that are `ready`, as a JSON array;
- * when the array would not fit in a notification's 8,000 bytes, with `*` instead (the listener then asks the
- * database which queues have ready jobs).
+ * Notifies `channel` (the placeholder of the store's channel) once with the distinct queues of `rows` that are
+ * `ready`, as a JSON array; when the array would not fit in a notification's 8,000 bytes, with `*` instead (the
+ * listener then asks the database which queues have ready jobs). One `pg_notify` per statement at most.
  */
 const notifyReady = (channel: string, rows: string, where: string) =>
   `SELECT pg_notify(${channel}, CASE WHEN octet_length(q) < 7900 THEN q ELSE '*' END)
    FROM (SELECT json_agg(DISTINCT queue)::text AS q FROM ${rows} WHERE ${where}) AS agg WHERE q IS NOT NULL`
+
+/** The settlement kinds as the settle statement reads them. */
+const Kind = { Completed: "c", Retry: "r", Dead: "d", Released: "l", Refunded: "f" } as const
 
 /** @internal The store's statements, for the schema whose quoted name is `s`. */
 export const statements = (s: string) => {
@@ -230,20 +282,29 @@ export const statements = (s: string) => {
      SELECT id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at, ${error},
             ${s}.clock() FROM ${source}
      RETURNING id`
-  /** The jobs whose lease expired on their last attempt: dead, though no reap has said so yet. */
-  const exhausted = `DELETE FROM ${s}.jobs WHERE id IN (
-      SELECT id FROM ${s}.jobs
-      WHERE lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock() AND attempts >= max_attempts
-      FOR UPDATE SKIP LOCKED
-    ) RETURNING *`
-  const held = `id = $1::bigint AND lease_token = $2::bigint AND lease_expires_at > ${s}.clock()`
+  /** `rows`, buried for a lease that expired on their last attempt, as JSON `BuriedJob`s. */
+  const buriedJson = (rows: string) =>
+    `(SELECT coalesce(json_agg(json_build_object('id', id::text, 'name', name, 'queue', queue,
+       'attempt', attempts::float8) ORDER BY id), '[]'::json) FROM ${rows})`
+  /** A lease `l` (with `id` and `token`) that still holds on the job `j`, by the store's clock. */
+  const holds = (j: string, l: string) =>
+    `${j}.id = ${l}.id AND ${j}.lease_token = ${l}.token AND ${j}.lease_expires_at > ${s}.clock()`
   return {
+    /**
+     * Inserts the jobs in order, each due at its `run_at` (the caller's instant) or `delay_ms` after the store's
+     * now. A key already taken (by a committed job, or by one this statement waited for) is left alone: `ON
+     * CONFLICT DO NOTHING` takes no lock on the existing row, so a producer's open transaction never holds a row a
+     * worker renews or settles. The existing job's id is read in the same statement when its snapshot shows it;
+     * `keyed` lacks the keys taken by a transaction that committed while this statement ran, and the driver asks
+     * again for those.
+     */
     enqueue: `
       WITH input AS (
-        SELECT x.o, x.name, x.queue, x.payload, x.run_at, x.priority, x.key, x.max_attempts,
+        SELECT x.o, x.name, x.queue, x.payload, x.priority, x.key, x.max_attempts,
+               coalesce(x.run_at, ${s}.clock() + x.delay_ms * interval '1 millisecond') AS run_at,
                nextval('${s}.job_ids') AS id
         FROM jsonb_to_recordset($2::jsonb) AS x(o int, name text, queue text, payload jsonb, run_at timestamptz,
-                                                priority bigint, key text, max_attempts bigint)
+                                                delay_ms float8, priority bigint, key text, max_attempts bigint)
         ORDER BY x.o
       ), fresh AS (
         SELECT * FROM input i
@@ -251,12 +312,23 @@ export const statements = (s: string) => {
       ), ins AS (
         INSERT INTO ${s}.jobs AS j (id, seq, name, queue, payload, priority, key, max_attempts, run_at, enqueued_at)
         SELECT id, id, name, queue, payload, priority, key, max_attempts, run_at, ${s}.clock() FROM fresh ORDER BY o
-        ON CONFLICT (key) WHERE key IS NOT NULL DO UPDATE SET key = EXCLUDED.key
-        RETURNING j.id, j.key, j.queue, (j.xmax = 0) AS inserted, j.run_at <= ${s}.clock() AS ready
-      ), woken AS (${notifyReady("$1", "ins", "inserted AND ready")})
+        ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
+        RETURNING j.id, j.key, j.queue, j.run_at <= ${s}.clock() AS ready
+      ), keyed AS (
+        SELECT DISTINCT ON (key) key, id FROM (
+          SELECT key, id, 0 AS pass FROM ins WHERE key IS NOT NULL
+          UNION ALL
+          SELECT j.key, j.id, 1 FROM ${s}.jobs j WHERE j.key IN (SELECT key FROM input WHERE key IS NOT NULL)
+        ) AS k ORDER BY key, pass
+      ), woken AS (${notifyReady("$1", "ins", "ready")})
       SELECT (SELECT json_agg(id::text ORDER BY o) FROM input) AS ids,
-             (SELECT json_object_agg(key, id::text) FROM ins WHERE key IS NOT NULL) AS keyed,
+             (SELECT json_object_agg(key, id::text) FROM keyed) AS keyed,
              (SELECT count(*) FROM woken)::int AS woken`,
+    /**
+     * Claims up to `$3` jobs, ready ones and ones whose lease expired with attempts left, in order; and buries, in
+     * the same statement, the jobs of these queues and names whose lease expired on their last attempt. Rows of
+     * kind `c` are claimed jobs, rows of kind `b` buried ones.
+     */
     claim: `
       WITH ready AS (
         SELECT id, priority, run_at, seq FROM ${s}.jobs
@@ -270,44 +342,66 @@ export const statements = (s: string) => {
       ), chosen AS (
         SELECT id FROM (SELECT * FROM ready UNION ALL SELECT * FROM expired) AS c
         ORDER BY priority, run_at, seq LIMIT $3
-      ), exhausted AS (${exhausted}), buried AS (${bury("exhausted", "'lease expired'")})
-      UPDATE ${s}.jobs AS j
-      SET attempts = j.attempts + 1, lease_token = nextval('${s}.lease_tokens'),
-          lease_expires_at = ${s}.clock() + $4::float8 * interval '1 millisecond', leased_by = $5
-      FROM chosen WHERE j.id = chosen.id
-      RETURNING ${claimedColumns("j")}`,
+      ), exhausted AS (
+        DELETE FROM ${s}.jobs WHERE id IN (
+          SELECT id FROM ${s}.jobs
+          WHERE lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock() AND attempts >= max_attempts
+            AND queue = ANY($1::text[]) AND name = ANY($2::text[])
+          FOR UPDATE SKIP LOCKED
+        ) RETURNING *
+      ), buried AS (${bury("exhausted", "'lease expired'")}), claimed AS (
+        UPDATE ${s}.jobs AS j
+        SET attempts = j.attempts + 1, lease_token = nextval('${s}.lease_tokens'),
+            lease_expires_at = ${s}.clock() + $4::float8 * interval '1 millisecond', leased_by = $5
+        FROM chosen WHERE j.id = chosen.id
+        RETURNING ${claimedColumns("j")}
+      )
+      SELECT 'c' AS kind, * FROM claimed
+      UNION ALL
+      SELECT 'b', e.id::text, e.name, e.queue, NULL, e.attempts::float8, e.max_attempts::float8, NULL, NULL, NULL,
+             NULL, NULL, NULL, NULL
+      FROM exhausted e`,
+    /** Extends every lease of `$1`/`$2` that still holds; returns the ones it extended. */
     renew: `
       UPDATE ${s}.jobs AS j SET lease_expires_at = ${s}.clock() + $3::float8 * interval '1 millisecond'
       FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
-      WHERE j.id = l.id AND j.lease_token = l.token AND j.lease_expires_at > ${s}.clock()
+      WHERE ${holds("j", "l")}
       RETURNING j.id::text AS id, j.lease_token::text AS token`,
-    complete: `DELETE FROM ${s}.jobs WHERE id = $1::bigint AND lease_token = $2::bigint
-      AND lease_expires_at > ${s}.clock() RETURNING id::text AS id`,
-    completeMany: `
-      DELETE FROM ${s}.jobs AS j USING unnest($1::bigint[], $2::bigint[]) AS l(id, token)
-      WHERE j.id = l.id AND j.lease_token = l.token AND j.lease_expires_at > ${s}.clock()
-      RETURNING j.id::text AS id, j.lease_token::text AS token`,
-    retry: `
-      WITH u AS (
-        UPDATE ${s}.jobs SET lease_token = NULL, lease_expires_at = NULL, leased_by = NULL,
-          run_at = $3::timestamptz, last_error = $4
-        WHERE ${held}
-        RETURNING queue, run_at <= ${s}.clock() AS ready
-      ), woken AS (${notifyReady("$5", "u", "ready")})
-      SELECT (SELECT count(*) FROM u)::int AS changed, (SELECT count(*) FROM woken)::int AS woken`,
-    deadLetter: `
-      WITH d AS (
-        DELETE FROM ${s}.jobs WHERE ${held} RETURNING *
-      ), buried AS (${bury("d", "$3")})
-      SELECT count(*)::int AS changed FROM buried`,
-    release: `
-      WITH u AS (
-        UPDATE ${s}.jobs SET lease_token = NULL, lease_expires_at = NULL, leased_by = NULL,
-          attempts = attempts - CASE WHEN $3::boolean THEN 1 ELSE 0 END
-        WHERE ${held}
-        RETURNING queue, true AS ready
-      ), woken AS (${notifyReady("$4", "u", "ready")})
-      SELECT (SELECT count(*) FROM u)::int AS changed, (SELECT count(*) FROM woken)::int AS woken`,
+    /**
+     * Applies every settlement whose lease still holds, each by its kind (see {@link Kind}), and returns the ones it
+     * applied as `id:token`; wakes the queues that got a job ready now, once.
+     */
+    settle: `
+      WITH input AS (
+        SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::float8[], $6::text[])
+          AS x(id, token, kind, delay_ms, error)
+      ), done AS (
+        DELETE FROM ${s}.jobs AS j USING input i WHERE i.kind = '${Kind.Completed}' AND ${holds("j", "i")}
+        RETURNING i.id, i.token
+      ), dead AS (
+        DELETE FROM ${s}.jobs AS j USING input i WHERE i.kind = '${Kind.Dead}' AND ${holds("j", "i")}
+        RETURNING j.*, i.token AS settled_token, i.error AS final_error
+      ), buried AS (
+        INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at,
+                                    enqueued_at, last_error, failed_at)
+        SELECT id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at, final_error,
+               ${s}.clock() FROM dead
+        RETURNING id
+      ), back AS (
+        UPDATE ${s}.jobs AS j SET lease_token = NULL, lease_expires_at = NULL, leased_by = NULL,
+          run_at = CASE WHEN i.kind = '${Kind.Retry}' THEN ${s}.clock() + i.delay_ms * interval '1 millisecond'
+                   ELSE j.run_at END,
+          last_error = CASE WHEN i.kind = '${Kind.Retry}' THEN i.error ELSE j.last_error END,
+          attempts = j.attempts - CASE WHEN i.kind = '${Kind.Refunded}' THEN 1 ELSE 0 END
+        FROM input i
+        WHERE i.kind IN ('${Kind.Retry}', '${Kind.Released}', '${Kind.Refunded}') AND ${holds("j", "i")}
+        RETURNING i.id, i.token, j.queue, j.run_at <= ${s}.clock() AS ready
+      ), woken AS (${notifyReady("$1", "back", "ready")})
+      SELECT (SELECT coalesce(json_agg(a.id::text || ':' || a.token::text), '[]'::json) FROM (
+                SELECT id, token FROM done UNION ALL SELECT id, settled_token FROM dead
+                UNION ALL SELECT id, token FROM back) AS a) AS applied,
+             (SELECT count(*) FROM buried)::int AS buried,
+             (SELECT count(*) FROM woken)::int AS woken`,
     reap: `
       WITH expired AS (
         SELECT id FROM ${s}.jobs WHERE lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock()
@@ -320,24 +414,24 @@ export const statements = (s: string) => {
         FROM expired e WHERE j.id = e.id AND j.attempts < j.max_attempts
         RETURNING j.queue, true AS ready
       ), woken AS (${notifyReady("$1", "revived", "ready")})
-      SELECT (SELECT count(*) FROM expired)::int AS found, (SELECT count(*) FROM buried)::int AS buried,
-             (SELECT count(*) FROM woken)::int AS woken`,
+      SELECT (SELECT count(*) FROM expired)::int AS found, ${buriedJson("dead")} AS buried,
+             (SELECT count(*) FROM buried)::int AS moved, (SELECT count(*) FROM woken)::int AS woken`,
+    /** The counts per queue and job name (`name` is null for the dead letters, counted per queue). */
     stats: `
       WITH now AS (SELECT ${s}.clock() AS t), live AS (
-        SELECT queue,
+        SELECT queue, name,
           count(*) FILTER (WHERE (lease_token IS NULL AND run_at <= now.t)
             OR (lease_token IS NOT NULL AND lease_expires_at <= now.t AND attempts < max_attempts))::float8 AS ready,
           count(*) FILTER (WHERE lease_token IS NULL AND run_at > now.t)::float8 AS scheduled,
           count(*) FILTER (WHERE lease_token IS NOT NULL AND lease_expires_at > now.t)::float8 AS leased,
           count(*) FILTER (WHERE lease_token IS NOT NULL AND lease_expires_at <= now.t
             AND attempts >= max_attempts)::float8 AS dead
-        FROM ${s}.jobs, now GROUP BY queue
+        FROM ${s}.jobs, now GROUP BY queue, name
       ), dead AS (
-        SELECT queue, 0::float8, 0::float8, 0::float8, count(*)::float8 FROM ${s}.dead_jobs GROUP BY queue
+        SELECT queue, NULL::text AS name, 0::float8, 0::float8, 0::float8, count(*)::float8
+        FROM ${s}.dead_jobs GROUP BY queue
       )
-      SELECT queue, sum(ready)::float8 AS ready, sum(scheduled)::float8 AS scheduled, sum(leased)::float8 AS leased,
-             sum(dead)::float8 AS dead
-      FROM (SELECT * FROM live UNION ALL SELECT * FROM dead) AS counts GROUP BY queue`,
+      SELECT * FROM live UNION ALL SELECT * FROM dead`,
     deadLetters: `
       SELECT id::text AS id, name, queue, payload, attempts::float8 AS attempts, last_error,
              ${ms("failed_at")} AS failed_at
@@ -362,7 +456,8 @@ export const statements = (s: string) => {
   }
 }
 
-interface ClaimedRow {
+interface ClaimRow {
+  readonly kind: "c" | "b"
   readonly id: string
   readonly name: string
   readonly queue: string
@@ -378,7 +473,7 @@ interface ClaimedRow {
   readonly seq: number
 }
 
-const claimedJob = (row: ClaimedRow): ClaimedJob => ({
+const claimedJob = (row: ClaimRow): ClaimedJob => ({
   id: row.id,
   name: row.name,
   queue: row.queue,
@@ -393,16 +488,39 @@ const claimedJob = (row: ClaimedRow): ClaimedJob => ({
   leaseExpiresAt: new Date(row.lease_expires_at)
 })
 
-const claimOrder = (a: ClaimedRow, b: ClaimedRow) => a.priority - b.priority || a.run_at - b.run_at || a.seq - b.seq
+const buriedJob = (row: { readonly id: string; readonly name: string; readonly queue: string }, attempt: number) => ({
+  id: row.id,
+  name: row.name,
+  queue: row.queue,
+  attempt,
+  error: "lease expired"
+})
+
+const claimOrder = (a: ClaimRow, b: ClaimRow) => a.priority - b.priority || a.run_at - b.run_at || a.seq - b.seq
+
+/** The kind of a settlement, as the settle statement reads it. */
+const kindOf = (settlement: Settlement): string => {
+  const outcome = settlement.outcome
+  switch (outcome._tag) {
+    case "Completed":
+      return Kind.Completed
+    case "Retry":
+      return Kind.Retry
+    case "Dead":
+      return Kind.Dead
+    case "Released":
+      return outcome.refund ? Kind.Refunded : Kind.Released
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------------------
-// Wake-ups: LISTEN on a connection of its own
+// The store's own connections
 // ---------------------------------------------------------------------------------------------------------------
 
-/** The settings of the listening connection, from the `PgClient`'s own. */
-const listenConfig = (config: PgClient.PgClientConfig): Pg.ClientConfig => ({
+/** The connection settings of the store's own clients, from the `PgClient`'s. */
+const clientConfig = (config: PgClient.PgClientConfig, role: string): Pg.ClientConfig => ({
   ...(config.url !== undefined ? { connectionString: Redacted.value(config.url) } : {}),
-  ...(config.host !== undefined ? { host: config.host } : {}),
+  ...(config.host !== undefined ? { host: config.host } : config.path !== undefined ? { host: config.path } : {}),
   ...(config.port !== undefined ? { port: config.port } : {}),
   ...(config.database !== undefined ? { database: config.database } : {}),
   ...(config.username !== undefined ? { user: config.username } : {}),
@@ -410,10 +528,201 @@ const listenConfig = (config: PgClient.PgClientConfig): Pg.ClientConfig => ({
   ...(config.ssl !== undefined ? { ssl: config.ssl } : {}),
   ...(config.stream !== undefined ? { stream: config.stream } : {}),
   connectionTimeoutMillis: config.connectTimeout !== undefined ? Duration.toMillis(config.connectTimeout) : 10_000,
-  application_name: `${config.applicationName ?? "effect-worker-context"} (listen)`,
+  application_name: `${config.applicationName ?? "effect-worker-context"} (${role})`,
   keepAlive: true,
   keepAliveInitialDelayMillis: 10_000
 })
+
+/**
+ * The only types the store's statements return, parsed the same way whatever `pg.types` the application changed:
+ * booleans, 4-byte integers and floats as numbers, JSON parsed, everything else as text.
+ */
+export const types: Pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number) => {
+    switch (oid) {
+      case 16:
+        return (value: string) => value === "t"
+      case 21:
+      case 23:
+      case 700:
+      case 701:
+        return Number
+      case 114:
+      case 3802:
+        return (value: string) => JSON.parse(value)
+      default:
+        return (value: string) => value
+    }
+  }) as Pg.CustomTypesConfig["getTypeParser"]
+}
+
+interface Connection {
+  readonly client: Pg.Client
+  /** Lost, ended or destroyed: never used again. */
+  broken: boolean
+  /** When it was last given back, in epoch milliseconds. */
+  idleSince: number
+}
+
+/**
+ * The store's own connections: at most `max` raw `pg` clients, the most recently used first. Each call takes one
+ * (or opens one), runs one statement and gives it back; a call that is interrupted (its deadline, the caller's, a
+ * closing scope) or fails in a way that leaves the connection in doubt destroys that connection's socket at once,
+ * so that no later call waits on a stalled backend. Every call ends within `callTimeout`, waiting for a connection
+ * and connecting included. Closing the scope destroys every connection: it never waits for a hung query.
+ */
+export const makeConnections = (options: {
+  readonly config: Pg.ClientConfig
+  readonly max: number
+  readonly callTimeout: Duration.Duration
+  readonly idleTimeout: Duration.Duration
+}): Effect.Effect<
+  <A>(
+    name: string | undefined,
+    text: string,
+    params: ReadonlyArray<unknown>
+  ) => Effect.Effect<ReadonlyArray<A>, unknown>,
+  never,
+  Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const callTimeoutMs = Duration.toMillis(options.callTimeout)
+    const config: Pg.ClientConfig = {
+      ...options.config,
+      types,
+      // The server gives up too: a statement past the deadline, or waiting for another session's lock past
+      // lockTimeoutMs, fails there and leaves the connection usable.
+      statement_timeout: callTimeoutMs,
+      lock_timeout: lockTimeoutMs(callTimeoutMs)
+    }
+    /** Sessions whose client went away stop at once (PostgreSQL 14 and later) instead of running to their end. */
+    const setup = `SELECT set_config(name, '1000', false) FROM pg_settings
+      WHERE name = 'client_connection_check_interval'`
+    const idle: Array<Connection> = []
+    const live = new Set<Connection>()
+    let closed = false
+    const permits = yield* Effect.makeSemaphore(options.max)
+
+    const destroy = (connection: Connection) => {
+      connection.broken = true
+      live.delete(connection)
+      connection.client.connection.stream.destroy()
+    }
+
+    const open: Effect.Effect<Connection, unknown> = Effect.async<Connection, unknown>((resume) => {
+      const client = new Pg.Client(config)
+      const connection: Connection = { client, broken: false, idleSince: 0 }
+      // Without a listener, an error on an idle client (the server ended it) would end the process.
+      client.on("error", () => {
+        connection.broken = true
+      })
+      client.on("end", () => {
+        connection.broken = true
+        live.delete(connection)
+      })
+      live.add(connection)
+      client.connect()
+        .then(() => client.query(setup))
+        .then(
+          () => resume(Effect.succeed(connection)),
+          (error) => {
+            destroy(connection)
+            resume(Effect.fail(error))
+          }
+        )
+      return Effect.sync(() => destroy(connection))
+    })
+
+    const query = <A>(connection: Connection, name: string | undefined, text: string, params: ReadonlyArray<unknown>) =>
+      Effect.async<ReadonlyArray<A>, unknown>((resume) => {
+        connection.client.query<A & Pg.QueryResultRow>(
+          name === undefined ? { text, values: [...params] } : { name, text, values: [...params] }
+        ).then(
+          (result) => resume(Effect.succeed(result.rows)),
+          (error) => resume(Effect.fail(error))
+        )
+        // Interrupted: the statement may still run, or the backend may be stalled; either way this connection is
+        // given up, and with it its socket.
+        return Effect.sync(() => destroy(connection))
+      })
+
+    /** A server's error about the statement (it has a SQLSTATE) leaves the connection usable; anything else not. */
+    const keeps = (exit: Exit.Exit<unknown, unknown>) => {
+      if (Exit.isSuccess(exit)) return true
+      const error = Cause.failureOption(exit.cause)
+      if (error._tag === "None") return false
+      const code = (error.value as ErrorLike | null)?.code
+      return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && !code.startsWith("08") &&
+        !code.startsWith("57P")
+    }
+
+    const giveBack = (connection: Connection, exit: Exit.Exit<unknown, unknown>) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.sync(() => {
+          if (connection.broken) return
+          if (closed || !keeps(exit)) return destroy(connection)
+          connection.idleSince = now
+          idle.push(connection)
+        }))
+
+    const take: Effect.Effect<Connection | undefined> = Effect.sync(() => {
+      while (idle.length > 0) {
+        const connection = idle.pop()!
+        if (!connection.broken) return connection
+        destroy(connection)
+      }
+      return undefined
+    })
+
+    const run = <A>(name: string | undefined, text: string, params: ReadonlyArray<unknown>) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          if (closed) return yield* Effect.fail(new StoreClosed())
+          const connection = (yield* take) ?? (yield* restore(open))
+          const exit = yield* Effect.exit(restore(query<A>(connection, name, text, params)))
+          yield* giveBack(connection, exit)
+          return yield* exit
+        })
+      ).pipe(
+        permits.withPermits(1),
+        Effect.timeoutFail({ duration: options.callTimeout, onTimeout: () => new CallTimedOut(callTimeoutMs) })
+      )
+
+    // Idle connections older than idleTimeout are closed, politely: they are not in use.
+    const idleTimeoutMs = Duration.toMillis(options.idleTimeout)
+    const sweep = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.sync(() => {
+        for (let i = idle.length - 1; i >= 0; i--) {
+          const connection = idle[i]!
+          if (connection.broken || now - connection.idleSince >= idleTimeoutMs) {
+            idle.splice(i, 1)
+            connection.broken = true
+            live.delete(connection)
+            connection.client.end().catch(() => {})
+          }
+        }
+      }))
+    yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(Duration.millis(Math.max(1_000, idleTimeoutMs / 3)))))
+
+    // Closing: idle connections are ended politely (within a second), the rest destroyed, so that no hung query
+    // holds the close up, and no socket keeps the process alive.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        closed = true
+        const polite = idle.splice(0).filter((connection) => !connection.broken)
+        for (const connection of live) if (!polite.includes(connection)) destroy(connection)
+        yield* Effect.promise(() => Promise.allSettled(polite.map((connection) => connection.client.end()))).pipe(
+          Effect.timeoutOption(Duration.seconds(1))
+        )
+        for (const connection of [...live]) destroy(connection)
+      })
+    )
+    return run
+  })
+
+// ---------------------------------------------------------------------------------------------------------------
+// Wake-ups: LISTEN on a connection of its own
+// ---------------------------------------------------------------------------------------------------------------
 
 /**
  * One life of the listening connection: connects, listens, publishes what it hears, asks which queues have ready
@@ -430,39 +739,39 @@ const listenOnce = (
   Effect.gen(function*() {
     const lost = yield* Deferred.make<never, unknown>()
     const client = yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: async (signal) => {
-          const client = new Pg.Client(config)
-          client.on("error", (error) => Deferred.unsafeDone(lost, Exit.fail(error)))
-          client.on("end", () => Deferred.unsafeDone(lost, Exit.fail(new Error("the listening connection ended"))))
-          client.on("notification", (message) => {
-            if (message.channel === channel && message.payload !== undefined) received.unsafeOffer(message.payload)
-          })
-          signal.addEventListener("abort", () => void client.end().catch(() => {}))
-          try {
-            await client.connect()
-            await client.query(`LISTEN ${Pg.escapeIdentifier(channel)}`)
-          } catch (error) {
-            void client.end().catch(() => {})
-            throw error
-          }
-          return client
-        },
-        catch: (error) => error
+      Effect.async<Pg.Client, unknown>((resume) => {
+        const client = new Pg.Client(config)
+        client.on("error", (error) => Deferred.unsafeDone(lost, Exit.fail(error)))
+        client.on("end", () => Deferred.unsafeDone(lost, Exit.fail(new Error("the listening connection ended"))))
+        client.on("notification", (message) => {
+          if (message.channel === channel && message.payload !== undefined) received.unsafeOffer(message.payload)
+        })
+        client.connect()
+          .then(() => client.query(`LISTEN ${Pg.escapeIdentifier(channel)}`))
+          .then(
+            () => resume(Effect.succeed(client)),
+            (error) => {
+              client.connection.stream.destroy()
+              resume(Effect.fail(error))
+            }
+          )
+        return Effect.sync(() => client.connection.stream.destroy())
       }),
-      (client) => Effect.promise(() => client.end().catch(() => {})).pipe(Effect.timeoutOption(1_000))
+      (client) =>
+        Effect.promise(() => client.end().catch(() => {})).pipe(
+          Effect.timeoutOption(Duration.seconds(1)),
+          Effect.ensuring(Effect.sync(() => client.connection.stream.destroy()))
+        )
     )
     received.unsafeOffer("*")
     yield* connected
-    const check: Effect.Effect<void, unknown> = Effect.tryPromise({
-      try: () => client.query("SELECT 1"),
-      catch: (error) => error
+    const check: Effect.Effect<void, unknown> = Effect.async<void, unknown>((resume) => {
+      client.query("SELECT 1").then(() => resume(Effect.void), (error) => resume(Effect.fail(error)))
     }).pipe(
       Effect.timeoutFail({
         duration: Duration.seconds(5),
         onTimeout: () => new Error("the listening connection did not answer a check within 5 s")
-      }),
-      Effect.asVoid
+      })
     )
     return yield* Effect.raceFirst(
       Deferred.await(lost),
@@ -474,15 +783,43 @@ const listenOnce = (
 // The store
 // ---------------------------------------------------------------------------------------------------------------
 
-interface Ack {
-  readonly lease: Lease
-  readonly done: Deferred.Deferred<void, JobStoreError | LeaseLost>
+/** One `settle` call waiting for the batched statement. */
+interface PendingSettle {
+  readonly settlements: ReadonlyArray<Settlement>
+  readonly done: Deferred.Deferred<ReadonlyArray<boolean>, JobStoreError>
+  /** Its caller stopped waiting (interrupted) before its batch was sent: it is left out. */
+  abandoned: boolean
+  /** The batch it was sent in, once sent. */
+  batch: SettleBatch | undefined
+}
+
+/** A batched settle statement in flight, and how many of its callers still wait for it. */
+interface SettleBatch {
+  waiting: number
+  /** Done when every caller stopped waiting: the statement is then interrupted, and its connection destroyed. */
+  readonly abandoned: Deferred.Deferred<void>
+}
+
+const durationOption = (
+  name: string,
+  value: Duration.DurationInput | undefined,
+  fallback: Duration.Duration
+): Effect.Effect<Duration.Duration> => {
+  if (value === undefined) return Effect.succeed(fallback)
+  const decoded = Duration.decodeUnknown(value)
+  if (
+    decoded === undefined || !Duration.isDuration(decoded) || !Duration.isFinite(decoded) ||
+    Duration.toMillis(decoded) <= 0
+  ) {
+    return invalidOption(name, value, "a finite duration above zero")
+  }
+  return Effect.succeed(decoded)
 }
 
 /** @internal */
 export const make = (
   options?: PgJobStoreOptions
-): Effect.Effect<Service, JobStoreError, PgClient.PgClient | Scope.Scope> =>
+): Effect.Effect<JobStore.Service, JobStoreError, PgClient.PgClient | Scope.Scope> =>
   Effect.gen(function*() {
     const schema = options?.schema ?? defaults.schema
     if (typeof schema !== "string" || !schemaPattern.test(schema)) {
@@ -498,14 +835,15 @@ export const make = (
     if (typeof listen !== "boolean") return yield* invalidOption("listen", listen, "true or false")
     const batchAcks = options?.batchAcks ?? true
     if (typeof batchAcks !== "boolean") return yield* invalidOption("batchAcks", batchAcks, "true or false")
-    const checkInterval = options?.listenCheckInterval === undefined
-      ? defaults.listenCheckInterval
-      : Duration.decodeUnknown(options.listenCheckInterval)
-    if (
-      checkInterval === undefined || !Duration.isDuration(checkInterval) || !Duration.isFinite(checkInterval) ||
-      Duration.toMillis(checkInterval) <= 0
-    ) {
-      return yield* invalidOption("listenCheckInterval", options?.listenCheckInterval, "a finite duration above zero")
+    const checkInterval = yield* durationOption(
+      "listenCheckInterval",
+      options?.listenCheckInterval,
+      defaults.listenCheckInterval
+    )
+    const callTimeout = yield* durationOption("callTimeout", options?.callTimeout, defaults.callTimeout)
+    const maxConnections = options?.maxConnections ?? defaults.maxConnections
+    if (typeof maxConnections !== "number" || !Number.isSafeInteger(maxConnections) || maxConnections < 1) {
+      return yield* invalidOption("maxConnections", maxConnections, "an integer of 1 or more")
     }
 
     const client = yield* PgClient.PgClient
@@ -515,12 +853,23 @@ export const make = (
     const sql = statements(s)
     const failed = (operation: string) => (error: unknown) =>
       new JobStoreError({ operation, reason: describeError(error, schema), cause: error })
-    const run = <A extends object>(operation: string, text: string, params: ReadonlyArray<unknown>) =>
-      Effect.mapError(client.unsafe<A>(text, params as Array<unknown>).withoutTransform, failed(operation))
 
-    if (migrateOption) yield* Effect.mapError(migrate(client, schema, s), failed("migrate"))
+    if (migrateOption) {
+      yield* Effect.mapError(migrate(client, schema, s), failed("migrate"))
+    }
+
+    const own = yield* makeConnections({
+      config: clientConfig(client.config, "store"),
+      max: maxConnections,
+      callTimeout,
+      idleTimeout: defaults.idleTimeout
+    })
+    /** Runs a statement on the store's own connections, prepared under `name` when given. */
+    const run = <A>(operation: string, text: string, params: ReadonlyArray<unknown>, name?: string) =>
+      Effect.mapError(own<A>(name, text, params), failed(operation))
 
     const hub = yield* PubSub.sliding<string>(256)
+    const listening = yield* Effect.makeLatch(false)
     const publishReadyQueues = Effect.flatMap(
       run<{ readonly queue: string }>("wakeups", sql.readyQueues, []),
       (rows) => PubSub.publishAll(hub, rows.map((row) => row.queue))
@@ -529,20 +878,21 @@ export const make = (
       const received = yield* Queue.unbounded<string>()
       const forward = Effect.forever(Effect.flatMap(Queue.take(received), (payload) => {
         if (payload === "*") return Effect.ignore(publishReadyQueues)
-        try {
-          const queues = JSON.parse(payload) as unknown
-          return Array.isArray(queues) ? PubSub.publishAll(hub, queues.map(String)) : Effect.void
-        } catch {
-          return Effect.void
-        }
+        return Effect.try(() => JSON.parse(payload) as unknown).pipe(
+          Effect.flatMap((queues) => Array.isArray(queues) ? PubSub.publishAll(hub, queues.map(String)) : Effect.void),
+          Effect.ignore
+        )
       }))
       yield* Effect.forkScoped(Effect.interruptible(forward))
-      const config = listenConfig(client.config)
+      const config = clientConfig(client.config, "listen")
       let failures = 0
       const connected = Effect.suspend(() => {
         const recovered = failures > 0
         failures = 0
-        return recovered ? Effect.logInfo(`PgJobStore: listening on ${channel} again`) : Effect.void
+        return Effect.zipRight(
+          listening.open,
+          recovered ? Effect.logInfo(`PgJobStore: listening on ${channel} again`) : Effect.void
+        )
       })
       const attempt = Effect.catchAllCause(
         Effect.scoped(listenOnce(config, channel, checkInterval, received, connected)),
@@ -555,7 +905,10 @@ export const make = (
             const log = failures === 1
               ? Effect.logWarning(`PgJobStore: the listening connection failed (${reason}); polling until it is back`)
               : Effect.logDebug(`PgJobStore: listening connection attempt ${failures} failed: ${reason}`)
-            return Effect.zipRight(log, Effect.sleep(Duration.millis(wait)))
+            return Effect.zipRight(
+              Effect.zipRight(listening.close, log),
+              Effect.sleep(Duration.millis(wait))
+            )
           })
       )
       yield* Effect.forkScoped(Effect.interruptible(Effect.forever(attempt)))
@@ -565,7 +918,7 @@ export const make = (
      * Until autovacuum has analyzed `jobs` once (up to a minute after a first big batch), the planner guesses
      * that few rows match a claim, and sorts every ready job instead of scanning `jobs_ready`: a claim then costs
      * time in proportion to the backlog. So after the first enqueue of many jobs, this store analyzes the table if
-     * nothing has yet, on a fiber of its own, outside the caller's transaction.
+     * nothing has yet, on a fiber of its own, on its own connection.
      */
     let analyzeChecked = false
     const analyzeOnce: Effect.Effect<void> = Effect.suspend(() => {
@@ -574,215 +927,291 @@ export const make = (
         Effect.flatMap(([row]) => row?.never === true ? run("enqueue", sql.analyze, []) : Effect.void),
         Effect.catchAll((error) => Effect.logDebug(`PgJobStore: could not analyze ${schema}.jobs`, error)),
         Effect.asVoid,
-        Effect.mapInputContext((context: Context.Context<never>) =>
-          Context.omit(SqlClient.TransactionConnection)(context) as Context.Context<never>
-        ),
         Effect.forkIn(scope),
         Effect.asVoid
       )
     })
 
-    const completeOne = (lease: Lease) =>
-      Effect.flatMap(
-        run<{ readonly id: string }>("complete", sql.complete, [lease.jobId, lease.token]),
-        (rows) =>
-          rows.length === 1 ? Effect.void : Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "complete" }))
+    /** Inserts `jobs` on the caller's connection; the ids of the keys it could not resolve are `undefined`. */
+    const insert = (jobs: ReadonlyArray<EncodedJob>) => {
+      const input = JSON.stringify(jobs.map((job, o) => ({
+        o,
+        name: job.name,
+        queue: job.queue,
+        payload: JSON.parse(job.payload) as unknown,
+        run_at: job.runAt === undefined ? null : job.runAt.toISOString(),
+        delay_ms: job.delayMs,
+        priority: job.priority,
+        key: job.key ?? null,
+        max_attempts: job.maxAttempts
+      })))
+      return Effect.map(
+        Effect.mapError(
+          client.unsafe<{ readonly ids: ReadonlyArray<string>; readonly keyed: Record<string, string> | null }>(
+            sql.enqueue,
+            [channel, input]
+          ).withoutTransform,
+          failed("enqueue")
+        ),
+        ([row]): Array<string | undefined> =>
+          jobs.map((job, i) => job.key !== undefined ? row!.keyed?.[job.key] : row!.ids[i]!)
       )
-
-    let complete: (lease: Lease) => Effect.Effect<void, JobStoreError | LeaseLost> = completeOne
-    if (batchAcks) {
-      const acks = yield* Queue.unbounded<Ack>()
-      const flush = Effect.flatMap(Queue.takeBetween(acks, 1, defaults.maxAckBatch), (chunk) => {
-        const batch = Array.from(chunk)
-        return Effect.matchEffect(
-          run<{ readonly id: string; readonly token: string }>("complete", sql.completeMany, [
-            batch.map((ack) => ack.lease.jobId),
-            batch.map((ack) => ack.lease.token)
-          ]),
-          {
-            onFailure: (error) =>
-              Effect.sync(() => batch.forEach((ack) => Deferred.unsafeDone(ack.done, Exit.fail(error)))),
-            onSuccess: (rows) =>
-              Effect.sync(() => {
-                const deleted = new Set(rows.map((row) => `${row.id}:${row.token}`))
-                for (const ack of batch) {
-                  Deferred.unsafeDone(
-                    ack.done,
-                    deleted.has(`${ack.lease.jobId}:${ack.lease.token}`)
-                      ? Exit.void
-                      : Exit.fail(new LeaseLost({ jobId: ack.lease.jobId, operation: "complete" }))
-                  )
-                }
-              })
-          }
-        )
-      })
-      yield* Effect.forkScoped(Effect.interruptible(Effect.forever(flush)))
-      complete = (lease) =>
-        Effect.flatMap(Deferred.make<void, JobStoreError | LeaseLost>(), (done) =>
-          Effect.zipRight(Queue.offer(acks, { lease, done }), Deferred.await(done)))
     }
 
-    /** Runs a statement on one held lease that answers `changed`: 0 rows changed means the lease was lost. */
-    const onLease = (operation: string, text: string, lease: Lease, params: ReadonlyArray<unknown>) =>
-      isBigintText(lease.jobId) && isBigintText(lease.token)
-        ? Effect.flatMap(
-          run<{ readonly changed: number }>(operation, text, [lease.jobId, lease.token, ...params]),
-          (rows) =>
-            rows[0]?.changed === 1 ? Effect.void : Effect.fail(new LeaseLost({ jobId: lease.jobId, operation }))
-        )
-        : Effect.fail(new LeaseLost({ jobId: lease.jobId, operation }))
+    /**
+     * A key taken by a transaction that committed while the statement ran is invisible to that statement's
+     * snapshot: ask again, in a new statement (a new snapshot in READ COMMITTED), for those jobs only.
+     */
+    const enqueue = (jobs: ReadonlyArray<EncodedJob>): Effect.Effect<ReadonlyArray<string>, JobStoreError> =>
+      Effect.gen(function*() {
+        const ids = yield* insert(jobs)
+        for (let round = 0; round < defaults.keyRetries; round++) {
+          const missing = ids.flatMap((id, i) => id === undefined ? [i] : [])
+          if (missing.length === 0) break
+          const again = yield* insert(missing.map((i) => jobs[i]!))
+          missing.forEach((i, j) => (ids[i] = again[j]))
+        }
+        const unresolved = ids.findIndex((id) => id === undefined)
+        if (unresolved >= 0) {
+          return yield* new JobStoreError({
+            operation: "enqueue",
+            reason: `the key ${JSON.stringify(jobs[unresolved]!.key)} of job ${unresolved} was taken and freed ` +
+              `${defaults.keyRetries} times while it was being enqueued`
+          })
+        }
+        if (!analyzeChecked && jobs.length >= 1_000) yield* analyzeOnce
+        return ids as ReadonlyArray<string>
+      })
 
-    const service: Service = {
-      enqueue: (jobs) =>
-        Effect.suspend(() => {
-          const problem = storeArgs.enqueueProblem(jobs)
-          if (problem !== undefined) return illegal("enqueue", problem)
-          if (jobs.length === 0) return Effect.succeed([])
-          const input = JSON.stringify(jobs.map((job: NewJob, o) => ({
-            o,
-            name: job.name,
-            queue: job.queue,
-            payload: job.payload ?? null,
-            run_at: job.runAt.toISOString(),
-            priority: job.priority,
-            key: job.key ?? null,
-            max_attempts: job.maxAttempts
-          })))
-          return Effect.map(
-            run<{ readonly ids: ReadonlyArray<string>; readonly keyed: Record<string, string> | null }>(
-              "enqueue",
-              sql.enqueue,
-              [channel, input]
+    /** One settle statement for `settlements`: which applied, in order. */
+    const settleNow = (settlements: ReadonlyArray<Settlement>): Effect.Effect<Array<boolean>, JobStoreError> => {
+      const ids: Array<string> = []
+      const tokens: Array<string> = []
+      const kinds: Array<string> = []
+      const delays: Array<number> = []
+      const errors: Array<string | null> = []
+      const sent = new Set<string>()
+      const first: Array<boolean> = settlements.map(({ lease, outcome }) => {
+        const key = `${lease.jobId}:${lease.token}`
+        if (!isBigintText(lease.jobId) || !isBigintText(lease.token) || sent.has(key)) return false
+        sent.add(key)
+        ids.push(lease.jobId)
+        tokens.push(lease.token)
+        kinds.push(kindOf({ lease, outcome }))
+        delays.push(outcome._tag === "Retry" ? Math.ceil(Duration.toMillis(outcome.delay)) : 0)
+        errors.push(outcome._tag === "Retry" || outcome._tag === "Dead" ? outcome.error : null)
+        return true
+      })
+      if (ids.length === 0) return Effect.succeed(first.map(() => false))
+      return Effect.map(
+        run<{ readonly applied: ReadonlyArray<string> }>(
+          "settle",
+          sql.settle,
+          [channel, ids, tokens, kinds, delays, errors],
+          "ewc_settle"
+        ),
+        ([row]) => {
+          const applied = new Set(row!.applied)
+          return settlements.map(({ lease }, i) => first[i]! && applied.has(`${lease.jobId}:${lease.token}`))
+        }
+      )
+    }
+
+    /** Settles in statements of at most `maxSettleBatch` settlements, one after the other. */
+    const settleChunked = (settlements: ReadonlyArray<Settlement>) =>
+      settlements.length <= defaults.maxSettleBatch
+        ? settleNow(settlements)
+        : Effect.map(
+          Effect.forEach(
+            Array.from(
+              { length: Math.ceil(settlements.length / defaults.maxSettleBatch) },
+              (_, i) => settlements.slice(i * defaults.maxSettleBatch, (i + 1) * defaults.maxSettleBatch)
             ),
-            ([row]) => jobs.map((job, i) => job.key !== undefined ? row!.keyed![job.key]! : row!.ids[i]!)
-          ).pipe(Effect.tap(() => analyzeChecked || jobs.length < 1_000 ? Effect.void : analyzeOnce))
-        }),
-      claim: (request) =>
-        Effect.suspend(() => {
-          const problem = storeArgs.claimProblem(request)
-          if (problem !== undefined) return illegal("claim", problem)
-          if (request.limit === 0 || request.queues.length === 0 || request.names.length === 0) {
-            return Effect.succeed([])
-          }
-          return Effect.map(
-            run<ClaimedRow>("claim", sql.claim, [
-              request.queues,
-              request.names,
-              request.limit,
-              Duration.toMillis(request.lease),
-              String(request.worker)
-            ]),
-            (rows) => [...rows].sort(claimOrder).map(claimedJob)
+            settleNow
+          ),
+          (results) => results.flat()
+        )
+
+    let settle: (settlements: ReadonlyArray<Settlement>) => Effect.Effect<ReadonlyArray<boolean>, JobStoreError> =
+      settleChunked
+    if (batchAcks) {
+      const pending = yield* Queue.unbounded<PendingSettle>()
+      let closed = false
+      const closedError = new JobStoreError({ operation: "settle", reason: "the store is closed" })
+      const flush = Effect.gen(function*() {
+        const first = yield* Queue.take(pending)
+        const rest = yield* Queue.takeAll(pending)
+        const calls = [first, ...rest].filter((call) => !call.abandoned)
+        if (calls.length === 0) return
+        const batch: SettleBatch = { waiting: calls.length, abandoned: Deferred.unsafeMake<void>(FiberId.none) }
+        for (const call of calls) call.batch = batch
+        const settlements = calls.flatMap((call) => call.settlements)
+        // When every caller stopped waiting (their deadline passed), the statement is interrupted too, and its
+        // connection destroyed: nobody waits on a stalled backend.
+        const exit = yield* Effect.exit(
+          Effect.raceFirst(
+            settleChunked(settlements),
+            Effect.zipRight(
+              Deferred.await(batch.abandoned),
+              Effect.fail(new JobStoreError({ operation: "settle", reason: "abandoned by its callers" }))
+            )
           )
-        }),
-      renew: (leases, lease) =>
+        )
+        let offset = 0
+        for (const call of calls) {
+          const count = call.settlements.length
+          const start = offset
+          offset += count
+          Deferred.unsafeDone(call.done, Exit.map(exit, (applied) => applied.slice(start, start + count)))
+        }
+      })
+      const failPending = Effect.flatMap(Queue.takeAll(pending), (calls) =>
+        Effect.sync(() => {
+          closed = true
+          for (const call of calls) Deferred.unsafeDone(call.done, Exit.fail(closedError))
+        }))
+      yield* Effect.forkScoped(
+        Effect.interruptible(Effect.forever(flush)).pipe(Effect.onExit(() => failPending))
+      )
+      settle = (settlements) =>
         Effect.suspend(() => {
-          const problem = storeArgs.renewProblem(leases, lease)
-          if (problem !== undefined) return illegal("renew", problem)
-          const valid = leases.filter((held) => isBigintText(held.jobId) && isBigintText(held.token))
-          if (valid.length === 0) return Effect.succeed(leases.map((held) => held.jobId))
-          return Effect.map(
-            run<{ readonly id: string; readonly token: string }>("renew", sql.renew, [
-              valid.map((held) => held.jobId),
-              valid.map((held) => held.token),
-              Duration.toMillis(lease)
-            ]),
-            (rows) => {
-              const renewed = new Set(rows.map((row) => `${row.id}:${row.token}`))
-              return leases.filter((held) => !renewed.has(`${held.jobId}:${held.token}`)).map((held) => held.jobId)
+          if (closed) return Effect.fail(closedError)
+          const call: PendingSettle = {
+            settlements,
+            done: Deferred.unsafeMake<ReadonlyArray<boolean>, JobStoreError>(FiberId.none),
+            abandoned: false,
+            batch: undefined
+          }
+          return Effect.zipRight(
+            Queue.offer(pending, call),
+            Effect.onInterrupt(Deferred.await(call.done), () =>
+              Effect.sync(() => {
+                call.abandoned = true
+                const batch = call.batch
+                if (batch !== undefined && --batch.waiting === 0) Deferred.unsafeDone(batch.abandoned, Exit.void)
+              }))
+          )
+        })
+    }
+
+    const driver: JobStore.Driver = {
+      name: "PgJobStore",
+      enqueue,
+      claim: (request) => {
+        if (request.queues.length === 0 || request.names.length === 0) {
+          return Effect.succeed({ jobs: [], buried: [] })
+        }
+        return Effect.map(
+          run<ClaimRow>("claim", sql.claim, [
+            request.queues,
+            request.names,
+            request.limit,
+            Duration.toMillis(request.lease),
+            String(request.worker)
+          ], "ewc_claim"),
+          (rows) => {
+            const jobs: Array<ClaimRow> = []
+            const buried: Array<BuriedJob> = []
+            for (const row of rows) {
+              if (row.kind === "c") jobs.push(row)
+              else buried.push(buriedJob(row, row.attempts))
             }
-          )
-        }),
-      complete: (lease) =>
-        Effect.suspend(() => {
-          const problem = storeArgs.leaseProblem(lease)
-          if (problem !== undefined) return illegal("complete", problem)
-          if (!isBigintText(lease.jobId) || !isBigintText(lease.token)) {
-            return Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "complete" }))
+            return { jobs: jobs.sort(claimOrder).map(claimedJob), buried }
           }
-          return complete(lease)
-        }),
-      retry: (lease, runAt, error) =>
-        Effect.suspend(() => {
-          const problem = storeArgs.retryProblem(lease, runAt, error)
-          if (problem !== undefined) return illegal("retry", problem)
-          return onLease("retry", sql.retry, lease, [runAt.toISOString(), error, channel])
-        }),
-      deadLetter: (lease, error) =>
-        Effect.suspend(() => {
-          const problem = storeArgs.deadLetterProblem(lease, error)
-          if (problem !== undefined) return illegal("deadLetter", problem)
-          return onLease("deadLetter", sql.deadLetter, lease, [error])
-        }),
-      release: (lease, releaseOptions) =>
-        Effect.suspend(() => {
-          const problem = storeArgs.releaseProblem(lease, releaseOptions)
-          if (problem !== undefined) return illegal("release", problem)
-          return onLease("release", sql.release, lease, [releaseOptions.refund, channel])
-        }),
+        )
+      },
+      renew: (leases, lease) => {
+        const valid = leases.filter((held) => isBigintText(held.jobId) && isBigintText(held.token))
+        if (valid.length === 0) return Effect.succeed(leases.map((held) => held.jobId))
+        return Effect.map(
+          run<{ readonly id: string; readonly token: string }>("renew", sql.renew, [
+            valid.map((held) => held.jobId),
+            valid.map((held) => held.token),
+            Duration.toMillis(lease)
+          ], "ewc_renew"),
+          (rows) => {
+            const renewed = new Set(rows.map((row) => `${row.id}:${row.token}`))
+            return leases.filter((held: Lease) => !renewed.has(`${held.jobId}:${held.token}`)).map((held) => held.jobId)
+          }
+        )
+      },
+      settle: (settlements) => settle(settlements),
       reap: Effect.map(
-        run<{ readonly found: number }>("reap", sql.reap, [channel]),
-        ([row]) => row!.found
+        run<{ readonly found: number; readonly buried: ReadonlyArray<BuriedJob> }>(
+          "reap",
+          sql.reap,
+          [channel],
+          "ewc_reap"
+        ),
+        ([row]) => ({ reaped: row!.found, buried: row!.buried.map((job) => buriedJob(job, job.attempt)) })
       ),
-      wakeups: listen ? Stream.fromPubSub(hub) : Stream.never,
+      wakeups: Effect.gen(function*() {
+        const subscription = yield* PubSub.subscribe(hub)
+        // Live when it returns: the listening connection is up (LISTEN answered), or it could not be had within a
+        // bounded wait (the server is unreachable) and keeps being tried.
+        if (listen) {
+          yield* Effect.timeoutOption(listening.await, Duration.min(callTimeout, defaults.listenWait))
+        }
+        return subscription
+      }),
       stats: Effect.map(
-        run<{ readonly queue: string } & QueueStats>("stats", sql.stats, []),
+        run<{ readonly queue: string; readonly name: string | null } & QueueStats>("stats", sql.stats, []),
         (rows): JobStats => {
           const total = { ready: 0, scheduled: 0, leased: 0, dead: 0 }
-          const byQueue: Array<[string, QueueStats]> = []
-          for (const { queue, ...counts } of rows) {
+          const byQueue = new Map<string, { ready: number; scheduled: number; leased: number; dead: number }>()
+          const byName = new Map<string, number>()
+          for (const { name, queue, ...counts } of rows) {
             total.ready += counts.ready
             total.scheduled += counts.scheduled
             total.leased += counts.leased
             total.dead += counts.dead
-            byQueue.push([queue, counts])
+            const sum = byQueue.get(queue) ?? { ready: 0, scheduled: 0, leased: 0, dead: 0 }
+            sum.ready += counts.ready
+            sum.scheduled += counts.scheduled
+            sum.leased += counts.leased
+            sum.dead += counts.dead
+            byQueue.set(queue, sum)
+            if (name !== null && counts.ready > 0) byName.set(name, (byName.get(name) ?? 0) + counts.ready)
           }
           // `fromEntries` defines own properties, so a queue named "__proto__" is a queue like any other.
-          return { ...total, byQueue: Object.fromEntries(byQueue) }
+          return { ...total, byQueue: Object.fromEntries(byQueue), readyByName: Object.fromEntries(byName) }
         }
       ),
-      deadLetters: (listOptions) =>
-        Effect.suspend(() => {
-          const problem = storeArgs.deadLettersProblem(listOptions)
-          if (problem !== undefined) return illegal("deadLetters", problem)
-          const limit = listOptions?.limit ?? storeArgs.defaultDeadLettersLimit
-          if (limit === 0) return Effect.succeed([])
-          return Effect.map(
-            run<
-              {
-                readonly id: string
-                readonly name: string
-                readonly queue: string
-                readonly payload: unknown
-                readonly attempts: number
-                readonly last_error: string
-                readonly failed_at: number
-              }
-            >("deadLetters", sql.deadLetters, [limit, listOptions?.queue ?? null]),
-            (rows) =>
-              rows.map((row): DeadJob => ({
-                id: row.id,
-                name: row.name,
-                queue: row.queue,
-                payload: row.payload,
-                attempts: row.attempts,
-                lastError: row.last_error,
-                failedAt: new Date(row.failed_at)
-              }))
-          )
-        }),
-      redrive: (ids) =>
-        Effect.suspend(() => {
-          const problem = storeArgs.redriveProblem(ids)
-          if (problem !== undefined) return illegal("redrive", problem)
-          const valid = ids.filter(isBigintText)
-          if (valid.length === 0) return Effect.succeed(0)
-          return Effect.map(
-            run<{ readonly moved: number }>("redrive", sql.redrive, [channel, valid]),
-            ([row]) => row!.moved
-          )
-        })
+      deadLetters: (list) => {
+        const limit = list?.limit ?? 100
+        if (limit === 0) return Effect.succeed([])
+        return Effect.map(
+          run<
+            {
+              readonly id: string
+              readonly name: string
+              readonly queue: string
+              readonly payload: unknown
+              readonly attempts: number
+              readonly last_error: string
+              readonly failed_at: number
+            }
+          >("deadLetters", sql.deadLetters, [limit, list?.queue ?? null]),
+          (rows) =>
+            rows.map((row): DeadJob => ({
+              id: row.id,
+              name: row.name,
+              queue: row.queue,
+              payload: row.payload,
+              attempts: row.attempts,
+              lastError: row.last_error,
+              failedAt: new Date(row.failed_at)
+            }))
+        )
+      },
+      redrive: (ids) => {
+        const valid = ids.filter(isBigintText)
+        if (valid.length === 0) return Effect.succeed(0)
+        return Effect.map(
+          run<{ readonly moved: number }>("redrive", sql.redrive, [channel, valid]),
+          ([row]) => row!.moved
+        )
+      }
     }
-    return service
+    return makeJobStore(driver)
   })
