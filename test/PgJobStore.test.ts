@@ -13,7 +13,8 @@ import {
   scopedPgServer,
   testStore,
   testStoreLayer,
-  uniqueName
+  uniqueName,
+  waitFor
 } from "./pgTestStore.js"
 
 const clock = makeTestClock()
@@ -470,10 +471,3 @@ describe("PgJobStore errors", () => {
       }
     }))
 })
-
-/** Repeats `effect` every 50 ms (real time) until `done` holds for what it returns. */
-export const waitFor = <A, E>(effect: Effect.Effect<A, E>, done: (a: A) => boolean): Effect.Effect<A, E> =>
-  Effect.flatMap(
-    effect,
-    (a) => done(a) ? Effect.succeed(a) : Effect.zipRight(Effect.sleep("50 millis"), waitFor(effect, done))
-  )

@@ -100,3 +100,10 @@ export const testStore = (
 export const testStoreLayer = (
   options?: PgJobStore.PgJobStoreOptions & { readonly clock?: ReturnType<typeof makeTestClock> }
 ): Layer.Layer<JobStore, unknown> => Layer.scoped(JobStore, testStore(options)).pipe(Layer.provide(clientLayer()))
+
+/** Repeats `effect` every 50 ms (real time) until `done` holds for what it returns. */
+export const waitFor = <A, E>(effect: Effect.Effect<A, E>, done: (a: A) => boolean): Effect.Effect<A, E> =>
+  Effect.flatMap(
+    effect,
+    (a) => done(a) ? Effect.succeed(a) : Effect.zipRight(Effect.sleep("50 millis"), waitFor(effect, done))
+  )

@@ -26,6 +26,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
+import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
@@ -641,9 +642,15 @@ export const makeConnections = (options: {
           (result) => resume(Effect.succeed(result.rows)),
           (error) => resume(Effect.fail(error))
         )
-        // Interrupted: the statement may still run, or the backend may be stalled; either way this connection is
-        // given up, and with it its socket.
-        return Effect.sync(() => destroy(connection))
+        // Interrupted: the backend may be stalled, or the network silent; this connection is given up, and with it
+        // its socket. So are the idle ones: what stalled one may have stalled them all (a partition, a frozen
+        // server), and the most recently used first would hand them out one after another, each to wait out a
+        // deadline. The next call opens a fresh connection. (The statement may still run, if the server is only
+        // slow: a call that did not answer may have been applied.)
+        return Effect.sync(() => {
+          destroy(connection)
+          for (const other of idle.splice(0)) destroy(other)
+        })
       })
 
     /** A server's error about the statement (it has a SQLSTATE) leaves the connection usable; anything else not. */
@@ -806,11 +813,8 @@ const durationOption = (
   fallback: Duration.Duration
 ): Effect.Effect<Duration.Duration> => {
   if (value === undefined) return Effect.succeed(fallback)
-  const decoded = Duration.decodeUnknown(value)
-  if (
-    decoded === undefined || !Duration.isDuration(decoded) || !Duration.isFinite(decoded) ||
-    Duration.toMillis(decoded) <= 0
-  ) {
+  const decoded = Option.getOrUndefined(Duration.decodeUnknown(value))
+  if (decoded === undefined || !Duration.isFinite(decoded) || Duration.toMillis(decoded) <= 0) {
     return invalidOption(name, value, "a finite duration above zero")
   }
   return Effect.succeed(decoded)

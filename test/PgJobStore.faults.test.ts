@@ -1,0 +1,229 @@
+/**
+ * Fault injection against the real server: backends stalled with `SIGSTOP` (a silent stall: no error, no reset,
+ * nothing but silence), a table locked by another session, a server that went away. Each test stalls only the
+ * backends of its own store (found by their `application_name`), and resumes them in a finalizer.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Exit, Fiber, Layer, Redacted, Scope } from "effect"
+import Pg from "pg"
+import { type ClaimRequest, JobStoreError, type NewJob, Outcome } from "../src/JobStore.js"
+import * as PgJobStore from "../src/PgJobStore.js"
+import { databaseUrl, query, scopedPgServer, testStore, uniqueName, waitFor } from "./pgTestStore.js"
+
+const newJob = (fields?: Partial<NewJob>): NewJob => ({
+  name: "send-email",
+  queue: "emails",
+  payload: {},
+  priority: 0,
+  key: undefined,
+  maxAttempts: 5,
+  ...fields
+})
+
+const claimRequest = (fields?: Partial<ClaimRequest>): ClaimRequest => ({
+  queues: ["emails"],
+  names: ["send-email"],
+  limit: 10,
+  lease: Duration.seconds(30),
+  worker: "worker-a",
+  ...fields
+})
+
+/** A `PgClient` for the test's scope, whose connections, and the store's own, carry a name of the test's own. */
+const namedClient = Effect.gen(function*() {
+  const name = uniqueName("faults")
+  const layer = yield* Layer.build(
+    PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: 4, applicationName: name })
+  )
+  return { name, layer }
+})
+
+/** The backends of the store's own connections. */
+const storeBackends = (name: string) =>
+  Effect.promise(() =>
+    query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid`, [
+      `${name} (store)`
+    ])
+  ).pipe(Effect.map((rows) => rows.map((row) => row.pid)))
+
+/** Stops these backends (`SIGSTOP`) until the scope closes (`SIGCONT`). */
+const stall = (pids: ReadonlyArray<number>) =>
+  Effect.acquireRelease(
+    Effect.sync(() => pids.forEach((pid) => process.kill(pid, "SIGSTOP"))),
+    () =>
+      Effect.sync(() =>
+        pids.forEach((pid) => {
+          try {
+            process.kill(pid, "SIGCONT")
+          } catch {
+            // gone already
+          }
+        })
+      )
+  )
+
+describe("PgJobStore under faults", () => {
+  it.scopedLive(
+    "an interrupted call destroys its connection: the next call runs on a fresh one while the old backend is stopped",
+    () =>
+      Effect.gen(function*() {
+        const { layer, name } = yield* namedClient
+        const store = yield* testStore({ listen: false }).pipe(Effect.provide(layer))
+        yield* store.enqueue([newJob()])
+        yield* store.stats
+        const stalled = yield* storeBackends(name)
+        assert.strictEqual(stalled.length, 1, "one connection of the store's own")
+        yield* stall(stalled)
+        // The engine's deadline, shortened: the claim gets no answer and is interrupted.
+        const cut = yield* Effect.exit(Effect.timeout(store.claim(claimRequest()), "300 millis"))
+        assert.isTrue(Exit.isFailure(cut), "the stalled claim did not answer")
+        // The backend is still stopped: whatever answers now answers on another connection.
+        const { jobs } = yield* store.claim(claimRequest())
+        assert.strictEqual(jobs.length, 1)
+        const now = yield* storeBackends(name)
+        assert.isFalse(now.includes(stalled[0]!) && now.length === 1, "a fresh connection")
+        assert.deepStrictEqual(
+          yield* store.settle([{ lease: jobs[0]!.lease, outcome: Outcome.Completed() }]),
+          [true]
+        )
+      }),
+    30_000
+  )
+
+  it.scopedLive(
+    "a call that gets no answer fails at callTimeout, and the next one succeeds on a fresh connection",
+    () =>
+      Effect.gen(function*() {
+        const { layer, name } = yield* namedClient
+        const store = yield* testStore({ listen: false, callTimeout: "1 second" }).pipe(Effect.provide(layer))
+        yield* store.stats
+        yield* stall(yield* storeBackends(name))
+        const error = yield* Effect.flip(store.stats)
+        assert.instanceOf(error, JobStoreError)
+        assert.strictEqual(error.operation, "stats")
+        assert.strictEqual(error.reason, "no answer within 1000 ms; the connection was closed")
+        assert.deepStrictEqual((yield* store.stats).ready, 0)
+      }),
+    30_000
+  )
+
+  it.scopedLive(
+    "however many idle connections stalled, one interrupted call is enough to get a fresh one",
+    () =>
+      Effect.gen(function*() {
+        const { layer, name } = yield* namedClient
+        const store = yield* testStore({ listen: false, maxConnections: 4 }).pipe(Effect.provide(layer))
+        yield* store.enqueue([newJob()])
+        // Four connections at once, all idle afterwards, all stopped.
+        yield* Effect.all(Array.from({ length: 4 }, () => store.stats), { concurrency: "unbounded" })
+        const stalled = yield* storeBackends(name)
+        assert.strictEqual(stalled.length, 4)
+        yield* stall(stalled)
+        assert.isTrue(Exit.isFailure(yield* Effect.exit(Effect.timeout(store.stats, "300 millis"))))
+        const { jobs } = yield* store.claim(claimRequest())
+        assert.strictEqual(jobs.length, 1)
+      }),
+    30_000
+  )
+
+  it.scopedLive(
+    "batched settles whose callers all gave up interrupt their statement and its connection",
+    () =>
+      Effect.gen(function*() {
+        const { layer, name } = yield* namedClient
+        const store = yield* testStore({ listen: false, batchAcks: true }).pipe(Effect.provide(layer))
+        yield* store.enqueue([newJob(), newJob()])
+        const { jobs } = yield* store.claim(claimRequest())
+        yield* stall(yield* storeBackends(name))
+        const cut = yield* Effect.exit(
+          Effect.timeout(store.settle([{ lease: jobs[0]!.lease, outcome: Outcome.Completed() }]), "300 millis")
+        )
+        assert.isTrue(Exit.isFailure(cut))
+        assert.deepStrictEqual(
+          yield* store.settle([{ lease: jobs[1]!.lease, outcome: Outcome.Completed() }]),
+          [true],
+          "the next batch went out on a fresh connection"
+        )
+      }),
+    30_000
+  )
+
+  it.scopedLive(
+    "a table locked by another session makes every worker call fail within its deadline, not hang",
+    () =>
+      Effect.gen(function*() {
+        const { layer } = yield* namedClient
+        const schema = uniqueName("t")
+        const store = yield* testStore({ schema, listen: false, callTimeout: "2 seconds", maxConnections: 5 }).pipe(
+          Effect.provide(layer)
+        )
+        yield* store.enqueue([newJob(), newJob()])
+        const { jobs } = yield* store.claim(claimRequest({ limit: 1 }))
+        const locker = new Pg.Client({ connectionString: databaseUrl })
+        yield* Effect.acquireRelease(
+          Effect.promise(async () => {
+            await locker.connect()
+            await locker.query(`BEGIN; LOCK TABLE ${schema}.jobs IN ACCESS EXCLUSIVE MODE`)
+          }),
+          () => Effect.promise(() => locker.end())
+        )
+        const errors = yield* Effect.all([
+          Effect.flip(store.claim(claimRequest())),
+          Effect.flip(store.renew([jobs[0]!.lease], Duration.seconds(30))),
+          Effect.flip(store.settle([{ lease: jobs[0]!.lease, outcome: Outcome.Completed() }])),
+          Effect.flip(store.reap),
+          Effect.flip(store.stats)
+        ], { concurrency: "unbounded" })
+        for (const error of errors) {
+          assert.instanceOf(error, JobStoreError)
+          assert.match(error.reason, /^another session holds a lock on the store's tables \(lock_timeout\)/)
+        }
+        yield* Effect.promise(() => locker.query("COMMIT"))
+        assert.deepStrictEqual(
+          yield* store.settle([{ lease: jobs[0]!.lease, outcome: Outcome.Completed() }]),
+          [true],
+          "the lock is gone: the lease still holds"
+        )
+      }),
+    30_000
+  )
+
+  it.scopedLive("closing the store does not wait for a hung call", () =>
+    Effect.gen(function*() {
+      const { layer, name } = yield* namedClient
+      const scope = yield* Scope.make()
+      const store = yield* testStore({ listen: false }).pipe(Effect.provide(layer), Scope.extend(scope))
+      yield* store.stats
+      yield* stall(yield* storeBackends(name))
+      const hung = yield* Effect.fork(store.claim(claimRequest()))
+      // Once the claim waits on the stopped backend (its fiber suspended), nothing but the close can end it.
+      yield* waitFor(Fiber.status(hung), (status) => status._tag === "Suspended")
+      yield* Scope.close(scope, Exit.void)
+      // Closed while the backend is still stopped; the hung call ended with it.
+      const exit = yield* Fiber.await(hung)
+      assert.isTrue(Exit.isFailure(exit))
+    }), 30_000)
+
+  it.scopedLive(
+    "wakeups returns after a bounded wait when the server is unreachable, and keeps trying",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* scopedPgServer
+        const client = yield* Layer.build(PgClient.layer({ url: Redacted.make(server.url) }))
+        const store = yield* Effect.provide(PgJobStore.make({ callTimeout: "1 second" }), client)
+        yield* Effect.promise(() => server.stopServer())
+        const received = yield* store.wakeups
+        yield* Effect.promise(() => server.start())
+        // The listening connection comes back by itself: a job enqueued once it has is heard.
+        yield* waitFor(
+          Effect.zipRight(
+            Effect.ignore(store.enqueue([newJob({ queue: "after-restart" })])),
+            Effect.map(Effect.timeoutOption(received.take, "200 millis"), (queue) => queue._tag === "Some")
+          ),
+          (heard) => heard
+        )
+      }),
+    60_000
+  )
+})
