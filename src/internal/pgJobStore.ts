@@ -658,8 +658,8 @@ export const makeConnections = (options: {
       if (Exit.isSuccess(exit)) return true
       const error = Cause.failureOption(exit.cause)
       if (error._tag === "None") return false
-      const code = (error.value as ErrorLike | null)?.code
-      return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && !code.startsWith("08") &&
+      const { code, severity } = error.value as { readonly code?: unknown; readonly severity?: unknown }
+      return typeof severity === "string" && typeof code === "string" && !code.startsWith("08") &&
         !code.startsWith("57P")
     }
 
@@ -746,23 +746,14 @@ const listenOnce = (
   Effect.gen(function*() {
     const lost = yield* Deferred.make<never, unknown>()
     const client = yield* Effect.acquireRelease(
-      Effect.async<Pg.Client, unknown>((resume) => {
+      Effect.sync(() => {
         const client = new Pg.Client(config)
         client.on("error", (error) => Deferred.unsafeDone(lost, Exit.fail(error)))
         client.on("end", () => Deferred.unsafeDone(lost, Exit.fail(new Error("the listening connection ended"))))
         client.on("notification", (message) => {
           if (message.channel === channel && message.payload !== undefined) received.unsafeOffer(message.payload)
         })
-        client.connect()
-          .then(() => client.query(`LISTEN ${Pg.escapeIdentifier(channel)}`))
-          .then(
-            () => resume(Effect.succeed(client)),
-            (error) => {
-              client.connection.stream.destroy()
-              resume(Effect.fail(error))
-            }
-          )
-        return Effect.sync(() => client.connection.stream.destroy())
+        return client
       }),
       (client) =>
         Effect.promise(() => client.end().catch(() => {})).pipe(
@@ -770,6 +761,13 @@ const listenOnce = (
           Effect.ensuring(Effect.sync(() => client.connection.stream.destroy()))
         )
     )
+    // Connecting is interruptible (a closing store does not wait for a server that does not answer): the release
+    // above destroys the socket.
+    yield* Effect.async<void, unknown>((resume) => {
+      client.connect()
+        .then(() => client.query(`LISTEN ${Pg.escapeIdentifier(channel)}`))
+        .then(() => resume(Effect.void), (error) => resume(Effect.fail(error)))
+    })
     received.unsafeOffer("*")
     yield* connected
     const check: Effect.Effect<void, unknown> = Effect.async<void, unknown>((resume) => {
@@ -938,17 +936,19 @@ export const make = (
 
     /** Inserts `jobs` on the caller's connection; the ids of the keys it could not resolve are `undefined`. */
     const insert = (jobs: ReadonlyArray<EncodedJob>) => {
-      const input = JSON.stringify(jobs.map((job, o) => ({
-        o,
-        name: job.name,
-        queue: job.queue,
-        payload: JSON.parse(job.payload) as unknown,
-        run_at: job.runAt === undefined ? null : job.runAt.toISOString(),
-        delay_ms: job.delayMs,
-        priority: job.priority,
-        key: job.key ?? null,
-        max_attempts: job.maxAttempts
-      })))
+      // The payloads are JSON text already: spliced into the input as they are, not parsed and encoded again.
+      const input = "[" + jobs.map((job, o) =>
+        JSON.stringify({
+          o,
+          name: job.name,
+          queue: job.queue,
+          run_at: job.runAt === undefined ? null : job.runAt.toISOString(),
+          delay_ms: job.delayMs,
+          priority: job.priority,
+          key: job.key ?? null,
+          max_attempts: job.maxAttempts
+        }).slice(0, -1) + ",\"payload\":" + job.payload + "}"
+      ).join(",") + "]"
       return Effect.map(
         Effect.mapError(
           client.unsafe<{ readonly ids: ReadonlyArray<string>; readonly keyed: Record<string, string> | null }>(
@@ -1042,6 +1042,7 @@ export const make = (
       const pending = yield* Queue.unbounded<PendingSettle>()
       let closed = false
       const closedError = new JobStoreError({ operation: "settle", reason: "the store is closed" })
+      let inFlight: ReadonlyArray<PendingSettle> = []
       const flush = Effect.gen(function*() {
         const first = yield* Queue.take(pending)
         const rest = yield* Queue.takeAll(pending)
@@ -1049,6 +1050,7 @@ export const make = (
         if (calls.length === 0) return
         const batch: SettleBatch = { waiting: calls.length, abandoned: Deferred.unsafeMake<void>(FiberId.none) }
         for (const call of calls) call.batch = batch
+        inFlight = calls
         const settlements = calls.flatMap((call) => call.settlements)
         // When every caller stopped waiting (their deadline passed), the statement is interrupted too, and its
         // connection destroyed: nobody waits on a stalled backend.
@@ -1069,10 +1071,12 @@ export const make = (
           Deferred.unsafeDone(call.done, Exit.map(exit, (applied) => applied.slice(start, start + count)))
         }
       })
+      // The store is closing: the settles in flight (interrupted with the flusher) and the ones still queued fail,
+      // so that no caller waits for ever.
       const failPending = Effect.flatMap(Queue.takeAll(pending), (calls) =>
         Effect.sync(() => {
           closed = true
-          for (const call of calls) Deferred.unsafeDone(call.done, Exit.fail(closedError))
+          for (const call of [...inFlight, ...calls]) Deferred.unsafeDone(call.done, Exit.fail(closedError))
         }))
       yield* Effect.forkScoped(
         Effect.interruptible(Effect.forever(flush)).pipe(Effect.onExit(() => failPending))
