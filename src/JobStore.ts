@@ -563,10 +563,10 @@ export declare namespace JobStore {
  *
  * @example
  * ```ts
- * import { JobStore } from "effect-worker-context/JobStore"
+ * import { type JobStore, make } from "effect-worker-context/JobStore"
  *
  * declare const driver: JobStore.Driver
- * const store: JobStore.Service = JobStore.make(driver)
+ * const store: JobStore.Service = make(driver)
  * ```
  *
  * @since 0.3.0
