@@ -363,7 +363,10 @@ export const jobStoreConformance = (
         ["NaN", { ratio: [1, Number.NaN] }, "$.ratio[1]"],
         ["Infinity", Infinity, "$"],
         ["a class instance", { price: new Money(5) }, "$.price"],
-        ["a circular object", circular, "$.self"]
+        ["a circular object", circular, "$.self"],
+        ["a NUL character in a string", { note: ["ok", "a\u0000b"] }, "$.note[1]"],
+        ["a lone surrogate in a string", { emoji: "\ud83d" }, "$.emoji"],
+        ["a NUL character in a key", { nested: { "a\u0000b": 1 } }, "$.nested: the key"]
       ]
       for (const [what, payload, path] of notJson) {
         test(`fails enqueue with a JobStoreError naming the place of ${what}, storing nothing of the batch`, (
@@ -420,7 +423,7 @@ export const jobStoreConformance = (
             0,
             -1.5,
             "",
-            "unicode: é ✓ \u0000",
+            "unicode: é ✓ 😀 \u0001",
             [],
             {},
             [1, "two", null, [false]],
