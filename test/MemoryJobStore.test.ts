@@ -166,6 +166,17 @@ describe("MemoryJobStore", () => {
         assert.strictEqual(claimed.length, 2)
       }))
 
+    it.effect("are in the dead letters as soon as any operation brought the store up to its clock", () =>
+      Effect.gen(function*() {
+        const store = yield* MemoryJobStore.make()
+        const [id] = yield* store.enqueue([job({ maxAttempts: 1 })])
+        yield* claimOne(store)
+        yield* TestClock.adjust(LEASE)
+        const [dead] = yield* store.deadLetters()
+        assert.deepStrictEqual([dead?.id, dead?.lastError, dead?.failedAt.getTime()], [id, "lease expired", 30_000])
+        assert.deepStrictEqual((yield* store.reap).buried.map((buried) => buried.id), [id], "reported later")
+      }))
+
     it.effect("are reported even when maxDeadLetters dropped them at once", () =>
       Effect.gen(function*() {
         const store = yield* MemoryJobStore.make({ maxDeadLetters: 0 })

