@@ -29,6 +29,7 @@ import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
+import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -301,7 +302,7 @@ export const statements = (s: string) => {
      */
     enqueue: `
       WITH input AS (
-        SELECT x.o, x.name, x.queue, x.payload, x.priority, x.key, x.max_attempts,
+        SELECT x.o, x.name, x.queue, coalesce(x.payload, 'null'::jsonb) AS payload, x.priority, x.key, x.max_attempts,
                coalesce(x.run_at, ${s}.clock() + x.delay_ms * interval '1 millisecond') AS run_at,
                nextval('${s}.job_ids') AS id
         FROM jsonb_to_recordset($2::jsonb) AS x(o int, name text, queue text, payload jsonb, run_at timestamptz,
@@ -872,6 +873,14 @@ export const make = (
 
     const hub = yield* PubSub.sliding<string>(256)
     const listening = yield* Effect.makeLatch(false)
+    /**
+     * The barriers `wakeups` waits for: a notification `#<id>` it sent itself. The listening connection hears
+     * notifications in commit order, so once the forwarder reached it, it has published every wake-up committed
+     * before; what came before is not the new subscriber's.
+     */
+    const barriers = new Map<string, Deferred.Deferred<void>>()
+    const storeId = (yield* Random.nextInt).toString(36)
+    let barrierCount = 0
     const publishReadyQueues = Effect.flatMap(
       run<{ readonly queue: string }>("wakeups", sql.readyQueues, []),
       (rows) => PubSub.publishAll(hub, rows.map((row) => row.queue))
@@ -880,6 +889,10 @@ export const make = (
       const received = yield* Queue.unbounded<string>()
       const forward = Effect.forever(Effect.flatMap(Queue.take(received), (payload) => {
         if (payload === "*") return Effect.ignore(publishReadyQueues)
+        if (payload.startsWith("#")) {
+          const barrier = barriers.get(payload)
+          return barrier === undefined ? Effect.void : Deferred.succeed(barrier, undefined)
+        }
         return Effect.try(() => JSON.parse(payload) as unknown).pipe(
           Effect.flatMap((queues) => Array.isArray(queues) ? PubSub.publishAll(hub, queues.map(String)) : Effect.void),
           Effect.ignore
@@ -1155,11 +1168,23 @@ export const make = (
       ),
       wakeups: Effect.gen(function*() {
         const subscription = yield* PubSub.subscribe(hub)
-        // Live when it returns: the listening connection is up (LISTEN answered), or it could not be had within a
-        // bounded wait (the server is unreachable) and keeps being tried.
-        if (listen) {
-          yield* Effect.timeoutOption(listening.await, Duration.min(callTimeout, defaults.listenWait))
-        }
+        if (!listen) return subscription
+        // Live when it returns: the listening connection is up, and every wake-up committed before this point has
+        // been published (and is dropped here: it is not this subscriber's); or that could not be had within a
+        // bounded wait (the server is unreachable), and the connection keeps being tried.
+        const id = `#${storeId}.${++barrierCount}`
+        const reached = yield* Deferred.make<void>()
+        barriers.set(id, reached)
+        yield* Effect.gen(function*() {
+          yield* listening.await
+          yield* run("wakeups", `SELECT pg_notify($1, $2)`, [channel, id])
+          yield* Deferred.await(reached)
+          yield* Queue.takeAll(subscription)
+        }).pipe(
+          Effect.ignore,
+          Effect.timeoutOption(Duration.min(callTimeout, defaults.listenWait)),
+          Effect.ensuring(Effect.sync(() => barriers.delete(id)))
+        )
         return subscription
       }),
       stats: Effect.map(
