@@ -11,28 +11,35 @@
  *
  * - **One statement per operation.** A claim of up to N jobs is one `UPDATE ... FOR UPDATE SKIP LOCKED` over the
  *   index of ready jobs: concurrent workers never block each other and never get the same job. Renewing every
- *   lease a worker holds is one statement; so is a reap, a dead-lettering, a redrive.
- * - **Leases are judged by the database's clock,** never a worker's: a lease holds until `lease_expires_at`,
- *   exclusive, and every acknowledgement checks its fencing token and that instant in the statement that makes
- *   it. A worker that was stopped (`SIGSTOP`, a long GC, a partition) past its lease finds it lost, and its late
- *   `complete` changes nothing.
- * - **At least once.** A job runs again when its worker dies or loses its lease before acknowledging it; an
- *   expired lease counts as an attempt, so a job that kills its worker every time ends in the dead letters
- *   (`"lease expired"`) instead of looping. Handlers should be idempotent: the job's id is the idempotency key.
+ *   lease a worker holds is one statement; so is a settle of any number of outcomes of every kind, a reap, a
+ *   redrive. Each sends at most one notification.
+ * - **Every call is bounded.** The worker's calls (claim, renew, settle, reap, the wake-up queries) and `stats`,
+ *   `deadLetters`, `redrive` run on connections of the store's own (`maxConnections`, default 4), not the
+ *   `PgClient`'s pool, each within `callTimeout` (default 10 s). A call that passes its deadline, or that its caller
+ *   interrupts, destroys its connection's socket (and drops the idle ones): the next call runs on a fresh
+ *   connection, even when the server stalled without a word. The server is told the same deadline
+ *   (`statement_timeout`), and a lock held by another session makes a call fail after `lock_timeout` (2 s) instead
+ *   of waiting. Closing the store never waits for a hung call.
+ * - **Producers never block workers.** An enqueue whose key a job already holds takes no lock on that job's row
+ *   (`ON CONFLICT DO NOTHING`), so a producer's open transaction holds nothing a renewal or a settle waits for.
+ * - **Leases and delays are judged by the database's clock,** never a worker's nor a producer's: a lease holds
+ *   until `lease_expires_at`, exclusive; a settle checks its fencing token and that instant in its statement; a
+ *   `delay` and a retry's delay are added to the database's now. Only an absolute `runAt` is the caller's instant,
+ *   stored as given.
+ * - **At least once.** A job runs again when its worker dies or loses its lease before settling it; an expired
+ *   lease counts as an attempt, so a job that kills its worker every time ends in the dead letters
+ *   (`"lease expired"`, reported once by the claim or reap that buried it) instead of looping.
  * - **Completed jobs are deleted;** dead jobs move to a table of their own (`dead_jobs`), kept until redriven or
  *   deleted by you.
- * - **Wake-ups by LISTEN/NOTIFY.** Each statement that makes jobs ready now sends one notification (with the
- *   queues, as JSON), in its transaction: a rolled-back enqueue wakes nobody. The store listens on a connection of
- *   its own (not the pool's), with TCP keepalive and a check every `listenCheckInterval`; when that connection
- *   drops it reconnects with a capped backoff (100 ms doubling to 10 s) and at once asks which queues have ready
- *   jobs, so nothing waits for a poll. Workers poll anyway: LISTEN is a hint, the poll the guarantee.
- * - **Transactions.** `enqueue` runs on the caller's fiber, so inside `sql.withTransaction` it joins that
+ * - **Wake-ups by LISTEN/NOTIFY,** on a connection of the store's own, checked every `listenCheckInterval` and
+ *   reconnected with a capped backoff (100 ms doubling to 10 s). A `wakeups` subscription is live when it returns.
+ *   Workers poll anyway: LISTEN is a hint, the poll the guarantee.
+ * - **Transactions.** `enqueue` runs on the caller's `PgClient`, so inside `sql.withTransaction` it joins that
  *   transaction: the job exists, and wakes workers, only if the transaction commits.
- * - **Acknowledgements batch themselves** (`batchAcks`, on by default): `complete` calls that arrive while one is
- *   in flight go out together in one `DELETE`, so a busy worker sends far fewer statements, and an idle one waits
- *   for nobody.
+ * - **Settles batch themselves** (`batchAcks`, on by default): settles from many fibers that arrive while one is in
+ *   flight go out together in one statement.
  * - **Errors say what failed**: `JobStoreError.reason` reads `connection refused to 127.0.0.1:5432`,
- *   `schema "effect_worker" is missing or not migrated ...`, `permission denied: ...`.
+ *   `no answer within 10000 ms; the connection was closed`, `schema "effect_worker" is missing or not migrated ...`.
  *
  * @since 0.3.0
  */
@@ -86,8 +93,8 @@ export interface PgJobStoreOptions {
    */
   readonly listenCheckInterval?: Duration.DurationInput | undefined
   /**
-   * Sends the `complete` calls that wait for the database at the same moment in one statement. Default `true`.
-   * It adds no delay (a batch leaves as soon as the previous one returns); turn it off only to measure it.
+   * Sends the `settle` calls of many fibers that wait for the database at the same moment in one statement. Default
+   * `true`. It adds no delay (a batch leaves as soon as the previous one returns); turn it off only to measure it.
    */
   readonly batchAcks?: boolean | undefined
   /**
@@ -108,8 +115,9 @@ export interface PgJobStoreOptions {
 
 /**
  * Builds a PostgreSQL job store on the `PgClient` in the context, migrating its schema first (unless
- * `migrate: false`). The listening connection and the acknowledgement batcher live in the scope; closing it
- * closes them (the pool is the `PgClient`'s, closed with it).
+ * `migrate: false`). The store's own connections, the listening connection and the settle batcher live in the
+ * scope; closing it destroys them, within a second, whatever calls are in flight (they fail). The `PgClient`'s pool
+ * is only used by `enqueue` and the migration, and is closed with the `PgClient`.
  *
  * @example
  * ```ts
