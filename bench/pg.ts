@@ -335,14 +335,12 @@ const Latency = Job.make("bench-latency", { payload: Schema.Struct({ t: Schema.N
 
 /** `count` jobs to enqueue, ready now. */
 const newJobs = (count: number): Array<JobStore.NewJob> => {
-  const runAt = new Date()
   const jobs = new Array<JobStore.NewJob>(count)
   for (let n = 0; n < count; n++) {
     jobs[n] = {
       name: Noop.name,
       queue: Noop.queue,
       payload: { n },
-      runAt,
       priority: 0,
       key: undefined,
       maxAttempts: Noop.maxAttempts

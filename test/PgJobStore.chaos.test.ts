@@ -186,12 +186,11 @@ const makeRound = (url: string) =>
 
     const enqueue = (payloads: ReadonlyArray<Payload>): Effect.Effect<ReadonlyArray<string>, unknown> =>
       Effect.gen(function*() {
-        const runAt = new Date()
+        // Ready now by the database's clock.
         const jobs = payloads.map((payload): NewJob => ({
           name: "chaos",
           queue: "chaos",
           payload,
-          runAt,
           priority: 0,
           key: undefined,
           maxAttempts: 25
