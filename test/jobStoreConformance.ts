@@ -348,6 +348,9 @@ export const jobStoreConformance = (
           assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "while leased")
           yield* op.retry(claimed.lease, 5_000)
           assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "while scheduled for a retry")
+          yield* op.advance(5_000)
+          yield* op.release((yield* op.claimOne()).lease, true)
+          assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "while ready again after Released")
           const stats = yield* store.stats
           assert.strictEqual(stats.ready + stats.scheduled + stats.leased, 1, "one job in all")
         }))
@@ -435,13 +438,18 @@ export const jobStoreConformance = (
           }])
         }))
 
-      test("keeps every JSON value: null, booleans, numbers, strings, arrays and objects, at any depth", (
+      test("keeps a payload that is null", (_store, op) =>
+        Effect.gen(function*() {
+          yield* op.enqueue({ payload: null })
+          assert.strictEqual((yield* op.claimOne()).payload, null)
+        }))
+
+      test("keeps every JSON value: booleans, numbers, strings, arrays and objects, at any depth", (
         store,
         op
       ) =>
         Effect.gen(function*() {
           const payloads: ReadonlyArray<unknown> = [
-            null,
             true,
             0,
             -1.5,
@@ -542,6 +550,14 @@ export const jobStoreConformance = (
           assert.deepStrictEqual(yield* op.claimIds({ limit: 2 }), ids.slice(0, 2))
           assert.deepStrictEqual(yield* op.claimIds({ limit: 2 }), ids.slice(2, 4))
           assert.deepStrictEqual(yield* op.claimIds({ limit: 2 }), ids.slice(4))
+        }))
+
+      test("claims a job once when the request names its queue or name twice", (store, op) =>
+        Effect.gen(function*() {
+          const now = yield* op.at(0)
+          const ids = yield* store.enqueue([op.job(now), op.job(now)])
+          const claimed = yield* op.claimIds({ queues: ["emails", "emails"], names: ["send-email", "send-email"] })
+          assert.deepStrictEqual(claimed, ids)
         }))
 
       test("hands each job to one of many concurrent claims", (store, op) =>
@@ -840,6 +856,23 @@ export const jobStoreConformance = (
             assert.strictEqual(again.id, id)
             assert.strictEqual(again.attempt, 2)
             assert.strictEqual(again.runAt.getTime(), settledAt.getTime() + 10_000)
+          })
+      )
+
+      test(
+        "Retry with a delay of a fraction of a millisecond never makes the job due early",
+        (_store, op) =>
+          Effect.gen(function*() {
+            const id = yield* op.enqueue()
+            const claimed = yield* op.claimOne()
+            assert.isTrue(
+              yield* op.settleOne(claimed.lease, Outcome.Retry({ delay: Duration.micros(1_500n), error: "x" })),
+              "applied"
+            )
+            yield* op.advance(1)
+            assert.deepStrictEqual(yield* op.claim(), [], "1 ms after a retry of 1.5 ms")
+            yield* op.advance(1)
+            assert.deepStrictEqual(yield* op.claimIds(), [id])
           })
       )
 
@@ -1227,6 +1260,22 @@ export const jobStoreConformance = (
           assert.strictEqual(back[1]!.maxAttempts, 2)
           assert.strictEqual(yield* store.redrive([tired!]), 0, "a live job is not redriven")
           assert.strictEqual(yield* store.redrive([]), 0)
+        }))
+
+      test("redrive skips a dead job whose key a live job holds by now, and moves it once the key is free", (
+        store,
+        op
+      ) =>
+        Effect.gen(function*() {
+          const dead = yield* op.enqueue({ key: "k" })
+          yield* op.dead((yield* op.claimOne()).lease)
+          const live = yield* op.enqueue({ key: "k" })
+          assert.notStrictEqual(live, dead)
+          assert.strictEqual(yield* store.redrive([dead]), 0)
+          assert.deepStrictEqual((yield* store.deadLetters()).map((job) => job.id), [dead])
+          yield* op.complete((yield* op.claimOne()).lease)
+          assert.strictEqual(yield* store.redrive([dead]), 1, "once the key is free again")
+          assert.strictEqual(yield* op.enqueue({ key: "k" }), dead, "and it holds the key")
         }))
     })
 
