@@ -120,21 +120,6 @@ describe("MemoryJobStore", () => {
         assert.strictEqual(again.attempt, 1)
       }))
 
-    it.effect("rounds a retry delay up to the next millisecond: never early", () =>
-      Effect.gen(function*() {
-        const store = yield* MemoryJobStore.make()
-        yield* store.enqueue([job()])
-        yield* settle(
-          store,
-          (yield* claimOne(store)).lease,
-          Outcome.Retry({ delay: Duration.micros(1_500n), error: "x" })
-        )
-        yield* TestClock.adjust(1)
-        assert.deepStrictEqual(yield* claim(store), [])
-        yield* TestClock.adjust(1)
-        assert.strictEqual((yield* claimOne(store)).runAt.getTime(), 2)
-      }))
-
     it.effect("Released keeps the job's place in line: its runAt and enqueue order", () =>
       Effect.gen(function*() {
         const store = yield* MemoryJobStore.make()
@@ -253,22 +238,6 @@ describe("MemoryJobStore", () => {
         assert.isTrue(Either.isLeft(refused) && refused.left.operation === "redrive")
         yield* complete(store, claimed[1]!.lease)
         assert.strictEqual(yield* store.redrive([first!]), 1, "fits once a job completed")
-      }))
-  })
-
-  describe("redrive", () => {
-    it.effect("leaves dead a job whose key a live job took since it died", () =>
-      Effect.gen(function*() {
-        const store = yield* MemoryJobStore.make()
-        const [deadId] = yield* store.enqueue([job({ key: "k" })])
-        yield* dead(store, (yield* claimOne(store)).lease, "fatal")
-        const [live] = yield* store.enqueue([job({ key: "k" })])
-        assert.strictEqual(yield* store.redrive([deadId!]), 0)
-        assert.deepStrictEqual((yield* store.deadLetters()).map((deadJob) => deadJob.id), [deadId])
-        yield* complete(store, (yield* claimOne(store)).lease)
-        assert.strictEqual(yield* store.redrive([deadId!]), 1, "once the key is free again")
-        assert.deepStrictEqual(yield* store.enqueue([job({ key: "k" })]), [deadId!], "and it holds the key")
-        assert.notStrictEqual(live, deadId)
       }))
   })
 
