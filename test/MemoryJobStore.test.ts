@@ -1,35 +1,22 @@
 import { assert, describe, it } from "@effect/vitest"
-import {
-  Cause,
-  Clock,
-  Deferred,
-  Duration,
-  Effect,
-  Either,
-  Exit,
-  FastCheck as fc,
-  Logger,
-  Option,
-  Queue,
-  Stream,
-  TestClock
-} from "effect"
+import { Chunk, Clock, Duration, Effect, Either, Exit, FastCheck as fc, Logger, Queue, Scope, TestClock } from "effect"
 import * as internal from "../src/internal/memoryJobStore.js"
 import {
   type ClaimRequest,
   JobStore,
   JobStoreError,
   type Lease,
-  type NewJob,
-  type QueueStats
+  Outcome,
+  type QueueStats,
+  type Settlement
 } from "../src/JobStore.js"
 import * as MemoryJobStore from "../src/MemoryJobStore.js"
 import {
+  assertIllegal,
   claimRequest,
   jobStoreConformance,
   LEASE,
   newJob,
-  subscribeWakeups,
   wakeupsBefore
 } from "./jobStoreConformance.js"
 
@@ -41,24 +28,24 @@ jobStoreConformance("MemoryJobStore", MemoryJobStore.layer(), {
 const job = newJob
 const request = claimRequest
 
+const claim = (store: JobStore.Service, fields?: Partial<ClaimRequest>) =>
+  Effect.map(store.claim(request(fields)), (result) => result.jobs)
+
 const claimOne = (store: JobStore.Service, fields?: Partial<ClaimRequest>) =>
-  Effect.map(store.claim(request({ limit: 1, ...fields })), (jobs) => {
+  Effect.map(claim(store, { limit: 1, ...fields }), (jobs) => {
     assert.strictEqual(jobs.length, 1, "one job claimed")
     return jobs[0]!
   })
 
-const zero: QueueStats = { ready: 0, scheduled: 0, leased: 0, dead: 0 }
+/** Settles one lease that must hold. */
+const settle = (store: JobStore.Service, lease: Lease, outcome: Outcome) =>
+  Effect.map(store.settle([{ lease, outcome }]), (applied) => assert.deepStrictEqual(applied, [true]))
 
-const assertIllegal = (exit: Exit.Exit<unknown, unknown>, includes: string) => {
-  assert.isTrue(Exit.isFailure(exit), `expected a defect naming ${includes}`)
-  if (Exit.isSuccess(exit)) return
-  const defect = Option.getOrUndefined(Cause.dieOption(exit.cause))
-  assert.isTrue(
-    Cause.isIllegalArgumentException(defect),
-    `an IllegalArgumentException, got ${Cause.pretty(exit.cause)}`
-  )
-  assert.include((defect as Error).message, includes)
-}
+const complete = (store: JobStore.Service, lease: Lease) => settle(store, lease, Outcome.Completed())
+const dead = (store: JobStore.Service, lease: Lease, error: string) => settle(store, lease, Outcome.Dead({ error }))
+
+const zero: QueueStats = { ready: 0, scheduled: 0, leased: 0, dead: 0 }
+const empty = { ...zero, byQueue: {}, readyByName: {} }
 
 /** The warnings logged while `self` runs, and its result. */
 const warningsOf = <A, E, R>(self: Effect.Effect<A, E, R>) =>
@@ -94,48 +81,7 @@ describe("MemoryJobStore", () => {
         const layer = MemoryJobStore.layer()
         yield* Effect.provide(Effect.flatMap(JobStore, (store) => store.enqueue([job()])), layer)
         const stats = yield* Effect.provide(Effect.flatMap(JobStore, (store) => store.stats), layer)
-        assert.deepStrictEqual(stats, { ...zero, byQueue: {} })
-      }))
-  })
-
-  describe("bad arguments", () => {
-    it.effect("die with an IllegalArgumentException naming the operation and the argument, changing nothing", () =>
-      Effect.gen(function*() {
-        const store = yield* MemoryJobStore.make()
-        const bad = (fields: Partial<NewJob>) => Effect.exit(store.enqueue([job(), job(fields)]))
-        assertIllegal(yield* bad({ name: "" }), "MemoryJobStore.enqueue: invalid job 1 name")
-        assertIllegal(yield* bad({ queue: 3 as unknown as string }), "job 1 queue")
-        assertIllegal(yield* bad({ runAt: new Date(Number.NaN) }), "job 1 runAt")
-        assertIllegal(yield* bad({ priority: 0.5 }), "job 1 priority")
-        assertIllegal(yield* bad({ key: "" }), "job 1 key")
-        assertIllegal(yield* bad({ maxAttempts: 0 }), "job 1 maxAttempts")
-        assertIllegal(yield* Effect.exit(store.enqueue("x" as unknown as Array<NewJob>)), "enqueue: invalid jobs")
-        assert.deepStrictEqual(yield* store.stats, { ...zero, byQueue: {} }, "a batch with a bad job stores nothing")
-
-        assertIllegal(yield* Effect.exit(store.claim(request({ limit: -1 }))), "claim: invalid limit")
-        assertIllegal(yield* Effect.exit(store.claim(request({ limit: 1.5 }))), "claim: invalid limit")
-        assertIllegal(yield* Effect.exit(store.claim(request({ lease: Duration.zero }))), "claim: invalid lease")
-        assertIllegal(yield* Effect.exit(store.claim(request({ lease: Duration.infinity }))), "claim: invalid lease")
-        assertIllegal(
-          yield* Effect.exit(store.claim(request({ queues: "emails" as unknown as Array<string> }))),
-          "claim: invalid queues"
-        )
-        yield* store.enqueue([job()])
-        const claimed = yield* claimOne(store)
-        assertIllegal(yield* Effect.exit(store.renew([claimed.lease], Duration.zero)), "renew: invalid lease")
-        assertIllegal(
-          yield* Effect.exit(store.renew([{ jobId: 1 } as unknown as Lease], LEASE)),
-          "renew: invalid leases"
-        )
-        assertIllegal(yield* Effect.exit(store.retry(claimed.lease, new Date(Number.NaN), "x")), "retry: invalid runAt")
-        assertIllegal(
-          yield* Effect.exit(store.release(claimed.lease, {} as { refund: boolean })),
-          "release: invalid refund"
-        )
-        assertIllegal(yield* Effect.exit(store.complete(undefined as unknown as Lease)), "complete: invalid lease")
-        assertIllegal(yield* Effect.exit(store.deadLetters({ limit: -1 })), "deadLetters: invalid limit")
-        assertIllegal(yield* Effect.exit(store.redrive([1 as unknown as string])), "redrive: invalid ids")
-        assert.deepStrictEqual(yield* store.stats, { ...zero, leased: 1, byQueue: { emails: { ...zero, leased: 1 } } })
+        assert.deepStrictEqual(stats, empty)
       }))
   })
 
@@ -149,12 +95,86 @@ describe("MemoryJobStore", () => {
           "3",
           "3"
         ])
-        const claimed = yield* store.claim(request({ limit: 1 }))
-        yield* store.deadLetter(claimed[0]!.lease, "fatal")
+        yield* dead(store, (yield* claimOne(store)).lease, "fatal")
         assert.strictEqual(yield* store.redrive(["1"]), 1)
         assert.deepStrictEqual(yield* store.enqueue([job()]), ["4"])
-        const ids = (yield* store.claim(request())).map((claimedJob) => claimedJob.id)
+        const ids = (yield* claim(store)).map((claimedJob) => claimedJob.id)
         assert.deepStrictEqual(ids, ["2", "3", "1", "4"], "the redriven job goes behind the jobs enqueued before it")
+      }))
+  })
+
+  describe("settle", () => {
+    it.effect("applies the first of two outcomes for one lease in a batch, and refuses the second", () =>
+      Effect.gen(function*() {
+        const store = yield* MemoryJobStore.make()
+        const [id] = yield* store.enqueue([job()])
+        const { lease } = yield* claimOne(store)
+        const applied = yield* store.settle([
+          { lease, outcome: Outcome.Released({ refund: true }) },
+          { lease, outcome: Outcome.Dead({ error: "fatal" }) }
+        ])
+        assert.deepStrictEqual(applied, [true, false])
+        assert.deepStrictEqual(yield* store.deadLetters(), [])
+        const again = yield* claimOne(store)
+        assert.strictEqual(again.id, id)
+        assert.strictEqual(again.attempt, 1)
+      }))
+
+    it.effect("rounds a retry delay up to the next millisecond: never early", () =>
+      Effect.gen(function*() {
+        const store = yield* MemoryJobStore.make()
+        yield* store.enqueue([job()])
+        yield* settle(
+          store,
+          (yield* claimOne(store)).lease,
+          Outcome.Retry({ delay: Duration.micros(1_500n), error: "x" })
+        )
+        yield* TestClock.adjust(1)
+        assert.deepStrictEqual(yield* claim(store), [])
+        yield* TestClock.adjust(1)
+        assert.strictEqual((yield* claimOne(store)).runAt.getTime(), 2)
+      }))
+
+    it.effect("Released keeps the job's place in line: its runAt and enqueue order", () =>
+      Effect.gen(function*() {
+        const store = yield* MemoryJobStore.make()
+        const [first, second] = yield* store.enqueue([job(), job()])
+        yield* TestClock.adjust("1 minute")
+        yield* settle(store, (yield* claimOne(store)).lease, Outcome.Released({ refund: true }))
+        const again = yield* claimOne(store)
+        assert.strictEqual(again.id, first)
+        assert.strictEqual(again.runAt.getTime(), 0)
+        assert.strictEqual((yield* claimOne(store)).id, second)
+      }))
+  })
+
+  describe("buried jobs", () => {
+    it.effect("reap counts the jobs it reports buried that another operation settled, so reaped >= buried", () =>
+      Effect.gen(function*() {
+        const store = yield* MemoryJobStore.make()
+        const [doomed, again] = yield* store.enqueue([job({ maxAttempts: 1 }), job()])
+        const claimed = yield* claim(store)
+        yield* TestClock.adjust(LEASE)
+        // `stats` brings the store up to its clock: it buries one job and makes the other ready, reporting nothing.
+        assert.deepStrictEqual((yield* store.stats).dead, 1)
+        assert.deepStrictEqual(internal.sizes(store)!.buried, 1)
+        const reaped = yield* store.reap
+        assert.deepStrictEqual(reaped.buried.map((buried) => buried.id), [doomed])
+        assert.strictEqual(reaped.reaped, 1, "the one it reports; the other was made ready before it ran")
+        assert.strictEqual(internal.sizes(store)!.buried, 0)
+        assert.deepStrictEqual((yield* claimOne(store)).id, again)
+        assert.strictEqual(claimed.length, 2)
+      }))
+
+    it.effect("are reported even when maxDeadLetters dropped them at once", () =>
+      Effect.gen(function*() {
+        const store = yield* MemoryJobStore.make({ maxDeadLetters: 0 })
+        const [id] = yield* store.enqueue([job({ maxAttempts: 1 })])
+        yield* claimOne(store)
+        yield* TestClock.adjust(LEASE)
+        const [result] = yield* warningsOf(store.claim(request()))
+        assert.deepStrictEqual(result.buried.map((buried) => buried.id), [id])
+        assert.deepStrictEqual(yield* store.deadLetters(), [])
       }))
   })
 
@@ -163,22 +183,23 @@ describe("MemoryJobStore", () => {
       Effect.gen(function*() {
         const store = yield* MemoryJobStore.make({ maxDeadLetters: 2 })
         const ids = yield* store.enqueue([job({ queue: "x" }), job({ queue: "y" }), job({ queue: "x" })])
-        const claimed = yield* store.claim(request({ queues: ["x", "y"] }))
-        yield* store.deadLetter(claimed[0]!.lease, "first")
-        const [, quiet] = yield* warningsOf(store.deadLetter(claimed[1]!.lease, "second"))
+        const claimed = yield* claim(store, { queues: ["x", "y"] })
+        yield* dead(store, claimed[0]!.lease, "first")
+        const [, quiet] = yield* warningsOf(dead(store, claimed[1]!.lease, "second"))
         assert.deepStrictEqual(quiet, [], "nothing dropped yet")
-        const [, warnings] = yield* warningsOf(store.deadLetter(claimed[2]!.lease, "third"))
+        const [, warnings] = yield* warningsOf(dead(store, claimed[2]!.lease, "third"))
         assert.strictEqual(warnings.length, 1)
         assert.include(warnings[0], "1 dead letter(s) dropped")
         assert.include(warnings[0], "maxDeadLetters (2)")
         assert.include(warnings[0], `send-email ${ids[0]} in queue x (first)`)
-        assert.deepStrictEqual((yield* store.deadLetters()).map((dead) => dead.id), [ids[2], ids[1]])
-        assert.deepStrictEqual((yield* store.deadLetters({ queue: "x" })).map((dead) => dead.id), [ids[2]])
+        assert.deepStrictEqual((yield* store.deadLetters()).map((deadJob) => deadJob.id), [ids[2], ids[1]])
+        assert.deepStrictEqual((yield* store.deadLetters({ queue: "x" })).map((deadJob) => deadJob.id), [ids[2]])
         assert.strictEqual(yield* store.redrive([ids[0]!]), 0, "a dropped dead letter is gone")
         assert.deepStrictEqual(yield* store.stats, {
           ...zero,
           dead: 2,
-          byQueue: { x: { ...zero, dead: 1 }, y: { ...zero, dead: 1 } }
+          byQueue: { x: { ...zero, dead: 1 }, y: { ...zero, dead: 1 } },
+          readyByName: {}
         })
         assert.deepStrictEqual(internal.sizes(store)!.jobs, 2)
       }))
@@ -190,13 +211,14 @@ describe("MemoryJobStore", () => {
         yield* store.claim(request({ limit: 12 }))
         yield* TestClock.adjust(LEASE)
         const [reaped, warnings] = yield* warningsOf(store.reap)
-        assert.strictEqual(reaped, 12)
+        assert.strictEqual(reaped.reaped, 12)
+        assert.strictEqual(reaped.buried.length, 12)
         assert.strictEqual(warnings.length, 1)
         assert.include(warnings[0], "12 dead letter(s) dropped")
         assert.include(warnings[0], "(lease expired)")
         assert.include(warnings[0], "and 2 more")
         assert.deepStrictEqual(yield* store.deadLetters(), [])
-        assert.deepStrictEqual(yield* store.stats, { ...zero, byQueue: {} })
+        assert.deepStrictEqual(yield* store.stats, empty)
         assert.strictEqual(internal.sizes(store)!.jobs, 0)
       }))
   })
@@ -210,15 +232,15 @@ describe("MemoryJobStore", () => {
         assert.isTrue(Either.isLeft(full) && full.left instanceof JobStoreError && full.left.operation === "enqueue")
         if (Either.isLeft(full)) assert.include(full.left.message, "the store is full")
         assert.deepStrictEqual(yield* store.enqueue([job({ key: "k" })]), [first!], "a held key adds nothing: it fits")
-        const claimed = yield* store.claim(request())
-        yield* store.deadLetter(claimed[0]!.lease, "fatal")
+        const claimed = yield* claim(store)
+        yield* dead(store, claimed[0]!.lease, "fatal")
         // One free slot now, and a batch of two: all or nothing.
         assert.isTrue(Either.isLeft(yield* Effect.either(store.enqueue([job(), job()]))))
         assert.strictEqual((yield* store.stats).leased, 1)
         yield* store.enqueue([job()])
         const refused = yield* Effect.either(store.redrive([first!]))
         assert.isTrue(Either.isLeft(refused) && refused.left.operation === "redrive")
-        yield* store.complete(claimed[1]!.lease)
+        yield* complete(store, claimed[1]!.lease)
         assert.strictEqual(yield* store.redrive([first!]), 1, "fits once a job completed")
       }))
   })
@@ -227,43 +249,40 @@ describe("MemoryJobStore", () => {
     it.effect("leaves dead a job whose key a live job took since it died", () =>
       Effect.gen(function*() {
         const store = yield* MemoryJobStore.make()
-        const [dead] = yield* store.enqueue([job({ key: "k" })])
-        yield* store.deadLetter((yield* claimOne(store)).lease, "fatal")
+        const [deadId] = yield* store.enqueue([job({ key: "k" })])
+        yield* dead(store, (yield* claimOne(store)).lease, "fatal")
         const [live] = yield* store.enqueue([job({ key: "k" })])
-        assert.strictEqual(yield* store.redrive([dead!]), 0)
-        assert.deepStrictEqual((yield* store.deadLetters()).map((job) => job.id), [dead])
-        yield* store.complete((yield* claimOne(store)).lease)
-        assert.strictEqual(yield* store.redrive([dead!]), 1, "once the key is free again")
-        assert.deepStrictEqual(yield* store.enqueue([job({ key: "k" })]), [dead!], "and it holds the key")
-        assert.notStrictEqual(live, dead)
+        assert.strictEqual(yield* store.redrive([deadId!]), 0)
+        assert.deepStrictEqual((yield* store.deadLetters()).map((deadJob) => deadJob.id), [deadId])
+        yield* complete(store, (yield* claimOne(store)).lease)
+        assert.strictEqual(yield* store.redrive([deadId!]), 1, "once the key is free again")
+        assert.deepStrictEqual(yield* store.enqueue([job({ key: "k" })]), [deadId!], "and it holds the key")
+        assert.notStrictEqual(live, deadId)
       }))
   })
 
   describe("stats", () => {
-    it.effect("counts a queue named __proto__ like any other", () =>
+    it.effect("counts a queue or a job named __proto__ like any other", () =>
       Effect.gen(function*() {
         const store = yield* MemoryJobStore.make()
-        yield* store.enqueue([job({ queue: "__proto__" })])
+        yield* store.enqueue([job({ queue: "__proto__", name: "__proto__" })])
         const stats = yield* store.stats
         assert.deepStrictEqual(Object.keys(stats.byQueue), ["__proto__"])
         assert.deepStrictEqual(Object.getOwnPropertyDescriptor(stats.byQueue, "__proto__")?.value, {
           ...zero,
           ready: 1
         })
+        assert.deepStrictEqual(Object.keys(stats.readyByName), ["__proto__"])
+        assert.strictEqual(Object.getOwnPropertyDescriptor(stats.readyByName, "__proto__")?.value, 1)
       }))
-  })
 
-  describe("release", () => {
-    it.effect("keeps the job's place in line: its runAt and enqueue order", () =>
+    it.effect("leaves out of readyByName the names that have no job ready", () =>
       Effect.gen(function*() {
         const store = yield* MemoryJobStore.make()
-        const [first, second] = yield* store.enqueue([job(), job()])
-        yield* TestClock.adjust("1 minute")
-        yield* store.release((yield* claimOne(store)).lease, { refund: true })
-        const again = yield* claimOne(store)
-        assert.strictEqual(again.id, first)
-        assert.strictEqual(again.runAt.getTime(), 0)
-        assert.strictEqual((yield* claimOne(store)).id, second)
+        yield* store.enqueue([job({ name: "a" }), job({ name: "b", runAt: new Date(60_000) })])
+        assert.deepStrictEqual((yield* store.stats).readyByName, { a: 1 })
+        yield* claimOne(store, { names: ["a"] })
+        assert.deepStrictEqual((yield* store.stats).readyByName, {})
       }))
   })
 
@@ -271,7 +290,7 @@ describe("MemoryJobStore", () => {
     it.scoped("wakes each queue once per enqueue, however many jobs it got, and not for a held key", () =>
       Effect.gen(function*() {
         const store = yield* MemoryJobStore.make()
-        const received = yield* subscribeWakeups(store)
+        const received = yield* store.wakeups
         yield* store.enqueue([
           job({ queue: "a" }),
           job({ queue: "b" }),
@@ -281,65 +300,62 @@ describe("MemoryJobStore", () => {
         assert.deepStrictEqual(yield* wakeupsBefore(store, received, "marker-1"), ["a", "b"])
         yield* store.enqueue([job({ queue: "a", key: "k" })])
         yield* store.enqueue([job({ queue: "later", runAt: new Date(60_000) })])
+        yield* store.enqueue([job({ queue: "later", runAt: undefined, delay: Duration.seconds(1) })])
         assert.deepStrictEqual(yield* wakeupsBefore(store, received, "marker-2"), [])
       }))
 
-    it.scoped("wakes for release, redrive, reap and a retry that is due, and not for claim, complete or a later retry", () =>
+    it.scoped("wakes once per settle batch per queue for Released and a due Retry, not for Completed, Dead or a later Retry", () =>
       Effect.gen(function*() {
         const store = yield* MemoryJobStore.make()
-        const received = yield* subscribeWakeups(store)
-        yield* store.enqueue([job({ queue: "q" }), job({ queue: "q" }), job({ queue: "q" }), job({ queue: "q" })])
+        const received = yield* store.wakeups
+        yield* store.enqueue(Array.from({ length: 6 }, () => job({ queue: "q" })))
         assert.deepStrictEqual(yield* wakeupsBefore(store, received, "m0"), ["q"])
-        const [a, b, c, d] = yield* store.claim(request({ queues: ["q"] }))
-        yield* store.complete(a!.lease)
-        yield* store.retry(b!.lease, new Date(60_000), "later")
-        assert.deepStrictEqual(yield* wakeupsBefore(store, received, "m1"), [], "claim, complete, later retry")
-        yield* store.release(c!.lease, { refund: false })
-        assert.deepStrictEqual(yield* wakeupsBefore(store, received, "m2"), ["q"], "release")
-        yield* store.retry(d!.lease, new Date(0), "now")
-        assert.deepStrictEqual(yield* wakeupsBefore(store, received, "m3"), ["q"], "due retry")
-        const [e] = yield* store.claim(request({ queues: ["q"], limit: 1 }))
-        yield* store.deadLetter(e!.lease, "fatal")
-        yield* store.redrive([e!.id])
-        assert.deepStrictEqual(yield* wakeupsBefore(store, received, "m4"), ["q"], "redrive")
+        const [a, b, c, d, e, f] = yield* claim(store, { queues: ["q"] })
+        yield* store.settle([
+          { lease: a!.lease, outcome: Outcome.Completed() },
+          { lease: b!.lease, outcome: Outcome.Retry({ delay: Duration.minutes(1), error: "later" }) },
+          { lease: c!.lease, outcome: Outcome.Dead({ error: "fatal" }) }
+        ])
+        assert.deepStrictEqual(yield* wakeupsBefore(store, received, "m1"), [], "claim, Completed, Dead, later Retry")
+        yield* store.settle([
+          { lease: d!.lease, outcome: Outcome.Released({ refund: false }) },
+          { lease: e!.lease, outcome: Outcome.Retry({ delay: Duration.zero, error: "now" }) },
+          { lease: f!.lease, outcome: Outcome.Released({ refund: true }) }
+        ])
+        assert.deepStrictEqual(yield* wakeupsBefore(store, received, "m2"), ["q"], "once for the batch")
+        yield* store.redrive([c!.id])
+        assert.deepStrictEqual(yield* wakeupsBefore(store, received, "m3"), ["q"], "redrive")
         yield* store.claim(request({ queues: ["q"] }))
         yield* TestClock.adjust(LEASE)
-        assert.strictEqual(yield* store.reap, 2)
-        assert.deepStrictEqual(yield* wakeupsBefore(store, received, "m5"), ["q"], "reap, once for its two jobs")
+        assert.strictEqual((yield* store.reap).reaped, 4)
+        assert.deepStrictEqual(yield* wakeupsBefore(store, received, "m4"), ["q"], "reap, once for its jobs")
+        yield* TestClock.adjust(Duration.minutes(1))
+        yield* store.stats
+        assert.deepStrictEqual(yield* wakeupsBefore(store, received, "m5"), [], "not when a retry comes due")
       }))
 
     it.scoped("drops a lagging subscriber's oldest wake-ups, never the newest", () =>
       Effect.gen(function*() {
         const store = yield* MemoryJobStore.make()
-        const gate = yield* Deferred.make<void>()
-        const received = yield* Queue.unbounded<string>()
-        // This subscriber stops at the first wake-up it gets until the gate opens: the rest pile up in its buffer.
-        yield* Effect.forkScoped(
-          Stream.runForEach(
-            store.wakeups,
-            (queue) => Effect.zipRight(Queue.offer(received, queue), Deferred.await(gate))
-          )
-        )
-        while (Option.isNone(yield* Queue.poll(received))) {
-          yield* store.enqueue([job({ queue: "wakeup-probe" })])
-          yield* Effect.yieldNow()
-        }
+        // Nobody takes from this subscription while 300 queues are woken: it keeps the newest 256.
+        const received = yield* store.wakeups
         for (let i = 0; i < 300; i++) yield* store.enqueue([job({ queue: `q${i}` })])
-        yield* Deferred.succeed(gate, undefined)
-        const woken = yield* wakeupsBefore(store, received, "marker")
-        assert.include(woken, "q299")
-        assert.notInclude(woken, "q0")
-        assert.isAtMost(woken.length, 256)
+        const woken = Chunk.toReadonlyArray(yield* Queue.takeAll(received))
+        assert.strictEqual(woken.length, 256)
+        assert.strictEqual(woken[0], "q44")
+        assert.strictEqual(woken[255], "q299")
       }))
 
-    it.scoped("gives every subscriber every wake-up", () =>
+    it.effect("ends the subscription when its scope closes", () =>
       Effect.gen(function*() {
         const store = yield* MemoryJobStore.make()
-        const one = yield* subscribeWakeups(store)
-        const two = yield* subscribeWakeups(store)
+        const scope = yield* Scope.make()
+        const received = yield* Scope.extend(store.wakeups, scope)
         yield* store.enqueue([job({ queue: "q" })])
-        assert.deepStrictEqual(yield* wakeupsBefore(store, one, "m"), ["q"])
-        assert.deepStrictEqual(yield* Queue.take(two).pipe(Effect.repeat({ until: (queue) => queue === "q" })), "q")
+        assert.strictEqual(yield* Queue.take(received), "q")
+        yield* Scope.close(scope, Exit.void)
+        assert.isTrue(yield* Queue.isShutdown(received))
+        yield* store.enqueue([job({ queue: "q" })])
       }))
   })
 
@@ -350,29 +366,37 @@ describe("MemoryJobStore", () => {
         for (let round = 0; round < 100; round++) {
           yield* store.enqueue(
             Array.from({ length: 100 }, (_, i) =>
-              job({ key: i % 3 === 0 ? `k${i}` : undefined, priority: i % 5, runAt: new Date(i % 7 === 0 ? 1 : 0) }))
+              job({
+                key: i % 3 === 0 ? `k${i}` : undefined,
+                priority: i % 5,
+                runAt: i % 11 === 0 ? undefined : new Date(i % 7 === 0 ? 1 : 0),
+                payload: { round, i }
+              }))
           )
           yield* TestClock.adjust(1)
-          const claimed = yield* store.claim(request({ limit: 100 }))
+          const claimed = yield* claim(store, { limit: 100 })
           assert.strictEqual(claimed.length, 100)
+          const settlements: Array<Settlement> = []
           for (const [i, claimedJob] of claimed.entries()) {
             if (i % 10 === 0) {
-              yield* store.release(claimedJob.lease, { refund: i % 20 === 0 })
+              settlements.push({ lease: claimedJob.lease, outcome: Outcome.Released({ refund: i % 20 === 0 }) })
             } else if (i % 10 === 1) {
-              yield* store.retry(claimedJob.lease, new Date(0), "again")
+              settlements.push({ lease: claimedJob.lease, outcome: Outcome.Retry({ delay: Duration.zero, error: "" }) })
             } else if (i % 10 === 2) {
               yield* store.renew([claimedJob.lease], LEASE)
             }
           }
-          for (const claimedJob of yield* store.claim(request({ limit: 100 }))) {
-            yield* store.complete(claimedJob.lease)
-          }
+          yield* store.settle(settlements)
+          const rest = yield* claim(store, { limit: 100 })
+          yield* store.settle(rest.map((claimedJob) => ({ lease: claimedJob.lease, outcome: Outcome.Completed() })))
           yield* store.stats
-          for (const claimedJob of claimed) {
-            yield* Effect.either(store.complete(claimedJob.lease))
-          }
+          // Completes the jobs still leased (those neither settled nor claimed again); refuses the rest.
+          const late = yield* store.settle(
+            claimed.map((claimedJob) => ({ lease: claimedJob.lease, outcome: Outcome.Completed() }))
+          )
+          assert.strictEqual(late.filter((applied) => applied).length, 80)
         }
-        assert.deepStrictEqual(yield* store.stats, { ...zero, byQueue: {} })
+        assert.deepStrictEqual(yield* store.stats, empty)
         assert.deepStrictEqual(internal.sizes(store), {
           jobs: 0,
           keys: 0,
@@ -381,7 +405,8 @@ describe("MemoryJobStore", () => {
           leases: 0,
           dead: 0,
           queues: 1,
-          lanes: 1
+          lanes: 1,
+          buried: 0
         })
       }))
 
@@ -390,7 +415,7 @@ describe("MemoryJobStore", () => {
         const store = yield* MemoryJobStore.make()
         for (let i = 0; i < 1_000; i++) {
           yield* store.enqueue([job({ queue: `tenant-${i}`, name: `type-${i % 3}` })])
-          yield* store.complete((yield* claimOne(store, { queues: [`tenant-${i}`], names: [`type-${i % 3}`] })).lease)
+          yield* complete(store, (yield* claimOne(store, { queues: [`tenant-${i}`], names: [`type-${i % 3}`] })).lease)
         }
         const sizes = internal.sizes(store)!
         assert.strictEqual(sizes.jobs, 0)
@@ -401,7 +426,7 @@ describe("MemoryJobStore", () => {
 
   describe("against a model", () => {
     it.effect.prop(
-      "agrees with a naive model on every claim, renewal, acknowledgement, reap, stats and dead letter",
+      "agrees with a naive model on every claim, renewal, settle, reap, burial, stats and dead letter",
       { program: programArb },
       ({ program }) => runAgainstModel(program),
       { fastCheck: { numRuns: 100 } }
@@ -413,6 +438,12 @@ describe("MemoryJobStore", () => {
 // 5 ms, and leases and delays are multiples of 10 ms, so expiries and run-at instants often fall on the very
 // instant an operation runs.
 
+type ModelOutcome =
+  | { readonly _tag: "Completed" }
+  | { readonly _tag: "Retry"; readonly delay: number }
+  | { readonly _tag: "Dead" }
+  | { readonly _tag: "Released"; readonly refund: boolean }
+
 type Op =
   | {
     readonly _tag: "Enqueue"
@@ -420,6 +451,8 @@ type Op =
     readonly name: string
     readonly priority: number
     readonly delay: number
+    /** Whether the delay goes as `delay` (relative, the store's clock) rather than as an absolute `runAt`. */
+    readonly relative: boolean
     readonly maxAttempts: number
   }
   | {
@@ -430,10 +463,10 @@ type Op =
     readonly lease: number
   }
   | { readonly _tag: "Renew"; readonly leases: ReadonlyArray<number>; readonly lease: number }
-  | { readonly _tag: "Complete"; readonly lease: number }
-  | { readonly _tag: "Retry"; readonly lease: number; readonly delay: number }
-  | { readonly _tag: "DeadLetter"; readonly lease: number }
-  | { readonly _tag: "Release"; readonly lease: number; readonly refund: boolean }
+  | {
+    readonly _tag: "Settle"
+    readonly settlements: ReadonlyArray<{ readonly lease: number; readonly outcome: ModelOutcome }>
+  }
   | { readonly _tag: "Advance"; readonly millis: number }
   | { readonly _tag: "Reap" }
   | { readonly _tag: "Redrive"; readonly dead: number }
@@ -442,6 +475,16 @@ const QUEUES = ["a", "b"]
 const NAMES = ["x", "y"]
 const MODEL_DEAD_LETTERS = 3
 
+const outcomeArb: fc.Arbitrary<ModelOutcome> = fc.oneof(
+  { arbitrary: fc.constant({ _tag: "Completed" } as const), weight: 3 },
+  {
+    arbitrary: fc.integer({ min: 0, max: 3 }).map((k) => ({ _tag: "Retry", delay: k * 10 } as const)),
+    weight: 2
+  },
+  { arbitrary: fc.constant({ _tag: "Dead" } as const), weight: 1 },
+  { arbitrary: fc.boolean().map((refund) => ({ _tag: "Released", refund } as const)), weight: 2 }
+)
+
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   {
     arbitrary: fc.record({
@@ -449,8 +492,9 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       name: fc.constantFrom(...NAMES),
       priority: fc.integer({ min: 0, max: 2 }),
       delay: fc.constantFrom(-10, 0, 0, 0, 10, 20, 30),
+      relative: fc.boolean(),
       maxAttempts: fc.integer({ min: 1, max: 3 })
-    }).map((r) => ({ _tag: "Enqueue", ...r } as const)),
+    }).map((r) => ({ _tag: "Enqueue", ...r, relative: r.relative && r.delay >= 0 } as const)),
     weight: 5
   },
   {
@@ -469,17 +513,11 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     }).map((r) => ({ _tag: "Renew", ...r } as const)),
     weight: 2
   },
-  { arbitrary: fc.nat().map((lease) => ({ _tag: "Complete", lease } as const)), weight: 3 },
   {
-    arbitrary: fc.record({ lease: fc.nat(), delay: fc.integer({ min: -1, max: 3 }).map((k) => k * 10) }).map((r) =>
-      ({ _tag: "Retry", ...r }) as const
-    ),
-    weight: 2
-  },
-  { arbitrary: fc.nat().map((lease) => ({ _tag: "DeadLetter", lease } as const)), weight: 1 },
-  {
-    arbitrary: fc.record({ lease: fc.nat(), refund: fc.boolean() }).map((r) => ({ _tag: "Release", ...r } as const)),
-    weight: 2
+    arbitrary: fc.array(fc.record({ lease: fc.nat(), outcome: outcomeArb }), { minLength: 1, maxLength: 3 }).map((
+      settlements
+    ) => ({ _tag: "Settle", settlements } as const)),
+    weight: 7
   },
   {
     arbitrary: fc.integer({ min: 1, max: 4 }).map((k) => ({ _tag: "Advance", millis: k * 5 } as const)),
@@ -497,6 +535,8 @@ interface ModelJob {
   readonly name: string
   readonly priority: number
   readonly maxAttempts: number
+  /** The step that enqueued it: its payload is `{ i: step }`. */
+  readonly step: number
   runAt: number
   seq: number
   attempts: number
@@ -510,6 +550,8 @@ class Model {
   jobs: Array<ModelJob> = []
   /** Dead job ids, oldest first. */
   dead: Array<string> = []
+  /** Jobs buried for an expired lease that no claim or reap reported yet, in the order they died. */
+  buried: Array<string> = []
   private seq = 0
 
   byId(id: string): ModelJob | undefined {
@@ -525,10 +567,20 @@ class Model {
       .sort((a, b) => a.expiresAt - b.expiresAt || a.seq - b.seq)
     for (const job of expired) {
       job.token = undefined
-      if (job.attempts >= job.maxAttempts) this.bury(job)
-      else job.state = "ready"
+      if (job.attempts >= job.maxAttempts) {
+        this.buried.push(job.id)
+        this.bury(job)
+      } else {
+        job.state = "ready"
+      }
     }
     return expired.length
+  }
+
+  takeBuried(): Array<string> {
+    const buried = this.buried
+    this.buried = []
+    return buried
   }
 
   bury(job: ModelJob): void {
@@ -537,10 +589,11 @@ class Model {
     while (this.dead.length > MODEL_DEAD_LETTERS) this.byId(this.dead.shift()!)!.state = "gone"
   }
 
-  enqueue(id: string, op: Extract<Op, { _tag: "Enqueue" }>): void {
+  enqueue(id: string, op: Extract<Op, { _tag: "Enqueue" }>, step: number): void {
     const runAt = this.now + op.delay
     this.jobs.push({
       id,
+      step,
       queue: op.queue,
       name: op.name,
       priority: op.priority,
@@ -567,6 +620,26 @@ class Model {
     return job !== undefined && job.state === "leased" && job.token === lease.token ? job : undefined
   }
 
+  apply(job: ModelJob, outcome: ModelOutcome): void {
+    job.token = undefined
+    switch (outcome._tag) {
+      case "Completed":
+        job.state = "gone"
+        break
+      case "Retry":
+        job.runAt = this.now + outcome.delay
+        job.state = job.runAt <= this.now ? "ready" : "scheduled"
+        break
+      case "Dead":
+        this.bury(job)
+        break
+      case "Released":
+        if (outcome.refund) job.attempts--
+        job.state = "ready"
+        break
+    }
+  }
+
   redrive(job: ModelJob): void {
     this.dead.splice(this.dead.indexOf(job.id), 1)
     job.attempts = 0
@@ -577,14 +650,29 @@ class Model {
 
   stats() {
     const byQueue: Record<string, { ready: number; scheduled: number; leased: number; dead: number }> = {}
+    const readyByName: Record<string, number> = {}
     const total = { ready: 0, scheduled: 0, leased: 0, dead: 0 }
     for (const job of this.jobs) {
       if (job.state === "gone") continue
       const counts = byQueue[job.queue] ??= { ready: 0, scheduled: 0, leased: 0, dead: 0 }
       counts[job.state]++
       total[job.state]++
+      if (job.state === "ready") readyByName[job.name] = (readyByName[job.name] ?? 0) + 1
     }
-    return { ...total, byQueue }
+    return { ...total, byQueue, readyByName }
+  }
+}
+
+const toOutcome = (outcome: ModelOutcome): Outcome => {
+  switch (outcome._tag) {
+    case "Completed":
+      return Outcome.Completed()
+    case "Retry":
+      return Outcome.Retry({ delay: Duration.millis(outcome.delay), error: "retry" })
+    case "Dead":
+      return Outcome.Dead({ error: "fatal" })
+    case "Released":
+      return Outcome.Released({ refund: outcome.refund })
   }
 }
 
@@ -595,24 +683,6 @@ const runAgainstModel = (program: ReadonlyArray<Op>) =>
     /** Every lease the store handed out, live or not. */
     const leases: Array<Lease> = []
     const pick = (index: number) => leases.length === 0 ? undefined : leases[index % leases.length]!
-    /** Runs an acknowledgement in the store and in the model, and checks both agree on whether the lease held. */
-    const ack = (
-      step: string,
-      lease: Lease | undefined,
-      inStore: (lease: Lease) => Effect.Effect<void, unknown>,
-      inModel: (job: ModelJob) => void
-    ) =>
-      Effect.gen(function*() {
-        if (lease === undefined) return
-        const result = yield* Effect.either(inStore(lease))
-        model.settle()
-        const job = model.held(lease)
-        assert.strictEqual(Either.isRight(result), job !== undefined, `${step}: whether the lease held`)
-        if (job !== undefined) {
-          job.token = undefined
-          inModel(job)
-        }
-      })
 
     for (const [i, op] of program.entries()) {
       const step = `step ${i} ${JSON.stringify(op)}`
@@ -622,24 +692,27 @@ const runAgainstModel = (program: ReadonlyArray<Op>) =>
             name: op.name,
             queue: op.queue,
             payload: { i },
-            runAt: new Date(model.now + op.delay),
+            runAt: op.relative ? undefined : new Date(model.now + op.delay),
+            delay: op.relative ? Duration.millis(op.delay) : undefined,
             priority: op.priority,
             key: undefined,
             maxAttempts: op.maxAttempts
           }])
           model.settle()
-          model.enqueue(id!, op)
+          model.enqueue(id!, op, i)
           break
         }
         case "Claim": {
-          const claimed = yield* store.claim({ ...op, lease: Duration.millis(op.lease), worker: "w" })
+          const { buried, jobs: claimed } = yield* store.claim({ ...op, lease: Duration.millis(op.lease), worker: "w" })
           model.settle()
-          const expected = model.claimable(op)
+          const expected = op.limit === 0 ? [] : model.claimable(op)
           assert.deepStrictEqual(
-            claimed.map((job) => [job.id, job.attempt]),
-            expected.map((job) => [job.id, job.attempts + 1]),
+            claimed.map((job) => [job.id, job.attempt, job.payload]),
+            expected.map((job) => [job.id, job.attempts + 1, { i: job.step }]),
             step
           )
+          // A claim of limit 0 does not reach the store: what is buried waits for the next call.
+          assert.deepStrictEqual(buried.map((b) => b.id), op.limit === 0 ? [] : model.takeBuried(), `${step}: buried`)
           for (const [k, job] of expected.entries()) {
             job.attempts++
             job.state = "leased"
@@ -662,35 +735,35 @@ const runAgainstModel = (program: ReadonlyArray<Op>) =>
           assert.deepStrictEqual(lost, expectedLost, step)
           break
         }
-        case "Complete":
-          yield* ack(step, pick(op.lease), store.complete, (job) => {
-            job.state = "gone"
+        case "Settle": {
+          if (leases.length === 0) break
+          const chosen = op.settlements.map(({ lease, outcome }) => ({ lease: pick(lease)!, outcome }))
+          const applied = yield* store.settle(
+            chosen.map(({ lease, outcome }) => ({ lease, outcome: toOutcome(outcome) }))
+          )
+          model.settle()
+          const expected = chosen.map(({ lease, outcome }) => {
+            const job = model.held(lease)
+            if (job === undefined) return false
+            model.apply(job, outcome)
+            return true
           })
+          assert.deepStrictEqual(applied, expected, step)
           break
-        case "Retry":
-          yield* ack(step, pick(op.lease), (lease) => store.retry(lease, new Date(model.now + op.delay), "retry"), (
-            job
-          ) => {
-            job.runAt = model.now + op.delay
-            job.state = job.runAt <= model.now ? "ready" : "scheduled"
-          })
-          break
-        case "DeadLetter":
-          yield* ack(step, pick(op.lease), (lease) => store.deadLetter(lease, "fatal"), (job) => model.bury(job))
-          break
-        case "Release":
-          yield* ack(step, pick(op.lease), (lease) => store.release(lease, { refund: op.refund }), (job) => {
-            if (op.refund) job.attempts--
-            job.state = "ready"
-          })
-          break
+        }
         case "Advance":
           yield* TestClock.adjust(op.millis)
           model.now += op.millis
           break
-        case "Reap":
-          assert.strictEqual(yield* store.reap, model.settle(), step)
+        case "Reap": {
+          const result = yield* store.reap
+          const earlier = model.buried.length
+          const expired = model.settle()
+          const buried = model.takeBuried()
+          assert.deepStrictEqual(result.buried.map((b) => b.id), buried, `${step}: buried`)
+          assert.strictEqual(result.reaped, expired + earlier, step)
           break
+        }
         case "Redrive": {
           const id = model.dead.length === 0 ? "none" : model.dead[op.dead % model.dead.length]!
           const moved = yield* store.redrive([id])
@@ -701,7 +774,7 @@ const runAgainstModel = (program: ReadonlyArray<Op>) =>
           break
         }
       }
-      // Not after `Advance`: `stats` settles the store, and the expired leases are left for a `Reap` to count.
+      // Not after `Advance`: `stats` settles the store, and the expired leases are left for a later step to find.
       if (op._tag === "Advance") continue
       const stats = yield* store.stats
       model.settle()
@@ -715,4 +788,5 @@ const runAgainstModel = (program: ReadonlyArray<Op>) =>
     const sizes = internal.sizes(store)!
     const live = model.jobs.filter((job) => job.state !== "gone").length
     assert.strictEqual(sizes.jobs, live, "the store holds the jobs the model holds, no more")
+    assert.strictEqual(sizes.buried, model.buried.length, "and the same deaths to report")
   })

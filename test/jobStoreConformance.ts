@@ -6,16 +6,21 @@
  * The tests pin instants to the millisecond ("not one tick before `runAt`, and at `runAt`"), so the store's clock
  * must stand still except when `advance` moves it: `TestClock` for the memory store; for a database, a clock the
  * tests can set (a `now()` the store reads from a table, say) rather than real time.
+ *
+ * No test waits by polling: a wake-up subscription is live when `store.wakeups` returns, so a test subscribes,
+ * acts, and takes from the queue.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Duration, Effect, Either, type Layer, Queue, type Scope, Stream } from "effect"
+import { Cause, Duration, Effect, Either, Exit, type Layer, Option, Queue, type Scope } from "effect"
 import {
   type ClaimedJob,
   type ClaimRequest,
+  type ClaimResult,
   JobStore,
-  type JobStoreError,
-  LeaseLost,
+  JobStoreError,
+  type Lease,
   type NewJob,
+  Outcome,
   type QueueStats
 } from "../src/JobStore.js"
 
@@ -29,32 +34,19 @@ export interface StoreClock {
 
 /** The lease every test claims with, unless it says otherwise. */
 export const LEASE = Duration.seconds(30)
-
-/** The queue the wake-up probes go to (see {@link subscribeWakeups}): every test that reads wake-ups skips it. */
-export const probeQueue = "wakeup-probe"
+const LEASE_MS = Duration.toMillis(LEASE)
 
 /**
- * Runs `store.wakeups` into a queue until the scope closes, and returns the queue once the subscription is live.
- * The stream subscribes when its fiber gets to run, and no store can say when that was; so a probe job is
- * enqueued, ready, into {@link probeQueue} until a probe's wake-up comes through. The loop waits for that
- * condition, yielding between tries, however many it takes; it does not count on a number of yields.
+ * Subscribes to `store.wakeups` in the scope. The port makes the subscription live when it returns: every wake-up
+ * after that reaches the queue, with no probe needed.
  */
 export const subscribeWakeups = (
   store: JobStore.Service
-): Effect.Effect<Queue.Dequeue<string>, JobStoreError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const received = yield* Queue.unbounded<string>()
-    yield* Effect.forkScoped(Stream.runForEach(store.wakeups, (queue) => Queue.offer(received, queue)))
-    while (true) {
-      yield* store.enqueue([newJob({ queue: probeQueue })])
-      yield* Effect.yieldNow()
-      if (Chunk.some(yield* Queue.takeAll(received), (queue) => queue === probeQueue)) return received
-    }
-  })
+): Effect.Effect<Queue.Dequeue<string>, never, Scope.Scope> => store.wakeups
 
 /**
- * Enqueues a ready job into the queue `marker` and returns the wake-ups received before the marker's, probes left
- * out: everything the operations before it woke.
+ * Enqueues a ready job into the queue `marker` and returns the wake-ups received before the marker's: everything
+ * the operations before it woke (a store sends wake-ups in the order of its operations).
  */
 export const wakeupsBefore = (
   store: JobStore.Service,
@@ -67,7 +59,7 @@ export const wakeupsBefore = (
     while (true) {
       const queue = yield* Queue.take(received)
       if (queue === marker) return seen
-      if (queue !== probeQueue) seen.push(queue)
+      seen.push(queue)
     }
   })
 
@@ -102,11 +94,45 @@ export const claimRequest = (fields?: Partial<ClaimRequest>): ClaimRequest => ({
   ...fields
 })
 
+/**
+ * Fails the test unless `exit` is an `IllegalArgumentException` defect whose message includes `includes` (say
+ * `"MemoryJobStore.claim: invalid limit"`).
+ */
+export const assertIllegal = (exit: Exit.Exit<unknown, unknown>, includes: string): void => {
+  assert.isTrue(Exit.isFailure(exit), `expected a defect naming ${includes}`)
+  if (Exit.isSuccess(exit)) return
+  const defect = Option.getOrUndefined(Cause.dieOption(exit.cause))
+  assert.isTrue(
+    Cause.isIllegalArgumentException(defect),
+    `an IllegalArgumentException, got ${Cause.pretty(exit.cause)}`
+  )
+  assert.include((defect as Error).message, includes)
+}
+
+/** The stats of a store whose jobs are all in `emails`, all of them `send-email`. */
+const onlyEmails = (counts: QueueStats) => ({
+  ...counts,
+  byQueue: counts.ready + counts.scheduled + counts.leased + counts.dead === 0 ? {} : { emails: counts },
+  readyByName: counts.ready === 0 ? {} : { "send-email": counts.ready }
+})
+
+/** `readyByName` without the names that have nothing ready (a store may list them with 0, or leave them out). */
+const readyNames = (readyByName: Readonly<Record<string, number>>) =>
+  Object.fromEntries(Object.entries(readyByName).filter(([, count]) => count !== 0))
+
 /** The operations of the port, with the defaults the tests use. */
 const ops = (store: JobStore.Service, clock: StoreClock) => {
   const at = (offset: number) => Effect.map(clock.now, (now) => new Date(now + offset))
   const job = (runAt: Date, fields?: Partial<NewJob>): NewJob => newJob({ runAt, ...fields })
   const request = claimRequest
+  const settleOne = (lease: Lease, outcome: Outcome) =>
+    Effect.map(store.settle([{ lease, outcome }]), (applied) => {
+      assert.strictEqual(applied.length, 1, "one boolean per settlement")
+      return applied[0]!
+    })
+  /** Settles one lease that must hold. */
+  const settleHeld = (lease: Lease, outcome: Outcome) =>
+    Effect.map(settleOne(lease, outcome), (applied) => assert.isTrue(applied, `${outcome._tag} applied`))
   return {
     at,
     job,
@@ -114,41 +140,50 @@ const ops = (store: JobStore.Service, clock: StoreClock) => {
     /** Enqueues one job, ready now unless `fields` says otherwise, and returns its id. */
     enqueue: (fields?: Partial<NewJob>) =>
       Effect.flatMap(at(0), (now) => Effect.map(store.enqueue([job(now, fields)]), (ids) => ids[0]!)),
-    claim: (fields?: Partial<ClaimRequest>) => store.claim(request(fields)),
+    /** The jobs a claim gets (the buried ones left out). */
+    claim: (fields?: Partial<ClaimRequest>) => Effect.map(store.claim(request(fields)), (result) => result.jobs),
     /** Claims exactly one job and returns it. */
     claimOne: (fields?: Partial<ClaimRequest>) =>
-      Effect.map(store.claim(request({ limit: 1, ...fields })), (jobs) => {
+      Effect.map(store.claim(request({ limit: 1, ...fields })), ({ jobs }) => {
         assert.strictEqual(jobs.length, 1, "one job claimed")
         return jobs[0]!
       }),
     /** The ids of what a claim gets. */
     claimIds: (fields?: Partial<ClaimRequest>) =>
-      Effect.map(store.claim(request(fields)), (jobs) => jobs.map((claimed) => claimed.id)),
+      Effect.map(store.claim(request(fields)), ({ jobs }) => jobs.map((claimed) => claimed.id)),
+    settleOne,
+    complete: (lease: Lease) => settleHeld(lease, Outcome.Completed()),
+    retry: (lease: Lease, delay: number, error = "boom") =>
+      settleHeld(lease, Outcome.Retry({ delay: Duration.millis(delay), error })),
+    dead: (lease: Lease, error = "fatal") => settleHeld(lease, Outcome.Dead({ error })),
+    release: (lease: Lease, refund: boolean) => settleHeld(lease, Outcome.Released({ refund })),
+    /** The store's stats, with `readyByName` left without names that have nothing ready. */
+    stats: Effect.map(store.stats, (stats) => ({ ...stats, readyByName: readyNames(stats.readyByName) })),
     advance: (millis: number) => clock.advance(Duration.millis(millis))
   }
 }
 
-/** Fails the test unless `effect` fails with `LeaseLost` for `jobId` and `operation`. */
-const assertLeaseLost = <A>(
-  effect: Effect.Effect<A, JobStoreError | LeaseLost>,
-  jobId: string,
-  operation: string
-) =>
-  Effect.gen(function*() {
-    const result = yield* Effect.either(effect)
-    assert.isTrue(Either.isLeft(result), `${operation} after the lease was lost should fail`)
-    if (Either.isRight(result)) return
-    const error = result.left
-    assert.instanceOf(error, LeaseLost, `${operation} fails with LeaseLost`)
-    assert.strictEqual((error as LeaseLost).jobId, jobId)
-    assert.strictEqual((error as LeaseLost).operation, operation)
-  })
+type Ops = ReturnType<typeof ops>
+
+/** One of each outcome, for the tests that check that every kind behaves alike. */
+const everyOutcome: ReadonlyArray<Outcome> = [
+  Outcome.Completed(),
+  Outcome.Retry({ delay: Duration.seconds(1), error: "late" }),
+  Outcome.Retry({ delay: Duration.zero, error: "late" }),
+  Outcome.Dead({ error: "late" }),
+  Outcome.Released({ refund: true }),
+  Outcome.Released({ refund: false })
+]
 
 const sorted = (ids: ReadonlyArray<string>) => [...ids].sort(compareIds)
 
+/** The ids of the jobs a claim or a reap reported buried. */
+const buriedIds = (result: { readonly buried: ClaimResult["buried"] }) => result.buried.map((job) => job.id)
+
 /**
  * Registers the conformance tests of a job store. `layer` must give each test an empty store of its own (it is
- * built once per test); `clock` reads and moves the store's clock.
+ * built once per test); `clock` reads and moves the store's clock. `name` is the store's name, as its argument
+ * checks say it (`MemoryJobStore`, `PgJobStore`).
  */
 export const jobStoreConformance = (
   name: string,
@@ -157,7 +192,7 @@ export const jobStoreConformance = (
 ): void => {
   const test = (
     title: string,
-    body: (store: JobStore.Service, op: ReturnType<typeof ops>) => Effect.Effect<void, unknown, Scope.Scope>
+    body: (store: JobStore.Service, op: Ops) => Effect.Effect<void, unknown, Scope.Scope>
   ) =>
     it.scoped(title, () =>
       Effect.provide(
@@ -200,10 +235,65 @@ export const jobStoreConformance = (
             assert.strictEqual(claimed.maxAttempts, 7)
             assert.strictEqual(claimed.enqueuedAt.getTime(), enqueuedAt.getTime())
             assert.strictEqual(claimed.runAt.getTime(), runAt.getTime())
-            assert.strictEqual(claimed.leaseExpiresAt.getTime(), enqueuedAt.getTime() + Duration.toMillis(LEASE))
+            assert.strictEqual(claimed.leaseExpiresAt.getTime(), enqueuedAt.getTime() + LEASE_MS)
             assert.strictEqual(claimed.lease.jobId, id)
             assert.isString(claimed.lease.token)
             assert.isAbove(claimed.lease.token.length, 0)
+          })
+      )
+
+      test("without runAt nor delay, makes the job ready at the store's now", (store, op) =>
+        Effect.gen(function*() {
+          const now = yield* op.at(0)
+          const [id] = yield* store.enqueue([newJob({ runAt: undefined })])
+          const claimed = yield* op.claimOne()
+          assert.strictEqual(claimed.id, id)
+          assert.strictEqual(claimed.runAt.getTime(), now.getTime())
+          assert.strictEqual(claimed.enqueuedAt.getTime(), now.getTime())
+        }))
+
+      test("with delay, makes the job due that long after the store's now: not one tick before, and then", (
+        store,
+        op
+      ) =>
+        Effect.gen(function*() {
+          const now = yield* op.at(0)
+          const [id] = yield* store.enqueue([newJob({ runAt: undefined, delay: Duration.seconds(10) })])
+          assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, scheduled: 1 }))
+          yield* op.advance(9_999)
+          assert.deepStrictEqual(yield* op.claim(), [], "one tick before the delay is over")
+          yield* op.advance(1)
+          const claimed = yield* op.claimOne()
+          assert.strictEqual(claimed.id, id)
+          assert.strictEqual(claimed.runAt.getTime(), now.getTime() + 10_000, "runAt is the store's now + delay")
+          assert.strictEqual(claimed.enqueuedAt.getTime(), now.getTime())
+        }))
+
+      test("with a delay of zero, makes the job ready at once", (store, op) =>
+        Effect.gen(function*() {
+          const [id] = yield* store.enqueue([newJob({ runAt: undefined, delay: Duration.zero })])
+          assert.deepStrictEqual(yield* op.claimIds(), [id])
+        }))
+
+      test(
+        "with an absolute runAt, makes the job due at that instant, whatever the delay says",
+        (store, op) =>
+          Effect.gen(function*() {
+            const past = yield* op.at(-5_000)
+            const future = yield* op.at(20_000)
+            const [overdue, later] = yield* store.enqueue([
+              newJob({ runAt: past, delay: Duration.hours(1) }),
+              newJob({ runAt: future, delay: Duration.zero })
+            ])
+            const first = yield* op.claim()
+            assert.deepStrictEqual(first.map((job) => job.id), [overdue], "a runAt that has passed: ready now")
+            assert.strictEqual(first[0]!.runAt.getTime(), past.getTime())
+            yield* op.advance(19_999)
+            assert.deepStrictEqual(yield* op.claim(), [], "one tick before runAt")
+            yield* op.advance(1)
+            const second = yield* op.claim()
+            assert.deepStrictEqual(second.map((job) => job.id), [later])
+            assert.strictEqual(second[0]!.runAt.getTime(), future.getTime())
           })
       )
 
@@ -233,21 +323,21 @@ export const jobStoreConformance = (
           assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "while ready")
           const claimed = yield* op.claimOne()
           assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "while leased")
-          yield* store.retry(claimed.lease, yield* op.at(5_000), "boom")
+          yield* op.retry(claimed.lease, 5_000)
           assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "while scheduled for a retry")
           const stats = yield* store.stats
           assert.strictEqual(stats.ready + stats.scheduled + stats.leased, 1, "one job in all")
         }))
 
-      test("frees a key when its job completes or dies", (store, op) =>
+      test("frees a key when its job completes or dies", (_store, op) =>
         Effect.gen(function*() {
           const first = yield* op.enqueue({ key: "k" })
-          yield* store.complete((yield* op.claimOne()).lease)
+          yield* op.complete((yield* op.claimOne()).lease)
           const second = yield* op.enqueue({ key: "k" })
-          assert.notStrictEqual(second, first, "a new job after complete")
-          yield* store.deadLetter((yield* op.claimOne()).lease, "fatal")
+          assert.notStrictEqual(second, first, "a new job after Completed")
+          yield* op.dead((yield* op.claimOne()).lease)
           const third = yield* op.enqueue({ key: "k" })
-          assert.notStrictEqual(third, second, "a new job after deadLetter")
+          assert.notStrictEqual(third, second, "a new job after Dead")
           assert.deepStrictEqual(yield* op.claimIds(), [third])
         }))
 
@@ -261,8 +351,90 @@ export const jobStoreConformance = (
         }))
     })
 
+    describe("payloads are JSON", () => {
+      class Money {
+        constructor(readonly cents: number) {}
+      }
+      const circular: Record<string, unknown> = { name: "loop" }
+      circular["self"] = circular
+      const notJson: ReadonlyArray<readonly [what: string, payload: unknown, path: string]> = [
+        ["a bigint", { order: { amount: 10n } }, "$.order.amount"],
+        ["a Date", { sentAt: new Date(0) }, "$.sentAt"],
+        ["NaN", { ratio: [1, Number.NaN] }, "$.ratio[1]"],
+        ["Infinity", Infinity, "$"],
+        ["a class instance", { price: new Money(5) }, "$.price"],
+        ["a circular object", circular, "$.self"]
+      ]
+      for (const [what, payload, path] of notJson) {
+        test(`fails enqueue with a JobStoreError naming the place of ${what}, storing nothing of the batch`, (
+          store,
+          op
+        ) =>
+          Effect.gen(function*() {
+            const now = yield* op.at(0)
+            const result = yield* Effect.either(store.enqueue([op.job(now), op.job(now, { payload })]))
+            assert.isTrue(Either.isLeft(result), `${what} is refused`)
+            if (Either.isRight(result)) return
+            assert.instanceOf(result.left, JobStoreError)
+            assert.strictEqual(result.left.operation, "enqueue")
+            assert.include(result.left.message, "job 1")
+            assert.include(result.left.message, path)
+            assert.deepStrictEqual(yield* op.stats, onlyEmails(zero))
+          }))
+      }
+
+      test("gives each claim a copy: mutating the enqueued object or a claimed payload changes nothing", (
+        store,
+        op
+      ) =>
+        Effect.gen(function*() {
+          const payload = { to: "ada@example.com", tags: ["a"], skipped: undefined }
+          const id = yield* op.enqueue({ payload, maxAttempts: 1 })
+          payload.to = "mallory@example.com"
+          payload.tags.push("b")
+          const first = yield* op.claimOne()
+          assert.deepStrictEqual(first.payload, { to: "ada@example.com", tags: ["a"] }, "as enqueued, as JSON")
+          const seen = first.payload as { to: string; tags: Array<string> }
+          seen.to = "eve@example.com"
+          seen.tags.push("c")
+          yield* op.release(first.lease, true)
+          const second = yield* op.claimOne()
+          assert.strictEqual(second.id, id)
+          assert.notStrictEqual(second.payload, first.payload, "a fresh copy per claim")
+          assert.deepStrictEqual(second.payload, { to: "ada@example.com", tags: ["a"] })
+          yield* op.dead(second.lease)
+          assert.deepStrictEqual((yield* store.deadLetters()).map((job) => job.payload), [{
+            to: "ada@example.com",
+            tags: ["a"]
+          }])
+        }))
+
+      test("keeps every JSON value: null, booleans, numbers, strings, arrays and objects, at any depth", (
+        store,
+        op
+      ) =>
+        Effect.gen(function*() {
+          const payloads: ReadonlyArray<unknown> = [
+            null,
+            true,
+            0,
+            -1.5,
+            "",
+            "unicode: é ✓ \u0000",
+            [],
+            {},
+            [1, "two", null, [false]],
+            { a: { b: { c: [{ d: 1e21 }] } } }
+          ]
+          const now = yield* op.at(0)
+          yield* store.enqueue(payloads.map((payload) => op.job(now, { payload })))
+          const claimed = yield* op.claim({ limit: payloads.length })
+          assert.deepStrictEqual(claimed.map((job) => job.payload), payloads)
+        }))
+    })
+
     describe("claim", () => {
-      const orderJobs = (op: ReturnType<typeof ops>) =>
+      const orderJobs = (op: Ops) =>
         Effect.gen(function*() {
           const now = yield* op.at(0)
           const earlier = yield* op.at(-1_000)
@@ -340,7 +512,7 @@ export const jobStoreConformance = (
         Effect.gen(function*() {
           const now = yield* op.at(0)
           const ids = yield* store.enqueue(Array.from({ length: 5 }, () => op.job(now)))
-          assert.deepStrictEqual(yield* op.claim({ limit: 0 }), [])
+          assert.deepStrictEqual(yield* store.claim(claimRequest({ limit: 0 })), { jobs: [], buried: [] })
           assert.deepStrictEqual(yield* op.claimIds({ limit: 2 }), ids.slice(0, 2))
           assert.deepStrictEqual(yield* op.claimIds({ limit: 2 }), ids.slice(2, 4))
           assert.deepStrictEqual(yield* op.claimIds({ limit: 2 }), ids.slice(4))
@@ -359,15 +531,15 @@ export const jobStoreConformance = (
 
       test(
         "counts an attempt on each claim, and gives each claim a fresh lease",
-        (store, op) =>
+        (_store, op) =>
           Effect.gen(function*() {
             yield* op.enqueue({ maxAttempts: 3 })
             const first = yield* op.claimOne()
             assert.strictEqual(first.attempt, 1)
-            yield* store.release(first.lease, { refund: false })
+            yield* op.release(first.lease, false)
             const second = yield* op.claimOne()
             assert.strictEqual(second.attempt, 2)
-            yield* store.retry(second.lease, yield* op.at(0), "boom")
+            yield* op.retry(second.lease, 0)
             const third = yield* op.claimOne({ lease: Duration.seconds(10) })
             assert.strictEqual(third.attempt, 3)
             assert.strictEqual(third.maxAttempts, 3)
@@ -383,7 +555,7 @@ export const jobStoreConformance = (
           Effect.gen(function*() {
             const id = yield* op.enqueue()
             const first = yield* op.claimOne()
-            yield* op.advance(Duration.toMillis(LEASE) - 1)
+            yield* op.advance(LEASE_MS - 1)
             assert.deepStrictEqual(yield* op.claim(), [], "the lease still holds one tick before it expires")
             yield* op.advance(1)
             const again = yield* op.claimOne({ worker: "worker-b" })
@@ -394,19 +566,120 @@ export const jobStoreConformance = (
       )
 
       test(
-        "dead-letters a job whose lease expired on its last attempt instead of claiming it",
+        "buries a job whose lease expired on its last attempt instead of claiming it, and reports it",
         (store, op) =>
           Effect.gen(function*() {
-            const id = yield* op.enqueue({ maxAttempts: 2 })
-            yield* store.release((yield* op.claimOne()).lease, { refund: false })
-            assert.strictEqual((yield* op.claimOne()).attempt, 2)
-            yield* op.advance(Duration.toMillis(LEASE))
-            assert.deepStrictEqual(yield* op.claim(), [])
+            const id = yield* op.enqueue({ name: "charge", queue: "billing", maxAttempts: 2 })
+            const billing = { queues: ["billing"], names: ["charge"] }
+            yield* op.release((yield* op.claimOne(billing)).lease, false)
+            assert.strictEqual((yield* op.claimOne(billing)).attempt, 2)
+            yield* op.advance(LEASE_MS)
+            const result = yield* store.claim(claimRequest(billing))
+            assert.deepStrictEqual(result, {
+              jobs: [],
+              buried: [{ id, name: "charge", queue: "billing", attempt: 2, error: "lease expired" }]
+            })
             const dead = yield* store.deadLetters()
             assert.deepStrictEqual(dead.map((job) => [job.id, job.attempts, job.lastError]), [[id, 2, "lease expired"]])
-            assert.deepStrictEqual(yield* store.stats, { ...zero, dead: 1, byQueue: { emails: { ...zero, dead: 1 } } })
+            assert.strictEqual(dead[0]!.failedAt.getTime(), (yield* op.at(0)).getTime())
+            assert.deepStrictEqual(yield* op.stats, {
+              ...zero,
+              dead: 1,
+              byQueue: { billing: { ...zero, dead: 1 } },
+              readyByName: {}
+            })
           })
       )
+
+      test("claims the jobs due while it buries others, in one call", (store, op) =>
+        Effect.gen(function*() {
+          const now = yield* op.at(0)
+          const [doomed] = yield* store.enqueue([op.job(now, { maxAttempts: 1 })])
+          yield* op.claimOne()
+          const [ready] = yield* store.enqueue([op.job(now)])
+          yield* op.advance(LEASE_MS)
+          const result = yield* store.claim(claimRequest())
+          assert.deepStrictEqual(result.jobs.map((job) => job.id), [ready])
+          assert.deepStrictEqual(buriedIds(result), [doomed])
+        }))
+    })
+
+    describe("jobs buried for an expired lease", () => {
+      test(
+        "are reported once across claims and reaps, whichever call comes first",
+        (store, op) =>
+          Effect.gen(function*() {
+            const now = yield* op.at(0)
+            const ids = yield* store.enqueue([
+              op.job(now, { maxAttempts: 1 }),
+              op.job(now, { maxAttempts: 1, queue: "other", name: "other-name" }),
+              op.job(now, { maxAttempts: 1 })
+            ])
+            yield* op.claim({ queues: ["emails", "other"], names: ["send-email", "other-name"] })
+            yield* op.advance(LEASE_MS)
+            const reports: Array<string> = []
+            // Claims of either queue, of nothing, and reaps, in turn: each death appears in exactly one of them.
+            reports.push(...buriedIds(yield* store.claim(claimRequest({ limit: 1 }))))
+            reports.push(...buriedIds(yield* store.reap))
+            reports.push(...buriedIds(yield* store.claim(claimRequest({ queues: ["other"], names: ["other-name"] }))))
+            reports.push(...buriedIds(yield* store.reap))
+            reports.push(...buriedIds(yield* store.claim(claimRequest())))
+            assert.deepStrictEqual(sorted(reports), ids)
+            assert.strictEqual((yield* store.deadLetters()).length, 3)
+          })
+      )
+
+      test("are reported by a reap that comes first, and not again by a claim", (store, op) =>
+        Effect.gen(function*() {
+          const id = yield* op.enqueue({ maxAttempts: 1 })
+          yield* op.claimOne()
+          yield* op.advance(LEASE_MS)
+          const reaped = yield* store.reap
+          assert.deepStrictEqual(reaped, {
+            reaped: 1,
+            buried: [{ id, name: "send-email", queue: "emails", attempt: 1, error: "lease expired" }]
+          })
+          assert.deepStrictEqual(yield* store.claim(claimRequest()), { jobs: [], buried: [] })
+          assert.deepStrictEqual(yield* store.reap, { reaped: 0, buried: [] })
+        }))
+
+      test(
+        "are reported once even when other operations ran between the expiry and the report",
+        (store, op) =>
+          Effect.gen(function*() {
+            const id = yield* op.enqueue({ maxAttempts: 1 })
+            const claimed = yield* op.claimOne()
+            yield* op.advance(LEASE_MS)
+            // Each of these may bring the store up to its clock; none of them reports deaths.
+            assert.deepStrictEqual(yield* store.renew([claimed.lease], LEASE), [id])
+            assert.deepStrictEqual(yield* store.settle([{ lease: claimed.lease, outcome: Outcome.Completed() }]), [
+              false
+            ])
+            assert.strictEqual((yield* store.stats).dead, 1)
+            yield* op.enqueue({ queue: "elsewhere" })
+            assert.deepStrictEqual((yield* store.deadLetters()).map((job) => job.id), [id])
+            const reports = [
+              ...buriedIds(yield* store.claim(claimRequest())),
+              ...buriedIds(yield* store.reap),
+              ...buriedIds(yield* store.claim(claimRequest())),
+              ...buriedIds(yield* store.reap)
+            ]
+            assert.deepStrictEqual(reports, [id])
+          })
+      )
+
+      test("are not reported when they died by a Dead outcome: the worker that settled it reports those", (
+        store,
+        op
+      ) =>
+        Effect.gen(function*() {
+          yield* op.enqueue({ maxAttempts: 1 })
+          yield* op.dead((yield* op.claimOne()).lease)
+          yield* op.advance(LEASE_MS)
+          assert.deepStrictEqual(yield* store.claim(claimRequest()), { jobs: [], buried: [] })
+          assert.deepStrictEqual(yield* store.reap, { reaped: 0, buried: [] })
+          assert.strictEqual((yield* store.deadLetters()).length, 1)
+        }))
     })
 
     describe("renew", () => {
@@ -416,174 +689,282 @@ export const jobStoreConformance = (
           const claimed = yield* op.claimOne()
           yield* op.advance(20_000)
           assert.deepStrictEqual(yield* store.renew([claimed.lease], LEASE), [])
-          yield* op.advance(Duration.toMillis(LEASE) - 1)
+          yield* op.advance(LEASE_MS - 1)
           assert.deepStrictEqual(yield* op.claim(), [], "renewed: still held 49.999 s after the claim")
           assert.deepStrictEqual(yield* store.renew([], LEASE), [])
           yield* op.advance(1)
           assert.deepStrictEqual(yield* op.claimIds(), [id], "expired 30 s after the renewal")
         }))
 
-      test("returns the ids whose lease no longer holds: claimed again, expired, completed or unknown", (
+      test(
+        "does not revive a lease at its expiry instant, even if nobody claimed the job again",
+        (store, op) =>
+          Effect.gen(function*() {
+            const id = yield* op.enqueue()
+            const claimed = yield* op.claimOne()
+            yield* op.advance(LEASE_MS)
+            assert.deepStrictEqual(yield* store.renew([claimed.lease], LEASE), [id])
+            assert.deepStrictEqual(yield* op.settleOne(claimed.lease, Outcome.Completed()), false)
+            const again = yield* op.claimOne()
+            assert.strictEqual(again.attempt, 2)
+          })
+      )
+
+      test("returns the ids whose lease no longer holds: claimed again, expired, settled, forged or unknown", (
         store,
         op
       ) =>
         Effect.gen(function*() {
           const now = yield* op.at(0)
-          const [reclaimedId, expiredId, completedId] = yield* store.enqueue([op.job(now), op.job(now), op.job(now)])
+          const [reclaimedId, expiredId, completedId, forgedId] = yield* store.enqueue([
+            op.job(now),
+            op.job(now),
+            op.job(now),
+            op.job(now, { runAt: yield* op.at(LEASE_MS) })
+          ])
           const [reclaimed, expired, completed] = yield* op.claim()
-          yield* store.complete(completed!.lease)
-          yield* op.advance(Duration.toMillis(LEASE))
+          yield* op.complete(completed!.lease)
+          yield* op.advance(LEASE_MS)
           const holder = yield* op.claimOne({ worker: "worker-b" })
           assert.strictEqual(holder.id, reclaimedId)
+          const fresh = yield* op.claimOne()
+          assert.strictEqual(fresh.id, expiredId)
+          const forged = yield* op.claimOne()
+          assert.strictEqual(forged.id, forgedId)
           const lost = yield* store.renew(
-            [reclaimed!.lease, holder.lease, expired!.lease, completed!.lease, { jobId: "no-such-job", token: "t" }],
+            [
+              reclaimed!.lease,
+              holder.lease,
+              expired!.lease,
+              completed!.lease,
+              { jobId: forgedId!, token: `${forged.lease.token}-forged` },
+              { jobId: "no-such-job", token: "t" }
+            ],
             LEASE
           )
-          assert.deepStrictEqual(sorted(lost), sorted([reclaimedId!, expiredId!, completedId!, "no-such-job"]))
-          assert.strictEqual((yield* store.stats).leased, 1, "the new holder's lease alone holds")
-          yield* store.complete(holder.lease)
+          assert.deepStrictEqual(
+            sorted(lost),
+            sorted([reclaimedId!, expiredId!, completedId!, forgedId!, "no-such-job"])
+          )
+          assert.strictEqual((yield* store.stats).leased, 3, "the new holders' leases still hold")
+          yield* op.complete(holder.lease)
+          yield* op.complete(fresh.lease)
+          yield* op.complete(forged.lease)
         }))
     })
 
-    describe("complete, retry, deadLetter and release", () => {
-      test("complete deletes the job", (store, op) =>
+    describe("settle", () => {
+      test("Completed deletes the job and frees nothing else", (store, op) =>
         Effect.gen(function*() {
           const id = yield* op.enqueue()
+          const other = yield* op.enqueue()
           const claimed = yield* op.claimOne()
-          yield* store.complete(claimed.lease)
-          assert.deepStrictEqual(yield* store.stats, { ...zero, byQueue: {} })
-          assert.deepStrictEqual(yield* op.claim(), [])
+          assert.strictEqual(claimed.id, id)
+          yield* op.complete(claimed.lease)
+          assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, ready: 1 }))
+          assert.deepStrictEqual(yield* op.claimIds(), [other])
           assert.deepStrictEqual(yield* store.deadLetters(), [])
           assert.deepStrictEqual(yield* store.renew([claimed.lease], LEASE), [id])
-          yield* assertLeaseLost(store.complete(claimed.lease), id, "complete")
+          assert.strictEqual(yield* op.settleOne(claimed.lease, Outcome.Completed()), false, "settled once")
         }))
 
-      test("retry schedules the job for runAt: not claimable before, claimable at runAt, attempt counted", (
-        store,
-        op
-      ) =>
-        Effect.gen(function*() {
-          const id = yield* op.enqueue()
-          const claimed = yield* op.claimOne()
-          yield* store.retry(claimed.lease, yield* op.at(10_000), "boom")
-          assert.deepStrictEqual(yield* op.claim(), [])
-          assert.deepStrictEqual(yield* store.stats, {
-            ...zero,
-            scheduled: 1,
-            byQueue: { emails: { ...zero, scheduled: 1 } }
+      test(
+        "Retry schedules the job delay after the settle by the store's clock, attempt counted",
+        (_store, op) =>
+          Effect.gen(function*() {
+            const id = yield* op.enqueue()
+            const claimed = yield* op.claimOne()
+            // The delay counts from the settle, not from the claim.
+            yield* op.advance(5_000)
+            const settledAt = yield* op.at(0)
+            yield* op.retry(claimed.lease, 10_000)
+            assert.deepStrictEqual(yield* op.claim(), [])
+            assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, scheduled: 1 }))
+            yield* op.advance(9_999)
+            assert.deepStrictEqual(yield* op.claim(), [], "one tick before the delay is over")
+            yield* op.advance(1)
+            const again = yield* op.claimOne()
+            assert.strictEqual(again.id, id)
+            assert.strictEqual(again.attempt, 2)
+            assert.strictEqual(again.runAt.getTime(), settledAt.getTime() + 10_000)
           })
-          yield* op.advance(9_999)
-          assert.deepStrictEqual(yield* op.claim(), [], "one tick before runAt")
-          yield* op.advance(1)
-          const again = yield* op.claimOne()
-          assert.strictEqual(again.id, id)
-          assert.strictEqual(again.attempt, 2)
-          assert.strictEqual(again.runAt.getTime(), (yield* op.at(0)).getTime())
-        }))
+      )
 
-      test("retry for an instant that has passed makes the job ready at once", (store, op) =>
+      test("Retry with a delay of zero makes the job ready at once", (_store, op) =>
         Effect.gen(function*() {
           const id = yield* op.enqueue()
-          yield* store.retry((yield* op.claimOne()).lease, yield* op.at(-1), "boom")
-          assert.deepStrictEqual(yield* op.claimIds(), [id])
-        }))
-
-      test("deadLetter moves the job to the dead letters with its error", (store, op) =>
-        Effect.gen(function*() {
-          const id = yield* op.enqueue({ name: "charge", queue: "billing", payload: { cents: 5 } })
-          const claimed = yield* op.claimOne({ queues: ["billing"], names: ["charge"] })
-          yield* op.advance(1_000)
-          const failedAt = yield* op.at(0)
-          yield* store.deadLetter(claimed.lease, "card declined")
-          assert.deepStrictEqual(yield* store.deadLetters(), [{
-            id,
-            name: "charge",
-            queue: "billing",
-            payload: { cents: 5 },
-            attempts: 1,
-            lastError: "card declined",
-            failedAt
-          }])
-          assert.deepStrictEqual(yield* store.stats, { ...zero, dead: 1, byQueue: { billing: { ...zero, dead: 1 } } })
-          assert.deepStrictEqual(yield* op.claim({ queues: ["billing"], names: ["charge"] }), [])
-        }))
-
-      test("release makes the job ready at once, its attempt counted", (store, op) =>
-        Effect.gen(function*() {
-          const id = yield* op.enqueue()
-          yield* store.release((yield* op.claimOne()).lease, { refund: false })
+          yield* op.retry((yield* op.claimOne()).lease, 0)
           const again = yield* op.claimOne()
           assert.strictEqual(again.id, id)
           assert.strictEqual(again.attempt, 2)
         }))
 
       test(
-        "release with refund makes the job ready at once, its attempt not counted",
+        "Dead moves the job to the dead letters with its error, at the store's now",
         (store, op) =>
           Effect.gen(function*() {
+            const id = yield* op.enqueue({ name: "charge", queue: "billing", payload: { cents: 5 } })
+            const claimed = yield* op.claimOne({ queues: ["billing"], names: ["charge"] })
+            yield* op.advance(1_000)
+            const failedAt = yield* op.at(0)
+            yield* op.dead(claimed.lease, "card declined")
+            assert.deepStrictEqual(yield* store.deadLetters(), [{
+              id,
+              name: "charge",
+              queue: "billing",
+              payload: { cents: 5 },
+              attempts: 1,
+              lastError: "card declined",
+              failedAt
+            }])
+            assert.deepStrictEqual(yield* op.stats, {
+              ...zero,
+              dead: 1,
+              byQueue: { billing: { ...zero, dead: 1 } },
+              readyByName: {}
+            })
+            assert.deepStrictEqual(yield* op.claim({ queues: ["billing"], names: ["charge"] }), [])
+          })
+      )
+
+      test("Dead on an attempt before the last buries the job all the same", (store, op) =>
+        Effect.gen(function*() {
+          const id = yield* op.enqueue({ maxAttempts: 25 })
+          yield* op.dead((yield* op.claimOne()).lease, "fatal")
+          assert.deepStrictEqual((yield* store.deadLetters()).map((job) => [job.id, job.attempts]), [[id, 1]])
+        }))
+
+      test("Released makes the job ready at once, its attempt counted", (_store, op) =>
+        Effect.gen(function*() {
+          const id = yield* op.enqueue()
+          yield* op.release((yield* op.claimOne()).lease, false)
+          const again = yield* op.claimOne()
+          assert.strictEqual(again.id, id)
+          assert.strictEqual(again.attempt, 2)
+        }))
+
+      test(
+        "Released with refund makes the job ready at once, its attempt not counted",
+        (_store, op) =>
+          Effect.gen(function*() {
             const id = yield* op.enqueue({ maxAttempts: 1 })
-            yield* store.release((yield* op.claimOne()).lease, { refund: true })
+            yield* op.release((yield* op.claimOne()).lease, true)
             const again = yield* op.claimOne()
             assert.strictEqual(again.id, id)
             assert.strictEqual(again.attempt, 1)
-            yield* store.release(again.lease, { refund: true })
+            yield* op.release(again.lease, true)
             assert.strictEqual((yield* op.claimOne()).attempt, 1, "refunded again")
           })
       )
 
       test(
-        "after the lease was lost and the job claimed again, every late call fails with LeaseLost and changes nothing",
-        (
+        "applies a batch of every kind of outcome in one call, and answers in order",
+        (store, op) =>
+          Effect.gen(function*() {
+            const now = yield* op.at(0)
+            const ids = yield* store.enqueue(Array.from({ length: 5 }, (_, i) => op.job(now, { payload: { i } })))
+            const claimed = yield* op.claim()
+            assert.deepStrictEqual(claimed.map((job) => job.id), ids)
+            const [completed, retried, dead, released, refunded] = claimed
+            const applied = yield* store.settle([
+              { lease: completed!.lease, outcome: Outcome.Completed() },
+              { lease: retried!.lease, outcome: Outcome.Retry({ delay: Duration.seconds(5), error: "again" }) },
+              { lease: { jobId: "no-such-job", token: "t" }, outcome: Outcome.Completed() },
+              { lease: dead!.lease, outcome: Outcome.Dead({ error: "fatal" }) },
+              { lease: released!.lease, outcome: Outcome.Released({ refund: false }) },
+              { lease: refunded!.lease, outcome: Outcome.Released({ refund: true }) }
+            ])
+            assert.deepStrictEqual(applied, [true, true, false, true, true, true])
+            assert.deepStrictEqual(yield* op.stats, onlyEmails({ ready: 2, scheduled: 1, leased: 0, dead: 1 }))
+            const back = yield* op.claim()
+            assert.deepStrictEqual(back.map((job) => [job.id, job.attempt]), [[released!.id, 2], [refunded!.id, 1]])
+            assert.deepStrictEqual((yield* store.deadLetters()).map((job) => job.id), [dead!.id])
+            yield* op.advance(5_000)
+            assert.deepStrictEqual((yield* op.claim()).map((job) => [job.id, job.attempt]), [[retried!.id, 2]])
+            assert.deepStrictEqual(yield* store.settle([]), [])
+          })
+      )
+
+      for (const outcome of everyOutcome) {
+        const kind = outcome._tag === "Retry"
+          ? `Retry after ${Duration.format(outcome.delay)}`
+          : outcome._tag === "Released"
+          ? `Released ${outcome.refund ? "with" : "without"} refund`
+          : outcome._tag
+
+        test(`${kind} changes nothing once the lease expired by the store's clock, even if nobody claimed again`, (
+          store,
+          op
+        ) =>
+          Effect.gen(function*() {
+            const id = yield* op.enqueue({ key: "k" })
+            const claimed = yield* op.claimOne()
+            yield* op.advance(LEASE_MS)
+            assert.deepStrictEqual(yield* op.settleOne(claimed.lease, outcome), false, "at the expiry instant")
+            assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, ready: 1 }))
+            assert.deepStrictEqual(yield* store.deadLetters(), [])
+            assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "the job still holds its key")
+            const again = yield* op.claimOne()
+            assert.strictEqual(again.id, id)
+            assert.strictEqual(again.attempt, 2, "the expired attempt counted, and no refund")
+          }))
+
+        test(`${kind} changes nothing once the job was claimed again, and the new holder's lease is untouched`, (
           store,
           op
         ) =>
           Effect.gen(function*() {
             const id = yield* op.enqueue()
             const first = yield* op.claimOne()
-            yield* op.advance(Duration.toMillis(LEASE))
+            yield* op.advance(LEASE_MS)
             const second = yield* op.claimOne({ worker: "worker-b" })
             assert.strictEqual(second.id, id)
-            yield* assertLeaseLost(store.complete(first.lease), id, "complete")
-            yield* assertLeaseLost(store.retry(first.lease, yield* op.at(0), "late"), id, "retry")
-            yield* assertLeaseLost(store.deadLetter(first.lease, "late"), id, "deadLetter")
-            yield* assertLeaseLost(store.release(first.lease, { refund: true }), id, "release")
-            yield* assertLeaseLost(store.release(first.lease, { refund: false }), id, "release")
-            assert.deepStrictEqual(yield* store.stats, {
-              ...zero,
-              leased: 1,
-              byQueue: { emails: { ...zero, leased: 1 } }
-            })
+            assert.deepStrictEqual(yield* op.settleOne(first.lease, outcome), false)
+            assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, leased: 1 }))
             assert.deepStrictEqual(yield* store.deadLetters(), [])
             assert.deepStrictEqual(yield* op.claim(), [], "still held by the new holder")
-            // The new holder's lease works: it renews, and its release counts from its own attempt.
             assert.deepStrictEqual(yield* store.renew([second.lease], LEASE), [])
-            yield* store.release(second.lease, { refund: false })
+            yield* op.release(second.lease, false)
             assert.strictEqual((yield* op.claimOne()).attempt, 3)
-          })
-      )
+          }))
 
-      test(
-        "a lease is lost at its expiry instant even if nobody claimed the job again",
-        (store, op) =>
+        test(`${kind} changes nothing once the lease was settled`, (_store, op) =>
           Effect.gen(function*() {
-            const id = yield* op.enqueue()
+            const id = yield* op.enqueue({ maxAttempts: 1 })
             const claimed = yield* op.claimOne()
-            yield* op.advance(Duration.toMillis(LEASE))
-            yield* assertLeaseLost(store.complete(claimed.lease), id, "complete")
-            yield* assertLeaseLost(store.retry(claimed.lease, yield* op.at(60_000), "late"), id, "retry")
-            yield* assertLeaseLost(store.deadLetter(claimed.lease, "late"), id, "deadLetter")
-            yield* assertLeaseLost(store.release(claimed.lease, { refund: true }), id, "release")
-            assert.deepStrictEqual(yield* store.renew([claimed.lease], LEASE), [id])
-            assert.deepStrictEqual(yield* store.stats, {
-              ...zero,
-              ready: 1,
-              byQueue: { emails: { ...zero, ready: 1 } }
-            })
+            yield* op.release(claimed.lease, true)
+            assert.deepStrictEqual(yield* op.settleOne(claimed.lease, outcome), false)
+            assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, ready: 1 }))
             const again = yield* op.claimOne()
             assert.strictEqual(again.id, id)
-            assert.strictEqual(again.attempt, 2, "the expired attempt counted, the late release refunded nothing")
-          })
-      )
+            assert.strictEqual(again.attempt, 1)
+          }))
+      }
+
+      test("a lease holds until one tick before its expiry instant", (store, op) =>
+        Effect.gen(function*() {
+          const now = yield* op.at(0)
+          yield* store.enqueue([op.job(now), op.job(now)])
+          const [a, b] = yield* op.claim()
+          yield* op.advance(LEASE_MS - 1)
+          assert.deepStrictEqual(
+            yield* store.settle([{ lease: a!.lease, outcome: Outcome.Completed() }]),
+            [true],
+            "one tick before"
+          )
+          yield* op.advance(1)
+          assert.deepStrictEqual(yield* store.settle([{ lease: b!.lease, outcome: Outcome.Completed() }]), [false])
+        }))
+
+      test("refuses a lease whose token is not the job's", (store, op) =>
+        Effect.gen(function*() {
+          const id = yield* op.enqueue()
+          const claimed = yield* op.claimOne()
+          const forged = { jobId: id, token: `${claimed.lease.token}-forged` }
+          assert.deepStrictEqual(yield* store.settle([{ lease: forged, outcome: Outcome.Completed() }]), [false])
+          assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, leased: 1 }))
+          yield* op.complete(claimed.lease)
+        }))
     })
 
     describe("reap", () => {
@@ -599,18 +980,20 @@ export const jobStoreConformance = (
             op.job(now, { payload: { n: 3 } })
           ])
           const claimed = yield* op.claim()
-          assert.strictEqual(yield* store.reap, 0, "nothing expired yet")
+          assert.deepStrictEqual(yield* store.reap, { reaped: 0, buried: [] }, "nothing expired yet")
           yield* op.advance(10_000)
           yield* store.renew([claimed[2]!.lease], LEASE)
-          yield* op.advance(Duration.toMillis(LEASE) - 10_000)
-          assert.strictEqual(yield* store.reap, 2)
-          assert.deepStrictEqual(yield* store.stats, {
-            ready: 1,
-            scheduled: 0,
-            leased: 1,
-            dead: 1,
-            byQueue: { emails: { ready: 1, scheduled: 0, leased: 1, dead: 1 } }
-          })
+          yield* op.advance(LEASE_MS - 10_000)
+          const reaped = yield* store.reap
+          assert.strictEqual(reaped.reaped, 2)
+          assert.deepStrictEqual(reaped.buried, [{
+            id: exhausted!,
+            name: "send-email",
+            queue: "emails",
+            attempt: 1,
+            error: "lease expired"
+          }])
+          assert.deepStrictEqual(yield* op.stats, onlyEmails({ ready: 1, scheduled: 0, leased: 1, dead: 1 }))
           const dead = yield* store.deadLetters()
           assert.deepStrictEqual(dead.map((job) => [job.id, job.attempts, job.lastError, job.payload]), [[
             exhausted,
@@ -618,7 +1001,7 @@ export const jobStoreConformance = (
             "lease expired",
             { n: 1 }
           ]])
-          assert.strictEqual(yield* store.reap, 0, "each expired lease is reaped once")
+          assert.deepStrictEqual(yield* store.reap, { reaped: 0, buried: [] }, "each expired lease is reaped once")
           const again = yield* op.claimOne()
           assert.strictEqual(again.id, retried)
           assert.strictEqual(again.attempt, 2)
@@ -641,9 +1024,9 @@ export const jobStoreConformance = (
               op.job(now, { queue: "d" })
             ])
             yield* op.claimOne({ queues: ["b"] })
-            yield* store.deadLetter((yield* op.claimOne({ queues: ["c"] })).lease, "fatal")
-            yield* store.complete((yield* op.claimOne({ queues: ["d"] })).lease)
-            assert.deepStrictEqual(yield* store.stats, {
+            yield* op.dead((yield* op.claimOne({ queues: ["c"] })).lease)
+            yield* op.complete((yield* op.claimOne({ queues: ["d"] })).lease)
+            assert.deepStrictEqual(yield* op.stats, {
               ready: 2,
               scheduled: 1,
               leased: 1,
@@ -652,25 +1035,58 @@ export const jobStoreConformance = (
                 a: { ...zero, ready: 2, scheduled: 1 },
                 b: { ...zero, leased: 1 },
                 c: { ...zero, dead: 1 }
-              }
+              },
+              readyByName: { "send-email": 2 }
             })
           })
       )
 
-      test("counts a scheduled job as ready once its runAt has come, and an expired lease as not leased", (
-        store,
+      test(
+        "counts the ready jobs per job name, across queues, and only the ready ones",
+        (store, op) =>
+          Effect.gen(function*() {
+            const now = yield* op.at(0)
+            yield* store.enqueue([
+              op.job(now, { queue: "a", name: "resize" }),
+              op.job(now, { queue: "b", name: "resize" }),
+              op.job(now, { queue: "a", name: "orphan" }),
+              op.job(now, { queue: "a", name: "leased" }),
+              op.job(now, { queue: "a", name: "dead" }),
+              op.job(yield* op.at(60_000), { queue: "a", name: "scheduled" })
+            ])
+            yield* op.claimOne({ queues: ["a"], names: ["leased"] })
+            yield* op.dead((yield* op.claimOne({ queues: ["a"], names: ["dead"] })).lease)
+            assert.deepStrictEqual((yield* op.stats).readyByName, { resize: 2, orphan: 1 })
+          })
+      )
+
+      test("counts a job whose runAt has come as ready, and a job whose lease expired as ready or dead", (
+        _store,
         op
       ) =>
         Effect.gen(function*() {
           yield* op.enqueue({ runAt: yield* op.at(10_000) })
           yield* op.enqueue()
+          yield* op.enqueue({ name: "last-try", maxAttempts: 1 })
           yield* op.claimOne()
-          const only = (counts: QueueStats) => ({ ...counts, byQueue: { emails: counts } })
-          assert.deepStrictEqual(yield* store.stats, only({ ...zero, scheduled: 1, leased: 1 }))
+          yield* op.claimOne({ names: ["last-try"] })
+          const check = (
+            expected: QueueStats,
+            readyByName: Record<string, number>,
+            message: string
+          ) =>
+            Effect.gen(function*() {
+              assert.deepStrictEqual(
+                yield* op.stats,
+                { ...expected, byQueue: { emails: expected }, readyByName },
+                message
+              )
+            })
+          yield* check({ ...zero, scheduled: 1, leased: 2 }, {}, "at first")
           yield* op.advance(10_000)
-          assert.deepStrictEqual(yield* store.stats, only({ ...zero, ready: 1, leased: 1 }))
-          yield* op.advance(Duration.toMillis(LEASE) - 10_000)
-          assert.deepStrictEqual(yield* store.stats, only({ ...zero, ready: 2 }))
+          yield* check({ ...zero, ready: 1, leased: 2 }, { "send-email": 1 }, "runAt has come")
+          yield* op.advance(LEASE_MS - 10_000)
+          yield* check({ ...zero, ready: 2, dead: 1 }, { "send-email": 2 }, "the leases expired")
         }))
     })
 
@@ -688,7 +1104,7 @@ export const jobStoreConformance = (
             const claimed = yield* op.claim({ queues: ["x", "y"] })
             for (const [i, job] of claimed.entries()) {
               if (i > 0) yield* op.advance(1_000)
-              yield* store.deadLetter(job.lease, `error ${i + 1}`)
+              yield* op.dead(job.lease, `error ${i + 1}`)
             }
             const idsOf = (jobs: ReadonlyArray<{ readonly id: string }>) => jobs.map((job) => job.id)
             const all = yield* store.deadLetters()
@@ -709,8 +1125,10 @@ export const jobStoreConformance = (
           const now = yield* op.at(0)
           yield* store.enqueue(Array.from({ length: 101 }, () => op.job(now, { maxAttempts: 1 })))
           assert.strictEqual((yield* op.claim({ limit: 101 })).length, 101)
-          yield* op.advance(Duration.toMillis(LEASE))
-          assert.strictEqual(yield* store.reap, 101)
+          yield* op.advance(LEASE_MS)
+          const reaped = yield* store.reap
+          assert.strictEqual(reaped.reaped, 101)
+          assert.strictEqual(reaped.buried.length, 101)
           assert.strictEqual((yield* store.deadLetters()).length, 100)
           assert.strictEqual((yield* store.deadLetters({ limit: 1_000 })).length, 101)
         }))
@@ -726,24 +1144,20 @@ export const jobStoreConformance = (
             op.job(now, { payload: { job: "other" } })
           ])
           const [first] = yield* op.claim({ limit: 1 })
-          yield* store.release(first!.lease, { refund: false })
+          yield* op.release(first!.lease, false)
           const claimed = yield* op.claim()
           assert.deepStrictEqual(claimed.map((job) => [job.id, job.attempt]), [[tired, 2], [other, 1]])
-          for (const job of claimed) yield* store.deadLetter(job.lease, "fatal")
+          for (const job of claimed) yield* op.dead(job.lease)
           yield* op.advance(60_000)
           // Enqueued at the instant of the redrive, with the same runAt: a redriven job goes behind it.
           const fresh = yield* op.enqueue({ payload: { job: "fresh" } })
           assert.strictEqual(yield* store.redrive([tired!, "no-such-job", tired!]), 1)
           assert.deepStrictEqual((yield* store.deadLetters()).map((job) => job.id), [other])
-          assert.deepStrictEqual(yield* store.stats, {
-            ...zero,
-            ready: 2,
-            dead: 1,
-            byQueue: { emails: { ...zero, ready: 2, dead: 1 } }
-          })
+          assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, ready: 2, dead: 1 }))
           const back = yield* op.claim()
           assert.deepStrictEqual(back.map((job) => job.payload), [{ job: "fresh" }, { job: "tired" }])
           assert.strictEqual(back[0]!.id, fresh)
+          assert.strictEqual(back[1]!.id, tired, "a redriven job keeps its id")
           assert.strictEqual(back[1]!.attempt, 1, "attempts reset")
           assert.strictEqual(back[1]!.maxAttempts, 2)
           assert.strictEqual(yield* store.redrive([tired!]), 0, "a live job is not redriven")
@@ -753,16 +1167,166 @@ export const jobStoreConformance = (
 
     describe("wakeups", () => {
       test(
+        "is live when it returns: the next ready enqueue reaches it, with no probe",
+        (store, op) =>
+          Effect.gen(function*() {
+            const received = yield* store.wakeups
+            yield* op.enqueue({ queue: "first" })
+            assert.strictEqual(yield* Queue.take(received), "first")
+          })
+      )
+
+      test(
         "emits the queues that got a job ready now, not one that got only a delayed job",
         (store, op) =>
           Effect.gen(function*() {
             const received = yield* subscribeWakeups(store)
             yield* op.enqueue({ queue: "later", runAt: yield* op.at(60_000) })
+            yield* store.enqueue([newJob({ queue: "later-too", runAt: undefined, delay: Duration.minutes(1) })])
             const now = yield* op.at(0)
             yield* store.enqueue([op.job(now, { queue: "now-a" }), op.job(now, { queue: "now-b" })])
             const woken = yield* wakeupsBefore(store, received, "marker")
             assert.includeMembers([...woken], ["now-a", "now-b"])
             assert.notInclude(woken, "later")
+            assert.notInclude(woken, "later-too")
+          })
+      )
+
+      test("does not wake for an enqueue that found its key held", (store, op) =>
+        Effect.gen(function*() {
+          yield* op.enqueue({ queue: "dedup", key: "k" })
+          const received = yield* subscribeWakeups(store)
+          yield* op.enqueue({ queue: "dedup", key: "k" })
+          assert.notInclude(yield* wakeupsBefore(store, received, "marker"), "dedup")
+        }))
+
+      test(
+        "wakes for Released, a Retry already due, a redrive and a reap that made jobs ready",
+        (store, op) =>
+          Effect.gen(function*() {
+            const now = yield* op.at(0)
+            const queues = ["released", "retried", "redriven", "reaped"]
+            yield* store.enqueue(queues.map((queue) => op.job(now, { queue })))
+            const claimed = yield* op.claim({ queues })
+            const byQueue = (queue: string) => claimed.find((job) => job.queue === queue)!
+            const received = yield* subscribeWakeups(store)
+            yield* op.release(byQueue("released").lease, false)
+            assert.include(yield* wakeupsBefore(store, received, "m1"), "released")
+            yield* op.retry(byQueue("retried").lease, 0)
+            assert.include(yield* wakeupsBefore(store, received, "m2"), "retried")
+            const redriven = byQueue("redriven")
+            yield* op.dead(redriven.lease)
+            assert.strictEqual(yield* store.redrive([redriven.id]), 1)
+            assert.include(yield* wakeupsBefore(store, received, "m3"), "redriven")
+            yield* op.advance(LEASE_MS)
+            assert.strictEqual((yield* store.reap).reaped, 1)
+            assert.include(yield* wakeupsBefore(store, received, "m4"), "reaped")
+          })
+      )
+
+      test("gives every subscriber every wake-up", (store, op) =>
+        Effect.gen(function*() {
+          const one = yield* subscribeWakeups(store)
+          const two = yield* subscribeWakeups(store)
+          yield* op.enqueue({ queue: "q" })
+          assert.strictEqual(yield* Queue.take(one), "q")
+          assert.strictEqual(yield* Queue.take(two), "q")
+        }))
+    })
+
+    describe("arguments that make no sense", () => {
+      test(
+        "die with an IllegalArgumentException naming the store, the operation and the argument",
+        (store, op) =>
+          Effect.gen(function*() {
+            const now = yield* op.at(0)
+            const bad = (fields: Partial<NewJob>) => Effect.exit(store.enqueue([op.job(now), op.job(now, fields)]))
+            assertIllegal(yield* bad({ name: "" }), `${name}.enqueue: invalid job 1 name`)
+            assertIllegal(yield* bad({ queue: 3 as unknown as string }), `${name}.enqueue: invalid job 1 queue`)
+            assertIllegal(yield* bad({ runAt: new Date(Number.NaN) }), `${name}.enqueue: invalid job 1 runAt`)
+            assertIllegal(yield* bad({ delay: Duration.infinity }), `${name}.enqueue: invalid job 1 delay`)
+            assertIllegal(yield* bad({ priority: 0.5 }), `${name}.enqueue: invalid job 1 priority`)
+            assertIllegal(yield* bad({ key: "" }), `${name}.enqueue: invalid job 1 key`)
+            assertIllegal(yield* bad({ maxAttempts: 0 }), `${name}.enqueue: invalid job 1 maxAttempts`)
+            assertIllegal(
+              yield* Effect.exit(store.enqueue("x" as unknown as Array<NewJob>)),
+              `${name}.enqueue: invalid jobs`
+            )
+            assert.deepStrictEqual(yield* op.stats, onlyEmails(zero), "a batch with a bad job stores nothing")
+
+            const claim = (fields: Partial<ClaimRequest>) => Effect.exit(store.claim(claimRequest(fields)))
+            assertIllegal(yield* claim({ limit: -1 }), `${name}.claim: invalid limit`)
+            assertIllegal(yield* claim({ limit: 1.5 }), `${name}.claim: invalid limit`)
+            assertIllegal(yield* claim({ lease: Duration.zero }), `${name}.claim: invalid lease`)
+            assertIllegal(yield* claim({ lease: Duration.infinity }), `${name}.claim: invalid lease`)
+            assertIllegal(
+              yield* claim({ queues: "emails" as unknown as Array<string> }),
+              `${name}.claim: invalid queues`
+            )
+            assertIllegal(
+              yield* claim({ names: undefined as unknown as Array<string> }),
+              `${name}.claim: invalid names`
+            )
+
+            yield* op.enqueue()
+            const claimed = yield* op.claimOne()
+            assertIllegal(
+              yield* Effect.exit(store.renew([claimed.lease], Duration.zero)),
+              `${name}.renew: invalid lease`
+            )
+            assertIllegal(
+              yield* Effect.exit(store.renew([{ jobId: 1 } as unknown as Lease], LEASE)),
+              `${name}.renew: invalid leases`
+            )
+
+            const settle = (settlement: unknown) =>
+              Effect.exit(store.settle([
+                { lease: claimed.lease, outcome: Outcome.Completed() },
+                settlement as { lease: Lease; outcome: Outcome }
+              ]))
+            const lease = claimed.lease
+            assertIllegal(
+              yield* settle({ lease: undefined, outcome: Outcome.Completed() }),
+              `${name}.settle: invalid settlement 1 lease`
+            )
+            assertIllegal(
+              yield* settle({ lease, outcome: Outcome.Retry({ delay: Duration.infinity, error: "x" }) }),
+              `${name}.settle: invalid settlement 1 delay`
+            )
+            assertIllegal(
+              yield* settle({ lease, outcome: Outcome.Retry({ delay: Duration.days(365 * 101), error: "x" }) }),
+              `${name}.settle: invalid settlement 1 delay`
+            )
+            assertIllegal(
+              yield* settle({ lease, outcome: Outcome.Retry({ delay: Duration.zero, error: 3 as unknown as string }) }),
+              `${name}.settle: invalid settlement 1 error`
+            )
+            assertIllegal(
+              yield* settle({ lease, outcome: Outcome.Dead({ error: undefined as unknown as string }) }),
+              `${name}.settle: invalid settlement 1 error`
+            )
+            assertIllegal(
+              yield* settle({ lease, outcome: Outcome.Released({ refund: "yes" as unknown as boolean }) }),
+              `${name}.settle: invalid settlement 1 refund`
+            )
+            assertIllegal(
+              yield* settle({ lease, outcome: { _tag: "Done" } }),
+              `${name}.settle: invalid settlement 1 outcome`
+            )
+            assertIllegal(yield* settle(null), `${name}.settle: invalid settlement 1`)
+            assertIllegal(
+              yield* Effect.exit(store.settle("x" as unknown as [])),
+              `${name}.settle: invalid settlements`
+            )
+
+            assertIllegal(yield* Effect.exit(store.deadLetters({ limit: -1 })), `${name}.deadLetters: invalid limit`)
+            assertIllegal(yield* Effect.exit(store.redrive([1 as unknown as string])), `${name}.redrive: invalid ids`)
+            assert.deepStrictEqual(
+              yield* op.stats,
+              onlyEmails({ ...zero, leased: 1 }),
+              "nothing changed, the good settlement of a refused batch included"
+            )
+            yield* op.complete(claimed.lease)
           })
       )
     })

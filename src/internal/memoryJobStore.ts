@@ -2,22 +2,23 @@ import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as PubSub from "effect/PubSub"
-import * as Stream from "effect/Stream"
 import {
+  type BuriedJob,
   type ClaimedJob,
   type ClaimRequest,
+  type ClaimResult,
   type DeadJob,
+  type EncodedJob,
   type JobStats,
   type JobStore,
   JobStoreError,
   type Lease,
-  LeaseLost,
-  type NewJob,
-  type QueueStats
+  type QueueStats,
+  type ReapResult,
+  type Settlement
 } from "../JobStore.js"
 import type { MemoryJobStoreOptions } from "../MemoryJobStore.js"
-import * as storeArgs from "./storeArgs.js"
-import { isCount, type Problem } from "./storeArgs.js"
+import * as jobStore from "./jobStore.js"
 
 type Service = JobStore.Service
 
@@ -33,6 +34,12 @@ const wakeupBufferSize = 256
 
 /** How many dropped dead letters one warning names; the rest are counted. */
 const droppedNamed = 10
+
+/** What a claim or a reap reports when it buried nothing: shared, so that the common path allocates nothing. */
+const noneBuried: ReadonlyArray<BuriedJob> = Object.freeze([])
+
+/** The error of a job buried because its lease expired on its last attempt. */
+const leaseExpired = "lease expired"
 
 /**
  * One job, from `enqueue` to `complete` or to the end of the dead letters. The same object moves between the
@@ -57,7 +64,8 @@ class JobRecord {
   constructor(
     readonly id: string,
     readonly lane: Lane,
-    readonly payload: unknown,
+    /** JSON text: each claim parses it, so every handler gets a copy of its own, as from a database. */
+    readonly payload: string,
     readonly priority: number,
     readonly key: string | undefined,
     readonly maxAttempts: number,
@@ -179,8 +187,6 @@ class QueueState {
   constructor(readonly name: string) {}
 }
 
-const illegal = (operation: string, problem: Problem) => storeArgs.illegal("MemoryJobStore", operation, problem)
-
 /** What `sizes` reports: every structure that holds jobs, for the tests that prove completed jobs leave nothing. */
 export interface StoreSizes {
   readonly jobs: number
@@ -191,13 +197,19 @@ export interface StoreSizes {
   readonly dead: number
   readonly queues: number
   readonly lanes: number
+  /** Jobs buried for an expired lease that no claim or reap has reported yet. */
+  readonly buried: number
 }
+
+/** A relative delay as whole milliseconds, rounded up (never early), as `JobStore.make` does for `enqueue`. */
+const delayMillis = (delay: Duration.Duration): number => Math.ceil(Duration.toMillis(delay))
 
 /**
  * The store's state. Every method is synchronous, and JavaScript runs one of them at a time, so each operation of
- * the service (one `Effect.suspend` around one method) is one atomic step: no other fiber sees a job half-way
- * from one structure to another. Each operation first brings the store up to its clock (`settle`): scheduled jobs
+ * the driver (one `Effect.suspend` around one method) is one atomic step: no other fiber sees a job half-way
+ * from one structure to another. Each operation first brings the store up to its clock (`catchUp`): scheduled jobs
  * that are due become ready, and expired leases give their job back (or bury it, when its attempts are used up).
+ * The jobs buried that way wait in `buried` until a claim or a reap reports them, each exactly once.
  */
 class StoreCore {
   private readonly jobs = new Map<string, JobRecord>()
@@ -216,6 +228,8 @@ class StoreCore {
   private operation = 0
   private laneCount = 0
   private sweepAbove = 64
+  /** Jobs buried because their lease expired on their last attempt, not yet reported by a claim or a reap. */
+  private buried: Array<BuriedJob> | undefined = undefined
   /** Dead letters dropped past the bound during this operation: counted, and the first few named in a warning. */
   private droppedCount = 0
   private dropped: Array<JobRecord> | undefined = undefined
@@ -229,11 +243,11 @@ class StoreCore {
     private readonly maxJobs: number
   ) {}
 
-  /** Starts an operation: reads the clock once and settles the store at that instant. */
+  /** Starts an operation: reads the clock once and brings the store up to that instant. */
   private begin(): number {
     const now = this.clock.unsafeCurrentTimeMillis()
     this.operation++
-    this.settle(now, false)
+    this.catchUp(now, false)
     return now
   }
 
@@ -241,7 +255,7 @@ class StoreCore {
    * Due scheduled jobs become ready; every expired lease (one that reached its expiry instant) gives its job back,
    * ready with the attempt counted, or buries it when its attempts are used up. Returns how many leases expired.
    */
-  private settle(now: number, wake: boolean): number {
+  private catchUp(now: number, wake: boolean): number {
     const schedule = this.schedule
     let due = schedule.peek()
     while (due !== undefined && due.runAt <= now) {
@@ -258,11 +272,29 @@ class StoreCore {
       leases.remove(lapsed)
       lapsed.token = undefined
       lapsed.lane.queue.leased--
-      if (lapsed.attempts >= lapsed.maxAttempts) this.bury(lapsed, "lease expired", now)
-      else this.makeReady(lapsed, wake)
+      if (lapsed.attempts >= lapsed.maxAttempts) {
+        ;(this.buried ??= []).push({
+          id: lapsed.id,
+          name: lapsed.lane.name,
+          queue: lapsed.lane.queue.name,
+          attempt: lapsed.attempts,
+          error: leaseExpired
+        })
+        this.bury(lapsed, leaseExpired, now)
+      } else {
+        this.makeReady(lapsed, wake)
+      }
       lapsed = leases.peek()
     }
     return expired
+  }
+
+  /** The buried jobs not reported yet, which the caller reports: each is handed out once. */
+  private takeBuried(): ReadonlyArray<BuriedJob> {
+    const buried = this.buried
+    if (buried === undefined) return noneBuried
+    this.buried = undefined
+    return buried
   }
 
   private makeReady(record: JobRecord, wake: boolean): void {
@@ -327,7 +359,7 @@ class StoreCore {
     this.sweepAbove = 2 * lanes + 64
   }
 
-  /** The job that `lease` holds, or `undefined` when the lease no longer holds (settled before). */
+  /** The job that `lease` holds, or `undefined` when the lease no longer holds (settled, or expired). */
   private held(lease: Lease): JobRecord | undefined {
     const record = this.jobs.get(lease.jobId)
     return record !== undefined && record.state === State.Leased && record.token === lease.token ? record : undefined
@@ -423,9 +455,7 @@ class StoreCore {
     return Effect.zipRight(effect, result)
   }
 
-  enqueue(jobs: ReadonlyArray<NewJob>): Effect.Effect<ReadonlyArray<string>, JobStoreError> {
-    const problem = storeArgs.enqueueProblem(jobs)
-    if (problem !== undefined) return illegal("enqueue", problem)
+  enqueue(jobs: ReadonlyArray<EncodedJob>): Effect.Effect<ReadonlyArray<string>, JobStoreError> {
     const now = this.begin()
     if (this.maxJobs !== Infinity) {
       const adding = this.newJobs(jobs)
@@ -459,7 +489,7 @@ class StoreCore {
         key,
         job.maxAttempts,
         now,
-        job.runAt.getTime(),
+        job.runAt === undefined ? now + job.delayMs : job.runAt.getTime(),
         ++this.nextSeq
       )
       this.jobs.set(record.id, record)
@@ -473,7 +503,7 @@ class StoreCore {
   }
 
   /** How many of `jobs` `enqueue` would store: those whose key no live job holds, once per key. */
-  private newJobs(jobs: ReadonlyArray<NewJob>): number {
+  private newJobs(jobs: ReadonlyArray<EncodedJob>): number {
     let adding = 0
     let seen: Set<string> | undefined
     for (const { key } of jobs) {
@@ -487,13 +517,10 @@ class StoreCore {
     return adding
   }
 
-  claim(request: ClaimRequest): Effect.Effect<ReadonlyArray<ClaimedJob>, JobStoreError> {
-    const problem = storeArgs.claimProblem(request)
-    if (problem !== undefined) return illegal("claim", problem)
+  claim(request: ClaimRequest): Effect.Effect<ClaimResult> {
     const { limit, names, queues } = request
     const now = this.begin()
     const claimed: Array<ClaimedJob> = []
-    if (limit === 0) return Effect.succeed(claimed)
     const expiresAt = now + Duration.toMillis(request.lease)
     const lanes: Array<Lane> = []
     for (let q = 0; q < queues.length; q++) {
@@ -518,7 +545,7 @@ class StoreCore {
       }
       claimed.push(this.lease(record, expiresAt))
     }
-    return Effect.succeed(claimed)
+    return Effect.succeed({ jobs: claimed, buried: this.takeBuried() })
   }
 
   private lease(record: JobRecord, expiresAt: number): ClaimedJob {
@@ -535,7 +562,8 @@ class StoreCore {
       id: record.id,
       name: record.lane.name,
       queue: queue.name,
-      payload: record.payload,
+      // The text was made by `JSON.stringify`, so it parses; each claim gets a fresh copy.
+      payload: JSON.parse(record.payload),
       attempt: record.attempts,
       maxAttempts: record.maxAttempts,
       priority: record.priority,
@@ -547,9 +575,7 @@ class StoreCore {
     }
   }
 
-  renew(leases: ReadonlyArray<Lease>, lease: Duration.Duration): Effect.Effect<ReadonlyArray<string>, JobStoreError> {
-    const problem = storeArgs.renewProblem(leases, lease)
-    if (problem !== undefined) return illegal("renew", problem)
+  renew(leases: ReadonlyArray<Lease>, lease: Duration.Duration): Effect.Effect<ReadonlyArray<string>> {
     const now = this.begin()
     const expiresAt = now + Duration.toMillis(lease)
     const lost: Array<string> = []
@@ -565,60 +591,58 @@ class StoreCore {
     return Effect.succeed(lost)
   }
 
-  complete(lease: Lease): Effect.Effect<void, LeaseLost> {
-    const problem = storeArgs.leaseProblem(lease)
-    if (problem !== undefined) return illegal("complete", problem)
-    this.begin()
-    const record = this.held(lease)
-    if (record === undefined) return Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "complete" }))
-    this.unlease(record)
-    this.live--
-    this.releaseKey(record)
-    this.forget(record)
-    return Effect.void
-  }
-
-  retry(lease: Lease, runAt: Date, error: string): Effect.Effect<void, LeaseLost> {
-    const problem = storeArgs.retryProblem(lease, runAt, error)
-    if (problem !== undefined) return illegal("retry", problem)
+  /**
+   * Applies each outcome whose lease still holds. `begin` has already settled every lease that expired by now, so
+   * `held` refuses an expired lease as it refuses one settled before; a lease settled earlier in the same batch is
+   * refused too, so of two outcomes for one lease only the first applies.
+   */
+  settle(settlements: ReadonlyArray<Settlement>): Effect.Effect<ReadonlyArray<boolean>> {
     const now = this.begin()
-    const record = this.held(lease)
-    if (record === undefined) return Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "retry" }))
-    this.unlease(record)
-    record.runAt = runAt.getTime()
-    record.lastError = error
-    this.place(record, now, true)
-    return Effect.void
+    const applied = new Array<boolean>(settlements.length)
+    for (let i = 0; i < settlements.length; i++) {
+      const { lease, outcome } = settlements[i]!
+      const record = this.held(lease)
+      if (record === undefined) {
+        applied[i] = false
+        continue
+      }
+      this.unlease(record)
+      switch (outcome._tag) {
+        case "Completed":
+          this.live--
+          this.releaseKey(record)
+          this.forget(record)
+          break
+        case "Retry":
+          record.runAt = now + delayMillis(outcome.delay)
+          record.lastError = outcome.error
+          this.place(record, now, true)
+          break
+        case "Dead":
+          this.bury(record, outcome.error, now)
+          break
+        case "Released":
+          if (outcome.refund) record.attempts--
+          // Its `runAt` and enqueue order are unchanged (it was claimed, so `runAt` has passed): it keeps its place.
+          this.place(record, now, true)
+          break
+      }
+      applied[i] = true
+    }
+    return Effect.succeed(applied)
   }
 
-  deadLetter(lease: Lease, error: string): Effect.Effect<void, LeaseLost> {
-    const problem = storeArgs.deadLetterProblem(lease, error)
-    if (problem !== undefined) return illegal("deadLetter", problem)
-    const now = this.begin()
-    const record = this.held(lease)
-    if (record === undefined) return Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "deadLetter" }))
-    this.unlease(record)
-    this.bury(record, error, now)
-    return Effect.void
-  }
-
-  release(lease: Lease, options: { readonly refund: boolean }): Effect.Effect<void, LeaseLost> {
-    const problem = storeArgs.releaseProblem(lease, options)
-    if (problem !== undefined) return illegal("release", problem)
-    const now = this.begin()
-    const record = this.held(lease)
-    if (record === undefined) return Effect.fail(new LeaseLost({ jobId: lease.jobId, operation: "release" }))
-    this.unlease(record)
-    if (options.refund) record.attempts--
-    // Its `runAt` and enqueue order are unchanged (it was claimed, so `runAt` has passed): it keeps its place.
-    this.place(record, now, true)
-    return Effect.void
-  }
-
-  reap(): Effect.Effect<number> {
+  /**
+   * Settles the expired leases, waking the queues that got jobs back, and reports every job buried since the last
+   * report: `reaped` counts the jobs it made ready again plus the jobs it reports buried, so that
+   * `reaped - buried.length` is always how many it made ready.
+   */
+  reap(): Effect.Effect<ReapResult> {
     const now = this.clock.unsafeCurrentTimeMillis()
     this.operation++
-    return Effect.succeed(this.settle(now, true))
+    const buriedBefore = this.buried?.length ?? 0
+    const reaped = this.catchUp(now, true) + buriedBefore
+    return Effect.succeed({ reaped, buried: this.takeBuried() })
   }
 
   stats(): Effect.Effect<JobStats> {
@@ -628,6 +652,7 @@ class StoreCore {
     let leased = 0
     let dead = 0
     const byQueue: Array<[string, QueueStats]> = []
+    const readyByName = new Map<string, number>()
     for (const queue of this.queues.values()) {
       if (queue.ready + queue.scheduled + queue.leased + queue.dead === 0) continue
       ready += queue.ready
@@ -640,17 +665,27 @@ class StoreCore {
         leased: queue.leased,
         dead: queue.dead
       }])
+      if (queue.ready === 0) continue
+      for (const lane of queue.lanes.values()) {
+        const size = lane.ready.size
+        if (size > 0) readyByName.set(lane.name, (readyByName.get(lane.name) ?? 0) + size)
+      }
     }
-    // `fromEntries` defines own properties, so a queue named "__proto__" is a queue like any other.
-    return Effect.succeed({ ready, scheduled, leased, dead, byQueue: Object.fromEntries(byQueue) })
+    // `fromEntries` defines own properties, so a queue (or job) named "__proto__" is one like any other.
+    return Effect.succeed({
+      ready,
+      scheduled,
+      leased,
+      dead,
+      byQueue: Object.fromEntries(byQueue),
+      readyByName: Object.fromEntries(readyByName)
+    })
   }
 
   deadLetters(
     options: { readonly limit?: number | undefined; readonly queue?: string | undefined } | undefined
   ): Effect.Effect<ReadonlyArray<DeadJob>> {
-    const problem = storeArgs.deadLettersProblem(options)
-    if (problem !== undefined) return illegal("deadLetters", problem)
-    const limit = options?.limit ?? storeArgs.defaultDeadLettersLimit
+    const limit = options?.limit ?? jobStore.defaultDeadLettersLimit
     const queueName = options?.queue
     this.begin()
     const found: Array<DeadJob> = []
@@ -668,8 +703,6 @@ class StoreCore {
   }
 
   redrive(ids: ReadonlyArray<string>): Effect.Effect<number, JobStoreError> {
-    const problem = storeArgs.redriveProblem(ids)
-    if (problem !== undefined) return illegal("redrive", problem)
     const now = this.begin()
     if (this.maxJobs !== Infinity) {
       const moving = this.redrivable(ids)
@@ -735,7 +768,8 @@ class StoreCore {
       leases: this.leases.size,
       dead: this.deadCount,
       queues: this.queues.size,
-      lanes
+      lanes,
+      buried: this.buried?.length ?? 0
     }
   }
 }
@@ -744,7 +778,7 @@ const deadJob = (job: JobRecord): DeadJob => ({
   id: job.id,
   name: job.lane.name,
   queue: job.lane.queue.name,
-  payload: job.payload,
+  payload: JSON.parse(job.payload),
   attempts: job.attempts,
   lastError: job.lastError!,
   failedAt: new Date(job.failedAt)
@@ -757,33 +791,35 @@ const cores = new WeakMap<Service, StoreCore>()
 export const sizes = (service: Service): StoreSizes | undefined => cores.get(service)?.sizes()
 
 const invalidOption = (option: string, value: unknown, expected: string) =>
-  storeArgs.invalidOption("MemoryJobStore", option, value, expected)
+  jobStore.invalidOption("MemoryJobStore", option, value, expected)
 
 /** @internal */
 export const make = (options?: MemoryJobStoreOptions): Effect.Effect<Service> =>
   Effect.suspend(() => {
     const maxDeadLetters = options?.maxDeadLetters ?? defaultMaxDeadLetters
-    if (!isCount(maxDeadLetters)) return invalidOption("maxDeadLetters", maxDeadLetters, "an integer of 0 or more")
+    if (!jobStore.isCount(maxDeadLetters)) {
+      return invalidOption("maxDeadLetters", maxDeadLetters, "an integer of 0 or more")
+    }
     const maxJobs = options?.maxJobs ?? Infinity
     if (maxJobs !== Infinity && !(Number.isSafeInteger(maxJobs) && maxJobs >= 1)) {
       return invalidOption("maxJobs", maxJobs, "an integer of 1 or more, or Infinity")
     }
     return Effect.map(Effect.zip(Effect.clock, PubSub.sliding<string>(wakeupBufferSize)), ([clock, hub]) => {
       const core = new StoreCore(clock, hub, maxDeadLetters, maxJobs)
-      const service: Service = {
+      const driver: JobStore.Driver = {
+        name: "MemoryJobStore",
         enqueue: (jobs) => Effect.suspend(() => core.after(core.enqueue(jobs))),
         claim: (request) => Effect.suspend(() => core.after(core.claim(request))),
         renew: (leases, lease) => Effect.suspend(() => core.after(core.renew(leases, lease))),
-        complete: (lease) => Effect.suspend(() => core.after(core.complete(lease))),
-        retry: (lease, runAt, error) => Effect.suspend(() => core.after(core.retry(lease, runAt, error))),
-        deadLetter: (lease, error) => Effect.suspend(() => core.after(core.deadLetter(lease, error))),
-        release: (lease, releaseOptions) => Effect.suspend(() => core.after(core.release(lease, releaseOptions))),
+        settle: (settlements) => Effect.suspend(() => core.after(core.settle(settlements))),
         reap: Effect.suspend(() => core.after(core.reap())),
-        wakeups: Stream.fromPubSub(hub),
+        // Subscribed when this effect runs, in the caller's scope: live when it returns.
+        wakeups: PubSub.subscribe(hub),
         stats: Effect.suspend(() => core.after(core.stats())),
         deadLetters: (listOptions) => Effect.suspend(() => core.after(core.deadLetters(listOptions))),
         redrive: (ids) => Effect.suspend(() => core.after(core.redrive(ids)))
       }
+      const service = jobStore.make(driver)
       cores.set(service, core)
       return service
     })
