@@ -486,7 +486,7 @@ class WorkerCore {
     const timing = from.timing
     const span = from.tracing ? this.taskSpan(caller, id, label, timing ? startedAt : 0) : undefined
     const services = new Map(from.services)
-    if (extra !== undefined) for (const [key, service] of extra.unsafeMap) services.set(key, service)
+    if (extra !== undefined) { for (const [key, service] of extra.unsafeMap) services.set(key, service) }
     if (span !== undefined) services.set(parentSpanKey, span)
     const runtime = Runtime.make({
       context: Context.unsafeMake(services) as Context.Context<R>,

@@ -146,7 +146,10 @@ export class Claims {
   settling(claim: Claim): void {
     if (claim.state._tag !== "Running") return
     claim.state = Settling
-    if (this.prefetch > 0) this.freeSlot(claim)
+    if (this.prefetch > 0 && claim.slot) {
+      this.freeSlot(claim)
+      this.onFreed()
+    }
   }
 
   /** The lease no longer holds: the store said so, or gave the job out again. Returns whether it was held. */

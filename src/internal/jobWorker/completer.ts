@@ -88,7 +88,11 @@ export const make = (deps: {
       return calls.run("settle", store.settle(settlements), timeout)
     })
 
-  const schedule = backoff(5_000)
+  // Never waits past the shutdown deadline: the last try is made then.
+  const schedule = Schedule.modifyDelay(
+    backoff(5_000),
+    (_, delay) => Duration.millis(Math.max(0, Math.min(Duration.toMillis(delay), shutdown.deadlineAt - now())))
+  )
 
   const settle = (batch: ReadonlyArray<Item>) => {
     const settlements = batch.map((item) => ({ lease: item.claim.job.lease, outcome: item.outcome }))

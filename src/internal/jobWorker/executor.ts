@@ -259,7 +259,9 @@ export const make = (deps: {
         return Effect.flatMap(
           shuttingDown,
           (down) =>
-            down ? Effect.succeed(Outcome.Released({ refund: true })) : failedAttempt(claim, "interrupted", "interrupted")
+            down
+              ? Effect.succeed(Outcome.Released({ refund: true }))
+              : failedAttempt(claim, "interrupted", "interrupted")
         )
     }
   }

@@ -175,6 +175,11 @@ export const make: <R>(
         const now = clock.unsafeCurrentTimeMillis()
         shutdown.began(now, ctx.options.shutdownTimeout)
         shutdown.stopped(now)
+        // The claim loop ends by itself once it sees the context stopped: a claim on its way is finished (its jobs
+        // given back), within the shutdown grace; then it is interrupted.
+        producer.wake()
+        const left = shutdown.endAt - clock.unsafeCurrentTimeMillis()
+        if (left > 0) yield* Effect.timeoutOption(Fiber.await(claimer), Duration.millis(left))
         yield* Fiber.interrupt(claimer)
         yield* sweep
         yield* completer.flushed

@@ -85,7 +85,23 @@ export const make = (deps: {
     )
   })
 
-  const renewer: Effect.Effect<never> = Effect.retry(renewOnce, backoff(Math.min(Duration.toMillis(renewEvery), 5_000)))
+  /**
+   * After a failed renewal, the next try comes on the back-off, or in time to save the first lease the fence would
+   * otherwise stop (half a margin before its fence), whichever is first: a store back from a short outage then
+   * keeps every job running.
+   */
+  const retrySchedule = Schedule.modifyDelay(
+    backoff(Math.min(Duration.toMillis(renewEvery), 5_000)),
+    (_, delay) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      let first = Infinity
+      for (const claim of claims.live.values()) if (claim.until < first) first = claim.until
+      const save = first - margin * 1.5 - now
+      return save >= 1 && save < Duration.toMillis(delay) ? Duration.millis(save) : delay
+    }
+  )
+
+  const renewer: Effect.Effect<never> = Effect.retry(renewOnce, retrySchedule)
     .pipe(
       Effect.ignore,
       Effect.repeat(Schedule.spaced(renewEvery)),

@@ -79,9 +79,14 @@ export const make = (deps: {
     )
   })
 
+  // A failed reap is tried again on the back-off, at most `min(reapInterval, 5 s)` apart: readiness turns green
+  // again within that once the store is back.
+  const reapCap = Math.min(Duration.toMillis(deps.reapInterval), 5_000)
   const reapOnce: Effect.Effect<void> = calls.run("reap", store.reap).pipe(
+    Effect.tapError((error) => warn("JobStore.reap failed; reaping again", error)),
+    Effect.retry(backoff(reapCap)),
     Effect.matchEffect({
-      onFailure: (error) => warn("JobStore.reap failed; reaping again later", error),
+      onFailure: () => Effect.void,
       onSuccess: (result) =>
         Effect.zipRight(
           Effect.forEach(result.buried, (job) => publisher.deadLettered(job, job.error), { discard: true }),

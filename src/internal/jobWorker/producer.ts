@@ -160,7 +160,8 @@ export const make = (deps: {
         claim.previous = previous
         if (claims.lose(previous)) (superseded ??= []).push(previous)
       }
-      if (claims.freeSlots > 0) {
+      // Behind the jobs claimed ahead, if any still wait: they start first, in order.
+      if (claims.freeSlots > 0 && claims.waiting === 0) {
         claims.add(claim, true)
         taken.push(claim)
       } else {
@@ -184,10 +185,11 @@ export const make = (deps: {
       if (state === "Running") return Effect.zipRight(startAll(taken, true), announceAhead)
       blocked = true
       return Effect.zipRight(
-        Effect.forEach(taken, (claim) => Effect.sync(() => claims.settling(claim)).pipe(
-          Effect.zipRight(publisher.claimed(claim.job)),
-          Effect.zipRight(Effect.sync(() => giveBack(claim)))
-        ), { discard: true }),
+        Effect.forEach(taken, (claim) =>
+          Effect.sync(() => claims.settling(claim)).pipe(
+            Effect.zipRight(publisher.claimed(claim.job)),
+            Effect.zipRight(Effect.sync(() => giveBack(claim)))
+          ), { discard: true }),
         Effect.zipRight(announceAhead, releaseQueued)
       )
     })

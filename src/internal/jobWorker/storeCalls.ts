@@ -77,6 +77,8 @@ export const make = (ctx: WorkerContext.Service, storeTimeout: Duration.Duration
   }
 
   const failed = (kind: CallKind, reason: string): Effect.Effect<void> => {
+    // `stats` is a diagnostic the worker makes now and then, not a call it needs to work.
+    if (kind === "stats") return Effect.void
     failing.set(kind, reason)
     return report()
   }
