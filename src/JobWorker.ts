@@ -16,7 +16,7 @@ import * as Layer from "effect/Layer"
 import type * as Metric from "effect/Metric"
 import type * as MetricBoundaries from "effect/MetricBoundaries"
 import type * as Scope from "effect/Scope"
-import * as internal from "./internal/jobWorker.js"
+import * as internal from "./internal/jobWorker/index.js"
 import type * as Job from "./Job.js"
 import type { JobStore } from "./JobStore.js"
 import type { WorkerContext } from "./WorkerContext.js"
@@ -83,6 +83,13 @@ export interface Options<R> {
   readonly queues?: ReadonlyArray<string> | undefined
   /** Who claims, in the store's records (`ClaimRequest.worker`). Default: the context's name, a dash, random hex. */
   readonly workerId?: string | undefined
+  /**
+   * The deadline of every call the worker makes to the store (claim, renew, settle, reap, wake-up subscription,
+   * stats). Default `"10 seconds"`. A call with no answer by then is given up at once (the PostgreSQL store destroys
+   * its connection) and counts as failed: the worker is unready, and the call is tried again as a failed one is.
+   * Renewals get at most `lease / 3`.
+   */
+  readonly storeTimeout?: Duration.DurationInput | undefined
 }
 
 /**

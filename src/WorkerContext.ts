@@ -111,6 +111,15 @@ export interface TrackOptions {
    * same atomic step as the state check.
    */
   readonly whenPaused?: "wait" | "reject" | undefined
+  /**
+   * Services added to the task's own context, on top of the caller's (they win over the caller's for the same
+   * tag): how a runner gives each task what only that task has, such as the job it runs (`Job.Current`). The task
+   * gets a context of its own in any case, so adding services costs a few map writes, and nothing else sees them.
+   * The task's requirements are not narrowed by it: provide the type with a cast, or use `Effect.provideService`.
+   *
+   * @since 0.3.0
+   */
+  readonly context?: Context.Context<never> | undefined
 }
 
 /**

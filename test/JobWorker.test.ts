@@ -155,17 +155,16 @@ const flaky = (store: Store) => {
     renew: false,
     /** Renewals answer that every lease holds, and renew nothing: a store whose clock runs ahead of the worker's. */
     lyingRenew: false,
-    complete: 0,
-    retry: 0
+    settle: 0
   }
   const calls = {
     claim: 0,
     renew: [] as Array<number>,
     reap: 0,
-    /** Every acknowledgement, with the token of its lease. */
+    settle: 0,
+    /** Every outcome sent, with the token of its lease. */
     acks: [] as Array<{ readonly operation: string; readonly token: string }>
   }
-  const ack = (operation: string, lease: JobStore.Lease) => calls.acks.push({ operation, token: lease.token })
   const error = (operation: string) => new JobStore.JobStoreError({ operation, reason: "connection refused" })
   const wrapped: Store = {
     ...store,
@@ -184,26 +183,16 @@ const flaky = (store: Store) => {
         if (failing.lyingRenew) return Effect.succeed([])
         return failing.renew ? Effect.fail(error("renew")) : store.renew(leases, lease)
       }),
-    complete: (lease) =>
+    settle: (settlements) =>
       Effect.suspend(() => {
-        ack("complete", lease)
-        if (failing.complete > 0) {
-          failing.complete--
-          return Effect.fail(error("complete"))
+        calls.settle++
+        for (const { lease, outcome } of settlements) calls.acks.push({ operation: outcome._tag, token: lease.token })
+        if (failing.settle > 0) {
+          failing.settle--
+          return Effect.fail(error("settle"))
         }
-        return store.complete(lease)
+        return store.settle(settlements)
       }),
-    retry: (lease, runAt, error) =>
-      Effect.suspend(() => {
-        ack("retry", lease)
-        if (failing.retry > 0) {
-          failing.retry--
-          return Effect.fail(new JobStore.JobStoreError({ operation: "retry", reason: "connection refused" }))
-        }
-        return store.retry(lease, runAt, error)
-      }),
-    deadLetter: (lease, error) => Effect.suspend(() => (ack("deadLetter", lease), store.deadLetter(lease, error))),
-    release: (lease, options) => Effect.suspend(() => (ack("release", lease), store.release(lease, options))),
     reap: Effect.suspend(() => {
       calls.reap++
       return store.reap
@@ -211,6 +200,14 @@ const flaky = (store: Store) => {
   }
   return { wrapped, failing, calls }
 }
+
+/** The jobs a claim by another worker gets. */
+const claimJobs = (store: Store, request: JobStore.ClaimRequest) =>
+  Effect.map(Effect.orDie(store.claim(request)), (result) => result.jobs)
+
+/** Completes the job of `lease` as another worker would. */
+const complete = (store: Store, lease: JobStore.Lease) =>
+  Effect.orDie(store.settle([{ lease, outcome: JobStore.Outcome.Completed() }]))
 
 /** One claim the worker made of an {@link outage} store: when (by the test clock), and whether the store was down. */
 interface ClaimCall {
@@ -238,10 +235,7 @@ const outage = (store: Store, down: Ref.Ref<boolean>, claims: Queue.Queue<ClaimC
         return yield* guarded("claim", store.claim(request))
       }),
     renew: (leases, lease) => guarded("renew", store.renew(leases, lease)),
-    complete: (lease) => guarded("complete", store.complete(lease)),
-    retry: (lease, runAt, error) => guarded("retry", store.retry(lease, runAt, error)),
-    deadLetter: (lease, error) => guarded("deadLetter", store.deadLetter(lease, error)),
-    release: (lease, options) => guarded("release", store.release(lease, options)),
+    settle: (settlements) => guarded("settle", store.settle(settlements)),
     reap: guarded("reap", store.reap)
   }
 }
@@ -588,7 +582,7 @@ describe("JobWorker", () => {
           wrap: (store, ctx) => ({
             ...store,
             claim: (request) =>
-              Effect.tap(store.claim(request), (jobs) => jobs.length > 0 ? Effect.orDie(ctx.pause) : Effect.void)
+              Effect.tap(store.claim(request), ({ jobs }) => jobs.length > 0 ? Effect.orDie(ctx.pause) : Effect.void)
           })
         })
         const id = yield* enqueue(store, Work, { n: 1 })
@@ -598,9 +592,14 @@ describe("JobWorker", () => {
         assert.strictEqual(yield* Ref.get(ran), 0)
         const s = yield* stats(store)
         assert.deepStrictEqual([s.ready, s.leased], [1, 0])
-        const [again] = yield* Effect.orDie(
-          store.claim({ queues: ["main"], names: ["work"], limit: 1, lease: Duration.seconds(30), worker: "other" })
-        )
+        const [again] = yield* claimJobs(store, {
+          queues: ["main"],
+          names: ["work"],
+          limit: 1,
+          lease: Duration.seconds(30),
+          worker: "other"
+        })
+
         assert.strictEqual(again?.attempt, 1, "the attempt was refunded")
       }))
 
@@ -837,9 +836,14 @@ describe("JobWorker", () => {
         // The renewals say the lease holds but renew nothing: it lapses unnoticed, and another worker claims the job.
         control!.failing.lyingRenew = true
         yield* TestClock.adjust("3 seconds")
-        const [taken] = yield* Effect.orDie(
-          store.claim({ queues: ["main"], names: ["work"], limit: 1, lease: Duration.minutes(1), worker: "other" })
-        )
+        const [taken] = yield* claimJobs(store, {
+          queues: ["main"],
+          names: ["work"],
+          limit: 1,
+          lease: Duration.minutes(1),
+          worker: "other"
+        })
+
         assert.deepStrictEqual([taken?.id, taken?.attempt], [id, 2])
         // The next renewal tells.
         control!.failing.lyingRenew = false
@@ -852,7 +856,7 @@ describe("JobWorker", () => {
         assert.deepStrictEqual([s.leased, s.ready, s.scheduled, s.dead], [1, 0, 0, 0])
         yield* TestClock.adjust("5 seconds")
         assert.deepStrictEqual(control!.calls.acks, [], "no acknowledgement of the lost lease")
-        yield* Effect.orDie(store.complete(taken!.lease))
+        yield* complete(store, taken!.lease)
         assert.isFalse(jobEventsOf(yield* drain(events)).some((e) => e.id === id && e._tag !== "JobClaimed"))
       }))
 
@@ -870,9 +874,14 @@ describe("JobWorker", () => {
         yield* started(reports)
         control!.failing.lyingRenew = true
         yield* TestClock.adjust("3 seconds")
-        const [taken] = yield* Effect.orDie(
-          store.claim({ queues: ["main"], names: ["work"], limit: 1, lease: Duration.minutes(1), worker: "other" })
-        )
+        const [taken] = yield* claimJobs(store, {
+          queues: ["main"],
+          names: ["work"],
+          limit: 1,
+          lease: Duration.minutes(1),
+          worker: "other"
+        })
+
         assert.strictEqual(taken?.attempt, 2)
         // The handler ends before the renewer noticed: its completion fails with LeaseLost.
         yield* g.open(1)
@@ -880,7 +889,7 @@ describe("JobWorker", () => {
         assert.strictEqual(lost.attempt, 1)
         const s = yield* stats(store)
         assert.deepStrictEqual([s.leased, s.ready, s.dead], [1, 0, 0], "the other claim still holds the job")
-        yield* Effect.orDie(store.complete(taken!.lease))
+        yield* complete(store, taken!.lease)
         assert.isFalse(jobEventsOf(yield* drain(events)).some((e) => e._tag === "JobSucceeded"))
       }))
     it.scoped("stops a job whose lease it cannot renew before the lease lapses, and acknowledges nothing", () =>
@@ -1136,7 +1145,7 @@ describe("JobWorker", () => {
         const { events, store } = yield* setup({ handlers: [Work.handler(() => Effect.void)] }, {
           wrap: (store) => {
             control = flaky(store)
-            control.failing.complete = 3
+            control.failing.settle = 3
             return control.wrapped
           }
         })
@@ -1164,7 +1173,7 @@ describe("JobWorker", () => {
         }, {
           wrap: (store) => {
             control = flaky(store)
-            control.failing.retry = 2
+            control.failing.settle = 2
             return control.wrapped
           }
         })
@@ -1195,7 +1204,7 @@ describe("JobWorker", () => {
           shutdownTimeout: "10 seconds",
           wrap: (store) => {
             control = flaky(store)
-            control.failing.complete = Infinity
+            control.failing.settle = Infinity
             return control.wrapped
           }
         }).pipe(Effect.provide(warnings.layer))
@@ -1213,9 +1222,14 @@ describe("JobWorker", () => {
         // Still leased, until the lease expires: then it runs again (at least once).
         assert.strictEqual((yield* stats(store)).leased, 1)
         yield* TestClock.adjust("1 minute")
-        const [again] = yield* Effect.orDie(
-          store.claim({ queues: ["main"], names: ["work"], limit: 1, lease: Duration.seconds(30), worker: "other" })
-        )
+        const [again] = yield* claimJobs(store, {
+          queues: ["main"],
+          names: ["work"],
+          limit: 1,
+          lease: Duration.seconds(30),
+          worker: "other"
+        })
+
         assert.deepStrictEqual([again?.id, again?.attempt], [id, 2])
       }))
   })
@@ -1459,10 +1473,10 @@ describe("prefetch", () => {
           // The store takes its time to take the first outcome.
           wrap: (store) => ({
             ...store,
-            complete: (lease) =>
+            settle: (settlements) =>
               Effect.zipRight(
                 Effect.zipRight(Deferred.succeed(acking, void 0), Deferred.await(ackGate)),
-                store.complete(lease)
+                store.settle(settlements)
               )
           })
         }

@@ -548,6 +548,25 @@ describe("WorkerContext", () => {
   })
 
   describe("track", () => {
+    it.scoped("adds the services of its context option to the task's own context, and to no one else's", () =>
+      Effect.gen(function*() {
+        class Greeting extends Context.Tag("test/Greeting")<Greeting, string>() {}
+        class Caller extends Context.Tag("test/Caller")<Caller, string>() {}
+        const { ctx } = yield* running()
+        const read = Effect.all([Effect.serviceOption(Greeting), Effect.serviceOption(Caller)])
+        const first = yield* ctx.track(read, { context: Context.make(Greeting, "hello") }).pipe(
+          Effect.provideService(Caller, "caller")
+        )
+        const second = yield* ctx.track(read, { context: Context.make(Greeting, "bonjour") })
+        const plain = yield* ctx.track(read)
+        assert.deepStrictEqual(yield* first.join, [Option.some("hello"), Option.some("caller")])
+        assert.deepStrictEqual(yield* second.join, [Option.some("bonjour"), Option.none()])
+        assert.deepStrictEqual(yield* plain.join, [Option.none(), Option.none()])
+        assert.isTrue(Option.isNone(yield* Effect.serviceOption(Greeting)), "the caller's context is untouched")
+        const bad = yield* Effect.exit(ctx.track(Effect.void, { context: "nope" as never }))
+        assert.isTrue(Exit.isFailure(bad) && Cause.isDie(bad.cause))
+      }))
+
     it.scoped("counts a task before its effect starts", () =>
       Effect.gen(function*() {
         const { ctx } = yield* running()

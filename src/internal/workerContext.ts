@@ -474,7 +474,8 @@ class WorkerCore {
     effect: Effect.Effect<A, E, R>,
     caller: AnyFiber,
     callerFlags: RuntimeFlags.RuntimeFlags,
-    label: string | undefined
+    label: string | undefined,
+    extra?: Context.Context<never> | undefined
   ): Tracked<A, E> {
     const id = this.nextId++
     const startedAt = this.clock.unsafeCurrentTimeMillis()
@@ -485,6 +486,7 @@ class WorkerCore {
     const timing = from.timing
     const span = from.tracing ? this.taskSpan(caller, id, label, timing ? startedAt : 0) : undefined
     const services = new Map(from.services)
+    if (extra !== undefined) { for (const [key, service] of extra.unsafeMap) services.set(key, service) }
     if (span !== undefined) services.set(parentSpanKey, span)
     const runtime = Runtime.make({
       context: Context.unsafeMake(services) as Context.Context<R>,
@@ -827,6 +829,10 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
     ): Effect.Effect<Tracked<A, E>, TaskRejected, Exclude<R, WorkerContext>> => {
       const label = options?.label
       const whenPaused = options?.whenPaused ?? "wait"
+      const context = options?.context
+      if (context !== undefined && !Context.isContext(context)) {
+        return Effect.die(new Cause.IllegalArgumentException(`WorkerContext.track: context must be a Context`))
+      }
       if (label !== undefined && typeof label !== "string") {
         return Effect.die(new Cause.IllegalArgumentException(`WorkerContext.track: label must be a string`))
       }
@@ -842,7 +848,7 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
       const attempt: Effect.Effect<Tracked<A, E>, TaskRejected> = Effect.withFiberRuntime((caller, status) => {
         const state = core.state
         if (state === "Running") {
-          const tracked = core.admit(effect, caller, status.runtimeFlags, label)
+          const tracked = core.admit(effect, caller, status.runtimeFlags, label, context)
           if (typeof core.unseriesedLabel === "string") return Effect.as(labelWarning(), tracked)
           return core.burstFrom(caller) ? Effect.as(Effect.yieldNow(), tracked) : Effect.succeed(tracked)
         }

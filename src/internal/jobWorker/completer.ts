@@ -1,0 +1,177 @@
+/**
+ * The completer: every outcome of an attempt goes to the store through here, in batches (River's batch completer).
+ * One `settle` call carries every outcome that came in while the previous call was on its way, so retries, dead
+ * letters and releases batch like completions. An outcome's event and metric are published once the store took it;
+ * an outcome whose lease no longer held (`false`) is evented as `JobLeaseLost`, never counted as succeeded.
+ *
+ * A failed `settle` is tried again (100 ms, doubling, at most 5 s apart) until the context's shutdown deadline; the
+ * outcomes it carried then stay unwritten, and their jobs stay leased in the store until their lease expires (they
+ * run again: at least once). After the deadline, what is left is tried once, within the shutdown grace.
+ */
+import type * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as Schedule from "effect/Schedule"
+import { type JobStore, JobStoreError, type Outcome, type Settlement } from "../../JobStore.js"
+import type { Claim, Claims } from "./claims.js"
+import type { Publisher } from "./metrics.js"
+import type { Shutdown } from "./shutdown.js"
+import type { StoreCalls } from "./storeCalls.js"
+
+/** What is settled for a claim, with what its event needs. */
+export interface Item {
+  readonly claim: Claim
+  readonly outcome: Outcome
+  readonly durationMs: number
+}
+
+export interface Completer {
+  /**
+   * Hands `outcome` to the store, and waits until the store took it (its event published, the claim done) or it
+   * was given up. Never fails.
+   */
+  readonly submit: (claim: Claim, outcome: Outcome, durationMs: number) => Effect.Effect<void>
+  /** The batch loop, run on a fiber of the worker's scope. */
+  readonly loop: Effect.Effect<never>
+  /** Waits until nothing is pending or being written. */
+  readonly flushed: Effect.Effect<void>
+}
+
+/** The back-off of failed store calls that are tried again: 100 ms, doubling, at most `cap` apart. */
+export const backoff = (capMs: number) =>
+  Schedule.exponential(Duration.millis(100)).pipe(Schedule.union(Schedule.spaced(Duration.millis(capMs))))
+
+export const make = (deps: {
+  readonly store: JobStore.Service
+  readonly calls: StoreCalls
+  readonly claims: Claims
+  readonly publisher: Publisher
+  readonly clock: Clock.Clock
+  readonly shutdown: Shutdown
+  readonly warn: (message: string, cause?: unknown) => Effect.Effect<void>
+}): Completer => {
+  const { calls, claims, clock, publisher, shutdown, store, warn } = deps
+  let pending: Array<Item> = []
+  let batchDone = Deferred.unsafeMake<void>(FiberId.none)
+  /** Something is pending or being written; `idle` completes when that ends. */
+  let busy = false
+  let idle = Deferred.unsafeMake<void>(FiberId.none)
+  Deferred.unsafeDone(idle, Exit.void)
+  const wake = Effect.unsafeMakeLatch(false)
+
+  const submit = (claim: Claim, outcome: Outcome, durationMs: number): Effect.Effect<void> => {
+    claims.settling(claim)
+    if (!busy) {
+      busy = true
+      idle = Deferred.unsafeMake<void>(FiberId.none)
+    }
+    pending.push({ claim, outcome, durationMs })
+    wake.unsafeOpen()
+    return Deferred.await(batchDone)
+  }
+
+  const now = () => clock.unsafeCurrentTimeMillis()
+
+  /** One `settle` call, its deadline shortened to the end of the shutdown grace. */
+  const settleOnce = (settlements: ReadonlyArray<Settlement>): Effect.Effect<ReadonlyArray<boolean>, JobStoreError> =>
+    Effect.suspend(() => {
+      const left = shutdown.endAt - now()
+      if (left <= 0) {
+        return Effect.fail(new JobStoreError({ operation: "settle", reason: "the shutdown grace has passed" }))
+      }
+      const timeout = Duration.toMillis(calls.storeTimeout) <= left
+        ? calls.storeTimeout
+        : Duration.millis(left)
+      return calls.run("settle", store.settle(settlements), timeout)
+    })
+
+  // Never waits past the shutdown deadline: the last try is made then.
+  const schedule = Schedule.modifyDelay(
+    backoff(5_000),
+    (_, delay) => Duration.millis(Math.max(0, Math.min(Duration.toMillis(delay), shutdown.deadlineAt - now())))
+  )
+
+  const settle = (batch: ReadonlyArray<Item>) => {
+    const settlements = batch.map((item) => ({ lease: item.claim.job.lease, outcome: item.outcome }))
+    return settleOnce(settlements).pipe(
+      Effect.tapError((error) =>
+        shutdown.pastDeadline(now())
+          ? Effect.void
+          : warn(`JobStore.settle of ${batch.length} outcome(s) failed; trying again`, error)
+      ),
+      Effect.retry({ schedule, while: () => !shutdown.pastDeadline(now()) })
+    )
+  }
+
+  const published = (item: Item): Effect.Effect<void> => {
+    const job = item.claim.job
+    const outcome = item.outcome
+    switch (outcome._tag) {
+      case "Completed":
+        return publisher.succeeded(job, item.durationMs)
+      case "Retry":
+        return publisher.retried(job, Duration.toMillis(outcome.delay), outcome.error)
+      case "Dead":
+        return publisher.deadLettered(job, outcome.error)
+      case "Released":
+        return publisher.released(job, outcome.refund)
+    }
+  }
+
+  const written = (batch: ReadonlyArray<Item>, results: ReadonlyArray<boolean>): Effect.Effect<void> => {
+    const at = now()
+    const effects: Array<Effect.Effect<void>> = []
+    for (let i = 0; i < batch.length; i++) {
+      const item = batch[i]!
+      claims.finish(item.claim, at)
+      effects.push(results[i] === true ? published(item) : publisher.leaseLost(item.claim.job))
+    }
+    return Effect.forEach(effects, (effect) => effect, { discard: true })
+  }
+
+  const givenUp = (batch: ReadonlyArray<Item>, error: JobStoreError): Effect.Effect<void> => {
+    const at = now()
+    for (const item of batch) claims.finish(item.claim, at)
+    return warn(
+      `JobStore.settle of ${batch.length} outcome(s) failed at the shutdown deadline (${error.message}); ` +
+        "their jobs stay leased until their lease expires, then run again"
+    )
+  }
+
+  const round: Effect.Effect<void> = Effect.suspend(() => {
+    const batch = pending
+    const done = batchDone
+    pending = []
+    batchDone = Deferred.unsafeMake<void>(FiberId.none)
+    return settle(batch).pipe(
+      Effect.matchEffect({
+        onFailure: (error) => givenUp(batch, error),
+        onSuccess: (results) => written(batch, results)
+      }),
+      Effect.ensuring(Effect.sync(() => {
+        Deferred.unsafeDone(done, Exit.void)
+        if (pending.length === 0) {
+          busy = false
+          Deferred.unsafeDone(idle, Exit.void)
+        }
+      }))
+    )
+  })
+
+  const loop: Effect.Effect<never> = Effect.forever(
+    Effect.zipRight(
+      wake.await,
+      Effect.suspend(() => {
+        wake.unsafeClose()
+        return pending.length === 0 ? Effect.void : Effect.uninterruptible(round)
+      })
+    )
+  )
+
+  const flushed = Effect.suspend(() => Deferred.await(idle))
+
+  return { submit, loop, flushed }
+}

@@ -1,0 +1,167 @@
+/**
+ * The job events (`JobEvent`, published as `WorkerEvent.Custom` values) and the job metrics, per worker name and
+ * queue. What every part publishes goes through {@link Publisher}, so each outcome is evented and counted in one
+ * place.
+ */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricKey from "effect/MetricKey"
+import * as MetricLabel from "effect/MetricLabel"
+import type { BuriedJob, ClaimedJob } from "../../JobStore.js"
+import type { JobEvent as JobEventType, JobMetrics, JobRef } from "../../JobWorker.js"
+import type { WorkerContext } from "../../WorkerContext.js"
+import { WorkerEvent } from "../../WorkerEvent.js"
+import * as WorkerMetrics from "../../WorkerMetrics.js"
+
+/** @internal */
+export const JobEvent = Data.taggedEnum<JobEventType>()
+
+const jobEventTags: ReadonlySet<string> = new Set([
+  "JobClaimed",
+  "JobSucceeded",
+  "JobRetried",
+  "JobDeadLettered",
+  "JobTimedOut",
+  "JobLeaseLost",
+  "JobReleased"
+])
+
+/** @internal */
+export const isJobEvent = (u: unknown): u is JobEventType =>
+  typeof u === "object" && u !== null && jobEventTags.has((u as { readonly _tag?: unknown })._tag as string) &&
+  typeof (u as { readonly id?: unknown }).id === "string"
+
+/** @internal */
+export const jobWaitBoundaries = MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 24 })
+
+const counter = (name: string, description: string, tags: ReadonlyArray<MetricLabel.MetricLabel>) =>
+  Metric.fromMetricKey(MetricKey.taggedWithLabels(MetricKey.counter(name, { description, incremental: true }), tags))
+
+const histogram = (
+  name: string,
+  boundaries: MetricBoundaries.MetricBoundaries,
+  description: string,
+  tags: ReadonlyArray<MetricLabel.MetricLabel>
+) => Metric.fromMetricKey(MetricKey.taggedWithLabels(MetricKey.histogram(name, boundaries, description), tags))
+
+/** @internal */
+export const metrics = (worker: string, queue: string): JobMetrics => {
+  // Tags in the key, as `WorkerMetrics` does: an untagged update then hits a cached hook.
+  const tags = [MetricLabel.make("worker", worker), MetricLabel.make("queue", queue)]
+  return {
+    jobsClaimed: counter("effect_worker_jobs_claimed", "Jobs claimed", tags),
+    jobsSucceeded: counter("effect_worker_jobs_succeeded", "Jobs completed", tags),
+    jobsRetried: counter("effect_worker_jobs_retried", "Failed attempts scheduled to run again", tags),
+    jobsDeadLettered: counter("effect_worker_jobs_dead_lettered", "Jobs moved to the dead letters", tags),
+    jobsReleased: counter("effect_worker_jobs_released", "Jobs given back unfinished", tags),
+    jobsTimedOut: counter("effect_worker_jobs_timed_out", "Attempts cut off by their job type's timeout", tags),
+    jobsLeaseLost: counter("effect_worker_jobs_lease_lost", "Jobs whose lease was lost while held", tags),
+    jobDuration: histogram(
+      "effect_worker_job_duration_seconds",
+      WorkerMetrics.taskDurationBoundaries,
+      "Handler run time per attempt, in seconds",
+      tags
+    ),
+    jobWait: histogram(
+      "effect_worker_job_wait_seconds",
+      jobWaitBoundaries,
+      "Time from a job's runAt to the start of its attempt, in seconds",
+      tags
+    )
+  }
+}
+
+/** Registers every series at 0, so an exporter shows them before the first job. */
+const registered = (m: JobMetrics): JobMetrics => {
+  for (
+    const c of [
+      m.jobsClaimed,
+      m.jobsSucceeded,
+      m.jobsRetried,
+      m.jobsDeadLettered,
+      m.jobsReleased,
+      m.jobsTimedOut,
+      m.jobsLeaseLost
+    ]
+  ) c.unsafeUpdate(0, [])
+  m.jobDuration.unsafeValue([])
+  m.jobWait.unsafeValue([])
+  return m
+}
+
+export const refOf = (job: ClaimedJob | BuriedJob): JobRef => ({
+  id: job.id,
+  name: job.name,
+  queue: job.queue,
+  attempt: job.attempt
+})
+
+/** Publishes job events on the context and counts them in the queue's metrics. */
+export class Publisher {
+  private readonly byQueue = new Map<string, JobMetrics>()
+  constructor(private readonly ctx: WorkerContext.Service, queues: ReadonlyArray<string>) {
+    for (const queue of queues) this.of(queue)
+  }
+
+  of(queue: string): JobMetrics {
+    let m = this.byQueue.get(queue)
+    if (m === undefined) {
+      m = registered(metrics(this.ctx.name, queue))
+      this.byQueue.set(queue, m)
+    }
+    return m
+  }
+
+  emit(value: JobEventType): Effect.Effect<void> {
+    return this.ctx.emit(WorkerEvent.Custom({ worker: this.ctx.name, value }))
+  }
+
+  claimed(job: ClaimedJob): Effect.Effect<void> {
+    this.of(job.queue).jobsClaimed.unsafeUpdate(1, [])
+    return this.emit(JobEvent.JobClaimed(refOf(job)))
+  }
+
+  succeeded(job: ClaimedJob, durationMs: number): Effect.Effect<void> {
+    this.of(job.queue).jobsSucceeded.unsafeUpdate(1, [])
+    return this.emit(JobEvent.JobSucceeded({ ...refOf(job), durationMs }))
+  }
+
+  retried(job: ClaimedJob, delayMs: number, error: string): Effect.Effect<void> {
+    this.of(job.queue).jobsRetried.unsafeUpdate(1, [])
+    return this.emit(JobEvent.JobRetried({ ...refOf(job), delayMs, error }))
+  }
+
+  deadLettered(job: ClaimedJob | BuriedJob, error: string): Effect.Effect<void> {
+    this.of(job.queue).jobsDeadLettered.unsafeUpdate(1, [])
+    return this.emit(JobEvent.JobDeadLettered({ ...refOf(job), error }))
+  }
+
+  released(job: ClaimedJob, refunded: boolean): Effect.Effect<void> {
+    this.of(job.queue).jobsReleased.unsafeUpdate(1, [])
+    return this.emit(JobEvent.JobReleased({ ...refOf(job), refunded }))
+  }
+
+  timedOut(job: ClaimedJob, timeoutMs: number): Effect.Effect<void> {
+    this.of(job.queue).jobsTimedOut.unsafeUpdate(1, [])
+    return this.emit(JobEvent.JobTimedOut({ ...refOf(job), timeoutMs }))
+  }
+
+  leaseLost(job: ClaimedJob): Effect.Effect<void> {
+    this.of(job.queue).jobsLeaseLost.unsafeUpdate(1, [])
+    return this.emit(JobEvent.JobLeaseLost(refOf(job)))
+  }
+
+  /** The handler's run time and the job's wait, at the end and the start of an attempt. */
+  duration(job: ClaimedJob, ms: number): void {
+    this.of(job.queue).jobDuration.unsafeUpdate(ms / 1000, [])
+  }
+
+  wait(job: ClaimedJob, ms: number): void {
+    this.of(job.queue).jobWait.unsafeUpdate(ms / 1000, [])
+  }
+}
+
+export const publishAll = (effects: ReadonlyArray<Effect.Effect<void>>): Effect.Effect<void> =>
+  effects.length === 0 ? Effect.void : Effect.forEach(effects, (effect) => effect, { discard: true })
