@@ -286,7 +286,10 @@ export const make = (deps: {
       // A lease the store said was lost was evented then; one the worker gave up on is evented now.
       return fenced ? Effect.zipRight(publisher.leaseLost(claim.job), exit) : exit
     }
-    return Effect.zipRight(completer.submit(claim, outcome, durationMs), exit)
+    const written = completer.submit(claim, outcome, durationMs)
+    // While the context runs, the task ends at once: its slot is the claim's, freed when the store took the outcome.
+    // Otherwise (stopping, paused) it ends only then, so the context is `Stopped` once every outcome is in the store.
+    return Effect.flatMap(ctx.state, (state) => state === "Running" ? exit : Effect.zipRight(written, exit))
   }
 
   const handlerOf = (claim: Claim, payload: unknown): Effect.Effect<void, unknown> =>

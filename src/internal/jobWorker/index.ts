@@ -65,7 +65,13 @@ export const make: <R>(
           : Effect.logWarning(message, Cause.isCause(cause) ? cause : Cause.fail(cause))
       )
 
-    const calls = StoreCalls.make(ctx, storeTimeout)
+    const calls = StoreCalls.make({
+      ctx,
+      clock,
+      runtime: yield* Effect.runtime<never>(),
+      storeTimeout,
+      shortest: Duration.min(storeTimeout, Leases.renewEvery(lease))
+    })
     const publisher = new Publisher(ctx, queues)
     const claims = new Claims(concurrency, prefetch)
     const shutdown = new Shutdown(storeTimeout)
@@ -140,6 +146,7 @@ export const make: <R>(
 
     const background = <A>(effect: Effect.Effect<A>) => Effect.forkScoped(Effect.interruptible(effect))
 
+    yield* background(calls.watchdog)
     yield* background(completer.loop)
     yield* background(leases.renewer)
     yield* background(leases.fencer)

@@ -11,11 +11,15 @@
  *   failed, and ready again only once every kind that failed has succeeded since. An interrupted call tells nothing.
  */
 import * as Cause from "effect/Cause"
+import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Inspectable from "effect/Inspectable"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import { JobStoreError } from "../../JobStore.js"
 import type { WorkerContext } from "../../WorkerContext.js"
 
@@ -40,7 +44,13 @@ export interface StoreCalls {
    * Runs `call`, a store call of `kind`, with a deadline of `timeout` (default: `storeTimeout`), and reports how it
    * ended. Fails with a `JobStoreError` when the store fails, dies, or does not answer in time.
    */
-  readonly run: <A, R = never>(
+  readonly run: <A>(
+    kind: CallKind,
+    call: Effect.Effect<A, JobStoreError>,
+    timeout?: Duration.Duration
+  ) => Effect.Effect<A, JobStoreError>
+  /** As `run`, for a call that needs the caller's services (a wake-up subscription needs its scope). */
+  readonly runWith: <A, R>(
     kind: CallKind,
     call: Effect.Effect<A, JobStoreError, R>,
     timeout?: Duration.Duration
@@ -53,7 +63,25 @@ export interface StoreCalls {
   readonly storeTimeout: Duration.Duration
 }
 
-export const make = (ctx: WorkerContext.Service, storeTimeout: Duration.Duration): StoreCalls => {
+/** A call on its way, watched by the watchdog. */
+interface Outstanding {
+  readonly deadline: number
+  readonly fiber: Fiber.RuntimeFiber<unknown, JobStoreError>
+  readonly timeout: () => void
+  done: boolean
+}
+
+export const make = (deps: {
+  readonly ctx: WorkerContext.Service
+  readonly clock: Clock.Clock
+  /** Runs each call on a fiber of its own, with the worker's services and fiber refs. */
+  readonly runtime: Runtime.Runtime<never>
+  readonly storeTimeout: Duration.Duration
+  /** The shortest deadline callers give (the renewals'): the watchdog wakes at least this often while calls run. */
+  readonly shortest: Duration.Duration
+}): StoreCalls & { readonly watchdog: Effect.Effect<never> } => {
+  const { clock, ctx, runtime, storeTimeout } = deps
+  const shortestMs = Math.max(1, Duration.toMillis(deps.shortest))
   const failing = new Map<CallKind, string>()
   let reported: string | undefined = undefined
 
@@ -86,24 +114,96 @@ export const make = (ctx: WorkerContext.Service, storeTimeout: Duration.Duration
   const noAnswer = (kind: CallKind, timeout: Duration.Duration) => () =>
     new JobStoreError({ operation: kind, reason: `no answer within ${Duration.format(timeout)}` })
 
-  const run = <A, R = never>(
+  const reportExit = (kind: CallKind) => <A>(exit: Exit.Exit<A, JobStoreError>): Effect.Effect<void> => {
+    if (Exit.isSuccess(exit)) return succeeded(kind)
+    const failure = Cause.failureOption(exit.cause)
+    if (Option.isSome(failure)) return failed(kind, failure.value.message)
+    return Effect.void
+  }
+
+  const noDefects = <A, R>(kind: CallKind, call: Effect.Effect<A, JobStoreError, R>) =>
+    Effect.catchAllDefect(
+      call,
+      (defect) => Effect.fail(new JobStoreError({ operation: kind, reason: `died: ${textOf(defect)}`, cause: defect }))
+    )
+
+  // The calls on their way, and a watchdog that gives up those past their deadline: one sleeping fiber for all of
+  // them, instead of a timer and a race per call.
+  const outstanding = new Set<Outstanding>()
+  const watched = Effect.unsafeMakeLatch(false)
+  const watchdog: Effect.Effect<never> = Effect.forever(Effect.suspend(() => {
+    const now = clock.unsafeCurrentTimeMillis()
+    let earliest = Infinity
+    for (const call of outstanding) {
+      if (call.deadline <= now) call.timeout()
+      else if (call.deadline < earliest) earliest = call.deadline
+    }
+    if (outstanding.size === 0) {
+      watched.unsafeClose()
+      return watched.await
+    }
+    // A call made meanwhile has a deadline at least `shortestMs` away: waking this often catches it in time.
+    return Effect.sleep(Duration.millis(Math.min(earliest - now, shortestMs)))
+  }))
+
+  const watchedCall = <A>(
+    kind: CallKind,
+    call: Effect.Effect<A, JobStoreError>,
+    timeout: Duration.Duration
+  ): Effect.Effect<A, JobStoreError> =>
+    Effect.async<A, JobStoreError>((resume) => {
+      const fiber = Runtime.runFork(runtime, noDefects(kind, call))
+      const entry: Outstanding = {
+        deadline: clock.unsafeCurrentTimeMillis() + Duration.toMillis(timeout),
+        fiber,
+        done: false,
+        timeout: () => {
+          // Given up without waiting: the store's own interruption (a destroyed connection) runs on its own.
+          entry.done = true
+          outstanding.delete(entry)
+          fiber.unsafeInterruptAsFork(FiberId.none)
+          resume(Effect.fail(noAnswer(kind, timeout)()))
+        }
+      }
+      outstanding.add(entry)
+      watched.unsafeOpen()
+      fiber.addObserver((exit) => {
+        if (entry.done) return
+        entry.done = true
+        outstanding.delete(entry)
+        resume(exit)
+      })
+      return Effect.sync(() => {
+        if (entry.done) return
+        entry.done = true
+        outstanding.delete(entry)
+        fiber.unsafeInterruptAsFork(FiberId.none)
+      })
+    })
+
+  const run = <A>(
+    kind: CallKind,
+    call: Effect.Effect<A, JobStoreError>,
+    timeout: Duration.Duration = storeTimeout
+  ): Effect.Effect<A, JobStoreError> =>
+    Duration.toMillis(timeout) >= shortestMs
+      ? Effect.onExit(watchedCall(kind, call, timeout), reportExit(kind))
+      : runWith(kind, call, timeout)
+
+  /**
+   * A call that needs the caller's services (a wake-up subscription needs its scope), or whose deadline is shorter
+   * than the watchdog's period: it runs disconnected, under a timer of its own.
+   */
+  const runWith = <A, R>(
     kind: CallKind,
     call: Effect.Effect<A, JobStoreError, R>,
     timeout: Duration.Duration = storeTimeout
   ): Effect.Effect<A, JobStoreError, R> =>
-    call.pipe(
-      Effect.catchAllDefect((defect) =>
-        Effect.fail(new JobStoreError({ operation: kind, reason: `died: ${textOf(defect)}`, cause: defect }))
-      ),
+    noDefects(kind, call).pipe(
       Effect.disconnect,
       Effect.timeoutFail({ duration: timeout, onTimeout: noAnswer(kind, timeout) }),
-      Effect.onExit((exit) => {
-        if (Exit.isSuccess(exit)) return succeeded(kind)
-        const failure = Cause.failureOption(exit.cause)
-        if (Option.isSome(failure)) return failed(kind, failure.value.message)
-        return Effect.void
-      })
+      Effect.onExit(reportExit(kind))
     )
 
-  return { run, succeeded, failed, failing, storeTimeout }
+  return { run, runWith, succeeded, failed, failing, storeTimeout, watchdog }
 }
