@@ -730,9 +730,10 @@ export const makeConnections = (options: {
         closed = true
         const polite = idle.splice(0).filter((connection) => !connection.broken)
         for (const connection of live) if (!polite.includes(connection)) destroy(connection)
-        yield* Effect.promise(() => Promise.allSettled(polite.map((connection) => connection.client.end()))).pipe(
-          Effect.timeoutOption(Duration.seconds(1))
-        )
+        // Interruptible: a finalizer is not, and the timeout could not cut off a wait for a stalled server.
+        yield* Effect.interruptible(
+          Effect.promise(() => Promise.allSettled(polite.map((connection) => connection.client.end())))
+        ).pipe(Effect.timeoutOption(Duration.seconds(1)))
         for (const connection of [...live]) destroy(connection)
       })
     )
@@ -768,7 +769,7 @@ const listenOnce = (
         return client
       }),
       (client) =>
-        Effect.promise(() => client.end().catch(() => {})).pipe(
+        Effect.interruptible(Effect.promise(() => client.end().catch(() => {}))).pipe(
           Effect.timeoutOption(Duration.seconds(1)),
           Effect.ensuring(Effect.sync(() => client.connection.stream.destroy()))
         )
