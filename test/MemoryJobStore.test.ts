@@ -284,7 +284,7 @@ describe("MemoryJobStore", () => {
         assert.deepStrictEqual(yield* wakeupsBefore(store, received, "marker-2"), [])
       }))
 
-    it.scoped("wakes once per settle batch per queue for Released and a due Retry, not for Completed, Dead or a later Retry", () =>
+    it.scoped("wakes a queue once per settle batch for Released and a due Retry, not for Completed, Dead, later", () =>
       Effect.gen(function*() {
         const store = yield* MemoryJobStore.make()
         const received = yield* store.wakeups
