@@ -70,8 +70,9 @@ export class LeaseLost extends Data.TaggedError("LeaseLost")<{
 }
 
 /**
- * A job to store, its payload already encoded: a JSON value (no `bigint`, no `Date`, no `NaN`, no class instance),
- * or the enqueue fails. When it is due: at `runAt`, an instant of the caller's clock, if given; otherwise `delay`
+ * A job to store, its payload already encoded: a JSON value (no `bigint`, no `Date`, no `NaN`, no class instance,
+ * no string with a NUL character or a lone surrogate, which PostgreSQL cannot store), or the enqueue fails. When it
+ * is due: at `runAt`, an instant of the caller's clock, if given; otherwise `delay`
  * (default zero) after the enqueue, by the **store's** clock, so that a producer whose clock is off does not move
  * the job.
  *
@@ -563,10 +564,10 @@ export declare namespace JobStore {
  *
  * @example
  * ```ts
- * import { JobStore } from "effect-worker-context/JobStore"
+ * import { type JobStore, make } from "effect-worker-context/JobStore"
  *
  * declare const driver: JobStore.Driver
- * const store: JobStore.Service = JobStore.make(driver)
+ * const store: JobStore.Service = make(driver)
  * ```
  *
  * @since 0.3.0

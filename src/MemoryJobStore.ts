@@ -9,30 +9,43 @@
  * What it guarantees, beyond the port's contract (`JobStore`):
  *
  * - **Atomic operations.** Each operation is one synchronous step: no other fiber sees the store half-way through
- *   it, so concurrent enqueues with one `key` store one job, and two claims never get the same job.
+ *   it, so concurrent enqueues with one `key` store one job, two claims never get the same job, and a `settle`
+ *   batch is applied whole.
  * - **Time is Effect's `Clock`,** read when the store is built: under `TestClock`, `TestClock.adjust` moves run-at
- *   instants and lease expiries. Every operation first brings the store up to the clock: scheduled jobs whose
- *   `runAt` has come become ready, and every lease that expired gives its job back (ready again with its attempt
- *   counted, or dead with `"lease expired"` when its attempts are used up), as `reap` does.
+ *   instants, delays and lease expiries. An `enqueue` without `runAt` is due `delay` (default zero) after the
+ *   store's now; a `Retry` outcome is due its `delay` after the store's now at the `settle`; delays are rounded up
+ *   to the millisecond, so a job is never due early. Every operation first brings the store up to the clock:
+ *   scheduled jobs whose `runAt` has come become ready, and every lease that expired gives its job back (ready
+ *   again with its attempt counted, or dead with `"lease expired"` when its attempts are used up).
  * - **Leases are judged by the clock.** A lease holds from its claim until its expiry instant, exclusive: at
  *   `leaseExpiresAt` it no longer holds, even if nobody has claimed the job again. `renew` reports it lost, and
- *   `complete`, `retry`, `deadLetter` and `release` fail with `LeaseLost` and change nothing. So a job never has
- *   two live leases, and a late acknowledgement never touches a job that someone else may be running.
+ *   `settle` answers `false` for it and changes nothing, whatever the outcome. So a job never has two live leases,
+ *   and a late outcome never touches a job that someone else may be running. Of two outcomes for one lease in one
+ *   batch, the first applies and the second answers `false`.
+ * - **Deaths by lease expiry are reported once.** A job buried because its lease expired on its last attempt is
+ *   reported in the `buried` of exactly one `claim` or `reap`: the first to run after the burial (any operation
+ *   may bury it while bringing the store up to the clock; the death then waits for the next claim or reap).
+ *   `reap`'s `reaped` counts the jobs it made ready again plus the jobs it reports buried, so `reaped` is never
+ *   less than `buried.length`.
+ * - **Payloads are JSON, copied.** `enqueue` keeps the payload as JSON text (a payload that is not JSON fails it,
+ *   as on PostgreSQL), and every claim parses it anew: a handler gets a copy of its own, so mutating the object
+ *   after `enqueue`, or a claimed payload, changes nothing in the store.
  * - **Ids** are decimal strings of a counter, `"1"`, `"2"`, ..., increasing in enqueue order; lease tokens are
  *   fresh for every claim.
  * - **Dead letters are bounded** by `maxDeadLetters` (default 10,000): past it, the oldest are dropped, and each
  *   operation that dropped some logs a warning naming them. A redriven job keeps its id.
  * - **Attempts.** The store judges `maxAttempts` only where no worker can: a lease that expired on the job's last
- *   attempt buries it. `retry` and `release` do what they are told whatever the count; the worker decides.
- * - **Wake-ups** go to every running `wakeups` stream (each has its own buffer of 256; a subscriber that lags
- *   further loses its oldest, which are hints anyway), once per operation per queue that got a job ready now:
- *   `enqueue`, `retry` for a `runAt` that has passed, `release`, `redrive`, and `reap` (for the jobs it made
- *   ready). A deduplicated enqueue wakes nobody. A scheduled job whose `runAt` comes, or a job whose lease
- *   expires, wakes nobody by itself (the store runs no timer): workers find it on their next poll, or a `reap`
- *   that makes it ready wakes its queue.
+ *   attempt buries it. `Retry` and `Released` do what they say whatever the count; the worker decides.
+ * - **Wake-ups.** `wakeups` subscribes at once, in the caller's scope: every wake-up after it returns reaches the
+ *   subscription until the scope closes. Each subscription buffers at most 256 wake-ups; one that lags further
+ *   loses its oldest (they are hints: a worker polls anyway). A queue is woken once per operation that got it a
+ *   job ready now: `enqueue`, `settle` (a `Released`, or a `Retry` already due; once per batch), `redrive`, and
+ *   `reap` (for the jobs it made ready). A deduplicated enqueue wakes nobody. A scheduled job whose `runAt` comes,
+ *   or a job whose lease expires, wakes nobody by itself (the store runs no timer): workers find it on their next
+ *   poll, or a `reap` that makes it ready wakes its queue.
  * - **Cost.** Jobs are kept per queue and job name in priority heaps: `claim` looks only at the heaps of the
  *   queues and names it asks for, and every operation on one job is O(log n). A completed job leaves nothing
- *   behind; a payload is kept by reference, not copied, so do not mutate it after `enqueue`.
+ *   behind.
  *
  * @since 0.2.0
  */
@@ -82,6 +95,7 @@ export interface MemoryJobStoreOptions {
  * @example
  * ```ts
  * import { Duration, Effect } from "effect"
+ * import { Outcome } from "effect-worker-context/JobStore"
  * import * as MemoryJobStore from "effect-worker-context/MemoryJobStore"
  *
  * const program = Effect.gen(function*() {
@@ -90,19 +104,18 @@ export interface MemoryJobStoreOptions {
  *     name: "send-email",
  *     queue: "emails",
  *     payload: { to: "ada@example.com" },
- *     runAt: new Date(0),
  *     priority: 0,
  *     key: undefined,
  *     maxAttempts: 5
  *   }])
- *   const [job] = yield* store.claim({
+ *   const { jobs } = yield* store.claim({
  *     queues: ["emails"],
  *     names: ["send-email"],
  *     limit: 1,
  *     lease: Duration.seconds(30),
  *     worker: "mailer-1"
  *   })
- *   if (job !== undefined) yield* store.complete(job.lease)
+ *   yield* store.settle(jobs.map((job) => ({ lease: job.lease, outcome: Outcome.Completed() })))
  *   return id
  * })
  * ```

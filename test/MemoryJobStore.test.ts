@@ -85,6 +85,33 @@ describe("MemoryJobStore", () => {
       }))
   })
 
+  describe("time", () => {
+    it.effect("is the Clock the store was built with, whatever the clock of the fiber that calls it", () =>
+      Effect.gen(function*() {
+        const store = yield* MemoryJobStore.make()
+        // A caller an hour ahead (a producer or a worker whose clock is off) moves nothing.
+        const base = yield* Effect.clock
+        const ahead: Clock.Clock = Object.create(base, {
+          unsafeCurrentTimeMillis: { value: () => base.unsafeCurrentTimeMillis() + 3_600_000 },
+          currentTimeMillis: { value: Effect.map(base.currentTimeMillis, (millis) => millis + 3_600_000) }
+        })
+        const skewed = <A, E>(effect: Effect.Effect<A, E>) => Effect.withClock(effect, ahead)
+        assert.strictEqual(yield* skewed(Clock.currentTimeMillis), 3_600_000, "the caller's clock is off")
+        const [id] = yield* skewed(store.enqueue([job({ runAt: undefined, delay: Duration.seconds(10) })]))
+        assert.deepStrictEqual(yield* skewed(claim(store)), [], "not due by the caller's clock")
+        yield* TestClock.adjust("10 seconds")
+        const claimed = yield* skewed(claimOne(store))
+        assert.strictEqual(claimed.id, id)
+        assert.deepStrictEqual([claimed.enqueuedAt.getTime(), claimed.runAt.getTime()], [0, 10_000])
+        assert.strictEqual(claimed.leaseExpiresAt.getTime(), 10_000 + Duration.toMillis(LEASE))
+        yield* skewed(settle(store, claimed.lease, Outcome.Retry({ delay: Duration.minutes(10), error: "x" })))
+        yield* TestClock.adjust(Duration.minutes(10).pipe(Duration.subtract(Duration.millis(1))))
+        assert.deepStrictEqual(yield* skewed(claim(store)), [], "the retry is due 10 minutes after the settle")
+        yield* TestClock.adjust(1)
+        assert.strictEqual((yield* skewed(claimOne(store))).attempt, 2)
+      }))
+  })
+
   describe("ids", () => {
     it.effect("are the decimal strings of a counter, and a redriven job keeps its id", () =>
       Effect.gen(function*() {
@@ -120,21 +147,6 @@ describe("MemoryJobStore", () => {
         assert.strictEqual(again.attempt, 1)
       }))
 
-    it.effect("rounds a retry delay up to the next millisecond: never early", () =>
-      Effect.gen(function*() {
-        const store = yield* MemoryJobStore.make()
-        yield* store.enqueue([job()])
-        yield* settle(
-          store,
-          (yield* claimOne(store)).lease,
-          Outcome.Retry({ delay: Duration.micros(1_500n), error: "x" })
-        )
-        yield* TestClock.adjust(1)
-        assert.deepStrictEqual(yield* claim(store), [])
-        yield* TestClock.adjust(1)
-        assert.strictEqual((yield* claimOne(store)).runAt.getTime(), 2)
-      }))
-
     it.effect("Released keeps the job's place in line: its runAt and enqueue order", () =>
       Effect.gen(function*() {
         const store = yield* MemoryJobStore.make()
@@ -164,6 +176,17 @@ describe("MemoryJobStore", () => {
         assert.strictEqual(internal.sizes(store)!.buried, 0)
         assert.deepStrictEqual((yield* claimOne(store)).id, again)
         assert.strictEqual(claimed.length, 2)
+      }))
+
+    it.effect("are in the dead letters as soon as any operation brought the store up to its clock", () =>
+      Effect.gen(function*() {
+        const store = yield* MemoryJobStore.make()
+        const [id] = yield* store.enqueue([job({ maxAttempts: 1 })])
+        yield* claimOne(store)
+        yield* TestClock.adjust(LEASE)
+        const [dead] = yield* store.deadLetters()
+        assert.deepStrictEqual([dead?.id, dead?.lastError, dead?.failedAt.getTime()], [id, "lease expired", 30_000])
+        assert.deepStrictEqual((yield* store.reap).buried.map((buried) => buried.id), [id], "reported later")
       }))
 
     it.effect("are reported even when maxDeadLetters dropped them at once", () =>
@@ -245,22 +268,6 @@ describe("MemoryJobStore", () => {
       }))
   })
 
-  describe("redrive", () => {
-    it.effect("leaves dead a job whose key a live job took since it died", () =>
-      Effect.gen(function*() {
-        const store = yield* MemoryJobStore.make()
-        const [deadId] = yield* store.enqueue([job({ key: "k" })])
-        yield* dead(store, (yield* claimOne(store)).lease, "fatal")
-        const [live] = yield* store.enqueue([job({ key: "k" })])
-        assert.strictEqual(yield* store.redrive([deadId!]), 0)
-        assert.deepStrictEqual((yield* store.deadLetters()).map((deadJob) => deadJob.id), [deadId])
-        yield* complete(store, (yield* claimOne(store)).lease)
-        assert.strictEqual(yield* store.redrive([deadId!]), 1, "once the key is free again")
-        assert.deepStrictEqual(yield* store.enqueue([job({ key: "k" })]), [deadId!], "and it holds the key")
-        assert.notStrictEqual(live, deadId)
-      }))
-  })
-
   describe("stats", () => {
     it.effect("counts a queue or a job named __proto__ like any other", () =>
       Effect.gen(function*() {
@@ -304,7 +311,7 @@ describe("MemoryJobStore", () => {
         assert.deepStrictEqual(yield* wakeupsBefore(store, received, "marker-2"), [])
       }))
 
-    it.scoped("wakes once per settle batch per queue for Released and a due Retry, not for Completed, Dead or a later Retry", () =>
+    it.scoped("wakes a queue once per settle batch for Released and a due Retry, not for Completed, Dead, later", () =>
       Effect.gen(function*() {
         const store = yield* MemoryJobStore.make()
         const received = yield* store.wakeups

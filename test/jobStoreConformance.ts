@@ -8,7 +8,8 @@
  * tests can set (a `now()` the store reads from a table, say) rather than real time.
  *
  * No test waits by polling: a wake-up subscription is live when `store.wakeups` returns, so a test subscribes,
- * acts, and takes from the queue.
+ * acts, and takes from the queue. Wake-ups are hints, possibly repeated and out of order, so a test that checks
+ * that a queue was *not* woken uses a queue that never held a ready job.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Duration, Effect, Either, Exit, type Layer, Option, Queue, type Scope } from "effect"
@@ -45,8 +46,30 @@ export const subscribeWakeups = (
 ): Effect.Effect<Queue.Dequeue<string>, never, Scope.Scope> => store.wakeups
 
 /**
- * Enqueues a ready job into the queue `marker` and returns the wake-ups received before the marker's: everything
- * the operations before it woke (a store sends wake-ups in the order of its operations).
+ * Takes wake-ups from `received` until every queue of `queues` has come, and returns all it took. A wake-up that
+ * does not come fails the test by its timeout.
+ */
+export const awaitWakeups = (
+  received: Queue.Dequeue<string>,
+  queues: ReadonlyArray<string>
+): Effect.Effect<ReadonlyArray<string>> =>
+  Effect.gen(function*() {
+    const missing = new Set(queues)
+    const seen: Array<string> = []
+    while (missing.size > 0) {
+      const queue = yield* Queue.take(received)
+      seen.push(queue)
+      missing.delete(queue)
+    }
+    return seen
+  })
+
+/**
+ * Enqueues a ready job into the queue `marker` and returns the wake-ups received before the marker's. Wake-ups are
+ * hints that a store may repeat and reorder (PostgreSQL's store republishes the queues that hold ready jobs when its
+ * listening connection comes up), so the marker's may come early: use this only to check that a queue that never
+ * held a ready job was not woken (such a check may miss a stray wake-up, but never fails wrongly), and
+ * {@link awaitWakeups} to check that a queue was.
  */
 export const wakeupsBefore = (
   store: JobStore.Service,
@@ -325,6 +348,9 @@ export const jobStoreConformance = (
           assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "while leased")
           yield* op.retry(claimed.lease, 5_000)
           assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "while scheduled for a retry")
+          yield* op.advance(5_000)
+          yield* op.release((yield* op.claimOne()).lease, true)
+          assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "while ready again after Released")
           const stats = yield* store.stats
           assert.strictEqual(stats.ready + stats.scheduled + stats.leased, 1, "one job in all")
         }))
@@ -363,7 +389,10 @@ export const jobStoreConformance = (
         ["NaN", { ratio: [1, Number.NaN] }, "$.ratio[1]"],
         ["Infinity", Infinity, "$"],
         ["a class instance", { price: new Money(5) }, "$.price"],
-        ["a circular object", circular, "$.self"]
+        ["a circular object", circular, "$.self"],
+        ["a NUL character in a string", { note: ["ok", "a\u0000b"] }, "$.note[1]"],
+        ["a lone surrogate in a string", { emoji: "\ud83d" }, "$.emoji"],
+        ["a NUL character in a key", { nested: { "a\u0000b": 1 } }, "$.nested: the key"]
       ]
       for (const [what, payload, path] of notJson) {
         test(`fails enqueue with a JobStoreError naming the place of ${what}, storing nothing of the batch`, (
@@ -409,18 +438,23 @@ export const jobStoreConformance = (
           }])
         }))
 
-      test("keeps every JSON value: null, booleans, numbers, strings, arrays and objects, at any depth", (
+      test("keeps a payload that is null", (_store, op) =>
+        Effect.gen(function*() {
+          yield* op.enqueue({ payload: null })
+          assert.strictEqual((yield* op.claimOne()).payload, null)
+        }))
+
+      test("keeps every JSON value: booleans, numbers, strings, arrays and objects, at any depth", (
         store,
         op
       ) =>
         Effect.gen(function*() {
           const payloads: ReadonlyArray<unknown> = [
-            null,
             true,
             0,
             -1.5,
             "",
-            "unicode: é ✓ \u0000",
+            "unicode: é ✓ 😀 \u0001",
             [],
             {},
             [1, "two", null, [false]],
@@ -516,6 +550,14 @@ export const jobStoreConformance = (
           assert.deepStrictEqual(yield* op.claimIds({ limit: 2 }), ids.slice(0, 2))
           assert.deepStrictEqual(yield* op.claimIds({ limit: 2 }), ids.slice(2, 4))
           assert.deepStrictEqual(yield* op.claimIds({ limit: 2 }), ids.slice(4))
+        }))
+
+      test("claims a job once when the request names its queue or name twice", (store, op) =>
+        Effect.gen(function*() {
+          const now = yield* op.at(0)
+          const ids = yield* store.enqueue([op.job(now), op.job(now)])
+          const claimed = yield* op.claimIds({ queues: ["emails", "emails"], names: ["send-email", "send-email"] })
+          assert.deepStrictEqual(claimed, ids)
         }))
 
       test("hands each job to one of many concurrent claims", (store, op) =>
@@ -657,7 +699,7 @@ export const jobStoreConformance = (
             ])
             assert.strictEqual((yield* store.stats).dead, 1)
             yield* op.enqueue({ queue: "elsewhere" })
-            assert.deepStrictEqual((yield* store.deadLetters()).map((job) => job.id), [id])
+            yield* store.deadLetters()
             const reports = [
               ...buriedIds(yield* store.claim(claimRequest())),
               ...buriedIds(yield* store.reap),
@@ -679,6 +721,33 @@ export const jobStoreConformance = (
           assert.deepStrictEqual(yield* store.claim(claimRequest()), { jobs: [], buried: [] })
           assert.deepStrictEqual(yield* store.reap, { reaped: 0, buried: [] })
           assert.strictEqual((yield* store.deadLetters()).length, 1)
+        }))
+
+      test("are reported once when claims and reaps run at the same time", (store, op) =>
+        Effect.gen(function*() {
+          const now = yield* op.at(0)
+          const ids = yield* store.enqueue(Array.from({ length: 6 }, () => op.job(now, { maxAttempts: 1 })))
+          yield* op.claim()
+          yield* op.advance(LEASE_MS)
+          const calls = Array.from({ length: 8 }, (_, i) =>
+            i % 2 === 0
+              ? Effect.map(store.claim(claimRequest({ worker: `worker-${i}` })), buriedIds)
+              : Effect.map(store.reap, buriedIds))
+          const reports = yield* Effect.all(calls, { concurrency: "unbounded" })
+          assert.deepStrictEqual(sorted(reports.flat()), ids)
+          assert.strictEqual((yield* store.deadLetters()).length, 6)
+        }))
+
+      test("can be redriven like any dead job, attempts reset", (store, op) =>
+        Effect.gen(function*() {
+          const id = yield* op.enqueue({ maxAttempts: 1 })
+          yield* op.claimOne()
+          yield* op.advance(LEASE_MS)
+          assert.deepStrictEqual(buriedIds(yield* store.reap), [id])
+          assert.strictEqual(yield* store.redrive([id]), 1)
+          const again = yield* op.claimOne()
+          assert.strictEqual(again.id, id)
+          assert.strictEqual(again.attempt, 1)
         }))
     })
 
@@ -787,6 +856,39 @@ export const jobStoreConformance = (
             assert.strictEqual(again.id, id)
             assert.strictEqual(again.attempt, 2)
             assert.strictEqual(again.runAt.getTime(), settledAt.getTime() + 10_000)
+          })
+      )
+
+      test(
+        "Retry with a delay of a fraction of a millisecond never makes the job due early",
+        (_store, op) =>
+          Effect.gen(function*() {
+            const id = yield* op.enqueue()
+            const claimed = yield* op.claimOne()
+            assert.isTrue(
+              yield* op.settleOne(claimed.lease, Outcome.Retry({ delay: Duration.micros(1_500n), error: "x" })),
+              "applied"
+            )
+            yield* op.advance(1)
+            assert.deepStrictEqual(yield* op.claim(), [], "1 ms after a retry of 1.5 ms")
+            yield* op.advance(1)
+            assert.deepStrictEqual(yield* op.claimIds(), [id])
+          })
+      )
+
+      test(
+        "Retry moves the job's runAt, and so its place in line, to when it is due again",
+        (store, op) =>
+          Effect.gen(function*() {
+            const now = yield* op.at(0)
+            const [first, second] = yield* store.enqueue([op.job(now), op.job(now)])
+            const claimed = yield* op.claimOne()
+            assert.strictEqual(claimed.id, first)
+            yield* op.advance(5_000)
+            yield* op.retry(claimed.lease, 0)
+            const order = yield* op.claim()
+            assert.deepStrictEqual(order.map((job) => job.id), [second, first], "behind the job due earlier")
+            assert.strictEqual(order[1]!.runAt.getTime(), now.getTime() + 5_000)
           })
       )
 
@@ -940,6 +1042,18 @@ export const jobStoreConformance = (
             assert.strictEqual(again.attempt, 1)
           }))
       }
+
+      test("of concurrent settles of one lease, exactly one applies", (store, op) =>
+        Effect.gen(function*() {
+          const id = yield* op.enqueue()
+          const claimed = yield* op.claimOne()
+          const answers = yield* Effect.all(
+            everyOutcome.map((outcome) => op.settleOne(claimed.lease, outcome)),
+            { concurrency: "unbounded" }
+          )
+          assert.strictEqual(answers.filter((applied) => applied).length, 1, `answers: ${answers.join(", ")}`)
+          assert.deepStrictEqual(yield* store.renew([claimed.lease], LEASE), [id])
+        }))
 
       test("a lease holds until one tick before its expiry instant", (store, op) =>
         Effect.gen(function*() {
@@ -1163,9 +1277,40 @@ export const jobStoreConformance = (
           assert.strictEqual(yield* store.redrive([tired!]), 0, "a live job is not redriven")
           assert.strictEqual(yield* store.redrive([]), 0)
         }))
+
+      test("redrive skips a dead job whose key a live job holds by now, and moves it once the key is free", (
+        store,
+        op
+      ) =>
+        Effect.gen(function*() {
+          const dead = yield* op.enqueue({ key: "k" })
+          yield* op.dead((yield* op.claimOne()).lease)
+          const live = yield* op.enqueue({ key: "k" })
+          assert.notStrictEqual(live, dead)
+          assert.strictEqual(yield* store.redrive([dead]), 0)
+          assert.deepStrictEqual((yield* store.deadLetters()).map((job) => job.id), [dead])
+          yield* op.complete((yield* op.claimOne()).lease)
+          assert.strictEqual(yield* store.redrive([dead]), 1, "once the key is free again")
+          assert.strictEqual(yield* op.enqueue({ key: "k" }), dead, "and it holds the key")
+        }))
     })
 
     describe("wakeups", () => {
+      /**
+       * Enqueues a job in each queue that is not ready at once, moves the clock until it is, and claims it: the
+       * queue then holds a leased job and never had one ready that could have woken it (or that a store could
+       * repeat a wake-up for).
+       */
+      const leasedUnwoken = (op: Ops, queues: ReadonlyArray<string>) =>
+        Effect.gen(function*() {
+          const runAt = yield* op.at(1_000)
+          for (const queue of queues) yield* op.enqueue({ queue, runAt })
+          yield* op.advance(1_000)
+          const claimed = yield* op.claim({ queues, limit: queues.length })
+          assert.strictEqual(claimed.length, queues.length)
+          return (queue: string) => claimed.find((job) => job.queue === queue)!
+        })
+
       test(
         "is live when it returns: the next ready enqueue reaches it, with no probe",
         (store, op) =>
@@ -1185,8 +1330,10 @@ export const jobStoreConformance = (
             yield* store.enqueue([newJob({ queue: "later-too", runAt: undefined, delay: Duration.minutes(1) })])
             const now = yield* op.at(0)
             yield* store.enqueue([op.job(now, { queue: "now-a" }), op.job(now, { queue: "now-b" })])
-            const woken = yield* wakeupsBefore(store, received, "marker")
-            assert.includeMembers([...woken], ["now-a", "now-b"])
+            const woken = [
+              ...(yield* awaitWakeups(received, ["now-a", "now-b"])),
+              ...(yield* wakeupsBefore(store, received, "marker"))
+            ]
             assert.notInclude(woken, "later")
             assert.notInclude(woken, "later-too")
           })
@@ -1194,35 +1341,51 @@ export const jobStoreConformance = (
 
       test("does not wake for an enqueue that found its key held", (store, op) =>
         Effect.gen(function*() {
-          yield* op.enqueue({ queue: "dedup", key: "k" })
+          // Neither queue ever holds a ready job: any wake-up of them would come from the deduplicated enqueues.
+          yield* op.enqueue({ queue: "dedup-scheduled", key: "k1", runAt: yield* op.at(60_000) })
+          yield* op.enqueue({ queue: "dedup-leased", key: "k2", runAt: yield* op.at(1_000) })
+          yield* op.advance(1_000)
+          yield* op.claimOne({ queues: ["dedup-leased"] })
           const received = yield* subscribeWakeups(store)
-          yield* op.enqueue({ queue: "dedup", key: "k" })
-          assert.notInclude(yield* wakeupsBefore(store, received, "marker"), "dedup")
+          yield* op.enqueue({ queue: "dedup-scheduled", key: "k1" })
+          yield* op.enqueue({ queue: "dedup-leased", key: "k2" })
+          const woken = yield* wakeupsBefore(store, received, "marker")
+          assert.notInclude(woken, "dedup-scheduled")
+          assert.notInclude(woken, "dedup-leased")
         }))
 
       test(
         "wakes for Released, a Retry already due, a redrive and a reap that made jobs ready",
         (store, op) =>
           Effect.gen(function*() {
-            const now = yield* op.at(0)
-            const queues = ["released", "retried", "redriven", "reaped"]
-            yield* store.enqueue(queues.map((queue) => op.job(now, { queue })))
-            const claimed = yield* op.claim({ queues })
-            const byQueue = (queue: string) => claimed.find((job) => job.queue === queue)!
+            const job = yield* leasedUnwoken(op, ["released", "retried", "redriven", "reaped"])
             const received = yield* subscribeWakeups(store)
-            yield* op.release(byQueue("released").lease, false)
-            assert.include(yield* wakeupsBefore(store, received, "m1"), "released")
-            yield* op.retry(byQueue("retried").lease, 0)
-            assert.include(yield* wakeupsBefore(store, received, "m2"), "retried")
-            const redriven = byQueue("redriven")
+            yield* op.release(job("released").lease, false)
+            yield* awaitWakeups(received, ["released"])
+            yield* op.retry(job("retried").lease, 0)
+            yield* awaitWakeups(received, ["retried"])
+            const redriven = job("redriven")
             yield* op.dead(redriven.lease)
             assert.strictEqual(yield* store.redrive([redriven.id]), 1)
-            assert.include(yield* wakeupsBefore(store, received, "m3"), "redriven")
+            yield* awaitWakeups(received, ["redriven"])
             yield* op.advance(LEASE_MS)
             assert.strictEqual((yield* store.reap).reaped, 1)
-            assert.include(yield* wakeupsBefore(store, received, "m4"), "reaped")
+            yield* awaitWakeups(received, ["reaped"])
           })
       )
+
+      test("does not wake for a claim, Completed, Dead or a Retry not yet due", (store, op) =>
+        Effect.gen(function*() {
+          const job = yield* leasedUnwoken(op, ["completed", "dead", "retried-later"])
+          const received = yield* subscribeWakeups(store)
+          yield* op.complete(job("completed").lease)
+          yield* op.dead(job("dead").lease)
+          yield* op.retry(job("retried-later").lease, 60_000)
+          const woken = yield* wakeupsBefore(store, received, "marker")
+          assert.notInclude(woken, "completed")
+          assert.notInclude(woken, "dead")
+          assert.notInclude(woken, "retried-later")
+        }))
 
       test("gives every subscriber every wake-up", (store, op) =>
         Effect.gen(function*() {

@@ -139,14 +139,22 @@ export const redriveProblem = (ids: ReadonlyArray<string>): Problem | undefined 
 export const maxDelayMs = 100 * 365 * 24 * 60 * 60 * 1000
 
 /**
+ * What PostgreSQL's `jsonb` refuses in a string that JSON allows: the NUL character, and a lone UTF-16 surrogate
+ * (in a `u` pattern a well-formed pair is one code point, so `\p{Cs}` finds only lone halves).
+ */
+const unstorable = /[\u0000\p{Cs}]/u
+const unstorableText = "a string with a NUL character or a lone surrogate, which PostgreSQL cannot store"
+
+/**
  * Where `value` is not JSON, as a path and what was found there (`$.amount: a bigint`), or `undefined` when it is:
- * `null`, booleans, finite numbers, strings, arrays of JSON, and plain objects of JSON (a property that is
- * `undefined` is left out, as `JSON.stringify` does). Anything else would come back from a database as something
- * else, or not at all, so no store takes it, the memory store included.
+ * `null`, booleans, finite numbers, strings (without NUL nor lone surrogates), arrays of JSON, and plain objects
+ * of JSON (a property that is `undefined` is left out, as `JSON.stringify` does). Anything else would come back
+ * from a database as something else, or not at all, so no store takes it, the memory store included.
  */
 export const notJson = (value: unknown, path = "$", seen: Set<object> = new Set()): string | undefined => {
   switch (typeof value) {
     case "string":
+      return unstorable.test(value) ? `${path}: ${unstorableText}` : undefined
     case "boolean":
       return undefined
     case "number":
@@ -174,6 +182,7 @@ export const notJson = (value: unknown, path = "$", seen: Set<object> = new Set(
       for (const key of Object.keys(value)) {
         const item: unknown = (value as Record<string, unknown>)[key]
         if (item === undefined) continue
+        if (unstorable.test(key)) return `${path}: the key ${JSON.stringify(key)}, ${unstorableText}`
         const problem = notJson(item, `${path}.${key}`, seen)
         if (problem !== undefined) return problem
       }
