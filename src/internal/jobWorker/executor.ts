@@ -48,8 +48,10 @@ import { textOf } from "./storeCalls.js"
 export type AttemptOutcome = Outcome | { readonly _tag: "Discarded" }
 
 const Discarded: AttemptOutcome = { _tag: "Discarded" }
+const ReleasedRefunded: AttemptOutcome = Outcome.Released({ refund: true })
+const Completed: AttemptOutcome = Outcome.Completed()
 
-/** The failure of an attempt that ran past its job type's timeout. */
+/** The attempts running under one timeout, in the order of their deadlines. */
 export class TimeoutList {
   head: Claim | undefined = undefined
   tail: Claim | undefined = undefined
@@ -235,7 +237,7 @@ export const make = (deps: {
   const outcomeOf = (claim: Claim, exit: Exit.Exit<void, unknown>): Effect.Effect<AttemptOutcome> => {
     const state = claim.state._tag
     if (state === "Lost") return Effect.succeed(Discarded)
-    if (Exit.isSuccess(exit)) return Effect.succeed(Outcome.Completed())
+    if (Exit.isSuccess(exit)) return Effect.succeed(Completed)
     if (state === "Fenced") return Effect.succeed(Discarded)
     const cause = exit.cause
     const failure = Cause.failureOption(cause)
@@ -253,7 +255,7 @@ export const make = (deps: {
     // Interrupted.
     switch (claim.cut) {
       case "deadline":
-        return Effect.succeed(Outcome.Released({ refund: true }))
+        return Effect.succeed(ReleasedRefunded)
       case "timeout": {
         const list = claim.entry.timeouts!
         return Effect.zipRight(
@@ -353,16 +355,15 @@ export const make = (deps: {
       if (Either.isRight(result)) return runHandler(claim, result.right, restore)
       return settle(claim, Outcome.Dead({ error: textOf(result.left) }), Exit.fail(result.left))
     }
-    return Effect.matchEffect(restore(result), {
-      onFailure: (error) =>
-        Cause.isCause(error)
-          ? settle(claim, Released, Exit.failCause(error))
-          : settle(claim, Outcome.Dead({ error: textOf(error) }), Exit.fail(error)),
-      onSuccess: (payload) => runHandler(claim, payload, restore)
+    return Effect.flatMap(Effect.exit(restore(result)), (exit) => {
+      if (Exit.isSuccess(exit)) return runHandler(claim, exit.value, restore)
+      const failure = Cause.failureOption(exit.cause)
+      // A payload that no longer decodes is dead; a decoding cut off by the shutdown deadline is given back.
+      return Option.isSome(failure)
+        ? settle(claim, Outcome.Dead({ error: textOf(failure.value) }), exit)
+        : settle(claim, ReleasedRefunded, exit)
     })
   }
-
-  const Released = Outcome.Released({ refund: true })
 
   const attempt = (claim: Claim): Effect.Effect<void, unknown> =>
     Effect.uninterruptibleMask((restore) =>
