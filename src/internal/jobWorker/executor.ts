@@ -27,13 +27,13 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
 import * as Inspectable from "effect/Inspectable"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
 import * as Job from "../../Job.js"
 import { type ClaimedJob, Outcome } from "../../JobStore.js"
 import type { Tracked, WorkerContext } from "../../WorkerContext.js"
@@ -48,8 +48,10 @@ import { textOf } from "./storeCalls.js"
 export type AttemptOutcome = Outcome | { readonly _tag: "Discarded" }
 
 const Discarded: AttemptOutcome = { _tag: "Discarded" }
+const ReleasedRefunded: AttemptOutcome = Outcome.Released({ refund: true })
+const Completed: AttemptOutcome = Outcome.Completed()
 
-/** The failure of an attempt that ran past its job type's timeout. */
+/** The attempts running under one timeout, in the order of their deadlines. */
 export class TimeoutList {
   head: Claim | undefined = undefined
   tail: Claim | undefined = undefined
@@ -145,8 +147,8 @@ const infoOf = (job: ClaimedJob): Job.JobInfo => ({
   runAt: job.runAt
 })
 
-/** How often a cut looks again at a handler that is in an uninterruptible region. */
-const recheck = Schedule.spaced(Duration.millis(10))
+/** How often a cut looks again at a handler that is in an uninterruptible region: 5 ms, doubling, at most 100 ms. */
+const recheck = Schedule.exponential(Duration.millis(5)).pipe(Schedule.union(Schedule.spaced(Duration.millis(100))))
 
 export interface Executor {
   /** Tracks the attempt of `claim` as a task; fails with `TaskRejected` when the context refuses it. */
@@ -163,24 +165,31 @@ export const make = (deps: {
   readonly completer: Completer
   readonly publisher: Publisher
   readonly clock: Clock.Clock
-  readonly scope: Scope.Scope
+  /**
+   * Where the cuts run: a set that outlives the worker's finalizer (a cut made while the worker's scope closes must
+   * still run), and interrupts what is left when it closes.
+   */
+  readonly cutters: FiberSet.FiberSet<unknown, unknown>
   readonly warn: (message: string, cause?: unknown) => Effect.Effect<void>
 }): Executor => {
-  const { claims, clock, completer, ctx, publisher, scope, warn } = deps
+  const { claims, clock, completer, ctx, cutters, publisher, warn } = deps
 
   /** Interrupts `fiber` once it is interruptible (at once, if it is), from a fiber of the worker's scope. */
   const interruptWhenInterruptible = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<void> =>
-    Effect.asVoid(Effect.forkIn(
-      Effect.repeat(
-        Effect.map(fiber.runtimeFlags, (flags) => {
-          if (fiber.unsafePoll() !== null) return true
-          if (!RuntimeFlags.interruption(flags)) return false
-          fiber.unsafeInterruptAsFork(FiberId.none)
-          return true
-        }),
+    Effect.asVoid(FiberSet.run(
+      cutters,
+      // Interruptible, though forked from the task's uninterruptible part: the worker's scope must be able to end it.
+      Effect.interruptible(Effect.repeat(
+        Effect.suspend(() =>
+          fiber.unsafePoll() !== null ? Effect.succeed(true) : Effect.map(fiber.runtimeFlags, (flags) => {
+            if (fiber.unsafePoll() !== null) return true
+            if (!RuntimeFlags.interruption(flags)) return false
+            fiber.unsafeInterruptAsFork(FiberId.none)
+            return true
+          })
+        ),
         { schedule: recheck, until: (done) => done }
-      ),
-      scope
+      ))
     ))
 
   const cut = (claim: Claim, why: "timeout" | "deadline" | "lease"): Effect.Effect<void> => {
@@ -228,7 +237,7 @@ export const make = (deps: {
   const outcomeOf = (claim: Claim, exit: Exit.Exit<void, unknown>): Effect.Effect<AttemptOutcome> => {
     const state = claim.state._tag
     if (state === "Lost") return Effect.succeed(Discarded)
-    if (Exit.isSuccess(exit)) return Effect.succeed(Outcome.Completed())
+    if (Exit.isSuccess(exit)) return Effect.succeed(Completed)
     if (state === "Fenced") return Effect.succeed(Discarded)
     const cause = exit.cause
     const failure = Cause.failureOption(cause)
@@ -246,7 +255,7 @@ export const make = (deps: {
     // Interrupted.
     switch (claim.cut) {
       case "deadline":
-        return Effect.succeed(Outcome.Released({ refund: true }))
+        return Effect.succeed(ReleasedRefunded)
       case "timeout": {
         const list = claim.entry.timeouts!
         return Effect.zipRight(
@@ -313,7 +322,9 @@ export const make = (deps: {
     claim.startedAt = now
     publisher.wait(claim.job, Math.max(0, now - claim.job.runAt.getTime()))
     claim.entry.timeouts?.add(claim, now)
-    return Effect.flatMap(Effect.fork(Effect.interruptible(handlerOf(claim, payload))), (fiber) => {
+    // A daemon, not a child: an interruption of the task (the context's, at its shutdown deadline) would reach a
+    // child at once, blindly.
+    return Effect.flatMap(Effect.forkDaemon(Effect.interruptible(handlerOf(claim, payload))), (fiber) => {
       claim.handler = fiber
       // Cut while the fiber was being forked (a lost lease, a timeout of zero): cut it now.
       const before = claim.cut === undefined ? Effect.void : cut(claim, claim.cut)
@@ -344,16 +355,15 @@ export const make = (deps: {
       if (Either.isRight(result)) return runHandler(claim, result.right, restore)
       return settle(claim, Outcome.Dead({ error: textOf(result.left) }), Exit.fail(result.left))
     }
-    return Effect.matchEffect(restore(result), {
-      onFailure: (error) =>
-        Cause.isCause(error)
-          ? settle(claim, Released, Exit.failCause(error))
-          : settle(claim, Outcome.Dead({ error: textOf(error) }), Exit.fail(error)),
-      onSuccess: (payload) => runHandler(claim, payload, restore)
+    return Effect.flatMap(Effect.exit(restore(result)), (exit) => {
+      if (Exit.isSuccess(exit)) return runHandler(claim, exit.value, restore)
+      const failure = Cause.failureOption(exit.cause)
+      // A payload that no longer decodes is dead; a decoding cut off by the shutdown deadline is given back.
+      return Option.isSome(failure)
+        ? settle(claim, Outcome.Dead({ error: textOf(failure.value) }), exit)
+        : settle(claim, ReleasedRefunded, exit)
     })
   }
-
-  const Released = Outcome.Released({ refund: true })
 
   const attempt = (claim: Claim): Effect.Effect<void, unknown> =>
     Effect.uninterruptibleMask((restore) =>

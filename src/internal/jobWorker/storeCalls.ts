@@ -12,6 +12,7 @@
  */
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -58,6 +59,10 @@ export interface StoreCalls {
   /** Reports a call of `kind` that succeeded or failed outside `run` (a wake-up subscription that dropped). */
   readonly succeeded: (kind: CallKind) => Effect.Effect<void>
   readonly failed: (kind: CallKind, reason: string) => Effect.Effect<void>
+  /** Gives up, at `at` (this worker's clock) at the latest, every call on its way: shutdown has a deadline. */
+  readonly shorten: (at: number) => void
+  /** Gives up the calls past their deadline; run on a fiber of the worker's scope. */
+  readonly watchdog: Effect.Effect<never>
   /** The kinds of calls failing now, and why: what readiness shows. */
   readonly failing: ReadonlyMap<CallKind, string>
   readonly storeTimeout: Duration.Duration
@@ -65,7 +70,7 @@ export interface StoreCalls {
 
 /** A call on its way, watched by the watchdog. */
 interface Outstanding {
-  readonly deadline: number
+  deadline: number
   readonly fiber: Fiber.RuntimeFiber<unknown, JobStoreError>
   readonly timeout: () => void
   done: boolean
@@ -77,11 +82,8 @@ export const make = (deps: {
   /** Runs each call on a fiber of its own, with the worker's services and fiber refs. */
   readonly runtime: Runtime.Runtime<never>
   readonly storeTimeout: Duration.Duration
-  /** The shortest deadline callers give (the renewals'): the watchdog wakes at least this often while calls run. */
-  readonly shortest: Duration.Duration
-}): StoreCalls & { readonly watchdog: Effect.Effect<never> } => {
+}): StoreCalls => {
   const { clock, ctx, runtime, storeTimeout } = deps
-  const shortestMs = Math.max(1, Duration.toMillis(deps.shortest))
   const failing = new Map<CallKind, string>()
   let reported: string | undefined = undefined
 
@@ -131,7 +133,24 @@ export const make = (deps: {
   // them, instead of a timer and a race per call.
   const outstanding = new Set<Outstanding>()
   const watched = Effect.unsafeMakeLatch(false)
+  /** Completed to wake the watchdog early: some deadline moved closer. */
+  let poke = Deferred.unsafeMake<void>(FiberId.none)
+  let poked = false
+  /** When the watchdog wakes next: a call due before then pokes it. */
+  let wakeAt = Infinity
+  const wake = (): void => {
+    poked = true
+    Deferred.unsafeDone(poke, Exit.void)
+  }
+  const shorten = (at: number): void => {
+    for (const call of outstanding) if (call.deadline > at) call.deadline = at
+    if (at < wakeAt) wake()
+  }
   const watchdog: Effect.Effect<never> = Effect.forever(Effect.suspend(() => {
+    if (poked) {
+      poked = false
+      poke = Deferred.unsafeMake<void>(FiberId.none)
+    }
     const now = clock.unsafeCurrentTimeMillis()
     let earliest = Infinity
     for (const call of outstanding) {
@@ -139,11 +158,12 @@ export const make = (deps: {
       else if (call.deadline < earliest) earliest = call.deadline
     }
     if (outstanding.size === 0) {
+      wakeAt = Infinity
       watched.unsafeClose()
       return watched.await
     }
-    // A call made meanwhile has a deadline at least `shortestMs` away: waking this often catches it in time.
-    return Effect.sleep(Duration.millis(Math.min(earliest - now, shortestMs)))
+    wakeAt = earliest
+    return Effect.raceFirst(Effect.sleep(Duration.millis(earliest - now)), Deferred.await(poke))
   }))
 
   const watchedCall = <A>(
@@ -167,6 +187,7 @@ export const make = (deps: {
       }
       outstanding.add(entry)
       watched.unsafeOpen()
+      if (entry.deadline < wakeAt && wakeAt !== Infinity) wake()
       fiber.addObserver((exit) => {
         if (entry.done) return
         entry.done = true
@@ -185,14 +206,11 @@ export const make = (deps: {
     kind: CallKind,
     call: Effect.Effect<A, JobStoreError>,
     timeout: Duration.Duration = storeTimeout
-  ): Effect.Effect<A, JobStoreError> =>
-    Duration.toMillis(timeout) >= shortestMs
-      ? Effect.onExit(watchedCall(kind, call, timeout), reportExit(kind))
-      : runWith(kind, call, timeout)
+  ): Effect.Effect<A, JobStoreError> => Effect.onExit(watchedCall(kind, call, timeout), reportExit(kind))
 
   /**
-   * A call that needs the caller's services (a wake-up subscription needs its scope), or whose deadline is shorter
-   * than the watchdog's period: it runs disconnected, under a timer of its own.
+   * A call that needs the caller's services (a wake-up subscription needs its scope): it runs disconnected, under a
+   * timer of its own. Only from an interruptible region: the timer's race forks fibers that inherit the region.
    */
   const runWith = <A, R>(
     kind: CallKind,
@@ -205,5 +223,5 @@ export const make = (deps: {
       Effect.onExit(reportExit(kind))
     )
 
-  return { run, runWith, succeeded, failed, failing, storeTimeout, watchdog }
+  return { run, runWith, succeeded, failed, failing, storeTimeout, watchdog, shorten }
 }
