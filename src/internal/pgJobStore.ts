@@ -899,7 +899,15 @@ export const make = (
     if (listen) {
       const received = yield* Queue.unbounded<string>()
       const forward = Effect.forever(Effect.flatMap(Queue.take(received), (payload) => {
-        if (payload === "*") return Effect.ignore(publishReadyQueues)
+        if (payload === "*") {
+          // A new listening connection (or too many queues for one notification): the refresh covers whatever was
+          // committed before it listened, a barrier notification sent while it was away included, so the
+          // subscriptions waiting for one are live from here on.
+          return Effect.zipRight(
+            Effect.forEach(barriers.values(), (barrier) => Deferred.succeed(barrier, undefined), { discard: true }),
+            Effect.ignore(publishReadyQueues)
+          )
+        }
         if (payload.startsWith("#")) {
           const barrier = barriers.get(payload)
           return barrier === undefined ? Effect.void : Deferred.succeed(barrier, undefined)
