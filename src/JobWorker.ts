@@ -5,7 +5,8 @@
  * context's `shutdownTimeout`, and gives back (attempt refunded) the jobs the deadline cut off.
  *
  * Jobs run at least once, never concurrently with a live lease of themselves: a lease is renewed while its job
- * runs, and a job whose lease was lost is interrupted and its result discarded.
+ * runs, a job whose lease could lapse is stopped before it does, and a job whose lease was lost is interrupted and
+ * its result discarded. See `docs/design.md` for the engine's parts.
  *
  * @since 0.2.0
  */
@@ -25,7 +26,8 @@ import type { WorkerContext } from "./WorkerContext.js"
  * Options of {@link layer} and {@link make}. Only `handlers` is required.
  *
  * An option that makes no sense (no handlers, two handlers for one job name, a `concurrency` that is not an integer
- * of 1 or more, a `lease`, `pollInterval` or `reapInterval` that is negative, zero, infinite or unparsable, an empty
+ * of 1 or more, a `lease`, `pollInterval`, `reapInterval` or `storeTimeout` that is negative, zero, infinite or
+ * unparsable, an empty
  * `queues` or `workerId`, an `autoStart` that is not a boolean) makes the layer die with an
  * `IllegalArgumentException` that names it: it is a bug in the program, not a condition to handle.
  *
@@ -134,12 +136,13 @@ export interface JobWorker {
  * - `JobClaimed`: the worker claimed the job (one per claimed job, before it starts).
  * - `JobSucceeded`: the handler succeeded and the store deleted the job; `durationMs` is the handler's run time.
  * - `JobRetried`: the attempt failed; the job runs again in `delayMs`.
- * - `JobDeadLettered`: the job failed for the last time (or fatally, or its payload no longer decodes).
+ * - `JobDeadLettered`: the job failed for the last time (or fatally, or its payload no longer decodes), or the store
+ *   buried it because its lease expired on its last attempt (`error: "lease expired"`).
  * - `JobTimedOut`: the attempt ran past the job type's timeout and was interrupted (then `JobRetried` or
  *   `JobDeadLettered` follows).
- * - `JobLeaseLost`: the lease no longer holds (it lapsed and the job was claimed again or reaped), or the worker
- *   could not renew it and stopped the job before it would lapse: the worker interrupted the job (if it still ran)
- *   and discarded its outcome. The attempt stays counted.
+ * - `JobLeaseLost`: the lease no longer holds (it lapsed and the job was claimed again or reaped, or the store
+ *   refused the outcome for it), or the worker could not renew it and stopped the job before it would lapse: the
+ *   worker interrupted the job (if it still ran) and discarded its outcome. The attempt stays counted.
  * - `JobReleased`: the worker gave the job back unfinished (shutdown, or a pause between claim and start); with
  *   `refunded`, its attempt does not count.
  *
@@ -344,37 +347,47 @@ export const make: <R>(
  *   left `Running` (or refused by `track`) is released at once, its attempt refunded, and the worker claims again
  *   only at the next poll or `resume`.
  * - **Running a job.** The payload is decoded with the job type's schema (a payload that no longer decodes goes to
- *   the dead letters at once), and the handler runs with `Job.Current`, under the job type's timeout. Success
- *   completes the job; `Job.Fatal` dead-letters it at once; any other failure, a defect or the timeout ends the
- *   attempt: the job is retried after the delay its retry schedule gives, or dead-lettered with the last error when
- *   the schedule ended or it had `maxAttempts` attempts. The outcome is acknowledged inside the task, so the task
- *   ends (and its slot frees) once the store took it; the task ends as the attempt did (a failure shows in
- *   `TaskFinished` and the task metrics), and an attempt cut off by its timeout ends interrupted. Timeouts are kept
- *   by one watcher fiber per distinct timeout, not by a timer per attempt.
+ *   the dead letters at once), and the handler runs, on a fiber of its own that the task waits for, with
+ *   `Job.Current` (given to the task with `track`'s `context` option), under the job type's timeout. Success
+ *   completes the job; `Job.Fatal` dead-letters it at once, as does a handler that returns something else than an
+ *   Effect (a Promise, say); any other failure, a defect or the timeout ends the attempt: the job is retried after
+ *   the delay its retry schedule gives (clamped to 100 years), or dead-lettered with the last error when the
+ *   schedule ended or it had `maxAttempts` attempts. A timeout (or the shutdown deadline) interrupts the handler only
+ *   while it is interruptible: a handler that succeeds inside an uninterruptible region is completed, once. The
+ *   outcome goes to the store in a batch with the others (one `settle` call), its event published once the store
+ *   took it; the job keeps its slot until then. The task ends as the attempt did (a failure shows in `TaskFinished`
+ *   and the task metrics); while the context runs it ends once the outcome is handed on, during shutdown once the
+ *   store took it. Timeouts are kept by one watcher fiber per distinct timeout, not by a timer per attempt.
  * - **Leases.** Every `lease / 3` one `renew` call extends every lease the worker holds. A job whose lease was lost
- *   (it expired and the job was claimed again or reaped) is interrupted and its outcome discarded; so is one whose
- *   acknowledgement the store refused with `LeaseLost`. When renewals fail, the worker stops each job a tenth of
- *   the lease (at most 5 s) before its lease could lapse, by its own clock, as if the lease were lost: once it has
- *   lapsed another worker may claim the job, and the two never run it at once. A job the store gives out again
- *   while this worker still runs it starts once the earlier attempt has ended. Every `reapInterval` the worker
- *   asks the store to `reap` expired leases (its own or other workers').
+ *   (it expired and the job was claimed again or reaped) is interrupted and its outcome discarded; an outcome the
+ *   store refuses because the lease no longer held changes nothing (`JobLeaseLost`). Whatever the renewals do (fail,
+ *   hang, answer late), the worker stops each job a tenth of the lease (at most 5 s) before its lease could lapse,
+ *   by its own clock (counted from when the claim or the last successful renewal was sent): once it has lapsed
+ *   another worker may claim the job, and the two never run it at once. A job the store gives out again while this
+ *   worker still runs it starts once the earlier attempt has ended. Every `reapInterval` the worker asks the store to
+ *   `reap` expired leases (its own or other workers'); every job a claim or a reap of the worker buried (its lease
+ *   expired on its last attempt) is published as `JobDeadLettered`.
  * - **Shutdown.** Claiming stops in the step that begins shutdown. The jobs in flight get the context's
  *   `shutdownTimeout`; a job the deadline cuts off is released with its attempt refunded, from inside its task, so
  *   the context is `Stopped` only once it is back in the store. Releasing the layer shuts the context down (as
- *   `stop` does) and waits for `Stopped`: the worker keeps renewing leases while its jobs drain.
- * - **Store errors.** A `JobStoreError` never stops the worker: it is logged (a warning annotated with `worker`),
- *   and the call is tried again on a capped back-off, 100 ms doubling: a failed claim at most `min(pollInterval,
- *   5 s)` apart (not at the next poll; wake-ups and polls do not add claims meanwhile), a failed renewal at most
- *   `min(lease / 3, 5 s)` apart, a failed acknowledgement at most 5 s apart until it succeeds or the context's
- *   shutdown deadline passes; a failed reap waits for the next `reapInterval`, and failed wake-ups are subscribed
- *   to again. A job whose acknowledgement has not reached the store keeps its slot meanwhile; one whose
- *   acknowledgement never did stays leased there (also after `Stopped`) until its lease expires, and is then claimed
- *   again: jobs run at least once. Every store call the worker makes reports to the context's readiness check
- *   `"job store"` (`ctx.setUnready`): a failure makes it unready with the error's message (`GET /health/ready`
- *   answers 503 with it), the next call that succeeds makes it ready; an interrupted call tells nothing.
+ *   `stop` does) and waits for `Stopped` and for every outcome handed to the store: the worker keeps renewing leases
+ *   while its jobs drain. Whatever the store does, it ends within `shutdownTimeout` plus at most 5 s: store calls
+ *   still on their way then are given up, not waited out.
+ * - **Store errors.** Every store call has a deadline, `storeTimeout` (renewals: at most `lease / 3`); one that does
+ *   not answer in time is given up and counts as failed. A `JobStoreError` never stops the worker: it is logged (a
+ *   warning annotated with `worker`), and the call is tried again on a capped back-off, 100 ms doubling: a failed
+ *   claim at most `min(pollInterval, 5 s)` apart (not at the next poll; wake-ups and polls do not add claims
+ *   meanwhile), a failed renewal at most `min(lease / 3, 5 s)` apart, a failed settle at most 5 s apart until it
+ *   succeeds or the context's shutdown deadline passes, a failed reap at most `min(reapInterval, 5 s)` apart, and
+ *   failed wake-ups are subscribed to again. A job whose outcome has not reached the store keeps its slot
+ *   meanwhile; one whose outcome never did stays leased there (also after `Stopped`) until its lease expires, and
+ *   is then claimed again: jobs run at least once. Every store call the worker makes reports to the context's
+ *   readiness check `"job store"` (`ctx.setUnready`): it is unready while any kind of call (claim, renew, settle,
+ *   reap, wake-ups) last failed or ran past its deadline (`GET /health/ready` answers 503 with the reason), and
+ *   ready again once every kind that failed has succeeded since.
  *
- * The worker's fibers (claim loop, poller, wake-up listener, state watcher, lease renewer, reaper, timeout
- * watchers) live in the layer's scope. A handler's requirements are the layer's, except `Job.Current`, which the worker provides (and
+ * The worker's fibers (claim loop, completer, poller, wake-up listener, state watcher, lease renewer, fence timer,
+ * reaper, timeout watchers, store-call watchdog) live in the layer's scope. A handler's requirements are the layer's, except `Job.Current`, which the worker provides (and
  * `WorkerContext`, which is the worker's own inside a job).
  *
  * @example

@@ -72,6 +72,26 @@ describe("enqueue", () => {
       assert.strictEqual((yield* store.stats).ready, 1)
     }).pipe(Effect.provide(MemoryJobStore.layer())))
 
+  it.effect("hands the store a delay to count from its own now, and a runAt as the caller's instant", () =>
+    Effect.gen(function*() {
+      const store = yield* JobStore.JobStore
+      const seen: Array<JobStore.NewJob> = []
+      const recording: JobStore.JobStore.Service = {
+        ...store,
+        enqueue: (jobs) => Effect.suspend(() => (seen.push(...jobs), store.enqueue(jobs)))
+      }
+      const enqueue = (options?: Job.EnqueueOptions) =>
+        Effect.provideService(Email.enqueue({ to: "x@example.com" }, options), JobStore.JobStore, recording)
+      yield* enqueue({ delay: "10 minutes" })
+      yield* enqueue({ runAt: new Date(60_000) })
+      yield* enqueue()
+      assert.deepStrictEqual(seen.map((job) => [job.runAt, job.delay && Duration.toMillis(job.delay)]), [
+        [undefined, 600_000],
+        [new Date(60_000), 0],
+        [undefined, 0]
+      ])
+    }).pipe(Effect.provide(MemoryJobStore.layer())))
+
   it.effect("options that make no sense are a defect naming the option", () =>
     Effect.gen(function*() {
       const enqueue = (options: Job.EnqueueOptions) => Effect.exit(Email.enqueue({ to: "x@example.com" }, options))

@@ -18,8 +18,8 @@ import { Job, JobStore, JobWorker, MemoryJobStore, WorkerContext, type WorkerEve
 // Random programs of enqueues, pauses, resumes, stops, store outages and clock moves run against one or two job
 // workers (each on a context of its own) that share a memory store. The handlers follow a script carried by the
 // payload: what each attempt does. Time only moves through `TestClock.adjust`. Leases last 3 s and are renewed every
-// second; during an outage a worker's renewals fail, so its leases may lapse and the jobs be claimed again: the
-// worker must have stopped them first.
+// second; during an outage a worker's renewals fail or hang, so its leases may lapse and the jobs be claimed again:
+// the worker must have stopped them first.
 
 /** A run takes well under a second; a loaded CI machine gets room to spare. */
 const PROPERTY_TIMEOUT = 120_000
@@ -50,8 +50,11 @@ type Op =
   | { readonly _tag: "Resume"; readonly worker: number }
   | { readonly _tag: "Stop"; readonly worker: number }
   | { readonly _tag: "Adjust"; readonly millis: number }
-  /** The worker's renewals fail for `millis` (the clock moves on meanwhile), then succeed again. */
-  | { readonly _tag: "Outage"; readonly worker: number; readonly millis: number }
+  /**
+   * The worker's renewals fail (or, with `hang`, never answer) for `millis` (the clock moves on meanwhile), then
+   * succeed again.
+   */
+  | { readonly _tag: "Outage"; readonly worker: number; readonly millis: number; readonly hang: boolean }
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { arbitrary: fc.constant("succeed" as const), weight: 4 },
@@ -80,9 +83,11 @@ const opArb = (workers: number): fc.Arbitrary<Op> => {
     { arbitrary: fc.integer({ min: 1, max: 30 }).map((k) => ({ _tag: "Adjust", millis: k * 10 }) as const), weight: 6 },
     // Long enough, at 2 to 5 s, for the leases held through it to lapse.
     {
-      arbitrary: fc.record({ worker, millis: fc.integer({ min: 2, max: 5 }).map((k) => k * 1000) }).map((r) =>
-        ({ _tag: "Outage", ...r }) as const
-      ),
+      arbitrary: fc.record({
+        worker,
+        millis: fc.integer({ min: 2, max: 5 }).map((k) => k * 1000),
+        hang: fc.boolean()
+      }).map((r) => ({ _tag: "Outage", ...r }) as const),
       weight: 2
     }
   )
@@ -101,9 +106,11 @@ const outageArb: fc.Arbitrary<Op> = fc.oneof(
     weight: 1
   },
   {
-    arbitrary: fc.record({ worker: fc.integer({ min: 0, max: 1 }), millis: fc.integer({ min: 2, max: 5 }) }).map((
-      r
-    ) => ({ _tag: "Outage", worker: r.worker, millis: r.millis * 1000 }) as const),
+    arbitrary: fc.record({
+      worker: fc.integer({ min: 0, max: 1 }),
+      millis: fc.integer({ min: 2, max: 5 }),
+      hang: fc.boolean()
+    }).map((r) => ({ _tag: "Outage", worker: r.worker, millis: r.millis * 1000, hang: r.hang }) as const),
     weight: 2
   },
   { arbitrary: fc.integer({ min: 1, max: 30 }).map((k) => ({ _tag: "Adjust", millis: k * 10 }) as const), weight: 1 }
@@ -171,8 +178,8 @@ interface Worker {
   readonly scope: Scope.CloseableScope
   readonly events: Queue.Dequeue<WorkerEvent>
   readonly worker: JobWorker.JobWorker
-  /** While set, this worker's renewals fail. */
-  readonly outage: { on: boolean }
+  /** While set, this worker's renewals fail, or never answer (`hang`). */
+  readonly outage: { on: boolean; hang: boolean }
 }
 
 type JobEvent = JobWorker.JobEvent
@@ -274,13 +281,15 @@ const runProgram = (concurrency: ReadonlyArray<number>, ops: ReadonlyArray<Op>) 
       }).pipe(Scope.extend(scope))
       // In the run's scope: the log stays readable once the worker's scope has closed.
       const events = yield* ctx.subscribe
-      const outage = { on: false }
+      const outage = { on: false, hang: false }
       const reachable: JobStore.JobStore.Service = {
         ...store,
         renew: (leases, lease) =>
           Effect.suspend(() =>
             outage.on
-              ? Effect.fail(new JobStore.JobStoreError({ operation: "renew", reason: "outage" }))
+              ? outage.hang
+                ? Effect.never
+                : Effect.fail(new JobStore.JobStoreError({ operation: "renew", reason: "outage" }))
               : store.renew(leases, lease)
           )
       }
@@ -342,6 +351,7 @@ const runProgram = (concurrency: ReadonlyArray<number>, ops: ReadonlyArray<Op>) 
           break
         case "Outage":
           workers[op.worker]!.outage.on = true
+          workers[op.worker]!.outage.hang = op.hang
           yield* TestClock.adjust(Duration.millis(op.millis))
           workers[op.worker]!.outage.on = false
           break

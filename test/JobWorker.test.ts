@@ -1494,3 +1494,416 @@ describe("prefetch", () => {
       yield* g.open(2)
     }))
 })
+
+// -----------------------------------------------------------------------------------------------------------------
+// The defects of issue 14, one test (or more) each
+// -----------------------------------------------------------------------------------------------------------------
+
+/** A store whose calls can be made to hang (never answer), per operation. */
+const hanging = (store: Store) => {
+  const hang = { claim: false, renew: false, settle: false, reap: false }
+  const calls = { claim: 0, renew: 0, settle: 0 }
+  const maybe = <A, E>(operation: keyof typeof hang, call: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.suspend(() => (hang[operation] ? Effect.never : call))
+  const wrapped: Store = {
+    ...store,
+    claim: (request) => Effect.suspend(() => (calls.claim++, maybe("claim", store.claim(request)))),
+    renew: (leases, lease) => Effect.suspend(() => (calls.renew++, maybe("renew", store.renew(leases, lease)))),
+    settle: (settlements) => Effect.suspend(() => (calls.settle++, maybe("settle", store.settle(settlements)))),
+    reap: maybe("reap", store.reap)
+  }
+  return { wrapped, hang, calls }
+}
+
+/** A clock `offsetMillis` ahead of `clock` (behind, when negative), moved by the same `TestClock`. */
+const skewed = (clock: Clock.Clock, offsetMillis: number): Clock.Clock => ({
+  [Clock.ClockTypeId]: Clock.ClockTypeId,
+  unsafeCurrentTimeMillis: () => clock.unsafeCurrentTimeMillis() + offsetMillis,
+  currentTimeMillis: Effect.sync(() => clock.unsafeCurrentTimeMillis() + offsetMillis),
+  unsafeCurrentTimeNanos: () => clock.unsafeCurrentTimeNanos() + BigInt(offsetMillis) * BigInt(1_000_000),
+  currentTimeNanos: Effect.sync(() => clock.unsafeCurrentTimeNanos() + BigInt(offsetMillis) * BigInt(1_000_000)),
+  sleep: (duration) => clock.sleep(duration)
+})
+
+/** `count` ready jobs of `Noop`. */
+const Noop = Job.make("noop", { payload: Schema.Struct({ n: Schema.Number }), queue: "bulk" })
+const noopJobs = (count: number): Array<JobStore.NewJob> =>
+  Array.from({ length: count }, (_, n) => ({
+    name: Noop.name,
+    queue: Noop.queue,
+    payload: { n },
+    priority: 0,
+    key: undefined,
+    maxAttempts: 3
+  }))
+
+describe("the defects of issue 14", () => {
+  it.scoped(
+    "1. yields to the event loop during a drain of fast jobs: a timer set at its start runs long before its end",
+    () =>
+      Effect.gen(function*() {
+        const total = 50_000
+        let finished = 0
+        const drained = yield* Deferred.make<void>()
+        const { ctx, store } = yield* setup({
+          handlers: [
+            Noop.handler(() => Effect.sync(() => ++finished === total && Deferred.unsafeDone(drained, Exit.void)))
+          ],
+          concurrency: 10,
+          autoStart: false
+        })
+        yield* Effect.orDie(store.enqueue(noopJobs(total)))
+        let finishedWhenTimerRan = -1
+        const timer = setTimeout(() => (finishedWhenTimerRan = finished), 0)
+        yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(timer)))
+        yield* ctx.start
+        yield* Deferred.await(drained)
+        assert.isAtLeast(finishedWhenTimerRan, 0, "the timer ran")
+        assert.isBelow(finishedWhenTimerRan, total / 10, `the timer ran after ${finishedWhenTimerRan} of ${total} jobs`)
+      }),
+    120_000
+  )
+
+  // On the real clock: the defect is the event loop's, timers included.
+  it.live(
+    "2. renews the lease of a slow job beside a long drain of fast jobs: it runs once",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const total = 50_000
+        const Slow = Job.make("slow", { payload: Schema.Struct({}), queue: "bulk", timeout: "1 minute" })
+        let finished = 0
+        const renewedAt: Array<number> = []
+        const drained = yield* Deferred.make<void>()
+        const slowRuns = yield* Ref.make(0)
+        const store = yield* MemoryJobStore.make()
+        const ctx = yield* WorkerContext.make({ name: "long-drain", logLevel: "None" })
+        const renewing: Store = {
+          ...store,
+          renew: (leases, lease) => Effect.suspend(() => (renewedAt.push(finished), store.renew(leases, lease)))
+        }
+        yield* JobWorker.make({
+          handlers: [
+            Noop.handler(() => Effect.sync(() => ++finished === total && Deferred.unsafeDone(drained, Exit.void))),
+            // Longer than its lease: it must be renewed while the fast jobs drain.
+            Slow.handler(() => Effect.zipRight(Ref.update(slowRuns, (n) => n + 1), Effect.sleep("1500 millis")))
+          ],
+          concurrency: 10,
+          // Renewed every 200 ms; a job not renewed for 540 ms would be stopped.
+          lease: "600 millis",
+          pollInterval: "1 hour",
+          autoStart: false
+        }).pipe(Effect.provideService(JobStore.JobStore, renewing), Effect.provideService(WorkerContext, ctx))
+        yield* enqueue(store, Slow, {}, { priority: -1 })
+        yield* Effect.orDie(store.enqueue(noopJobs(total)))
+        yield* ctx.start
+        yield* Deferred.await(drained)
+        const m = JobWorker.metrics("long-drain", "bulk")
+        while ((yield* Metric.value(m.jobsSucceeded)).count < total + 1) yield* Effect.sleep("100 millis")
+        assert.isAtLeast(renewedAt.length, 2, "renewals happened")
+        assert.isBelow(renewedAt[0]!, total / 2, `the first renewal came after ${renewedAt[0]} of ${total} jobs`)
+        assert.strictEqual((yield* Metric.value(m.jobsLeaseLost)).count, 0, "no lease lost")
+        assert.strictEqual((yield* Metric.value(m.jobsClaimed)).count, total + 1, "no job claimed twice")
+        assert.strictEqual(yield* Ref.get(slowRuns), 1, "the slow job ran once")
+      })),
+    120_000
+  )
+
+  it.scoped("3. completes, once, a handler whose uninterruptible work ends after its timeout", () =>
+    Effect.gen(function*() {
+      const Slow = Job.make("slow", { payload: Schema.Struct({}), timeout: "1 second", maxAttempts: 3 })
+      const runs = yield* Ref.make(0)
+      const { events, store } = yield* setup({
+        handlers: [
+          Slow.handler(() =>
+            Effect.zipRight(Ref.update(runs, (n) => n + 1), Effect.uninterruptible(Effect.sleep("3 seconds")))
+          )
+        ]
+      })
+      const id = yield* enqueue(store, Slow, {})
+      yield* TestClock.adjust("1 second")
+      yield* TestClock.adjust("2 seconds")
+      const done = yield* awaitJobEvent(events, "JobSucceeded", id)
+      assert.strictEqual(done.attempt, 1)
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual(yield* Ref.get(runs), 1, "ran once")
+      const others = jobEventsOf(yield* drain(events)).filter((e) => e.id === id && e._tag !== "JobClaimed")
+      assert.deepStrictEqual(others, [], "not timed out, retried nor released")
+      const s = yield* stats(store)
+      assert.deepStrictEqual([s.ready, s.scheduled, s.leased, s.dead], [0, 0, 0, 0])
+    }))
+
+  it.scoped("3. completes, once, a handler whose uninterruptible work ends after the shutdown deadline", () =>
+    Effect.gen(function*() {
+      const Slow = Job.make("slow", { payload: Schema.Struct({}), timeout: Duration.infinity })
+      const started = yield* Deferred.make<void>()
+      const runs = yield* Ref.make(0)
+      const { ctx, events, store } = yield* setup({
+        handlers: [Slow.handler(() =>
+          Effect.zipRight(
+            Effect.zipRight(Ref.update(runs, (n) => n + 1), Deferred.succeed(started, void 0)),
+            Effect.uninterruptible(Effect.sleep("20 seconds"))
+          )
+        )]
+      }, { shutdownTimeout: "10 seconds" })
+      const id = yield* enqueue(store, Slow, {})
+      yield* Deferred.await(started)
+      const stopper = yield* Effect.fork(ctx.stop)
+      yield* ctx.shutdownRequested
+      yield* TestClock.adjust("10 seconds")
+      assert.strictEqual(yield* ctx.state, "Stopping", "the handler is not cut off inside its uninterruptible work")
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.join(stopper)
+      const log = jobEventsOf(yield* drain(events)).filter((e) => e.id === id)
+      assert.deepStrictEqual(log.map((e) => e._tag), ["JobClaimed", "JobSucceeded"])
+      assert.strictEqual(yield* Ref.get(runs), 1)
+      const s = yield* stats(store)
+      assert.deepStrictEqual([s.ready, s.scheduled, s.leased, s.dead], [0, 0, 0, 0])
+    }))
+
+  it.scoped("4. publishes one JobDeadLettered, and counts it, for a job buried because its lease expired", () =>
+    Effect.gen(function*() {
+      const Once = Job.make("once", { payload: Schema.Struct({}), queue: "buried", maxAttempts: 1 })
+      const { ctx, events, store } = yield* setup({
+        handlers: [Once.handler(() => Effect.void)],
+        pollInterval: "1 second",
+        lease: "10 seconds",
+        autoStart: false
+      }, { name: "burying" })
+      const id = yield* enqueue(store, Once, {})
+      // Another worker took it first, on its last attempt, and died: its lease expires.
+      const [taken] = yield* claimJobs(store, {
+        queues: ["buried"],
+        names: ["once"],
+        limit: 1,
+        lease: Duration.seconds(1),
+        worker: "dead"
+      })
+      assert.strictEqual(taken?.id, id)
+      yield* ctx.start
+      yield* TestClock.adjust("20 seconds")
+      const dead = yield* awaitJobEvent(events, "JobDeadLettered", id)
+      assert.deepStrictEqual([dead.attempt, dead.error], [1, "lease expired"])
+      yield* TestClock.adjust("20 seconds")
+      const more = jobEventsOf(yield* drain(events)).filter((e) => e.id === id)
+      assert.deepStrictEqual(more, [], "one event for one death")
+      const [letter] = yield* deadLetters(store)
+      assert.deepStrictEqual([letter?.id, letter?.lastError], [id, "lease expired"])
+      const counted = yield* Metric.value(JobWorker.metrics("burying", "buried").jobsDeadLettered)
+      assert.strictEqual(counted.count, 1)
+    }))
+
+  it.scoped("5. ends shutdown within shutdownTimeout plus 5 s when the store hangs, interrupting the hung calls", () =>
+    Effect.gen(function*() {
+      const reports = yield* Queue.unbounded<Report>()
+      const g = gates()
+      let control: ReturnType<typeof hanging> | undefined
+      const { ctx, store } = yield* setup({ handlers: [gatedHandler(reports, g)], concurrency: 2 }, {
+        shutdownTimeout: "3 seconds",
+        wrap: (store) => (control = hanging(store)).wrapped
+      })
+      yield* enqueue(store, Work, { n: 1 })
+      yield* enqueue(store, Work, { n: 2 })
+      yield* started(reports)
+      yield* started(reports)
+      // The store stops answering: a silent stall. Job 1 ends (its settle hangs), job 2 does not end by itself.
+      control!.hang.settle = true
+      control!.hang.renew = true
+      control!.hang.claim = true
+      control!.hang.reap = true
+      yield* g.open(1)
+      const stopper = yield* Effect.fork(ctx.stop)
+      yield* ctx.shutdownRequested
+      yield* TestClock.adjust("3 seconds")
+      assert.isNull(stopper.unsafePoll(), "still stopping at the deadline: the cut-off job's release is on its way")
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(stopper)
+      assert.strictEqual(yield* ctx.state, "Stopped", "stopped within shutdownTimeout + 5 s")
+    }))
+
+  it.scoped("5. gives up a hung claim at its deadline, and runs the jobs enqueued meanwhile within one deadline", () =>
+    Effect.gen(function*() {
+      const ran = yield* Queue.unbounded<number>()
+      let control: ReturnType<typeof hanging> | undefined
+      const { ctx, store } = yield* setup({
+        handlers: [Work.handler(({ n }) => Queue.offer(ran, n))],
+        storeTimeout: "5 seconds",
+        pollInterval: "1 second"
+      }, { wrap: (store) => (control = hanging(store)).wrapped })
+      // Idle; the next claim hangs.
+      control!.hang.claim = true
+      yield* enqueue(store, Work, { n: 1 })
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* Queue.size(ran), 0)
+      // The store answers again, but the claim on its way never will.
+      control!.hang.claim = false
+      yield* TestClock.adjust("3 seconds")
+      assert.strictEqual(yield* Queue.size(ran), 0, "the hung claim holds the producer until its deadline")
+      const during = yield* ctx.readiness
+      assert.isTrue(during.ready, "not unready before the deadline")
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(
+        (yield* ctx.readiness).unready.map((c) => c.reason),
+        ["JobStore.claim failed: no answer within 5s"],
+        "unready once the call is past its deadline"
+      )
+      // Given up at its deadline; claimed again after the back-off (100 ms).
+      yield* TestClock.adjust("100 millis")
+      assert.strictEqual(yield* Queue.take(ran), 1)
+      assert.isTrue((yield* ctx.readiness).ready, "ready again once a claim succeeded")
+    }))
+
+  it.scoped("6. stops a job before its lease could lapse while renewals hang, and frees its slot once it lapsed", () =>
+    Effect.gen(function*() {
+      const reports = yield* Queue.unbounded<Report>()
+      const g = gates()
+      const finalized = yield* Deferred.make<number>()
+      const handler = Work.handler(({ n }) =>
+        Effect.gen(function*() {
+          yield* Queue.offer(reports, { _tag: "started", n, info: yield* Job.Current })
+          yield* Deferred.await(g.gate(n))
+        }).pipe(
+          Effect.onInterrupt(() => Effect.flatMap(Clock.currentTimeMillis, (at) => Deferred.succeed(finalized, at)))
+        )
+      )
+      let control: ReturnType<typeof hanging> | undefined
+      const { events, store, worker } = yield* setup({ handlers: [handler], lease: "3 seconds", concurrency: 1 }, {
+        wrap: (store) => (control = hanging(store)).wrapped
+      })
+      const id = yield* enqueue(store, Work, { n: 1 })
+      yield* started(reports)
+      // Every renewal from now on hangs: none fails, none answers.
+      control!.hang.renew = true
+      yield* TestClock.adjust("2699 millis")
+      assert.isFalse(yield* Deferred.isDone(finalized), "still running while the lease surely holds")
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual(yield* Deferred.await(finalized), 2700, "stopped a tenth of the lease before it could lapse")
+      yield* awaitJobEvent(events, "JobLeaseLost", id)
+      assert.isAtLeast(control!.calls.renew, 2, "renewals were made, and hung")
+      assert.deepStrictEqual([yield* worker.inFlight, yield* worker.leased], [1, 0], "its slot is kept until it lapsed")
+      // Once it lapsed, the job may be claimed again (here by this worker, whose slot is free again).
+      yield* TestClock.adjust("299 millis")
+      assert.strictEqual(yield* Queue.size(reports), 0)
+      yield* TestClock.adjust("1 millis")
+      const again = yield* started(reports)
+      assert.deepStrictEqual([again.info.id, again.info.attempt], [id, 2])
+    }))
+
+  it.scoped("8. retries after the delay by the store's clock, not the worker's, and enqueues delays by it too", () =>
+    Effect.gen(function*() {
+      const Later = Job.make("later", {
+        payload: Schema.Struct({}),
+        queue: "main",
+        maxAttempts: 5,
+        retry: Schedule.spaced("10 minutes")
+      })
+      const attempts = yield* Queue.unbounded<number>()
+      // The store's clock is an hour ahead of the worker's (and the producer's).
+      const store = yield* Effect.flatMap(
+        Effect.clock,
+        (clock) => Effect.withClock(MemoryJobStore.make(), skewed(clock, 60 * 60 * 1000))
+      )
+      const { events } = yield* setup({
+        handlers: [
+          Later.handler(() =>
+            Effect.flatMap(
+              Job.Current,
+              ({ attempt }) => Effect.zipRight(Queue.offer(attempts, attempt), Effect.fail("no"))
+            )
+          )
+        ],
+        pollInterval: "1 minute"
+      }, { store })
+      const id = yield* enqueue(store, Later, {})
+      assert.strictEqual(yield* Queue.take(attempts), 1)
+      const retried = yield* awaitJobEvent(events, "JobRetried", id)
+      assert.strictEqual(retried.delayMs, 600_000)
+      yield* TestClock.adjust("9 minutes")
+      assert.strictEqual(yield* Queue.size(attempts), 0, "not before ten minutes by the store's clock")
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual(yield* Queue.take(attempts), 2)
+      // A delay given to enqueue counts from the store's now too.
+      const delayed = yield* enqueue(store, Later, {}, { delay: "10 minutes", key: "delayed" })
+      yield* TestClock.adjust("9 minutes")
+      const s = yield* stats(store)
+      assert.isAtLeast(s.scheduled, 1, "still scheduled after nine minutes")
+      assert.isFalse(jobEventsOf(yield* drain(events)).some((e) => e.id === delayed && e._tag === "JobClaimed"))
+    }))
+
+  it.scoped("9. stays unready while renewals fail, whatever claims succeed, and is ready once they succeed again", () =>
+    Effect.gen(function*() {
+      const reports = yield* Queue.unbounded<Report>()
+      const g = gates()
+      let control: ReturnType<typeof flaky> | undefined
+      const { ctx, store } = yield* setup(
+        { handlers: [gatedHandler(reports, g)], lease: "30 seconds", concurrency: 3 },
+        {
+          wrap: (store) => (control = flaky(store)).wrapped
+        }
+      )
+      yield* enqueue(store, Work, { n: 1 })
+      yield* started(reports)
+      control!.failing.renew = true
+      yield* TestClock.adjust("10 seconds")
+      assert.isFalse((yield* ctx.readiness).ready)
+      // A claim succeeds meanwhile (a new job runs): still unready, for the renewals.
+      yield* enqueue(store, Work, { n: 2 })
+      assert.strictEqual((yield* started(reports)).n, 2)
+      const still = yield* ctx.readiness
+      assert.deepStrictEqual(still.unready.map((c) => c.reason), ["JobStore.renew failed: connection refused"])
+      control!.failing.renew = false
+      yield* TestClock.adjust("1 second")
+      assert.isTrue((yield* ctx.readiness).ready)
+      yield* g.open(1)
+      yield* g.open(2)
+    }))
+
+  it.scoped("10. clamps a retry delay too large for a store to the longest a store holds", () =>
+    Effect.gen(function*() {
+      const Forever = Job.make("forever", {
+        payload: Schema.Struct({}),
+        queue: "main",
+        retry: Schedule.spaced(Duration.days(365 * 1000))
+      })
+      const { events, store } = yield* setup({ handlers: [Forever.handler(() => Effect.fail("no"))] })
+      const id = yield* enqueue(store, Forever, {})
+      const retried = yield* awaitJobEvent(events, "JobRetried", id)
+      assert.strictEqual(retried.delayMs, 100 * 365 * 24 * 60 * 60 * 1000, "100 years")
+      const s = yield* stats(store)
+      assert.deepStrictEqual([s.scheduled, s.leased, s.dead], [1, 0, 0])
+    }))
+
+  it.scoped("11. warns once per job name no handler serves in its queues, and once per queue no handler serves", () =>
+    Effect.gen(function*() {
+      const warnings = capturedWarnings()
+      const Other = Job.make("other", { payload: Schema.Struct({}), queue: "main" })
+      const { store } = yield* setup({
+        handlers: [Work.handler(() => Effect.void)],
+        queues: ["main", "nobody"],
+        lease: "4 seconds"
+      }).pipe(Effect.provide(warnings.layer))
+      assert.isTrue(
+        warnings.lines.some((line) => line.message.includes("\"nobody\"")),
+        "a warning for the queue no handler serves"
+      )
+      yield* enqueue(store, Other, {})
+      yield* enqueue(store, Other, {})
+      yield* TestClock.adjust("10 seconds")
+      const about = warnings.lines.filter((line) => line.message.includes("other (2 ready)"))
+      assert.strictEqual(about.length, 1, "one warning for the name, however many reaps")
+      assert.strictEqual((yield* stats(store)).readyByName["other"], 2)
+    }))
+
+  it.scoped("12. dead-letters a job whose handler returns a Promise, naming the job and what it returned", () =>
+    Effect.gen(function*() {
+      const Promised = Job.make("promised", { payload: Schema.Struct({}), queue: "main" })
+      const { events, store } = yield* setup({
+        handlers: [Promised.handler((() => Promise.resolve()) as unknown as () => Effect.Effect<void>)]
+      })
+      const id = yield* enqueue(store, Promised, {})
+      const dead = yield* awaitJobEvent(events, "JobDeadLettered", id)
+      assert.strictEqual(
+        dead.error,
+        "the handler of job promised returned a Promise (wrap it with Effect.promise or Effect.tryPromise) instead of an Effect"
+      )
+    }))
+})

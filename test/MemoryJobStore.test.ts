@@ -85,6 +85,33 @@ describe("MemoryJobStore", () => {
       }))
   })
 
+  describe("time", () => {
+    it.effect("is the Clock the store was built with, whatever the clock of the fiber that calls it", () =>
+      Effect.gen(function*() {
+        const store = yield* MemoryJobStore.make()
+        // A caller an hour ahead (a producer or a worker whose clock is off) moves nothing.
+        const base = yield* Effect.clock
+        const ahead: Clock.Clock = Object.create(base, {
+          unsafeCurrentTimeMillis: { value: () => base.unsafeCurrentTimeMillis() + 3_600_000 },
+          currentTimeMillis: { value: Effect.map(base.currentTimeMillis, (millis) => millis + 3_600_000) }
+        })
+        const skewed = <A, E>(effect: Effect.Effect<A, E>) => Effect.withClock(effect, ahead)
+        assert.strictEqual(yield* skewed(Clock.currentTimeMillis), 3_600_000, "the caller's clock is off")
+        const [id] = yield* skewed(store.enqueue([job({ runAt: undefined, delay: Duration.seconds(10) })]))
+        assert.deepStrictEqual(yield* skewed(claim(store)), [], "not due by the caller's clock")
+        yield* TestClock.adjust("10 seconds")
+        const claimed = yield* skewed(claimOne(store))
+        assert.strictEqual(claimed.id, id)
+        assert.deepStrictEqual([claimed.enqueuedAt.getTime(), claimed.runAt.getTime()], [0, 10_000])
+        assert.strictEqual(claimed.leaseExpiresAt.getTime(), 10_000 + Duration.toMillis(LEASE))
+        yield* skewed(settle(store, claimed.lease, Outcome.Retry({ delay: Duration.minutes(10), error: "x" })))
+        yield* TestClock.adjust(Duration.minutes(10).pipe(Duration.subtract(Duration.millis(1))))
+        assert.deepStrictEqual(yield* skewed(claim(store)), [], "the retry is due 10 minutes after the settle")
+        yield* TestClock.adjust(1)
+        assert.strictEqual((yield* skewed(claimOne(store))).attempt, 2)
+      }))
+  })
+
   describe("ids", () => {
     it.effect("are the decimal strings of a counter, and a redriven job keeps its id", () =>
       Effect.gen(function*() {
@@ -284,7 +311,7 @@ describe("MemoryJobStore", () => {
         assert.deepStrictEqual(yield* wakeupsBefore(store, received, "marker-2"), [])
       }))
 
-    it.scoped("wakes once per settle batch per queue for Released and a due Retry, not for Completed, Dead or a later Retry", () =>
+    it.scoped("wakes a queue once per settle batch for Released and a due Retry, not for Completed, Dead, later", () =>
       Effect.gen(function*() {
         const store = yield* MemoryJobStore.make()
         const received = yield* store.wakeups

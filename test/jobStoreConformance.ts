@@ -876,6 +876,22 @@ export const jobStoreConformance = (
           })
       )
 
+      test(
+        "Retry moves the job's runAt, and so its place in line, to when it is due again",
+        (store, op) =>
+          Effect.gen(function*() {
+            const now = yield* op.at(0)
+            const [first, second] = yield* store.enqueue([op.job(now), op.job(now)])
+            const claimed = yield* op.claimOne()
+            assert.strictEqual(claimed.id, first)
+            yield* op.advance(5_000)
+            yield* op.retry(claimed.lease, 0)
+            const order = yield* op.claim()
+            assert.deepStrictEqual(order.map((job) => job.id), [second, first], "behind the job due earlier")
+            assert.strictEqual(order[1]!.runAt.getTime(), now.getTime() + 5_000)
+          })
+      )
+
       test("Retry with a delay of zero makes the job ready at once", (_store, op) =>
         Effect.gen(function*() {
           const id = yield* op.enqueue()

@@ -42,7 +42,7 @@ const noneBuried: ReadonlyArray<BuriedJob> = Object.freeze([])
 const leaseExpired = "lease expired"
 
 /**
- * One job, from `enqueue` to `complete` or to the end of the dead letters. The same object moves between the
+ * One job, from `enqueue` to a `Completed` settle or to the end of the dead letters. The same object moves between the
  * structures: a lane's ready heap, the schedule heap, the lease heap, the dead-letter lists. It is in at most one
  * heap at a time, so one `index` field serves them all.
  */

@@ -55,6 +55,8 @@ export const make = (deps: {
 }): Completer => {
   const { calls, claims, clock, publisher, shutdown, store, warn } = deps
   let pending: Array<Item> = []
+  /** When the first outcome now pending came in. */
+  let firstArrival = 0
   let batchDone = Deferred.unsafeMake<void>(FiberId.none)
   /** Something is pending or being written; `idle` completes when that ends. */
   let busy = false
@@ -68,6 +70,7 @@ export const make = (deps: {
       busy = true
       idle = Deferred.unsafeMake<void>(FiberId.none)
     }
+    if (pending.length === 0) firstArrival = clock.unsafeCurrentTimeMillis()
     pending.push({ claim, outcome, durationMs })
     wake.unsafeOpen()
     return Deferred.await(batchDone)
@@ -75,16 +78,21 @@ export const make = (deps: {
 
   const now = () => clock.unsafeCurrentTimeMillis()
 
-  /** One `settle` call, its deadline shortened to the end of the shutdown grace. */
-  const settleOnce = (settlements: ReadonlyArray<Settlement>): Effect.Effect<ReadonlyArray<boolean>, JobStoreError> =>
+  /**
+   * One `settle` call for outcomes that came in from `arrivedAt` on. Its deadline is cut to the end of the shutdown
+   * grace; outcomes that came in after that (a handler that ended past the deadline) get a grace of their own.
+   */
+  const settleOnce = (
+    settlements: ReadonlyArray<Settlement>,
+    arrivedAt: number
+  ): Effect.Effect<ReadonlyArray<boolean>, JobStoreError> =>
     Effect.suspend(() => {
-      const left = shutdown.endAt - now()
+      const end = arrivedAt >= shutdown.endAt ? arrivedAt + shutdown.graceMs : shutdown.endAt
+      const left = end - now()
       if (left <= 0) {
         return Effect.fail(new JobStoreError({ operation: "settle", reason: "the shutdown grace has passed" }))
       }
-      const timeout = Duration.toMillis(calls.storeTimeout) <= left
-        ? calls.storeTimeout
-        : Duration.millis(left)
+      const timeout = Duration.toMillis(calls.storeTimeout) <= left ? calls.storeTimeout : Duration.millis(left)
       return calls.run("settle", store.settle(settlements), timeout)
     })
 
@@ -94,9 +102,9 @@ export const make = (deps: {
     (_, delay) => Duration.millis(Math.max(0, Math.min(Duration.toMillis(delay), shutdown.deadlineAt - now())))
   )
 
-  const settle = (batch: ReadonlyArray<Item>) => {
+  const settle = (batch: ReadonlyArray<Item>, arrivedAt: number) => {
     const settlements = batch.map((item) => ({ lease: item.claim.job.lease, outcome: item.outcome }))
-    return settleOnce(settlements).pipe(
+    return settleOnce(settlements, arrivedAt).pipe(
       Effect.tapError((error) =>
         shutdown.pastDeadline(now())
           ? Effect.void
@@ -144,9 +152,10 @@ export const make = (deps: {
   const round: Effect.Effect<void> = Effect.suspend(() => {
     const batch = pending
     const done = batchDone
+    const arrivedAt = firstArrival
     pending = []
     batchDone = Deferred.unsafeMake<void>(FiberId.none)
-    return settle(batch).pipe(
+    return settle(batch, arrivedAt).pipe(
       Effect.matchEffect({
         onFailure: (error) => givenUp(batch, error),
         onSuccess: (results) => written(batch, results)

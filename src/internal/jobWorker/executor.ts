@@ -27,13 +27,13 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
 import * as Inspectable from "effect/Inspectable"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
 import * as Job from "../../Job.js"
 import { type ClaimedJob, Outcome } from "../../JobStore.js"
 import type { Tracked, WorkerContext } from "../../WorkerContext.js"
@@ -145,8 +145,8 @@ const infoOf = (job: ClaimedJob): Job.JobInfo => ({
   runAt: job.runAt
 })
 
-/** How often a cut looks again at a handler that is in an uninterruptible region. */
-const recheck = Schedule.spaced(Duration.millis(10))
+/** How often a cut looks again at a handler that is in an uninterruptible region: 5 ms, doubling, at most 100 ms. */
+const recheck = Schedule.exponential(Duration.millis(5)).pipe(Schedule.union(Schedule.spaced(Duration.millis(100))))
 
 export interface Executor {
   /** Tracks the attempt of `claim` as a task; fails with `TaskRejected` when the context refuses it. */
@@ -163,24 +163,31 @@ export const make = (deps: {
   readonly completer: Completer
   readonly publisher: Publisher
   readonly clock: Clock.Clock
-  readonly scope: Scope.Scope
+  /**
+   * Where the cuts run: a set that outlives the worker's finalizer (a cut made while the worker's scope closes must
+   * still run), and interrupts what is left when it closes.
+   */
+  readonly cutters: FiberSet.FiberSet<unknown, unknown>
   readonly warn: (message: string, cause?: unknown) => Effect.Effect<void>
 }): Executor => {
-  const { claims, clock, completer, ctx, publisher, scope, warn } = deps
+  const { claims, clock, completer, ctx, cutters, publisher, warn } = deps
 
   /** Interrupts `fiber` once it is interruptible (at once, if it is), from a fiber of the worker's scope. */
   const interruptWhenInterruptible = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<void> =>
-    Effect.asVoid(Effect.forkIn(
-      Effect.repeat(
-        Effect.map(fiber.runtimeFlags, (flags) => {
-          if (fiber.unsafePoll() !== null) return true
-          if (!RuntimeFlags.interruption(flags)) return false
-          fiber.unsafeInterruptAsFork(FiberId.none)
-          return true
-        }),
+    Effect.asVoid(FiberSet.run(
+      cutters,
+      // Interruptible, though forked from the task's uninterruptible part: the worker's scope must be able to end it.
+      Effect.interruptible(Effect.repeat(
+        Effect.suspend(() =>
+          fiber.unsafePoll() !== null ? Effect.succeed(true) : Effect.map(fiber.runtimeFlags, (flags) => {
+            if (fiber.unsafePoll() !== null) return true
+            if (!RuntimeFlags.interruption(flags)) return false
+            fiber.unsafeInterruptAsFork(FiberId.none)
+            return true
+          })
+        ),
         { schedule: recheck, until: (done) => done }
-      ),
-      scope
+      ))
     ))
 
   const cut = (claim: Claim, why: "timeout" | "deadline" | "lease"): Effect.Effect<void> => {
@@ -286,7 +293,10 @@ export const make = (deps: {
       // A lease the store said was lost was evented then; one the worker gave up on is evented now.
       return fenced ? Effect.zipRight(publisher.leaseLost(claim.job), exit) : exit
     }
-    return Effect.zipRight(completer.submit(claim, outcome, durationMs), exit)
+    const written = completer.submit(claim, outcome, durationMs)
+    // While the context runs, the task ends at once: its slot is the claim's, freed when the store took the outcome.
+    // Otherwise (stopping, paused) it ends only then, so the context is `Stopped` once every outcome is in the store.
+    return Effect.flatMap(ctx.state, (state) => state === "Running" ? exit : Effect.zipRight(written, exit))
   }
 
   const handlerOf = (claim: Claim, payload: unknown): Effect.Effect<void, unknown> =>
@@ -310,7 +320,9 @@ export const make = (deps: {
     claim.startedAt = now
     publisher.wait(claim.job, Math.max(0, now - claim.job.runAt.getTime()))
     claim.entry.timeouts?.add(claim, now)
-    return Effect.flatMap(Effect.fork(Effect.interruptible(handlerOf(claim, payload))), (fiber) => {
+    // A daemon, not a child: an interruption of the task (the context's, at its shutdown deadline) would reach a
+    // child at once, blindly.
+    return Effect.flatMap(Effect.forkDaemon(Effect.interruptible(handlerOf(claim, payload))), (fiber) => {
       claim.handler = fiber
       // Cut while the fiber was being forked (a lost lease, a timeout of zero): cut it now.
       const before = claim.cut === undefined ? Effect.void : cut(claim, claim.cut)

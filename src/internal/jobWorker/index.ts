@@ -16,6 +16,7 @@ import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -53,7 +54,6 @@ export const make: <R>(
     const ctx = yield* WorkerContext
     const store = yield* JobStore
     const clock: Clock.Clock = yield* Effect.clock
-    const scope = yield* Effect.scope
     const workerId = resolved.workerId ?? `${ctx.name}-${yield* randomHex}`
 
     const annotate = <A, E, Q>(effect: Effect.Effect<A, E, Q>) =>
@@ -65,13 +65,20 @@ export const make: <R>(
           : Effect.logWarning(message, Cause.isCause(cause) ? cause : Cause.fail(cause))
       )
 
-    const calls = StoreCalls.make(ctx, storeTimeout)
+    const calls = StoreCalls.make({
+      ctx,
+      clock,
+      runtime: yield* Effect.runtime<never>(),
+      storeTimeout
+    })
     const publisher = new Publisher(ctx, queues)
     const claims = new Claims(concurrency, prefetch)
     const shutdown = new Shutdown(storeTimeout)
     const completer = Completer.make({ store, calls, claims, publisher, clock, shutdown, warn })
     const { byName, lists } = Executor.entries(handlers)
-    const executor = Executor.make({ ctx, claims, completer, publisher, clock, scope, warn })
+    // Made before the worker's finalizer is added, so closed after it.
+    const cutters = yield* FiberSet.make<unknown, unknown>()
+    const executor = Executor.make({ ctx, claims, completer, publisher, clock, cutters, warn })
     const names = Array.from(byName.keys())
     const producer: Producer.Producer = Producer.make({
       ctx,
@@ -140,6 +147,7 @@ export const make: <R>(
 
     const background = <A>(effect: Effect.Effect<A>) => Effect.forkScoped(Effect.interruptible(effect))
 
+    yield* background(calls.watchdog)
     yield* background(completer.loop)
     yield* background(leases.renewer)
     yield* background(leases.fencer)
@@ -158,10 +166,12 @@ export const make: <R>(
             return producer.wake()
           case "Stopping":
             shutdown.began(now, ctx.options.shutdownTimeout)
+            calls.shorten(shutdown.endAt)
             return producer.wake()
           case "Stopped":
             shutdown.began(now, ctx.options.shutdownTimeout)
             shutdown.stopped(now)
+            calls.shorten(shutdown.endAt)
             return producer.wake()
         }
       }).pipe(Effect.zipRight(state === "Stopped" ? sweep : Effect.void))))
@@ -175,6 +185,7 @@ export const make: <R>(
         const now = clock.unsafeCurrentTimeMillis()
         shutdown.began(now, ctx.options.shutdownTimeout)
         shutdown.stopped(now)
+        calls.shorten(shutdown.endAt)
         // The claim loop ends by itself once it sees the context stopped: a claim on its way is finished (its jobs
         // given back), within the shutdown grace; then it is interrupted.
         producer.wake()

@@ -30,6 +30,10 @@ export interface Leases {
   readonly claimed: () => void
 }
 
+/** How often the leases are renewed: a third of the lease. */
+export const renewEvery = (lease: Duration.Duration): Duration.Duration =>
+  Duration.millis(Math.max(1, Duration.toMillis(lease) / 3))
+
 /** How long before a lease could lapse the worker stops a job it could not renew. */
 export const fenceMargin = (leaseMillis: number): number =>
   Math.max(Math.min(leaseMillis / 10, 5_000), Math.min(5, leaseMillis / 2))
@@ -49,8 +53,8 @@ export const make = (deps: {
   const { calls, claims, clock, executor, publisher, store, warn } = deps
   const lease = deps.lease
   const leaseMillis = Duration.toMillis(lease)
-  const renewEvery = Duration.millis(Math.max(1, leaseMillis / 3))
-  const renewTimeout = Duration.min(calls.storeTimeout, renewEvery)
+  const every = renewEvery(lease)
+  const renewTimeout = Duration.min(calls.storeTimeout, every)
   const margin = fenceMargin(leaseMillis)
   const added = Effect.unsafeMakeLatch(false)
 
@@ -91,7 +95,7 @@ export const make = (deps: {
    * keeps every job running.
    */
   const retrySchedule = Schedule.modifyDelay(
-    backoff(Math.min(Duration.toMillis(renewEvery), 5_000)),
+    backoff(Math.min(Duration.toMillis(every), 5_000)),
     (_, delay) => {
       const now = clock.unsafeCurrentTimeMillis()
       let first = Infinity
@@ -104,8 +108,8 @@ export const make = (deps: {
   const renewer: Effect.Effect<never> = Effect.retry(renewOnce, retrySchedule)
     .pipe(
       Effect.ignore,
-      Effect.repeat(Schedule.spaced(renewEvery)),
-      Effect.delay(renewEvery),
+      Effect.repeat(Schedule.spaced(every)),
+      Effect.delay(every),
       Effect.zipRight(Effect.never)
     )
 

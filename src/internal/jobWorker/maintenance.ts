@@ -104,7 +104,7 @@ export const make = (deps: {
   /** One subscription, until it fails or ends; fails when it could not be made. */
   const listen: Effect.Effect<void, unknown> = Effect.scoped(
     Effect.gen(function*() {
-      const queue = yield* calls.run("wakeups", store.wakeups)
+      const queue = yield* calls.runWith("wakeups", store.wakeups)
       // Live from here on; a job made ready before (while this subscribed, or before the first claim) woke nobody.
       producer.mayHaveJobs()
       while (true) {

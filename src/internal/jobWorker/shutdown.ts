@@ -9,6 +9,8 @@ import * as Duration from "effect/Duration"
 export const maxGraceMs = 5_000
 
 export class Shutdown {
+  /** Shutdown has begun. */
+  begun = false
   /** The shutdown deadline (this worker's clock), once shutdown has begun with a finite `shutdownTimeout`. */
   deadlineAt = Infinity
   /** No store call goes on past this instant. */
@@ -21,6 +23,7 @@ export class Shutdown {
 
   /** Shutdown began at `now`: its deadline is `now + shutdownTimeout`. */
   began(now: number, shutdownTimeout: Duration.Duration): void {
+    this.begun = true
     if (!Duration.isFinite(shutdownTimeout)) return
     this.deadlineAt = Math.min(this.deadlineAt, now + Duration.toMillis(shutdownTimeout))
     this.endAt = Math.min(this.endAt, this.deadlineAt + this.graceMs)
