@@ -16,8 +16,8 @@
  * - **Every call is bounded.** The worker's calls (claim, renew, settle, reap, the wake-up queries) and `stats`,
  *   `deadLetters`, `redrive` run on connections of the store's own (`maxConnections`, default 4), not the
  *   `PgClient`'s pool, each within `callTimeout` (default 10 s). A call that passes its deadline, or that its caller
- *   interrupts, destroys its connection's socket (and drops the idle ones): the next call runs on a fresh
- *   connection, even when the server stalled without a word. The server is told the same deadline
+ *   interrupts, destroys its connection's socket (and the idle ones that have not answered since): the next call
+ *   runs on a fresh connection, even when the server stalled without a word. The server is told the same deadline
  *   (`statement_timeout`), and a lock held by another session makes a call fail after `lock_timeout` (2 s) instead
  *   of waiting. Closing the store never waits for a hung call.
  * - **Producers never block workers.** An enqueue whose key a job already holds takes no lock on that job's row
@@ -106,9 +106,10 @@ export interface PgJobStoreOptions {
    */
   readonly callTimeout?: Duration.DurationInput | undefined
   /**
-   * The most connections of the store's own (the worker's claims, renewals, settles, reaps, and `stats`,
-   * `deadLetters`, `redrive`). Default 4. Idle ones close after 30 s. A call that finds them all busy waits for one,
-   * within its `callTimeout`.
+   * The most connections of the store's own in use at once (the worker's claims, renewals, settles, reaps, and
+   * `stats`, `deadLetters`, `redrive`); the store also keeps one spare open when there is room, so that a call
+   * rarely connects within its own deadline. Default 4. Idle ones close after 30 s. A call that finds them all busy
+   * waits for one, within its `callTimeout`.
    */
   readonly maxConnections?: number | undefined
 }

@@ -5,11 +5,14 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Layer, Redacted, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Fiber, Layer, Queue, Redacted, Schema, Scope } from "effect"
 import Pg from "pg"
+import { Job, JobWorker, WorkerContext } from "../src/index.js"
+import * as JobStore from "../src/JobStore.js"
 import { type ClaimRequest, JobStoreError, type NewJob, Outcome } from "../src/JobStore.js"
 import * as PgJobStore from "../src/PgJobStore.js"
-import { databaseUrl, query, scopedPgServer, testStore, uniqueName, waitFor } from "./pgTestStore.js"
+import { isReadinessChanged, type ReadinessChanged } from "../src/WorkerEvent.js"
+import { clientLayer, databaseUrl, query, scopedPgServer, testStore, uniqueName, waitFor } from "./pgTestStore.js"
 
 const newJob = (fields?: Partial<NewJob>): NewJob => ({
   name: "send-email",
@@ -47,6 +50,12 @@ const storeBackends = (name: string) =>
     ])
   ).pipe(Effect.map((rows) => rows.map((row) => row.pid)))
 
+/**
+ * The backends of the store's own connections once there are `n` of them: the one a call used and the spare the
+ * store keeps open beside it, say.
+ */
+const backendsOnceThere = (name: string, n: number) => waitFor(storeBackends(name), (pids) => pids.length === n)
+
 /** Stops these backends (`SIGSTOP`) until the scope closes (`SIGCONT`). */
 const stall = (pids: ReadonlyArray<number>) =>
   Effect.acquireRelease(
@@ -72,8 +81,8 @@ describe("PgJobStore under faults", () => {
         const store = yield* testStore({ listen: false }).pipe(Effect.provide(layer))
         yield* store.enqueue([newJob()])
         yield* store.stats
-        const stalled = yield* storeBackends(name)
-        assert.strictEqual(stalled.length, 1, "one connection of the store's own")
+        // The connection the call used, and the spare opened beside it: both stopped.
+        const stalled = yield* backendsOnceThere(name, 2)
         yield* stall(stalled)
         // The engine's deadline, shortened: the claim gets no answer and is interrupted.
         const cut = yield* Effect.exit(Effect.timeout(store.claim(claimRequest()), "300 millis"))
@@ -81,8 +90,6 @@ describe("PgJobStore under faults", () => {
         // The backend is still stopped: whatever answers now answers on another connection.
         const { jobs } = yield* store.claim(claimRequest())
         assert.strictEqual(jobs.length, 1)
-        const now = yield* storeBackends(name)
-        assert.isFalse(now.includes(stalled[0]!) && now.length === 1, "a fresh connection")
         assert.deepStrictEqual(
           yield* store.settle([{ lease: jobs[0]!.lease, outcome: Outcome.Completed() }]),
           [true]
@@ -98,7 +105,7 @@ describe("PgJobStore under faults", () => {
         const { layer, name } = yield* namedClient
         const store = yield* testStore({ listen: false, callTimeout: "1 second" }).pipe(Effect.provide(layer))
         yield* store.stats
-        yield* stall(yield* storeBackends(name))
+        yield* stall(yield* backendsOnceThere(name, 2))
         const error = yield* Effect.flip(store.stats)
         assert.instanceOf(error, JobStoreError)
         assert.strictEqual(error.operation, "stats")
@@ -117,9 +124,7 @@ describe("PgJobStore under faults", () => {
         yield* store.enqueue([newJob()])
         // Four connections at once, all idle afterwards, all stopped.
         yield* Effect.all(Array.from({ length: 4 }, () => store.stats), { concurrency: "unbounded" })
-        const stalled = yield* storeBackends(name)
-        assert.strictEqual(stalled.length, 4)
-        yield* stall(stalled)
+        yield* stall(yield* backendsOnceThere(name, 4))
         assert.isTrue(Exit.isFailure(yield* Effect.exit(Effect.timeout(store.stats, "300 millis"))))
         const { jobs } = yield* store.claim(claimRequest())
         assert.strictEqual(jobs.length, 1)
@@ -135,7 +140,7 @@ describe("PgJobStore under faults", () => {
         const store = yield* testStore({ listen: false, batchAcks: true }).pipe(Effect.provide(layer))
         yield* store.enqueue([newJob(), newJob()])
         const { jobs } = yield* store.claim(claimRequest())
-        yield* stall(yield* storeBackends(name))
+        yield* stall(yield* backendsOnceThere(name, 2))
         const cut = yield* Effect.exit(
           Effect.timeout(store.settle([{ lease: jobs[0]!.lease, outcome: Outcome.Completed() }]), "300 millis")
         )
@@ -195,7 +200,7 @@ describe("PgJobStore under faults", () => {
       const scope = yield* Scope.make()
       const store = yield* testStore({ listen: false }).pipe(Effect.provide(layer), Scope.extend(scope))
       yield* store.stats
-      yield* stall(yield* storeBackends(name))
+      yield* stall(yield* backendsOnceThere(name, 2))
       const hung = yield* Effect.fork(store.claim(claimRequest()))
       // Once the claim waits on the stopped backend (its fiber suspended), nothing but the close can end it.
       yield* waitFor(Fiber.status(hung), (status) => status._tag === "Suspended")
@@ -227,3 +232,168 @@ describe("PgJobStore under faults", () => {
     60_000
   )
 })
+
+/** A `ping` job: its handler reports its `n`. */
+const Ping = Job.make("ping", { payload: Schema.Struct({ n: Schema.Number }), queue: "pings" })
+
+/**
+ * A job worker on a `PgJobStore` of its own (in a schema of the test's own), in a scope the test closes, with the
+ * store's connections named after the test, and a producer's store (listening not) to enqueue with.
+ */
+const workerOnPg = (
+  options: { readonly storeTimeout: Duration.DurationInput; readonly shutdownTimeout?: Duration.DurationInput }
+) =>
+  Effect.gen(function*() {
+    const name = uniqueName("faults")
+    const schema = uniqueName("t")
+    const ran = yield* Queue.unbounded<number>()
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(
+      JobWorker.layer({
+        handlers: [Ping.handler(({ n }) => Queue.offer(ran, n))],
+        pollInterval: "200 millis",
+        lease: "30 seconds",
+        storeTimeout: options.storeTimeout
+      }).pipe(
+        Layer.provideMerge(PgJobStore.layer({ schema, listen: false })),
+        Layer.provideMerge(
+          WorkerContext.layer({ name, shutdownTimeout: options.shutdownTimeout ?? Duration.seconds(3) })
+        ),
+        Layer.provide(PgClient.layer({ url: Redacted.make(databaseUrl), applicationName: name }))
+      ),
+      scope
+    )
+    const producer = yield* Layer.build(clientLayer())
+    const store = yield* testStore({ schema, listen: false, migrate: false }).pipe(Effect.provide(producer))
+    const ctx = Context.get(context, WorkerContext)
+    // Every readiness flip of the job store's check, in order.
+    const readiness = yield* Queue.unbounded<ReadinessChanged>()
+    yield* ctx.listen((event) =>
+      event._tag === "Custom" && isReadinessChanged(event.value) && event.value.check === "job store"
+        ? Queue.offer(readiness, event.value)
+        : Effect.void
+    )
+    // Closed before the test's schema is dropped (a test may close it earlier itself).
+    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+    const enqueue = (ns: ReadonlyArray<number>) =>
+      store.enqueue(
+        ns.map((n) => ({
+          name: Ping.name,
+          queue: Ping.queue,
+          payload: { n },
+          priority: 0,
+          key: undefined,
+          maxAttempts: 25
+        }))
+      )
+    return { name, schema, ran, scope, ctx, readiness, enqueue }
+  })
+
+describe("JobWorker on PgJobStore under faults", () => {
+  it.scopedLive(
+    "with every store connection stalled, jobs enqueued during the stall run on fresh connections, and readiness says so meanwhile",
+    () =>
+      Effect.gen(function*() {
+        const w = yield* workerOnPg({ storeTimeout: "1 second" })
+        yield* w.enqueue([0])
+        assert.strictEqual(yield* Queue.take(w.ran), 0)
+        const stalled = yield* storeBackends(w.name)
+        assert.isAbove(stalled.length, 0)
+        yield* stall(stalled)
+        const startedAt = Date.now()
+        yield* w.enqueue([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+        const got: Array<number> = []
+        while (got.length < 10) got.push(yield* Queue.take(w.ran))
+        const allRanMs = Date.now() - startedAt
+        assert.deepStrictEqual(got.sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+        // A call that hit the stall failed at its deadline: readiness went red, and green again once calls succeed.
+        const unready = yield* Queue.take(w.readiness)
+        assert.isFalse(unready.ready)
+        assert.match(unready.reason ?? "", /no answer within 1s/)
+        while (!(yield* Queue.take(w.readiness)).ready) continue
+        report(`10 jobs enqueued while the worker's connections were stopped all ran within ${allRanMs} ms`)
+      }),
+    60_000
+  )
+
+  it.scopedLive("shutdown ends within its grace while every store connection is stalled", () =>
+    Effect.gen(function*() {
+      const w = yield* workerOnPg({ storeTimeout: "10 seconds", shutdownTimeout: "1 second" })
+      yield* w.enqueue([0])
+      assert.strictEqual(yield* Queue.take(w.ran), 0)
+      yield* stall(yield* storeBackends(w.name))
+      const startedAt = Date.now()
+      yield* Scope.close(w.scope, Exit.void)
+      report(`shutdown with stalled store connections took ${Date.now() - startedAt} ms (shutdownTimeout 1 s)`)
+      assert.strictEqual(yield* w.ctx.state, "Stopped")
+    }), 60_000)
+
+  it.scopedLive(
+    "shutdown ends within its grace while another session holds LOCK TABLE on the jobs",
+    () =>
+      Effect.gen(function*() {
+        const w = yield* workerOnPg({ storeTimeout: "10 seconds", shutdownTimeout: "1 second" })
+        yield* w.enqueue([0])
+        assert.strictEqual(yield* Queue.take(w.ran), 0)
+        const locker = new Pg.Client({ connectionString: databaseUrl })
+        yield* Effect.acquireRelease(
+          Effect.promise(async () => {
+            await locker.connect()
+            await locker.query(`BEGIN; LOCK TABLE ${w.schema}.jobs IN ACCESS EXCLUSIVE MODE`)
+          }),
+          () => Effect.promise(() => locker.end())
+        )
+        const startedAt = Date.now()
+        yield* Scope.close(w.scope, Exit.void)
+        report(`shutdown under LOCK TABLE took ${Date.now() - startedAt} ms (shutdownTimeout 1 s)`)
+        assert.strictEqual(yield* w.ctx.state, "Stopped")
+      }),
+    60_000
+  )
+
+  it.scopedLive(
+    "keeps running while the database is down: readiness says why, and every job runs once it is back",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* scopedPgServer
+        const ran = yield* Queue.unbounded<number>()
+        const context = yield* Layer.build(
+          JobWorker.layer({
+            handlers: [Ping.handler(({ n }) => Queue.offer(ran, n))],
+            pollInterval: "200 millis",
+            lease: "5 seconds"
+          }).pipe(
+            Layer.provideMerge(PgJobStore.layer({ listen: false })),
+            Layer.provideMerge(WorkerContext.layer({ name: "pg-outage" })),
+            Layer.provide(PgClient.layer({ url: Redacted.make(server.url) }))
+          )
+        )
+        const run = <A, E>(effect: Effect.Effect<A, E, WorkerContext | JobStore.JobStore>): Effect.Effect<A, E> =>
+          Effect.provide(effect, context)
+        const ctx = yield* run(WorkerContext)
+        yield* run(Ping.enqueue({ n: 1 }))
+        assert.strictEqual(yield* Queue.take(ran), 1)
+
+        yield* Effect.promise(() => server.stopServer())
+        // The first failure may be a connection the server ended as it stopped; then new ones are refused.
+        const unready = yield* waitFor(
+          ctx.readiness,
+          (readiness) => readiness.unready.some(({ reason }) => reason.includes("connection refused"))
+        )
+        assert.strictEqual(unready.state, "Running")
+        assert.deepStrictEqual(unready.unready.map(({ check }) => check), ["job store"])
+        assert.match(unready.unready[0]!.reason, new RegExp(`connection refused to 127\\.0\\.0\\.1:${server.port}`))
+
+        yield* Effect.promise(() => server.start())
+        yield* run(Ping.enqueue({ n: 2 }))
+        assert.strictEqual(yield* Queue.take(ran), 2)
+        const ready = yield* waitFor(ctx.readiness, (readiness) => readiness.ready)
+        assert.deepStrictEqual(ready.unready, [])
+        assert.strictEqual(yield* ctx.state, "Running")
+      }),
+    60_000
+  )
+})
+
+/** Measured numbers, for docs/postgres.md (tests assert no timing). */
+const report = (text: string) => console.log(`[faults] ${text}`)

@@ -615,6 +615,7 @@ export const makeConnections = (options: {
     const live = new Set<Connection>()
     let closed = false
     const permits = yield* Effect.makeSemaphore(options.max)
+    const scope = yield* Effect.scope
 
     const destroy = (connection: Connection) => {
       connection.broken = true
@@ -646,7 +647,22 @@ export const makeConnections = (options: {
       return Effect.sync(() => destroy(connection))
     })
 
-    const query = <A>(connection: Connection, name: string | undefined, text: string, params: ReadonlyArray<unknown>) =>
+    /**
+     * Runs one statement on `connection`, sent at `sentAt`. Interrupted (a deadline passed: the backend may be
+     * stalled, or the network silent), the connection is given up at once, and with it its socket. So are the idle
+     * connections that have not answered since the statement was sent: what stalled one may have stalled them all (a
+     * partition, a frozen server), and the most recently used first would hand them out one after another, each to
+     * wait out a deadline; a connection that answered since is alive, and kept, so that a server that is only slow
+     * does not cost every call a new connection. (The statement may still run, if the server is only slow: a call
+     * that did not answer may have been applied.)
+     */
+    const query = <A>(
+      connection: Connection,
+      sentAt: number,
+      name: string | undefined,
+      text: string,
+      params: ReadonlyArray<unknown>
+    ) =>
       Effect.async<ReadonlyArray<A>, unknown>((resume) => {
         connection.client.query<A & Pg.QueryResultRow>(
           name === undefined ? { text, values: [...params] } : { name, text, values: [...params] }
@@ -654,14 +670,16 @@ export const makeConnections = (options: {
           (result) => resume(Effect.succeed(result.rows)),
           (error) => resume(Effect.fail(error))
         )
-        // Interrupted: the backend may be stalled, or the network silent; this connection is given up, and with it
-        // its socket. So are the idle ones: what stalled one may have stalled them all (a partition, a frozen
-        // server), and the most recently used first would hand them out one after another, each to wait out a
-        // deadline. The next call opens a fresh connection. (The statement may still run, if the server is only
-        // slow: a call that did not answer may have been applied.)
-        return Effect.sync(() => {
+        return Effect.suspend(() => {
           destroy(connection)
-          for (const other of idle.splice(0)) destroy(other)
+          for (let i = idle.length - 1; i >= 0; i--) {
+            const other = idle[i]!
+            if (other.idleSince <= sentAt) {
+              idle.splice(i, 1)
+              destroy(other)
+            }
+          }
+          return keepSpare
         })
       })
 
@@ -693,12 +711,32 @@ export const makeConnections = (options: {
       return undefined
     })
 
+    /**
+     * Keeps one idle connection ready, opened in the background: a call then rarely has to connect within its own
+     * deadline (a renewal's may be a fraction of a second), least of all right after a stall destroyed connections.
+     */
+    let opening = 0
+    const keepSpare: Effect.Effect<void> = Effect.suspend(() => {
+      if (closed || idle.length > 0 || opening > 0 || live.size >= options.max) return Effect.void
+      opening++
+      return open.pipe(
+        Effect.timeout(options.callTimeout),
+        Effect.flatMap((connection) => giveBack(connection, Exit.void)),
+        Effect.ignore,
+        Effect.ensuring(Effect.sync(() => opening--)),
+        Effect.forkIn(scope),
+        Effect.asVoid
+      )
+    })
+
     const run = <A>(name: string | undefined, text: string, params: ReadonlyArray<unknown>) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           if (closed) return yield* Effect.fail(new StoreClosed())
           const connection = (yield* take) ?? (yield* restore(open))
-          const exit = yield* Effect.exit(restore(query<A>(connection, name, text, params)))
+          yield* keepSpare
+          const sentAt = yield* Clock.currentTimeMillis
+          const exit = yield* Effect.exit(restore(query<A>(connection, sentAt, name, text, params)))
           yield* giveBack(connection, exit)
           return yield* exit
         })
@@ -730,10 +768,11 @@ export const makeConnections = (options: {
         closed = true
         const polite = idle.splice(0).filter((connection) => !connection.broken)
         for (const connection of live) if (!polite.includes(connection)) destroy(connection)
-        // Interruptible: a finalizer is not, and the timeout could not cut off a wait for a stalled server.
-        yield* Effect.interruptible(
-          Effect.promise(() => Promise.allSettled(polite.map((connection) => connection.client.end())))
-        ).pipe(Effect.timeoutOption(Duration.seconds(1)))
+        // Finalizers run uninterruptibly: the wait is made interruptible, or its deadline could not cut it short.
+        yield* Effect.promise(() => Promise.allSettled(polite.map((connection) => connection.client.end()))).pipe(
+          Effect.interruptible,
+          Effect.timeoutOption(Duration.seconds(1))
+        )
         for (const connection of [...live]) destroy(connection)
       })
     )
@@ -769,7 +808,9 @@ const listenOnce = (
         return client
       }),
       (client) =>
-        Effect.interruptible(Effect.promise(() => client.end().catch(() => {}))).pipe(
+        // Interruptible, inside an uninterruptible release, so that the deadline can cut a stalled server short.
+        Effect.promise(() => client.end().catch(() => {})).pipe(
+          Effect.interruptible,
           Effect.timeoutOption(Duration.seconds(1)),
           Effect.ensuring(Effect.sync(() => client.connection.stream.destroy()))
         )
@@ -900,7 +941,15 @@ export const make = (
     if (listen) {
       const received = yield* Queue.unbounded<string>()
       const forward = Effect.forever(Effect.flatMap(Queue.take(received), (payload) => {
-        if (payload === "*") return Effect.ignore(publishReadyQueues)
+        if (payload === "*") {
+          // A new listening connection (or too many queues for one notification): the refresh covers whatever was
+          // committed before it listened, a barrier notification sent while it was away included, so the
+          // subscriptions waiting for one are live from here on.
+          return Effect.zipRight(
+            Effect.forEach(barriers.values(), (barrier) => Deferred.succeed(barrier, undefined), { discard: true }),
+            Effect.ignore(publishReadyQueues)
+          )
+        }
         if (payload.startsWith("#")) {
           const barrier = barriers.get(payload)
           return barrier === undefined ? Effect.void : Deferred.succeed(barrier, undefined)

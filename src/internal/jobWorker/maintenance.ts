@@ -105,6 +105,8 @@ export const make = (deps: {
   const listen: Effect.Effect<void, unknown> = Effect.scoped(
     Effect.gen(function*() {
       const queue = yield* calls.runWith("wakeups", store.wakeups)
+      // Live from here on; a job made ready before (while this subscribed, or before the first claim) woke nobody.
+      producer.mayHaveJobs()
       while (true) {
         const woken = yield* Queue.takeBetween(queue, 1, Number.MAX_SAFE_INTEGER)
         for (const queue of woken) {
