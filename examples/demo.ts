@@ -66,7 +66,10 @@ import { createServer } from "node:http"
 import { Job, JobStore, JobWorker, MemoryJobStore, WorkerContext, WorkerEvent } from "../src/index.js"
 import * as PgJobStore from "../src/PgJobStore.js"
 import * as WorkerHttp from "../src/WorkerHttp.js"
+import * as WorkerHttpError from "../src/WorkerHttpError.js"
+import * as WorkerHttpGuard from "../src/WorkerHttpGuard.js"
 import * as WorkerNode from "../src/WorkerNode.js"
+import * as WorkerPrometheus from "../src/WorkerPrometheus.js"
 
 const CONCURRENCY = 4
 const FAILURE_RATE = 0.2
@@ -218,8 +221,6 @@ const logEvent = (outcomes: Ref.Ref<Tally>) => (event: WorkerEvent): Effect.Effe
 
 // --- HTTP ---------------------------------------------------------------------------------------------------------
 
-const badRequest = (message: string) => HttpServerResponse.unsafeJson({ error: "BadRequest", message }, { status: 400 })
-
 const EnqueueBody = Schema.Struct({
   type: Schema.String,
   payload: Schema.Unknown,
@@ -232,41 +233,55 @@ const EnqueueBody = Schema.Struct({
  * that is not JSON, or not of this shape, is a 400 from `WorkerHttp.toApp`; an unknown type or a payload the schema
  * rejects is a 400 here, with the schema's message.
  */
-const enqueue = Effect.gen(function*() {
-  const { delay, payload, priority, type } = yield* HttpServerRequest.schemaBodyJson(EnqueueBody)
-  const job = jobTypes[type]
-  if (job === undefined) {
-    return badRequest(`unknown job type ${JSON.stringify(type)}: expected one of ${Object.keys(jobTypes).join(", ")}`)
-  }
-  const decoded = yield* Effect.either(Schema.decodeUnknown(job.payload)(payload))
-  if (decoded._tag === "Left") return badRequest(`invalid payload for ${type}: ${decoded.left.message}`)
-  const id = yield* job.enqueue(decoded.right, {
-    delay: delay === undefined ? undefined : Duration.millis(delay),
-    priority
-  })
-  return HttpServerResponse.unsafeJson({ id }, { status: 202 })
-}).pipe(
-  Effect.catchTag("JobStoreError", (error) =>
-    Effect.succeed(
-      HttpServerResponse.unsafeJson(
-        { error: "JobStoreError", operation: error.operation, message: error.message },
-        { status: 503 }
-      )
-    ))
+const enqueue = WorkerHttpError.respond(
+  Effect.gen(function*() {
+    const { delay, payload, priority, type } = yield* HttpServerRequest.schemaBodyJson(EnqueueBody)
+    // An own property only: `__proto__` or `toString` is not a job type.
+    const job = Object.hasOwn(jobTypes, type) ? jobTypes[type] : undefined
+    if (job === undefined) {
+      return yield* new WorkerHttpError.BadRequest({
+        message: `unknown job type ${JSON.stringify(type)}: expected one of ${Object.keys(jobTypes).join(", ")}`
+      })
+    }
+    const decoded = yield* Effect.either(Schema.decodeUnknown(job.payload)(payload))
+    if (decoded._tag === "Left") {
+      return yield* new WorkerHttpError.BadRequest({ message: `invalid payload for ${type}: ${decoded.left.message}` })
+    }
+    const id = yield* job.enqueue(decoded.right, {
+      delay: delay === undefined ? undefined : Duration.millis(delay),
+      priority
+    })
+    return HttpServerResponse.unsafeJson({ id }, { status: 202 })
+  }).pipe(
+    Effect.catchTag("JobStoreError", (error) =>
+      Effect.fail(
+        new WorkerHttpError.ServiceUnavailable({
+          error: "JobStoreError",
+          message: error.message,
+          details: { operation: error.operation }
+        })
+      ))
+  )
 )
 
 /**
- * The worker's and the store's routes, the event stream and the dashboard, with the control routes behind
- * `DASHBOARD_TOKEN` when it is set. They stay outside `trackRequests`: they must answer while the worker drains.
+ * The worker's and the store's routes, the event stream, the dashboard and the metrics, with the control routes
+ * behind `DASHBOARD_TOKEN` when it is set. They stay outside `trackRequests`: they must answer while the worker
+ * drains. `POST /jobs` is behind the same guard and checks (same origin, JSON only), as it changes state too.
  */
-const makeApp = (token: Option.Option<Redacted.Redacted<string>>) =>
-  WorkerHttp.toApp(HttpRouter.concatAll(
-    WorkerHttp.routes({
-      guard: Option.match(token, { onNone: () => WorkerHttp.unguarded, onSome: WorkerHttp.bearerToken }),
-      jobs: true
-    }),
-    HttpRouter.empty.pipe(HttpRouter.post("/jobs", enqueue), HttpRouter.use(WorkerHttp.trackRequests))
+const makeApp = (token: Option.Option<Redacted.Redacted<string>>) => {
+  const guard = Option.match(token, { onNone: () => WorkerHttp.unguarded, onSome: WorkerHttp.bearerToken })
+  return WorkerHttp.toApp(HttpRouter.concatAll(
+    WorkerHttp.routes({ guard, jobs: true }),
+    WorkerPrometheus.router,
+    HttpRouter.empty.pipe(
+      HttpRouter.post("/jobs", enqueue),
+      HttpRouter.use(WorkerHttp.trackRequests),
+      HttpRouter.use(WorkerHttp.authorize(guard, { body: "json" })),
+      HttpRouter.use(WorkerHttpGuard.checkHost)
+    )
   ))
+}
 
 const logListening = HttpServer.addressWith((address) =>
   address._tag === "TcpAddress"
