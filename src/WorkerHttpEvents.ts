@@ -15,7 +15,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as RcMap from "effect/RcMap"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import * as internalMessage from "./internal/eventMessage.js"
 import * as WorkerEvents from "./internal/workerEvents.js"
 import { JobStore } from "./JobStore.js"
@@ -93,6 +92,12 @@ export interface EventsOptions {
    * dropped to make room.
    */
   readonly maxStreams?: number | undefined
+  /**
+   * The shortest time between two writes to one stream: what the worker publishes meanwhile goes out in the next
+   * write, so a stream costs at most one write per interval however busy the worker is. Default `"100 millis"`;
+   * `0` writes at every wake-up.
+   */
+  readonly flushInterval?: Duration.DurationInput | undefined
 }
 
 /**
@@ -144,7 +149,8 @@ export const resolveOptions = (options: EventsOptions = {}): WorkerEvents.Resolv
   replay: boundedInteger("replay", options.replay, 1000),
   clientBuffer: boundedInteger("clientBuffer", options.clientBuffer, 1000),
   linger: durationOption("linger", options.linger, Duration.seconds(30), "allowed"),
-  maxStreams: boundedInteger("maxStreams", options.maxStreams, defaultMaxStreams)
+  maxStreams: boundedInteger("maxStreams", options.maxStreams, defaultMaxStreams),
+  flushInterval: durationOption("flushInterval", options.flushInterval, Duration.millis(100), "allowed")
 })
 
 /**
@@ -257,7 +263,7 @@ export const route = (options: WorkerEvents.ResolvedEventsOptions) =>
         })
       )
     }
-    return HttpServerResponse.stream(WorkerEvents.clientStream(attached.right) as Stream.Stream<Uint8Array>, {
+    return HttpServerResponse.stream(WorkerEvents.clientStream(attached.right, options.flushInterval), {
       contentType: "text/event-stream; charset=utf-8",
       headers: { "cache-control": "no-store", "x-accel-buffering": "no" }
     })

@@ -619,7 +619,10 @@ describe("GET /events with a client that stops reading", () => {
     () =>
       Effect.gen(function*() {
         const ctx = yield* makeWorker("slow", { eventBufferSize: 4096 })
-        const { client, port } = yield* serveRouter(ctx, eventsRoutes({ clientBuffer: 8, statsInterval: "100 millis" }))
+        const { client, port } = yield* serveRouter(
+          ctx,
+          eventsRoutes({ clientBuffer: 8, statsInterval: "100 millis", flushInterval: 0 })
+        )
         yield* ctx.start
         const fast = yield* openStream(client, "/events")
         yield* nextMessage(fast)
@@ -869,7 +872,8 @@ describe("the event hub, by the test clock", () => {
     replay: 100,
     clientBuffer: 100,
     linger: Duration.zero,
-    maxStreams: 10
+    maxStreams: 10,
+    flushInterval: Duration.zero
   }
 
   /** A client of `ctx`'s hub read into a queue of messages (heartbeats included), for the test's scope. */
@@ -879,7 +883,7 @@ describe("the event hub, by the test clock", () => {
       const client = yield* Effect.acquireRelease(hub.attach(undefined), (c) => Effect.sync(() => hub.detach(c)))
       const messages = yield* Queue.unbounded<Sse>()
       let rest = ""
-      yield* WorkerEvents.clientStream(client).pipe(
+      yield* WorkerEvents.clientStream(client, options.flushInterval).pipe(
         Stream.decodeText(),
         Stream.runForEach((text) => {
           const split = splitBlocks(rest + text)

@@ -37,6 +37,7 @@ export interface ResolvedEventsOptions {
   readonly clientBuffer: number
   readonly linger: Duration.Duration
   readonly maxStreams: number
+  readonly flushInterval: Duration.Duration
 }
 
 const MAX_TEXT = 300
@@ -264,22 +265,44 @@ export class Client {
   }
 }
 
+/** `parts` as one array: one write to the socket instead of one per message. */
+const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  if (parts.length === 1) return parts[0]!
+  let length = 0
+  for (const part of parts) length += part.length
+  const out = new Uint8Array(length)
+  let at = 0
+  for (const part of parts) {
+    out.set(part, at)
+    at += part.length
+  }
+  return out
+}
+
 /**
- * What the response of one client sends: what its buffer gets, heartbeats included, in one chunk per wake-up; ends
- * once the client is ended and its buffer is empty. One latch to wait on and nothing forked: a client costs a wake-up
- * per batch of messages, however many clients there are.
+ * What the response of one client sends: what its buffer gets, heartbeats included, in one write per wake-up; ends
+ * once the client is ended and its buffer is empty. One latch to wait on and nothing forked. After a write it waits
+ * `flushInterval` before the next, so that a client costs at most one write per interval however fast the worker
+ * publishes (what comes meanwhile is buffered, up to `clientBuffer` messages).
  */
-export const clientStream = (client: Client): Stream.Stream<Uint8Array> =>
-  Stream.repeatEffectChunkOption(
-    Effect.zipRight(
-      client.wake.await,
-      Effect.suspend(() => {
-        const out = client.takeAll()
-        if (out.length > 0) return Effect.succeed(Chunk.unsafeFromArray(out))
-        return client.ended ? Effect.fail(Option.none()) : Effect.succeed(Chunk.empty<Uint8Array>())
-      })
-    )
-  )
+export const clientStream = (client: Client, flushInterval: Duration.Duration): Stream.Stream<Uint8Array> => {
+  const pause = Duration.toMillis(flushInterval) > 0 ? Effect.sleep(flushInterval) : Effect.void
+  let wrote = false
+  const take = Effect.suspend(() => {
+    const out = client.takeAll()
+    if (out.length > 0) return Effect.succeed(Option.some(concat(out)))
+    return Effect.succeed(client.ended ? Option.none() : Option.some(new Uint8Array(0)))
+  })
+  const pull: Effect.Effect<Uint8Array, Option.Option<never>> = Effect.gen(function*() {
+    if (wrote && !client.ended) yield* pause
+    yield* client.wake.await
+    const next = yield* take
+    if (Option.isNone(next)) return yield* Effect.fail(Option.none())
+    wrote = next.value.length > 0
+    return next.value
+  })
+  return Stream.repeatEffectOption(pull).pipe(Stream.filter((bytes) => bytes.length > 0))
+}
 
 type Counts = { started: number; succeeded: number; failed: number; interrupted: number }
 
