@@ -940,6 +940,29 @@ describe("the event hub, by the test clock", () => {
       assert.deepInclude((yield* take).data, { started: 0, succeeded: 0, failed: 0, interrupted: 1 })
     }).pipe(quiet))
 
+  it.scoped("counts HTTP requests apart from the worker's tasks, and leaves them out of inFlight", () =>
+    Effect.gen(function*() {
+      const ctx = yield* makeWorker("clock-http")
+      yield* ctx.start
+      const { take } = yield* attached(ctx)
+      const gate = yield* Deferred.make<void>()
+      const request = yield* ctx.track(Deferred.await(gate), { label: "http" })
+      yield* Effect.flatMap(ctx.track(Effect.void, { label: "http" }), (task) => task.await)
+      yield* Effect.flatMap(ctx.track(Effect.void, { label: "send-email" }), (task) => task.await)
+      yield* Effect.replicateEffect(take, 5)
+      yield* TestClock.adjust("1 second")
+      const stats = yield* take
+      assert.strictEqual(stats.event, "stats")
+      assert.deepInclude(stats.data, {
+        taskCount: 1,
+        inFlight: 0,
+        started: 1,
+        succeeded: 1,
+        http: { started: 2, succeeded: 1, failed: 0, interrupted: 0 }
+      })
+      yield* request.interrupt
+    }).pipe(quiet))
+
   it.scoped("sends a heartbeat every heartbeat interval, messages or not", () =>
     Effect.gen(function*() {
       const ctx = yield* makeWorker("clock-heartbeat")

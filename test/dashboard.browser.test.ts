@@ -173,14 +173,20 @@ describe("the dashboard page, in Chromium", () => {
         yield* shows(page.locator("#worker-name"), /^demo$/)
         yield* shows(page.locator("#diagram li.current[aria-current=\"step\"]"), /^Running$/)
         yield* shows(page.locator("#readiness"), /^Ready$/)
-        yield* shows(page.locator("#in-flight"), /^[1-9]\d* tasks?$/)
-        yield* shows(page.locator("#rate-done"), /^[\d.,]+ tasks?\/s$/)
+        yield* shows(page.locator("#in-flight"), /^[1-9]\d* jobs?$/)
+        yield* shows(page.locator("#rate-done"), /^[\d.,]+ jobs?\/s$/)
         yield* shows(page.locator("#feed li"), /job \d+ \S+ claimed \(\w+, attempt \d+\)/)
         yield* screenshot(page, "01-running")
 
-        yield* promise(() => page.getByRole("button", { name: "Pause", exact: true }).click())
+        // By keyboard: the focus stays on the control once it acted (it is aria-disabled, not disabled).
+        yield* promise(() => page.getByRole("button", { name: "Pause", exact: true }).focus())
+        yield* promise(() => page.keyboard.press("Enter"))
         yield* shows(state, /^Paused$/)
         yield* shows(page.locator("#control-status"), "Pause: the worker is Paused.")
+        assert.strictEqual(
+          yield* promise(() => page.evaluate("document.activeElement && document.activeElement.id")),
+          "pause"
+        )
         yield* shows(page.locator("#feed li"), /Paused: tasks in flight go on/)
         assert.strictEqual((yield* http(base!, "GET", "/health/ready")).status, 503)
         assert.isTrue(yield* promise(() => page.getByRole("button", { name: "Pause", exact: true }).isDisabled()))
@@ -197,7 +203,7 @@ describe("the dashboard page, in Chromium", () => {
             type: "send-email",
             payload: { to: `later${i}@example.com` },
             delay: 600_000
-          })
+          }, TOKEN)
           assert.strictEqual(queued.status, 202)
         }
         yield* promise(() =>
@@ -218,7 +224,7 @@ describe("the dashboard page, in Chromium", () => {
           type: "send-email",
           payload: { to: "nobody@example.invalid" },
           priority: -1
-        })
+        }, TOKEN)
         assert.strictEqual(queued.status, 202)
         const id: string = queued.body.id
         const claims = page.locator("#feed li", { hasText: `job ${id} send-email claimed (emails, attempt 1)` })
@@ -269,6 +275,8 @@ describe("the dashboard page, in Chromium", () => {
         const second = yield* openPage(context)
         yield* promise(() => second.page.goto(`${base}/dashboard`))
         yield* shows(second.page.locator("#connection"), /^Needs a token$/)
+        // Until a stats message says otherwise, the page does not claim the worker has no store.
+        assert.notInclude(yield* promise(() => second.page.locator("#queues-note").innerText()), "no job store")
         yield* promise(() => second.page.getByLabel("Token").fill("not-the-token"))
         yield* promise(() => second.page.getByRole("button", { name: "Connect" }).click())
         yield* shows(second.page.locator("#auth-message"), "the bearer token is not valid")
@@ -276,6 +284,15 @@ describe("the dashboard page, in Chromium", () => {
         yield* promise(() => second.page.getByRole("button", { name: "Connect" }).click())
         yield* shows(second.page.locator("#state"), /^Running$/)
         yield* screenshot(second.page, "08-token-form")
+        // A token added to the address of an open page is taken without a reload.
+        const third = yield* openPage(context)
+        yield* promise(() => third.page.goto(`${base}/dashboard`))
+        yield* shows(third.page.locator("#connection"), /^Needs a token$/)
+        yield* promise(() => third.page.evaluate(`location.hash = "#token=${TOKEN}"`))
+        yield* shows(third.page.locator("#connection"), /^Live$/)
+        yield* shows(third.page.locator("#state"), /^Running$/)
+        assert.strictEqual(yield* promise(() => third.page.evaluate(() => location.hash)), "")
+        yield* promise(() => third.page.close())
         // The only errors there: the browser's own lines for the two 401s.
         assert.deepStrictEqual(second.errors.filter((e) => !/status of 401/.test(e)), [])
         yield* promise(() => second.page.close())
@@ -294,7 +311,7 @@ describe("the dashboard page, in Chromium", () => {
         yield* shows(state, /^Running$/)
 
         // Jobs in flight, so that Stopping lasts while they drain.
-        yield* shows(page.locator("#in-flight"), /^[1-9]\d* tasks?$/)
+        yield* shows(page.locator("#in-flight"), /^[1-9]\d* jobs?$/)
         page.once("dialog", (dialog) => void dialog.accept())
         yield* promise(() => page.getByRole("button", { name: "Stop" }).click())
         yield* shows(state, /^Stopping$/)
@@ -305,6 +322,9 @@ describe("the dashboard page, in Chromium", () => {
         assert.strictEqual(yield* demo.exitCode, 0, demo.output())
         yield* shows(page.locator("#diagram li.current[aria-current=\"step\"]"), /^Stopped$/)
         assert.isTrue(yield* promise(() => page.getByRole("button", { name: "Stop" }).isDisabled()))
+        // What Stop said is gone once the worker stopped, and the queue counts say they are as of then.
+        assert.strictEqual(yield* promise(() => page.locator("#control-status").innerText()), "")
+        yield* shows(page.locator("#queues-note"), /^As of .*the worker stopped/)
         yield* screenshot(page, "10-gone")
         // Once the server is gone, the browser logs the refused connection of the page's last probe; nothing else.
         assert.deepStrictEqual(errors.filter((e) => !/ERR_CONNECTION_REFUSED/.test(e)), [])
@@ -380,6 +400,10 @@ describe("the dashboard page, in Chromium", () => {
         yield* Effect.sync(() => proxy.cut())
         yield* shows(page.locator("#connection"), /^The server is gone: retrying in \d+ s$/, 10_000)
         yield* shows(page.locator("#state-detail"), "(last known: the page is not connected)")
+        // Every card, not only the state's, looks as stale as it is.
+        assert.isTrue(
+          (yield* promise(() => page.evaluate("document.body.classList.contains('disconnected')"))) as boolean
+        )
         // Meanwhile the worker pauses: the replay after the reconnection brings the event.
         yield* ctx.pause
         yield* Effect.sync(() => proxy.restore())
