@@ -14,10 +14,13 @@
  * - HTTP (`WorkerHttp.routes`): `GET /worker`, `/health/live`, `/health/ready`, `/metrics`,
  *   `POST /worker/pause|resume|start|stop`; `GET /jobs/stats`, `GET /jobs/dead[?limit=N&queue=Q]`,
  *   `POST /jobs/dead/:id/redrive`; `GET /events` (server-sent events) and the live dashboard at
- *   `http://127.0.0.1:3000/dashboard`; and `POST /jobs` with a JSON body
+ *   `http://127.0.0.1:3000/dashboard`; `GET /metrics` (`WorkerPrometheus.router`); and `POST /jobs` with a JSON
+ *   body (`Content-Type: application/json`, else 415)
  *   `{ "type": "send-email", "payload": { "to": "..." }, "delay"?: ms, "priority"?: n }`: 202 `{ id }`, 400 on a
  *   body that is not JSON, an unknown type or a payload its schema rejects. `POST /jobs` is a tracked route: 503
- *   while the worker is not running.
+ *   while the worker is not running. It is behind the same guard and checks as the control routes: every route
+ *   refuses a host name other than the loopback ones (421), the routes that act refuse a web page of another site
+ *   (403), and no body may exceed 1 MB (413).
  * - SIGTERM or SIGINT (Ctrl-C): the worker goes `Stopping`. Readiness answers 503 at once, no job is claimed any
  *   more, and the jobs in flight get `SHUTDOWN_TIMEOUT` seconds to finish; the ones still running then are
  *   interrupted and released (back in the store, their attempt refunded). The server stops, a line counts what is
@@ -31,9 +34,11 @@
  *   The server listens before the worker starts: a port in use ends the program at once, before any job ran.
  * - `HOST`: the interface to listen on (default `127.0.0.1`: without `DASHBOARD_TOKEN` the control routes have no
  *   authentication).
- * - `DASHBOARD_TOKEN`: a token the control routes, the redrive and `GET /events` then ask for
- *   (`Authorization: Bearer <token>`); open the dashboard as `/dashboard#token=<token>`, or type it into the page.
- *   Unset (or empty), they are open: fine on 127.0.0.1.
+ * - `DASHBOARD_TOKEN`: a token the control routes, the redrive, the dead letters, `POST /jobs` and `GET /events`
+ *   then ask for (`Authorization: Bearer <token>`); type it into the dashboard's form (it leaves no trace), or open
+ *   the dashboard as `/dashboard#token=<token>` (the address stays in the browser's history). Unset (or empty),
+ *   they are open to the programs of this host and its own pages, not to other web sites: fine on 127.0.0.1 for
+ *   one user.
  * - `SHUTDOWN_TIMEOUT`: seconds shutdown waits for the jobs in flight (default 10, fractions allowed).
  * - `DEMO_JOB_MS`: every job takes exactly this many milliseconds (default: random, 200 to 1500).
  * - `DATABASE_URL`: a PostgreSQL server (`postgres://user:password@host:5432/db`): the jobs live there, in the
