@@ -409,8 +409,10 @@ export const limitBody = (maxBytes: number = defaultMaxBodySize) => {
 
 /**
  * Every check a route that changes state makes, in order: {@link checkSameOrigin}, {@link requireJson} (`body`),
- * then `guard` (answering 401 with {@link Unauthorized}). `WorkerHttp.routes` puts its control routes, redrive and
- * (with a guard) dead letters behind it; use it for routes of your own with `HttpRouter.use(authorize(guard))`.
+ * then `guard` (answering 401 with {@link Unauthorized}). `WorkerHttp.routes` puts its control routes and the
+ * redrive behind it (and its dead letters and event stream behind `guard` alone: a browser cannot read another
+ * origin's answer); use it for routes of your own with `HttpRouter.use(authorize(guard))`, with `body: "json"` for a
+ * route that reads a JSON body.
  * Wrap the router in {@link checkHost} and {@link limitBody} too, or serve it with `WorkerHttp.serve`, which makes
  * both checks on every request.
  *
