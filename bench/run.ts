@@ -28,7 +28,7 @@
  * `BENCH_ONLY=pg node --expose-gc --import tsx bench/run.ts`
  */
 import { Effect } from "effect"
-import { writeFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
 import { gcAvailable } from "./common.js"
 import {
@@ -54,6 +54,19 @@ import {
 } from "./suite.js"
 
 const docs = new URL("../docs/benchmarks.md", import.meta.url)
+
+/**
+ * `markdown` with the section `npm run bench:http` wrote into the current file (between its `http-events`
+ * markers) kept, before `## Method`: the two scripts write one file.
+ */
+const keepHttpEvents = (next: string): string => {
+  const current = existsSync(docs) ? readFileSync(docs, "utf8") : ""
+  const start = current.indexOf("<!-- http-events:start")
+  const endMarker = "<!-- http-events:end -->"
+  const end = current.indexOf(endMarker)
+  if (start === -1 || end === -1) return next
+  return next.replace("\n## Method", `\n${current.slice(start, end + endMarker.length)}\n\n## Method`)
+}
 
 const main = Effect.gen(function*() {
   const smoke = process.env.BENCH_SMOKE === "1" || process.env.BENCH_SMOKE === "true"
@@ -89,7 +102,7 @@ const main = Effect.gen(function*() {
   if (only !== undefined) {
     process.stdout.write(`BENCH_ONLY is set: ${docs.pathname} not written.\n`)
   } else if (isComplete(result)) {
-    writeFileSync(docs, markdown(result, config, env))
+    writeFileSync(docs, keepHttpEvents(markdown(result, config, env)))
     process.stdout.write(`Wrote ${docs.pathname}\n`)
   }
 })

@@ -14,10 +14,13 @@
  * - HTTP (`WorkerHttp.routes`): `GET /worker`, `/health/live`, `/health/ready`, `/metrics`,
  *   `POST /worker/pause|resume|start|stop`; `GET /jobs/stats`, `GET /jobs/dead[?limit=N&queue=Q]`,
  *   `POST /jobs/dead/:id/redrive`; `GET /events` (server-sent events) and the live dashboard at
- *   `http://127.0.0.1:3000/dashboard`; and `POST /jobs` with a JSON body
+ *   `http://127.0.0.1:3000/dashboard`; `GET /metrics` (`WorkerPrometheus.router`); and `POST /jobs` with a JSON
+ *   body (`Content-Type: application/json`, else 415)
  *   `{ "type": "send-email", "payload": { "to": "..." }, "delay"?: ms, "priority"?: n }`: 202 `{ id }`, 400 on a
  *   body that is not JSON, an unknown type or a payload its schema rejects. `POST /jobs` is a tracked route: 503
- *   while the worker is not running.
+ *   while the worker is not running. It is behind the same guard and checks as the control routes: every route
+ *   refuses a host name other than the loopback ones (421), the routes that act refuse a web page of another site
+ *   (403), and no body may exceed 1 MB (413).
  * - SIGTERM or SIGINT (Ctrl-C): the worker goes `Stopping`. Readiness answers 503 at once, no job is claimed any
  *   more, and the jobs in flight get `SHUTDOWN_TIMEOUT` seconds to finish; the ones still running then are
  *   interrupted and released (back in the store, their attempt refunded). The server stops, a line counts what is
@@ -31,9 +34,11 @@
  *   The server listens before the worker starts: a port in use ends the program at once, before any job ran.
  * - `HOST`: the interface to listen on (default `127.0.0.1`: without `DASHBOARD_TOKEN` the control routes have no
  *   authentication).
- * - `DASHBOARD_TOKEN`: a token the control routes, the redrive and `GET /events` then ask for
- *   (`Authorization: Bearer <token>`); open the dashboard as `/dashboard#token=<token>`, or type it into the page.
- *   Unset (or empty), they are open: fine on 127.0.0.1.
+ * - `DASHBOARD_TOKEN`: a token the control routes, the redrive, the dead letters, `POST /jobs` and `GET /events`
+ *   then ask for (`Authorization: Bearer <token>`); type it into the dashboard's form (it leaves no trace), or open
+ *   the dashboard as `/dashboard#token=<token>` (the address stays in the browser's history). Unset (or empty),
+ *   they are open to the programs of this host and its own pages, not to other web sites: fine on 127.0.0.1 for
+ *   one user.
  * - `SHUTDOWN_TIMEOUT`: seconds shutdown waits for the jobs in flight (default 10, fractions allowed).
  * - `DEMO_JOB_MS`: every job takes exactly this many milliseconds (default: random, 200 to 1500).
  * - `DATABASE_URL`: a PostgreSQL server (`postgres://user:password@host:5432/db`): the jobs live there, in the
@@ -66,7 +71,10 @@ import { createServer } from "node:http"
 import { Job, JobStore, JobWorker, MemoryJobStore, WorkerContext, WorkerEvent } from "../src/index.js"
 import * as PgJobStore from "../src/PgJobStore.js"
 import * as WorkerHttp from "../src/WorkerHttp.js"
+import * as WorkerHttpError from "../src/WorkerHttpError.js"
+import * as WorkerHttpGuard from "../src/WorkerHttpGuard.js"
 import * as WorkerNode from "../src/WorkerNode.js"
+import * as WorkerPrometheus from "../src/WorkerPrometheus.js"
 
 const CONCURRENCY = 4
 const FAILURE_RATE = 0.2
@@ -218,8 +226,6 @@ const logEvent = (outcomes: Ref.Ref<Tally>) => (event: WorkerEvent): Effect.Effe
 
 // --- HTTP ---------------------------------------------------------------------------------------------------------
 
-const badRequest = (message: string) => HttpServerResponse.unsafeJson({ error: "BadRequest", message }, { status: 400 })
-
 const EnqueueBody = Schema.Struct({
   type: Schema.String,
   payload: Schema.Unknown,
@@ -232,41 +238,55 @@ const EnqueueBody = Schema.Struct({
  * that is not JSON, or not of this shape, is a 400 from `WorkerHttp.toApp`; an unknown type or a payload the schema
  * rejects is a 400 here, with the schema's message.
  */
-const enqueue = Effect.gen(function*() {
-  const { delay, payload, priority, type } = yield* HttpServerRequest.schemaBodyJson(EnqueueBody)
-  const job = jobTypes[type]
-  if (job === undefined) {
-    return badRequest(`unknown job type ${JSON.stringify(type)}: expected one of ${Object.keys(jobTypes).join(", ")}`)
-  }
-  const decoded = yield* Effect.either(Schema.decodeUnknown(job.payload)(payload))
-  if (decoded._tag === "Left") return badRequest(`invalid payload for ${type}: ${decoded.left.message}`)
-  const id = yield* job.enqueue(decoded.right, {
-    delay: delay === undefined ? undefined : Duration.millis(delay),
-    priority
-  })
-  return HttpServerResponse.unsafeJson({ id }, { status: 202 })
-}).pipe(
-  Effect.catchTag("JobStoreError", (error) =>
-    Effect.succeed(
-      HttpServerResponse.unsafeJson(
-        { error: "JobStoreError", operation: error.operation, message: error.message },
-        { status: 503 }
-      )
-    ))
+const enqueue = WorkerHttpError.respond(
+  Effect.gen(function*() {
+    const { delay, payload, priority, type } = yield* HttpServerRequest.schemaBodyJson(EnqueueBody)
+    // An own property only: `__proto__` or `toString` is not a job type.
+    const job = Object.hasOwn(jobTypes, type) ? jobTypes[type] : undefined
+    if (job === undefined) {
+      return yield* new WorkerHttpError.BadRequest({
+        message: `unknown job type ${JSON.stringify(type)}: expected one of ${Object.keys(jobTypes).join(", ")}`
+      })
+    }
+    const decoded = yield* Effect.either(Schema.decodeUnknown(job.payload)(payload))
+    if (decoded._tag === "Left") {
+      return yield* new WorkerHttpError.BadRequest({ message: `invalid payload for ${type}: ${decoded.left.message}` })
+    }
+    const id = yield* job.enqueue(decoded.right, {
+      delay: delay === undefined ? undefined : Duration.millis(delay),
+      priority
+    })
+    return HttpServerResponse.unsafeJson({ id }, { status: 202 })
+  }).pipe(
+    Effect.catchTag("JobStoreError", (error) =>
+      Effect.fail(
+        new WorkerHttpError.ServiceUnavailable({
+          error: "JobStoreError",
+          message: error.message,
+          details: { operation: error.operation }
+        })
+      ))
+  )
 )
 
 /**
- * The worker's and the store's routes, the event stream and the dashboard, with the control routes behind
- * `DASHBOARD_TOKEN` when it is set. They stay outside `trackRequests`: they must answer while the worker drains.
+ * The worker's and the store's routes, the event stream, the dashboard and the metrics, with the control routes
+ * behind `DASHBOARD_TOKEN` when it is set. They stay outside `trackRequests`: they must answer while the worker
+ * drains. `POST /jobs` is behind the same guard and checks (same origin, JSON only), as it changes state too.
  */
-const makeApp = (token: Option.Option<Redacted.Redacted<string>>) =>
-  WorkerHttp.toApp(HttpRouter.concatAll(
-    WorkerHttp.routes({
-      guard: Option.match(token, { onNone: () => WorkerHttp.unguarded, onSome: WorkerHttp.bearerToken }),
-      jobs: true
-    }),
-    HttpRouter.empty.pipe(HttpRouter.post("/jobs", enqueue), HttpRouter.use(WorkerHttp.trackRequests))
+const makeApp = (token: Option.Option<Redacted.Redacted<string>>) => {
+  const guard = Option.match(token, { onNone: () => WorkerHttp.unguarded, onSome: WorkerHttp.bearerToken })
+  return WorkerHttp.toApp(HttpRouter.concatAll(
+    WorkerHttp.routes({ guard, jobs: true }),
+    WorkerPrometheus.router,
+    HttpRouter.empty.pipe(
+      HttpRouter.post("/jobs", enqueue),
+      HttpRouter.use(WorkerHttp.trackRequests),
+      HttpRouter.use(WorkerHttp.authorize(guard, { body: "json" })),
+      HttpRouter.use(WorkerHttpGuard.checkHost)
+    )
   ))
+}
 
 const logListening = HttpServer.addressWith((address) =>
   address._tag === "TcpAddress"

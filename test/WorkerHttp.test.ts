@@ -40,6 +40,7 @@ import { WorkerContext, type WorkerContextOptions, type WorkerEvent, WorkerMetri
 import { type JobStats, JobStore, JobStoreError, type NewJob } from "../src/JobStore.js"
 import * as MemoryJobStore from "../src/MemoryJobStore.js"
 import * as WorkerHttp from "../src/WorkerHttp.js"
+import * as WorkerPrometheus from "../src/WorkerPrometheus.js"
 
 const WAIT = "5 seconds"
 
@@ -89,7 +90,10 @@ const requestWith =
  * Serves `app` for `ctx` with `WorkerHttp.serve` on a free loopback port until the test's scope closes, and
  * returns a function that calls it.
  */
-const serveFor = (ctx: WorkerContext["Type"], app: HttpApp.Default<never, WorkerContext> = WorkerHttp.app) =>
+/** The worker's routes and `GET /metrics`. */
+const workerApp = WorkerHttp.toApp(HttpRouter.concat(WorkerHttp.router, WorkerPrometheus.router))
+
+const serveFor = (ctx: WorkerContext["Type"], app: HttpApp.Default<never, WorkerContext> = workerApp) =>
   Effect.gen(function*() {
     const context = yield* Layer.build(
       Layer.merge(WorkerHttp.serve(app), ClientLive).pipe(
@@ -509,8 +513,9 @@ describe("WorkerHttp.app", () => {
 /** Probes and control outside the middleware, `GET /job` inside it, as the docs show. */
 const withJobs = (job: Effect.Effect<HttpServerResponse.HttpServerResponse, never, WorkerContext>) =>
   WorkerHttp.toApp(
-    HttpRouter.concat(
+    HttpRouter.concatAll(
       WorkerHttp.router,
+      WorkerPrometheus.router,
       HttpRouter.empty.pipe(HttpRouter.get("/job", job), HttpRouter.use(WorkerHttp.trackRequests))
     )
   )

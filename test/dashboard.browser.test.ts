@@ -20,20 +20,17 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
-import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
-import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdirSync } from "node:fs"
 import { createServer } from "node:http"
 import * as Net from "node:net"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
-import { type BrowserContext, chromium, type ConsoleMessage, type Locator, type Page } from "playwright-core"
+import type { Locator, Page } from "playwright-core"
 import { WorkerContext } from "../src/index.js"
 import * as WorkerHttp from "../src/WorkerHttp.js"
+import { launchBrowser, openPage, promise, requireChromium, root, spawnDemo, START_TIMEOUT } from "./browserSupport.js"
 
 /** What the functions this file runs in the page use of it (the project compiles without the DOM's types). */
 interface PageElement {
@@ -48,136 +45,13 @@ declare const document: {
 }
 declare const location: { readonly hash: string }
 
-const root = fileURLToPath(new URL("..", import.meta.url))
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
 const OUTPUT = join(root, "test-output", "dashboard")
 const DOCS_SCREENSHOT = join(root, "docs", "dashboard.png")
 const TOKEN = "dashboard-test-token"
 
-/** On a busy machine, node and tsx take several seconds to start. */
-const START_TIMEOUT = 30_000
 /** A change the page shows from the event stream: well past the second a `stats` message takes. */
 const SHOWN_WITHIN = 5_000
 const TEST_TIMEOUT = 180_000
-
-class DemoError extends Data.TaggedError("DemoError")<{ readonly reason: string; readonly output: string }> {
-  override get message(): string {
-    return `${this.reason}\n--- demo output ---\n${this.output}`
-  }
-}
-
-interface Demo {
-  readonly child: ChildProcess
-  readonly output: () => string
-  /** Resolves with the first line matching `pattern` (waiting for it), the match's groups. */
-  readonly waitFor: (pattern: RegExp, timeout?: number) => Effect.Effect<RegExpExecArray, DemoError>
-  readonly exitCode: Effect.Effect<number | null, DemoError>
-}
-
-/** `examples/demo.ts` in a process group of its own, killed with SIGKILL when the scope closes, however it ends. */
-const spawnDemo = (env: Record<string, string>) =>
-  Effect.acquireRelease(
-    Effect.sync((): Demo => {
-      const child = spawn(process.execPath, ["--import", "tsx", "examples/demo.ts"], {
-        cwd: root,
-        env: { ...process.env, PORT: "0", ...env },
-        detached: true,
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      const lines: Array<string> = []
-      const watchers = new Set<() => void>()
-      let partial = ""
-      const onData = (chunk: Buffer) => {
-        const text = partial + chunk.toString("utf8")
-        const parts = text.split("\n")
-        partial = parts.pop()!
-        lines.push(...parts)
-        for (const watcher of watchers) watcher()
-      }
-      child.stdout!.on("data", onData)
-      child.stderr!.on("data", onData)
-      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-      const output = () => lines.join("\n")
-      const waitFor = (pattern: RegExp, timeout = START_TIMEOUT) =>
-        Effect.async<RegExpExecArray>((resume) => {
-          const check = () => {
-            for (const line of lines) {
-              const match = pattern.exec(line)
-              if (match !== null) {
-                watchers.delete(check)
-                resume(Effect.succeed(match))
-                return
-              }
-            }
-          }
-          watchers.add(check)
-          check()
-          return Effect.sync(() => watchers.delete(check))
-        }).pipe(
-          Effect.timeoutFail({
-            duration: timeout,
-            onTimeout: () =>
-              new DemoError({ reason: `no line matching ${pattern} within ${timeout} ms`, output: output() })
-          })
-        )
-      const exitCode = Effect.promise(() => exited).pipe(
-        Effect.timeoutFail({
-          duration: START_TIMEOUT,
-          onTimeout: () => new DemoError({ reason: "the demo did not exit", output: output() })
-        })
-      )
-      return { child, output, waitFor, exitCode }
-    }),
-    ({ child }) =>
-      Effect.sync(() => {
-        try {
-          process.kill(-child.pid!, "SIGKILL")
-        } catch {
-          // The group is gone already.
-        }
-      })
-  )
-
-/** Chromium with a fresh profile in a temporary folder, closed and removed with the scope. */
-const launchBrowser = Effect.acquireRelease(
-  Effect.promise(() => {
-    const profile = mkdtempSync(join(tmpdir(), "dashboard-chromium-"))
-    return chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      locale: "en-US",
-      timezoneId: "UTC",
-      viewport: { width: 1280, height: 900 },
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic"
-      ]
-    }).then((context) => ({ context, profile }))
-  }),
-  ({ context, profile }) =>
-    Effect.promise(() => context.close()).pipe(
-      Effect.ensuring(Effect.sync(() => rmSync(profile, { recursive: true, force: true })))
-    )
-)
-
-/** A page of `context` whose console errors and uncaught exceptions are collected. */
-const openPage = (context: BrowserContext) =>
-  Effect.promise(() => context.newPage()).pipe(Effect.map((page) => {
-    const errors: Array<string> = []
-    page.on("console", (message: ConsoleMessage) => {
-      if (message.type() === "error") errors.push(`console: ${message.text()}`)
-    })
-    page.on("pageerror", (error) => errors.push(`uncaught: ${error.message}`))
-    return { page, errors }
-  }))
-
-const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 
 /** Waits until `locator` has a match whose text matches `text`, then returns that text. */
 const shows = (locator: Locator, text: string | RegExp, timeout = SHOWN_WITHIN) =>
@@ -277,13 +151,7 @@ const tcpProxy = (port: number) =>
     (proxy) => Effect.sync(() => proxy.close())
   )
 
-// Never skipped: without the browser these tests fail, saying how to get it.
-if (!existsSync(CHROMIUM)) {
-  throw new Error(
-    `${CHROMIUM} is missing: the dashboard's browser tests need Debian's chromium package ` +
-      "(apt-get install -y chromium; .ci/run installs it)"
-  )
-}
+requireChromium()
 
 describe("the dashboard page, in Chromium", () => {
   it.scopedLive(
@@ -293,7 +161,7 @@ describe("the dashboard page, in Chromium", () => {
         mkdirSync(OUTPUT, { recursive: true })
         const demo = yield* spawnDemo({ DEMO_JOB_MS: "1500", SHUTDOWN_TIMEOUT: "10", DASHBOARD_TOKEN: TOKEN })
         const [, base] = yield* demo.waitFor(/listening on (http:\/\/\S+)/)
-        const { context } = yield* launchBrowser
+        const { context } = yield* launchBrowser()
         const { errors, page } = yield* openPage(context)
         const state = page.locator("#state")
 
@@ -305,14 +173,20 @@ describe("the dashboard page, in Chromium", () => {
         yield* shows(page.locator("#worker-name"), /^demo$/)
         yield* shows(page.locator("#diagram li.current[aria-current=\"step\"]"), /^Running$/)
         yield* shows(page.locator("#readiness"), /^Ready$/)
-        yield* shows(page.locator("#in-flight"), /^[1-9]\d* tasks?$/)
-        yield* shows(page.locator("#rate-done"), /^[\d.,]+ tasks?\/s$/)
+        yield* shows(page.locator("#in-flight"), /^[1-9]\d* jobs?$/)
+        yield* shows(page.locator("#rate-done"), /^[\d.,]+ jobs?\/s$/)
         yield* shows(page.locator("#feed li"), /job \d+ \S+ claimed \(\w+, attempt \d+\)/)
         yield* screenshot(page, "01-running")
 
-        yield* promise(() => page.getByRole("button", { name: "Pause", exact: true }).click())
+        // By keyboard: the focus stays on the control once it acted (it is aria-disabled, not disabled).
+        yield* promise(() => page.getByRole("button", { name: "Pause", exact: true }).focus())
+        yield* promise(() => page.keyboard.press("Enter"))
         yield* shows(state, /^Paused$/)
         yield* shows(page.locator("#control-status"), "Pause: the worker is Paused.")
+        assert.strictEqual(
+          yield* promise(() => page.evaluate("document.activeElement && document.activeElement.id")),
+          "pause"
+        )
         yield* shows(page.locator("#feed li"), /Paused: tasks in flight go on/)
         assert.strictEqual((yield* http(base!, "GET", "/health/ready")).status, 503)
         assert.isTrue(yield* promise(() => page.getByRole("button", { name: "Pause", exact: true }).isDisabled()))
@@ -329,7 +203,7 @@ describe("the dashboard page, in Chromium", () => {
             type: "send-email",
             payload: { to: `later${i}@example.com` },
             delay: 600_000
-          })
+          }, TOKEN)
           assert.strictEqual(queued.status, 202)
         }
         yield* promise(() =>
@@ -350,7 +224,7 @@ describe("the dashboard page, in Chromium", () => {
           type: "send-email",
           payload: { to: "nobody@example.invalid" },
           priority: -1
-        })
+        }, TOKEN)
         assert.strictEqual(queued.status, 202)
         const id: string = queued.body.id
         const claims = page.locator("#feed li", { hasText: `job ${id} send-email claimed (emails, attempt 1)` })
@@ -401,6 +275,8 @@ describe("the dashboard page, in Chromium", () => {
         const second = yield* openPage(context)
         yield* promise(() => second.page.goto(`${base}/dashboard`))
         yield* shows(second.page.locator("#connection"), /^Needs a token$/)
+        // Until a stats message says otherwise, the page does not claim the worker has no store.
+        assert.notInclude(yield* promise(() => second.page.locator("#queues-note").innerText()), "no job store")
         yield* promise(() => second.page.getByLabel("Token").fill("not-the-token"))
         yield* promise(() => second.page.getByRole("button", { name: "Connect" }).click())
         yield* shows(second.page.locator("#auth-message"), "the bearer token is not valid")
@@ -408,6 +284,15 @@ describe("the dashboard page, in Chromium", () => {
         yield* promise(() => second.page.getByRole("button", { name: "Connect" }).click())
         yield* shows(second.page.locator("#state"), /^Running$/)
         yield* screenshot(second.page, "08-token-form")
+        // A token added to the address of an open page is taken without a reload.
+        const third = yield* openPage(context)
+        yield* promise(() => third.page.goto(`${base}/dashboard`))
+        yield* shows(third.page.locator("#connection"), /^Needs a token$/)
+        yield* promise(() => third.page.evaluate(`location.hash = "#token=${TOKEN}"`))
+        yield* shows(third.page.locator("#connection"), /^Live$/)
+        yield* shows(third.page.locator("#state"), /^Running$/)
+        assert.strictEqual(yield* promise(() => third.page.evaluate(() => location.hash)), "")
+        yield* promise(() => third.page.close())
         // The only errors there: the browser's own lines for the two 401s.
         assert.deepStrictEqual(second.errors.filter((e) => !/status of 401/.test(e)), [])
         yield* promise(() => second.page.close())
@@ -426,7 +311,7 @@ describe("the dashboard page, in Chromium", () => {
         yield* shows(state, /^Running$/)
 
         // Jobs in flight, so that Stopping lasts while they drain.
-        yield* shows(page.locator("#in-flight"), /^[1-9]\d* tasks?$/)
+        yield* shows(page.locator("#in-flight"), /^[1-9]\d* jobs?$/)
         page.once("dialog", (dialog) => void dialog.accept())
         yield* promise(() => page.getByRole("button", { name: "Stop" }).click())
         yield* shows(state, /^Stopping$/)
@@ -437,6 +322,9 @@ describe("the dashboard page, in Chromium", () => {
         assert.strictEqual(yield* demo.exitCode, 0, demo.output())
         yield* shows(page.locator("#diagram li.current[aria-current=\"step\"]"), /^Stopped$/)
         assert.isTrue(yield* promise(() => page.getByRole("button", { name: "Stop" }).isDisabled()))
+        // What Stop said is gone once the worker stopped, and the queue counts say they are as of then.
+        assert.strictEqual(yield* promise(() => page.locator("#control-status").innerText()), "")
+        yield* shows(page.locator("#queues-note"), /^As of .*the worker stopped/)
         yield* screenshot(page, "10-gone")
         // Once the server is gone, the browser logs the refused connection of the page's last probe; nothing else.
         assert.deepStrictEqual(errors.filter((e) => !/ERR_CONNECTION_REFUSED/.test(e)), [])
@@ -457,7 +345,7 @@ describe("the dashboard page, in Chromium", () => {
         const burst = Effect.forEach(Array.from({ length: 100 }), () => ctx.track(Effect.void), { discard: true })
         yield* Effect.forkScoped(Effect.repeat(burst, Schedule.spaced("10 millis")))
 
-        const { context: browser } = yield* launchBrowser
+        const { context: browser } = yield* launchBrowser()
         const { errors, page } = yield* openPage(browser)
         yield* promise(() => page.goto(`${base}/dashboard`))
         yield* shows(page.locator("#state"), /^Running$/, START_TIMEOUT)
@@ -494,7 +382,7 @@ describe("the dashboard page, in Chromium", () => {
         const proxy = yield* tcpProxy(Number(direct.port))
         const base = `http://127.0.0.1:${proxy.port}`
         yield* ctx.start
-        const { context: browser } = yield* launchBrowser
+        const { context: browser } = yield* launchBrowser()
         const { errors, page } = yield* openPage(browser)
         // Every request for the stream, with the Last-Event-ID it carried; each is let through unchanged.
         const streams: Array<string | undefined> = []
@@ -512,6 +400,10 @@ describe("the dashboard page, in Chromium", () => {
         yield* Effect.sync(() => proxy.cut())
         yield* shows(page.locator("#connection"), /^The server is gone: retrying in \d+ s$/, 10_000)
         yield* shows(page.locator("#state-detail"), "(last known: the page is not connected)")
+        // Every card, not only the state's, looks as stale as it is.
+        assert.isTrue(
+          (yield* promise(() => page.evaluate("document.body.classList.contains('disconnected')"))) as boolean
+        )
         // Meanwhile the worker pauses: the replay after the reconnection brings the event.
         yield* ctx.pause
         yield* Effect.sync(() => proxy.restore())

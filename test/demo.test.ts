@@ -311,6 +311,7 @@ describe("examples/demo.ts", () => {
         const summary = parseSummary(lines)
         assert.isDefined(summary, output)
         assert.strictEqual(summary.released, 0, output)
+        assert.notMatch(output, /\bERROR\b/, "bad input (or anything else) logged an error")
         assert.isAtLeast(summary.succeeded + summary.retried + summary.dead, 1, output)
         assert.strictEqual(parseLeft(lines)?.leased, 0, `no job is left leased\n${output}`)
         const stopping = indexOf(lines, /Stopping:/)
@@ -468,6 +469,9 @@ describe("examples/demo.ts", () => {
           const [body, message] of [
             [`{"type":"send-email",`, /could not be decoded/],
             [`{"type":"fax","payload":{}}`, /unknown job type "fax"/],
+            // Not a job type, whatever the object's prototype has: a 400, not a 500 and an ERROR log.
+            [`{"type":"__proto__","payload":{}}`, /unknown job type "__proto__"/],
+            [`{"type":"toString","payload":{}}`, /unknown job type "toString"/],
             [email("not an address"), /invalid payload for send-email: [\s\S]*"to"/],
             [email("ada@example.com", `,"delay":-5`), /"delay"/]
           ] as const
@@ -499,6 +503,7 @@ describe("examples/demo.ts", () => {
         const summary = parseSummary(lines)
         assert.isDefined(summary, output)
         assert.strictEqual(summary.released, 0, output)
+        assert.notMatch(output, /\bERROR\b/, "bad input (or anything else) logged an error")
         assert.isAtLeast(summary.dead, 2, output)
         const deaths = lines.filter((line) => line.text.includes(`job ${id} send-email dead after attempt 1:`))
         assert.strictEqual(deaths.length, 2, `dead, redriven, dead again at a first attempt\n${output}`)
@@ -580,6 +585,7 @@ describe("examples/demo.ts", () => {
         const summary = parseSummary(lines)
         assert.isDefined(summary, output)
         assert.strictEqual(summary.released, 0, output)
+        assert.notMatch(output, /\bERROR\b/, "bad input (or anything else) logged an error")
         const left = parseLeft(lines)
         assert.isDefined(left, output)
         assert.strictEqual(left.leased, 0, output)

@@ -1,6 +1,7 @@
 /**
  * Installs the package as a user of the core would: `npm run build`, `npm pack` into a temporary directory, then
- * `npm install <tarball> effect` in an empty project elsewhere. Checks what that install brings (itself, `effect`
+ * `npm install <tarball> effect` in an empty project elsewhere (and, in a second project, with `@effect/platform` but
+ * no OpenTelemetry package, to serve the probes from `WorkerHttp`). Checks what that install brings (itself, `effect`
  * and what `effect` depends on: none of the optional peers of `WorkerHttp`, `WorkerNode` and `PgJobStore`), and that a plain ESM
  * script runs a worker from the installed package. Real npm, real registry; everything happens outside the repo,
  * and the temporary directory is removed at the end.
@@ -97,9 +98,32 @@ Effect.runPromise(Effect.scoped(program)).catch((error) => {
 })
 `
 
+/** A worker's readiness probe, answered by `WorkerHttp.app` through the platform's web handler: no server needed. */
+const probesScript = `
+import { HttpApp } from "@effect/platform"
+import { Effect } from "effect"
+import { WorkerContext } from "effect-worker-context"
+import * as WorkerHttp from "effect-worker-context/WorkerHttp"
+
+const program = Effect.gen(function*() {
+  const ctx = yield* WorkerContext.make({ name: "probes", logLevel: "None" })
+  yield* ctx.start
+  const handler = HttpApp.toWebHandler(Effect.provideService(WorkerHttp.app, WorkerContext, ctx))
+  const response = yield* Effect.promise(() => handler(new Request("http://localhost/health/ready")))
+  console.log("main: " + response.status + " " + (yield* Effect.promise(() => response.text())))
+})
+
+Effect.runPromise(Effect.scoped(program)).catch((error) => {
+  console.error(error)
+  process.exit(1)
+})
+`
+
 describe("the packed package, installed with effect alone", () => {
   let tmp = ""
   let project = ""
+  /** A second project: the package with effect and @effect/platform, and no OpenTelemetry package. */
+  let probes = ""
 
   beforeAll(async () => {
     tmp = await fs.mkdtemp(path.join(os.tmpdir(), "effect-worker-context-pack-"))
@@ -113,6 +137,17 @@ describe("the packed package, installed with effect alone", () => {
       JSON.stringify({ name: "core-only", version: "1.0.0", private: true, type: "module" }, null, 2)
     )
     await run("npm", ["install", tarball, "effect@3.22.4", "--no-audit", "--no-fund", "--ignore-scripts"], project)
+    probes = path.join(tmp, "probes")
+    await fs.mkdir(probes)
+    await fs.writeFile(
+      path.join(probes, "package.json"),
+      JSON.stringify({ name: "probes-only", version: "1.0.0", private: true, type: "module" }, null, 2)
+    )
+    await run(
+      "npm",
+      ["install", tarball, "effect@3.22.4", "@effect/platform@0.97.2", "--no-audit", "--no-fund", "--ignore-scripts"],
+      probes
+    )
   }, SETUP_TIMEOUT)
 
   afterAll(async () => {
@@ -166,6 +201,37 @@ describe("the packed package, installed with effect alone", () => {
     assert.match(stderr, /ERR_MODULE_NOT_FOUND/)
     assert.match(stderr, /Cannot find package '@(effect\/(opentelemetry|platform)|opentelemetry\/[\w-]+)'/)
   }, TEST_TIMEOUT)
+
+  it(
+    "serves /health/ready from effect-worker-context/WorkerHttp with @effect/platform and no OpenTelemetry package",
+    async () => {
+      const names = await installed(path.join(probes, "node_modules"))
+      assert.isFalse(
+        names.some((name) => name.startsWith("@opentelemetry/") || name === "@effect/opentelemetry"),
+        names.join(", ")
+      )
+      await fs.writeFile(path.join(probes, "main.js"), probesScript)
+      const { stdout } = await run(process.execPath, ["main.js"], probes)
+      const lines = stdout.split("\n").filter((line) => line.startsWith("main: "))
+      assert.deepStrictEqual(lines, ["main: 200 {\"status\":\"ok\",\"state\":\"Running\"}"], stdout)
+    },
+    TEST_TIMEOUT
+  )
+
+  it(
+    "does not load effect-worker-context/WorkerPrometheus without OpenTelemetry, the only module that needs it",
+    async () => {
+      const { code, stderr } = await exec(
+        process.execPath,
+        ["--input-type=module", "--eval", "await import(\"effect-worker-context/WorkerPrometheus\")"],
+        probes
+      )
+      assert.notStrictEqual(code, 0, stderr)
+      assert.match(stderr, /ERR_MODULE_NOT_FOUND/)
+      assert.match(stderr, /Cannot find package '@(effect\/opentelemetry|opentelemetry\/[\w-]+)'/)
+    },
+    TEST_TIMEOUT
+  )
 
   it("does not load effect-worker-context/PgJobStore without its optional peers", async () => {
     const { code, stderr } = await exec(

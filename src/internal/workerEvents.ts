@@ -2,29 +2,32 @@
  * The server-sent event stream of `GET /events`: a hub per (routes value, context) that records the context's
  * events and a stats message per interval into a bounded replay ring, and a bounded buffer per connection.
  *
- * One subscription and one ticker per hub, however many clients: the hub's collector starts with the first client
- * and stops `linger` after the last one left, so a context nobody watches pays nothing. Everything the collector
- * does to the ring and the clients is synchronous, so each message reaches the ring and every client in one step,
- * in id order.
+ * One subscription, one stats ticker and one heartbeat per hub, however many clients, and each message encoded once
+ * for all of them. The hubs are an `RcMap`: a hub is made with its first client and released `linger` after its
+ * last, its fibers bound to its scope, so a context nobody watches pays nothing and nothing outlives the owner of
+ * the map. Everything the collector does to the ring and the clients is synchronous, so each message reaches the
+ * ring and every client in one step, in id order; a client's response waits on one latch, with nothing forked.
  */
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as RcMap from "effect/RcMap"
 import * as Schedule from "effect/Schedule"
-import * as Scope from "effect/Scope"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import type { JobStore } from "../JobStore.js"
 import type { WorkerContext } from "../WorkerContext.js"
 import type { WorkerEvent } from "../WorkerEvent.js"
+import { type EventMessage, frame, type Stats, type WorkerEventJson } from "./eventMessage.js"
 
 /** The options of the event stream, as `routes` resolved them. */
 export interface ResolvedEventsOptions {
@@ -33,25 +36,9 @@ export interface ResolvedEventsOptions {
   readonly replay: number
   readonly clientBuffer: number
   readonly linger: Duration.Duration
+  readonly maxStreams: number
+  readonly flushInterval: Duration.Duration
 }
-
-/** One message of the stream, in its wire form. */
-interface Message {
-  readonly id: number
-  readonly text: string
-}
-
-/** `id`, `event` and one line of JSON (`JSON.stringify` escapes every line break), then the blank line. */
-const frame = (id: number, event: string, data: unknown): string =>
-  `id: ${id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`
-
-const heartbeatText = ": heartbeat\n\n"
-
-/**
- * The first bytes of every stream. A server sends a response's headers with its first bytes, and a replay may have
- * nothing to send yet: without them a client would wait for its response until the next message or heartbeat.
- */
-const connectedText = ": connected\n\n"
 
 const MAX_TEXT = 300
 const MAX_DEPTH = 8
@@ -166,6 +153,27 @@ export const eventJson = (event: WorkerEvent): unknown => {
   return toJson({ ...event })
 }
 
+/** One message of the stream, encoded once for every client. */
+interface Message {
+  readonly id: number
+  readonly bytes: Uint8Array
+}
+
+const encoder = new TextEncoder()
+
+const heartbeatBytes = encoder.encode(": heartbeat\n\n")
+
+/**
+ * The first bytes of every stream. A server sends a response's headers with its first bytes, and a replay may have
+ * nothing to send yet: without them a client would wait for its response until the next message or heartbeat.
+ */
+const connectedBytes = encoder.encode(": connected\n\n")
+
+const message = (id: number, data: typeof EventMessage.Type): Message => ({
+  id,
+  bytes: encoder.encode(frame(id, data))
+})
+
 /** The newest `capacity` messages, oldest first. */
 class Ring {
   private readonly items: Array<Message | undefined>
@@ -189,40 +197,44 @@ class Ring {
   at(i: number): Message {
     return this.items[(this.head + i) % this.capacity]!
   }
-
-  clear(): void {
-    this.items.fill(undefined)
-    this.head = 0
-    this.size = 0
-  }
 }
 
 /**
  * One connection: a buffer of at most `capacity` messages (a replay or a final message may exceed it), filled by
  * the hub and emptied by the response. A message that finds the buffer full is dropped for this client and counted;
  * the next time the response takes what is buffered, it gets a `dropped` message after it, so the client learns
- * which ids it missed at the place it missed them.
+ * which ids it missed at the place it missed them. The hub's heartbeat asks for one `: heartbeat` comment, sent
+ * with whatever else is buffered.
  */
 export class Client {
-  private buffer: Array<string> = []
+  private buffer: Array<Uint8Array> = [connectedBytes]
+  private messages = 0
   private dropped = 0
   private droppedFrom = 0
   private droppedTo = 0
+  private beat = false
   ended = false
-  readonly wake = Effect.unsafeMakeLatch(false)
+  readonly wake = Effect.unsafeMakeLatch(true)
 
   constructor(readonly capacity: number) {}
 
   offer(message: Message, force = false): void {
     if (this.ended) return
-    if (!force && this.buffer.length >= this.capacity) {
+    if (!force && this.messages >= this.capacity) {
       if (this.dropped === 0) this.droppedFrom = message.id
       this.dropped++
       this.droppedTo = message.id
       return
     }
     if (this.dropped > 0) this.flushDropped()
-    this.buffer.push(message.text)
+    this.buffer.push(message.bytes)
+    this.messages++
+    this.wake.unsafeOpen()
+  }
+
+  heartbeat(): void {
+    if (this.ended) return
+    this.beat = true
     this.wake.unsafeOpen()
   }
 
@@ -231,93 +243,112 @@ export class Client {
     this.wake.unsafeOpen()
   }
 
-  get hasData(): boolean {
-    return this.buffer.length > 0 || this.dropped > 0
-  }
-
-  /** Everything buffered, then the `dropped` message when some were dropped since the last take. */
-  takeAll(): Array<string> {
+  /** The heartbeat when one is due, everything buffered, then the `dropped` message when some were dropped. */
+  takeAll(): Array<Uint8Array> {
     if (this.dropped > 0) this.flushDropped()
     const out = this.buffer
+    if (this.beat) {
+      out.unshift(heartbeatBytes)
+      this.beat = false
+    }
     this.buffer = []
+    this.messages = 0
     if (!this.ended) this.wake.unsafeClose()
     return out
   }
 
   private flushDropped(): void {
-    this.buffer.push(
-      frame(this.droppedTo, "dropped", { count: this.dropped, from: this.droppedFrom, to: this.droppedTo })
-    )
+    const { droppedFrom: from, droppedTo: to } = this
+    this.buffer.push(message(to, { event: "dropped", data: { count: this.dropped, from, to } }).bytes)
+    this.messages++
     this.dropped = 0
   }
 }
 
-const encoder = new TextEncoder()
+/** `parts` as one array: one write to the socket instead of one per message. */
+const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  if (parts.length === 1) return parts[0]!
+  let length = 0
+  for (const part of parts) length += part.length
+  const out = new Uint8Array(length)
+  let at = 0
+  for (const part of parts) {
+    out.set(part, at)
+    at += part.length
+  }
+  return out
+}
 
 /**
- * What the response of one client sends: what its buffer gets, and a heartbeat comment every `heartbeat`; ends
- * once the client is ended and its buffer is empty, or when `closing` completes.
+ * What the response of one client sends: what its buffer gets, heartbeats included, in one write per wake-up; ends
+ * once the client is ended and its buffer is empty. One latch to wait on and nothing forked. After a write it waits
+ * `flushInterval` before the next, so that a client costs at most one write per interval however fast the worker
+ * publishes (what comes meanwhile is buffered, up to `clientBuffer` messages).
  */
-export const clientStream = (
-  client: Client,
-  heartbeat: Duration.Duration,
-  closing: Effect.Effect<void>
-): Stream.Stream<Uint8Array> => {
-  const beat = Duration.toMillis(heartbeat)
-  const closed = Effect.map(closing, () => client.end())
-  return Stream.unwrap(Effect.map(Clock.currentTimeMillis, (start) => {
-    let next = start + beat
-    let opening = true
-    const pull: Effect.Effect<Uint8Array, Option.Option<never>> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      // The heartbeat keeps its period whether or not messages flow: a proxy that wants bytes gets them.
-      const due = now >= next
-      if (due) next = now + beat
-      if (opening) {
-        opening = false
-        return Effect.succeed(encoder.encode(connectedText + client.takeAll().join("")))
-      }
-      if (client.hasData) {
-        const text = client.takeAll().join("")
-        return Effect.succeed(encoder.encode(due ? heartbeatText + text : text))
-      }
-      if (client.ended) return Effect.fail(Option.none())
-      if (due) return Effect.succeed(encoder.encode(heartbeatText))
-      return Effect.zipRight(
-        Effect.raceAll([client.wake.await, Effect.sleep(Duration.millis(next - now)), closed]),
-        pull
-      )
-    })
-    return Stream.repeatEffectOption(pull)
-  }))
+export const clientStream = (client: Client, flushInterval: Duration.Duration): Stream.Stream<Uint8Array> => {
+  const pause = Duration.toMillis(flushInterval) > 0 ? Effect.sleep(flushInterval) : Effect.void
+  let wrote = false
+  const take = Effect.suspend(() => {
+    const out = client.takeAll()
+    if (out.length > 0) return Effect.succeed(Option.some(concat(out)))
+    return Effect.succeed(client.ended ? Option.none() : Option.some(new Uint8Array(0)))
+  })
+  const pull: Effect.Effect<Uint8Array, Option.Option<never>> = Effect.gen(function*() {
+    if (wrote && !client.ended) yield* pause
+    yield* client.wake.await
+    const next = yield* take
+    if (Option.isNone(next)) return yield* Effect.fail(Option.none())
+    wrote = next.value.length > 0
+    return next.value
+  })
+  return Stream.repeatEffectOption(pull).pipe(Stream.filter((bytes) => bytes.length > 0))
 }
 
 type Counts = { started: number; succeeded: number; failed: number; interrupted: number }
 
 const zeroCounts = (): Counts => ({ started: 0, succeeded: 0, failed: 0, interrupted: 0 })
 
+const count = (counts: Counts, event: WorkerEvent): void => {
+  if (event._tag === "TaskStarted") counts.started++
+  else if (event._tag === "TaskFinished") {
+    counts[event.outcome === "success" ? "succeeded" : event.outcome === "failure" ? "failed" : "interrupted"]++
+  }
+}
+
 /** How long the jobs part of a stats message may take before it says `jobsError` instead. */
 const JOBS_TIMEOUT = Duration.seconds(5)
 
-/** The hub of one context for one `routes` value. */
+/** The label `trackRequests` gives requests: they are counted apart from the worker's tasks. */
+const HTTP_LABEL = "http"
+
+/**
+ * What `GET /events` refuses a stream with: `maxStreams` streams of this hub are open.
+ */
+export class TooManyStreams extends Data.TaggedError("TooManyStreams")<{ readonly max: number }> {}
+
+/**
+ * The hub of one context for one `routes` value: it records the context's events and a stats message per interval
+ * into a bounded replay ring and hands each message, encoded once, to every client. Made by {@link makeHub} in a
+ * scope that owns its subscription and its fibers.
+ */
 export class Hub {
   /**
    * The id of the last message: starts at the clock's milliseconds times 1,000 when the hub is made, so that an id
-   * a client got from another process (a restart, another replica) is older than anything in this ring and gets a
-   * gap, not a wrong replay.
+   * a client got from another process (a restart, another replica) or from an earlier hub of this one is older than
+   * anything in this ring and gets a gap, not a wrong replay.
    */
   private seq: number
-  /** The id from which the ring holds every message: set when the collector (re)starts. */
-  private coveredSince: number
+  /** The id from which the ring holds every message. */
+  private readonly coveredSince: number
   private readonly ring: Ring
   private readonly clients = new Set<Client>()
   /** `Stopped` was recorded (or the context was stopped before anything was): nothing follows. */
-  private finished = false
-  private collector: Fiber.RuntimeFiber<void> | undefined = undefined
-  private generation = 0
-  private linger: Fiber.RuntimeFiber<void> | undefined = undefined
+  finished = false
   private counts = zeroCounts()
-  private lastTick = 0
-  private readonly lock = Effect.unsafeMakeSemaphore(1)
+  private http = zeroCounts()
+  /** The requests in flight, by task id, so that `inFlight` can leave them out. */
+  private readonly requests = new Set<number>()
+  private lastTick: number
 
   constructor(
     private readonly ctx: WorkerContext.Service,
@@ -326,49 +357,58 @@ export class Hub {
   ) {
     this.seq = Math.floor(now) * 1000
     this.coveredSince = this.seq
+    this.lastTick = now
     this.ring = new Ring(options.replay)
   }
 
-  private publish(event: string, data: unknown, force = false): void {
-    const id = ++this.seq
-    const message = { id, text: frame(id, event, data) }
-    this.ring.push(message)
-    for (const client of this.clients) client.offer(message, force)
+  private publish(data: typeof EventMessage.Type, force = false): void {
+    const next = message(++this.seq, data)
+    this.ring.push(next)
+    for (const client of this.clients) client.offer(next, force)
   }
 
-  private record(event: WorkerEvent, now: number): void {
-    switch (event._tag) {
-      case "TaskStarted":
-        this.counts.started++
-        break
-      case "TaskFinished":
-        this
-          .counts[event.outcome === "success" ? "succeeded" : event.outcome === "failure" ? "failed" : "interrupted"]++
-        break
-      case "Stopped":
-        // The last partial interval's counts, then `Stopped`, delivered even to a client whose buffer is full.
-        this.publish("stats", this.statsData(now, "Stopped", 0), true)
-        this.publish("worker", eventJson(event), true)
-        this.finished = true
-        for (const client of this.clients) client.end()
-        return
+  /** Records one event; synchronous, so that every client gets it in the same step, in id order. */
+  record(event: WorkerEvent, now: number): void {
+    if (event._tag === "TaskStarted" || event._tag === "TaskFinished") {
+      const isRequest = event.label === HTTP_LABEL
+      count(isRequest ? this.http : this.counts, event)
+      if (isRequest && event._tag === "TaskStarted") this.requests.add(event.taskId)
+      if (event._tag === "TaskFinished") this.requests.delete(event.taskId)
     }
-    this.publish("worker", eventJson(event))
+    if (event._tag === "Stopped") {
+      // The last partial interval's counts, then `Stopped`, delivered even to a client whose buffer is full.
+      this.publish({ event: "stats", data: this.statsData(now, "Stopped", 0) }, true)
+      this.publish({ event: "worker", data: eventJson(event) as typeof WorkerEventJson.Type }, true)
+      this.finish()
+      return
+    }
+    this.publish({ event: "worker", data: eventJson(event) as typeof WorkerEventJson.Type })
   }
 
-  private statsData(now: number, state: string, taskCount: number): Record<string, unknown> {
+  /** Ends every client: nothing more will come. */
+  finish(): void {
+    this.finished = true
+    for (const client of this.clients) client.end()
+    this.clients.clear()
+  }
+
+  private statsData(now: number, state: string, taskCount: number) {
     const counts = this.counts
+    const http = this.http
     this.counts = zeroCounts()
+    this.http = zeroCounts()
     const intervalMs = now - this.lastTick
     this.lastTick = now
-    return { at: new Date(now).toISOString(), intervalMs, state, taskCount, ...counts }
+    const inFlight = Math.max(0, taskCount - this.requests.size)
+    return { at: new Date(now).toISOString(), intervalMs, state, taskCount, inFlight, ...counts, http }
   }
 
-  private tick(store: Option.Option<JobStore.Service>, generation: number): Effect.Effect<void> {
+  /** One stats message: the interval's counts, the state, and the store's counts when there is a store. */
+  tick(store: Option.Option<JobStore.Service>): Effect.Effect<void> {
     const ctx = this.ctx
     return Effect.gen(this, function*() {
       const now = yield* Clock.currentTimeMillis
-      const data = this.statsData(now, yield* ctx.state, yield* ctx.taskCount)
+      const data: Mutable<typeof Stats.Type> = this.statsData(now, yield* ctx.state, yield* ctx.taskCount)
       if (Option.isSome(store)) {
         const jobs = yield* store.value.stats.pipe(
           Effect.timeoutFail({
@@ -384,109 +424,68 @@ export class Hub {
           data.jobsError = Option.isSome(failure) ? failure.value.message : causeText(jobs.left)
         }
       }
-      if (!this.finished && generation === this.generation) this.publish("stats", data)
+      if (!this.finished) this.publish({ event: "stats", data })
     })
   }
 
-  /** Subscribes (so nothing published from now on is missed) and forks the collector; under the lock. */
-  private start(store: Option.Option<JobStore.Service>): Effect.Effect<void> {
-    const ctx = this.ctx
-    return Effect.gen(this, function*() {
-      const scope = yield* Scope.make()
-      const queue = yield* Scope.extend(ctx.subscribe, scope)
-      if ((yield* ctx.state) === "Stopped") {
-        // `Stopped` may have been published before the subscription: it will not come again.
-        this.finished = true
-        return yield* Scope.close(scope, Exit.void)
-      }
-      // Whatever happened while nobody recorded is lost: burn an id so that no client id can claim to cover it.
-      this.seq++
-      this.coveredSince = this.seq
-      this.ring.clear()
-      this.counts = zeroCounts()
-      this.lastTick = yield* Clock.currentTimeMillis
-      const generation = ++this.generation
-      const interval = this.options.statsInterval
-      const dispatch = Effect.gen(this, function*() {
-        while (!this.finished) {
-          const batch = yield* Queue.takeBetween(queue, 1, 4096)
-          if (generation !== this.generation) return
-          const now = yield* Clock.currentTimeMillis
-          for (const event of batch) {
-            this.record(event, now)
-            if (this.finished) return
-          }
-        }
-      })
-      const ticker = Effect.zipRight(
-        Effect.sleep(interval),
-        Effect.repeat(this.tick(store, generation), Schedule.fixed(interval))
-      )
-      this.collector = yield* Effect.zipRight(Effect.fork(ticker), dispatch).pipe(
-        Effect.ensuring(Scope.close(scope, Exit.void)),
-        // The collector outlives the request that started it: it must not hang off the request's span.
-        Effect.mapInputContext((context: Context.Context<never>) => Context.omit(Tracer.ParentSpan)(context)),
-        // `attach` runs in `acquireRelease`'s acquire, which is uninterruptible, and a fork inherits that: without
-        // this, neither the linger's interruption nor the end of the collector could stop the ticker, whose timer
-        // would then hold the process up for ever once the worker stopped.
-        Effect.interruptible,
-        Effect.forkDaemon
-      )
-    })
+  /** A `: heartbeat` for every client. */
+  heartbeat(): void {
+    for (const client of this.clients) client.heartbeat()
   }
 
   /**
    * A new client, with what it must see first: after a `Last-Event-ID` the ring still covers, the messages that
-   * followed it; otherwise a `snapshot` (with `gap: true` when an id was given but cannot be honoured).
+   * followed it; otherwise a `snapshot` (with `gap: true` when an id was given but cannot be honoured). Fails with
+   * {@link TooManyStreams} when `maxStreams` clients are attached.
    */
-  attach(lastEventId: string | undefined, store: Option.Option<JobStore.Service>): Effect.Effect<Client> {
+  attach(lastEventId: string | undefined): Effect.Effect<Client, TooManyStreams> {
     const ctx = this.ctx
-    return this.lock.withPermits(1)(Effect.gen(this, function*() {
-      if (this.linger !== undefined) {
-        yield* Fiber.interruptFork(this.linger)
-        this.linger = undefined
-      }
-      // A collector that ended without `Stopped` (it cannot fail, but a defect is a defect) is started again.
-      if (!this.finished && (this.collector === undefined || this.collector.unsafePoll() !== null)) {
-        yield* this.start(store)
+    return Effect.gen(this, function*() {
+      if (this.clients.size >= this.options.maxStreams) {
+        return yield* new TooManyStreams({ max: this.options.maxStreams })
       }
       const client = new Client(this.options.clientBuffer)
       const given = lastEventId === undefined || lastEventId.trim() === "" ? undefined : lastEventId.trim()
       const last = given !== undefined && /^[0-9]{1,16}$/.test(given) ? Number(given) : undefined
       if (last !== undefined && this.covers(last)) {
         for (let i = 0; i < this.ring.size; i++) {
-          const message = this.ring.at(i)
-          if (message.id > last) client.offer(message, true)
+          const replayed = this.ring.at(i)
+          if (replayed.id > last) client.offer(replayed, true)
         }
       } else {
+        // Read in one step with no yield between them and the `add` below would be ideal; the reads are
+        // synchronous in effect, and an event that lands meanwhile is recorded after this snapshot's id.
         const readiness = yield* ctx.readiness
         const taskCount = yield* ctx.taskCount
         const shuttingDown = yield* ctx.isShuttingDown
         const now = yield* Clock.currentTimeMillis
-        client.offer({
-          id: this.seq,
-          text: frame(this.seq, "snapshot", {
-            name: ctx.name,
-            state: readiness.state,
-            taskCount,
-            shuttingDown,
-            readiness: {
-              ready: readiness.ready,
-              unready: readiness.unready.map(({ check, reason, since }) => ({
-                check,
-                reason,
-                since: since.toISOString()
-              }))
-            },
-            at: new Date(now).toISOString(),
-            gap: given !== undefined
-          })
-        }, true)
+        client.offer(
+          message(this.seq, {
+            event: "snapshot",
+            data: {
+              name: ctx.name,
+              state: readiness.state,
+              taskCount,
+              shuttingDown,
+              readiness: {
+                ready: readiness.ready,
+                unready: readiness.unready.map(({ check, reason, since }) => ({
+                  check,
+                  reason,
+                  since: since.toISOString()
+                }))
+              },
+              at: new Date(now).toISOString(),
+              gap: given !== undefined
+            }
+          }),
+          true
+        )
       }
       if (this.finished) client.end()
       else this.clients.add(client)
       return client
-    }))
+    })
   }
 
   /** Whether the ring holds every message after `id`. */
@@ -495,47 +494,84 @@ export class Hub {
     return this.ring.size === 0 || id >= this.ring.at(0).id - 1
   }
 
-  /** Forgets `client`; the last one out stops the collector `linger` later, unless another one came meanwhile. */
-  detach(client: Client): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      client.end()
-      this.clients.delete(client)
-      // Once `Stopped` was recorded the collector has ended: no timer to keep (it would hold a process up).
-      if (this.clients.size > 0 || this.finished || this.collector === undefined || this.linger !== undefined) {
-        return Effect.void
-      }
-      const stop = this.lock.withPermits(1)(Effect.suspend(() => {
-        this.linger = undefined
-        const collector = this.collector
-        if (this.clients.size > 0 || collector === undefined) return Effect.void
-        this.collector = undefined
-        this.generation++
-        return Fiber.interruptFork(collector)
-      }))
-      return Effect.asVoid(
-        Effect.tap(
-          // Forked from `acquireRelease`'s release, which is uninterruptible: a client that comes back must be able
-          // to interrupt the linger.
-          Effect.forkDaemon(Effect.interruptible(Effect.zipRight(Effect.sleep(this.options.linger), stop))),
-          (fiber) => {
-            this.linger = fiber
-          }
-        )
-      )
-    })
+  /** Forgets `client`. */
+  detach(client: Client): void {
+    client.end()
+    this.clients.delete(client)
+  }
+
+  /** How many clients are attached. */
+  get size(): number {
+    return this.clients.size
   }
 }
 
-/** The hubs of one `routes` value, one per context, created at the first request and dropped with the context. */
-export const makeHubs = (options: ResolvedEventsOptions) => {
-  const hubs = new WeakMap<WorkerContext.Service, Hub>()
-  return (ctx: WorkerContext.Service): Effect.Effect<Hub> =>
-    Effect.map(Clock.currentTimeMillis, (now) => {
-      let hub = hubs.get(ctx)
-      if (hub === undefined) {
-        hub = new Hub(ctx, options, now)
-        hubs.set(ctx, hub)
-      }
+type Mutable<A> = { -readonly [K in keyof A]: A[K] }
+
+/** Runs `effect` on a fiber of `scope`, interruptible and without the span of the request that made the hub. */
+const forkIn = (effect: Effect.Effect<void>, scope: Scope.Scope) =>
+  effect.pipe(
+    Effect.mapInputContext((context: Context.Context<never>) => Context.omit(Tracer.ParentSpan)(context)),
+    // The hub is made inside `RcMap`'s acquire, which is uninterruptible, and a fork inherits that: without this,
+    // closing the scope could not stop the fibers, whose timers would hold the process up.
+    Effect.interruptible,
+    Effect.forkIn(scope)
+  )
+
+/**
+ * The hub of `ctx` for `options`, with its subscription and its three fibers (the collector, the stats ticker and
+ * the heartbeat) bound to the current scope: closing it ends every client and stops them all.
+ */
+export const makeHub = (
+  ctx: WorkerContext.Service,
+  options: ResolvedEventsOptions,
+  store: Option.Option<JobStore.Service>
+): Effect.Effect<Hub, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const hub = new Hub(ctx, options, yield* Clock.currentTimeMillis)
+    // Subscribed before reading the state: nothing published from now on is missed.
+    const queue = yield* ctx.subscribe
+    yield* Effect.addFinalizer(() => Effect.sync(() => hub.finish()))
+    if ((yield* ctx.state) === "Stopped") {
+      // `Stopped` may have been published before the subscription: it will not come again.
+      hub.finished = true
       return hub
+    }
+    const collector = Effect.gen(function*() {
+      while (!hub.finished) {
+        const batch = yield* Queue.takeBetween(queue, 1, 4096)
+        const now = yield* Clock.currentTimeMillis
+        for (const event of batch) {
+          hub.record(event, now)
+          if (hub.finished) return
+        }
+      }
     })
-}
+    const every = (interval: Duration.Duration, effect: Effect.Effect<void>) =>
+      Effect.zipRight(
+        Effect.sleep(interval),
+        Effect.repeat(effect, { schedule: Schedule.fixed(interval), until: () => hub.finished })
+      )
+    yield* forkIn(collector, scope)
+    // The heartbeat first: when both are due at once, it is sent just before the stats.
+    yield* forkIn(every(options.heartbeat, Effect.sync(() => hub.heartbeat())), scope)
+    yield* forkIn(every(options.statsInterval, hub.tick(store)), scope)
+    return hub
+  })
+
+/** What identifies a hub: the context, the options of the `routes` value, and the store it reports on. */
+export class HubKey extends Data.Class<{
+  readonly ctx: WorkerContext.Service
+  readonly options: ResolvedEventsOptions
+  readonly store: Option.Option<JobStore.Service>
+}> {}
+
+/**
+ * The hubs of a server, one per context and `routes` value, made at the first connection and released `linger`
+ * after the last one left (then the next connection gets a new hub and a gap). Closing the scope ends them all.
+ */
+export const makeHubs: Effect.Effect<RcMap.RcMap<HubKey, Hub>, never, Scope.Scope> = RcMap.make({
+  lookup: (key: HubKey) => makeHub(key.ctx, key.options, key.store),
+  idleTimeToLive: (key: HubKey) => key.options.linger
+})

@@ -1,0 +1,898 @@
+// @ts-check
+/**
+ * The dashboard's script: plain DOM, no library, checked by TypeScript against the DOM (`src/dashboard/tsconfig.json`)
+ * and turned into the served module by `scripts/build-dashboard.mjs`. The messages it reads are the server's
+ * `EventMessage` schema, through its type.
+ *
+ * @typedef {import("../internal/eventMessage.js").EventMessage} EventMessage
+ * @typedef {Extract<EventMessage, { event: "snapshot" }>["data"]} Snapshot
+ * @typedef {Extract<EventMessage, { event: "worker" }>["data"]} WorkerEventJson
+ * @typedef {Extract<EventMessage, { event: "stats" }>["data"]} Stats
+ * @typedef {Extract<EventMessage, { event: "dropped" }>["data"]} Dropped
+ */
+"use strict"
+;(() => {
+  const FEED_ROWS = 200
+  /** Seconds of stats the chart shows. */
+  const CHART_SECONDS = 300
+  const DEAD_LIMIT = 20
+  /** Without a byte for this long, the stream is taken for dead and opened again (heartbeats come every 15 s). */
+  const STALE_MS = 40000
+  const TOKEN_KEY = "effect-worker-context/dashboard/token"
+  const DETAIL = {
+    Pending: "Not started yet: nothing runs.",
+    Running: "Claiming and running tasks.",
+    Paused: "Tasks in flight go on; no new ones start until it is resumed.",
+    Stopping: "Shutting down: draining the tasks in flight, taking no new ones.",
+    Stopped: "Stopped: nothing runs, and it cannot start again."
+  }
+
+  /**
+   * An element of the page by id. The page's HTML has every id the script asks for; `any`, so that each use can
+   * take the element as the kind it is (an input, a button) without a cast at every line.
+   * @type {(id: string) => any}
+   */
+  const $ = (id) => document.getElementById(id)
+
+  const integer = new Intl.NumberFormat()
+  const oneDecimal = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 })
+  const timeFormat = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" })
+  const count = (n) => integer.format(n)
+  const perSecond = (n, one, many) => {
+    const text = n >= 10 ? integer.format(Math.round(n)) : oneDecimal.format(n)
+    return text + " " + (text === "1" ? one : many) + "/s"
+  }
+  const plural = (n, one, many) => count(n) + " " + (n === 1 ? one : many)
+  const clockTime = (ms) => timeFormat.format(new Date(ms))
+  /** The time alone for today, the date and time otherwise. */
+  const when = (ms) => {
+    const date = new Date(ms)
+    return date.toDateString() === new Date().toDateString() ? date.toLocaleTimeString() : date.toLocaleString()
+  }
+
+  // --- the token ------------------------------------------------------------------------------------------------
+
+  const storage = {
+    get() {
+      try {
+        return sessionStorage.getItem(TOKEN_KEY)
+      } catch {
+        return null
+      }
+    },
+    set(value) {
+      try {
+        if (value) sessionStorage.setItem(TOKEN_KEY, value)
+        else sessionStorage.removeItem(TOKEN_KEY)
+      } catch { /* private mode */ }
+    }
+  }
+  /** @type {string | null} */
+  let token = null
+  /** The token in the address's fragment, if any, taken out of the address bar (and so not bookmarked). */
+  const tokenFromFragment = () => {
+    const fromFragment = new URLSearchParams(location.hash.slice(1)).get("token")
+    if (fromFragment) {
+      storage.set(fromFragment)
+      // Out of the address bar, so it is neither bookmarked nor shown over a shoulder. It stays in the browser's
+      // history, which is why the token form is the way that leaves no trace.
+      history.replaceState(null, "", location.pathname + location.search)
+    }
+    return fromFragment
+  }
+  token = tokenFromFragment() || storage.get()
+  const withToken = (headers) => {
+    if (token) headers.authorization = "Bearer " + token
+    return headers
+  }
+
+  // --- the model ------------------------------------------------------------------------------------------------
+
+  /**
+   * @type {{
+   *   name: string | null, state: string | null, taskCount: number | null, inFlight: number | null,
+   *   unready: Map<string, Snapshot["readiness"]["unready"][number]>,
+   *   samples: Array<{ at: number, done: number, failed: number }>,
+   *   statsSeen: boolean, jobs: Stats["jobs"], jobsError: string | null, jobsAt: number, lastDead: number | null,
+   *   connection: string, connectionText: string, stopped: boolean
+   * }}
+   */
+  const model = {
+    name: null,
+    state: null,
+    taskCount: null,
+    inFlight: null,
+    unready: new Map(),
+    samples: [],
+    statsSeen: false,
+    jobs: undefined,
+    jobsError: null,
+    jobsAt: 0,
+    lastDead: null,
+    connection: "connecting",
+    connectionText: "Connecting…",
+    stopped: false
+  }
+  const dirty = { state: false, figures: false, chart: false, queues: false }
+  let frame = 0
+  const schedule = () => {
+    if (frame === 0) frame = requestAnimationFrame(render)
+  }
+  const touch = (part) => {
+    dirty[part] = true
+    schedule()
+  }
+
+  // The feed's ring: the latest items not drawn yet, one fewer than the rows, so that the row that counts the ones
+  // it overwrote still fits in the list below them.
+  const RING = FEED_ROWS - 1
+  const ring = new Array(RING)
+  let ringHead = 0
+  let ringSize = 0
+  let unseen = 0
+  let received = 0
+  let frozen = false
+  const shown = { lifecycle: true, job: true, task: true }
+  const category = (e) =>
+    e._tag === "Custom"
+      ? "job"
+      : e._tag === "TaskStarted" || e._tag === "TaskFinished" || e._tag === "Idle"
+      ? "task"
+      : "lifecycle"
+  const pushFeed = (item) => {
+    if (item.event && !shown[category(item.event)]) return
+    if (ringSize === RING) {
+      ring[ringHead] = item
+      ringHead = (ringHead + 1) % RING
+      unseen++
+    } else {
+      ring[(ringHead + ringSize) % RING] = item
+      ringSize++
+    }
+    if (!frozen) schedule()
+  }
+  const note = (text, kind) => pushFeed({ at: Date.now(), note: text, kind: kind || "note" })
+
+  // --- messages -------------------------------------------------------------------------------------------------
+
+  const setState = (state) => {
+    if (state && state !== model.state) {
+      model.state = state
+      touch("state")
+    }
+  }
+
+  /** @param {Snapshot} s */
+  const applySnapshot = (s) => {
+    const first = model.name === null
+    model.name = s.name
+    setState(s.state)
+    model.taskCount = s.taskCount
+    model.unready = new Map()
+    for (const u of (s.readiness && s.readiness.unready) || []) model.unready.set(u.check, u)
+    touch("state")
+    touch("figures")
+    if (first) note("connected to worker " + s.name + ": " + s.state)
+    else if (s.gap) note("reconnected: events between the two connections were missed")
+    else note("reconnected")
+    if (model.lastDead !== null) refreshDeadSoon()
+  }
+
+  const LIFECYCLE = {
+    Started: "Running",
+    Paused: "Paused",
+    Resumed: "Running",
+    Stopping: "Stopping",
+    Stopped: "Stopped"
+  }
+
+  /** @param {WorkerEventJson} e */
+  const applyEvent = (e) => {
+    received++
+    const state = /** @type {Record<string, string>} */ (LIFECYCLE)[e._tag]
+    if (state) setState(state)
+    if (e._tag === "Stopped") model.stopped = true
+    if (e._tag === "TaskStarted" && model.taskCount !== null) {
+      model.taskCount++
+      touch("figures")
+    } else if (e._tag === "TaskFinished" && model.taskCount) {
+      model.taskCount--
+      touch("figures")
+    } else if (e._tag === "Custom" && e.value) {
+      const v = /** @type {any} */ (e.value)
+      if (v._tag === "ReadinessChanged" && typeof v.check === "string") {
+        if (v.ready) model.unready.delete(v.check)
+        else model.unready.set(v.check, { check: v.check, reason: v.reason || "", since: new Date().toISOString() })
+        touch("figures")
+      } else if (v._tag === "JobDeadLettered") refreshDeadSoon()
+    }
+    pushFeed({ at: Date.now(), event: e })
+  }
+
+  /** @param {Stats} s */
+  const applyStats = (s) => {
+    setState(s.state)
+    model.taskCount = s.taskCount
+    // The tasks in flight but HTTP requests: the jobs, not the requests that enqueue them.
+    model.inFlight = typeof s.inFlight === "number" ? s.inFlight : s.taskCount
+    model.statsSeen = true
+    const at = Date.parse(s.at) || Date.now()
+    const seconds = (typeof s.intervalMs === "number" ? s.intervalMs : 1000) / 1000
+    // A sliver of an interval (the last one, cut short by Stopped) would read as a spike: leave it out.
+    if (seconds >= 0.25) {
+      model.samples.push({
+        at,
+        done: ((s.succeeded || 0) + (s.failed || 0) + (s.interrupted || 0)) / seconds,
+        failed: (s.failed || 0) / seconds
+      })
+      while (model.samples.length > 0 && model.samples[0].at < at - CHART_SECONDS * 1000) model.samples.shift()
+    }
+    // The last stats (the one Stopped sends) may come without the store's counts: keep the last ones known then.
+    if (s.jobs || s.jobsError) {
+      model.jobs = s.jobs
+      model.jobsError = s.jobsError || null
+      model.jobsAt = at
+    }
+    // The dead letters are asked for once the stats say there is a store, and again whenever its dead count moves.
+    if (s.jobs && s.jobs.dead !== model.lastDead) {
+      model.lastDead = s.jobs.dead
+      refreshDeadSoon()
+    }
+    touch("figures")
+    touch("chart")
+    touch("queues")
+  }
+
+  const onMessage = (type, data) => {
+    let value
+    try {
+      value = JSON.parse(data)
+    } catch {
+      note("a " + type + " message the page could not read", "bad")
+      return
+    }
+    switch (type) {
+      case "snapshot":
+        applySnapshot(value)
+        break
+      case "worker":
+        applyEvent(value)
+        break
+      case "stats":
+        applyStats(value)
+        break
+      case "dropped":
+        note(
+          "the server dropped " + plural(value.count, "event", "events") + " for this page: it could not keep up",
+          "warn"
+        )
+        break
+      default:
+        break
+    }
+  }
+
+  // --- the stream -----------------------------------------------------------------------------------------------
+
+  let lastEventId = null
+  let lastByteAt = 0
+  let current = null
+  let running = false
+
+  const setConnection = (kind, text) => {
+    model.connection = kind
+    model.connectionText = text
+    touch("state")
+  }
+
+  /** Splits the text into server-sent event blocks, dispatches the complete ones, returns the rest. */
+  const parse = (text) => {
+    let start = 0
+    let end
+    while ((end = text.indexOf("\n\n", start)) >= 0) {
+      const block = text.slice(start, end)
+      start = end + 2
+      let type = "message"
+      let data = null
+      for (const line of block.split("\n")) {
+        if (line === "" || line[0] === ":") continue
+        const colon = line.indexOf(":")
+        const field = colon < 0 ? line : line.slice(0, colon)
+        let value = colon < 0 ? "" : line.slice(colon + 1)
+        if (value[0] === " ") value = value.slice(1)
+        if (field === "id") lastEventId = value
+        else if (field === "event") type = value
+        else if (field === "data") data = data === null ? value : data + "\n" + value
+      }
+      if (data !== null) onMessage(type, data)
+    }
+    return text.slice(start)
+  }
+
+  /**
+   * One connection: resolves with "ended" when the stream ends, "auth" when the token is refused, "status N" for
+   * another answer; rejects when fetch fails (no server) or the stream breaks.
+   */
+  const connect = async () => {
+    const controller = new AbortController()
+    current = controller
+    const headers = withToken({ accept: "text/event-stream" })
+    if (lastEventId !== null) headers["last-event-id"] = lastEventId
+    const response = await fetch("events", { headers, cache: "no-store", signal: controller.signal })
+    if (response.status === 401) {
+      const body = await response.json().catch(() => null)
+      needToken(body && body.message)
+      return "auth"
+    }
+    if (!response.ok || !response.body) return "status " + response.status
+    lastByteAt = Date.now()
+    setConnection("live", "Live")
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader()
+    let rest = ""
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) return "ended"
+      lastByteAt = Date.now()
+      rest = parse(rest + (value.indexOf("\r") >= 0 ? value.replace(/\r\n?/g, "\n") : value))
+      attempt = 0
+    }
+  }
+
+  let attempt = 0
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+  const run = async () => {
+    if (running) return
+    running = true
+    for (;;) {
+      let outcome
+      try {
+        outcome = await connect()
+      } catch {
+        outcome = "failed"
+      }
+      current = null
+      if (model.stopped) {
+        running = false
+        return afterStopped()
+      }
+      if (outcome === "auth") {
+        running = false
+        return
+      }
+      attempt++
+      const delay = Math.round(Math.min(10000, 500 * Math.pow(2, attempt - 1)) * (0.8 + Math.random() * 0.4))
+      const seconds = Math.ceil(delay / 1000) + " s"
+      setConnection(
+        "lost",
+        outcome === "failed"
+          ? "The server is gone: retrying in " + seconds
+          : outcome === "ended"
+          ? "The stream ended: reconnecting in " + seconds
+          : "The event stream answered " + outcome.slice(7) + ": retrying in " + seconds
+      )
+      await sleep(delay)
+      setConnection("connecting", "Reconnecting…")
+    }
+  }
+
+  /** After Stopped the stream ends: watch whether the server still answers, and say so. */
+  const afterStopped = async () => {
+    setConnection("gone", "Worker stopped — the event stream has ended")
+    for (let i = 0; i < 60; i++) {
+      try {
+        await fetch("worker", { cache: "no-store", signal: AbortSignal.timeout(3000) })
+      } catch {
+        setConnection("gone", "Worker stopped — the server is gone")
+        return
+      }
+      await sleep(1000)
+    }
+    setConnection("gone", "Worker stopped — the server still answers: reload to watch a new worker")
+  }
+
+  setInterval(() => {
+    if (current !== null && model.connection === "live" && Date.now() - lastByteAt > STALE_MS) current.abort()
+  }, 5000)
+
+  // --- requests -------------------------------------------------------------------------------------------------
+
+  /** A JSON request; never rejects: { ok, status, body, message }. */
+  const request = async (method, path) => {
+    let response
+    try {
+      response = await fetch(path, {
+        method,
+        headers: withToken({ accept: "application/json" }),
+        cache: "no-store"
+      })
+    } catch {
+      return { ok: false, status: 0, body: null, message: "the server did not answer" }
+    }
+    const body = await response.json().catch(() => null)
+    if (response.status === 401) needToken(body && body.message)
+    const message = body && typeof body.message === "string" ? body.message : "HTTP " + response.status
+    return { ok: response.ok, status: response.status, body, message }
+  }
+
+  const show = (element, text, error) => {
+    element.textContent = text
+    element.classList.toggle("error", Boolean(error))
+  }
+
+  // --- controls -------------------------------------------------------------------------------------------------
+
+  const controlStatus = $("control-status")
+  let busy = null
+  /** @param {string} action @param {string} label */
+  const control = async (action, label) => {
+    // A control that cannot act now says so (aria-disabled) but keeps the keyboard's focus.
+    if ($(action).getAttribute("aria-disabled") === "true") return
+    if (
+      action === "stop" &&
+      !confirm(
+        "Stop the worker?\n\nIt takes no new tasks, gives the ones in flight until its shutdown timeout to finish, and stops. It cannot be started again from this page."
+      )
+    ) return
+    busy = action
+    touch("state")
+    show(controlStatus, label + "…", false)
+    const answer = await request("POST", "worker/" + action)
+    busy = null
+    if (answer.ok) {
+      show(controlStatus, label + ": the worker is " + answer.body.state + ".", false)
+      setState(answer.body.state)
+    } else {
+      show(
+        controlStatus,
+        label + " failed" + (answer.status ? " (" + answer.status + ")" : "") + ": " + answer.message,
+        true
+      )
+    }
+    touch("state")
+  }
+  $("pause").addEventListener("click", () => control("pause", "Pause"))
+  $("resume").addEventListener("click", () => control("resume", "Resume"))
+  $("stop").addEventListener("click", () => control("stop", "Stop"))
+
+  // --- dead letters ---------------------------------------------------------------------------------------------
+
+  const deadList = $("dead-list")
+  const deadNote = $("dead-note")
+  const deadStatus = $("dead-status")
+  let deadLoading = false
+  let deadAgain = false
+  let deadTimer = 0
+  const refreshDeadSoon = () => {
+    if (deadTimer === 0) {
+      deadTimer = setTimeout(() => {
+        deadTimer = 0
+        refreshDead()
+      }, 250)
+    }
+  }
+  let noDeadRoute = false
+  const refreshDead = async () => {
+    if (noDeadRoute) return
+    if (deadLoading) {
+      deadAgain = true
+      return
+    }
+    deadLoading = true
+    const answer = await request("GET", "jobs/dead?limit=" + DEAD_LIMIT)
+    deadLoading = false
+    if (answer.ok && answer.body && Array.isArray(answer.body.jobs)) renderDead(answer.body.jobs)
+    else if (answer.status === 404) {
+      // Not mounted (routes without jobs): asking again would only fill the console with 404s.
+      noDeadRoute = true
+      deadList.replaceChildren()
+      show(deadNote, "This server does not serve the job store's routes.", false)
+    } else {show(
+        deadNote,
+        "Could not load the dead letters" + (answer.status ? " (" + answer.status + ")" : "") + ": " + answer.message,
+        true
+      )}
+    if (deadAgain) {
+      deadAgain = false
+      refreshDeadSoon()
+    }
+  }
+  const element = (tag, className, text) => {
+    const node = document.createElement(tag)
+    if (className) node.className = className
+    if (text !== undefined) node.textContent = text
+    return node
+  }
+  const renderDead = (jobs) => {
+    const items = jobs.map((job) => {
+      const li = element("li")
+      li.dataset.id = job.id
+      li.append(element("span", "dead-title", "#" + job.id + " " + job.name))
+      const failed = Date.parse(job.failedAt)
+      li.append(element(
+        "span",
+        "dead-meta",
+        job.queue + " · " + plural(job.attempts, "attempt", "attempts") +
+          (Number.isNaN(failed) ? "" : " · failed " + when(failed))
+      ))
+      const button = element("button", "small", "Redrive")
+      button.type = "button"
+      button.setAttribute("aria-label", "Redrive job " + job.id + " (" + job.name + ")")
+      button.addEventListener("click", () => redrive(job, button))
+      li.append(button)
+      li.append(element("p", "dead-error", job.lastError || "no error recorded"))
+      return li
+    })
+    deadList.replaceChildren(...items)
+    const total = model.jobs ? model.jobs.dead : null
+    if (jobs.length === 0) show(deadNote, "No dead letters.", false)
+    else if (total !== null && total > jobs.length) {
+      show(deadNote, "The latest " + count(jobs.length) + " of " + count(total) + ".", false)
+    } else show(deadNote, "", false)
+  }
+  const redrive = async (job, button) => {
+    button.disabled = true
+    show(deadStatus, "Redriving job " + job.id + "…", false)
+    const answer = await request("POST", "jobs/dead/" + encodeURIComponent(job.id) + "/redrive")
+    if (answer.ok) {
+      show(deadStatus, "Job " + job.id + " (" + job.name + ") redriven: it is ready again, its attempts reset.", false)
+    } else {
+      show(
+        deadStatus,
+        "Redrive of job " + job.id + " failed" + (answer.status ? " (" + answer.status + ")" : "") + ": " +
+          answer.message,
+        true
+      )
+      button.disabled = false
+    }
+    refreshDeadSoon()
+  }
+  $("dead-refresh").addEventListener("click", () => refreshDead())
+
+  // --- the token form -------------------------------------------------------------------------------------------
+
+  const auth = $("auth")
+  const tokenInput = $("token")
+  const needToken = (message) => {
+    if (token) {
+      token = null
+      storage.set(null)
+    }
+    $("auth-message").textContent = message || "This worker's event stream and controls need a token."
+    if (auth.hidden) {
+      auth.hidden = false
+      tokenInput.focus()
+    }
+    setConnection("auth", "Needs a token")
+  }
+  // A token added to the address of an open page is taken at once, as at load.
+  window.addEventListener("hashchange", () => {
+    const fromFragment = tokenFromFragment()
+    if (!fromFragment || fromFragment === token) return
+    token = fromFragment
+    auth.hidden = true
+    if (current !== null) current.abort()
+    else {
+      setConnection("connecting", "Connecting…")
+      run()
+    }
+    if (model.lastDead !== null) refreshDead()
+  })
+  auth.addEventListener("submit", (event) => {
+    event.preventDefault()
+    const value = tokenInput.value.trim()
+    if (!value) return
+    token = value
+    storage.set(value)
+    tokenInput.value = ""
+    auth.hidden = true
+    setConnection("connecting", "Connecting…")
+    run()
+    if (model.lastDead !== null) refreshDead()
+  })
+
+  // --- the feed -------------------------------------------------------------------------------------------------
+
+  const feed = $("feed")
+  const feedCount = $("feed-count")
+  const freeze = $("feed-freeze")
+  freeze.addEventListener("click", () => {
+    frozen = !frozen
+    freeze.setAttribute("aria-pressed", String(frozen))
+    freeze.textContent = frozen ? "Unfreeze" : "Freeze"
+    schedule()
+  })
+
+  for (const box of /** @type {NodeListOf<HTMLInputElement>} */ (document.querySelectorAll(".feed-filter input"))) {
+    box.addEventListener("change", () => {
+      shown[box.name] = box.checked
+      feed.classList.toggle("hide-" + box.name, !box.checked)
+    })
+  }
+
+  const jobText = (v) => {
+    const job = "job " + v.id + " " + v.name
+    const attempt = "attempt " + v.attempt
+    switch (v._tag) {
+      case "JobClaimed":
+        return ["job", "claimed", job + " claimed (" + v.queue + ", " + attempt + ")"]
+      case "JobSucceeded":
+        return ["job", "succeeded", job + " succeeded in " + count(v.durationMs) + " ms (" + attempt + ")"]
+      case "JobRetried":
+        return [
+          "warn",
+          "retried",
+          job + " failed (" + attempt + "), retried in " + count(v.delayMs) + " ms: " + v.error
+        ]
+      case "JobDeadLettered":
+        return ["bad", "dead", job + " dead after " + attempt + ": " + v.error]
+      case "JobTimedOut":
+        return ["bad", "timed out", job + " timed out after " + count(v.timeoutMs) + " ms (" + attempt + ")"]
+      case "JobLeaseLost":
+        return ["bad", "lease lost", job + " lost its lease: its outcome was discarded"]
+      case "JobReleased":
+        return ["warn", "released", job + " released unfinished" + (v.refunded ? ", attempt refunded" : "")]
+      default:
+        return null
+    }
+  }
+
+  const describe = (e) => {
+    switch (e._tag) {
+      case "Started":
+        return ["lifecycle", "started", "Started: the worker runs"]
+      case "Paused":
+        return ["lifecycle", "paused", "Paused: tasks in flight go on, no new ones start"]
+      case "Resumed":
+        return ["lifecycle", "resumed", "Resumed: the worker runs"]
+      case "Stopping":
+        return ["lifecycle", "stopping", "Stopping: draining the tasks in flight"]
+      case "Stopped":
+        return [
+          "lifecycle",
+          "stopped",
+          "Stopped: " + plural(e.interrupted, "task", "tasks") + " interrupted at the deadline"
+        ]
+      case "Idle":
+        return ["task", "idle", "Idle: no task in flight"]
+      case "TaskStarted":
+        return ["task", "task", "task " + e.taskId + (e.label ? " (" + e.label + ")" : "") + " started"]
+      case "TaskFinished": {
+        const what = "task " + e.taskId + (e.label ? " (" + e.label + ")" : "")
+        if (e.outcome === "success") return ["task", "task", what + " succeeded"]
+        if (e.outcome === "interrupted") return ["warn", "task", what + " interrupted"]
+        return ["bad", "task", what + " failed" + (e.cause ? ": " + e.cause : "")]
+      }
+      case "Custom": {
+        const v = e.value
+        if (v && typeof v._tag === "string") {
+          const job = jobText(v)
+          if (job) return job
+          if (v._tag === "ReadinessChanged") {
+            return v.ready
+              ? ["job", "ready", "readiness: " + v.check + " is ready"]
+              : ["bad", "unready", "readiness: " + v.check + " is unready" + (v.reason ? ": " + v.reason : "")]
+          }
+        }
+        return ["note", "custom", JSON.stringify(v)]
+      }
+      default:
+        return ["note", String(e._tag), JSON.stringify(e)]
+    }
+  }
+
+  const feedRow = (item) => {
+    const [kind, tag, text] = item.event ? describe(item.event) : [item.kind, "page", item.note]
+    const li = element("li", "ev-" + kind + (item.event ? " cat-" + category(item.event) : ""))
+    const time = element("time", "", clockTime(item.at))
+    time.dateTime = new Date(item.at).toISOString()
+    li.append(time, element("span", "tag", tag), element("span", "text", text))
+    return li
+  }
+
+  const renderFeed = () => {
+    if (frozen || (ringSize === 0 && unseen === 0)) return
+    const rows = document.createDocumentFragment()
+    for (let i = ringSize - 1; i >= 0; i--) rows.append(feedRow(ring[(ringHead + i) % RING]))
+    if (unseen > 0) {
+      // Older than every row above it: the ones the ring overwrote before a frame could show them.
+      const more = element("li", "ev-more")
+      more.append(
+        element("span", "", ""),
+        element("span", "tag", "…"),
+        element("span", "text", plural(unseen, "more event", "more events") + " not shown")
+      )
+      rows.append(more)
+    }
+    feed.prepend(rows)
+    while (feed.childElementCount > FEED_ROWS) feed.lastElementChild.remove()
+    ring.fill(undefined)
+    ringHead = 0
+    ringSize = 0
+    unseen = 0
+  }
+
+  // --- drawing --------------------------------------------------------------------------------------------------
+
+  const stateElement = $("state")
+  const stateCard = stateElement.closest(".card")
+  const renderState = () => {
+    const state = model.state
+    stateElement.textContent = state || "Unknown"
+    stateElement.className = "state state-" + (state || "unknown")
+    const stale = model.connection !== "live" && state !== "Stopped"
+    stateCard.classList.toggle("stale", stale)
+    $("state-detail").textContent = state
+      ? DETAIL[state] + (stale ? " (last known: the page is not connected)" : "")
+      : "Waiting for the worker's event stream."
+    for (const li of $("diagram").children) {
+      const on = li.dataset.state === state
+      li.classList.toggle("current", on)
+      if (on) li.setAttribute("aria-current", "step")
+      else li.removeAttribute("aria-current")
+    }
+    const live = model.connection === "live" && busy === null
+    // aria-disabled, not disabled: a disabled button loses the keyboard's focus, which then drops to the page.
+    const enable = (id, on) => $(id).setAttribute("aria-disabled", String(!on))
+    enable("pause", live && state === "Running")
+    enable("resume", live && state === "Paused")
+    enable("stop", live && (state === "Pending" || state === "Running" || state === "Paused"))
+    // What a control said is history once the worker stopped.
+    if (state === "Stopped" && busy === null && controlStatus.textContent !== "") show(controlStatus, "", false)
+    // While not connected, everything the page shows is as of the last message: say so on every card.
+    document.body.classList.toggle("disconnected", stale)
+    const connection = $("connection")
+    connection.textContent = model.connectionText
+    connection.className = "connection connection-" + model.connection
+    if (model.name) $("worker-name").textContent = model.name
+    document.title = (model.name ? model.name + ": " : "") + (state || "…") + " · worker dashboard"
+  }
+
+  const average = (key, n) => {
+    const recent = model.samples.slice(-n)
+    if (recent.length === 0) return null
+    return recent.reduce((sum, s) => sum + s[key], 0) / recent.length
+  }
+
+  const renderFigures = () => {
+    const inFlight = model.inFlight ?? model.taskCount
+    $("in-flight").textContent = inFlight === null ? "–" : plural(inFlight, "job", "jobs")
+    const stopped = model.state === "Stopped"
+    const done = stopped ? 0 : average("done", 5)
+    const failed = stopped ? 0 : average("failed", 5)
+    $("rate-done").textContent = done === null ? "–" : perSecond(done, "job", "jobs")
+    $("rate-failed").textContent = failed === null ? "–" : perSecond(failed, "failure", "failures")
+    const readiness = $("readiness")
+    if (model.state === null) readiness.textContent = "–"
+    else if (model.unready.size > 0) {
+      const [first] = model.unready.values()
+      readiness.textContent = "Not ready: " + first.check + (first.reason ? " (" + first.reason + ")" : "") +
+        (Date.parse(first.since) ? ", since " + clockTime(Date.parse(first.since)) : "")
+    } else readiness.textContent = model.state === "Running" ? "Ready" : "Not ready: " + model.state
+    readiness.classList.toggle("error", model.unready.size > 0)
+  }
+
+  const niceCeiling = (n) => {
+    if (n <= 1) return 1
+    const power = Math.pow(10, Math.floor(Math.log10(n)))
+    for (const step of [1, 2, 5, 10]) if (n <= step * power) return step * power
+    return 10 * power
+  }
+
+  const renderChart = () => {
+    const samples = model.samples
+    if (samples.length === 0) return
+    const last = samples[samples.length - 1].at
+    let peak = 0
+    for (const s of samples) peak = Math.max(peak, s.done, s.failed)
+    const top = niceCeiling(peak)
+    // The window grows with the data, from a minute to CHART_SECONDS, so a fresh page draws more than a sliver.
+    const span = Math.min(CHART_SECONDS, Math.max(60, Math.ceil((last - samples[0].at) / 60000) * 60))
+    const x = (s) => (300 - ((last - s.at) / 1000) * (300 / span)).toFixed(1)
+    const y = (v) => (100 - (v / top) * 96).toFixed(1)
+    const done = samples.map((s) => x(s) + "," + y(s.done)).join(" ")
+    $("line-done").setAttribute("points", done)
+    $("area-done").setAttribute(
+      "points",
+      x(samples[0]) + ",100 " + done + " " + x(samples[samples.length - 1]) + ",100"
+    )
+    $("line-failed").setAttribute("points", samples.map((s) => x(s) + "," + y(s.failed)).join(" "))
+    $("chart-max").textContent = count(top)
+    $("chart-since").textContent = plural(span / 60, "min", "min") + " ago"
+    $("chart-updated").textContent = "now (" + clockTime(last) + ")"
+    const now = samples[samples.length - 1]
+    $("chart").setAttribute(
+      "aria-label",
+      "Jobs per second over the last " + plural(span / 60, "minute", "minutes") + ": now " +
+        perSecond(now.done, "job", "jobs") + ", peak " + perSecond(peak, "job", "jobs") + "; failures now " +
+        perSecond(now.failed, "failure", "failures")
+    )
+  }
+
+  const cell = (tag, text, className) => {
+    const node = element(tag, className, text)
+    if (tag === "th") node.scope = "row"
+    return node
+  }
+  const queueRow = (name, counts, isTotal) => {
+    const tr = element("tr")
+    if (!isTotal) tr.dataset.queue = name
+    tr.append(cell("th", name))
+    for (const column of ["ready", "scheduled", "leased", "dead"]) {
+      const td = cell("td", count(counts[column] || 0), column === "dead" && counts.dead > 0 ? "nonzero-dead" : "")
+      td.dataset.col = column
+      tr.append(td)
+    }
+    return tr
+  }
+  const renderQueues = () => {
+    const note = $("queues-note")
+    const body = $("queues-body")
+    const total = $("queues-total")
+    const stale = model.state === "Stopped" || model.connection !== "live"
+    $("queues-card").classList.toggle("stale", Boolean(model.jobs) && stale)
+    if (model.jobsError) show(note, "The job store did not answer: " + model.jobsError, true)
+    // Only a stats message can say there is no store: before the first one, the page does not know.
+    else if (!model.jobs) {
+      show(note, model.statsSeen ? "This worker reports no job store." : "Waiting for the worker's counts…", false)
+    } else if (stale) {
+      show(
+        note,
+        "As of " + clockTime(model.jobsAt) + (model.state === "Stopped"
+          ? ": the worker stopped, these counts no longer change here."
+          : ": the page is not connected."),
+        false
+      )
+    } else show(note, "", false)
+    if (!model.jobs) {
+      if (!model.jobsError) {
+        body.replaceChildren()
+        total.replaceChildren()
+      }
+      return
+    }
+    const byQueue = model.jobs.byQueue || {}
+    const names = Object.keys(byQueue).sort()
+    body.replaceChildren(...names.map((name) => queueRow(name, byQueue[name], false)))
+    total.replaceChildren(queueRow("All", model.jobs, true))
+    if (names.length === 0) show(note, "No jobs in the store.", false)
+  }
+
+  let lastCountAt = Date.now()
+  let lastReceived = 0
+  const renderCount = () => {
+    const now = Date.now()
+    const rate = ((received - lastReceived) * 1000) / Math.max(1, now - lastCountAt)
+    lastCountAt = now
+    lastReceived = received
+    feedCount.textContent = plural(received, "event", "events") + " · " + perSecond(rate, "event", "events") +
+      (frozen ? " · frozen" : "")
+  }
+  setInterval(renderCount, 1000)
+
+  function render() {
+    frame = 0
+    if (dirty.state) {
+      dirty.state = false
+      renderState()
+    }
+    if (dirty.figures) {
+      dirty.figures = false
+      renderFigures()
+    }
+    if (dirty.chart) {
+      dirty.chart = false
+      renderChart()
+    }
+    if (dirty.queues) {
+      dirty.queues = false
+      renderQueues()
+    }
+    renderFeed()
+  }
+
+  show(deadNote, "This worker reports no job store.", false)
+  renderState()
+  renderCount()
+  run()
+})()
