@@ -37,7 +37,7 @@ import {
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
 import { WorkerContext, type WorkerContextOptions, type WorkerEvent, WorkerMetrics } from "../src/index.js"
-import { type JobStats, JobStore, JobStoreError, type NewJob } from "../src/JobStore.js"
+import { type JobStats, JobStore, JobStoreError, type NewJob, Outcome } from "../src/JobStore.js"
 import * as MemoryJobStore from "../src/MemoryJobStore.js"
 import * as WorkerHttp from "../src/WorkerHttp.js"
 import * as WorkerPrometheus from "../src/WorkerPrometheus.js"
@@ -799,12 +799,9 @@ const unreachableStore: JobStore.Service = (() => {
     enqueue: () => down("enqueue"),
     claim: () => down("claim"),
     renew: () => down("renew"),
-    complete: () => down("complete"),
-    retry: () => down("retry"),
-    deadLetter: () => down("deadLetter"),
-    release: () => down("release"),
+    settle: () => down("settle"),
     reap: down("reap"),
-    wakeups: Stream.empty,
+    wakeups: Queue.unbounded<string>(),
     stats: down("stats"),
     deadLetters: () => down("deadLetters"),
     redrive: () => down("redrive")
@@ -815,7 +812,7 @@ const newJob = (name: string, queue: string, payload: unknown, delayMs = 0): New
   name,
   queue,
   payload,
-  runAt: new Date(Date.now() + delayMs),
+  delay: Duration.millis(delayMs),
   priority: 0,
   key: undefined,
   maxAttempts: 3
@@ -834,9 +831,10 @@ const deadLettered = (store: JobStore.Service, jobs: ReadonlyArray<NewJob>, erro
   Effect.gen(function*() {
     const ids = yield* store.enqueue(jobs)
     const queues = [...new Set(jobs.map((job) => job.queue))]
-    const claimed = (yield* Effect.forEach(queues, (queue) => store.claim(claimRequest(queue)))).flat()
+    const claimed = (yield* Effect.forEach(queues, (queue) => store.claim(claimRequest(queue))))
+      .flatMap((result) => result.jobs)
     const byId = new Map(claimed.map((job) => [job.id, job]))
-    for (const id of ids) yield* store.deadLetter(byId.get(id)!.lease, error)
+    yield* store.settle(ids.map((id) => ({ lease: byId.get(id)!.lease, outcome: Outcome.Dead({ error }) })))
     return ids
   })
 
@@ -964,7 +962,7 @@ describe("WorkerHttp.jobsRouter", () => {
       assertJson(yield* request("GET", "/jobs/stats"), 200, { ready: 1, dead: 1 })
       const dead = yield* request("GET", "/jobs/dead")
       assert.deepStrictEqual((dead.body as { jobs: Array<{ id: string }> }).jobs.map((job) => job.id), [other])
-      const [again] = yield* store.claim(claimRequest("emails"))
+      const [again] = (yield* store.claim(claimRequest("emails"))).jobs
       assert.deepInclude(again, { name: "send-email", payload: { to: "ada@example.com" }, attempt: 1 })
     }).pipe(quiet))
 
