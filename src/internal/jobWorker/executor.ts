@@ -31,6 +31,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Inspectable from "effect/Inspectable"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
+import * as Runtime from "effect/Runtime"
 import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -322,9 +323,21 @@ export const make = (deps: {
     claim.startedAt = now
     publisher.wait(claim.job, Math.max(0, now - claim.job.runAt.getTime()))
     claim.entry.timeouts?.add(claim, now)
-    // A daemon, not a child: an interruption of the task (the context's, at its shutdown deadline) would reach a
-    // child at once, blindly.
-    return Effect.flatMap(Effect.forkDaemon(Effect.interruptible(handlerOf(claim, payload))), (fiber) => {
+    // A fiber of its own, not the task's child (an interruption of the task, the context's at its shutdown deadline,
+    // would reach a child at once, blindly), started at once with the task's services and fiber refs: a handler that
+    // ends without suspending is done before the task waits for it.
+    const forked = Effect.withFiberRuntime<Fiber.RuntimeFiber<void, unknown>>((task, status) =>
+      Effect.succeed(Runtime.runFork(
+        Runtime.make({
+          context: task.currentContext,
+          fiberRefs: task.getFiberRefs(),
+          runtimeFlags: RuntimeFlags.enable(status.runtimeFlags, RuntimeFlags.Interruption)
+        }),
+        handlerOf(claim, payload),
+        { immediate: true }
+      ))
+    )
+    return Effect.flatMap(forked, (fiber) => {
       claim.handler = fiber
       // Cut while the fiber was being forked (a lost lease, a timeout of zero): cut it now.
       const before = claim.cut === undefined ? Effect.void : cut(claim, claim.cut)
