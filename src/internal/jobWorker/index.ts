@@ -155,6 +155,8 @@ export const make: <R>(
     yield* background(maintenance.reaper)
     yield* background(maintenance.poller)
     yield* background(maintenance.wakeups)
+    // Bounded: the subscription is a store call under its deadline.
+    yield* maintenance.subscribed
     const claimer = yield* background(producer.loop)
     yield* background(Stream.runForEach(ctx.stateChanges, (state) =>
       Effect.sync(() => {

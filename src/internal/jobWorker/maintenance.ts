@@ -23,6 +23,8 @@ export interface Maintenance {
   readonly reaper: Effect.Effect<never>
   readonly poller: Effect.Effect<never>
   readonly wakeups: Effect.Effect<never>
+  /** Waits until the first wake-up subscription is live, or could not be made (it is a store call: bounded). */
+  readonly subscribed: Effect.Effect<void>
 }
 
 /**
@@ -101,12 +103,22 @@ export const make = (deps: {
   const reaper = every(deps.reapInterval, reapOnce)
   const poller = every(deps.pollInterval, Effect.sync(producer.poll))
 
+  /**
+   * Opened once the first subscription is live, or could not be made: the producer's first claim waits for it, so
+   * that a job made ready after that claim wakes the worker.
+   */
+  const firstAttempt = Effect.unsafeMakeLatch(false)
+  let resubscribing = false
+
   /** One subscription, until it fails or ends; fails when it could not be made. */
   const listen: Effect.Effect<void, unknown> = Effect.scoped(
     Effect.gen(function*() {
       const queue = yield* calls.runWith("wakeups", store.wakeups)
-      // Live from here on; a job made ready before (while this subscribed, or before the first claim) woke nobody.
-      producer.mayHaveJobs()
+      // Live from here on. A job made ready while this one was being made (after an earlier one failed) woke
+      // nobody: claim.
+      if (resubscribing) producer.mayHaveJobs()
+      resubscribing = true
+      firstAttempt.unsafeOpen()
       while (true) {
         const woken = yield* Queue.takeBetween(queue, 1, Number.MAX_SAFE_INTEGER)
         for (const queue of woken) {
@@ -122,7 +134,13 @@ export const make = (deps: {
   const wakeups: Effect.Effect<never> = listen.pipe(
     Effect.catchAllCause((cause) =>
       Effect.zipRight(
-        warn("the store's wake-ups failed; listening again, polling meanwhile", cause),
+        Effect.zipRight(
+          Effect.sync(() => {
+            resubscribing = true
+            firstAttempt.unsafeOpen()
+          }),
+          warn("the store's wake-ups failed; listening again, polling meanwhile", cause)
+        ),
         Effect.zipRight(calls.failed("wakeups", "JobStore.wakeups failed"), Effect.fail(cause))
       )
     ),
@@ -132,5 +150,5 @@ export const make = (deps: {
     Effect.zipRight(Effect.never)
   )
 
-  return { reaper, poller, wakeups }
+  return { reaper, poller, wakeups, subscribed: firstAttempt.await }
 }
