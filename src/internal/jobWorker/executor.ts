@@ -31,6 +31,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Inspectable from "effect/Inspectable"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
+import * as Runtime from "effect/Runtime"
 import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -48,8 +49,10 @@ import { textOf } from "./storeCalls.js"
 export type AttemptOutcome = Outcome | { readonly _tag: "Discarded" }
 
 const Discarded: AttemptOutcome = { _tag: "Discarded" }
+const ReleasedRefunded: AttemptOutcome = Outcome.Released({ refund: true })
+const Completed: AttemptOutcome = Outcome.Completed()
 
-/** The failure of an attempt that ran past its job type's timeout. */
+/** The attempts running under one timeout, in the order of their deadlines. */
 export class TimeoutList {
   head: Claim | undefined = undefined
   tail: Claim | undefined = undefined
@@ -235,7 +238,7 @@ export const make = (deps: {
   const outcomeOf = (claim: Claim, exit: Exit.Exit<void, unknown>): Effect.Effect<AttemptOutcome> => {
     const state = claim.state._tag
     if (state === "Lost") return Effect.succeed(Discarded)
-    if (Exit.isSuccess(exit)) return Effect.succeed(Outcome.Completed())
+    if (Exit.isSuccess(exit)) return Effect.succeed(Completed)
     if (state === "Fenced") return Effect.succeed(Discarded)
     const cause = exit.cause
     const failure = Cause.failureOption(cause)
@@ -253,7 +256,7 @@ export const make = (deps: {
     // Interrupted.
     switch (claim.cut) {
       case "deadline":
-        return Effect.succeed(Outcome.Released({ refund: true }))
+        return Effect.succeed(ReleasedRefunded)
       case "timeout": {
         const list = claim.entry.timeouts!
         return Effect.zipRight(
@@ -320,9 +323,21 @@ export const make = (deps: {
     claim.startedAt = now
     publisher.wait(claim.job, Math.max(0, now - claim.job.runAt.getTime()))
     claim.entry.timeouts?.add(claim, now)
-    // A daemon, not a child: an interruption of the task (the context's, at its shutdown deadline) would reach a
-    // child at once, blindly.
-    return Effect.flatMap(Effect.forkDaemon(Effect.interruptible(handlerOf(claim, payload))), (fiber) => {
+    // A fiber of its own, not the task's child (an interruption of the task, the context's at its shutdown deadline,
+    // would reach a child at once, blindly), started at once with the task's services and fiber refs: a handler that
+    // ends without suspending is done before the task waits for it.
+    const forked = Effect.withFiberRuntime<Fiber.RuntimeFiber<void, unknown>>((task, status) =>
+      Effect.succeed(Runtime.runFork(
+        Runtime.make({
+          context: task.currentContext,
+          fiberRefs: task.getFiberRefs(),
+          runtimeFlags: RuntimeFlags.enable(status.runtimeFlags, RuntimeFlags.Interruption)
+        }),
+        handlerOf(claim, payload),
+        { immediate: true }
+      ))
+    )
+    return Effect.flatMap(forked, (fiber) => {
       claim.handler = fiber
       // Cut while the fiber was being forked (a lost lease, a timeout of zero): cut it now.
       const before = claim.cut === undefined ? Effect.void : cut(claim, claim.cut)
@@ -353,16 +368,15 @@ export const make = (deps: {
       if (Either.isRight(result)) return runHandler(claim, result.right, restore)
       return settle(claim, Outcome.Dead({ error: textOf(result.left) }), Exit.fail(result.left))
     }
-    return Effect.matchEffect(restore(result), {
-      onFailure: (error) =>
-        Cause.isCause(error)
-          ? settle(claim, Released, Exit.failCause(error))
-          : settle(claim, Outcome.Dead({ error: textOf(error) }), Exit.fail(error)),
-      onSuccess: (payload) => runHandler(claim, payload, restore)
+    return Effect.flatMap(Effect.exit(restore(result)), (exit) => {
+      if (Exit.isSuccess(exit)) return runHandler(claim, exit.value, restore)
+      const failure = Cause.failureOption(exit.cause)
+      // A payload that no longer decodes is dead; a decoding cut off by the shutdown deadline is given back.
+      return Option.isSome(failure)
+        ? settle(claim, Outcome.Dead({ error: textOf(failure.value) }), exit)
+        : settle(claim, ReleasedRefunded, exit)
     })
   }
-
-  const Released = Outcome.Released({ refund: true })
 
   const attempt = (claim: Claim): Effect.Effect<void, unknown> =>
     Effect.uninterruptibleMask((restore) =>
