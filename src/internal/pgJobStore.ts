@@ -295,8 +295,13 @@ export const statements = (s: string) => {
    * with every settlement (half a second for a batch of 1,000 once). The expiry is written so that no index serves
    * it, for the same reason.
    */
+  /**
+   * The list parameter `p` of ids or tokens (checked decimal digits, joined by commas) as a `bigint[]`: one text
+   * parameter instead of an array, which the driver would escape element by element.
+   */
+  const list = (p: string) => `string_to_array(${p}, ',')::bigint[]`
   const holds = (j: string, l: string, ids: string) =>
-    `${j}.id = ANY(${ids}::bigint[]) AND ${j}.id = ${l}.id AND ${j}.lease_token = ${l}.token
+    `${j}.id = ANY(${ids}) AND ${j}.id = ${l}.id AND ${j}.lease_token = ${l}.token
      AND ${j}.lease_expires_at - ${s}.clock() > interval '0'`
   return {
     /**
@@ -373,8 +378,8 @@ export const statements = (s: string) => {
     /** Extends every lease of `$1`/`$2` that still holds; returns the ones it extended. */
     renew: `
       UPDATE ${s}.jobs AS j SET lease_expires_at = ${s}.clock() + $3::float8 * interval '1 millisecond'
-      FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
-      WHERE ${holds("j", "l", "$1")}
+      FROM unnest(${list("$1")}, ${list("$2")}) AS l(id, token)
+      WHERE ${holds("j", "l", list("$1"))}
       RETURNING j.id::text AS id, j.lease_token::text AS token`,
     /**
      * Applies every settlement whose lease still holds, each by its kind (see {@link Kind}), and returns the ones it
@@ -382,13 +387,13 @@ export const statements = (s: string) => {
      */
     settle: `
       WITH input AS (
-        SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::float8[], $6::text[])
+        SELECT * FROM unnest(${list("$2")}, ${list("$3")}, $4::text[], $5::float8[], $6::text[])
           AS x(id, token, kind, delay_ms, error)
       ), done AS (
-        DELETE FROM ${s}.jobs AS j USING input i WHERE i.kind = '${Kind.Completed}' AND ${holds("j", "i", "$2")}
+        DELETE FROM ${s}.jobs AS j USING input i WHERE i.kind = '${Kind.Completed}' AND ${holds("j", "i", list("$2"))}
         RETURNING i.id, i.token
       ), dead AS (
-        DELETE FROM ${s}.jobs AS j USING input i WHERE i.kind = '${Kind.Dead}' AND ${holds("j", "i", "$2")}
+        DELETE FROM ${s}.jobs AS j USING input i WHERE i.kind = '${Kind.Dead}' AND ${holds("j", "i", list("$2"))}
         RETURNING j.*, i.token AS settled_token, i.error AS final_error
       ), buried AS (
         INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at,
@@ -403,7 +408,7 @@ export const statements = (s: string) => {
           last_error = CASE WHEN i.kind = '${Kind.Retry}' THEN i.error ELSE j.last_error END,
           attempts = j.attempts - CASE WHEN i.kind = '${Kind.Refunded}' THEN 1 ELSE 0 END
         FROM input i
-        WHERE i.kind IN ('${Kind.Retry}', '${Kind.Released}', '${Kind.Refunded}') AND ${holds("j", "i", "$2")}
+        WHERE i.kind IN ('${Kind.Retry}', '${Kind.Released}', '${Kind.Refunded}') AND ${holds("j", "i", list("$2"))}
         RETURNING i.id, i.token, j.queue, j.run_at <= ${s}.clock() AS ready
       ), woken AS (${notifyReady("$1", "back", "ready")})
       SELECT (SELECT coalesce(json_agg(a.id::text || ':' || a.token::text), '[]'::json) FROM (
@@ -413,8 +418,9 @@ export const statements = (s: string) => {
              (SELECT count(*) FROM woken)::int AS woken`,
     /** {@link settle} for a batch of completions only (the common case): one `DELETE`, and no notification. */
     complete: `
-      DELETE FROM ${s}.jobs AS j USING unnest($1::bigint[], $2::bigint[]) AS i(id, token) WHERE ${holds("j", "i", "$1")}
-      RETURNING json_build_array(i.id::text || ':' || i.token::text) AS applied`,
+      DELETE FROM ${s}.jobs AS j USING unnest(${list("$1")}, ${list("$2")}) AS i(id, token)
+      WHERE ${holds("j", "i", list("$1"))}
+      RETURNING i.id::text || ':' || i.token::text AS applied`,
     reap: `
       WITH expired AS (
         SELECT id FROM ${s}.jobs WHERE lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock()
@@ -1069,38 +1075,39 @@ export const make = (
       const delays: Array<number> = []
       const errors: Array<string | null> = []
       const sent = new Set<string>()
-      const first: Array<boolean> = settlements.map(({ lease, outcome }) => {
+      // Each settlement's `id:token`, or undefined when it is not sent (not a lease of this store, or a repeat).
+      const keys: Array<string | undefined> = settlements.map(({ lease, outcome }) => {
         const key = `${lease.jobId}:${lease.token}`
-        if (!isBigintText(lease.jobId) || !isBigintText(lease.token) || sent.has(key)) return false
+        if (!isBigintText(lease.jobId) || !isBigintText(lease.token) || sent.has(key)) return undefined
         sent.add(key)
         ids.push(lease.jobId)
         tokens.push(lease.token)
         kinds.push(kindOf({ lease, outcome }))
         delays.push(outcome._tag === "Retry" ? Math.ceil(Duration.toMillis(outcome.delay)) : 0)
         errors.push(outcome._tag === "Retry" || outcome._tag === "Dead" ? outcome.error : null)
-        return true
+        return key
       })
-      if (ids.length === 0) return Effect.succeed(first.map(() => false))
+      if (ids.length === 0) return Effect.succeed(keys.map(() => false))
       // A batch of completions only (the common case) is one plain DELETE, prepared. The statement for every kind is
       // planned at each call: its generic plan, the one a prepared statement settles on, measured slower.
       const completions = kinds.every((kind) => kind === Kind.Completed)
       return Effect.map(
         completions
-          ? run<{ readonly applied: ReadonlyArray<string> }>(
+          ? run<{ readonly applied: string | ReadonlyArray<string> }>(
             "settle",
             sql.complete,
-            [ids, tokens],
+            [ids.join(","), tokens.join(",")],
             "ewc_complete"
           )
-          : run<{ readonly applied: ReadonlyArray<string> }>(
+          : run<{ readonly applied: string | ReadonlyArray<string> }>(
             "settle",
             sql.settle,
-            [channel, ids, tokens, kinds, delays, errors],
+            [channel, ids.join(","), tokens.join(","), kinds, delays, errors],
             undefined
           ),
         (rows) => {
           const applied = new Set(rows.flatMap((row) => row.applied))
-          return settlements.map(({ lease }, i) => first[i]! && applied.has(`${lease.jobId}:${lease.token}`))
+          return keys.map((key) => key !== undefined && applied.has(key))
         }
       )
     }
@@ -1217,8 +1224,8 @@ export const make = (
         if (valid.length === 0) return Effect.succeed(leases.map((held) => held.jobId))
         return Effect.map(
           run<{ readonly id: string; readonly token: string }>("renew", sql.renew, [
-            valid.map((held) => held.jobId),
-            valid.map((held) => held.token),
+            valid.map((held) => held.jobId).join(","),
+            valid.map((held) => held.token).join(","),
             Duration.toMillis(lease)
           ], "ewc_renew"),
           (rows) => {
