@@ -192,7 +192,8 @@ export const make: <R>(
         // given back), within the shutdown grace; then it is interrupted.
         producer.wake()
         const left = shutdown.endAt - clock.unsafeCurrentTimeMillis()
-        if (left > 0) yield* Effect.timeoutOption(Fiber.await(claimer), Duration.millis(left))
+        // Interruptible: a finalizer is not, and the timeout could not give up the wait otherwise.
+        if (left > 0) yield* Effect.timeoutOption(Effect.interruptible(Fiber.await(claimer)), Duration.millis(left))
         yield* Fiber.interrupt(claimer)
         yield* sweep
         yield* completer.flushed

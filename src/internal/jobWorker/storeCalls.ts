@@ -142,7 +142,10 @@ export const make = (deps: {
     poked = true
     Deferred.unsafeDone(poke, Exit.void)
   }
+  /** No call outlives this instant: the end of the shutdown grace, once shutdown began. */
+  let latest = Infinity
   const shorten = (at: number): void => {
+    latest = Math.min(latest, at)
     for (const call of outstanding) if (call.deadline > at) call.deadline = at
     if (at < wakeAt) wake()
   }
@@ -174,7 +177,7 @@ export const make = (deps: {
     Effect.async<A, JobStoreError>((resume) => {
       const fiber = Runtime.runFork(runtime, noDefects(kind, call))
       const entry: Outstanding = {
-        deadline: clock.unsafeCurrentTimeMillis() + Duration.toMillis(timeout),
+        deadline: Math.min(clock.unsafeCurrentTimeMillis() + Duration.toMillis(timeout), latest),
         fiber,
         done: false,
         timeout: () => {
