@@ -2,9 +2,9 @@ import { PgClient } from "@effect/sql-pg"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Queue, Redacted, String } from "effect"
 import * as internal from "../src/internal/pgJobStore.js"
-import { type ClaimRequest, type JobStore, JobStoreError, type NewJob, Outcome } from "../src/JobStore.js"
+import { type ClaimRequest, JobStoreError, type NewJob, Outcome } from "../src/JobStore.js"
 import * as PgJobStore from "../src/PgJobStore.js"
-import { jobStoreConformance } from "./jobStoreConformance.js"
+import { jobStoreConformance, wakeupsBefore } from "./jobStoreConformance.js"
 import {
   clientLayer,
   databaseUrl,
@@ -42,22 +42,6 @@ const claimRequest = (fields?: Partial<ClaimRequest>): ClaimRequest => ({
   worker: "worker-a",
   ...fields
 })
-
-/** The wake-ups received until the one for `marker` (enqueued ready now), that one left out. */
-const wakeupsBefore = (
-  store: JobStore.Service,
-  received: Queue.Dequeue<string>,
-  marker: string
-) =>
-  Effect.gen(function*() {
-    yield* store.enqueue([newJob({ queue: marker })])
-    const seen: Array<string> = []
-    while (true) {
-      const queue = yield* Queue.take(received)
-      if (queue === marker) return seen
-      seen.push(queue)
-    }
-  })
 
 describe("PgJobStore on PostgreSQL", () => {
   it.scopedLive(
