@@ -9,29 +9,20 @@ import { Context, Duration, Effect, Exit, Fiber, Layer, Queue, Redacted, Schema,
 import Pg from "pg"
 import { Job, JobWorker, WorkerContext } from "../src/index.js"
 import * as JobStore from "../src/JobStore.js"
-import { type ClaimRequest, JobStoreError, type NewJob, Outcome } from "../src/JobStore.js"
+import { JobStoreError, Outcome } from "../src/JobStore.js"
 import * as PgJobStore from "../src/PgJobStore.js"
 import { isReadinessChanged, type ReadinessChanged } from "../src/WorkerEvent.js"
-import { clientLayer, databaseUrl, query, scopedPgServer, testStore, uniqueName, waitFor } from "./pgTestStore.js"
-
-const newJob = (fields?: Partial<NewJob>): NewJob => ({
-  name: "send-email",
-  queue: "emails",
-  payload: {},
-  priority: 0,
-  key: undefined,
-  maxAttempts: 5,
-  ...fields
-})
-
-const claimRequest = (fields?: Partial<ClaimRequest>): ClaimRequest => ({
-  queues: ["emails"],
-  names: ["send-email"],
-  limit: 10,
-  lease: Duration.seconds(30),
-  worker: "worker-a",
-  ...fields
-})
+import {
+  claimRequest,
+  clientLayer,
+  databaseUrl,
+  newJob,
+  query,
+  scopedPgServer,
+  testStore,
+  uniqueName,
+  waitFor
+} from "./pgTestStore.js"
 
 /** A `PgClient` for the test's scope, whose connections, and the store's own, carry a name of the test's own. */
 const namedClient = Effect.gen(function*() {

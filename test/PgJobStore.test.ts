@@ -2,13 +2,15 @@ import { PgClient } from "@effect/sql-pg"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Queue, Redacted, String } from "effect"
 import * as internal from "../src/internal/pgJobStore.js"
-import { type ClaimRequest, JobStoreError, type NewJob, Outcome } from "../src/JobStore.js"
+import { JobStoreError, Outcome } from "../src/JobStore.js"
 import * as PgJobStore from "../src/PgJobStore.js"
 import { jobStoreConformance, wakeupsBefore } from "./jobStoreConformance.js"
 import {
+  claimRequest,
   clientLayer,
   databaseUrl,
   makeTestClock,
+  newJob,
   query,
   scopedPgServer,
   testStore,
@@ -21,27 +23,6 @@ const clock = makeTestClock()
 afterAll(clock.drop)
 
 jobStoreConformance("PgJobStore", testStoreLayer({ clock }), clock)
-
-/** A `send-email` job for the `emails` queue, ready now by the store's clock unless `fields` says otherwise. */
-const newJob = (fields?: Partial<NewJob>): NewJob => ({
-  name: "send-email",
-  queue: "emails",
-  payload: {},
-  priority: 0,
-  key: undefined,
-  maxAttempts: 5,
-  ...fields
-})
-
-/** A claim of up to 10 `send-email` jobs of `emails`, with a 30 s lease. */
-const claimRequest = (fields?: Partial<ClaimRequest>): ClaimRequest => ({
-  queues: ["emails"],
-  names: ["send-email"],
-  limit: 10,
-  lease: Duration.seconds(30),
-  worker: "worker-a",
-  ...fields
-})
 
 describe("PgJobStore on PostgreSQL", () => {
   it.scopedLive(

@@ -7,7 +7,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer, Redacted, type Scope } from "effect"
 import Pg from "pg"
 import { inject } from "vitest"
-import { JobStore } from "../src/JobStore.js"
+import { type ClaimRequest, JobStore, type NewJob } from "../src/JobStore.js"
 import * as PgJobStore from "../src/PgJobStore.js"
 import type { StoreClock } from "./jobStoreConformance.js"
 import { type PgServer, startPgServer } from "./pgServer.js"
@@ -107,3 +107,24 @@ export const waitFor = <A, E>(effect: Effect.Effect<A, E>, done: (a: A) => boole
     effect,
     (a) => done(a) ? Effect.succeed(a) : Effect.zipRight(Effect.sleep("50 millis"), waitFor(effect, done))
   )
+
+/** A `send-email` job for the `emails` queue, ready now by the store's clock unless `fields` says otherwise. */
+export const newJob = (fields?: Partial<NewJob>): NewJob => ({
+  name: "send-email",
+  queue: "emails",
+  payload: {},
+  priority: 0,
+  key: undefined,
+  maxAttempts: 5,
+  ...fields
+})
+
+/** A claim of up to 10 `send-email` jobs of `emails`, with a 30 s lease. */
+export const claimRequest = (fields?: Partial<ClaimRequest>): ClaimRequest => ({
+  queues: ["emails"],
+  names: ["send-email"],
+  limit: 10,
+  lease: Duration.seconds(30),
+  worker: "worker-a",
+  ...fields
+})
