@@ -603,20 +603,20 @@ describe("JobWorker", () => {
         assert.strictEqual(again?.attempt, 1, "the attempt was refunded")
       }))
 
-    it.scoped("gives back, attempt refunded, a claimed job whose task the context refused", () =>
+    it.scoped("gives back, attempt refunded, a job claimed while the context was being paused", () =>
       Effect.gen(function*() {
         const ran = yield* Ref.make(0)
-        const store = yield* MemoryJobStore.make()
+        const memory = yield* MemoryJobStore.make()
         const ctx = yield* WorkerContext.make({ name: "refusing", logLevel: "None" })
         const events = yield* ctx.subscribe
-        // A context that is paused just as the worker tracks the job: track refuses it (whenPaused: "reject").
-        const pausing: WorkerContext.Service = {
-          ...ctx,
-          track: (effect, options) => Effect.zipRight(Effect.orDie(ctx.pause), ctx.track(effect, options))
+        // The context is paused while the claim is on its way: the job it returns must not start.
+        const store: JobStore.JobStore.Service = {
+          ...memory,
+          claim: (request) => Effect.zipLeft(memory.claim(request), Effect.orDie(ctx.pause))
         }
         yield* JobWorker.make({ handlers: [Work.handler(() => Ref.update(ran, (n) => n + 1))] }).pipe(
           Effect.provideService(JobStore.JobStore, store),
-          Effect.provideService(WorkerContext, pausing)
+          Effect.provideService(WorkerContext, ctx)
         )
         yield* Effect.addFinalizer(() => ctx.requestStop)
         const id = yield* enqueue(store, Work, { n: 1 })
@@ -625,6 +625,19 @@ describe("JobWorker", () => {
         assert.strictEqual(yield* Ref.get(ran), 0)
         const s = yield* stats(store)
         assert.deepStrictEqual([s.ready, s.leased], [1, 0])
+      }))
+
+    it.scoped("refuses, with a clear defect, a WorkerContext service built by hand", () =>
+      Effect.gen(function*() {
+        const store = yield* MemoryJobStore.make()
+        const ctx = yield* WorkerContext.make({ name: "by-hand", logLevel: "None" })
+        const exit = yield* JobWorker.make({ handlers: [Work.handler(() => Effect.void)] }).pipe(
+          Effect.provideService(JobStore.JobStore, store),
+          Effect.provideService(WorkerContext, { ...ctx }),
+          Effect.exit
+        )
+        assert.isTrue(Exit.isFailure(exit))
+        assert.match(String(Cause.squash((exit as Exit.Failure<unknown, unknown>).cause)), /WorkerContext made by/)
       }))
 
     it.scoped("gives every job that runs at once its own Job.Current", () =>
@@ -1210,10 +1223,11 @@ describe("JobWorker", () => {
         }).pipe(Effect.provide(warnings.layer))
         const id = yield* enqueue(store, Work, { n: 1 })
         yield* Deferred.await(startedJob)
-        yield* Deferred.succeed(gate, void 0)
         const stopper = yield* Effect.fork(ctx.stop)
         yield* ctx.shutdownRequested
-        // The completion keeps failing: the context waits for the task until its deadline.
+        // The job ends once shutdown began: its task ends when its outcome is written, and that keeps failing, so
+        // the context waits for it until its deadline.
+        yield* Deferred.succeed(gate, void 0)
         yield* TestClock.adjust("9 seconds")
         assert.strictEqual(yield* ctx.state, "Stopping")
         yield* TestClock.adjust("1 second")

@@ -33,7 +33,7 @@ import type {
   WorkerContextOptions
 } from "../WorkerContext.js"
 import { TaskRejected, WorkerStateError } from "../WorkerContextError.js"
-import { type CustomEvent, type ReadinessChanged, type TaskOutcome, WorkerEvent } from "../WorkerEvent.js"
+import { type CustomEvent, type TaskOutcome, WorkerEvent } from "../WorkerEvent.js"
 import * as WorkerMetrics from "../WorkerMetrics.js"
 import type { WorkerState } from "../WorkerState.js"
 import { EventBuffer } from "./eventBuffer.js"
@@ -65,6 +65,12 @@ const burstWatch = 64
 
 /** Not `immediate`: a task starts on the scheduler, after `track` returned, like `Effect.fork`. */
 const onTheScheduler: Runtime.RunForkOptions = { immediate: false }
+
+/** The core of every context `make` built, for the job worker, which admits and publishes in synchronous steps. */
+const cores = new WeakMap<Service, WorkerCore>()
+
+/** The core behind `service`, when `make` built it. */
+export const coreOf = (service: Service): WorkerCore | undefined => cores.get(service)
 
 /** Effect's built-in tracer, whose spans go nowhere unless read: tasks get a lazily built `TaskSpan` under it. */
 const builtInTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
@@ -207,7 +213,7 @@ class TrackedImpl<A, E> implements Tracked<A, E> {
  * method is one atomic step: no other fiber can observe or change the state half-way through. That is what makes
  * admission and shutdown race-free without locks.
  */
-class WorkerCore {
+export class WorkerCore {
   state: WorkerState = "Pending"
   /**
    * Tasks admitted and not ended: always the size of `tasks`, which drops a fiber in the same exit notification,
@@ -229,6 +235,11 @@ class WorkerCore {
   private readonly shutdownHooks: Array<() => void> = []
   /** The readiness checks that are not ready, by name, in the order they became so. */
   private readonly unready = new Map<string, UnreadyCheck>()
+  /**
+   * What the deadline does to the tasks admitted with a cut of their own (`admit`'s `onCutOff`) instead of
+   * interrupting them: the job worker's, which cuts its handler only where a success cannot be lost.
+   */
+  private readonly cutHooks = new Map<AnyFiber, () => void>()
   private burstCaller = -1
   private burst = 0
   /** Closed while `Paused`: the gate a waiting `track` waits at. Opened by `resume` and by the beginning of shutdown. */
@@ -354,7 +365,7 @@ class WorkerCore {
       return false
     }
     this.unready.set(check, { check, reason, since: new Date(this.clock.unsafeCurrentTimeMillis()) })
-    this.publishReadiness({ _tag: "ReadinessChanged", check, ready: false, reason })
+    this.publishCustom({ _tag: "ReadinessChanged", check, ready: false, reason })
     return true
   }
 
@@ -363,7 +374,7 @@ class WorkerCore {
     const current = this.unready.get(check)
     if (current === undefined) return undefined
     this.unready.delete(check)
-    this.publishReadiness({ _tag: "ReadinessChanged", check, ready: true })
+    this.publishCustom({ _tag: "ReadinessChanged", check, ready: true })
     return current
   }
 
@@ -375,7 +386,8 @@ class WorkerCore {
     }
   }
 
-  private publishReadiness(value: ReadinessChanged): void {
+  /** `emit` of a `Custom` event with `value`, as one synchronous step: nothing is built unless someone listens. */
+  publishCustom(value: unknown): void {
     if (this.listening && this.state !== "Stopped") this.publish(WorkerEvent.Custom({ worker: this.name, value }))
   }
 
@@ -402,7 +414,11 @@ class WorkerCore {
    */
   cutOff(by: FiberId.FiberId): void {
     this.interrupted = this.inFlight
-    for (const fiber of this.tasks) fiber.unsafeInterruptAsFork(by)
+    for (const fiber of this.tasks) {
+      const cut = this.cutHooks.get(fiber)
+      if (cut === undefined) fiber.unsafeInterruptAsFork(by)
+      else cut()
+    }
   }
 
   /** How many tasks the shutdown deadline cut off. */
@@ -461,6 +477,21 @@ class WorkerCore {
     this.burst = 0
   }
 
+  /** The warning to log once the first label got no series of its own (`unseriesedLabel`), once. */
+  labelWarning(): Effect.Effect<void> | undefined {
+    const label = this.unseriesedLabel
+    if (typeof label !== "string") return undefined
+    this.unseriesedLabel = null
+    return Effect.annotateLogs(
+      Effect.logWarning(
+        `more than ${WorkerMetrics.maxSeries} metric series in this process: ` +
+          `tasks labelled ${JSON.stringify(label)} are counted in the worker's unlabelled series`
+      ),
+      "worker",
+      this.name
+    )
+  }
+
   reject(label: string | undefined): TaskRejected {
     this.metricsFor(label).tasksRejected.unsafeUpdate(1, [])
     return new TaskRejected({ worker: this.name, state: this.state })
@@ -475,7 +506,8 @@ class WorkerCore {
     caller: AnyFiber,
     callerFlags: RuntimeFlags.RuntimeFlags,
     label: string | undefined,
-    extra?: Context.Context<never> | undefined
+    extra?: Context.Context<never> | undefined,
+    onCutOff?: (() => void) | undefined
   ): Tracked<A, E> {
     const id = this.nextId++
     const startedAt = this.clock.unsafeCurrentTimeMillis()
@@ -497,6 +529,7 @@ class WorkerCore {
     const fiber = Runtime.runFork(runtime, effect, onTheScheduler)
     // The set's observer goes first: by the time `onTaskExit` runs, the set no longer holds the fiber.
     FiberSet.unsafeAdd(this.tasks, fiber)
+    if (onCutOff !== undefined) this.cutHooks.set(fiber, onCutOff)
     this.inFlight++
     metrics.tasksStarted.unsafeUpdate(1, [])
     metrics.tasksActive.unsafeModify(1, [])
@@ -533,6 +566,7 @@ class WorkerCore {
 
   private onTaskExit(task: TrackedImpl<unknown, unknown>, exit: Exit.Exit<unknown, unknown>): void {
     this.inFlight--
+    if (this.cutHooks.size > 0) this.cutHooks.delete(task.fiber)
     const endedAt = this.clock.unsafeCurrentTimeMillis()
     const span = task.span
     if (span instanceof TaskSpan) span.endAtMillis(task.timing ? endedAt : 0, exit)
@@ -814,15 +848,6 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
     // Shutdown is logged by the deadline fiber ("shutting down: ..."), once, however it began.
     const requestStop = Effect.sync(() => core.beginShutdown())
 
-    const labelWarning = () => {
-      const label = core.unseriesedLabel
-      core.unseriesedLabel = null
-      return annotated(Effect.logWarning(
-        `more than ${WorkerMetrics.maxSeries} metric series in this process: ` +
-          `tasks labelled ${JSON.stringify(label)} are counted in the worker's unlabelled series`
-      ))
-    }
-
     const track = <A, E, R>(
       effect: Effect.Effect<A, E, R>,
       options?: TrackOptions | undefined
@@ -849,7 +874,8 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
         const state = core.state
         if (state === "Running") {
           const tracked = core.admit(effect, caller, status.runtimeFlags, label, context)
-          if (typeof core.unseriesedLabel === "string") return Effect.as(labelWarning(), tracked)
+          const warning = core.labelWarning()
+          if (warning !== undefined) return Effect.as(warning, tracked)
           return core.burstFrom(caller) ? Effect.as(Effect.yieldNow(), tracked) : Effect.succeed(tracked)
         }
         if (state === "Paused" && whenPaused === "wait") return Effect.zipRight(core.resumed.await, attempt)
@@ -934,5 +960,6 @@ export const make = (options?: WorkerContextOptions): Effect.Effect<Service, nev
       readiness: Effect.sync(() => core.readiness())
     }
     core.bind(service)
+    cores.set(service, core)
     return service
   })

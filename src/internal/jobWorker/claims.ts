@@ -51,9 +51,9 @@ export class Claim {
   slot = false
   /** Leases: until when the lease surely holds, by this worker's clock (the claim or last renewal sent + lease). */
   until: number
-  /** Executor: the task's fiber, once tracked; the handler's fiber while it runs; why it was cut, if it was. */
+  /** Executor: the task's fiber, once tracked; whether its handler runs now; why it was cut, if it was. */
   task: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
-  handler: Fiber.RuntimeFiber<void, unknown> | undefined = undefined
+  running = false
   cut: Cut | undefined = undefined
   /** Whether the task has begun the attempt (a task cut off before it began never settles: the sweep does). */
   begun = false

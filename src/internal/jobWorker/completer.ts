@@ -30,10 +30,10 @@ export interface Item {
 
 export interface Completer {
   /**
-   * Hands `outcome` to the store, and waits until the store took it (its event published, the claim done) or it
-   * was given up. Never fails.
+   * Hands `outcome` to the store; the result is done once the store took it (its event published, the claim done)
+   * or it was given up.
    */
-  readonly submit: (claim: Claim, outcome: Outcome, durationMs: number) => Effect.Effect<void>
+  readonly submit: (claim: Claim, outcome: Outcome, durationMs: number) => Deferred.Deferred<void>
   /** The batch loop, run on a fiber of the worker's scope. */
   readonly loop: Effect.Effect<never>
   /** Waits until nothing is pending or being written. */
@@ -64,7 +64,7 @@ export const make = (deps: {
   Deferred.unsafeDone(idle, Exit.void)
   const wake = Effect.unsafeMakeLatch(false)
 
-  const submit = (claim: Claim, outcome: Outcome, durationMs: number): Effect.Effect<void> => {
+  const submit = (claim: Claim, outcome: Outcome, durationMs: number): Deferred.Deferred<void> => {
     claims.settling(claim)
     if (!busy) {
       busy = true
@@ -73,7 +73,7 @@ export const make = (deps: {
     if (pending.length === 0) firstArrival = clock.unsafeCurrentTimeMillis()
     pending.push({ claim, outcome, durationMs })
     wake.unsafeOpen()
-    return Deferred.await(batchDone)
+    return batchDone
   }
 
   const now = () => clock.unsafeCurrentTimeMillis()
@@ -114,7 +114,7 @@ export const make = (deps: {
     )
   }
 
-  const published = (item: Item): Effect.Effect<void> => {
+  const published = (item: Item): void => {
     const job = item.claim.job
     const outcome = item.outcome
     switch (outcome._tag) {
@@ -129,15 +129,14 @@ export const make = (deps: {
     }
   }
 
-  const written = (batch: ReadonlyArray<Item>, results: ReadonlyArray<boolean>): Effect.Effect<void> => {
+  const written = (batch: ReadonlyArray<Item>, results: ReadonlyArray<boolean>): void => {
     const at = now()
-    const effects: Array<Effect.Effect<void>> = []
     for (let i = 0; i < batch.length; i++) {
       const item = batch[i]!
       claims.finish(item.claim, at)
-      effects.push(results[i] === true ? published(item) : publisher.leaseLost(item.claim.job))
+      if (results[i] === true) published(item)
+      else publisher.leaseLost(item.claim.job)
     }
-    return Effect.forEach(effects, (effect) => effect, { discard: true })
   }
 
   const givenUp = (batch: ReadonlyArray<Item>, error: JobStoreError): Effect.Effect<void> => {
@@ -158,7 +157,7 @@ export const make = (deps: {
     return settle(batch, arrivedAt).pipe(
       Effect.matchEffect({
         onFailure: (error) => givenUp(batch, error),
-        onSuccess: (results) => written(batch, results)
+        onSuccess: (results) => Effect.sync(() => written(batch, results))
       }),
       Effect.ensuring(Effect.sync(() => {
         Deferred.unsafeDone(done, Exit.void)

@@ -11,36 +11,35 @@
  * - `Discarded`: its lease was lost (the store said so, or the worker stopped it before the lease could lapse):
  *   nothing is sent to the store.
  *
- * The handler runs on a fiber of its own, which the task waits for. Cutting an attempt short (timeout, deadline,
- * lost lease) interrupts that fiber only while it is interruptible, checking again every few milliseconds
- * otherwise: Effect 3 delivers an interruption that arrives inside an uninterruptible region when the region ends,
- * and throws away what the region returned, so a handler whose last step is uninterruptible would lose its success.
- * The context's own interruption of the task at its shutdown deadline reaches the task, not the handler, and is
- * turned into the same careful cut.
+ * The handler runs on the task's fiber, under `restore` of an uninterruptible attempt: only the handler's own
+ * interruptible parts can be interrupted, and the outcome is decided and handed on whatever happened to it.
+ * Cutting an attempt short (timeout, deadline, lost lease) interrupts the task only while it is interruptible,
+ * checking again every few milliseconds otherwise: Effect 3 delivers an interruption that arrives inside an
+ * uninterruptible region when the region ends, and throws away what the region returned, so a handler whose last
+ * step is uninterruptible would lose its success. The context does not interrupt these tasks at its shutdown
+ * deadline: it calls the executor's cut instead (`onCutOff` of the core's `admit`).
  */
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
-import * as FiberSet from "effect/FiberSet"
 import * as Inspectable from "effect/Inspectable"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
-import * as Runtime from "effect/Runtime"
 import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Job from "../../Job.js"
 import { type ClaimedJob, Outcome } from "../../JobStore.js"
-import type { Tracked, WorkerContext } from "../../WorkerContext.js"
-import type { TaskRejected } from "../../WorkerContextError.js"
 import { maxDelayMs } from "../jobStore.js"
-import type { Claim, Claims } from "./claims.js"
+import type { WorkerCore } from "../workerContext.js"
+import type { Claim, Claims, Cut } from "./claims.js"
 import type { Completer } from "./completer.js"
 import type { Publisher } from "./metrics.js"
 import { textOf } from "./storeCalls.js"
@@ -51,6 +50,7 @@ export type AttemptOutcome = Outcome | { readonly _tag: "Discarded" }
 const Discarded: AttemptOutcome = { _tag: "Discarded" }
 const ReleasedRefunded: AttemptOutcome = Outcome.Released({ refund: true })
 const Completed: AttemptOutcome = Outcome.Completed()
+const interrupted: Exit.Exit<never> = Exit.interrupt(FiberId.none)
 
 /** The attempts running under one timeout, in the order of their deadlines. */
 export class TimeoutList {
@@ -152,51 +152,61 @@ const infoOf = (job: ClaimedJob): Job.JobInfo => ({
 const recheck = Schedule.exponential(Duration.millis(5)).pipe(Schedule.union(Schedule.spaced(Duration.millis(100))))
 
 export interface Executor {
-  /** Tracks the attempt of `claim` as a task; fails with `TaskRejected` when the context refuses it. */
-  readonly start: (claim: Claim) => Effect.Effect<Tracked<void, unknown>, TaskRejected>
+  /**
+   * Admits the attempt of `claim` as a task of the context, in the caller's synchronous step; `false` (the job was
+   * not started) unless the context is `Running`.
+   */
+  readonly admit: (
+    claim: Claim,
+    caller: Fiber.RuntimeFiber<unknown, unknown>,
+    flags: RuntimeFlags.RuntimeFlags
+  ) => boolean
   /** Cuts the attempt of `claim` short, for `why`: see the module's description. */
-  readonly cut: (claim: Claim, why: Claim["cut"] & string) => Effect.Effect<void>
+  readonly cut: (claim: Claim, why: Cut) => void
   /** The watcher of one timeout list, run on a fiber of the worker's scope. */
   readonly watch: (list: TimeoutList) => Effect.Effect<never>
 }
 
 export const make = (deps: {
-  readonly ctx: WorkerContext.Service
+  readonly core: WorkerCore
   readonly claims: Claims
   readonly completer: Completer
   readonly publisher: Publisher
   readonly clock: Clock.Clock
   /**
-   * Where the cuts run: a set that outlives the worker's finalizer (a cut made while the worker's scope closes must
-   * still run), and interrupts what is left when it closes.
+   * Forks a cut onto a fiber set that outlives the worker's finalizer (a cut made while the worker's scope closes
+   * must still run), and interrupts what is left when it closes.
    */
-  readonly cutters: FiberSet.FiberSet<unknown, unknown>
+  readonly runCut: (cut: Effect.Effect<void>) => unknown
   readonly warn: (message: string, cause?: unknown) => Effect.Effect<void>
 }): Executor => {
-  const { claims, clock, completer, ctx, cutters, publisher, warn } = deps
+  const { claims, clock, completer, core, publisher, runCut, warn } = deps
 
-  /** Interrupts `fiber` once it is interruptible (at once, if it is), from a fiber of the worker's scope. */
-  const interruptWhenInterruptible = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<void> =>
-    Effect.asVoid(FiberSet.run(
-      cutters,
-      // Interruptible, though forked from the task's uninterruptible part: the worker's scope must be able to end it.
-      Effect.interruptible(Effect.repeat(
-        Effect.suspend(() =>
-          fiber.unsafePoll() !== null ? Effect.succeed(true) : Effect.map(fiber.runtimeFlags, (flags) => {
-            if (fiber.unsafePoll() !== null) return true
-            if (!RuntimeFlags.interruption(flags)) return false
-            fiber.unsafeInterruptAsFork(FiberId.none)
-            return true
-          })
-        ),
-        { schedule: recheck, until: (done) => done }
-      ))
-    ))
+  /**
+   * Interrupts the task of `claim` once it is interruptible (at once, if it is): while its handler runs, or, for the
+   * shutdown deadline (`any`), wherever it waits (for the attempt before it, for its payload to decode, or to begin).
+   */
+  const interruptWhenInterruptible = (claim: Claim, task: Fiber.RuntimeFiber<unknown, unknown>, any: boolean) => {
+    const gone = () => task.unsafePoll() !== null || !(any || claim.running)
+    return Effect.repeat(
+      Effect.suspend(() =>
+        gone() ? Effect.succeed(true) : Effect.map(task.runtimeFlags, (flags) => {
+          if (gone()) return true
+          if (!RuntimeFlags.interruption(flags)) return false
+          task.unsafeInterruptAsFork(FiberId.none)
+          return true
+        })
+      ),
+      { schedule: recheck, until: (done) => done }
+    )
+  }
 
-  const cut = (claim: Claim, why: "timeout" | "deadline" | "lease"): Effect.Effect<void> => {
+  const cut = (claim: Claim, why: Cut): void => {
     if (claim.cut === undefined || why === "lease") claim.cut = why
-    const handler = claim.handler
-    return handler === undefined || handler.unsafePoll() !== null ? Effect.void : interruptWhenInterruptible(handler)
+    const task = claim.task
+    const any = why === "deadline"
+    if (task === undefined || task.unsafePoll() !== null || !(any || claim.running)) return
+    runCut(interruptWhenInterruptible(claim, task, any))
   }
 
   const watch = (list: TimeoutList): Effect.Effect<never> => {
@@ -209,7 +219,8 @@ export const make = (deps: {
       const left = first.deadline - clock.unsafeCurrentTimeMillis()
       if (left > 0) return Effect.sleep(Duration.millis(left))
       list.remove(first)
-      return cut(first, "timeout")
+      cut(first, "timeout")
+      return Effect.void
     })
     return Effect.forever(step)
   }
@@ -231,8 +242,6 @@ export const make = (deps: {
       })
     )
   }
-
-  const shuttingDown = Effect.map(ctx.state, (state) => state === "Stopping" || state === "Stopped")
 
   /** What the handler's exit makes of the attempt. */
   const outcomeOf = (claim: Claim, exit: Exit.Exit<void, unknown>): Effect.Effect<AttemptOutcome> => {
@@ -259,20 +268,14 @@ export const make = (deps: {
         return Effect.succeed(ReleasedRefunded)
       case "timeout": {
         const list = claim.entry.timeouts!
-        return Effect.zipRight(
-          publisher.timedOut(claim.job, list.timeoutMs),
-          failedAttempt(claim, list.message, list.message)
-        )
+        publisher.timedOut(claim.job, list.timeoutMs)
+        return failedAttempt(claim, list.message, list.message)
       }
       default:
         // By someone else: at shutdown, give the job back; otherwise an attempt that did not finish.
-        return Effect.flatMap(
-          shuttingDown,
-          (down) =>
-            down
-              ? Effect.succeed(Outcome.Released({ refund: true }))
-              : failedAttempt(claim, "interrupted", "interrupted")
-        )
+        return core.state === "Stopping" || core.state === "Stopped"
+          ? Effect.succeed(ReleasedRefunded)
+          : failedAttempt(claim, "interrupted", "interrupted")
     }
   }
 
@@ -289,17 +292,16 @@ export const make = (deps: {
       durationMs = now - claim.startedAt
       publisher.duration(claim.job, durationMs)
     }
-    claim.handler = undefined
     if (outcome._tag === "Discarded") {
-      const fenced = claim.state._tag === "Fenced"
-      claims.finish(claim, now)
       // A lease the store said was lost was evented then; one the worker gave up on is evented now.
-      return fenced ? Effect.zipRight(publisher.leaseLost(claim.job), exit) : exit
+      if (claim.state._tag === "Fenced") publisher.leaseLost(claim.job)
+      claims.finish(claim, now)
+      return exit
     }
     const written = completer.submit(claim, outcome, durationMs)
     // While the context runs, the task ends at once: its slot is the claim's, freed when the store took the outcome.
     // Otherwise (stopping, paused) it ends only then, so the context is `Stopped` once every outcome is in the store.
-    return Effect.flatMap(ctx.state, (state) => state === "Running" ? exit : Effect.zipRight(written, exit))
+    return core.state === "Running" ? exit : Effect.zipRight(Deferred.await(written), exit)
   }
 
   const handlerOf = (claim: Claim, payload: unknown): Effect.Effect<void, unknown> =>
@@ -313,45 +315,22 @@ export const make = (deps: {
       )
     })
 
-  /** Runs the handler on a fiber of its own and waits for it; a cut of the task becomes a careful cut of it. */
+  /** Runs the handler on the task's fiber, interruptible only where it is itself; a cut one is not run. */
   const runHandler = (
     claim: Claim,
     payload: unknown,
     restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   ): Effect.Effect<void, unknown> => {
+    // Cut before it could run (the shutdown deadline while it waited or decoded).
+    if (claim.cut !== undefined) return settleExit(claim, interrupted)
     const now = clock.unsafeCurrentTimeMillis()
     claim.startedAt = now
     publisher.wait(claim.job, Math.max(0, now - claim.job.runAt.getTime()))
     claim.entry.timeouts?.add(claim, now)
-    // A fiber of its own, not the task's child (an interruption of the task, the context's at its shutdown deadline,
-    // would reach a child at once, blindly), started at once with the task's services and fiber refs: a handler that
-    // ends without suspending is done before the task waits for it.
-    const forked = Effect.withFiberRuntime<Fiber.RuntimeFiber<void, unknown>>((task, status) =>
-      Effect.succeed(Runtime.runFork(
-        Runtime.make({
-          context: task.currentContext,
-          fiberRefs: task.getFiberRefs(),
-          runtimeFlags: RuntimeFlags.enable(status.runtimeFlags, RuntimeFlags.Interruption)
-        }),
-        handlerOf(claim, payload),
-        { immediate: true }
-      ))
-    )
-    return Effect.flatMap(forked, (fiber) => {
-      claim.handler = fiber
-      // Cut while the fiber was being forked (a lost lease, a timeout of zero): cut it now.
-      const before = claim.cut === undefined ? Effect.void : cut(claim, claim.cut)
-      return Effect.zipRight(
-        before,
-        Effect.flatMap(Effect.exit(restore(Fiber.await(fiber))), (waited) => {
-          if (Exit.isSuccess(waited)) return settleExit(claim, waited.value)
-          // The task was interrupted: the context's shutdown deadline. The handler is cut with care, and waited for.
-          return Effect.zipRight(
-            cut(claim, "deadline"),
-            Effect.flatMap(Fiber.await(fiber), (exit) => settleExit(claim, exit))
-          )
-        })
-      )
+    claim.running = true
+    return Effect.flatMap(Effect.exit(restore(handlerOf(claim, payload))), (exit) => {
+      claim.running = false
+      return settleExit(claim, exit)
     })
   }
 
@@ -384,7 +363,7 @@ export const make = (deps: {
         claim.begun = true
         if (claim.state._tag !== "Running") {
           // Lost or fenced before it began.
-          return settle(claim, Discarded, Exit.interrupt(FiberId.none))
+          return settle(claim, Discarded, interrupted)
         }
         const previous = claim.previous
         if (previous !== undefined) {
@@ -404,21 +383,24 @@ export const make = (deps: {
     restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   ): Effect.Effect<void, unknown> =>
     Effect.suspend(() => {
-      if (claim.state._tag !== "Running") return settle(claim, Discarded, Exit.interrupt(FiberId.none))
+      if (claim.state._tag !== "Running") return settle(claim, Discarded, interrupted)
       return decoded(claim, restore)
     })
 
-  const options = (claim: Claim) => ({
-    label: claim.job.name,
-    whenPaused: "reject" as const,
-    context: Context.make(Job.Current, infoOf(claim.job)) as Context.Context<never>
-  })
+  const admit = (
+    claim: Claim,
+    caller: Fiber.RuntimeFiber<unknown, unknown>,
+    flags: RuntimeFlags.RuntimeFlags
+  ): boolean => {
+    const label = claim.job.name
+    if (core.state !== "Running") {
+      core.reject(label)
+      return false
+    }
+    const context = Context.make(Job.Current, infoOf(claim.job)) as Context.Context<never>
+    claim.task = core.admit(attempt(claim), caller, flags, label, context, () => cut(claim, "deadline")).fiber
+    return true
+  }
 
-  const start = (claim: Claim): Effect.Effect<Tracked<void, unknown>, TaskRejected> =>
-    Effect.map(ctx.track(attempt(claim), options(claim)), (tracked) => {
-      claim.task = tracked.fiber
-      return tracked
-    })
-
-  return { start, cut, watch }
+  return { admit, cut, watch }
 }

@@ -24,6 +24,7 @@ import type * as Job from "../../Job.js"
 import { JobStore, Outcome } from "../../JobStore.js"
 import type { JobWorker, Options } from "../../JobWorker.js"
 import { WorkerContext } from "../../WorkerContext.js"
+import { coreOf } from "../workerContext.js"
 import { Claims } from "./claims.js"
 import * as Completer from "./completer.js"
 import * as Executor from "./executor.js"
@@ -52,6 +53,12 @@ export const make: <R>(
     const { autoStart, concurrency, handlers, lease, pollInterval, prefetch, queues, reapInterval, storeTimeout } =
       resolved
     const ctx = yield* WorkerContext
+    const core = coreOf(ctx)
+    if (core === undefined) {
+      return yield* Effect.dieMessage(
+        "JobWorker needs a WorkerContext made by WorkerContext.make or WorkerContext.layer, not one built by hand"
+      )
+    }
     const store = yield* JobStore
     const clock: Clock.Clock = yield* Effect.clock
     const workerId = resolved.workerId ?? `${ctx.name}-${yield* randomHex}`
@@ -71,17 +78,27 @@ export const make: <R>(
       runtime: yield* Effect.runtime<never>(),
       storeTimeout
     })
-    const publisher = new Publisher(ctx, queues)
+    const publisher = new Publisher(core, queues)
     const claims = new Claims(concurrency, prefetch)
     const shutdown = new Shutdown(storeTimeout)
     const completer = Completer.make({ store, calls, claims, publisher, clock, shutdown, warn })
     const { byName, lists } = Executor.entries(handlers)
     // Made before the worker's finalizer is added, so closed after it.
     const cutters = yield* FiberSet.make<unknown, unknown>()
-    const executor = Executor.make({ ctx, claims, completer, publisher, clock, cutters, warn })
+    const runCut = yield* FiberSet.runtime(cutters)<never>()
+    // Interruptible, though forked from a task's uninterruptible part: the worker's scope must be able to end it.
+    const executor = Executor.make({
+      core,
+      claims,
+      completer,
+      publisher,
+      clock,
+      runCut: (cut) => runCut(Effect.interruptible(cut)),
+      warn
+    })
     const names = Array.from(byName.keys())
     const producer: Producer.Producer = Producer.make({
-      ctx,
+      core,
       store,
       calls,
       claims,

@@ -59,20 +59,18 @@ export const make = (deps: {
   const added = Effect.unsafeMakeLatch(false)
 
   /** The store no longer holds these leases: cut their jobs. */
-  const lost = (sent: ReadonlyArray<Claim>, ids: ReadonlyArray<string>): Effect.Effect<void> => {
-    if (ids.length === 0) return Effect.void
+  const lost = (sent: ReadonlyArray<Claim>, ids: ReadonlyArray<string>): void => {
+    if (ids.length === 0) return
     const byId = new Map(sent.map((claim) => [claim.job.id, claim]))
-    const effects: Array<Effect.Effect<void>> = []
     for (const id of ids) {
       const claim = byId.get(id)
       // Only the claim this renewal was for, still live: a job being settled learns about its lease from the settle.
       if (claim === undefined || claims.live.get(id) !== claim) continue
       const wasRunning = claim.state._tag === "Running"
       if (!claims.lose(claim)) continue
-      effects.push(publisher.leaseLost(claim.job))
-      if (wasRunning) effects.push(executor.cut(claim, "lease"))
+      publisher.leaseLost(claim.job)
+      if (wasRunning) executor.cut(claim, "lease")
     }
-    return Effect.forEach(effects, (effect) => effect, { discard: true })
   }
 
   const renewOnce: Effect.Effect<void, unknown> = Effect.suspend(() => {
@@ -81,10 +79,10 @@ export const make = (deps: {
     const sentAt = clock.unsafeCurrentTimeMillis()
     return calls.run("renew", store.renew(sent.map((claim) => claim.job.lease), lease), renewTimeout).pipe(
       Effect.tapError((error) => warn(`JobStore.renew of ${sent.length} lease(s) failed; trying again`, error)),
-      Effect.flatMap((ids) => {
+      Effect.map((ids) => {
         const until = sentAt + leaseMillis
         for (const claim of sent) if (claim.until < until) claim.until = until
-        return lost(sent, ids)
+        lost(sent, ids)
       })
     )
   })
@@ -123,14 +121,15 @@ export const make = (deps: {
       if (at <= now) (fenced ??= []).push(claim)
       else if (at < next) next = at
     }
-    const effects: Array<Effect.Effect<void>> = []
+    let warning: Effect.Effect<void> | undefined
     if (fenced !== undefined) {
-      effects.push(warn(`could not renew ${fenced.length} lease(s) in time: stopping their job(s) before they lapse`))
+      warning = warn(`could not renew ${fenced.length} lease(s) in time: stopping their job(s) before they lapse`)
       for (const claim of fenced) {
         const queued = claim.state._tag === "Queued"
         if (!claims.fence(claim)) continue
         // A job that never started is evented now; one that runs, when its task ends without success.
-        effects.push(queued ? publisher.leaseLost(claim.job) : executor.cut(claim, "lease"))
+        if (queued) publisher.leaseLost(claim.job)
+        else executor.cut(claim, "lease")
       }
     }
     const before = claims.held
@@ -144,7 +143,7 @@ export const make = (deps: {
     } else {
       wait = Effect.sleep(Duration.millis(Math.max(1, next - now)))
     }
-    return effects.length === 0 ? wait : Effect.zipRight(Effect.forEach(effects, (e) => e, { discard: true }), wait)
+    return warning === undefined ? wait : Effect.zipRight(warning, wait)
   })
 
   const fencer: Effect.Effect<never> = Effect.forever(fenceStep)

@@ -90,10 +90,11 @@ export const make = (deps: {
     Effect.matchEffect({
       onFailure: () => Effect.void,
       onSuccess: (result) =>
-        Effect.zipRight(
-          Effect.forEach(result.buried, (job) => publisher.deadLettered(job, job.error), { discard: true }),
-          Effect.zipRight(result.reaped > 0 ? Effect.sync(producer.mayHaveJobs) : Effect.void, checkUnserved)
-        )
+        Effect.suspend(() => {
+          for (const job of result.buried) publisher.deadLettered(job, job.error)
+          if (result.reaped > 0) producer.mayHaveJobs()
+          return checkUnserved
+        })
     })
   )
 

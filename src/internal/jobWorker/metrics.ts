@@ -4,16 +4,14 @@
  * place.
  */
 import * as Data from "effect/Data"
-import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricKey from "effect/MetricKey"
 import * as MetricLabel from "effect/MetricLabel"
 import type { BuriedJob, ClaimedJob } from "../../JobStore.js"
 import type { JobEvent as JobEventType, JobMetrics, JobRef } from "../../JobWorker.js"
-import type { WorkerContext } from "../../WorkerContext.js"
-import { WorkerEvent } from "../../WorkerEvent.js"
 import * as WorkerMetrics from "../../WorkerMetrics.js"
+import type { WorkerCore } from "../workerContext.js"
 
 /** @internal */
 export const JobEvent = Data.taggedEnum<JobEventType>()
@@ -98,59 +96,62 @@ export const refOf = (job: ClaimedJob | BuriedJob): JobRef => ({
   attempt: job.attempt
 })
 
-/** Publishes job events on the context and counts them in the queue's metrics. */
+/**
+ * Publishes job events on the context and counts them in the queue's metrics, each in one synchronous step: an
+ * event is built only while someone listens to the context.
+ */
 export class Publisher {
   private readonly byQueue = new Map<string, JobMetrics>()
-  constructor(private readonly ctx: WorkerContext.Service, queues: ReadonlyArray<string>) {
+  constructor(private readonly core: WorkerCore, queues: ReadonlyArray<string>) {
     for (const queue of queues) this.of(queue)
   }
 
   of(queue: string): JobMetrics {
     let m = this.byQueue.get(queue)
     if (m === undefined) {
-      m = registered(metrics(this.ctx.name, queue))
+      m = registered(metrics(this.core.name, queue))
       this.byQueue.set(queue, m)
     }
     return m
   }
 
-  emit(value: JobEventType): Effect.Effect<void> {
-    return this.ctx.emit(WorkerEvent.Custom({ worker: this.ctx.name, value }))
+  private get listening(): boolean {
+    return this.core.listening
   }
 
-  claimed(job: ClaimedJob): Effect.Effect<void> {
+  claimed(job: ClaimedJob): void {
     this.of(job.queue).jobsClaimed.unsafeUpdate(1, [])
-    return this.emit(JobEvent.JobClaimed(refOf(job)))
+    if (this.listening) this.core.publishCustom(JobEvent.JobClaimed(refOf(job)))
   }
 
-  succeeded(job: ClaimedJob, durationMs: number): Effect.Effect<void> {
+  succeeded(job: ClaimedJob, durationMs: number): void {
     this.of(job.queue).jobsSucceeded.unsafeUpdate(1, [])
-    return this.emit(JobEvent.JobSucceeded({ ...refOf(job), durationMs }))
+    if (this.listening) this.core.publishCustom(JobEvent.JobSucceeded({ ...refOf(job), durationMs }))
   }
 
-  retried(job: ClaimedJob, delayMs: number, error: string): Effect.Effect<void> {
+  retried(job: ClaimedJob, delayMs: number, error: string): void {
     this.of(job.queue).jobsRetried.unsafeUpdate(1, [])
-    return this.emit(JobEvent.JobRetried({ ...refOf(job), delayMs, error }))
+    if (this.listening) this.core.publishCustom(JobEvent.JobRetried({ ...refOf(job), delayMs, error }))
   }
 
-  deadLettered(job: ClaimedJob | BuriedJob, error: string): Effect.Effect<void> {
+  deadLettered(job: ClaimedJob | BuriedJob, error: string): void {
     this.of(job.queue).jobsDeadLettered.unsafeUpdate(1, [])
-    return this.emit(JobEvent.JobDeadLettered({ ...refOf(job), error }))
+    if (this.listening) this.core.publishCustom(JobEvent.JobDeadLettered({ ...refOf(job), error }))
   }
 
-  released(job: ClaimedJob, refunded: boolean): Effect.Effect<void> {
+  released(job: ClaimedJob, refunded: boolean): void {
     this.of(job.queue).jobsReleased.unsafeUpdate(1, [])
-    return this.emit(JobEvent.JobReleased({ ...refOf(job), refunded }))
+    if (this.listening) this.core.publishCustom(JobEvent.JobReleased({ ...refOf(job), refunded }))
   }
 
-  timedOut(job: ClaimedJob, timeoutMs: number): Effect.Effect<void> {
+  timedOut(job: ClaimedJob, timeoutMs: number): void {
     this.of(job.queue).jobsTimedOut.unsafeUpdate(1, [])
-    return this.emit(JobEvent.JobTimedOut({ ...refOf(job), timeoutMs }))
+    if (this.listening) this.core.publishCustom(JobEvent.JobTimedOut({ ...refOf(job), timeoutMs }))
   }
 
-  leaseLost(job: ClaimedJob): Effect.Effect<void> {
+  leaseLost(job: ClaimedJob): void {
     this.of(job.queue).jobsLeaseLost.unsafeUpdate(1, [])
-    return this.emit(JobEvent.JobLeaseLost(refOf(job)))
+    if (this.listening) this.core.publishCustom(JobEvent.JobLeaseLost(refOf(job)))
   }
 
   /** The handler's run time and the job's wait, at the end and the start of an attempt. */
@@ -162,6 +163,3 @@ export class Publisher {
     this.of(job.queue).jobWait.unsafeUpdate(ms / 1000, [])
   }
 }
-
-export const publishAll = (effects: ReadonlyArray<Effect.Effect<void>>): Effect.Effect<void> =>
-  effects.length === 0 ? Effect.void : Effect.forEach(effects, (effect) => effect, { discard: true })

@@ -19,11 +19,10 @@
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Scheduler from "effect/Scheduler"
 import type { ClaimedJob, ClaimRequest, ClaimResult, JobStore, JobStoreError } from "../../JobStore.js"
 import { Outcome } from "../../JobStore.js"
-import type { WorkerContext } from "../../WorkerContext.js"
+import type { WorkerCore } from "../workerContext.js"
 import { Claim, type Claims } from "./claims.js"
 import { backoff, type Completer } from "./completer.js"
 import type { Entry, Executor } from "./executor.js"
@@ -55,7 +54,7 @@ const ReleasedRefunded = Outcome.Released({ refund: true })
 const notRunning = { _tag: "NotRunning" } as const
 
 export const make = (deps: {
-  readonly ctx: WorkerContext.Service
+  readonly core: WorkerCore
   readonly store: JobStore.Service
   readonly calls: StoreCalls
   readonly claims: Claims
@@ -71,7 +70,7 @@ export const make = (deps: {
   readonly claimed: () => void
   readonly warn: (message: string, cause?: unknown) => Effect.Effect<void>
 }): Producer => {
-  const { calls, claims, clock, completer, ctx, entries, executor, publisher, store, warn } = deps
+  const { calls, claims, clock, completer, core, entries, executor, publisher, store, warn } = deps
   let dirty = true
   let blocked = false
   let lastClaimShort = false
@@ -100,28 +99,23 @@ export const make = (deps: {
     void completer.submit(claim, ReleasedRefunded, 0)
   }
 
-  /** Starts `toStart` in order; a job the context refuses is given back and blocks claiming until a poll. */
-  const startAll = (toStart: ReadonlyArray<Claim>, announce: boolean): Effect.Effect<void> => {
-    let next = 0
-    const step = (): Effect.Effect<void> => {
-      if (next === toStart.length) return Effect.void
-      const claim = toStart[next]!
-      const start = Effect.flatMap(Effect.either(executor.start(claim)), started)
-      return announce ? Effect.zipRight(publisher.claimed(claim.job), start) : start
-    }
-    const started = (result: Either.Either<unknown, unknown>): Effect.Effect<void> => {
-      const claim = toStart[next++]!
-      startedSinceYield++
-      if (Either.isLeft(result)) {
-        // Paused or stopping since the claim: give the job back, and claim again only at the next poll or resume
-        // (the release wakes the worker, which would claim it again at once).
-        blocked = true
-        giveBack(claim)
+  /**
+   * Starts `toStart` in order, in one synchronous step; a job the context refuses (paused or stopping since the
+   * claim) is given back, and claiming waits for the next poll or resume (the release wakes the worker, which would
+   * claim it again at once).
+   */
+  const startAll = (toStart: ReadonlyArray<Claim>, announce: boolean): Effect.Effect<void> =>
+    Effect.withFiberRuntime((caller, status) => {
+      for (const claim of toStart) {
+        if (announce) publisher.claimed(claim.job)
+        startedSinceYield++
+        if (!executor.admit(claim, caller, status.runtimeFlags)) {
+          blocked = true
+          giveBack(claim)
+        }
       }
-      return step()
-    }
-    return step()
-  }
+      return core.labelWarning() ?? Effect.void
+    })
 
   const unknownJob = (job: ClaimedJob): Effect.Effect<void> => {
     // Its release wakes the worker, which would claim it again at once, for ever: no claim until the next poll.
@@ -135,12 +129,10 @@ export const make = (deps: {
 
   /** What to do with what a claim returned. Runs uninterruptibly: every claimed job is started or given back. */
   const afterClaim = (result: ClaimResult, limit: number, sentAt: number): Effect.Effect<void> => {
-    const buried = result.buried.length === 0
-      ? Effect.void
-      : Effect.forEach(result.buried, (job) => publisher.deadLettered(job, job.error), { discard: true })
+    for (const job of result.buried) publisher.deadLettered(job, job.error)
     const jobs = result.jobs
     lastClaimShort = jobs.length < limit
-    if (jobs.length === 0) return buried
+    if (jobs.length === 0) return Effect.void
     if (jobs.length >= limit) dirty = true
     const taken: Array<Claim> = []
     let ahead: Array<Claim> | undefined
@@ -170,31 +162,28 @@ export const make = (deps: {
       }
     }
     deps.claimed()
-    const lost = superseded === undefined
-      ? Effect.void
-      : Effect.forEach(
-        superseded,
-        (claim) => Effect.zipRight(publisher.leaseLost(claim.job), executor.cut(claim, "lease")),
-        { discard: true }
-      )
-    const announceAhead = ahead === undefined
-      ? Effect.void
-      : Effect.forEach(ahead, (claim) => publisher.claimed(claim.job), { discard: true })
+    if (superseded !== undefined) {
+      for (const claim of superseded) {
+        publisher.leaseLost(claim.job)
+        executor.cut(claim, "lease")
+      }
+    }
     // The state is read again now that the claim has returned: shutdown or a pause may have begun meanwhile.
-    const then = Effect.flatMap(ctx.state, (state) => {
-      if (state === "Running") return Effect.zipRight(startAll(taken, true), announceAhead)
+    const then = Effect.suspend(() => {
+      if (core.state === "Running") {
+        if (ahead !== undefined) { for (const claim of ahead) publisher.claimed(claim.job) }
+        return startAll(taken, true)
+      }
       blocked = true
-      return Effect.zipRight(
-        Effect.forEach(taken, (claim) =>
-          Effect.sync(() => claims.settling(claim)).pipe(
-            Effect.zipRight(publisher.claimed(claim.job)),
-            Effect.zipRight(Effect.sync(() => giveBack(claim)))
-          ), { discard: true }),
-        Effect.zipRight(announceAhead, releaseQueued)
-      )
+      for (const claim of taken) {
+        claims.settling(claim)
+        publisher.claimed(claim.job)
+        giveBack(claim)
+      }
+      if (ahead !== undefined) { for (const claim of ahead) publisher.claimed(claim.job) }
+      return releaseQueued
     })
-    const unknowns = unknown === undefined ? Effect.void : Effect.forEach(unknown, unknownJob, { discard: true })
-    return Effect.zipRight(Effect.zipRight(Effect.zipRight(buried, unknowns), lost), then)
+    return unknown === undefined ? then : Effect.zipRight(Effect.forEach(unknown, unknownJob, { discard: true }), then)
   }
 
   /** Gives back, attempt refunded, every job claimed ahead that still waits for a slot. */
@@ -207,8 +196,8 @@ export const make = (deps: {
     let failures = 0
     let sentAt = 0
     const request: ClaimRequest = { ...deps.request, limit }
-    const once = Effect.flatMap(ctx.state, (state): Effect.Effect<ClaimResult, JobStoreError | typeof notRunning> => {
-      if (state !== "Running") return Effect.fail(notRunning)
+    const once = Effect.suspend((): Effect.Effect<ClaimResult, JobStoreError | typeof notRunning> => {
+      if (core.state !== "Running") return Effect.fail(notRunning)
       sentAt = clock.unsafeCurrentTimeMillis()
       return calls.run("claim", store.claim(request)).pipe(
         Effect.tapError((error) => {
@@ -243,7 +232,8 @@ export const make = (deps: {
   const round: Effect.Effect<void> = Effect.suspend(() => {
     const pause = yieldIfDue()
     if (pause !== undefined) return Effect.zipRight(pause, round)
-    return Effect.flatMap(ctx.state, (state) => {
+    return Effect.suspend(() => {
+      const state = core.state
       if (state === "Stopping" || state === "Stopped") {
         ended = true
         return releaseQueued
