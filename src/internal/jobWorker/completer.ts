@@ -33,7 +33,9 @@ export interface Completer {
    * Hands `outcome` to the store; the result is done once the store took it (its event published, the claim done)
    * or it was given up.
    */
-  readonly submit: (claim: Claim, outcome: Outcome, durationMs: number) => Deferred.Deferred<void>
+  readonly submit: (claim: Claim, outcome: Outcome, durationMs: number) => void
+  /** Waits until the outcomes submitted so far, and not yet written, were written or given up. */
+  readonly written: Effect.Effect<void>
   /** The batch loop, run on a fiber of the worker's scope. */
   readonly loop: Effect.Effect<never>
   /** Waits until nothing is pending or being written. */
@@ -43,6 +45,26 @@ export interface Completer {
 /** The back-off of failed store calls that are tried again: 100 ms, doubling, at most `cap` apart. */
 export const backoff = (capMs: number) =>
   Schedule.exponential(Duration.millis(100)).pipe(Schedule.union(Schedule.spaced(Duration.millis(capMs))))
+
+/**
+ * `Effect.retry(effect, options)`, for calls made for every batch: the schedule's state is built only once the first
+ * try failed (that failure is replayed to it first, so the delays are those of `Effect.retry`).
+ */
+export const retried = <A, E, X>(
+  effect: Effect.Effect<A, E>,
+  options: { readonly schedule: Schedule.Schedule<X, E>; readonly while: (error: E) => boolean }
+): Effect.Effect<A, E> =>
+  Effect.catchAll(effect, (first) => {
+    let replay = true
+    return Effect.retry(
+      Effect.suspend(() => {
+        if (!replay) return effect
+        replay = false
+        return Effect.fail(first)
+      }),
+      options
+    )
+  })
 
 export const make = (deps: {
   readonly store: JobStore.Service
@@ -57,24 +79,24 @@ export const make = (deps: {
   let pending: Array<Item> = []
   /** When the first outcome now pending came in. */
   let firstArrival = 0
-  let batchDone = Deferred.unsafeMake<void>(FiberId.none)
-  /** Something is pending or being written; `idle` completes when that ends. */
+  /** Made when someone waits: done once the pending outcomes were written (or given up). */
+  let pendingDone: Deferred.Deferred<void> | undefined = undefined
+  /** Something is pending or being written; `idle`, when someone waits for it, completes when that ends. */
   let busy = false
-  let idle = Deferred.unsafeMake<void>(FiberId.none)
-  Deferred.unsafeDone(idle, Exit.void)
+  let idle: Deferred.Deferred<void> | undefined = undefined
   const wake = Effect.unsafeMakeLatch(false)
 
-  const submit = (claim: Claim, outcome: Outcome, durationMs: number): Deferred.Deferred<void> => {
+  const submit = (claim: Claim, outcome: Outcome, durationMs: number): void => {
     claims.settling(claim)
-    if (!busy) {
-      busy = true
-      idle = Deferred.unsafeMake<void>(FiberId.none)
-    }
+    busy = true
     if (pending.length === 0) firstArrival = clock.unsafeCurrentTimeMillis()
     pending.push({ claim, outcome, durationMs })
     wake.unsafeOpen()
-    return batchDone
   }
+
+  const written = Effect.suspend(() =>
+    pending.length === 0 ? Effect.void : Deferred.await(pendingDone ??= Deferred.unsafeMake<void>(FiberId.none))
+  )
 
   const now = () => clock.unsafeCurrentTimeMillis()
 
@@ -110,7 +132,7 @@ export const make = (deps: {
           ? Effect.void
           : warn(`JobStore.settle of ${batch.length} outcome(s) failed; trying again`, error)
       ),
-      Effect.retry({ schedule, while: () => !shutdown.pastDeadline(now()) })
+      (effect) => retried(effect, { schedule, while: () => !shutdown.pastDeadline(now()) })
     )
   }
 
@@ -129,7 +151,7 @@ export const make = (deps: {
     }
   }
 
-  const written = (batch: ReadonlyArray<Item>, results: ReadonlyArray<boolean>): void => {
+  const applied = (batch: ReadonlyArray<Item>, results: ReadonlyArray<boolean>): void => {
     const at = now()
     for (let i = 0; i < batch.length; i++) {
       const item = batch[i]!
@@ -150,20 +172,21 @@ export const make = (deps: {
 
   const round: Effect.Effect<void> = Effect.suspend(() => {
     const batch = pending
-    const done = batchDone
+    const done = pendingDone
     const arrivedAt = firstArrival
     pending = []
-    batchDone = Deferred.unsafeMake<void>(FiberId.none)
+    pendingDone = undefined
     return settle(batch, arrivedAt).pipe(
       Effect.matchEffect({
         onFailure: (error) => givenUp(batch, error),
-        onSuccess: (results) => Effect.sync(() => written(batch, results))
+        onSuccess: (results) => Effect.sync(() => applied(batch, results))
       }),
       Effect.ensuring(Effect.sync(() => {
-        Deferred.unsafeDone(done, Exit.void)
+        if (done !== undefined) Deferred.unsafeDone(done, Exit.void)
         if (pending.length === 0) {
           busy = false
-          Deferred.unsafeDone(idle, Exit.void)
+          if (idle !== undefined) Deferred.unsafeDone(idle, Exit.void)
+          idle = undefined
         }
       }))
     )
@@ -179,7 +202,9 @@ export const make = (deps: {
     )
   )
 
-  const flushed = Effect.suspend(() => Deferred.await(idle))
+  const flushed = Effect.suspend(() =>
+    busy ? Deferred.await(idle ??= Deferred.unsafeMake<void>(FiberId.none)) : Effect.void
+  )
 
-  return { submit, loop, flushed }
+  return { submit, written, loop, flushed }
 }

@@ -22,7 +22,6 @@
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -298,10 +297,10 @@ export const make = (deps: {
       claims.finish(claim, now)
       return exit
     }
-    const written = completer.submit(claim, outcome, durationMs)
+    completer.submit(claim, outcome, durationMs)
     // While the context runs, the task ends at once: its slot is the claim's, freed when the store took the outcome.
     // Otherwise (stopping, paused) it ends only then, so the context is `Stopped` once every outcome is in the store.
-    return core.state === "Running" ? exit : Effect.zipRight(Deferred.await(written), exit)
+    return core.state === "Running" ? exit : Effect.zipRight(completer.written, exit)
   }
 
   const handlerOf = (claim: Claim, payload: unknown): Effect.Effect<void, unknown> =>

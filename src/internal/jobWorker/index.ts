@@ -157,7 +157,7 @@ export const make: <R>(
       const now = clock.unsafeCurrentTimeMillis()
       for (const claim of [...claims.live.values(), ...claims.gone]) {
         if (claim.begun || claim.task === undefined || claim.task.unsafePoll() === null) continue
-        if (claim.state._tag === "Running") void completer.submit(claim, Outcome.Released({ refund: true }), 0)
+        if (claim.state._tag === "Running") completer.submit(claim, Outcome.Released({ refund: true }), 0)
         else claims.finish(claim, now)
       }
     })

@@ -24,7 +24,7 @@ import type { ClaimedJob, ClaimRequest, ClaimResult, JobStore, JobStoreError } f
 import { Outcome } from "../../JobStore.js"
 import type { WorkerCore } from "../workerContext.js"
 import { Claim, type Claims } from "./claims.js"
-import { backoff, type Completer } from "./completer.js"
+import { backoff, type Completer, retried } from "./completer.js"
 import type { Entry, Executor } from "./executor.js"
 import type { Publisher } from "./metrics.js"
 import type { StoreCalls } from "./storeCalls.js"
@@ -46,7 +46,8 @@ export interface Producer {
 const yieldEveryJobs = 1_024
 const yieldEveryMillis = 10
 
-const macrotask = Effect.withScheduler(Effect.yieldNow(), Scheduler.timer(0))
+/** `setImmediate`, not `setTimeout(0)`: timers and I/O run before it, and it costs no 1 ms wait. */
+const macrotask = Effect.withScheduler(Effect.yieldNow(), Scheduler.make((task) => setImmediate(task)))
 
 const ReleasedRefunded = Outcome.Released({ refund: true })
 
@@ -96,7 +97,7 @@ export const make = (deps: {
 
   /** Releases `claim` (never started), attempt refunded; the producer does not wait for the store. */
   const giveBack = (claim: Claim): void => {
-    void completer.submit(claim, ReleasedRefunded, 0)
+    completer.submit(claim, ReleasedRefunded, 0)
   }
 
   /**
@@ -206,7 +207,7 @@ export const make = (deps: {
         })
       )
     })
-    return Effect.retry(once, { schedule, while: (error) => error !== notRunning }).pipe(
+    return retried(once, { schedule, while: (error) => error !== notRunning }).pipe(
       Effect.matchEffect({
         // Paused or stopping while retrying: the next round decides.
         onFailure: () =>

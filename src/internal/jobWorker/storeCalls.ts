@@ -169,13 +169,26 @@ export const make = (deps: {
     return Effect.raceFirst(Effect.sleep(Duration.millis(earliest - now)), Deferred.await(poke))
   }))
 
+  /**
+   * The call runs on a fiber of its own, started at once: one that ends without suspending (the memory store's) is
+   * answered at once; the watchdog watches the others.
+   */
   const watchedCall = <A>(
     kind: CallKind,
     call: Effect.Effect<A, JobStoreError>,
     timeout: Duration.Duration
   ): Effect.Effect<A, JobStoreError> =>
-    Effect.async<A, JobStoreError>((resume) => {
+    Effect.suspend(() => {
       const fiber = Runtime.runFork(runtime, noDefects(kind, call))
+      return fiber.unsafePoll() ?? watch(kind, fiber, timeout)
+    })
+
+  const watch = <A>(
+    kind: CallKind,
+    fiber: Fiber.RuntimeFiber<A, JobStoreError>,
+    timeout: Duration.Duration
+  ): Effect.Effect<A, JobStoreError> =>
+    Effect.async<A, JobStoreError>((resume) => {
       const entry: Outstanding = {
         deadline: Math.min(clock.unsafeCurrentTimeMillis() + Duration.toMillis(timeout), latest),
         fiber,
