@@ -15,9 +15,10 @@
  * the store's wake-ups and the claim loop's own re-claims drive them, as in a deployment whose store wakes its
  * workers. The suite's logs are quiet (`quietLogs`), as in the other benchmarks.
  */
-import { Duration, Effect, Runtime, Schema, type Scope } from "effect"
+import { Effect, Runtime, Schema, type Scope } from "effect"
 import PQueue from "p-queue"
 import { Job, JobStore, MemoryJobStore, WorkerContext } from "../src/index.js"
+import { yieldPolicy } from "../src/internal/jobWorker/producer.js"
 import { sizes } from "../src/internal/memoryJobStore.js"
 import * as JobWorker from "../src/JobWorker.js"
 import { Countdown, median, now, quietLogs, sampleHeap } from "./common.js"
@@ -33,13 +34,13 @@ export interface JobsConfig {
 }
 
 /**
- * The variants of benchmark 7 at one concurrency, by their names in the figures: the worker as shipped (the job
- * type's default timeout of 5 minutes), the worker on a job type without a timeout (`Duration.infinity`), the bare
- * `track` loop and p-queue.
+ * The variants of benchmark 7 at one concurrency, by their names in the figures: the worker as shipped, the same
+ * worker with its yield to the event loop turned off (what the yield costs: it lets timers, I/O and signals run
+ * during a backlog of fast jobs), the bare `track` loop and p-queue.
  */
 export const JobsVariants = (concurrency: number) => ({
   worker: `JobWorker + MemoryJobStore, concurrency ${concurrency}`,
-  workerNoTimeout: `JobWorker + MemoryJobStore, no job timeout, concurrency ${concurrency}`,
+  workerNoYield: `JobWorker + MemoryJobStore, no yield to the event loop, concurrency ${concurrency}`,
   track: `ctx.track, at most ${concurrency} in flight`,
   pQueue: `p-queue, concurrency ${concurrency}`
 })
@@ -52,8 +53,8 @@ export interface Ratio {
 
 export interface JobsRatio extends Ratio {
   readonly concurrency: number
-  /** The same ratio for the worker whose job type has no timeout: what the per-job timeout costs. */
-  readonly noTimeout: Ratio
+  /** The same ratio for the worker that never yields to the event loop: what the yield costs. */
+  readonly noYield: Ratio
 }
 
 export interface JobsResult {
@@ -113,9 +114,6 @@ export interface JobsMemoryResult {
  */
 const Noop = Job.make("bench-noop", { payload: Schema.Struct({ n: Schema.Number }), queue: "bench" })
 
-/** The same job type without a timeout: the worker then keeps no timeout list for its attempts. */
-const NoopNoTimeout = Job.make(Noop.name, { payload: Noop.payload, queue: Noop.queue, timeout: Duration.infinity })
-
 /** The track options the worker gives each job's task: the bare loop uses the same, so both run the same `track`. */
 const trackOptions = { label: Noop.name, whenPaused: "reject" } as const
 
@@ -151,14 +149,13 @@ interface WorkerHandle {
 /** A store, a context and a worker at `concurrency`, whose handler only ticks the countdown. */
 const makeWorker = (
   name: string,
-  concurrency: number,
-  job: Job.Job<{ readonly n: number }> = Noop
+  concurrency: number
 ): Effect.Effect<WorkerHandle, never, Scope.Scope> =>
   Effect.gen(function*() {
     const store = yield* MemoryJobStore.make()
     const ctx = yield* WorkerContext.make({ name })
     const counter = new Countdown()
-    const handler = job.handler(() => Effect.sync(counter.tick))
+    const handler = Noop.handler(() => Effect.sync(counter.tick))
     const worker = yield* JobWorker.make({ handlers: [handler], concurrency, ...quietTimers }).pipe(
       Effect.provideService(JobStore.JobStore, store),
       Effect.provideService(WorkerContext, ctx)
@@ -209,12 +206,12 @@ export const jobsThroughput = (config: JobsConfig): Effect.Effect<JobsResult> =>
 
       // The workers: paused between their batches, so that the enqueue (untimed) starts nothing.
       for (
-        const [name, job, ctxName] of [
-          [names.worker, Noop, `bench-jobs-${concurrency}`],
-          [names.workerNoTimeout, NoopNoTimeout, `bench-jobs-${concurrency}-no-timeout`]
+        const [name, yields, ctxName] of [
+          [names.worker, true, `bench-jobs-${concurrency}`],
+          [names.workerNoYield, false, `bench-jobs-${concurrency}-no-yield`]
         ] as const
       ) {
-        const handle = yield* makeWorker(ctxName, concurrency, job)
+        const handle = yield* makeWorker(ctxName, concurrency)
         yield* handle.ctx.pause
         handles.push(handle)
         const enqueued: Array<number> = []
@@ -230,10 +227,14 @@ export const jobsThroughput = (config: JobsConfig): Effect.Effect<JobsResult> =>
           },
           run: async () => {
             const done = handle.counter.arm(jobs)
+            yieldPolicy.enabled = yields
             await runPromise(handle.ctx.resume)
             await done
           },
-          teardown: () => runPromise(Effect.zipRight(handle.ctx.pause, drained(handle)))
+          teardown: async () => {
+            await runPromise(Effect.zipRight(handle.ctx.pause, drained(handle)))
+            yieldPolicy.enabled = true
+          }
         })
       }
 
@@ -313,9 +314,9 @@ export const jobsThroughput = (config: JobsConfig): Effect.Effect<JobsResult> =>
           concurrency,
           wall: pairedRatio(result, names.worker, names.track),
           cpu: pairedRatio(result, names.worker, names.track, "cpu"),
-          noTimeout: {
-            wall: pairedRatio(result, names.workerNoTimeout, names.track),
-            cpu: pairedRatio(result, names.workerNoTimeout, names.track, "cpu")
+          noYield: {
+            wall: pairedRatio(result, names.workerNoYield, names.track),
+            cpu: pairedRatio(result, names.workerNoYield, names.track, "cpu")
           }
         }
       }),

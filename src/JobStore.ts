@@ -553,6 +553,15 @@ export declare namespace JobStore {
     /** The store's name in messages: `MemoryJobStore`, `PgJobStore`. */
     readonly name: string
     readonly enqueue: (jobs: ReadonlyArray<EncodedJob>) => Effect.Effect<ReadonlyArray<string>, JobStoreError>
+    /**
+     * Whether every call answers at once, without waiting on I/O or on another fiber (an in-process store such as
+     * `MemoryJobStore`): a worker then runs its calls directly, without the deadline (`storeTimeout`) it gives the
+     * calls of any other store, which costs a fiber per call. A store built on top of this one (a wrapper) is not
+     * taken to be immediate.
+     *
+     * @since 0.4.0
+     */
+    readonly immediate?: boolean | undefined
   }
 }
 

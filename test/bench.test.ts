@@ -172,7 +172,7 @@ describe("benchmark suite, smoke run", () => {
         assert.deepStrictEqual(result.ratios.map((ratio) => ratio.concurrency), [...config.concurrencies])
         for (const ratio of result.ratios) {
           assert.isTrue(isPositive(ratio.wall) && isPositive(ratio.cpu))
-          assert.isTrue(isPositive(ratio.noTimeout.wall) && isPositive(ratio.noTimeout.cpu))
+          assert.isTrue(isPositive(ratio.noYield.wall) && isPositive(ratio.noYield.cpu))
         }
         assert.isTrue(isPositive(result.enqueueUsPerJob))
         assert.strictEqual(result.leftInStore, 0)

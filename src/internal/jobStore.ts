@@ -222,10 +222,16 @@ const encode = (jobs: ReadonlyArray<NewJob>): ReadonlyArray<EncodedJob> | JobSto
   return encoded
 }
 
+/** The stores whose driver said its calls answer at once (`Driver.immediate`): the very service objects `make` built. */
+const immediateStores = new WeakSet<JobStore.Service>()
+
+/** @internal Whether every call of `store` answers at once: see `Driver.immediate`. */
+export const isImmediate = (store: JobStore.Service): boolean => immediateStores.has(store)
+
 /** @internal */
 export const make = (driver: JobStore.Driver): JobStore.Service => {
   const refuse = (operation: string, problem: Problem) => illegal(driver.name, operation, problem)
-  return {
+  const service: JobStore.Service = {
     enqueue: (jobs) => {
       const problem = enqueueProblem(jobs)
       if (problem !== undefined) return refuse("enqueue", problem)
@@ -262,4 +268,6 @@ export const make = (driver: JobStore.Driver): JobStore.Service => {
       return ids.length === 0 ? Effect.succeed(0) : driver.redrive(ids)
     }
   }
+  if (driver.immediate === true) immediateStores.add(service)
+  return service
 }

@@ -850,6 +850,7 @@ export const make = (options?: MemoryJobStoreOptions): Effect.Effect<Service> =>
       const core = new StoreCore(clock, hub, maxDeadLetters, maxJobs)
       const driver: JobStore.Driver = {
         name: "MemoryJobStore",
+        immediate: true,
         enqueue: (jobs) => Effect.suspend(() => core.after(core.enqueue(jobs))),
         claim: (request) => Effect.suspend(() => core.after(core.claim(request))),
         renew: (leases, lease) => Effect.suspend(() => core.after(core.renew(leases, lease))),

@@ -237,7 +237,8 @@ export class WorkerCore {
   private readonly unready = new Map<string, UnreadyCheck>()
   /**
    * What the deadline does to the tasks admitted with a cut of their own (`admit`'s `onCutOff`) instead of
-   * interrupting them: the job worker's, which cuts its handler only where a success cannot be lost.
+   * interrupting them: the job worker's, which cuts its handler only where a success cannot be lost. Such a task
+   * starts uninterruptible.
    */
   private readonly cutHooks = new Map<AnyFiber, () => void>()
   private burstCaller = -1
@@ -523,8 +524,11 @@ export class WorkerCore {
     const runtime = Runtime.make({
       context: Context.unsafeMake(services) as Context.Context<R>,
       fiberRefs: from.fiberRefs,
-      // A task forked from an uninterruptible region would inherit it, and shutdown could never cut it off.
-      runtimeFlags: RuntimeFlags.enable(callerFlags, RuntimeFlags.Interruption)
+      // A task forked from an uninterruptible region would inherit it, and shutdown could never cut it off. One with
+      // a cut of its own starts uninterruptible: it makes interruptible what may be cut, and only that.
+      runtimeFlags: onCutOff === undefined
+        ? RuntimeFlags.enable(callerFlags, RuntimeFlags.Interruption)
+        : RuntimeFlags.disable(callerFlags, RuntimeFlags.Interruption)
     })
     const fiber = Runtime.runFork(runtime, effect, onTheScheduler)
     // The set's observer goes first: by the time `onTaskExit` runs, the set no longer holds the fiber.

@@ -242,29 +242,29 @@ export const make = (deps: {
     )
   }
 
-  /** What the handler's exit makes of the attempt. */
-  const outcomeOf = (claim: Claim, exit: Exit.Exit<void, unknown>): Effect.Effect<AttemptOutcome> => {
+  /** What the handler's exit makes of the attempt: the outcome, or an effect that decides it (a retry's delay). */
+  const outcomeOf = (claim: Claim, exit: Exit.Exit<void, unknown>): AttemptOutcome | Effect.Effect<AttemptOutcome> => {
     const state = claim.state._tag
-    if (state === "Lost") return Effect.succeed(Discarded)
-    if (Exit.isSuccess(exit)) return Effect.succeed(Completed)
-    if (state === "Fenced") return Effect.succeed(Discarded)
+    if (state === "Lost") return Discarded
+    if (Exit.isSuccess(exit)) return Completed
+    if (state === "Fenced") return Discarded
     const cause = exit.cause
     const failure = Cause.failureOption(cause)
     if (Option.isSome(failure)) {
       const error = failure.value
-      if (isFatal(error)) return Effect.succeed(Outcome.Dead({ error: error.message }))
+      if (isFatal(error)) return Outcome.Dead({ error: error.message })
       return failedAttempt(claim, error, textOf(error))
     }
     const defect = Cause.dieOption(cause)
     if (Option.isSome(defect)) {
       const value = defect.value
-      if (value instanceof NotAnEffect) return Effect.succeed(Outcome.Dead({ error: value.message }))
+      if (value instanceof NotAnEffect) return Outcome.Dead({ error: value.message })
       return failedAttempt(claim, value, textOf(value))
     }
     // Interrupted.
     switch (claim.cut) {
       case "deadline":
-        return Effect.succeed(ReleasedRefunded)
+        return ReleasedRefunded
       case "timeout": {
         const list = claim.entry.timeouts!
         publisher.timedOut(claim.job, list.timeoutMs)
@@ -273,7 +273,7 @@ export const make = (deps: {
       default:
         // By someone else: at shutdown, give the job back; otherwise an attempt that did not finish.
         return core.state === "Stopping" || core.state === "Stopped"
-          ? Effect.succeed(ReleasedRefunded)
+          ? ReleasedRefunded
           : failedAttempt(claim, "interrupted", "interrupted")
     }
   }
@@ -303,23 +303,40 @@ export const make = (deps: {
     return core.state === "Running" ? exit : Effect.zipRight(completer.written, exit)
   }
 
-  const handlerOf = (claim: Claim, payload: unknown): Effect.Effect<void, unknown> =>
-    Effect.suspend(() => {
-      const result: unknown = claim.entry.handler.run(payload)
-      if (Effect.isEffect(result)) return result as Effect.Effect<void, unknown>
-      return Effect.die(
-        new NotAnEffect(
-          `the handler of job ${claim.job.name} returned ${describeValue(result)} instead of an Effect`
-        )
-      )
-    })
+  const settleExit = (claim: Claim, exit: Exit.Exit<void, unknown>): Effect.Effect<void, unknown> => {
+    const outcome = outcomeOf(claim, exit)
+    return Effect.isEffect(outcome)
+      ? Effect.flatMap(outcome, (decided) => settle(claim, decided, exit))
+      : settle(claim, outcome, exit)
+  }
 
-  /** Runs the handler on the task's fiber, interruptible only where it is itself; a cut one is not run. */
-  const runHandler = (
-    claim: Claim,
-    payload: unknown,
-    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-  ): Effect.Effect<void, unknown> => {
+  /** The handler's effect for `payload`: a handler that throws or returns no Effect makes a defect. */
+  const handlerOf = (claim: Claim, payload: unknown): Effect.Effect<void, unknown> => {
+    let result: unknown
+    try {
+      result = claim.entry.handler.run(payload)
+    } catch (defect) {
+      return Effect.die(defect)
+    }
+    if (Effect.isEffect(result)) return result as Effect.Effect<void, unknown>
+    return Effect.die(
+      new NotAnEffect(`the handler of job ${claim.job.name} returned ${describeValue(result)} instead of an Effect`)
+    )
+  }
+
+  const ended = (claim: Claim) => ({
+    onFailure: (cause: Cause.Cause<unknown>): Effect.Effect<void, unknown> => {
+      claim.running = false
+      return settleExit(claim, Exit.failCause(cause))
+    },
+    onSuccess: (): Effect.Effect<void, unknown> => {
+      claim.running = false
+      return settle(claim, claim.state._tag === "Lost" ? Discarded : Completed, Exit.void)
+    }
+  })
+
+  /** Runs the handler, interruptible where it is itself (the rest of the task is not); a cut one is not run. */
+  const runHandler = (claim: Claim, payload: unknown): Effect.Effect<void, unknown> => {
     // Cut before it could run (the shutdown deadline while it waited or decoded).
     if (claim.cut !== undefined) return settleExit(claim, interrupted)
     const now = clock.unsafeCurrentTimeMillis()
@@ -327,27 +344,18 @@ export const make = (deps: {
     publisher.wait(claim.job, Math.max(0, now - claim.job.runAt.getTime()))
     claim.entry.timeouts?.add(claim, now)
     claim.running = true
-    return Effect.flatMap(Effect.exit(restore(handlerOf(claim, payload))), (exit) => {
-      claim.running = false
-      return settleExit(claim, exit)
-    })
+    return Effect.matchCauseEffect(Effect.interruptible(handlerOf(claim, payload)), ended(claim))
   }
 
-  const settleExit = (claim: Claim, exit: Exit.Exit<void, unknown>): Effect.Effect<void, unknown> =>
-    Effect.flatMap(outcomeOf(claim, exit), (outcome) => settle(claim, outcome, exit))
-
-  const decoded = (
-    claim: Claim,
-    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-  ): Effect.Effect<void, unknown> => {
+  const decoded = (claim: Claim): Effect.Effect<void, unknown> => {
     const result = claim.entry.decode(claim.job.payload)
     // A schema without asynchronous parts decodes to an `Either` (an Effect too): no continuation needed.
     if (Either.isEither(result)) {
-      if (Either.isRight(result)) return runHandler(claim, result.right, restore)
+      if (Either.isRight(result)) return runHandler(claim, result.right)
       return settle(claim, Outcome.Dead({ error: textOf(result.left) }), Exit.fail(result.left))
     }
-    return Effect.flatMap(Effect.exit(restore(result)), (exit) => {
-      if (Exit.isSuccess(exit)) return runHandler(claim, exit.value, restore)
+    return Effect.flatMap(Effect.exit(Effect.interruptible(result)), (exit) => {
+      if (Exit.isSuccess(exit)) return runHandler(claim, exit.value)
       const failure = Cause.failureOption(exit.cause)
       // A payload that no longer decodes is dead; a decoding cut off by the shutdown deadline is given back.
       return Option.isSome(failure)
@@ -356,35 +364,28 @@ export const make = (deps: {
     })
   }
 
+  /** The task: admitted uninterruptible, so that only the handler (and the waits before it) can be cut. */
   const attempt = (claim: Claim): Effect.Effect<void, unknown> =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.suspend(() => {
-        claim.begun = true
-        if (claim.state._tag !== "Running") {
-          // Lost or fenced before it began.
-          return settle(claim, Discarded, interrupted)
-        }
-        const previous = claim.previous
-        if (previous !== undefined) {
-          claim.previous = undefined
-          // Never two attempts of one job at once, even when the first one's lease is already gone.
-          const task = previous.task
-          if (task !== undefined && previous.state._tag !== "Done") {
-            return Effect.zipRight(Effect.exit(restore(Fiber.await(task))), decodedAfterWait(claim, restore))
-          }
-        }
-        return decoded(claim, restore)
-      })
-    )
-
-  const decodedAfterWait = (
-    claim: Claim,
-    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-  ): Effect.Effect<void, unknown> =>
     Effect.suspend(() => {
-      if (claim.state._tag !== "Running") return settle(claim, Discarded, interrupted)
-      return decoded(claim, restore)
+      claim.begun = true
+      if (claim.state._tag !== "Running") {
+        // Lost or fenced before it began.
+        return settle(claim, Discarded, interrupted)
+      }
+      const previous = claim.previous
+      if (previous !== undefined) {
+        claim.previous = undefined
+        // Never two attempts of one job at once, even when the first one's lease is already gone.
+        const task = previous.task
+        if (task !== undefined && previous.state._tag !== "Done") {
+          return Effect.zipRight(Effect.exit(Effect.interruptible(Fiber.await(task))), decodedAfterWait(claim))
+        }
+      }
+      return decoded(claim)
     })
+
+  const decodedAfterWait = (claim: Claim): Effect.Effect<void, unknown> =>
+    Effect.suspend(() => claim.state._tag !== "Running" ? settle(claim, Discarded, interrupted) : decoded(claim))
 
   const admit = (
     claim: Claim,

@@ -24,6 +24,7 @@ import type * as Job from "../../Job.js"
 import { JobStore, Outcome } from "../../JobStore.js"
 import type { JobWorker, Options } from "../../JobWorker.js"
 import { WorkerContext } from "../../WorkerContext.js"
+import { isImmediate } from "../jobStore.js"
 import { coreOf } from "../workerContext.js"
 import { Claims } from "./claims.js"
 import * as Completer from "./completer.js"
@@ -76,7 +77,8 @@ export const make: <R>(
       ctx,
       clock,
       runtime: yield* Effect.runtime<never>(),
-      storeTimeout
+      storeTimeout,
+      immediate: isImmediate(store)
     })
     const publisher = new Publisher(core, queues)
     const claims = new Claims(concurrency, prefetch)

@@ -43,8 +43,12 @@ export interface Producer {
 }
 
 /** Yield to the macrotask queue after this many jobs started, or this long by the worker's clock. */
-const yieldEveryJobs = 1_024
-const yieldEveryMillis = 10
+export const yieldPolicy = {
+  everyJobs: 1_024,
+  everyMillis: 10,
+  /** Off only in the benchmark that measures what the yield costs. */
+  enabled: true
+}
 
 /** `setImmediate`, not `setTimeout(0)`: timers and I/O run before it, and it costs no 1 ms wait. */
 const macrotask = Effect.withScheduler(Effect.yieldNow(), Scheduler.make((task) => setImmediate(task)))
@@ -220,9 +224,9 @@ export const make = (deps: {
   }
 
   const yieldIfDue = (): Effect.Effect<void> | undefined => {
-    if (startedSinceYield === 0) return undefined
+    if (startedSinceYield === 0 || !yieldPolicy.enabled) return undefined
     const now = clock.unsafeCurrentTimeMillis()
-    if (startedSinceYield < yieldEveryJobs && now - lastYield < yieldEveryMillis) return undefined
+    if (startedSinceYield < yieldPolicy.everyJobs && now - lastYield < yieldPolicy.everyMillis) return undefined
     startedSinceYield = 0
     lastYield = now
     return macrotask

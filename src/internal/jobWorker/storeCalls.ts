@@ -82,8 +82,10 @@ export const make = (deps: {
   /** Runs each call on a fiber of its own, with the worker's services and fiber refs. */
   readonly runtime: Runtime.Runtime<never>
   readonly storeTimeout: Duration.Duration
+  /** The store's calls answer at once (`JobStore.Driver.immediate`): no deadline, no fiber of their own. */
+  readonly immediate: boolean
 }): StoreCalls => {
-  const { clock, ctx, runtime, storeTimeout } = deps
+  const { clock, ctx, immediate, runtime, storeTimeout } = deps
   const failing = new Map<CallKind, string>()
   let reported: string | undefined = undefined
 
@@ -222,7 +224,8 @@ export const make = (deps: {
     kind: CallKind,
     call: Effect.Effect<A, JobStoreError>,
     timeout: Duration.Duration = storeTimeout
-  ): Effect.Effect<A, JobStoreError> => Effect.onExit(watchedCall(kind, call, timeout), reportExit(kind))
+  ): Effect.Effect<A, JobStoreError> =>
+    Effect.onExit(immediate ? noDefects(kind, call) : watchedCall(kind, call, timeout), reportExit(kind))
 
   /**
    * A call that needs the caller's services (a wake-up subscription needs its scope): it runs disconnected, under a
