@@ -330,7 +330,7 @@ describe("benchmark suite, smoke run", () => {
         const all = rows(result)
         assert.isTrue(all.every((row) => row.benchmark.startsWith("7. ") || row.benchmark.startsWith("8. ")))
         assert.strictEqual(targets(result).length, 3)
-        assert.include(targetsTextTable(targets(result)), "≤ 3x a bare ctx.track task, concurrency 100")
+        assert.include(targetsTextTable(targets(result)), "≤ 2x a bare ctx.track task, concurrency 100")
         assert.include(jobsRoundsTextTable(result.jobs!), JobsVariants(100).pQueue)
       }),
     60_000
