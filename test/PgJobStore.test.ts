@@ -67,6 +67,43 @@ describe("PgJobStore on PostgreSQL", () => {
     60_000
   )
 
+  it.scopedLive(
+    "lists the newest dead letters by index, of all queues or of one, among 1,000,000",
+    () =>
+      Effect.gen(function*() {
+        const schema = uniqueName("t")
+        const store = yield* testStore({ schema })
+        const sql = yield* PgClient.PgClient
+        // A million dead letters in 10 queues, each failed one millisecond after the one before.
+        yield* sql.unsafe(
+          `INSERT INTO ${schema}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at,
+                                         enqueued_at, last_error, failed_at)
+           SELECT i, 'send-email', 'q' || (i % 10), '{}'::jsonb, 0, NULL, 5, 5, now(), now(), 'boom',
+                  timestamptz '2026-01-01' + i * interval '1 millisecond'
+           FROM generate_series(1, 1000000) AS i`
+        ).withoutTransform
+        yield* sql.unsafe(`ANALYZE ${schema}.dead_jobs`).withoutTransform
+        const statements = internal.statements(`"${schema}"`)
+        const plan = (text: string, params: ReadonlyArray<unknown>) =>
+          Effect.map(
+            sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN ${text}`, params).withoutTransform,
+            (rows) => rows.map((row) => row["QUERY PLAN"]).join("\n")
+          )
+        const all = yield* plan(statements.deadLetters, [100])
+        assert.match(all, /Index Scan using dead_jobs_recent on/, all)
+        assert.notMatch(all, /Sort|Seq Scan/, all)
+        const ofQueue = yield* plan(statements.deadLettersOfQueue, [100, "q3"])
+        assert.match(ofQueue, /Index Scan using dead_jobs_queue on/, ofQueue)
+        assert.notMatch(ofQueue, /Sort|Seq Scan/, ofQueue)
+        // And the store's answer is the newest first, of the queue asked for.
+        const newest = yield* store.deadLetters({ limit: 3 })
+        assert.deepStrictEqual(newest.map((job) => job.id), ["1000000", "999999", "999998"])
+        const ofQ3 = yield* store.deadLetters({ limit: 2, queue: "q3" })
+        assert.deepStrictEqual(ofQ3.map((job) => job.id), ["999993", "999983"])
+      }).pipe(Effect.provide(clientLayer())),
+    120_000
+  )
+
   it.scoped("enqueue joins the caller's transaction: a rollback leaves no job and wakes nobody", () =>
     Effect.gen(function*() {
       const store = yield* testStore()

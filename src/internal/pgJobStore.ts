@@ -451,10 +451,19 @@ export const statements = (s: string) => {
         FROM ${s}.dead_jobs GROUP BY queue
       )
       SELECT * FROM live UNION ALL SELECT * FROM dead`,
+    /**
+     * The newest dead letters, by index (`dead_jobs_recent`): ordered by the table's columns, qualified, since an
+     * output column named `failed_at` (the epoch milliseconds) would otherwise be what `ORDER BY` sorts, every row.
+     */
     deadLetters: `
-      SELECT id::text AS id, name, queue, payload, attempts::float8 AS attempts, last_error,
-             ${ms("failed_at")} AS failed_at
-      FROM ${s}.dead_jobs WHERE ($2::text IS NULL OR queue = $2) ORDER BY failed_at DESC, dead_seq DESC LIMIT $1`,
+      SELECT d.id::text AS id, d.name, d.queue, d.payload, d.attempts::float8 AS attempts, d.last_error,
+             ${ms("d.failed_at")} AS failed_at
+      FROM ${s}.dead_jobs AS d ORDER BY d.failed_at DESC, d.dead_seq DESC LIMIT $1`,
+    /** {@link deadLetters} of one queue (`$2`), by its own index (`dead_jobs_queue`). */
+    deadLettersOfQueue: `
+      SELECT d.id::text AS id, d.name, d.queue, d.payload, d.attempts::float8 AS attempts, d.last_error,
+             ${ms("d.failed_at")} AS failed_at
+      FROM ${s}.dead_jobs AS d WHERE d.queue = $2 ORDER BY d.failed_at DESC, d.dead_seq DESC LIMIT $1`,
     redrive: `
       WITH moved AS (
         INSERT INTO ${s}.jobs (id, seq, name, queue, payload, priority, key, max_attempts, attempts, run_at,
@@ -1302,7 +1311,11 @@ export const make = (
               readonly last_error: string
               readonly failed_at: number
             }
-          >("deadLetters", sql.deadLetters, [limit, list?.queue ?? null]),
+          >(
+            "deadLetters",
+            list?.queue === undefined ? sql.deadLetters : sql.deadLettersOfQueue,
+            list?.queue === undefined ? [limit] : [limit, list.queue]
+          ),
           (rows) =>
             rows.map((row): DeadJob => ({
               id: row.id,
