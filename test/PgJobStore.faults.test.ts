@@ -185,6 +185,41 @@ describe("PgJobStore under faults", () => {
     30_000
   )
 
+  it.scopedLive(
+    "a call whose backend an administrator terminates says so, and the next call runs on a new connection",
+    () =>
+      Effect.gen(function*() {
+        const { layer } = yield* namedClient
+        const schema = uniqueName("t")
+        const store = yield* testStore({ schema, listen: false, callTimeout: "10 seconds" }).pipe(
+          Effect.provide(layer)
+        )
+        yield* store.enqueue([newJob()])
+        // A lock held elsewhere keeps the claim waiting in its backend, long enough to terminate that backend.
+        const locker = new Pg.Client({ connectionString: databaseUrl })
+        yield* Effect.acquireRelease(
+          Effect.promise(async () => {
+            await locker.connect()
+            await locker.query(`BEGIN; LOCK TABLE ${schema}.jobs IN ACCESS EXCLUSIVE MODE`)
+          }),
+          () => Effect.promise(() => locker.end())
+        )
+        const claim = yield* Effect.fork(Effect.flip(store.claim(claimRequest())))
+        const waiting = () =>
+          query<{ pid: number }>(
+            `SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%${schema}%'`
+          )
+        const [backend] = yield* waitFor(Effect.promise(waiting), (rows) => rows.length > 0)
+        yield* Effect.promise(() => query(`SELECT pg_terminate_backend($1)`, [backend!.pid]))
+        const error = yield* Fiber.join(claim)
+        assert.instanceOf(error, JobStoreError)
+        assert.match(error.reason, /^the connection was terminated by an administrator \(pg_terminate_backend\)/)
+        yield* Effect.promise(() => locker.query("COMMIT"))
+        assert.strictEqual((yield* store.claim(claimRequest())).jobs.length, 1)
+      }),
+    30_000
+  )
+
   it.scopedLive("closing the store does not wait for a hung call", () =>
     Effect.gen(function*() {
       const { layer, name } = yield* namedClient

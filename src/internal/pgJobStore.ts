@@ -159,6 +159,8 @@ export const describeError = (error: unknown, schema: string): string => {
     case "57014":
       return `the statement ran past its deadline (statement_timeout): ${message}`
     case "57P01":
+      // admin_shutdown: what `pg_terminate_backend` sends, and what a fast or smart shutdown sends every backend.
+      return `the connection was terminated by an administrator (pg_terminate_backend) or a server shutdown: ${message}`
     case "57P02":
     case "57P03":
       return `the server is shutting down or starting up: ${message}`
