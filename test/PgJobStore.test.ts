@@ -453,6 +453,23 @@ describe("PgJobStore errors", () => {
       assert.match(error.reason, new RegExp(`schema "${schema}" is missing or not migrated`))
     }).pipe(Effect.provide(clientLayer())))
 
+  it.scoped("fails a migration that PostgreSQL refuses with a JobStoreError that quotes it", () =>
+    Effect.gen(function*() {
+      const schema = uniqueName("taken")
+      // A table of someone else's where migration 1 creates the store's.
+      yield* Effect.promise(() => query(`CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.jobs (x int)`))
+      yield* Effect.addFinalizer(() => Effect.promise(() => query(`DROP SCHEMA ${schema} CASCADE`)))
+      const exit = yield* Effect.exit(PgJobStore.make({ schema, listen: false }))
+      assert.isTrue(
+        Exit.isFailure(exit) && Cause.isFailType(exit.cause),
+        Exit.isFailure(exit) ? Cause.pretty(exit.cause) : "succeeded"
+      )
+      const error = Cause.squash((exit as Exit.Failure<unknown, unknown>).cause)
+      assert.instanceOf(error, JobStoreError)
+      assert.strictEqual((error as JobStoreError).operation, "migrate")
+      assert.match((error as JobStoreError).reason, /^Migration "1_jobs" failed: .*relation "jobs" already exists/)
+    }).pipe(Effect.provide(clientLayer())))
+
   it.scoped("names a permission the database user lacks", () =>
     Effect.gen(function*() {
       const schema = uniqueName("t")

@@ -942,7 +942,22 @@ export const make = (
       new JobStoreError({ operation, reason: describeError(error, schema), cause: error })
 
     if (migrateOption) {
-      yield* Effect.mapError(migrate(client, schema, s), failed("migrate"))
+      // The Migrator turns a migration's failure into a defect (`MigrationError`): it is the store's error here, in
+      // PostgreSQL's words, with the migration's name.
+      yield* migrate(client, schema, s).pipe(
+        Effect.catchAllDefect((defect) =>
+          defect instanceof Migrator.MigrationError ? Effect.fail(defect) : Effect.die(defect)
+        ),
+        Effect.mapError((error) =>
+          new JobStoreError({
+            operation: "migrate",
+            reason: error instanceof Migrator.MigrationError && error.reason === "failed"
+              ? `${error.message}: ${describeError(error.cause, schema)}`
+              : describeError(error, schema),
+            cause: error
+          })
+        )
+      )
     }
 
     const own = yield* makeConnections({
