@@ -11,8 +11,9 @@
  * - `Discarded`: its lease was lost (the store said so, or the worker stopped it before the lease could lapse):
  *   nothing is sent to the store.
  *
- * The handler runs on the task's fiber, under `restore` of an uninterruptible attempt: only the handler's own
- * interruptible parts can be interrupted, and the outcome is decided and handed on whatever happened to it.
+ * The handler runs on the task's fiber. The task is admitted uninterruptible and makes only the handler (and the
+ * waits before it) interruptible: only the handler's own interruptible parts can be interrupted, and the outcome is
+ * decided and handed on whatever happened to it.
  * Cutting an attempt short (timeout, deadline, lost lease) interrupts the task only while it is interruptible,
  * checking again every few milliseconds otherwise: Effect 3 delivers an interruption that arrives inside an
  * uninterruptible region when the region ends, and throws away what the region returned, so a handler whose last
