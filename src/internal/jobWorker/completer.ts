@@ -34,8 +34,11 @@ export interface Completer {
    * or it was given up.
    */
   readonly submit: (claim: Claim, outcome: Outcome, durationMs: number) => void
-  /** Waits until the outcomes submitted so far, and not yet written, were written or given up. */
-  readonly written: Effect.Effect<void>
+  /**
+   * Done once the outcomes pending now were written or given up. Called in the same synchronous step as `submit`,
+   * so that the outcome just submitted is among them.
+   */
+  readonly pendingWritten: () => Deferred.Deferred<void>
   /** The batch loop, run on a fiber of the worker's scope. */
   readonly loop: Effect.Effect<never>
   /** Waits until nothing is pending or being written. */
@@ -94,9 +97,7 @@ export const make = (deps: {
     wake.unsafeOpen()
   }
 
-  const written = Effect.suspend(() =>
-    pending.length === 0 ? Effect.void : Deferred.await(pendingDone ??= Deferred.unsafeMake<void>(FiberId.none))
-  )
+  const pendingWritten = (): Deferred.Deferred<void> => pendingDone ??= Deferred.unsafeMake<void>(FiberId.none)
 
   const now = () => clock.unsafeCurrentTimeMillis()
 
@@ -206,5 +207,5 @@ export const make = (deps: {
     busy ? Deferred.await(idle ??= Deferred.unsafeMake<void>(FiberId.none)) : Effect.void
   )
 
-  return { submit, written, loop, flushed }
+  return { submit, pendingWritten, loop, flushed }
 }

@@ -23,6 +23,7 @@
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -301,7 +302,7 @@ export const make = (deps: {
     completer.submit(claim, outcome, durationMs)
     // While the context runs, the task ends at once: its slot is the claim's, freed when the store took the outcome.
     // Otherwise (stopping, paused) it ends only then, so the context is `Stopped` once every outcome is in the store.
-    return core.state === "Running" ? exit : Effect.zipRight(completer.written, exit)
+    return core.state === "Running" ? exit : Effect.zipRight(Deferred.await(completer.pendingWritten()), exit)
   }
 
   const settleExit = (claim: Claim, exit: Exit.Exit<void, unknown>): Effect.Effect<void, unknown> => {
