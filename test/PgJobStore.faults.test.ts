@@ -33,6 +33,21 @@ const namedClient = Effect.gen(function*() {
   return { name, layer }
 })
 
+/**
+ * Another session that holds `LOCK TABLE <schema>.jobs IN ACCESS EXCLUSIVE MODE` in an open transaction until it
+ * commits (`locker.query("COMMIT")`) or the scope closes.
+ */
+const lockJobs = (schema: string) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const locker = new Pg.Client({ connectionString: databaseUrl })
+      await locker.connect()
+      await locker.query(`BEGIN; LOCK TABLE ${schema}.jobs IN ACCESS EXCLUSIVE MODE`)
+      return locker
+    }),
+    (locker) => Effect.promise(() => locker.end())
+  )
+
 /** The backends of the store's own connections. */
 const storeBackends = (name: string) =>
   Effect.promise(() =>
@@ -156,14 +171,7 @@ describe("PgJobStore under faults", () => {
         )
         yield* store.enqueue([newJob(), newJob()])
         const { jobs } = yield* store.claim(claimRequest({ limit: 1 }))
-        const locker = new Pg.Client({ connectionString: databaseUrl })
-        yield* Effect.acquireRelease(
-          Effect.promise(async () => {
-            await locker.connect()
-            await locker.query(`BEGIN; LOCK TABLE ${schema}.jobs IN ACCESS EXCLUSIVE MODE`)
-          }),
-          () => Effect.promise(() => locker.end())
-        )
+        const locker = yield* lockJobs(schema)
         const errors = yield* Effect.all([
           Effect.flip(store.claim(claimRequest())),
           Effect.flip(store.renew([jobs[0]!.lease], Duration.seconds(30))),
@@ -196,14 +204,7 @@ describe("PgJobStore under faults", () => {
         )
         yield* store.enqueue([newJob()])
         // A lock held elsewhere keeps the claim waiting in its backend, long enough to terminate that backend.
-        const locker = new Pg.Client({ connectionString: databaseUrl })
-        yield* Effect.acquireRelease(
-          Effect.promise(async () => {
-            await locker.connect()
-            await locker.query(`BEGIN; LOCK TABLE ${schema}.jobs IN ACCESS EXCLUSIVE MODE`)
-          }),
-          () => Effect.promise(() => locker.end())
-        )
+        const locker = yield* lockJobs(schema)
         const claim = yield* Effect.fork(Effect.flip(store.claim(claimRequest())))
         const waiting = () =>
           query<{ pid: number }>(
@@ -323,14 +324,7 @@ describe("JobWorker on PgJobStore under faults", () => {
         const w = yield* workerOnPg({ storeTimeout: "10 seconds", shutdownTimeout: "1 second" })
         yield* w.enqueue([0])
         assert.strictEqual(yield* Queue.take(w.ran), 0)
-        const locker = new Pg.Client({ connectionString: databaseUrl })
-        yield* Effect.acquireRelease(
-          Effect.promise(async () => {
-            await locker.connect()
-            await locker.query(`BEGIN; LOCK TABLE ${w.schema}.jobs IN ACCESS EXCLUSIVE MODE`)
-          }),
-          () => Effect.promise(() => locker.end())
-        )
+        yield* lockJobs(w.schema)
         const startedAt = Date.now()
         yield* Scope.close(w.scope, Exit.void)
         report(`shutdown under LOCK TABLE took ${Date.now() - startedAt} ms (shutdownTimeout 1 s)`)

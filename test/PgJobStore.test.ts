@@ -24,6 +24,14 @@ afterAll(clock.drop)
 
 jobStoreConformance("PgJobStore", testStoreLayer({ clock }), clock)
 
+/** The plan PostgreSQL makes for `text` with `params`, as the lines `EXPLAIN` prints. */
+const explain = (text: string, params: ReadonlyArray<unknown>) =>
+  Effect.flatMap(PgClient.PgClient, (sql) =>
+    Effect.map(
+      sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN ${text}`, params).withoutTransform,
+      (rows) => rows.map((row) => row["QUERY PLAN"]).join("\n")
+    ))
+
 describe("PgJobStore on PostgreSQL", () => {
   it.scopedLive(
     "claims with one statement that uses the index of ready jobs, from the first big batch on",
@@ -41,11 +49,6 @@ describe("PgJobStore on PostgreSQL", () => {
         yield* store.enqueue(jobs)
         // The claim statement as the store sends it, from the module's own SQL.
         const claimSql = internal.statements(`"${schema}"`).claim
-        const explain = Effect.map(
-          sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN ${claimSql}`, [["emails"], ["send-email"], 8, 30_000, "x"])
-            .withoutTransform,
-          (plan) => plan.map((row) => row["QUERY PLAN"]).join("\n")
-        )
         // The first big batch made the store analyze the table, which autovacuum may not do for a minute: until
         // then the planner would sort every ready job. Wait for that analysis, then read the plan.
         yield* waitFor(
@@ -59,7 +62,7 @@ describe("PgJobStore on PostgreSQL", () => {
           ),
           (analyzed) => analyzed
         )
-        const text = yield* explain
+        const text = yield* explain(claimSql, [["emails"], ["send-email"], 8, 30_000, "x"])
         assert.match(text, /Index Scan using jobs_ready_by_lane on/, text)
         assert.match(text, /Index Scan using jobs_leased on/, text)
         assert.notMatch(text, /Seq Scan on jobs/, text)
@@ -83,14 +86,8 @@ describe("PgJobStore on PostgreSQL", () => {
         yield* sql.unsafe(`ANALYZE ${schema}.jobs`).withoutTransform
         const [work] = yield* store.enqueue([newJob({ queue: "work" })])
         const claimSql = internal.statements(`"${schema}"`).claim
-        const plan = (queues: ReadonlyArray<string>) =>
-          Effect.map(
-            sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN ${claimSql}`, [queues, ["send-email"], 10, 30_000, "x"])
-              .withoutTransform,
-            (rows) => rows.map((row) => row["QUERY PLAN"]).join("\n")
-          )
         for (const queues of [["work"], ["idle"], ["bulk"], ["bulk", "work"]]) {
-          const text = yield* plan(queues)
+          const text = yield* explain(claimSql, [queues, ["send-email"], 10, 30_000, "x"])
           assert.match(text, /Index Scan using jobs_ready_by_lane on/, text)
           assert.notMatch(text, /Seq Scan on jobs|Bitmap Heap Scan on jobs/, text)
         }
@@ -121,15 +118,10 @@ describe("PgJobStore on PostgreSQL", () => {
         ).withoutTransform
         yield* sql.unsafe(`ANALYZE ${schema}.dead_jobs`).withoutTransform
         const statements = internal.statements(`"${schema}"`)
-        const plan = (text: string, params: ReadonlyArray<unknown>) =>
-          Effect.map(
-            sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN ${text}`, params).withoutTransform,
-            (rows) => rows.map((row) => row["QUERY PLAN"]).join("\n")
-          )
-        const all = yield* plan(statements.deadLetters, [100])
+        const all = yield* explain(statements.deadLetters, [100])
         assert.match(all, /Index Scan using dead_jobs_recent on/, all)
         assert.notMatch(all, /Sort|Seq Scan/, all)
-        const ofQueue = yield* plan(statements.deadLettersOfQueue, [100, "q3"])
+        const ofQueue = yield* explain(statements.deadLettersOfQueue, [100, "q3"])
         assert.match(ofQueue, /Index Scan using dead_jobs_queue on/, ofQueue)
         assert.notMatch(ofQueue, /Sort|Seq Scan/, ofQueue)
         // And the store's answer is the newest first, of the queue asked for.
