@@ -102,6 +102,47 @@ describe("PgJobStore on PostgreSQL", () => {
   )
 
   it.scopedLive(
+    "finds the jobs of a settle or a renewal by primary key, not by reading every leased job",
+    () =>
+      Effect.gen(function*() {
+        const schema = uniqueName("t")
+        yield* testStore({ schema })
+        const sql = yield* PgClient.PgClient
+        // 20,000 jobs, 5,000 of them leased: the settles of a busy worker, where jobs_leased holds far more rows
+        // than a batch settles.
+        yield* sql.unsafe(
+          `INSERT INTO ${schema}.jobs (id, seq, name, queue, payload, priority, max_attempts, run_at, enqueued_at,
+                                       attempts, lease_token, lease_expires_at)
+           SELECT i, i, 'send-email', 'q', '{}'::jsonb, 0, 5, now(), now(), 1,
+                  CASE WHEN i <= 5000 THEN i END, CASE WHEN i <= 5000 THEN now() + interval '1 hour' END
+           FROM generate_series(1, 20000) AS i`
+        ).withoutTransform
+        yield* sql.unsafe(`ANALYZE ${schema}.jobs`).withoutTransform
+        const statements = internal.statements(`"${schema}"`)
+        const ids = Array.from({ length: 160 }, (_, i) => `${i + 1}`).join(",")
+        const plans = {
+          complete: [statements.complete, [ids, ids]],
+          renew: [statements.renew, [ids, ids, 30_000]],
+          settle: [statements.settle, ["c", ids, ids, ["c"], [0], [null]]]
+        } as const
+        // The plan for these parameters, and the generic one a prepared statement settles on after five calls.
+        for (const mode of ["force_custom_plan", "force_generic_plan"]) {
+          for (const [name, [text, params]] of Object.entries(plans)) {
+            const plan = yield* sql.withTransaction(
+              Effect.zipRight(
+                sql.unsafe(`SET LOCAL plan_cache_mode = ${mode}`).withoutTransform,
+                explain(text, params)
+              )
+            )
+            assert.match(plan, /Index Scan using jobs_pkey on jobs/, `${name}, ${mode}:\n${plan}`)
+            assert.notMatch(plan, /jobs_leased|Seq Scan on jobs/, `${name}, ${mode}:\n${plan}`)
+          }
+        }
+      }).pipe(Effect.provide(clientLayer())),
+    60_000
+  )
+
+  it.scopedLive(
     "lists the newest dead letters by index, of all queues or of one, among 1,000,000",
     () =>
       Effect.gen(function*() {

@@ -283,8 +283,10 @@ export const statements = (s: string) => {
    * A lease `l` (with `id` and `token`) that still holds on the job `j`, by the store's clock; `ids` is the array
    * parameter of every lease's id. The rows are found by id (`id = ANY(ids)` on the primary key), never by scanning
    * `jobs_leased`: whenever its statistics say few jobs are leased, the planner would otherwise join every leased row
-   * with every settlement (half a second for a batch of 1,000 once). The expiry is written so that no index serves
-   * it, for the same reason.
+   * with every settlement (half a second for a batch of 1,000 once), and it filtered every leased row by id even
+   * when it did not (a settle took 4 ms instead of 1.5 under load). So nothing here lets `jobs_leased` serve: the
+   * token is compared with `IS NOT DISTINCT FROM` (never null on either side, so the same as `=`), which, unlike
+   * `=`, does not imply the index's `lease_token IS NOT NULL`; and the expiry is written so that no index serves it.
    */
   /**
    * The list parameter `p` of ids or tokens (checked decimal digits, joined by commas) as a `bigint[]`: one text
@@ -292,7 +294,7 @@ export const statements = (s: string) => {
    */
   const list = (p: string) => `string_to_array(${p}, ',')::bigint[]`
   const holds = (j: string, l: string, ids: string) =>
-    `${j}.id = ANY(${ids}) AND ${j}.id = ${l}.id AND ${j}.lease_token = ${l}.token
+    `${j}.id = ANY(${ids}) AND ${j}.id = ${l}.id AND ${j}.lease_token IS NOT DISTINCT FROM ${l}.token
      AND ${j}.lease_expires_at - ${s}.clock() > interval '0'`
   return {
     /**
@@ -916,7 +918,7 @@ export const make = (
             settleChunked(settlements),
             Effect.zipRight(
               Deferred.await(batch.abandoned),
-              Effect.fail(new JobStoreError({ operation: "settle", reason: "abandoned by its callers" }))
+              Effect.failSync(() => new JobStoreError({ operation: "settle", reason: "abandoned by its callers" }))
             )
           )
         )
