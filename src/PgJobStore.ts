@@ -76,8 +76,10 @@ export interface PgJobStoreOptions {
   /**
    * Creates the schema and runs the migrations it lacks when the store is built. Default `true`. Workers that
    * start at once migrate one after another (an advisory lock keyed by the schema), so this is safe to leave on
-   * everywhere; turn it off where the database user may not create tables, and migrate from a deploy step (a
-   * store built once with `migrate: true` by a user who may).
+   * everywhere; a schema that is up to date is only read, so a user who may not create tables starts too. With
+   * `false`, a schema that lacks versions fails the build: migrate from a deploy step (a store built once with
+   * `migrate: true` by a user who may). Either way, a schema that needs a newer release fails the build, naming
+   * both versions (see "Schema versions and upgrades" in `docs/postgres.md`).
    */
   readonly migrate?: boolean | undefined
   /**

@@ -1,6 +1,8 @@
 import { PgClient } from "@effect/sql-pg"
+import { SqlError } from "@effect/sql/SqlError"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Queue, Redacted, String } from "effect"
+import Pg from "pg"
 import * as internal from "../src/internal/pgJobStore.js"
 import { JobStoreError, Outcome } from "../src/JobStore.js"
 import * as PgJobStore from "../src/PgJobStore.js"
@@ -453,8 +455,9 @@ describe("PgJobStore on PostgreSQL", () => {
       )
       const [id] = yield* stores[0]!.enqueue([newJob()])
       assert.deepStrictEqual((yield* stores[5]!.claim(claimRequest())).jobs.map((job) => job.id), [id])
-      const migrations = yield* sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.migrations`)
-        .withoutTransform
+      const migrations = yield* sql.unsafe<{ n: number }>(
+        `SELECT count(*)::int AS n FROM ${schema}.effect_worker_context_migrations`
+      ).withoutTransform
       // One row per migration (two so far), each run once whatever the number of stores.
       assert.deepStrictEqual(migrations, [{ n: 2 }])
     }).pipe(Effect.provide(clientLayer({ maxConnections: 8 }))))
@@ -479,11 +482,13 @@ describe("PgJobStore errors", () => {
   it.scoped("names the missing schema when built without migrating", () =>
     Effect.gen(function*() {
       const schema = uniqueName("missing")
-      const store = yield* PgJobStore.make({ schema, migrate: false, listen: false })
-      const error = yield* Effect.flip(store.stats)
+      const error = yield* Effect.flip(PgJobStore.make({ schema, migrate: false, listen: false }))
       assert.instanceOf(error, JobStoreError)
-      assert.strictEqual(error.operation, "stats")
-      assert.match(error.reason, new RegExp(`schema "${schema}" is missing or not migrated`))
+      assert.strictEqual(error.operation, "migrate")
+      assert.strictEqual(
+        error.reason,
+        `schema "${schema}" is missing or not migrated (build the store with migrate: true)`
+      )
     }).pipe(Effect.provide(clientLayer())))
 
   it.scoped("fails a migration that PostgreSQL refuses with a JobStoreError that quotes it", () =>
@@ -513,10 +518,9 @@ describe("PgJobStore errors", () => {
       const url = new URL(databaseUrl)
       url.username = role
       const error = yield* Effect.flip(
-        Effect.flatMap(
-          PgJobStore.make({ schema, migrate: false, listen: false }),
-          (store) => store.stats
-        ).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(url.toString()) })))
+        PgJobStore.make({ schema, migrate: false, listen: false }).pipe(
+          Effect.provide(PgClient.layer({ url: Redacted.make(url.toString()) }))
+        )
       )
       assert.instanceOf(error, JobStoreError)
       assert.match((error as JobStoreError).reason, /^permission denied: permission denied for schema/)
@@ -542,6 +546,48 @@ describe("PgJobStore errors", () => {
       }),
     60_000
   )
+
+  it.scopedLive(
+    "says what ended a statement an immediate shutdown cut off, in the driver's own words",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* scopedPgServer
+        const client = yield* Layer.build(PgClient.layer({ url: Redacted.make(server.url) }))
+        const store = yield* Effect.provide(PgJobStore.make({ listen: false }), client)
+        // An enqueue that waits for a lock when the server goes down (a crash: immediate shutdown).
+        const locker = new Pg.Client({ connectionString: server.url })
+        yield* Effect.promise(() => locker.connect())
+        locker.on("error", () => {})
+        yield* Effect.promise(() => locker.query(`BEGIN; LOCK TABLE effect_worker.jobs IN ACCESS EXCLUSIVE MODE`))
+        const enqueue = yield* Effect.fork(Effect.flip(store.enqueue([newJob()])))
+        yield* waitFor(
+          Effect.promise(() =>
+            locker.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted`)
+          ),
+          (result) => result.rows[0]!.n > 0
+        )
+        yield* Effect.promise(() => server.stopServer("immediate"))
+        const error = yield* Fiber.join(enqueue)
+        // Not the pool's "Connection error" alone: what the server or the socket said.
+        assert.notMatch(error.reason, /^(SqlError: )?Connection error$/, error.reason)
+        assert.match(error.reason, /terminat|shut ?down|connection lost/i, error.reason)
+        yield* Effect.promise(() => server.start())
+        yield* store.enqueue([newJob()])
+      }),
+    60_000
+  )
+
+  it("keeps the innermost message of an error that has no code", () => {
+    // What pg says of a client used after its connection failed, under the pool's SqlError.
+    const error = new SqlError({
+      message: "Connection error",
+      cause: new Error("Client has encountered a connection error and is not queryable")
+    })
+    assert.strictEqual(
+      internal.describeError(error, "jobs"),
+      "Connection error: Client has encountered a connection error and is not queryable"
+    )
+  })
 
   it.effect("refuses options that make no sense", () =>
     Effect.gen(function*() {

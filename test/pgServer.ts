@@ -17,8 +17,11 @@ export interface PgServer {
   readonly port: number
   /** Stops the server (fast shutdown) and starts it again on the same port and data. */
   readonly restart: () => Promise<void>
-  /** Stops the server (fast shutdown): connections are refused until `start`. */
-  readonly stopServer: () => Promise<void>
+  /**
+   * Stops the server, by default with a fast shutdown (`immediate`: a crash, recovered from at the next start):
+   * connections are refused until `start`.
+   */
+  readonly stopServer: (mode?: "fast" | "immediate") => Promise<void>
   /** Starts a stopped server again. */
   readonly start: () => Promise<void>
   /** Stops the server and removes its folder. */
@@ -127,13 +130,13 @@ export const startPgServer = async (options?: {
     child = started
     await waitReady(bin, port, started, () => output)
   }
-  const stopServer = async () => {
+  const stopServer = async (mode: "fast" | "immediate" = "fast") => {
     const running = child
     child = undefined
     if (running === undefined || running.exitCode !== null) return
     const exited = new Promise<void>((resolve) => running.once("exit", () => resolve()))
-    // A fast shutdown: every session ends and the server exits (runuser does not pass signals on, pg_ctl does).
-    const [pgCtl, args] = command(path.join(bin, "pg_ctl"), ["stop", "-D", data, "-m", "fast", "-w"])
+    // Every session ends and the server exits (runuser does not pass signals on, pg_ctl does).
+    const [pgCtl, args] = command(path.join(bin, "pg_ctl"), ["stop", "-D", data, "-m", mode, "-w"])
     execFileSync(pgCtl, args, { stdio: "pipe" })
     await exited
   }
@@ -144,7 +147,7 @@ export const startPgServer = async (options?: {
     start,
     stopServer,
     restart: async () => {
-      await stopServer()
+      await stopServer("fast")
       await start()
     },
     stop: async () => {

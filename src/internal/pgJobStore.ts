@@ -17,9 +17,6 @@
  * transform or type parser the user configured changes what the store reads.
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
-import * as Migrator from "@effect/sql/Migrator"
-import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -48,6 +45,7 @@ import {
 import type { PgJobStoreOptions } from "../PgJobStore.js"
 import { invalidOption as storeInvalidOption } from "./jobStore.js"
 import { clientConfig, makeConnections } from "./pgConnections.js"
+import { prepare } from "./pgMigrations.js"
 
 /** @internal */
 export const defaults = {
@@ -89,16 +87,20 @@ interface ErrorLike {
   readonly cause?: unknown
 }
 
-/** The innermost driver or system error under an `SqlError`: what says what really failed. */
-const rootCause = (error: unknown): ErrorLike | undefined => {
+/**
+ * The errors of the chain under an `SqlError`, outermost first, down to the first with a `code` (a driver or system
+ * error: what says what really failed) or the innermost.
+ */
+const errorChain = (error: unknown): ReadonlyArray<ErrorLike> => {
+  const chain: Array<ErrorLike> = []
   let current: unknown = error
-  for (let depth = 0; depth < 5 && typeof current === "object" && current !== null; depth++) {
+  for (let depth = 0; depth < 8 && typeof current === "object" && current !== null; depth++) {
     const like = current as ErrorLike
-    if (typeof like.code === "string") return like
-    if (Array.isArray(like.errors) && like.errors.length > 0) current = like.errors[0]
-    else current = like.cause
+    chain.push(like)
+    if (typeof like.code === "string") break
+    current = Array.isArray(like.errors) && like.errors.length > 0 ? like.errors[0] : like.cause
   }
-  return typeof current === "object" && current !== null ? current as ErrorLike : undefined
+  return chain
 }
 
 /**
@@ -108,7 +110,8 @@ const rootCause = (error: unknown): ErrorLike | undefined => {
  * @internal
  */
 export const describeError = (error: unknown, schema: string): string => {
-  const root = rootCause(error)
+  const chain = errorChain(error)
+  const root = chain[chain.length - 1]
   const message = typeof root?.message === "string" ? root.message : String(error)
   switch (root?.code) {
     case "EWC_CALL_TIMEOUT":
@@ -148,97 +151,13 @@ export const describeError = (error: unknown, schema: string): string => {
   }
   if (/timeout/i.test(message)) return `connection timed out: ${message}`
   if (/Connection terminated/i.test(message)) return `connection lost: ${message}`
-  return message
+  if (typeof root?.code === "string") return message
+  // No code to go by: every message of the chain, the innermost last ("Connection error: ..." alone says nothing).
+  const messages = chain.flatMap((like) =>
+    typeof like.message === "string" && like.message !== "" ? [like.message] : []
+  )
+  return messages.length > 0 ? [...new Set(messages)].join(": ") : String(error)
 }
-
-// ---------------------------------------------------------------------------------------------------------------
-// Schema
-// ---------------------------------------------------------------------------------------------------------------
-
-/**
- * The migrations, in order: each one an effect of statements, run once per schema by `@effect/sql`'s Migrator. A
- * shipped migration is never edited (stores are deployed): a change is a new one.
- */
-const migrations = (s: string): Record<string, Effect.Effect<void, SqlError, SqlClient.SqlClient>> => ({
-  "1_jobs": Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    Effect.forEach([
-      `CREATE SEQUENCE ${s}.job_ids`,
-      `CREATE SEQUENCE ${s}.lease_tokens`,
-      // The store's clock: every statement judges time by it. Tests replace it with one they can move.
-      `CREATE FUNCTION ${s}.clock() RETURNS timestamptz LANGUAGE sql STABLE AS 'SELECT statement_timestamp()'`,
-      `CREATE TABLE ${s}.jobs (
-        id bigint PRIMARY KEY,
-        seq bigint NOT NULL,
-        name text NOT NULL,
-        queue text NOT NULL,
-        payload jsonb NOT NULL,
-        priority bigint NOT NULL,
-        key text,
-        attempts bigint NOT NULL DEFAULT 0,
-        max_attempts bigint NOT NULL,
-        run_at timestamptz NOT NULL,
-        enqueued_at timestamptz NOT NULL,
-        lease_token bigint,
-        lease_expires_at timestamptz,
-        leased_by text,
-        last_error text
-      )`,
-      // A queue table churns: every job is inserted, updated a few times and deleted. Vacuum and analyze it after
-      // 2% of its rows changed, not PostgreSQL's default 20% (10% for analyze), so that its statistics follow.
-      `ALTER TABLE ${s}.jobs SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02)`,
-      `CREATE UNIQUE INDEX jobs_key ON ${s}.jobs (key) WHERE key IS NOT NULL`,
-      `CREATE INDEX jobs_ready ON ${s}.jobs (priority, run_at, seq) WHERE lease_token IS NULL`,
-      `CREATE INDEX jobs_leased ON ${s}.jobs (lease_expires_at) WHERE lease_token IS NOT NULL`,
-      `CREATE TABLE ${s}.dead_jobs (
-        id bigint PRIMARY KEY,
-        dead_seq bigint GENERATED ALWAYS AS IDENTITY,
-        name text NOT NULL,
-        queue text NOT NULL,
-        payload jsonb NOT NULL,
-        priority bigint NOT NULL,
-        key text,
-        attempts bigint NOT NULL,
-        max_attempts bigint NOT NULL,
-        run_at timestamptz NOT NULL,
-        enqueued_at timestamptz NOT NULL,
-        last_error text NOT NULL,
-        failed_at timestamptz NOT NULL
-      )`,
-      `CREATE INDEX dead_jobs_recent ON ${s}.dead_jobs (failed_at DESC, dead_seq DESC)`,
-      `CREATE INDEX dead_jobs_queue ON ${s}.dead_jobs (queue, failed_at DESC, dead_seq DESC)`
-    ], (statement) =>
-      sql.unsafe(statement).withoutTransform, { discard: true })),
-  // A claim reads each (queue, name) lane of its request from the head of its own index range: a queue whose jobs
-  // are few is not found by scanning past every ready job of a busier one. The index of all ready jobs goes: left
-  // beside it, the planner chose it whenever its statistics said a lane's jobs were common (a worker of an earlier
-  // release still claims, by this index and a sort of the lanes it asks for).
-  "2_ready_by_lane": Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    Effect.forEach([
-      `CREATE INDEX jobs_ready_by_lane ON ${s}.jobs (queue, name, priority, run_at, seq) WHERE lease_token IS NULL`,
-      `DROP INDEX ${s}.jobs_ready`
-    ], (statement) =>
-      sql.unsafe(statement).withoutTransform, { discard: true }))
-})
-
-/**
- * Creates the schema and runs the migrations it lacks, under a transaction-scoped advisory lock keyed by the
- * schema's name: workers that start at once migrate one after the other, and the later ones find nothing to do.
- */
-const migrate = (sql: SqlClient.SqlClient, schema: string, s: string) =>
-  sql.withTransaction(Effect.gen(function*() {
-    yield* sql.unsafe(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`effect-worker-context:${schema}`])
-      .withoutTransform
-    yield* sql.unsafe(`CREATE SCHEMA IF NOT EXISTS ${s}`).withoutTransform
-    // The Migrator creates its table only after a failed lookup, which would abort this transaction: create it first.
-    yield* sql.unsafe(
-      `CREATE TABLE IF NOT EXISTS ${s}.migrations (
-        migration_id integer PRIMARY KEY,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        name text NOT NULL
-      )`
-    ).withoutTransform
-    yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations(s)), table: `${schema}.migrations` })
-  })).pipe(Effect.provideService(SqlClient.SqlClient, sql))
 
 // ---------------------------------------------------------------------------------------------------------------
 // Statements
@@ -633,7 +552,9 @@ const durationOption = (
 
 /** @internal */
 export const make = (
-  options?: PgJobStoreOptions
+  options?: PgJobStoreOptions,
+  /** Plays a store of an earlier release, which knows the schema versions up to this one only (for tests). */
+  schemaVersion?: number
 ): Effect.Effect<JobStore.Service, JobStoreError, PgClient.PgClient | Scope.Scope> =>
   Effect.gen(function*() {
     const schema = options?.schema ?? defaults.schema
@@ -669,24 +590,8 @@ export const make = (
     const failed = (operation: string) => (error: unknown) =>
       new JobStoreError({ operation, reason: describeError(error, schema), cause: error })
 
-    if (migrateOption) {
-      // The Migrator turns a migration's failure into a defect (`MigrationError`): it is the store's error here, in
-      // PostgreSQL's words, with the migration's name.
-      yield* migrate(client, schema, s).pipe(
-        Effect.catchAllDefect((defect) =>
-          defect instanceof Migrator.MigrationError ? Effect.fail(defect) : Effect.die(defect)
-        ),
-        Effect.mapError((error) =>
-          new JobStoreError({
-            operation: "migrate",
-            reason: error instanceof Migrator.MigrationError && error.reason === "failed"
-              ? `${error.message}: ${describeError(error.cause, schema)}`
-              : describeError(error, schema),
-            cause: error
-          })
-        )
-      )
-    }
+    // Refuses a schema this release cannot work with, and migrates one that lacks versions when allowed.
+    yield* prepare(client, schema, s, migrateOption, (error) => describeError(error, schema), schemaVersion)
 
     const own = yield* makeConnections({
       config: clientConfig(client.config, "store"),
