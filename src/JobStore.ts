@@ -428,6 +428,25 @@ export interface ReapResult {
 }
 
 /**
+ * What a prune did: how many dead letters past their retention it deleted, and whether more are left (it deletes a
+ * bounded batch per call).
+ *
+ * @example
+ * ```ts
+ * import type { PruneResult } from "effect-worker-context/JobStore"
+ *
+ * const describe = (result: PruneResult) => `${result.pruned} pruned${result.more ? ", more left" : ""}`
+ * ```
+ *
+ * @since 0.4.0
+ * @category models
+ */
+export interface PruneResult {
+  readonly pruned: number
+  readonly more: boolean
+}
+
+/**
  * The job store service: see the module's description. Stores judge time (run-at instants, lease expiries, delays)
  * by their own clock: the memory store by Effect's `Clock` (so `TestClock` drives it), a database by the database's.
  * Arguments that make no sense (a lease of zero, a negative limit, a priority that is not an integer) are defects;
@@ -509,6 +528,15 @@ export declare namespace JobStore {
      */
     readonly reap: Effect.Effect<ReapResult, JobStoreError>
     /**
+     * Tidies the store: deletes the dead letters older than the store's retention (its `deadLetterRetention`
+     * option), at most a bounded batch per call and oldest first, and folds whatever bookkeeping the store keeps.
+     * Every worker calls it on its reap schedule, again at once while `more` says a batch was full; concurrent calls
+     * skip each other's rows, so no leader is needed and no call holds long locks.
+     *
+     * @since 0.4.0
+     */
+    readonly prune: Effect.Effect<PruneResult, JobStoreError>
+    /**
      * Subscribes to the queues that get a job ready now (coalesced, possibly repeated): a hint to claim at once
      * instead of waiting for the next poll. Live when it returns: every wake-up after that reaches the queue, until
      * the scope closes. Sent by an enqueue of a job ready now, a release, a retry already due, a redrive and a reap
@@ -549,7 +577,7 @@ export declare namespace JobStore {
    * @since 0.3.0
    * @category models
    */
-  export interface Driver extends Omit<Service, "enqueue"> {
+  export interface Driver extends Omit<Service, "enqueue" | "prune"> {
     /** The store's name in messages: `MemoryJobStore`, `PgJobStore`. */
     readonly name: string
     readonly enqueue: (jobs: ReadonlyArray<EncodedJob>) => Effect.Effect<ReadonlyArray<string>, JobStoreError>
@@ -562,6 +590,8 @@ export declare namespace JobStore {
      * @since 0.4.0
      */
     readonly immediate?: boolean | undefined
+    /** {@link Service.prune}; a store that keeps nothing to prune leaves it out. */
+    readonly prune?: Effect.Effect<PruneResult, JobStoreError> | undefined
   }
 }
 

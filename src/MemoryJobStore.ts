@@ -49,6 +49,7 @@
  *
  * @since 0.2.0
  */
+import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as internal from "./internal/memoryJobStore.js"
@@ -85,6 +86,12 @@ export interface MemoryJobStoreOptions {
    * Default `Infinity`: the store grows with its backlog.
    */
   readonly maxJobs?: number | undefined
+  /**
+   * How long a dead letter is kept: older ones are deleted by the workers' maintenance (`JobStore.prune`, on their
+   * reap schedule), besides the `maxDeadLetters` bound. Default 14 days; `Duration.infinity` keeps them until
+   * `maxDeadLetters` drops them.
+   */
+  readonly deadLetterRetention?: Duration.DurationInput | undefined
 }
 
 /**

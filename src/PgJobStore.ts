@@ -114,6 +114,12 @@ export interface PgJobStoreOptions {
    * waits for one, within its `callTimeout`.
    */
   readonly maxConnections?: number | undefined
+  /**
+   * How long a dead letter is kept: older ones are deleted by the workers' maintenance (`JobStore.prune`, on their
+   * reap schedule), at most 1,000 per statement, oldest first, by index. Default 14 days; `Duration.infinity` keeps
+   * them for ever.
+   */
+  readonly deadLetterRetention?: Duration.DurationInput | undefined
 }
 
 /**

@@ -828,6 +828,24 @@ describe("JobWorker", () => {
         assert.strictEqual(calls!.reap, 3)
       }))
 
+    it.scoped("prunes the dead letters past the store's retention at its reaps", () =>
+      Effect.gen(function*() {
+        const handler = Work.handler(() => Effect.fail("boom"))
+        const { events, store } = yield* setup({
+          handlers: [handler],
+          lease: "10 minutes",
+          pollInterval: "10 minutes"
+        }, { store: yield* MemoryJobStore.make({ deadLetterRetention: "1 hour" }) })
+        const id = yield* enqueue(store, Work, { n: 1 }, { maxAttempts: 1 })
+        yield* awaitJobEvent(events, "JobDeadLettered", id)
+        // A reap every 5 minutes (lease / 2): the one at 1 h 5 min is the first past the hour.
+        yield* TestClock.adjust("1 hour")
+        assert.deepStrictEqual((yield* deadLetters(store)).map((job) => job.id), [id])
+        yield* TestClock.adjust("5 minutes")
+        assert.deepStrictEqual(yield* deadLetters(store), [])
+        assert.strictEqual((yield* stats(store)).dead, 0)
+      }))
+
     it.scoped("interrupts a job whose lease was lost, publishes JobLeaseLost, and acknowledges nothing", () =>
       Effect.gen(function*() {
         const reports = yield* Queue.unbounded<Report>()

@@ -68,11 +68,19 @@ describe("MemoryJobStore", () => {
         for (const maxJobs of [0, -1, 2.5, Number.NaN, "10" as unknown as number]) {
           assertIllegal(yield* Effect.exit(MemoryJobStore.make({ maxJobs })), "maxJobs")
         }
+        for (const deadLetterRetention of [0, -1, "soon", Duration.zero]) {
+          assertIllegal(
+            yield* Effect.exit(
+              MemoryJobStore.make({ deadLetterRetention: deadLetterRetention as Duration.DurationInput })
+            ),
+            "deadLetterRetention"
+          )
+        }
         const exit = yield* Effect.exit(Effect.provide(JobStore, MemoryJobStore.layer({ maxDeadLetters: -1 })))
         assertIllegal(exit, "MemoryJobStore: invalid maxDeadLetters \"-1\"")
         // The edges are fine.
         yield* MemoryJobStore.make({ maxDeadLetters: 0, maxJobs: 1 })
-        yield* MemoryJobStore.make({ maxJobs: Infinity })
+        yield* MemoryJobStore.make({ maxJobs: Infinity, deadLetterRetention: Duration.infinity })
         yield* MemoryJobStore.make({ maxDeadLetters: undefined, maxJobs: undefined })
       }))
 

@@ -59,7 +59,8 @@ describe("PgJobStore schema versions", () => {
   it.scoped("adopts a schema an earlier release migrated, with its jobs", () =>
     Effect.gen(function*() {
       const schema = yield* scopedSchema("old")
-      const first = yield* PgJobStore.make({ schema, listen: false })
+      // A store of the last release that recorded its versions so, which knew versions 1 and 2.
+      const first = yield* internal.make({ schema, listen: false }, 2)
       const [id] = yield* first.enqueue([newJob()])
       // As the releases before this table left a schema: the @effect/sql Migrator's `migrations` table.
       yield* Effect.promise(() =>
@@ -74,6 +75,7 @@ describe("PgJobStore schema versions", () => {
       assert.deepStrictEqual(yield* versions(schema), allVersions)
       const { jobs: [job] } = yield* store.claim(claimRequest())
       assert.strictEqual(job?.id, id)
+      assert.strictEqual((yield* store.stats).leased, 1)
     }).pipe(Effect.provide(clientLayer())))
 
   it.scoped("refuses a schema that needs a newer release, naming both versions; works on a newer compatible one", () =>

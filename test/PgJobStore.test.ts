@@ -4,6 +4,7 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Queue, Redacted, String } from "effect"
 import Pg from "pg"
 import * as internal from "../src/internal/pgJobStore.js"
+import { latestVersion } from "../src/internal/pgMigrations.js"
 import { JobStoreError, Outcome } from "../src/JobStore.js"
 import * as PgJobStore from "../src/PgJobStore.js"
 import { jobStoreConformance, wakeupsBefore } from "./jobStoreConformance.js"
@@ -142,6 +143,122 @@ describe("PgJobStore on PostgreSQL", () => {
         }
       }).pipe(Effect.provide(clientLayer())),
     60_000
+  )
+
+  it.scoped("keeps exact counts through every kind of change, folded or not, as a count of the rows says", () =>
+    Effect.gen(function*() {
+      const schema = uniqueName("t")
+      const store = yield* testStore({ schema, clock })
+      /** The counts by queue as a scan of both tables says them, by the store's clock: what the counts must equal. */
+      const scanned = Effect.promise(() =>
+        query<{ queue: string; ready: number; scheduled: number; leased: number; dead: number }>(
+          `WITH now AS (SELECT ${schema}.clock() AS t)
+           SELECT queue, sum(ready)::int AS ready, sum(scheduled)::int AS scheduled, sum(leased)::int AS leased,
+                  sum(dead)::int AS dead FROM (
+             SELECT queue,
+               count(*) FILTER (WHERE (lease_token IS NULL AND run_at <= now.t)
+                 OR (lease_token IS NOT NULL AND lease_expires_at <= now.t AND attempts < max_attempts)) AS ready,
+               count(*) FILTER (WHERE lease_token IS NULL AND run_at > now.t) AS scheduled,
+               count(*) FILTER (WHERE lease_token IS NOT NULL AND lease_expires_at > now.t) AS leased,
+               count(*) FILTER (WHERE lease_token IS NOT NULL AND lease_expires_at <= now.t
+                 AND attempts >= max_attempts) AS dead
+             FROM ${schema}.jobs, now GROUP BY queue
+             UNION ALL SELECT queue, 0, 0, 0, count(*) FROM ${schema}.dead_jobs GROUP BY queue
+           ) AS c GROUP BY queue ORDER BY queue`
+        )
+      )
+      const check = (step: string) =>
+        Effect.gen(function*() {
+          const stats = yield* store.stats
+          const expected = (yield* scanned).filter((row) => row.ready + row.scheduled + row.leased + row.dead > 0)
+          const counted = Object.entries(stats.byQueue)
+            .map(([queue, counts]) => ({ queue, ...counts }))
+            .filter((row) => row.ready + row.scheduled + row.leased + row.dead > 0)
+            .sort((a, b) => a.queue < b.queue ? -1 : 1)
+          assert.deepStrictEqual(counted, expected, step)
+        })
+      const now = new Date(yield* clock.now)
+      const later = new Date(now.getTime() + 60_000)
+      yield* store.enqueue(Array.from({ length: 60 }, (_, i) =>
+        newJob({
+          queue: `q${i % 3}`,
+          name: `n${i % 2}`,
+          priority: i % 4,
+          runAt: i % 5 === 0 ? later : now,
+          maxAttempts: i % 6 === 0 ? 1 : 3
+        })))
+      yield* check("enqueued")
+      const queues = ["q0", "q1", "q2"]
+      const names = ["n0", "n1"]
+      const { jobs } = yield* store.claim(claimRequest({ queues, names, limit: 30 }))
+      yield* check("claimed")
+      const outcomes = [
+        Outcome.Completed(),
+        Outcome.Retry({ delay: Duration.minutes(5), error: "again" }),
+        Outcome.Retry({ delay: Duration.zero, error: "again" }),
+        Outcome.Dead({ error: "boom" }),
+        Outcome.Released({ refund: true }),
+        Outcome.Released({ refund: false })
+      ]
+      yield* store.settle(jobs.slice(0, 24).map((job, i) => ({ lease: job.lease, outcome: outcomes[i % 6]! })))
+      yield* check("settled")
+      yield* store.prune
+      yield* check("folded")
+      // The rest of the leases expire: ready again, or dead on their last attempt, before and after a reap.
+      yield* clock.advance(Duration.minutes(2))
+      yield* check("expired")
+      yield* store.reap
+      yield* check("reaped")
+      const dead = yield* store.deadLetters()
+      yield* store.redrive(dead.slice(0, 3).map((job) => job.id))
+      yield* check("redriven")
+      // An operator's own SQL, and a renewal that changes no state.
+      yield* Effect.promise(() =>
+        query(`DELETE FROM ${schema}.jobs WHERE id IN (SELECT id FROM ${schema}.jobs LIMIT 5)`)
+      )
+      yield* check("deleted by hand")
+      const more = yield* store.claim(claimRequest({ queues, names, limit: 5 }))
+      yield* store.renew(more.jobs.map((job) => job.lease), Duration.minutes(1))
+      yield* store.prune
+      yield* check("renewed and folded")
+      yield* Effect.promise(() => query(`TRUNCATE ${schema}.dead_jobs`))
+      yield* check("dead letters truncated")
+      yield* Effect.promise(() => query(`TRUNCATE ${schema}.jobs`))
+      yield* check("jobs truncated")
+      const stats = yield* store.stats
+      assert.deepStrictEqual([stats.ready, stats.scheduled, stats.leased, stats.dead], [0, 0, 0, 0])
+    }).pipe(Effect.provide(clientLayer())))
+
+  it.scopedLive(
+    "counts by index beside 1,000,000 ready jobs and 1,000,000 dead letters",
+    () =>
+      Effect.gen(function*() {
+        const schema = uniqueName("t")
+        const store = yield* testStore({ schema })
+        const sql = yield* PgClient.PgClient
+        yield* sql.unsafe(
+          `INSERT INTO ${schema}.jobs (id, seq, name, queue, payload, priority, max_attempts, run_at, enqueued_at)
+           SELECT i, i, 'send-email', 'q' || (i % 10), '{}'::jsonb, 0, 5, now() - interval '1 hour', now()
+           FROM generate_series(1, 1000000) AS i`
+        ).withoutTransform
+        yield* sql.unsafe(
+          `INSERT INTO ${schema}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at,
+                                         enqueued_at, last_error, failed_at)
+           SELECT i, 'send-email', 'q' || (i % 10), '{}'::jsonb, 0, NULL, 5, 5, now(), now(), 'boom', now()
+           FROM generate_series(2000001, 3000000) AS i`
+        ).withoutTransform
+        yield* sql.unsafe(`ANALYZE ${schema}.jobs`).withoutTransform
+        yield* sql.unsafe(`ANALYZE ${schema}.dead_jobs`).withoutTransform
+        const statements = internal.statements(`"${schema}"`)
+        const plan = yield* explain(statements.stats, [])
+        // The tables of jobs are read only by index ranges: scheduled jobs (none here) and expired leases (none).
+        assert.notMatch(plan, /Seq Scan on (jobs|dead_jobs)\b/, plan)
+        assert.match(plan, /Index Cond: .*run_at > now\.t/, plan)
+        const stats = yield* store.stats
+        assert.deepStrictEqual([stats.ready, stats.scheduled, stats.leased, stats.dead], [1_000_000, 0, 0, 1_000_000])
+        assert.deepStrictEqual(stats.byQueue["q3"], { ready: 100_000, scheduled: 0, leased: 0, dead: 100_000 })
+      }).pipe(Effect.provide(clientLayer())),
+    120_000
   )
 
   it.scopedLive(
@@ -458,8 +575,8 @@ describe("PgJobStore on PostgreSQL", () => {
       const migrations = yield* sql.unsafe<{ n: number }>(
         `SELECT count(*)::int AS n FROM ${schema}.effect_worker_context_migrations`
       ).withoutTransform
-      // One row per migration (two so far), each run once whatever the number of stores.
-      assert.deepStrictEqual(migrations, [{ n: 2 }])
+      // One row per migration, each run once whatever the number of stores.
+      assert.deepStrictEqual(migrations, [{ n: latestVersion }])
     }).pipe(Effect.provide(clientLayer({ maxConnections: 8 }))))
 
   it.scoped("works on a PgClient that transforms names and JSON", () =>
@@ -598,7 +715,8 @@ describe("PgJobStore errors", () => {
           [{ listenCheckInterval: 0 }, /PgJobStore: invalid listenCheckInterval "0"/],
           [{ callTimeout: "0 millis" }, /PgJobStore: invalid callTimeout "0 millis"/],
           [{ maxConnections: 0 }, /PgJobStore: invalid maxConnections "0"/],
-          [{ batchAcks: "yes" as unknown as boolean }, /PgJobStore: invalid batchAcks "yes"/]
+          [{ batchAcks: "yes" as unknown as boolean }, /PgJobStore: invalid batchAcks "yes"/],
+          [{ deadLetterRetention: "0 millis" }, /PgJobStore: invalid deadLetterRetention "0 millis"/]
         ] as const
       ) {
         const exit = yield* Effect.exit(Effect.scoped(PgJobStore.make(options)).pipe(Effect.provide(clientLayer())))

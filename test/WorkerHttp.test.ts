@@ -801,6 +801,7 @@ const unreachableStore: JobStore.Service = (() => {
     renew: () => down("renew"),
     settle: () => down("settle"),
     reap: down("reap"),
+    prune: down("prune"),
     wakeups: Queue.unbounded<string>(),
     stats: down("stats"),
     deadLetters: () => down("deadLetters"),

@@ -1295,6 +1295,48 @@ export const jobStoreConformance = (
         }))
     })
 
+    describe("prune", () => {
+      test(
+        "deletes the dead letters older than the retention (14 days by default), oldest first, and nothing else",
+        (store, op) =>
+          Effect.gen(function*() {
+            const now = yield* op.at(0)
+            const ids = yield* store.enqueue(Array.from({ length: 4 }, () => op.job(now)))
+            // Two die now, one a day later; the fourth waits, ready.
+            const claimed = yield* op.claim({ limit: 2 })
+            yield* op.dead(claimed[0]!.lease, "first")
+            yield* op.dead(claimed[1]!.lease, "second")
+            yield* op.advance(Duration.toMillis(Duration.days(1)))
+            yield* op.dead((yield* op.claimOne()).lease, "third")
+            // Exactly 14 days after the first two died: not older than the retention yet.
+            yield* op.advance(Duration.toMillis(Duration.days(13)))
+            assert.deepStrictEqual(yield* store.prune, { pruned: 0, more: false })
+            yield* op.advance(1)
+            assert.deepStrictEqual(yield* store.prune, { pruned: 2, more: false })
+            assert.deepStrictEqual((yield* store.deadLetters()).map((job) => job.id), [ids[2]])
+            assert.strictEqual((yield* store.stats).dead, 1)
+            // Pruned is gone: a redrive finds nothing.
+            assert.strictEqual(yield* store.redrive([ids[0]!]), 0)
+            yield* op.advance(Duration.toMillis(Duration.days(1)))
+            assert.deepStrictEqual(yield* store.prune, { pruned: 1, more: false })
+            const stats = yield* store.stats
+            assert.deepStrictEqual([stats.dead, stats.ready], [0, 1])
+          })
+      )
+
+      test("deletes 1,000 at most per call, and says when more are left", (store, op) =>
+        Effect.gen(function*() {
+          const now = yield* op.at(0)
+          yield* store.enqueue(Array.from({ length: 1_001 }, () => op.job(now, { maxAttempts: 1 })))
+          const claimed = yield* op.claim({ limit: 1_001 })
+          yield* store.settle(claimed.map((job) => ({ lease: job.lease, outcome: Outcome.Dead({ error: "boom" }) })))
+          yield* op.advance(Duration.toMillis(Duration.days(15)))
+          assert.deepStrictEqual(yield* store.prune, { pruned: 1_000, more: true })
+          assert.deepStrictEqual(yield* store.prune, { pruned: 1, more: false })
+          assert.strictEqual((yield* store.stats).dead, 0)
+        }))
+    })
+
     describe("wakeups", () => {
       /**
        * Enqueues a job in each queue that is not ready at once, moves the clock until it is, and claims it: the

@@ -7,7 +7,8 @@
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type { ClaimRequest, EncodedJob, JobStore, Lease, NewJob, Settlement } from "../JobStore.js"
+import * as Option from "effect/Option"
+import type { ClaimRequest, EncodedJob, JobStore, Lease, NewJob, PruneResult, Settlement } from "../JobStore.js"
 import { JobStoreError } from "../JobStore.js"
 
 /** What is wrong with an argument: its name, its value, and what was expected. */
@@ -22,6 +23,25 @@ export const illegal = (store: string, operation: string, [what, value, expected
 /** The defect for an option of `store`'s constructor that makes no sense: `PgJobStore: invalid schema "X": ...`. */
 export const invalidOption = (store: string, option: string, value: unknown, expected: string) =>
   Effect.die(new Cause.IllegalArgumentException(`${store}: invalid ${option} ${show(value)}: expected ${expected}`))
+
+/** The default of every store's `deadLetterRetention`: 14 days, as pg-boss keeps them (River keeps 7). */
+export const defaultDeadLetterRetention = Duration.days(14)
+
+/** How many dead letters one `prune` call deletes at most. */
+export const pruneBatch = 1_000
+
+/**
+ * A store's `deadLetterRetention` option, checked: a duration above zero, `Duration.infinity` to keep them for ever.
+ * `undefined` when it is invalid (the store dies with {@link invalidOption}).
+ */
+export const retentionOption = (value: Duration.DurationInput | undefined): Duration.Duration | undefined => {
+  if (value === undefined) return defaultDeadLetterRetention
+  const decoded = Option.getOrUndefined(Duration.decodeUnknown(value))
+  return decoded !== undefined && Duration.toMillis(decoded) > 0 ? decoded : undefined
+}
+
+/** What a store that keeps nothing to prune answers. */
+export const nothingToPrune: Effect.Effect<PruneResult> = Effect.succeed({ pruned: 0, more: false })
 
 export const show = (value: unknown): string => {
   if (value instanceof Date) return JSON.stringify(String(value))
@@ -255,6 +275,7 @@ export const make = (driver: JobStore.Driver): JobStore.Service => {
       return settlements.length === 0 ? Effect.succeed([]) : driver.settle(settlements)
     },
     reap: driver.reap,
+    prune: driver.prune ?? nothingToPrune,
     wakeups: driver.wakeups,
     stats: driver.stats,
     deadLetters: (options) => {

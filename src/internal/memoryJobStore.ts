@@ -13,6 +13,7 @@ import {
   type JobStore,
   JobStoreError,
   type Lease,
+  type PruneResult,
   type QueueStats,
   type ReapResult,
   type Settlement
@@ -282,7 +283,9 @@ class StoreCore {
     private readonly clock: Clock.Clock,
     private readonly hub: PubSub.PubSub<string>,
     private readonly maxDeadLetters: number,
-    private readonly maxJobs: number
+    private readonly maxJobs: number,
+    /** Dead letters older than this many milliseconds are pruned (`Infinity`: never). */
+    private readonly retention: number
   ) {}
 
   /** Starts an operation: reads the clock once and brings the store up to that instant. */
@@ -744,6 +747,19 @@ class StoreCore {
     return Effect.succeed(found)
   }
 
+  /** Deletes at most `pruneBatch` dead letters older than the retention, oldest first. */
+  prune(): Effect.Effect<PruneResult> {
+    const cutoff = this.begin() - this.retention
+    let pruned = 0
+    while (pruned < jobStore.pruneBatch && this.oldestDead !== undefined && this.oldestDead.failedAt < cutoff) {
+      const oldest = this.oldestDead
+      this.unbury(oldest)
+      this.forget(oldest)
+      pruned++
+    }
+    return Effect.succeed({ pruned, more: this.oldestDead !== undefined && this.oldestDead.failedAt < cutoff })
+  }
+
   redrive(ids: ReadonlyArray<string>): Effect.Effect<number, JobStoreError> {
     const now = this.begin()
     if (this.maxJobs !== Infinity) {
@@ -846,8 +862,12 @@ export const make = (options?: MemoryJobStoreOptions): Effect.Effect<Service> =>
     if (maxJobs !== Infinity && !(Number.isSafeInteger(maxJobs) && maxJobs >= 1)) {
       return invalidOption("maxJobs", maxJobs, "an integer of 1 or more, or Infinity")
     }
+    const retention = jobStore.retentionOption(options?.deadLetterRetention)
+    if (retention === undefined) {
+      return invalidOption("deadLetterRetention", options?.deadLetterRetention, "a duration above zero")
+    }
     return Effect.map(Effect.zip(Effect.clock, PubSub.sliding<string>(wakeupBufferSize)), ([clock, hub]) => {
-      const core = new StoreCore(clock, hub, maxDeadLetters, maxJobs)
+      const core = new StoreCore(clock, hub, maxDeadLetters, maxJobs, Duration.toMillis(retention))
       const driver: JobStore.Driver = {
         name: "MemoryJobStore",
         immediate: true,
@@ -856,6 +876,7 @@ export const make = (options?: MemoryJobStoreOptions): Effect.Effect<Service> =>
         renew: (leases, lease) => Effect.suspend(() => core.after(core.renew(leases, lease))),
         settle: (settlements) => Effect.suspend(() => core.after(core.settle(settlements))),
         reap: Effect.suspend(() => core.after(core.reap())),
+        prune: Effect.suspend(() => core.prune()),
         // Subscribed when this effect runs, in the caller's scope: live when it returns.
         wakeups: PubSub.subscribe(hub),
         stats: Effect.suspend(() => core.after(core.stats())),

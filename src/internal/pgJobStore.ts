@@ -43,7 +43,7 @@ import {
   type Settlement
 } from "../JobStore.js"
 import type { PgJobStoreOptions } from "../PgJobStore.js"
-import { invalidOption as storeInvalidOption } from "./jobStore.js"
+import { invalidOption as storeInvalidOption, pruneBatch, retentionOption } from "./jobStore.js"
 import { clientConfig, makeConnections } from "./pgConnections.js"
 import { prepare } from "./pgMigrations.js"
 
@@ -352,21 +352,69 @@ export const statements = (s: string) => {
       SELECT (SELECT count(*) FROM expired)::int AS found, ${buriedJson("dead")} AS buried,
              (SELECT count(*) FROM buried)::int AS moved, (SELECT count(*) FROM woken)::int AS woken`,
     /** The counts per queue and job name (`name` is null for the dead letters, counted per queue). */
+    /**
+     * The counts, exact, without scanning the tables (migration 3): the folded counts plus the deltas not yet folded,
+     * per lane, priority and state. Time splits them further, by index: the waiting jobs of a lane that are not due
+     * yet are scheduled (a range of `jobs_ready_by_lane` per lane and priority), and leases that expired (a range of
+     * `jobs_leased`) count as ready, or dead when their attempts are used up. Rows with a null `name` are dead
+     * letters.
+     */
     stats: `
-      WITH now AS (SELECT ${s}.clock() AS t), live AS (
-        SELECT queue, name,
-          count(*) FILTER (WHERE (lease_token IS NULL AND run_at <= now.t)
-            OR (lease_token IS NOT NULL AND lease_expires_at <= now.t AND attempts < max_attempts))::float8 AS ready,
-          count(*) FILTER (WHERE lease_token IS NULL AND run_at > now.t)::float8 AS scheduled,
-          count(*) FILTER (WHERE lease_token IS NOT NULL AND lease_expires_at > now.t)::float8 AS leased,
-          count(*) FILTER (WHERE lease_token IS NOT NULL AND lease_expires_at <= now.t
-            AND attempts >= max_attempts)::float8 AS dead
-        FROM ${s}.jobs, now GROUP BY queue, name
-      ), dead AS (
-        SELECT queue, NULL::text AS name, 0::float8, 0::float8, 0::float8, count(*)::float8
-        FROM ${s}.dead_jobs GROUP BY queue
+      WITH now AS (SELECT ${s}.clock() AS t), counted AS (
+        SELECT queue, name, priority, state, sum(n) AS n FROM (
+          SELECT queue, name, priority, state, n FROM ${s}.job_counts
+          UNION ALL
+          SELECT queue, name, priority, state, n FROM ${s}.job_count_deltas
+        ) AS c GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0
+      ), scheduled AS (
+        SELECT c.queue, c.name, (
+          SELECT count(*) FROM ${s}.jobs AS j
+          WHERE j.lease_token IS NULL AND j.queue = c.queue AND j.name = c.name AND j.priority = c.priority
+            AND j.run_at > now.t
+        ) AS n
+        FROM counted AS c, now WHERE c.state = 'waiting'
+      ), expired AS (
+        SELECT queue, name, count(*) FILTER (WHERE attempts < max_attempts) AS ready,
+               count(*) FILTER (WHERE attempts >= max_attempts) AS dead
+        FROM ${s}.jobs, now WHERE lease_token IS NOT NULL AND lease_expires_at <= now.t GROUP BY 1, 2
       )
-      SELECT * FROM live UNION ALL SELECT * FROM dead`,
+      SELECT queue, name, sum(ready)::float8 AS ready, sum(scheduled)::float8 AS scheduled,
+             sum(leased)::float8 AS leased, sum(dead)::float8 AS dead
+      FROM (
+        SELECT queue, name, n AS ready, 0 AS scheduled, 0 AS leased, 0 AS dead FROM counted WHERE state = 'waiting'
+        UNION ALL SELECT queue, name, -n, n, 0, 0 FROM scheduled
+        UNION ALL SELECT queue, name, 0, 0, n, 0 FROM counted WHERE state = 'leased'
+        UNION ALL SELECT queue, name, ready, 0, -(ready + dead), dead FROM expired
+      ) AS live GROUP BY queue, name
+      UNION ALL
+      SELECT queue, NULL, 0, 0, 0, sum(n)::float8 FROM counted WHERE state = 'dead' GROUP BY queue`,
+    /**
+     * Folds the count deltas into `job_counts`, in one statement: whatever it deleted, it added.
+     */
+    fold: `
+      WITH folded AS (
+        DELETE FROM ${s}.job_count_deltas RETURNING queue, name, priority, state, n
+      ), summed AS (
+        INSERT INTO ${s}.job_counts AS c (queue, name, priority, state, n)
+        SELECT queue, name, priority, state, sum(n) FROM folded GROUP BY 1, 2, 3, 4
+        ON CONFLICT (queue, name, priority, state) DO UPDATE SET n = c.n + excluded.n
+        RETURNING 1
+      )
+      SELECT (SELECT count(*) FROM summed)::int AS folded`,
+    /** Drops the counts that reached zero (a lane gone); a concurrent fold that changed one keeps it. */
+    dropZeroCounts: `DELETE FROM ${s}.job_counts WHERE n = 0`,
+    /**
+     * Deletes at most `$2` dead letters that failed more than `$1` ms ago by the store's clock, oldest first (by
+     * `dead_jobs_recent`, read backwards), skipping rows another worker is deleting.
+     */
+    prune: `
+      WITH doomed AS (
+        SELECT id FROM ${s}.dead_jobs WHERE failed_at < ${s}.clock() - $1::float8 * interval '1 millisecond'
+        ORDER BY failed_at, dead_seq LIMIT $2 FOR UPDATE SKIP LOCKED
+      ), gone AS (
+        DELETE FROM ${s}.dead_jobs AS d USING doomed WHERE d.id = doomed.id RETURNING 1
+      )
+      SELECT (SELECT count(*) FROM gone)::int AS pruned`,
     /**
      * The newest dead letters, by index (`dead_jobs_recent`): ordered by the table's columns, qualified, since an
      * output column named `failed_at` (the epoch milliseconds) would otherwise be what `ORDER BY` sorts, every row.
@@ -571,6 +619,10 @@ export const make = (
     if (typeof listen !== "boolean") return yield* invalidOption("listen", listen, "true or false")
     const batchAcks = options?.batchAcks ?? true
     if (typeof batchAcks !== "boolean") return yield* invalidOption("batchAcks", batchAcks, "true or false")
+    const retention = retentionOption(options?.deadLetterRetention)
+    if (retention === undefined) {
+      return yield* invalidOption("deadLetterRetention", options?.deadLetterRetention, "a duration above zero")
+    }
     const checkInterval = yield* durationOption(
       "listenCheckInterval",
       options?.listenCheckInterval,
@@ -917,6 +969,19 @@ export const make = (
         ),
         ([row]) => ({ reaped: row!.found, buried: row!.buried.map((job) => buriedJob(job, job.attempt)) })
       ),
+      // The counts' deltas are folded, and the counts of lanes gone dropped, before the dead letters are pruned.
+      prune: Effect.gen(function*() {
+        yield* run("prune", sql.fold, [], "ewc_fold")
+        yield* run("prune", sql.dropZeroCounts, [], "ewc_drop_zero_counts")
+        if (!Duration.isFinite(retention)) return { pruned: 0, more: false }
+        const [row] = yield* run<{ readonly pruned: number }>(
+          "prune",
+          sql.prune,
+          [Duration.toMillis(retention), pruneBatch],
+          "ewc_prune"
+        )
+        return { pruned: row!.pruned, more: row!.pruned === pruneBatch }
+      }),
       wakeups: Effect.gen(function*() {
         const subscription = yield* PubSub.subscribe(hub)
         if (!listen) return subscription

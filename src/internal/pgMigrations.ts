@@ -97,6 +97,83 @@ const migrations: ReadonlyArray<Migration> = [
       `CREATE INDEX jobs_ready_by_lane ON ${s}.jobs (queue, name, priority, run_at, seq) WHERE lease_token IS NULL`,
       `DROP INDEX ${s}.jobs_ready`
     ]
+  },
+  {
+    // Exact counts without scanning the tables: `job_counts` holds a count per lane, priority and state (`waiting`,
+    // `leased`, `dead`), and every statement that changes jobs or dead letters adds its net change as rows of
+    // `job_count_deltas`, from a statement-level trigger (one insert per statement, whatever its size, and none when
+    // nothing changed state: a renewal). Inserts do not contend, so workers never wait on a count; the store's
+    // maintenance folds the deltas into `job_counts` now and then. Triggers keep the counts for every writer, a
+    // worker of the previous release and an operator's own SQL included.
+    version: 3,
+    name: "counts",
+    compatibleFrom: 1,
+    statements: (s) => {
+      const state = `CASE WHEN lease_token IS NULL THEN 'waiting' ELSE 'leased' END`
+      const delta = (rows: string, st: string, sign: string) =>
+        `SELECT queue, name, priority, ${st} AS state, ${sign}count(*) AS n FROM ${rows} GROUP BY 1, 2, 3, 4`
+      const counter = (table: string, st: string) =>
+        `CREATE FUNCTION ${s}.count_${table}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF TG_OP = 'INSERT' THEN
+            INSERT INTO ${s}.job_count_deltas ${delta("new_rows", st, "")};
+          ELSIF TG_OP = 'DELETE' THEN
+            INSERT INTO ${s}.job_count_deltas ${delta("old_rows", st, "-")};
+          ELSE
+            INSERT INTO ${s}.job_count_deltas
+            SELECT queue, name, priority, state, sum(n) FROM (
+              ${delta("old_rows", st, "-")} UNION ALL ${delta("new_rows", st, "")}
+            ) AS d GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0;
+          END IF;
+          RETURN NULL;
+        END $$`
+      const triggers = (table: string) => [
+        `CREATE TRIGGER ${table}_counted_insert AFTER INSERT ON ${s}.${table} REFERENCING NEW TABLE AS new_rows
+         FOR EACH STATEMENT EXECUTE FUNCTION ${s}.count_${table}()`,
+        `CREATE TRIGGER ${table}_counted_update AFTER UPDATE ON ${s}.${table}
+         REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION ${s}.count_${table}()`,
+        `CREATE TRIGGER ${table}_counted_delete AFTER DELETE ON ${s}.${table} REFERENCING OLD TABLE AS old_rows
+         FOR EACH STATEMENT EXECUTE FUNCTION ${s}.count_${table}()`,
+        `CREATE TRIGGER ${table}_counted_truncate AFTER TRUNCATE ON ${s}.${table}
+         FOR EACH STATEMENT EXECUTE FUNCTION ${s}.uncount_${table}()`
+      ]
+      const uncounter = (table: string, states: string) =>
+        `CREATE FUNCTION ${s}.uncount_${table}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          DELETE FROM ${s}.job_counts WHERE state IN (${states});
+          DELETE FROM ${s}.job_count_deltas WHERE state IN (${states});
+          RETURN NULL;
+        END $$`
+      return [
+        `CREATE TABLE ${s}.job_counts (
+          queue text NOT NULL,
+          name text NOT NULL,
+          priority bigint NOT NULL,
+          state text NOT NULL,
+          n bigint NOT NULL,
+          PRIMARY KEY (queue, name, priority, state)
+        )`,
+        `CREATE TABLE ${s}.job_count_deltas (
+          queue text NOT NULL,
+          name text NOT NULL,
+          priority bigint NOT NULL,
+          state text NOT NULL,
+          n bigint NOT NULL
+        )`,
+        // Rows come and go by the thousand: vacuum it often.
+        `ALTER TABLE ${s}.job_count_deltas SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000)`,
+        counter("jobs", state),
+        counter("dead_jobs", `'dead'`),
+        uncounter("jobs", `'waiting', 'leased'`),
+        uncounter("dead_jobs", `'dead'`),
+        // The triggers first: creating them locks out writers until this transaction commits, so the counts below
+        // miss no change and count none twice.
+        ...triggers("jobs"),
+        ...triggers("dead_jobs"),
+        `INSERT INTO ${s}.job_counts ${delta(`${s}.jobs`, state, "")}`,
+        `INSERT INTO ${s}.job_counts ${delta(`${s}.dead_jobs`, `'dead'`, "")}`
+      ]
+    }
   }
 ]
 

@@ -4,7 +4,8 @@
  *
  * - **Reap**, every `reapInterval`: expired leases (of any worker) go back to ready, or to the dead letters when that
  *   was their last attempt; each job buried so is published as `JobDeadLettered` by the worker whose call buried it.
- *   At the same cadence, a queue that holds ready jobs the worker cannot run is reported (see `Unserved`).
+ *   At the same cadence, a queue that holds ready jobs the worker cannot run is reported (see `Unserved`), and the
+ *   store is pruned (dead letters past their retention; on PostgreSQL, the counts folded).
  * - **Poll**, every `pollInterval`: there may be jobs (those that came due by their `runAt` wake nobody).
  * - **Wake-ups**: a subscription to the store's wake-ups, live when it returns; a wake-up for a served queue makes
  *   the producer claim. A subscription that fails or ends is made again on a back-off (100 ms, doubling, at most 5 s).
@@ -81,6 +82,14 @@ export const make = (deps: {
     )
   })
 
+  // Dead letters past the store's retention go, a bounded batch per call, again at once while batches are full (at
+  // most 10 per round: the next round goes on). A failure waits for the next round.
+  const pruneOnce: Effect.Effect<void> = calls.run("prune", store.prune).pipe(
+    Effect.repeat({ while: (result) => result.more, times: 9 }),
+    Effect.tapError((error) => warn("JobStore.prune failed; pruning again at the next reap", error)),
+    Effect.ignore
+  )
+
   // A failed reap is tried again on the back-off, at most `min(reapInterval, 5 s)` apart: readiness turns green
   // again within that once the store is back.
   const reapCap = Math.min(Duration.toMillis(deps.reapInterval), 5_000)
@@ -93,7 +102,7 @@ export const make = (deps: {
         Effect.suspend(() => {
           for (const job of result.buried) publisher.deadLettered(job, job.error)
           if (result.reaped > 0) producer.mayHaveJobs()
-          return checkUnserved
+          return Effect.zipRight(checkUnserved, pruneOnce)
         })
     })
   )
