@@ -337,21 +337,25 @@ export const statements = (s: string) => {
       DELETE FROM ${s}.jobs AS j USING unnest(${list("$1")}, ${list("$2")}) AS i(id, token)
       WHERE ${holds("j", "i", list("$1"))}
       RETURNING i.id::text || ':' || i.token::text AS applied`,
+    /**
+     * Makes the expired leases' jobs ready again, or buries them on their last attempt. The rows are found again by
+     * primary key (`id = ANY(ARRAY(...))`): joined with the expired ones, a table never analyzed was read in full.
+     */
     reap: `
       WITH expired AS (
         SELECT id FROM ${s}.jobs WHERE lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock()
         FOR UPDATE SKIP LOCKED
       ), dead AS (
-        DELETE FROM ${s}.jobs AS j USING expired e WHERE j.id = e.id AND j.attempts >= j.max_attempts RETURNING j.*
+        DELETE FROM ${s}.jobs AS j
+        WHERE j.id = ANY(ARRAY(SELECT id FROM expired)) AND j.attempts >= j.max_attempts RETURNING j.*
       ), buried AS (${bury("dead", "'lease expired'")}), revived AS (
         UPDATE ${s}.jobs AS j SET lease_token = NULL, lease_expires_at = NULL, leased_by = NULL,
           last_error = 'lease expired'
-        FROM expired e WHERE j.id = e.id AND j.attempts < j.max_attempts
+        WHERE j.id = ANY(ARRAY(SELECT id FROM expired)) AND j.attempts < j.max_attempts
         RETURNING j.queue, true AS ready
       ), woken AS (${notifyReady("$1", "revived", "ready")})
       SELECT (SELECT count(*) FROM expired)::int AS found, ${buriedJson("dead")} AS buried,
              (SELECT count(*) FROM buried)::int AS moved, (SELECT count(*) FROM woken)::int AS woken`,
-    /** The counts per queue and job name (`name` is null for the dead letters, counted per queue). */
     /**
      * The counts, exact, without scanning the tables (migration 3): the folded counts plus the deltas not yet folded,
      * per lane, priority and state. Time splits them further, by index: the waiting jobs of a lane that are not due
@@ -441,9 +445,6 @@ export const statements = (s: string) => {
         DELETE FROM ${s}.dead_jobs AS d USING moved m WHERE d.id = m.id RETURNING d.id
       ), woken AS (${notifyReady("$1", "moved", "ready")})
       SELECT (SELECT count(*) FROM gone)::int AS moved, (SELECT count(*) FROM woken)::int AS woken`,
-    neverAnalyzed: `SELECT (last_analyze IS NULL AND last_autoanalyze IS NULL) AS never
-      FROM pg_stat_user_tables WHERE relid = $1::regclass`,
-    analyze: `ANALYZE ${s}.jobs`,
     readyQueues: `SELECT DISTINCT queue FROM ${s}.jobs WHERE lease_token IS NULL AND run_at <= ${s}.clock()`
   }
 }
@@ -635,7 +636,6 @@ export const make = (
     }
 
     const client = yield* PgClient.PgClient
-    const scope = yield* Effect.scope
     const s = Pg.escapeIdentifier(schema)
     const channel = `${schema}.wakeups`
     const sql = statements(s)
@@ -721,24 +721,6 @@ export const make = (
       yield* Effect.forkScoped(Effect.interruptible(Effect.forever(attempt)))
     }
 
-    /**
-     * Until autovacuum has analyzed `jobs` once (up to a minute after a first big batch), the planner guesses
-     * that few rows match a claim, and sorts every ready job instead of scanning `jobs_ready`: a claim then costs
-     * time in proportion to the backlog. So after the first enqueue of many jobs, this store analyzes the table if
-     * nothing has yet, on a fiber of its own, on its own connection.
-     */
-    let analyzeChecked = false
-    const analyzeOnce: Effect.Effect<void> = Effect.suspend(() => {
-      analyzeChecked = true
-      return run<{ readonly never: boolean }>("enqueue", sql.neverAnalyzed, [`${s}.jobs`]).pipe(
-        Effect.flatMap(([row]) => row?.never === true ? run("enqueue", sql.analyze, []) : Effect.void),
-        Effect.catchAll((error) => Effect.logDebug(`PgJobStore: could not analyze ${schema}.jobs`, error)),
-        Effect.asVoid,
-        Effect.forkIn(scope),
-        Effect.asVoid
-      )
-    })
-
     /** Inserts `jobs` on the caller's connection; the ids of the keys it could not resolve are `undefined`. */
     const insert = (jobs: ReadonlyArray<EncodedJob>) => {
       // The payloads are JSON text already: spliced into the input as they are, not parsed and encoded again.
@@ -788,7 +770,6 @@ export const make = (
               `${defaults.keyRetries} times while it was being enqueued`
           })
         }
-        if (!analyzeChecked && jobs.length >= 1_000) yield* analyzeOnce
         return ids as ReadonlyArray<string>
       })
 
