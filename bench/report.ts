@@ -6,11 +6,12 @@ import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import { readdirSync, readFileSync } from "node:fs"
 import * as os from "node:os"
-import { fmt, gcAvailable, mb } from "./common.js"
+import { fmt, gcAvailable, mb, median } from "./common.js"
 import { type JobsMemoryResult, type JobsRatio, type JobsResult, JobsVariants } from "./jobs.js"
 import type { MemoryResult } from "./memory.js"
 import { type OverheadResult, type Ratio, Variants, YieldEvery } from "./overhead.js"
 import { GraphileBatching, type LatencyResult, type PgRatio, type PgResult, PgVariants } from "./pg.js"
+import { type CallTimes, drainRatio, type PgScaleResult } from "./pgScale.js"
 import type { ShutdownResult } from "./shutdown.js"
 import type { PartialSuiteResult, SuiteConfig, SuiteResult } from "./suite.js"
 import type { ThroughputResult } from "./throughput.js"
@@ -252,6 +253,37 @@ const pgTargets = (pg: PgResult): readonly [Target, Target, Target, Target] => {
   ]
 }
 
+/** Benchmark 10's limits, in ms (medians of single calls at `rows` jobs), and the drain ratio's floor. */
+export const PgScaleLimits = { claim: 10, deadLetters: 10, stats: 20, drainRatio: 0.8 } as const
+
+const callText = (times: CallTimes) => `${fmt(times.median)} ms median, ${fmt(times.max)} ms max`
+
+/** Benchmark 10's targets: claims from a small or an empty queue, dead letters, stats; the drain without statistics. */
+const pgScaleTargets = (scale: PgScaleResult): ReadonlyArray<Target> => {
+  const rows = scale.config.rows.toLocaleString("en")
+  const call = (what: string, times: CallTimes, limit: number): Target => ({
+    target: `${what} ≤ ${limit} ms`,
+    measured: callText(times),
+    ...atMost(times.median, limit)
+  })
+  const ratio = drainRatio(scale)
+  return [
+    call(`A claim from a small queue beside ${rows} ready jobs of another`, scale.claimSmallQueue, PgScaleLimits.claim),
+    call(`A claim that finds its queue empty beside ${rows} ready jobs`, scale.claimEmptyQueue, PgScaleLimits.claim),
+    call(`\`deadLetters()\` among ${rows} dead letters`, scale.deadLetters, PgScaleLimits.deadLetters),
+    call(`\`stats\` at ${rows} ready jobs and ${rows} dead letters`, scale.stats, PgScaleLimits.stats),
+    {
+      target:
+        `A drain right after single enqueues on a never-analyzed table within 20% of one after a bulk enqueue and ` +
+        `\`ANALYZE\``,
+      measured: `${fmt(ratio)}x (${fmt(median(scale.drainUnanalyzed), 0)} vs ${
+        fmt(median(scale.drainAnalyzed), 0)
+      } jobs/s)`,
+      ...atLeast(ratio, PgScaleLimits.drainRatio)
+    }
+  ]
+}
+
 /** The targets of the project, from the figures of one run: those of the benchmarks that ran. */
 export const targets = (result: PartialSuiteResult): ReadonlyArray<Target> => [
   ...(result.overhead ? overheadTargets(result.overhead) : []),
@@ -260,14 +292,15 @@ export const targets = (result: PartialSuiteResult): ReadonlyArray<Target> => [
   ...(result.shutdown ? [stopTarget(result.shutdown)] : []),
   ...(result.jobs ? result.jobs.ratios.map((ratio) => jobsTarget(result.jobs!, ratio)) : []),
   ...(result.jobsMemory ? [jobsHeapTarget(result.jobsMemory)] : []),
-  ...(result.pg ? pgTargets(result.pg) : [])
+  ...(result.pg ? pgTargets(result.pg) : []),
+  ...(result.pgScale ? pgScaleTargets(result.pgScale) : [])
 ]
 
 const verdict = (target: Target): string => `${target.met ? "met" : "NOT MET"} (${target.by})`
 
 /** Every figure of a run, in the order of the issue; only the benchmarks that ran. */
 export const rows = (result: PartialSuiteResult): ReadonlyArray<Row> => {
-  const { contention, events, jobs, jobsMemory, memory, overhead, pg, shutdown, throughput } = result
+  const { contention, events, jobs, jobsMemory, memory, overhead, pg, pgScale, shutdown, throughput } = result
   const out: Array<Row> = []
   const add = (benchmark: string, figure: string, value: string, target = "", verdictText = "") =>
     out.push({ benchmark, figure, value, target, verdict: verdictText })
@@ -506,6 +539,34 @@ export const rows = (result: PartialSuiteResult): ReadonlyArray<Row> => {
       b9,
       "jobs run / left in the tables",
       `${Object.values(pg.completed).reduce((a, b) => a + b, 0).toLocaleString("en")} / ${pg.leftInStore}`
+    )
+  }
+
+  if (pgScale) {
+    const b10 = `10. PostgreSQL at scale (${pgScale.config.rows.toLocaleString("en")} ready jobs and dead letters)`
+    const [small, empty, dead, stats, drain] = pgScaleTargets(pgScale)
+    add(b10, "claim of the one job of a small queue", small!.measured, `≤ ${PgScaleLimits.claim} ms`, verdict(small!))
+    add(
+      b10,
+      "claim from an empty queue (an idle poll)",
+      empty!.measured,
+      `≤ ${PgScaleLimits.claim} ms`,
+      verdict(empty!)
+    )
+    add(b10, "claim of 10 jobs at the head of the big queue", callText(pgScale.claimBigQueueHead))
+    add(b10, "`deadLetters()`, the newest 100", dead!.measured, `≤ ${PgScaleLimits.deadLetters} ms`, verdict(dead!))
+    add(b10, "`deadLetters` of one queue of ten", callText(pgScale.deadLettersOfQueue))
+    add(b10, "`stats`", stats!.measured, `≤ ${PgScaleLimits.stats} ms`, verdict(stats!))
+    add(b10, "prune of dead letters past their retention", `${fmt(pgScale.prunePerSecond, 0)} rows/s (1,000 per call)`)
+    add(
+      b10,
+      `drain of ${pgScale.config.drainJobs.toLocaleString("en")} jobs, jobs/s by round: single enqueues, never ` +
+        `analyzed / bulk enqueue, analyzed`,
+      `${pgScale.drainUnanalyzed.map((value) => fmt(value, 0)).join(", ")} / ${
+        pgScale.drainAnalyzed.map((value) => fmt(value, 0)).join(", ")
+      }`,
+      "≥ 0.8x",
+      verdict(drain!)
     )
   }
   return out
@@ -763,6 +824,19 @@ Time per step: ${result.stepSeconds.map(({ seconds, step }) => `${step} ${fmt(se
   subtracts it from its own; the first ${config.pg.latencyWarmup} are discarded. The issue measured
   graphile-worker at 2,011 jobs/s with its defaults and 19,355 jobs/s batched on 2 cores; the targets compare with
   graphile-worker measured here, in the same run, on the same server.
+- **PostgreSQL at scale (10).** A throwaway server of its own, durability on. One \`PgJobStore\` (schema
+  \`scale\`): ${config.pgScale.rows.toLocaleString("en")} ready jobs of one lane in queue \`bulk\` and as many dead
+  letters in ten queues, inserted with \`generate_series\` (the count triggers run), then analyzed and the counts
+  folded. Each call is timed ${config.pgScale.samples} times, one at a time, on the store's own connections: a claim
+  of the one job of queue \`work\` (enqueued, untimed, before each claim), a claim from the empty queue \`idle\`, a
+  claim of 10 jobs at the head of \`bulk\`, \`deadLetters()\`, \`deadLetters({ queue })\` and \`stats\`. Then
+  \`prune\` (dead letters 30 days old, retention 14 days) is called until ${
+    config.pgScale.pruneRows.toLocaleString("en")
+  } are gone. Last, ${config.pgScale.drainRounds} pairs of drains of ${
+    config.pgScale.drainJobs.toLocaleString("en")
+  } jobs, each on a fresh schema, by a \`JobWorker\` with its defaults (concurrency 24): one after single
+  enqueues (64 calls at a time) on a table autovacuum may not analyze, one after a bulk enqueue and an \`ANALYZE\`;
+  the ratio is of the medians.
 
 ## Analysis
 

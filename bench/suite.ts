@@ -17,6 +17,7 @@ import {
 import { inFlightMemory, type MemoryConfig, type MemoryResult } from "./memory.js"
 import { type OverheadConfig, type OverheadResult, perTaskOverhead } from "./overhead.js"
 import { type PgConfig, pgJobs, type PgResult } from "./pg.js"
+import { pgScale, type PgScaleConfig, type PgScaleResult } from "./pgScale.js"
 import { type ShutdownConfig, shutdownLatency, type ShutdownResult } from "./shutdown.js"
 import { throughputAtScale, type ThroughputConfig, type ThroughputResult } from "./throughput.js"
 
@@ -32,6 +33,7 @@ export interface SuiteConfig {
   readonly jobs: JobsConfig
   readonly jobsMemory: JobsMemoryConfig
   readonly pg: PgConfig
+  readonly pgScale: PgScaleConfig
 }
 
 /** The benchmarks by name, in the order they run: the names `BENCH_ONLY` takes, the keys of {@link SuiteConfig}. */
@@ -45,7 +47,8 @@ export const BenchmarkNames = [
   "contention",
   "jobs",
   "jobsMemory",
-  "pg"
+  "pg",
+  "pgScale"
 ] as const satisfies ReadonlyArray<keyof SuiteConfig>
 
 export type BenchmarkName = typeof BenchmarkNames[number]
@@ -62,6 +65,7 @@ export interface BenchmarkResults {
   readonly jobs: JobsResult
   readonly jobsMemory: JobsMemoryResult
   readonly pg: PgResult
+  readonly pgScale: PgScaleResult
 }
 
 interface Timing {
@@ -98,7 +102,8 @@ export const fullConfig: SuiteConfig = {
     latencyWarmup: 20,
     latencySpacingMs: 5,
     durable: true
-  }
+  },
+  pgScale: { rows: 1_000_000, samples: 20, pruneRows: 100_000, drainJobs: 30_000, drainRounds: 3 }
 }
 
 /** `BENCH_SMOKE=1` and the test suite: every benchmark with a few thousand tasks, in a few seconds. */
@@ -122,7 +127,8 @@ export const smokeConfig: SuiteConfig = {
     latencyWarmup: 5,
     latencySpacingMs: 2,
     durable: true
-  }
+  },
+  pgScale: { rows: 5_000, samples: 3, pruneRows: 1_000, drainJobs: 300, drainRounds: 1 }
 }
 
 /**
@@ -193,6 +199,7 @@ export const runBenchmarks = (
     yield* step("jobs", "7 jobs throughput", () => jobsThroughput(config.jobs))
     yield* step("jobsMemory", "8 jobs memory", () => jobsMemory(config.jobsMemory))
     yield* step("pg", "9 PostgreSQL jobs", () => pgJobs(config.pg))
+    yield* step("pgScale", "10 PostgreSQL at scale", () => pgScale(config.pgScale))
     return { ...results, seconds: (performance.now() - start) / 1000, stepSeconds }
   })
 

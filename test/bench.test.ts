@@ -243,11 +243,12 @@ describe("benchmark suite, smoke run", () => {
         contention: { callers: 50, tasksPerCaller: 2, flipEveryMs: 1 },
         jobs: { jobs: 200, concurrencies: [10, 100], rounds: 1, warmupRounds: 0 },
         jobsMemory: { jobs: 400, batch: 100, concurrency: 10, samples: 2 },
-        pg: { ...smokeConfig.pg, jobs: 100, rounds: 1, warmupRounds: 0, latencySamples: 5, latencyWarmup: 1 }
+        pg: { ...smokeConfig.pg, jobs: 100, rounds: 1, warmupRounds: 0, latencySamples: 5, latencyWarmup: 1 },
+        pgScale: { rows: 1_000, samples: 2, pruneRows: 500, drainJobs: 100, drainRounds: 1 }
       }
       const result = yield* runSuite(tiny)
       const table = textTable(rows(result))
-      for (const n of [1, 2, 3, 4, 5, 6, 7, 8, 9]) assert.include(table, `${n}. `)
+      for (const n of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) assert.include(table, `${n}. `)
       const env = {
         date: "2025-01-01T00:00:00.000Z",
         cpuModel: "test",
@@ -269,7 +270,7 @@ describe("benchmark suite, smoke run", () => {
         loadEnd: 0
       }
       const doc = markdown(result, tiny, env)
-      assert.strictEqual(targets(result).length, 13)
+      assert.strictEqual(targets(result).length, 18)
       for (const target of targets(result)) assert.include(doc, target.target)
       for (const concurrency of tiny.jobs.concurrencies) {
         const row = rows(result).find((row) =>

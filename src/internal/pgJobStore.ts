@@ -361,7 +361,9 @@ export const statements = (s: string) => {
      * per lane, priority and state. Time splits them further, by index: the waiting jobs of a lane that are not due
      * yet are scheduled (a range of `jobs_ready_by_lane` per lane and priority), and leases that expired (a range of
      * `jobs_leased`) count as ready, or dead when their attempts are used up. Rows with a null `name` are dead
-     * letters.
+     * letters. The now is a sub-select, so that both ranges are index conditions; the run-at range is closed (`<
+     * 'infinity'`, which holds for every job) because an open one on an unknown bound is estimated at a third of the
+     * lane, and the planner then read the whole table for a lane of a million ready jobs (250 ms).
      */
     stats: `
       WITH now AS (SELECT ${s}.clock() AS t), counted AS (
@@ -370,17 +372,17 @@ export const statements = (s: string) => {
           UNION ALL
           SELECT queue, name, priority, state, n FROM ${s}.job_count_deltas
         ) AS c GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0
-      ), scheduled AS (
+      ), scheduled AS MATERIALIZED (
         SELECT c.queue, c.name, (
           SELECT count(*) FROM ${s}.jobs AS j
           WHERE j.lease_token IS NULL AND j.queue = c.queue AND j.name = c.name AND j.priority = c.priority
-            AND j.run_at > now.t
+            AND j.run_at > (SELECT t FROM now) AND j.run_at < 'infinity'
         ) AS n
-        FROM counted AS c, now WHERE c.state = 'waiting'
+        FROM counted AS c WHERE c.state = 'waiting'
       ), expired AS (
         SELECT queue, name, count(*) FILTER (WHERE attempts < max_attempts) AS ready,
                count(*) FILTER (WHERE attempts >= max_attempts) AS dead
-        FROM ${s}.jobs, now WHERE lease_token IS NOT NULL AND lease_expires_at <= now.t GROUP BY 1, 2
+        FROM ${s}.jobs WHERE lease_token IS NOT NULL AND lease_expires_at <= (SELECT t FROM now) GROUP BY 1, 2
       )
       SELECT queue, name, sum(ready)::float8 AS ready, sum(scheduled)::float8 AS scheduled,
              sum(leased)::float8 AS leased, sum(dead)::float8 AS dead
