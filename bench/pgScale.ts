@@ -181,6 +181,8 @@ export const pgScale = (config: PgScaleConfig): Effect.Effect<PgScaleResult> =>
       if (!result.more) break
     }
     const prunePerSecond = pruned / ((now() - pruneBegin) / 1000)
+    // The big tables go first: their autovacuum would run beside the drains.
+    yield* sql(`DROP SCHEMA scale CASCADE`)
     const drainUnanalyzed: Array<number> = []
     const drainAnalyzed: Array<number> = []
     for (let round = 0; round < config.drainRounds; round++) {
