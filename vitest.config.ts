@@ -1,13 +1,14 @@
 import { defineConfig } from "vitest/config"
 
 /**
- * `npm test`: every test that needs only Node and npm packages. The real-Chromium tests (`*.browser.test.ts`) are
- * the other tier, `npm run test:browser` (vitest.browser.config.ts).
+ * `npm test`: every test that needs only Node and npm packages, but the two slow tiers: the real-Chromium tests
+ * (`*.browser.test.ts`, `npm run test:browser`, vitest.browser.config.ts) and the PostgreSQL chaos tests
+ * (`*.chaos.test.ts`, `npm run test:chaos`, vitest.chaos.config.ts).
  */
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    exclude: ["test/**/*.browser.test.ts", "node_modules/**"],
+    exclude: ["test/**/*.browser.test.ts", "test/**/*.chaos.test.ts", "node_modules/**"],
     globalSetup: ["test/pgGlobalSetup.ts"],
     testTimeout: 30_000
   }

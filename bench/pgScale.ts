@@ -10,6 +10,9 @@
  *   queue; then `stats` with the ready jobs and the dead letters both there.
  * - **Prune.** The dead letters failed 30 days ago, the store keeps them 14 days: the time of `prune` calls (1,000
  *   rows each) until `pruneRows` are gone, as rows per second.
+ * - **A specialised worker.** `drainJobs` jobs enqueued into queue `work` beside the big queue, drained by a
+ *   `JobWorker` with its defaults that serves only `work`, `drainRounds` times; against the drains on an empty
+ *   schema below (bulk enqueue, analyzed).
  * - **Plans without statistics.** `drainJobs` jobs enqueued one at a time (64 calls at once) on a fresh schema whose
  *   table autovacuum may not analyze, then drained by a `JobWorker` with its defaults (concurrency 24), timed from
  *   resume to the last job; against the same drain after one bulk enqueue and an `ANALYZE`. The drains alternate,
@@ -54,6 +57,8 @@ export interface PgScaleResult {
   /** Jobs per second of each drain: after single enqueues, never analyzed; after a bulk enqueue, analyzed. */
   readonly drainUnanalyzed: ReadonlyArray<number>
   readonly drainAnalyzed: ReadonlyArray<number>
+  /** Jobs per second of a worker that serves only queue `work`, beside the big queue's ready jobs. */
+  readonly drainBeside: ReadonlyArray<number>
 }
 
 const Noop = Job.make("bench-noop", { payload: Schema.Struct({ n: Schema.Number }), queue: "bench" })
@@ -87,32 +92,40 @@ const storeOn = (url: string, schema: string, options?: PgJobStore.PgJobStoreOpt
     return yield* PgJobStore.make({ schema, listen: false, ...options }).pipe(Effect.provide(client))
   })
 
-/** One drain of `jobs` enqueued as `enqueue` says, on a fresh schema, by a `JobWorker` with its defaults: jobs/s. */
+/**
+ * How a drain's jobs are enqueued: one at a time on a fresh schema never analyzed (`single`), in one call on a fresh
+ * schema then analyzed (`bulk`), or in one call into queue `work` of the big schema, served alone (`beside`).
+ */
+type DrainKind = "single" | "bulk" | "beside"
+
+/** One drain of `jobs` by a `JobWorker` with its defaults: jobs/s. */
 const drain = (
   url: string,
   admin: pg.Pool,
   schema: string,
   jobs: number,
-  single: boolean
+  kind: DrainKind
 ): Effect.Effect<number, unknown, Scope.Scope> =>
   Effect.scoped(Effect.gen(function*() {
-    yield* Effect.promise(() => admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
+    if (kind !== "beside") yield* Effect.promise(() => admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
     const store = yield* storeOn(url, schema)
     const counter = new Countdown()
     const ctx = yield* WorkerContext.make({ name: `bench-pg-scale-${schema}`, logLevel: "None" })
-    yield* JobWorker.make({ handlers: [Noop.handler(() => Effect.sync(counter.tick))], concurrency: 24 }).pipe(
-      Effect.provideService(JobStore.JobStore, store),
-      Effect.provideService(WorkerContext, ctx)
-    )
+    const queue = kind === "beside" ? "work" : "bench"
+    yield* JobWorker.make({
+      handlers: [Noop.handler(() => Effect.sync(counter.tick))],
+      concurrency: 24,
+      queues: [queue]
+    }).pipe(Effect.provideService(JobStore.JobStore, store), Effect.provideService(WorkerContext, ctx))
     yield* ctx.pause
-    const payloads = Array.from({ length: jobs }, (_, n) => newJob("bench", n))
-    if (single) {
+    const payloads = Array.from({ length: jobs }, (_, n) => newJob(queue, n))
+    if (kind === "single") {
       // The table is never analyzed: autovacuum may not, and the store does not.
       yield* Effect.promise(() => admin.query(`ALTER TABLE ${schema}.jobs SET (autovacuum_enabled = false)`))
       yield* Effect.forEach(payloads, (job) => store.enqueue([job]), { concurrency: 64, discard: true })
     } else {
       yield* store.enqueue(payloads)
-      yield* Effect.promise(() => admin.query(`ANALYZE ${schema}.jobs`))
+      if (kind === "bulk") yield* Effect.promise(() => admin.query(`ANALYZE ${schema}.jobs`))
     }
     const done = counter.arm(jobs)
     const begin = now()
@@ -181,13 +194,17 @@ export const pgScale = (config: PgScaleConfig): Effect.Effect<PgScaleResult> =>
       if (!result.more) break
     }
     const prunePerSecond = pruned / ((now() - pruneBegin) / 1000)
-    // The big tables go first: their autovacuum would run beside the drains.
+    const drainBeside: Array<number> = []
+    for (let round = 0; round < config.drainRounds; round++) {
+      drainBeside.push(yield* drain(server.url, admin, "scale", config.drainJobs, "beside"))
+    }
+    // The big tables go first: their autovacuum would run beside the other drains.
     yield* sql(`DROP SCHEMA scale CASCADE`)
     const drainUnanalyzed: Array<number> = []
     const drainAnalyzed: Array<number> = []
     for (let round = 0; round < config.drainRounds; round++) {
-      drainUnanalyzed.push(yield* drain(server.url, admin, "drain_single", config.drainJobs, true))
-      drainAnalyzed.push(yield* drain(server.url, admin, "drain_bulk", config.drainJobs, false))
+      drainUnanalyzed.push(yield* drain(server.url, admin, "drain_single", config.drainJobs, "single"))
+      drainAnalyzed.push(yield* drain(server.url, admin, "drain_bulk", config.drainJobs, "bulk"))
     }
     return {
       config,
@@ -199,10 +216,15 @@ export const pgScale = (config: PgScaleConfig): Effect.Effect<PgScaleResult> =>
       stats,
       prunePerSecond,
       drainUnanalyzed,
-      drainAnalyzed
+      drainAnalyzed,
+      drainBeside
     }
   })).pipe(quietLogs, Effect.orDie)
 
 /** The drain after single enqueues, never analyzed, over the one after a bulk enqueue, analyzed: medians. */
 export const drainRatio = (result: PgScaleResult): number =>
   median(result.drainUnanalyzed) / median(result.drainAnalyzed)
+
+/** The drain of a worker serving one queue beside the big one, over one on an empty schema: medians. */
+export const besideRatio = (result: PgScaleResult): number =>
+  median(result.drainBeside) / median(result.drainAnalyzed)

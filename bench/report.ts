@@ -11,7 +11,7 @@ import { type JobsMemoryResult, type JobsRatio, type JobsResult, JobsVariants } 
 import type { MemoryResult } from "./memory.js"
 import { type OverheadResult, type Ratio, Variants, YieldEvery } from "./overhead.js"
 import { GraphileBatching, type LatencyResult, type PgRatio, type PgResult, PgVariants } from "./pg.js"
-import { type CallTimes, drainRatio, type PgScaleResult } from "./pgScale.js"
+import { besideRatio, type CallTimes, drainRatio, type PgScaleResult } from "./pgScale.js"
 import type { ShutdownResult } from "./shutdown.js"
 import type { PartialSuiteResult, SuiteConfig, SuiteResult } from "./suite.js"
 import type { ThroughputResult } from "./throughput.js"
@@ -267,6 +267,7 @@ const pgScaleTargets = (scale: PgScaleResult): ReadonlyArray<Target> => {
     ...atMost(times.median, limit)
   })
   const ratio = drainRatio(scale)
+  const beside = besideRatio(scale)
   return [
     call(`A claim from a small queue beside ${rows} ready jobs of another`, scale.claimSmallQueue, PgScaleLimits.claim),
     call(`A claim that finds its queue empty beside ${rows} ready jobs`, scale.claimEmptyQueue, PgScaleLimits.claim),
@@ -280,6 +281,12 @@ const pgScaleTargets = (scale: PgScaleResult): ReadonlyArray<Target> => {
         fmt(median(scale.drainAnalyzed), 0)
       } jobs/s)`,
       ...atLeast(ratio, PgScaleLimits.drainRatio)
+    },
+    {
+      target: `A worker serving one queue drains it beside ${rows} ready jobs of another within 20% of its rate on ` +
+        `an empty schema`,
+      measured: `${fmt(beside)}x (${fmt(median(scale.drainBeside), 0)} vs ${fmt(median(scale.drainAnalyzed), 0)} jobs/s)`,
+      ...atLeast(beside, PgScaleLimits.drainRatio)
     }
   ]
 }
@@ -544,7 +551,7 @@ export const rows = (result: PartialSuiteResult): ReadonlyArray<Row> => {
 
   if (pgScale) {
     const b10 = `10. PostgreSQL at scale (${pgScale.config.rows.toLocaleString("en")} ready jobs and dead letters)`
-    const [small, empty, dead, stats, drain] = pgScaleTargets(pgScale)
+    const [small, empty, dead, stats, drain, beside] = pgScaleTargets(pgScale)
     add(b10, "claim of the one job of a small queue", small!.measured, `≤ ${PgScaleLimits.claim} ms`, verdict(small!))
     add(
       b10,
@@ -567,6 +574,14 @@ export const rows = (result: PartialSuiteResult): ReadonlyArray<Row> => {
       }`,
       "≥ 0.8x",
       verdict(drain!)
+    )
+    add(
+      b10,
+      `drain of ${pgScale.config.drainJobs.toLocaleString("en")} jobs of a queue served alone, beside the big one: ` +
+        `jobs/s by round`,
+      `${pgScale.drainBeside.map((value) => fmt(value, 0)).join(", ")} (${beside!.measured} on an empty schema)`,
+      "≥ 0.8x",
+      verdict(beside!)
     )
   }
   return out
@@ -832,11 +847,11 @@ Time per step: ${result.stepSeconds.map(({ seconds, step }) => `${step} ${fmt(se
   claim of 10 jobs at the head of \`bulk\`, \`deadLetters()\`, \`deadLetters({ queue })\` and \`stats\`. Then
   \`prune\` (dead letters 30 days old, retention 14 days) is called until ${
     config.pgScale.pruneRows.toLocaleString("en")
-  } are gone. Last, ${config.pgScale.drainRounds} pairs of drains of ${
-    config.pgScale.drainJobs.toLocaleString("en")
-  } jobs, each on a fresh schema, by a \`JobWorker\` with its defaults (concurrency 24): one after single
-  enqueues (64 calls at a time) on a table autovacuum may not analyze, one after a bulk enqueue and an \`ANALYZE\`;
-  the ratio is of the medians.
+  } are gone. Last, drains of ${config.pgScale.drainJobs.toLocaleString("en")} jobs by a \`JobWorker\` with its
+  defaults (concurrency 24): ${config.pgScale.drainRounds} into queue \`work\` beside the big queue, by a worker that
+  serves only \`work\`; then, the big schema dropped, ${config.pgScale.drainRounds} pairs, each on a fresh schema: one
+  after single enqueues (64 calls at a time) on a table autovacuum may not analyze, one after a bulk enqueue and an
+  \`ANALYZE\`. The ratios are of the medians, both against the drains after a bulk enqueue.
 
 ## Analysis
 

@@ -48,19 +48,25 @@ const lockJobs = (schema: string) =>
     (locker) => Effect.promise(() => locker.end())
   )
 
-/** The backends of the store's own connections. */
-const storeBackends = (name: string) =>
-  Effect.promise(() =>
-    query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid`, [
-      `${name} (store)`
-    ])
-  ).pipe(Effect.map((rows) => rows.map((row) => row.pid)))
-
 /**
- * The backends of the store's own connections once there are `n` of them: the one a call used and the spare the
- * store keeps open beside it, say.
+ * The backends of the store's own connections once there are `n` of them, every one idle: the one a call used and
+ * the spare the store keeps open beside it, say. A spare still connecting would not be idle in the store's pool yet,
+ * and a call made then would open a connection of its own, unstalled.
  */
-const backendsOnceThere = (name: string, n: number) => waitFor(storeBackends(name), (pids) => pids.length === n)
+const backendsOnceThere = (name: string, n: number) =>
+  Effect.map(
+    waitFor(idleBackends(name), (backends) => backends.length === n && backends.every((backend) => backend.idle)),
+    (backends) => backends.map((backend) => backend.pid)
+  )
+
+/** The store's own backends, and whether each is idle. */
+const idleBackends = (name: string) =>
+  Effect.promise(() =>
+    query<{ pid: number; idle: boolean }>(
+      `SELECT pid, state = 'idle' AS idle FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid`,
+      [`${name} (store)`]
+    )
+  )
 
 /** Stops these backends (`SIGSTOP`) until the scope closes (`SIGCONT`). */
 const stall = (pids: ReadonlyArray<number>) =>
@@ -188,6 +194,30 @@ describe("PgJobStore under faults", () => {
           yield* store.settle([{ lease: jobs[0]!.lease, outcome: Outcome.Completed() }]),
           [true],
           "the lock is gone: the lease still holds"
+        )
+      }),
+    30_000
+  )
+
+  it.scopedLive(
+    "an enqueue cut off by the caller's statement_timeout says so, not that a connection timed out",
+    () =>
+      Effect.gen(function*() {
+        const { layer } = yield* namedClient
+        const schema = uniqueName("t")
+        const store = yield* testStore({ schema, listen: false }).pipe(Effect.provide(layer))
+        yield* lockJobs(schema)
+        // The enqueue joins the caller's transaction, and so its statement_timeout.
+        const error = yield* Effect.flip(
+          Effect.flatMap(PgClient.PgClient, (sql) =>
+            sql.withTransaction(
+              Effect.zipRight(sql.unsafe(`SET LOCAL statement_timeout = '200ms'`), store.enqueue([newJob()]))
+            )).pipe(Effect.provide(layer))
+        )
+        assert.instanceOf(error, JobStoreError)
+        assert.strictEqual(
+          (error as JobStoreError).reason,
+          "the statement ran past its deadline (statement_timeout): canceling statement due to statement timeout"
         )
       }),
     30_000

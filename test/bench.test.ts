@@ -270,7 +270,7 @@ describe("benchmark suite, smoke run", () => {
         loadEnd: 0
       }
       const doc = markdown(result, tiny, env)
-      assert.strictEqual(targets(result).length, 18)
+      assert.strictEqual(targets(result).length, 19)
       for (const target of targets(result)) assert.include(doc, target.target)
       for (const concurrency of tiny.jobs.concurrencies) {
         const row = rows(result).find((row) =>
