@@ -62,6 +62,8 @@ export interface PgScaleResult {
 }
 
 const Noop = Job.make("bench-noop", { payload: Schema.Struct({ n: Schema.Number }), queue: "bench" })
+/** The same job type in queue `work`, for the worker that serves only it. */
+const NoopWork = Job.make(Noop.name, { payload: Noop.payload, queue: "work" })
 
 /** A no-op job of `queue`, ready now. */
 const newJob = (queue: string, n: number): JobStore.NewJob => ({
@@ -111,12 +113,9 @@ const drain = (
     const store = yield* storeOn(url, schema)
     const counter = new Countdown()
     const ctx = yield* WorkerContext.make({ name: `bench-pg-scale-${schema}`, logLevel: "None" })
-    const queue = kind === "beside" ? "work" : "bench"
-    yield* JobWorker.make({
-      handlers: [Noop.handler(() => Effect.sync(counter.tick))],
-      concurrency: 24,
-      queues: [queue]
-    }).pipe(Effect.provideService(JobStore.JobStore, store), Effect.provideService(WorkerContext, ctx))
+    const job = kind === "beside" ? NoopWork : Noop
+    const queue = job.queue
+    yield* JobWorker.make({ handlers: [job.handler(() => Effect.sync(counter.tick))], concurrency: 24 }).pipe(Effect.provideService(JobStore.JobStore, store), Effect.provideService(WorkerContext, ctx))
     yield* ctx.pause
     const payloads = Array.from({ length: jobs }, (_, n) => newJob(queue, n))
     if (kind === "single") {

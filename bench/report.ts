@@ -939,8 +939,8 @@ ${env.graphileWorker}'s source and ours:
 So with its defaults a claim round of ours is claim, run, acknowledge, one after the other, for at most ${config.pg.concurrency}
 jobs, and at least two commits stand between one round's jobs and the next's. graphile-worker's defaults have one
 fetch per job on the path, fanned out over its ${config.pg.concurrency} workers. With \`prefetch\` both statements are off the path too,
-as in graphile-worker's batching, and what is left of the gap is CPU time in this process: about 78 µs a job
-against graphile-worker's 19 µs, spread thinly over the job's path (its \`Held\`, its task, its events and
+as in graphile-worker's batching, and what is left of the gap is CPU time in this process: about 60 µs a job
+against graphile-worker's 20 µs, spread thinly over the job's path (its \`Held\`, its task, its events and
 metrics, the decoding of its row, its ack's \`Deferred\`, and garbage collection at about 15% of the time in a
 profile) with no single hot spot. \`JobWorker\` on a \`MemoryJobStore\` costs about 25 µs a job on its own. Latency
 with \`LISTEN\` is a notification, one claim statement and the start of a task: a few milliseconds for both
