@@ -115,7 +115,10 @@ const drain = (
     const ctx = yield* WorkerContext.make({ name: `bench-pg-scale-${schema}`, logLevel: "None" })
     const job = kind === "beside" ? NoopWork : Noop
     const queue = job.queue
-    yield* JobWorker.make({ handlers: [job.handler(() => Effect.sync(counter.tick))], concurrency: 24 }).pipe(Effect.provideService(JobStore.JobStore, store), Effect.provideService(WorkerContext, ctx))
+    yield* JobWorker.make({ handlers: [job.handler(() => Effect.sync(counter.tick))], concurrency: 24 }).pipe(
+      Effect.provideService(JobStore.JobStore, store),
+      Effect.provideService(WorkerContext, ctx)
+    )
     yield* ctx.pause
     const payloads = Array.from({ length: jobs }, (_, n) => newJob(queue, n))
     if (kind === "single") {
@@ -225,5 +228,4 @@ export const drainRatio = (result: PgScaleResult): number =>
   median(result.drainUnanalyzed) / median(result.drainAnalyzed)
 
 /** The drain of a worker serving one queue beside the big one, over one on an empty schema: medians. */
-export const besideRatio = (result: PgScaleResult): number =>
-  median(result.drainBeside) / median(result.drainAnalyzed)
+export const besideRatio = (result: PgScaleResult): number => median(result.drainBeside) / median(result.drainAnalyzed)

@@ -285,7 +285,9 @@ const pgScaleTargets = (scale: PgScaleResult): ReadonlyArray<Target> => {
     {
       target: `A worker serving one queue drains it beside ${rows} ready jobs of another within 20% of its rate on ` +
         `an empty schema`,
-      measured: `${fmt(beside)}x (${fmt(median(scale.drainBeside), 0)} vs ${fmt(median(scale.drainAnalyzed), 0)} jobs/s)`,
+      measured: `${fmt(beside)}x (${fmt(median(scale.drainBeside), 0)} vs ${
+        fmt(median(scale.drainAnalyzed), 0)
+      } jobs/s)`,
       ...atLeast(beside, PgScaleLimits.drainRatio)
     }
   ]
