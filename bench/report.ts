@@ -843,15 +843,16 @@ Time per step: ${result.stepSeconds.map(({ seconds, step }) => `${step} ${fmt(se
   graphile-worker measured here, in the same run, on the same server.
 - **PostgreSQL at scale (10).** A throwaway server of its own, durability on. One \`PgJobStore\` (schema
   \`scale\`): ${config.pgScale.rows.toLocaleString("en")} ready jobs of one lane in queue \`bulk\` and as many dead
-  letters in ten queues, inserted with \`generate_series\` (the count triggers run), then analyzed and the counts
-  folded. Each call is timed ${config.pgScale.samples} times, one at a time, on the store's own connections: a claim
+  letters in ten queues, inserted with \`generate_series\` (the count triggers run), then vacuumed and analyzed (at
+  rest, as autovacuum leaves tables that stopped changing: its first pass over a million new rows would otherwise
+  run beside the timed calls) and the counts folded. Each call is timed ${config.pgScale.samples} times, one at a time, on the store's own connections: a claim
   of the one job of queue \`work\` (enqueued, untimed, before each claim), a claim from the empty queue \`idle\`, a
   claim of 10 jobs at the head of \`bulk\`, \`deadLetters()\`, \`deadLetters({ queue })\` and \`stats\`. Then
   \`prune\` (dead letters 30 days old, retention 14 days) is called until ${
     config.pgScale.pruneRows.toLocaleString("en")
   } are gone. Last, drains of ${config.pgScale.drainJobs.toLocaleString("en")} jobs by a \`JobWorker\` with its
-  defaults (concurrency 24): ${config.pgScale.drainRounds} into queue \`work\` beside the big queue, by a worker that
-  serves only \`work\`; then, the big schema dropped, ${config.pgScale.drainRounds} pairs, each on a fresh schema: one
+  defaults (concurrency 24): ${config.pgScale.drainRounds} into queue \`work\` beside the big queue (the pruned dead
+  letters vacuumed first), by a worker that serves only \`work\`; then, the big schema dropped, ${config.pgScale.drainRounds} pairs, each on a fresh schema: one
   after single enqueues (64 calls at a time) on a table autovacuum may not analyze, one after a bulk enqueue and an
   \`ANALYZE\`. The ratios are of the medians, both against the drains after a bulk enqueue.
 
@@ -941,7 +942,7 @@ ${env.graphileWorker}'s source and ours:
 So with its defaults a claim round of ours is claim, run, acknowledge, one after the other, for at most ${config.pg.concurrency}
 jobs, and at least two commits stand between one round's jobs and the next's. graphile-worker's defaults have one
 fetch per job on the path, fanned out over its ${config.pg.concurrency} workers. With \`prefetch\` both statements are off the path too,
-as in graphile-worker's batching, and what is left of the gap is CPU time in this process: about 60 µs a job
+as in graphile-worker's batching, and what is left of the gap is CPU time in this process: 60–70 µs a job
 against graphile-worker's 20 µs, spread thinly over the job's path (its \`Held\`, its task, its events and
 metrics, the decoding of its row, its ack's \`Deferred\`, and garbage collection at about 15% of the time in a
 profile) with no single hot spot. \`JobWorker\` on a \`MemoryJobStore\` costs about 25 µs a job on its own. Latency
