@@ -257,7 +257,14 @@ describe("PgJobStore under faults", () => {
       const scope = yield* Scope.make()
       const store = yield* testStore({ listen: false }).pipe(Effect.provide(layer), Scope.extend(scope))
       yield* store.stats
-      yield* stall(yield* backendsOnceThere(name, 2))
+      // Every connection the store holds, however many it opened (the call's and a spare, or one more when the
+      // spare was still connecting as the call opened its own), once all are idle: the claim gets a stalled one.
+      yield* stall(
+        yield* Effect.map(
+          waitFor(idleBackends(name), (backends) => backends.length > 0 && backends.every((backend) => backend.idle)),
+          (backends) => backends.map((backend) => backend.pid)
+        )
+      )
       const hung = yield* Effect.fork(store.claim(claimRequest()))
       // Once the claim waits on the stopped backend (its fiber suspended), nothing but the close can end it.
       yield* waitFor(Fiber.status(hung), (status) => status._tag === "Suspended")
