@@ -35,6 +35,35 @@ const explain = (text: string, params: ReadonlyArray<unknown>) =>
       (rows) => rows.map((row) => row["QUERY PLAN"]).join("\n")
     ))
 
+/** Inserts `count` ready jobs (ids from 1) into queue `bulk` of `schema`, an hour old, then analyzes the table. */
+const insertReadyJobs = (schema: string, count: number) =>
+  Effect.flatMap(PgClient.PgClient, (sql) =>
+    Effect.zipRight(
+      sql.unsafe(
+        `INSERT INTO ${schema}.jobs (id, seq, name, queue, payload, priority, max_attempts, run_at, enqueued_at)
+         SELECT i, i, 'send-email', 'bulk', '{}'::jsonb, 0, 5, now() - interval '1 hour', now()
+         FROM generate_series(1, ${count}) AS i`
+      ).withoutTransform,
+      sql.unsafe(`ANALYZE ${schema}.jobs`).withoutTransform
+    ))
+
+/**
+ * Inserts `count` dead letters into `schema`, ids from `firstId`, in ten queues (`q` and the id's last digit), each
+ * failed one millisecond after the one before; then analyzes the table.
+ */
+const insertDeadLetters = (schema: string, firstId: number, count: number) =>
+  Effect.flatMap(PgClient.PgClient, (sql) =>
+    Effect.zipRight(
+      sql.unsafe(
+        `INSERT INTO ${schema}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at,
+                                         enqueued_at, last_error, failed_at)
+         SELECT i, 'send-email', 'q' || (i % 10), '{}'::jsonb, 0, NULL, 5, 5, now(), now(), 'boom',
+                timestamptz '2026-01-01' + i * interval '1 millisecond'
+         FROM generate_series(${firstId}, ${firstId + count - 1}) AS i`
+      ).withoutTransform,
+      sql.unsafe(`ANALYZE ${schema}.dead_jobs`).withoutTransform
+    ))
+
 describe("PgJobStore on PostgreSQL", () => {
   it.scopedLive(
     "plans every statement by index on a table never analyzed: its plans do not wait for statistics",
@@ -89,13 +118,8 @@ describe("PgJobStore on PostgreSQL", () => {
         const schema = uniqueName("t")
         const store = yield* testStore({ schema })
         const sql = yield* PgClient.PgClient
-        yield* sql.unsafe(
-          `INSERT INTO ${schema}.jobs (id, seq, name, queue, payload, priority, max_attempts, run_at, enqueued_at)
-           SELECT i, i, 'send-email', 'bulk', '{}'::jsonb, 0, 5, now() - interval '1 hour', now()
-           FROM generate_series(1, 1000000) AS i`
-        ).withoutTransform
+        yield* insertReadyJobs(schema, 1_000_000)
         yield* sql.unsafe(`SELECT setval('${schema}.job_ids', 1000000)`).withoutTransform
-        yield* sql.unsafe(`ANALYZE ${schema}.jobs`).withoutTransform
         const [work] = yield* store.enqueue([newJob({ queue: "work" })])
         const claimSql = internal.statements(`"${schema}"`).claim
         for (const queues of [["work"], ["idle"], ["bulk"], ["bulk", "work"]]) {
@@ -244,20 +268,8 @@ describe("PgJobStore on PostgreSQL", () => {
       Effect.gen(function*() {
         const schema = uniqueName("t")
         const store = yield* testStore({ schema })
-        const sql = yield* PgClient.PgClient
-        yield* sql.unsafe(
-          `INSERT INTO ${schema}.jobs (id, seq, name, queue, payload, priority, max_attempts, run_at, enqueued_at)
-           SELECT i, i, 'send-email', 'bulk', '{}'::jsonb, 0, 5, now() - interval '1 hour', now()
-           FROM generate_series(1, 1000000) AS i`
-        ).withoutTransform
-        yield* sql.unsafe(
-          `INSERT INTO ${schema}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at,
-                                         enqueued_at, last_error, failed_at)
-           SELECT i, 'send-email', 'q' || (i % 10), '{}'::jsonb, 0, NULL, 5, 5, now(), now(), 'boom', now()
-           FROM generate_series(2000001, 3000000) AS i`
-        ).withoutTransform
-        yield* sql.unsafe(`ANALYZE ${schema}.jobs`).withoutTransform
-        yield* sql.unsafe(`ANALYZE ${schema}.dead_jobs`).withoutTransform
+        yield* insertReadyJobs(schema, 1_000_000)
+        yield* insertDeadLetters(schema, 2_000_001, 1_000_000)
         const statements = internal.statements(`"${schema}"`)
         const plan = yield* explain(statements.stats, [])
         // The tables of jobs are read only by index ranges: scheduled jobs (none here, in a lane of a million ready
@@ -279,16 +291,7 @@ describe("PgJobStore on PostgreSQL", () => {
       Effect.gen(function*() {
         const schema = uniqueName("t")
         const store = yield* testStore({ schema })
-        const sql = yield* PgClient.PgClient
-        // A million dead letters in 10 queues, each failed one millisecond after the one before.
-        yield* sql.unsafe(
-          `INSERT INTO ${schema}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at,
-                                         enqueued_at, last_error, failed_at)
-           SELECT i, 'send-email', 'q' || (i % 10), '{}'::jsonb, 0, NULL, 5, 5, now(), now(), 'boom',
-                  timestamptz '2026-01-01' + i * interval '1 millisecond'
-           FROM generate_series(1, 1000000) AS i`
-        ).withoutTransform
-        yield* sql.unsafe(`ANALYZE ${schema}.dead_jobs`).withoutTransform
+        yield* insertDeadLetters(schema, 1, 1_000_000)
         const statements = internal.statements(`"${schema}"`)
         const all = yield* explain(statements.deadLetters, [100])
         assert.match(all, /Index Scan using dead_jobs_recent on/, all)
