@@ -49,13 +49,16 @@ const lockJobs = (schema: string) =>
   )
 
 /**
- * The backends of the store's own connections once there are `n` of them, every one idle: the one a call used and
- * the spare the store keeps open beside it, say. A spare still connecting would not be idle in the store's pool yet,
- * and a call made then would open a connection of its own, unstalled.
+ * The backends of the store's own connections once there are `n` of them (any number above zero when `n` is not
+ * given), every one idle: the one a call used and the spare the store keeps open beside it, say. A spare still
+ * connecting would not be idle in the store's pool yet, and a call made then would open a connection of its own,
+ * unstalled.
  */
-const backendsOnceThere = (name: string, n: number) =>
+const backendsOnceThere = (name: string, n?: number) =>
   Effect.map(
-    waitFor(idleBackends(name), (backends) => backends.length === n && backends.every((backend) => backend.idle)),
+    waitFor(idleBackends(name), (backends) =>
+      (n === undefined ? backends.length > 0 : backends.length === n) &&
+      backends.every((backend) => backend.idle)),
     (backends) => backends.map((backend) => backend.pid)
   )
 
@@ -259,12 +262,7 @@ describe("PgJobStore under faults", () => {
       yield* store.stats
       // Every connection the store holds, however many it opened (the call's and a spare, or one more when the
       // spare was still connecting as the call opened its own), once all are idle: the claim gets a stalled one.
-      yield* stall(
-        yield* Effect.map(
-          waitFor(idleBackends(name), (backends) => backends.length > 0 && backends.every((backend) => backend.idle)),
-          (backends) => backends.map((backend) => backend.pid)
-        )
-      )
+      yield* stall(yield* backendsOnceThere(name))
       const hung = yield* Effect.fork(store.claim(claimRequest()))
       // Once the claim waits on the stopped backend (its fiber suspended), nothing but the close can end it.
       yield* waitFor(Fiber.status(hung), (status) => status._tag === "Suspended")
