@@ -2,8 +2,9 @@
  * `npm run bench:http`: what `GET /events` clients cost the worker, with the stream cap's worth of them open.
  *
  * Side by side, in interleaved rounds: the same server (`WorkerHttp.routes` served by `WorkerHttp.serve`, a
- * `JobWorker` on a `MemoryJobStore`) with no event stream open, with one, and with `maxStreams` (the default cap,
- * 50), every one read to the end by another process (`bench/httpEventsClients.ts`), which also probes
+ * `JobWorker` on a `MemoryJobStore`) with no event stream open, with one, with `maxStreams` (the default cap, 10)
+ * and with 50 (the cap raised to 50 for it), every one read to the end by another process
+ * (`bench/httpEventsClients.ts`), which also probes
  * `GET /health/live` one request after another throughout. Two scenarios:
  *
  * - `http`, the issue's: 2,000 jobs enqueued over HTTP (`POST /enqueue`, a tracked route, one request after
@@ -16,7 +17,7 @@
  * per-round throughput ratios against no stream, and the `dropped` messages the reading streams got.
  *
  * `BENCH_WRITE=1` replaces the section between the `http-events` markers of `docs/benchmarks.md` with the figures.
- * `BENCH_ROUNDS=<n>` sets the rounds (default 5), `BENCH_STREAMS=<n>` the streams (default the cap),
+ * `BENCH_ROUNDS=<n>` sets the rounds (default 5), `BENCH_STREAMS=<n>` the streams in place of the cap,
  * `BENCH_SCENARIOS=http,saturated` which scenarios run.
  */
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
@@ -37,6 +38,8 @@ import { Countdown, median, now, quietLogs, rotate } from "./common.js"
 const root = fileURLToPath(new URL("..", import.meta.url))
 const rounds = Number(process.env.BENCH_ROUNDS ?? "5")
 const streams = Number(process.env.BENCH_STREAMS ?? String(WorkerHttpEvents.defaultMaxStreams))
+/** Beside the cap, more streams than it allows by default: what raising `maxStreams` costs. */
+const raised = 50
 const scenarios = (process.env.BENCH_SCENARIOS ?? "http,saturated").split(",")
 
 interface Scenario {
@@ -142,7 +145,14 @@ const oneRound = (scenario: Scenario, count: number): Effect.Effect<Round> =>
       HttpRouter.use(WorkerHttp.authorize(WorkerHttp.unguarded, { body: "json" }))
     )
     const app = WorkerHttp.toApp(
-      HttpRouter.concat(WorkerHttp.routes({ guard: WorkerHttp.unguarded, jobs: true }), enqueue)
+      HttpRouter.concat(
+        WorkerHttp.routes({
+          guard: WorkerHttp.unguarded,
+          jobs: true,
+          events: { maxStreams: Math.max(count, WorkerHttpEvents.defaultMaxStreams) }
+        }),
+        enqueue
+      )
     )
     const context = yield* Layer.build(
       WorkerHttp.serve(app).pipe(
@@ -177,7 +187,7 @@ const fixed = (n: number, digits = 1) => n.toFixed(digits)
 
 const runScenario = (scenario: Scenario) =>
   Effect.gen(function*() {
-    const variants = [0, 1, streams]
+    const variants = streams < raised ? [0, 1, streams, raised] : [0, 1, streams]
     // One warm-up round of each, not counted.
     for (const count of variants) yield* oneRound(scenario, count)
     const results: Array<Round> = []
@@ -213,20 +223,28 @@ const runScenario = (scenario: Scenario) =>
       }
     }
     const table = variants.map(row)
-    const capped = table[table.length - 1]!
+    const capped = table[2]!
     return [
       `#### ${scenario.title}`,
       "",
       "| variant | `/health/live` p50 | p99 | max | probes | jobs/s (median) | / no stream | streams refused | `dropped` messages | messages per stream (median) |",
       "|---|---|---|---|---|---|---|---|---|---|",
       ...table.map((r) =>
-        `| ${r.count === 0 ? "no event stream" : r.count === 1 ? "1 event stream" : `${r.count} event streams`} | ` +
+        `| ${
+          r.count === 0
+            ? "no event stream"
+            : r.count === 1
+            ? "1 event stream"
+            : `${r.count} event streams${
+              r.count > WorkerHttpEvents.defaultMaxStreams ? ` (\`maxStreams: ${r.count}\`)` : ""
+            }`
+        } | ` +
         `${fixed(r.p50, 2)} ms | ${fixed(r.p99, 2)} ms | ${fixed(r.max, 1)} ms | ${r.probes} | ` +
         `${fixed(r.jobsPerSecond, 0)} | ${fixed(r.ratio, 3)} | ${r.refused} | ${r.dropped} | ` +
         `${r.count === 0 ? "–" : fixed(r.messages, 0)} |`
       ),
       "",
-      `With ${streams} streams: health p99 ${fixed(capped.p99, 1)} ms (target ≤ 100 ms: ` +
+      `With ${streams} streams (the cap): health p99 ${fixed(capped.p99, 1)} ms (target ≤ 100 ms: ` +
       `${capped.p99 <= 100 ? "met" : "missed"}), throughput ${fixed(capped.ratio, 3)} of no stream (target ≥ 0.9: ` +
       `${capped.ratio >= 0.9 ? "met" : "missed"}).`,
       ""

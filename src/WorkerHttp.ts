@@ -287,7 +287,7 @@ const withHosts = (hosts: ReadonlyArray<string> | undefined) => <E, R>(app: Http
  * message per `statsInterval`, heartbeats, replay after `Last-Event-ID`, and it ends after `Stopped`; the messages
  * are `WorkerHttpEvents.EventMessage`. A client that reads too slowly never slows the worker: past `clientBuffer`
  * waiting messages, further ones are dropped for it, and it gets a `dropped { count, from, to }` message where they
- * were. Past `maxStreams` open streams (default 50), another is answered 503. Its hubs are the `EventHubs` service,
+ * were. Past `maxStreams` open streams (default 10), another is answered 503. Its hubs are the `EventHubs` service,
  * which {@link serve} provides.
  *
  * The dashboard page is HTML, CSS and a script shipped in the package, served with a strict

@@ -88,20 +88,22 @@ export interface EventsOptions {
   readonly linger?: Duration.DurationInput | undefined
   /**
    * How many streams of one context may be open at once; one more is answered 503
-   * `{ error: "TooManyStreams", max }` with `Retry-After: 5`. Default `50`. A client that keeps reading is never
-   * dropped to make room.
+   * `{ error: "TooManyStreams", max }` with `Retry-After: 5`. Default `10`: a stream is for a person watching or a
+   * tool, and each costs the worker a share of its event loop (see `docs/benchmarks.md`). A client that keeps reading
+   * is never dropped to make room.
    */
   readonly maxStreams?: number | undefined
   /**
-   * The shortest time between two writes to one stream: what the worker publishes meanwhile goes out in the next
-   * write, so a stream costs at most one write per interval however busy the worker is. Default `"100 millis"`;
-   * `0` writes at every wake-up.
+   * The shortest time between two batches: the first message after a quiet spell goes out at once, and what the
+   * worker publishes meanwhile goes out in the next batch, encoded once and written as it is to every stream, so a
+   * stream costs at most one write per interval however busy the worker is. Default `"100 millis"`; `0` sends a
+   * batch at every wake-up.
    */
   readonly flushInterval?: Duration.DurationInput | undefined
 }
 
 /**
- * The default of {@link EventsOptions.maxStreams}: 50 streams per context.
+ * The default of {@link EventsOptions.maxStreams}: 10 streams per context.
  *
  * @example
  * ```ts
@@ -113,7 +115,7 @@ export interface EventsOptions {
  * @since 0.4.0
  * @category options
  */
-export const defaultMaxStreams = 50
+export const defaultMaxStreams = 10
 
 const durationOption = (
   name: string,
@@ -154,8 +156,8 @@ export const resolveOptions = (options: EventsOptions = {}): WorkerEvents.Resolv
 })
 
 /**
- * The event hubs of a server: per context and `routes` value, one subscription, one stats ticker and one heartbeat
- * for all its streams, each message encoded once for all of them. A hub is made at its first stream and released
+ * The event hubs of a server: per context and `routes` value, one listener on the context, one stats ticker, one
+ * heartbeat and one batch per `flushInterval` for all its streams, each batch encoded once for all of them. A hub is made at its first stream and released
  * `linger` after its last (an `RcMap` with that idle time to live); the next stream then gets a new hub, and a
  * `Last-Event-ID` from the old one gets a snapshot with `gap: true`. Releasing the service ends every stream.
  *
@@ -263,7 +265,7 @@ export const route = (options: WorkerEvents.ResolvedEventsOptions) =>
         })
       )
     }
-    return HttpServerResponse.stream(WorkerEvents.clientStream(attached.right, options.flushInterval), {
+    return HttpServerResponse.stream(WorkerEvents.clientStream(attached.right), {
       contentType: "text/event-stream; charset=utf-8",
       headers: { "cache-control": "no-store", "x-accel-buffering": "no" }
     })

@@ -883,7 +883,7 @@ describe("the event hub, by the test clock", () => {
       const client = yield* Effect.acquireRelease(hub.attach(undefined), (c) => Effect.sync(() => hub.detach(c)))
       const messages = yield* Queue.unbounded<Sse>()
       let rest = ""
-      yield* WorkerEvents.clientStream(client, options.flushInterval).pipe(
+      yield* WorkerEvents.clientStream(client).pipe(
         Stream.decodeText(),
         Stream.runForEach((text) => {
           const split = splitBlocks(rest + text)
@@ -961,6 +961,40 @@ describe("the event hub, by the test clock", () => {
         http: { started: 2, succeeded: 1, failed: 0, interrupted: 0 }
       })
       yield* request.interrupt
+    }).pipe(quiet))
+
+  it.scoped("sends the first message after a quiet spell at once, then at most one write per flushInterval", () =>
+    Effect.gen(function*() {
+      const ctx = yield* makeWorker("clock-flush")
+      const hub = yield* WorkerEvents.makeHub(ctx, { ...options, flushInterval: Duration.millis(100) }, Option.none())
+      const client = yield* Effect.acquireRelease(hub.attach(undefined), (c) => Effect.sync(() => hub.detach(c)))
+      const writes = yield* Queue.unbounded<string>()
+      yield* WorkerEvents.clientStream(client).pipe(
+        Stream.decodeText(),
+        Stream.runForEach((text) => Queue.offer(writes, text)),
+        Effect.forkScoped
+      )
+      const emit = (n: number) => ctx.emit(WorkerEvent.Custom({ worker: ctx.name, value: { n } }))
+      const values = (text: string) =>
+        splitBlocks(text).blocks.map(parseBlock).flatMap((m) => m.event === "worker" ? [m.data.value.n] : [])
+      assert.include(yield* Queue.take(writes), "event: snapshot")
+      yield* emit(1)
+      assert.deepStrictEqual(values(yield* Queue.take(writes)), [1])
+      // Within the interval: held back, then written together, in one write.
+      yield* emit(2)
+      yield* emit(3)
+      yield* TestClock.adjust("99 millis")
+      assert.strictEqual(yield* Queue.size(writes), 0)
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(values(yield* Queue.take(writes)), [2, 3])
+    }).pipe(quiet))
+
+  it.scoped("refuses a WorkerContext service built by hand, whose events it could not hear", () =>
+    Effect.gen(function*() {
+      const ctx = yield* makeWorker("clock-by-hand")
+      const exit = yield* Effect.exit(WorkerEvents.makeHub({ ...ctx }, options, Option.none()))
+      assert.isTrue(Exit.isFailure(exit))
+      assert.include(String(Cause.squash(Exit.isFailure(exit) ? exit.cause : Cause.empty)), "not one built by hand")
     }).pipe(quiet))
 
   it.scoped("sends a heartbeat every heartbeat interval, messages or not", () =>

@@ -227,6 +227,7 @@ export class WorkerCore {
   private stoppingAt = 0
   private hubSubscribers = 0
   private readonly buffers: Array<EventBuffer<WorkerEvent>> = []
+  private readonly listeners: Array<(event: WorkerEvent) => void> = []
   private readonly stateBuffers: Array<EventBuffer<WorkerState>> = []
   private readonly labelled = new Map<string, WorkerMetrics.TaskMetrics>()
   private readonly unlabelled: WorkerMetrics.TaskMetrics
@@ -284,7 +285,30 @@ export class WorkerCore {
 
   publish(event: WorkerEvent): void {
     for (let i = 0; i < this.buffers.length; i++) this.buffers[i]!.push(event)
+    for (let i = 0; i < this.listeners.length; i++) {
+      try {
+        this.listeners[i]!(event)
+      } catch {
+        // A listener is internal code that must not throw; if it does, the event still reaches everyone else.
+      }
+    }
     if (this.hubSubscribers > 0) this.publishToHub(event)
+  }
+
+  /**
+   * Calls `listener` with every event from now on, synchronously, in the publisher's step: for internal consumers
+   * whose handling is synchronous and cheap (the `/events` hub), so that no fiber wakes per event. Returns the
+   * function that removes it, or `undefined` once `Stopped` was published (nothing follows).
+   */
+  addListener(listener: (event: WorkerEvent) => void): (() => void) | undefined {
+    if (this.state === "Stopped") return undefined
+    this.listeners.push(listener)
+    this.listening = true
+    return () => {
+      const at = this.listeners.indexOf(listener)
+      if (at >= 0) this.listeners.splice(at, 1)
+      this.updateListening()
+    }
   }
 
   /** A buffer that receives every event from now on, or `undefined` once `Stopped` was published (nothing follows). */
@@ -321,7 +345,7 @@ export class WorkerCore {
   }
 
   private updateListening(): void {
-    this.listening = this.buffers.length > 0 || this.hubSubscribers > 0
+    this.listening = this.buffers.length > 0 || this.listeners.length > 0 || this.hubSubscribers > 0
   }
 
   private transition(state: WorkerState, event: WorkerEvent): void {

@@ -2,11 +2,12 @@
  * The server-sent event stream of `GET /events`: a hub per (routes value, context) that records the context's
  * events and a stats message per interval into a bounded replay ring, and a bounded buffer per connection.
  *
- * One subscription, one stats ticker and one heartbeat per hub, however many clients, and each message encoded once
- * for all of them. The hubs are an `RcMap`: a hub is made with its first client and released `linger` after its
- * last, its fibers bound to its scope, so a context nobody watches pays nothing and nothing outlives the owner of
- * the map. Everything the collector does to the ring and the clients is synchronous, so each message reaches the
- * ring and every client in one step, in id order; a client's response waits on one latch, with nothing forked.
+ * Per hub, however many clients: one listener on the context's core, called in the step that publishes each event
+ * (no fiber wakes per event, and none is missed); one flusher that hands what was recorded to every client as one
+ * batch, encoded once, at most once per `flushInterval`; one stats ticker and one heartbeat. The hubs are an
+ * `RcMap`: a hub is made with its first client and released `linger` after its last, its fibers bound to its scope,
+ * so a context nobody watches pays nothing and nothing outlives the owner of the map. Every batch reaches every
+ * client in one step, in id order; a client's response waits on one latch, with nothing forked.
  */
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
@@ -18,7 +19,6 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import * as RcMap from "effect/RcMap"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -28,6 +28,7 @@ import type { JobStore } from "../JobStore.js"
 import type { WorkerContext } from "../WorkerContext.js"
 import type { WorkerEvent } from "../WorkerEvent.js"
 import { type EventMessage, frame, type Stats, type WorkerEventJson } from "./eventMessage.js"
+import { coreOf } from "./workerContext.js"
 
 /** The options of the event stream, as `routes` resolved them. */
 export interface ResolvedEventsOptions {
@@ -150,13 +151,19 @@ export const eventJson = (event: WorkerEvent): unknown => {
       ...(cause === undefined ? {} : { cause: causeText(cause) })
     }
   }
-  return toJson({ ...event })
+  // Every other event's fields are strings and finite numbers: only a `Custom` event's value needs converting.
+  return event._tag === "Custom" ? { _tag: event._tag, worker: event.worker, value: toJson(event.value) } : event
 }
 
-/** One message of the stream, encoded once for every client. */
-interface Message {
-  readonly id: number
+/**
+ * Messages in id order, framed once for every client: `count` messages, ids `from` to `to`, as one text (kept in the
+ * replay ring) and as the UTF-8 bytes written as they are to every client.
+ */
+interface Batch {
   readonly bytes: Uint8Array
+  readonly count: number
+  readonly from: number
+  readonly to: number
 }
 
 const encoder = new TextEncoder()
@@ -169,42 +176,78 @@ const heartbeatBytes = encoder.encode(": heartbeat\n\n")
  */
 const connectedBytes = encoder.encode(": connected\n\n")
 
-const message = (id: number, data: typeof EventMessage.Type): Message => ({
-  id,
-  bytes: encoder.encode(frame(id, data))
-})
-
-/** The newest `capacity` messages, oldest first. */
-class Ring {
-  private readonly items: Array<Message | undefined>
-  private head = 0
-  size = 0
-
-  constructor(readonly capacity: number) {
-    this.items = new Array(capacity)
+/** `parts` as one array: one write to the socket instead of one per message. */
+const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  if (parts.length === 1) return parts[0]!
+  let length = 0
+  for (const part of parts) length += part.length
+  const out = new Uint8Array(length)
+  let at = 0
+  for (const part of parts) {
+    out.set(part, at)
+    at += part.length
   }
+  return out
+}
 
-  push(message: Message): void {
-    if (this.size === this.capacity) {
-      this.items[this.head] = message
-      this.head = (this.head + 1) % this.capacity
-    } else {
-      this.items[(this.head + this.size) % this.capacity] = message
-      this.size++
+/** A batch as the replay ring keeps it: its text, and where each of its messages starts in it. */
+interface Recorded {
+  readonly from: number
+  readonly to: number
+  readonly text: string
+  readonly starts: ReadonlyArray<number>
+}
+
+/**
+ * The latest batches, oldest first, holding at least the newest `capacity` messages. It keeps one text per batch,
+ * not one per message, so that what it holds costs the garbage collector little however many messages that is.
+ */
+class Ring {
+  private items: Array<Recorded> = []
+  private head = 0
+  private messages = 0
+
+  constructor(readonly capacity: number) {}
+
+  push(recorded: Recorded): void {
+    this.items.push(recorded)
+    this.messages += recorded.to - recorded.from + 1
+    for (;;) {
+      const oldest = this.items[this.head]!
+      const count = oldest.to - oldest.from + 1
+      if (this.messages - count < this.capacity) break
+      this.messages -= count
+      this.head++
+    }
+    if (this.head > 64 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
     }
   }
 
-  at(i: number): Message {
-    return this.items[(this.head + i) % this.capacity]!
+  /** The id of the oldest message held, or `undefined` when none is. */
+  get oldest(): number | undefined {
+    return this.items[this.head]?.from
+  }
+
+  /** The text of every message held after `id`, oldest first. */
+  after(id: number): string {
+    let text = ""
+    for (let i = this.head; i < this.items.length; i++) {
+      const { from, starts, text: all, to } = this.items[i]!
+      if (to <= id) continue
+      text += id < from ? all : all.slice(starts[id + 1 - from])
+    }
+    return text
   }
 }
 
 /**
- * One connection: a buffer of at most `capacity` messages (a replay or a final message may exceed it), filled by
- * the hub and emptied by the response. A message that finds the buffer full is dropped for this client and counted;
- * the next time the response takes what is buffered, it gets a `dropped` message after it, so the client learns
- * which ids it missed at the place it missed them. The hub's heartbeat asks for one `: heartbeat` comment, sent
- * with whatever else is buffered.
+ * One connection: a buffer of at most `capacity` messages (a replay or a final batch may exceed it), filled by the
+ * hub with whole batches and emptied by the response. A batch that would overfill the buffer is dropped for this
+ * client and counted; the next time the response takes what is buffered, it gets a `dropped` message after it, so
+ * the client learns which ids it missed at the place it missed them. The hub's heartbeat asks for one
+ * `: heartbeat` comment, sent with whatever else is buffered.
  */
 export class Client {
   private buffer: Array<Uint8Array> = [connectedBytes]
@@ -218,17 +261,17 @@ export class Client {
 
   constructor(readonly capacity: number) {}
 
-  offer(message: Message, force = false): void {
+  offer(batch: Batch, force = false): void {
     if (this.ended) return
-    if (!force && this.messages >= this.capacity) {
-      if (this.dropped === 0) this.droppedFrom = message.id
-      this.dropped++
-      this.droppedTo = message.id
+    if (!force && this.messages + batch.count > this.capacity) {
+      if (this.dropped === 0) this.droppedFrom = batch.from
+      this.dropped += batch.count
+      this.droppedTo = batch.to
       return
     }
     if (this.dropped > 0) this.flushDropped()
-    this.buffer.push(message.bytes)
-    this.messages++
+    this.buffer.push(batch.bytes)
+    this.messages += batch.count
     this.wake.unsafeOpen()
   }
 
@@ -259,48 +302,26 @@ export class Client {
 
   private flushDropped(): void {
     const { droppedFrom: from, droppedTo: to } = this
-    this.buffer.push(message(to, { event: "dropped", data: { count: this.dropped, from, to } }).bytes)
+    this.buffer.push(encoder.encode(frame(to, { event: "dropped", data: { count: this.dropped, from, to } })))
     this.messages++
     this.dropped = 0
   }
 }
 
-/** `parts` as one array: one write to the socket instead of one per message. */
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  if (parts.length === 1) return parts[0]!
-  let length = 0
-  for (const part of parts) length += part.length
-  const out = new Uint8Array(length)
-  let at = 0
-  for (const part of parts) {
-    out.set(part, at)
-    at += part.length
-  }
-  return out
-}
-
 /**
  * What the response of one client sends: what its buffer gets, heartbeats included, in one write per wake-up; ends
- * once the client is ended and its buffer is empty. One latch to wait on and nothing forked. After a write it waits
- * `flushInterval` before the next, so that a client costs at most one write per interval however fast the worker
- * publishes (what comes meanwhile is buffered, up to `clientBuffer` messages).
+ * once the client is ended and its buffer is empty. One latch to wait on and nothing forked. The hub hands every
+ * client at most one batch per `flushInterval`, so a client that keeps up writes at most once per interval.
  */
-export const clientStream = (client: Client, flushInterval: Duration.Duration): Stream.Stream<Uint8Array> => {
-  const pause = Duration.toMillis(flushInterval) > 0 ? Effect.sleep(flushInterval) : Effect.void
-  let wrote = false
-  const take = Effect.suspend(() => {
-    const out = client.takeAll()
-    if (out.length > 0) return Effect.succeed(Option.some(concat(out)))
-    return Effect.succeed(client.ended ? Option.none() : Option.some(new Uint8Array(0)))
-  })
-  const pull: Effect.Effect<Uint8Array, Option.Option<never>> = Effect.gen(function*() {
-    if (wrote && !client.ended) yield* pause
-    yield* client.wake.await
-    const next = yield* take
-    if (Option.isNone(next)) return yield* Effect.fail(Option.none())
-    wrote = next.value.length > 0
-    return next.value
-  })
+export const clientStream = (client: Client): Stream.Stream<Uint8Array> => {
+  const pull: Effect.Effect<Uint8Array, Option.Option<never>> = Effect.zipRight(
+    client.wake.await,
+    Effect.suspend(() => {
+      const out = client.takeAll()
+      if (out.length > 0) return Effect.succeed(concat(out))
+      return client.ended ? Effect.fail(Option.none()) : Effect.succeed(new Uint8Array(0))
+    })
+  )
   return Stream.repeatEffectOption(pull).pipe(Stream.filter((bytes) => bytes.length > 0))
 }
 
@@ -361,10 +382,41 @@ export class Hub {
     this.ring = new Ring(options.replay)
   }
 
+  /** The framed messages recorded since the last batch, in id order; the first one's id is `seq - length + 1`. */
+  private pending: Array<string> = []
+  /** Open while messages are pending: what the hub's flusher waits on. */
+  readonly due = Effect.unsafeMakeLatch(false)
+
+  /**
+   * Records a message. It goes to the ring and the clients in the next batch: at once when `force` is set or a
+   * client's buffer's worth is pending, else when the flusher runs.
+   */
   private publish(data: typeof EventMessage.Type, force = false): void {
-    const next = message(++this.seq, data)
-    this.ring.push(next)
-    for (const client of this.clients) client.offer(next, force)
+    this.pending.push(frame(++this.seq, data))
+    if (force || this.pending.length >= this.options.clientBuffer) this.flush(force)
+    else this.due.unsafeOpen()
+  }
+
+  /**
+   * Hands what is pending to every client as one batch, encoded once, and keeps it in the ring; with `force`, even
+   * to clients whose buffer is full.
+   */
+  flush(force = false): void {
+    const pending = this.pending
+    if (pending.length === 0) return
+    this.pending = []
+    this.due.unsafeClose()
+    const starts = new Array<number>(pending.length)
+    let at = 0
+    for (let i = 0; i < pending.length; i++) {
+      starts[i] = at
+      at += pending[i]!.length
+    }
+    const text = pending.join("")
+    const from = this.seq - pending.length + 1
+    this.ring.push({ from, to: this.seq, text, starts })
+    const batch: Batch = { bytes: encoder.encode(text), count: pending.length, from, to: this.seq }
+    for (const client of this.clients) client.offer(batch, force)
   }
 
   /** Records one event; synchronous, so that every client gets it in the same step, in id order. */
@@ -385,8 +437,9 @@ export class Hub {
     this.publish({ event: "worker", data: eventJson(event) as typeof WorkerEventJson.Type })
   }
 
-  /** Ends every client: nothing more will come. */
+  /** Ends every client, after what is pending: nothing more will come. */
   finish(): void {
+    this.flush()
     this.finished = true
     for (const client of this.clients) client.end()
     this.clients.clear()
@@ -430,6 +483,7 @@ export class Hub {
 
   /** A `: heartbeat` for every client. */
   heartbeat(): void {
+    this.flush()
     for (const client of this.clients) client.heartbeat()
   }
 
@@ -444,43 +498,42 @@ export class Hub {
       if (this.clients.size >= this.options.maxStreams) {
         return yield* new TooManyStreams({ max: this.options.maxStreams })
       }
-      const client = new Client(this.options.clientBuffer)
       const given = lastEventId === undefined || lastEventId.trim() === "" ? undefined : lastEventId.trim()
       const last = given !== undefined && /^[0-9]{1,16}$/.test(given) ? Number(given) : undefined
+      const readiness = yield* ctx.readiness
+      const taskCount = yield* ctx.taskCount
+      const shuttingDown = yield* ctx.isShuttingDown
+      const now = yield* Clock.currentTimeMillis
+      // From here to the `add` below, one synchronous step: the clients attached so far get what is pending, and
+      // this one gets it in its replay or snapshot, so it sees every message once.
+      this.flush()
+      const client = new Client(this.options.clientBuffer)
       if (last !== undefined && this.covers(last)) {
-        for (let i = 0; i < this.ring.size; i++) {
-          const replayed = this.ring.at(i)
-          if (replayed.id > last) client.offer(replayed, true)
+        const replayed = this.ring.after(last)
+        if (replayed !== "") {
+          client.offer({ bytes: encoder.encode(replayed), count: this.seq - last, from: last + 1, to: this.seq }, true)
         }
       } else {
-        // Read in one step with no yield between them and the `add` below would be ideal; the reads are
-        // synchronous in effect, and an event that lands meanwhile is recorded after this snapshot's id.
-        const readiness = yield* ctx.readiness
-        const taskCount = yield* ctx.taskCount
-        const shuttingDown = yield* ctx.isShuttingDown
-        const now = yield* Clock.currentTimeMillis
-        client.offer(
-          message(this.seq, {
-            event: "snapshot",
-            data: {
-              name: ctx.name,
-              state: readiness.state,
-              taskCount,
-              shuttingDown,
-              readiness: {
-                ready: readiness.ready,
-                unready: readiness.unready.map(({ check, reason, since }) => ({
-                  check,
-                  reason,
-                  since: since.toISOString()
-                }))
-              },
-              at: new Date(now).toISOString(),
-              gap: given !== undefined
-            }
-          }),
-          true
-        )
+        const snapshot = frame(this.seq, {
+          event: "snapshot",
+          data: {
+            name: ctx.name,
+            state: readiness.state,
+            taskCount,
+            shuttingDown,
+            readiness: {
+              ready: readiness.ready,
+              unready: readiness.unready.map(({ check, reason, since }) => ({
+                check,
+                reason,
+                since: since.toISOString()
+              }))
+            },
+            at: new Date(now).toISOString(),
+            gap: given !== undefined
+          }
+        })
+        client.offer({ bytes: encoder.encode(snapshot), count: 1, from: this.seq, to: this.seq }, true)
       }
       if (this.finished) client.end()
       else this.clients.add(client)
@@ -491,7 +544,9 @@ export class Hub {
   /** Whether the ring holds every message after `id`. */
   private covers(id: number): boolean {
     if (id < this.coveredSince || id > this.seq) return false
-    return this.ring.size === 0 || id >= this.ring.at(0).id - 1
+    // The ring keeps whole batches, so it may hold more than the newest `replay` messages: it promises only those.
+    const oldest = this.ring.oldest
+    return id >= this.seq - this.options.replay && (oldest === undefined || id >= oldest - 1)
   }
 
   /** Forgets `client`. */
@@ -530,30 +585,29 @@ export const makeHub = (
   Effect.gen(function*() {
     const scope = yield* Effect.scope
     const hub = new Hub(ctx, options, yield* Clock.currentTimeMillis)
-    // Subscribed before reading the state: nothing published from now on is missed.
-    const queue = yield* ctx.subscribe
     yield* Effect.addFinalizer(() => Effect.sync(() => hub.finish()))
-    if ((yield* ctx.state) === "Stopped") {
-      // `Stopped` may have been published before the subscription: it will not come again.
+    const core = coreOf(ctx)
+    if (core === undefined) {
+      return yield* Effect.dieMessage(
+        "GET /events needs a WorkerContext made by WorkerContext.make or WorkerContext.layer, not one built by hand"
+      )
+    }
+    // Every event is recorded in the step that publishes it: no fiber wakes per event.
+    const remove = core.addListener((event) => hub.record(event, core.now()))
+    if (remove === undefined) {
+      // `Stopped` was published before: it will not come again.
       hub.finished = true
       return hub
     }
-    const collector = Effect.gen(function*() {
-      while (!hub.finished) {
-        const batch = yield* Queue.takeBetween(queue, 1, 4096)
-        const now = yield* Clock.currentTimeMillis
-        for (const event of batch) {
-          hub.record(event, now)
-          if (hub.finished) return
-        }
-      }
-    })
+    yield* Effect.addFinalizer(() => Effect.sync(remove))
     const every = (interval: Duration.Duration, effect: Effect.Effect<void>) =>
       Effect.zipRight(
         Effect.sleep(interval),
         Effect.repeat(effect, { schedule: Schedule.fixed(interval), until: () => hub.finished })
       )
-    yield* forkIn(collector, scope)
+    // The first batch after a quiet spell goes out at once, then at most one per `flushInterval`.
+    const pause = Duration.toMillis(options.flushInterval) > 0 ? Effect.sleep(options.flushInterval) : Effect.void
+    yield* forkIn(Effect.forever(Effect.zip(hub.due.await, Effect.zip(Effect.sync(() => hub.flush()), pause))), scope)
     // The heartbeat first: when both are due at once, it is sent just before the stats.
     yield* forkIn(every(options.heartbeat, Effect.sync(() => hub.heartbeat())), scope)
     yield* forkIn(every(options.statsInterval, hub.tick(store)), scope)
