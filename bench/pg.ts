@@ -2,8 +2,8 @@
  * Benchmark 9: jobs through PostgreSQL, `JobWorker` + `PgJobStore` next to graphile-worker 0.17.3, on one throwaway
  * server (`test/pgServer.ts`), each library in a database of its own.
  *
- * - **Throughput.** A batch of no-op jobs is enqueued in bulk (one call), untimed, while nothing claims: our
- *   worker's context is `Paused`, graphile-worker's runner is not running. The timed call starts the worker (our
+ * - **Throughput.** A batch of no-op jobs is enqueued in bulk (one call: our `enqueueMany`, graphile-worker's
+ *   `addJobs`), timed apart from the drain, while nothing claims: our worker's context is `Paused`, graphile-worker's runner is not running. The timed call starts the worker (our
  *   `ctx.resume`; graphile-worker's `run()`, on a pool made beforehand, its schema migrated) and ends when the last
  *   handler ran. The variants run in interleaved rounds: each library with its defaults and with its batching
  *   options, and ours with `batchAcks: false` (one acknowledgement per statement) to show what batching buys.
@@ -333,21 +333,8 @@ const graphileContender = (
 const Noop = Job.make("bench-noop", { payload: Schema.Struct({ n: Schema.Number }), queue: "bench" })
 const Latency = Job.make("bench-latency", { payload: Schema.Struct({ t: Schema.Number }), queue: "bench" })
 
-/** `count` jobs to enqueue, ready now. */
-const newJobs = (count: number): Array<JobStore.NewJob> => {
-  const jobs = new Array<JobStore.NewJob>(count)
-  for (let n = 0; n < count; n++) {
-    jobs[n] = {
-      name: Noop.name,
-      queue: Noop.queue,
-      payload: { n },
-      priority: 0,
-      key: undefined,
-      maxAttempts: Noop.maxAttempts
-    }
-  }
-  return jobs
-}
+/** `count` payloads of no-op jobs. */
+const payloads = (count: number): Array<{ readonly n: number }> => Array.from({ length: count }, (_, n) => ({ n }))
 
 /** Waits until `done` holds, checking every few milliseconds; dies after `seconds`. */
 const waitUntil = async (what: string, done: () => Promise<boolean>, seconds = 30): Promise<void> => {
@@ -420,9 +407,9 @@ const ourContender = (
         name: variant.name,
         setup: async () => {
           await query(tables, `truncate ${jobTables.join(", ")}`)
-          const batch = newJobs(config.jobs)
+          const batch = payloads(config.jobs)
           const begin = now()
-          await runPromise(store.enqueue(batch))
+          await runPromise(Effect.provideService(Noop.enqueueMany(batch), JobStore.JobStore, store))
           enqueueMs.push(now() - begin)
           await query(tables, `analyze ${jobTables.join(", ")}`)
         },

@@ -528,7 +528,9 @@ export const rows = (result: PartialSuiteResult): ReadonlyArray<Row> => {
     for (const name of pg.variants) {
       add(
         b9,
-        `bulk enqueue of ${pg.config.jobs.toLocaleString("en")} jobs (untimed setup), ${name}`,
+        `bulk enqueue of ${
+          pg.config.jobs.toLocaleString("en")
+        } jobs in one call (\`enqueueMany\`, graphile-worker's \`addJobs\`; untimed setup), ${name}`,
         `${fmt(pg.enqueueUsPerJob[name]!)} µs/job, ${fmt(1e6 / pg.enqueueUsPerJob[name]!, 0)} jobs/s`
       )
     }
@@ -822,7 +824,7 @@ Time per step: ${result.stepSeconds.map(({ seconds, step }) => `${step} ${fmt(se
   of graphile-worker's local queue); "batchAcks: false" acknowledges each job in a statement of its own. Each of
   ours has a \`PgClient\` of its own and a schema of its own in \`bench_ewc\`. Untimed, before each batch: the job tables
   are truncated, ${config.pg.jobs.toLocaleString("en")} jobs are enqueued in one call (graphile-worker's
-  \`addJobs\`, our \`store.enqueue\`; the "bulk enqueue" rows), the tables analyzed, then the forced GC. Timed: from
+  \`addJobs\`, our \`enqueueMany\`; the "bulk enqueue" rows), the tables analyzed, then the forced GC. Timed: from
   starting the worker (graphile-worker's \`run()\`, migrations already applied, its start-up inside the timed call:
   the "run() resolved" figure; our paused context's \`resume\`) to the handler's ${
     config.pg.jobs.toLocaleString("en")

@@ -82,6 +82,31 @@ export interface EnqueueOptions {
 }
 
 /**
+ * Options of one `enqueueMany`: those of `enqueue`, for every job of the batch, but `key`, which is a function of
+ * each payload.
+ *
+ * @example
+ * ```ts
+ * import type { Job } from "effect-worker-context"
+ *
+ * const options: Job.EnqueueManyOptions<{ readonly to: string }> = {
+ *   delay: "1 minute",
+ *   key: ({ to }) => `welcome:${to}`
+ * }
+ * ```
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export interface EnqueueManyOptions<A> extends Omit<EnqueueOptions, "key"> {
+  /**
+   * Deduplication, per job: the key of the payload at `index` (`undefined` for none). Within the batch, as across
+   * batches, the first job with a key is stored and the later ones get its id.
+   */
+  readonly key?: ((payload: A, index: number) => string | undefined) | undefined
+}
+
+/**
  * A job type, made by {@link make}.
  *
  * @example
@@ -92,6 +117,7 @@ export interface EnqueueOptions {
  * const SendEmail = Job.make("send-email", { payload: Schema.Struct({ to: Schema.String }), queue: "emails" })
  *
  * const signUp = SendEmail.enqueue({ to: "ada@example.com" }) // Effect<string, ParseError | JobStoreError, JobStore>
+ * const newsletter = SendEmail.enqueueMany([{ to: "ada@example.com" }, { to: "alan@example.com" }])
  * const handler = SendEmail.handler(({ to }) => Effect.log(`sending to ${to}`))
  * ```
  *
@@ -113,6 +139,15 @@ export interface Job<A, I = A> {
     payload: A,
     options?: EnqueueOptions | undefined
   ) => Effect.Effect<string, ParseResult.ParseError | JobStoreError, JobStore>
+  /**
+   * Encodes every payload with the schema, then stores them all in one store call (one statement on PostgreSQL);
+   * returns their ids, in order. A payload the schema rejects fails with its `ParseError` (its path starts with the
+   * payload's index) and stores nothing; an empty batch stores nothing and calls no store.
+   */
+  readonly enqueueMany: (
+    payloads: Iterable<A>,
+    options?: EnqueueManyOptions<A> | undefined
+  ) => Effect.Effect<ReadonlyArray<string>, ParseResult.ParseError | JobStoreError, JobStore>
   /** What a worker runs for this type: `run` gets the decoded payload; `Job.Current` tells it which job it is. */
   readonly handler: <E, R>(run: (payload: A) => Effect.Effect<void, E, R>) => JobHandler<R>
 }
@@ -296,6 +331,7 @@ export const make = <A, I>(name: string, options: JobOptions<A, I>): Job<A, I> =
   if (!Schedule.isSchedule(retry)) throw illegal(`Job ${name}: retry`, retry, "a Schedule")
   const payload = options.payload
   const encode = Schema.encode(payload)
+  const encodeMany = Schema.encode(Schema.Array(payload))
   const job: Job<A, I> = {
     name,
     queue,
@@ -305,7 +341,7 @@ export const make = <A, I>(name: string, options: JobOptions<A, I>): Job<A, I> =
     retry,
     enqueue: (value, enqueueOptions) =>
       Effect.gen(function*() {
-        const { delay, key, priority, runAt } = yield* enqueueSettings(name, enqueueOptions)
+        const { delay, key, priority, runAt } = yield* enqueueSettings(`${name}.enqueue`, enqueueOptions)
         const jobAttempts = enqueueOptions?.maxAttempts ?? maxAttempts
         const encoded = yield* encode(value)
         const store = yield* JobStore
@@ -321,13 +357,46 @@ export const make = <A, I>(name: string, options: JobOptions<A, I>): Job<A, I> =
         }])
         return id!
       }),
+    enqueueMany: (values, manyOptions) =>
+      Effect.gen(function*() {
+        const keyOf = manyOptions?.key
+        if (keyOf !== undefined && typeof keyOf !== "function") {
+          return yield* Effect.die(illegal(`${name}.enqueueMany key`, keyOf, "a function of the payload"))
+        }
+        const { delay, priority, runAt } = yield* enqueueSettings(`${name}.enqueueMany`, {
+          ...manyOptions,
+          key: undefined
+        })
+        const jobAttempts = manyOptions?.maxAttempts ?? maxAttempts
+        const all = Array.from(values)
+        const keys = all.map((value, i) => keyOf?.(value, i))
+        const badKey = keys.findIndex((key) => key !== undefined && (typeof key !== "string" || key.length === 0))
+        if (badKey >= 0) {
+          return yield* Effect.die(
+            illegal(`${name}.enqueueMany key of payload ${badKey}`, keys[badKey], "a non-empty string or undefined")
+          )
+        }
+        const encoded = yield* encodeMany(all)
+        if (encoded.length === 0) return []
+        const store = yield* JobStore
+        return yield* store.enqueue(encoded.map((value, i) => ({
+          name,
+          queue,
+          payload: value,
+          runAt,
+          delay,
+          priority,
+          key: keys[i],
+          maxAttempts: jobAttempts
+        })))
+      }),
     handler: (run) => ({ job, run: run as (payload: unknown) => Effect.Effect<void, unknown, never> })
   }
   return job
 }
 
-const enqueueSettings = (name: string, options: EnqueueOptions | undefined) => {
-  const what = `${name}.enqueue`
+/** The settings of an enqueue, checked; `what` names the call in the defect's message. */
+const enqueueSettings = (what: string, options: EnqueueOptions | undefined) => {
   const priority = options?.priority ?? 0
   if (!Number.isSafeInteger(priority)) return Effect.die(illegal(`${what} priority`, priority, "an integer"))
   const key = options?.key

@@ -105,6 +105,81 @@ describe("enqueue", () => {
     }).pipe(Effect.provide(MemoryJobStore.layer())))
 })
 
+describe("enqueueMany", () => {
+  /** The store of the test, recording what each of its `enqueue` calls was given. */
+  const recording = Effect.map(JobStore.JobStore, (store) => {
+    const calls: Array<ReadonlyArray<JobStore.NewJob>> = []
+    const service: JobStore.JobStore.Service = {
+      ...store,
+      enqueue: (jobs) => Effect.suspend(() => (calls.push(jobs), store.enqueue(jobs)))
+    }
+    return { calls, provide: Effect.provideService(JobStore.JobStore, service) }
+  })
+
+  it.effect("encodes every payload and stores the batch in one store call, ids in order, the options on each job", () =>
+    Effect.gen(function*() {
+      const { calls, provide } = yield* recording
+      const Stamped = Job.make("stamped", { payload: Schema.Struct({ at: Schema.DateFromString }) })
+      const ids = yield* provide(
+        Stamped.enqueueMany([{ at: new Date(0) }, { at: new Date(1000) }], { delay: "1 minute", priority: 3 })
+      )
+      assert.strictEqual(ids.length, 2)
+      assert.strictEqual(new Set(ids).size, 2)
+      assert.strictEqual(calls.length, 1)
+      assert.deepStrictEqual(
+        calls[0]!.map((job) => [job.payload, job.priority, job.delay && Duration.toMillis(job.delay), job.maxAttempts]),
+        [[{ at: new Date(0).toISOString() }, 3, 60_000, 25], [{ at: new Date(1000).toISOString() }, 3, 60_000, 25]]
+      )
+      assert.strictEqual((yield* (yield* JobStore.JobStore).stats).scheduled, 2)
+    }).pipe(Effect.provide(MemoryJobStore.layer())))
+
+  it.effect("a payload the schema rejects fails with a ParseError at its index, and nothing is stored", () =>
+    Effect.gen(function*() {
+      const { calls, provide } = yield* recording
+      const payloads = [{ to: "a@example.com" }, { to: "b@example.com" }, { to: 42 } as unknown as { to: string }]
+      const error = yield* Effect.flip(provide(Email.enqueueMany(payloads)))
+      assert.strictEqual(error._tag, "ParseError")
+      assert.include(error.message, "[2]")
+      assert.strictEqual(calls.length, 0)
+      assert.strictEqual((yield* (yield* JobStore.JobStore).stats).ready, 0)
+    }).pipe(Effect.provide(MemoryJobStore.layer())))
+
+  it.effect("keys each job by its payload: repeats in the batch and live jobs give the first job's id", () =>
+    Effect.gen(function*() {
+      const live = yield* Email.enqueue({ to: "c@example.com" }, { key: "c@example.com" })
+      const ids = yield* Email.enqueueMany(
+        [{ to: "a@example.com" }, { to: "b@example.com" }, { to: "a@example.com" }, { to: "c@example.com" }],
+        { key: ({ to }) => to }
+      )
+      assert.strictEqual(ids[2], ids[0])
+      assert.notStrictEqual(ids[1], ids[0])
+      assert.strictEqual(ids[3], live)
+      assert.strictEqual((yield* (yield* JobStore.JobStore).stats).ready, 3)
+    }).pipe(Effect.provide(MemoryJobStore.layer())))
+
+  it.effect("an empty batch returns no ids and calls no store", () =>
+    Effect.gen(function*() {
+      const { calls, provide } = yield* recording
+      assert.deepStrictEqual(yield* provide(Email.enqueueMany([])), [])
+      assert.strictEqual(calls.length, 0)
+    }).pipe(Effect.provide(MemoryJobStore.layer())))
+
+  it.effect("options that make no sense are a defect naming the option, and nothing is stored", () =>
+    Effect.gen(function*() {
+      const payloads = [{ to: "a@example.com" }, { to: "b@example.com" }]
+      const enqueueMany = (options: Job.EnqueueManyOptions<{ readonly to: string }>) =>
+        Effect.exit(Email.enqueueMany(payloads, options))
+      assert.include(defectMessage(yield* enqueueMany({ delay: -5 })), "send-email.enqueueMany delay")
+      assert.include(defectMessage(yield* enqueueMany({ priority: 0.5 })), "priority")
+      assert.include(
+        defectMessage(yield* enqueueMany({ key: ({ to }) => to === "b@example.com" ? "" : to })),
+        "payload 1"
+      )
+      assert.include(defectMessage(yield* enqueueMany({ key: "k" as unknown as () => string })), "key")
+      assert.strictEqual((yield* (yield* JobStore.JobStore).stats).ready, 0)
+    }).pipe(Effect.provide(MemoryJobStore.layer())))
+})
+
 describe("Job.retryDelay", () => {
   it.effect("steps the schedule once per failed attempt, without sleeping", () =>
     Effect.gen(function*() {

@@ -1,11 +1,26 @@
 import { PgClient } from "@effect/sql-pg"
 import { SqlError } from "@effect/sql/SqlError"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Queue, Redacted, String } from "effect"
+import {
+  Cause,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  Layer,
+  Option,
+  Queue,
+  Redacted,
+  Schema,
+  String
+} from "effect"
 import Pg from "pg"
+import { Job } from "../src/index.js"
 import * as internal from "../src/internal/pgJobStore.js"
 import { latestVersion } from "../src/internal/pgMigrations.js"
-import { JobStoreError, Outcome } from "../src/JobStore.js"
+import { JobStore, JobStoreError, Outcome } from "../src/JobStore.js"
 import * as PgJobStore from "../src/PgJobStore.js"
 import { jobStoreConformance, wakeupsBefore } from "./jobStoreConformance.js"
 import {
@@ -323,6 +338,29 @@ describe("PgJobStore on PostgreSQL", () => {
       const stats = yield* store.stats
       assert.isUndefined(stats.byQueue["rolled-back"])
       assert.strictEqual(stats.byQueue["committed"]?.ready, 1)
+    }).pipe(Effect.provide(clientLayer())))
+
+  it.scoped("enqueueMany stores 10,000 typed jobs in one call, inside the caller's transaction", () =>
+    Effect.gen(function*() {
+      const store = yield* testStore()
+      const sql = yield* PgClient.PgClient
+      const Bulk = Job.make("bulk", { payload: Schema.Struct({ n: Schema.Number, at: Schema.DateFromString }) })
+      const payloads = Array.from({ length: 10_000 }, (_, n) => ({ n, at: new Date(n) }))
+      const enqueueMany = Effect.provideService(Bulk.enqueueMany(payloads), JobStore, store)
+      assert.deepStrictEqual(
+        yield* Effect.either(sql.withTransaction(Effect.zipRight(enqueueMany, Effect.fail("abort")))),
+        Either.left("abort")
+      )
+      assert.strictEqual((yield* store.stats).ready, 0)
+      const ids = yield* enqueueMany
+      assert.strictEqual(new Set(ids).size, 10_000)
+      assert.deepStrictEqual(ids.map(Number), [...ids.map(Number)].sort((a, b) => a - b), "ids in enqueue order")
+      assert.strictEqual((yield* store.stats).ready, 10_000)
+      const { jobs } = yield* store.claim(claimRequest({ names: ["bulk"], queues: ["bulk"], limit: 2 }))
+      assert.deepStrictEqual(jobs.map((job) => job.payload), [{ n: 0, at: new Date(0).toISOString() }, {
+        n: 1,
+        at: new Date(1).toISOString()
+      }])
     }).pipe(Effect.provide(clientLayer())))
 
   it.scoped("concurrent enqueues with one key, on separate connections, store one job and all get its id", () =>
