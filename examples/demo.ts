@@ -205,7 +205,8 @@ const logJobEvent = (event: JobWorker.JobEvent, outcomes: Ref.Ref<Tally>) => {
       Effect.zipRight(
         Effect.logWarning(`${job} released unfinished${refunded ? ", attempt refunded" : ""}`),
         count("released")
-      )
+      ),
+    JobSnoozed: ({ delayMs }) => Effect.log(`${job} snoozed for ${delayMs}ms`)
   })
 }
 

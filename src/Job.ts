@@ -258,6 +258,58 @@ export class Current extends Context.Tag("effect-worker-context/Job/Current")<Cu
 export class Fatal extends Data.TaggedError("JobFatal")<{ readonly message: string }> {}
 
 /**
+ * What {@link snooze} fails a handler with: the job waits `delay` and runs again, and this attempt does not count.
+ * Let it through the handler's error channel (do not catch it).
+ *
+ * @example
+ * ```ts
+ * import { Duration } from "effect"
+ * import { Job } from "effect-worker-context"
+ *
+ * const later = new Job.Snooze({ delay: Duration.minutes(5) })
+ * ```
+ *
+ * @since 0.5.0
+ * @category errors
+ */
+export class Snooze extends Data.TaggedError("JobSnooze")<{ readonly delay: Duration.Duration }> {}
+
+/**
+ * Ends the handler and puts the job back to wait `delay` (by the store's clock, as a retry's delay is), without
+ * counting the attempt, as Oban's `{:snooze, n}` and River's `JobSnooze` do: for a job that finds it is too early
+ * (a rate limit, a resource not ready yet). The worker publishes `JobSnoozed` and counts it in
+ * `effect_worker_jobs_snoozed`. A job may snooze any number of times; its `maxAttempts` counts only the attempts
+ * that failed. A delay that is not a finite duration of zero or more is a defect; one longer than a store holds
+ * (about 68 years) is shortened to that.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Job } from "effect-worker-context"
+ *
+ * const Sync = Job.make("sync-account", { payload: Schema.Struct({ account: Schema.String }) })
+ * const rateLimited = (account: string) => Effect.succeed(account.startsWith("busy"))
+ *
+ * const handler = Sync.handler(({ account }) =>
+ *   Effect.gen(function*() {
+ *     if (yield* rateLimited(account)) return yield* Job.snooze("30 seconds")
+ *     yield* Effect.log(`syncing ${account}`)
+ *   })
+ * )
+ * ```
+ *
+ * @since 0.5.0
+ * @category retries
+ */
+export const snooze = (delay: Duration.DurationInput): Effect.Effect<never, Snooze> => {
+  const duration = durationOf(delay)
+  if (duration === undefined || !Duration.isFinite(duration)) {
+    return Effect.die(illegal("Job.snooze delay", delay, "a finite duration of zero or more"))
+  }
+  return Effect.fail(new Snooze({ delay: duration }))
+}
+
+/**
  * The retry schedule of a job type that gives none: exponential from 1 second, factor 2, jittered (each delay
  * times a random 0.8 to 1.2), capped at one hour.
  *

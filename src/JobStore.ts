@@ -307,6 +307,8 @@ export interface DeadJob {
  * - `Dead`: the job failed for the last time (or fatally); it moves to the dead letters with `error`.
  * - `Released`: the worker gives the job back unfinished; it is ready again at once, and with `refund` its attempt
  *   is not counted (a deploy must not burn attempts).
+ * - `Snoozed`: the handler asked to run again later (`Job.snooze`): the job waits `delay` after the settle, by the
+ *   store's clock, and its attempt is not counted.
  *
  * @example
  * ```ts
@@ -324,6 +326,7 @@ export type Outcome = Data.TaggedEnum<{
   Retry: { readonly delay: Duration.Duration; readonly error: string }
   Dead: { readonly error: string }
   Released: { readonly refund: boolean }
+  Snoozed: { readonly delay: Duration.Duration }
 }>
 
 /**
@@ -338,7 +341,8 @@ export type Outcome = Data.TaggedEnum<{
  *   Completed: () => "done",
  *   Retry: ({ error }) => `again: ${error}`,
  *   Dead: ({ error }) => `dead: ${error}`,
- *   Released: ({ refund }) => (refund ? "given back, refunded" : "given back")
+ *   Released: ({ refund }) => (refund ? "given back, refunded" : "given back"),
+ *   Snoozed: () => "again later, attempt not counted"
  * })
  * console.log(describe(done)) // done
  * ```

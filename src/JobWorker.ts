@@ -145,6 +145,8 @@ export interface JobWorker {
  *   worker interrupted the job (if it still ran) and discarded its outcome. The attempt stays counted.
  * - `JobReleased`: the worker gave the job back unfinished (shutdown, or a pause between claim and start); with
  *   `refunded`, its attempt does not count.
+ * - `JobSnoozed`: the handler asked to run again later (`Job.snooze`): the job waits `delayMs`, and this attempt
+ *   does not count.
  *
  * @example
  * ```ts
@@ -158,7 +160,8 @@ export interface JobWorker {
  *     JobDeadLettered: ({ error, id }) => `${id} is dead: ${error}`,
  *     JobTimedOut: ({ id, timeoutMs }) => `${id} timed out after ${timeoutMs} ms`,
  *     JobLeaseLost: ({ id }) => `${id}: lease lost`,
- *     JobReleased: ({ id, refunded }) => `${id} released${refunded ? ", attempt refunded" : ""}`
+ *     JobReleased: ({ id, refunded }) => `${id} released${refunded ? ", attempt refunded" : ""}`,
+ *     JobSnoozed: ({ delayMs, id }) => `${id} snoozed for ${delayMs} ms`
  *   })
  * ```
  *
@@ -173,6 +176,7 @@ export type JobEvent = Data.TaggedEnum<{
   JobTimedOut: JobRef & { readonly timeoutMs: number }
   JobLeaseLost: JobRef
   JobReleased: JobRef & { readonly refunded: boolean }
+  JobSnoozed: JobRef & { readonly delayMs: number }
 }>
 
 /**
@@ -270,6 +274,7 @@ export interface JobMetrics {
   readonly jobsRetried: Metric.Metric.Counter<number>
   readonly jobsDeadLettered: Metric.Metric.Counter<number>
   readonly jobsReleased: Metric.Metric.Counter<number>
+  readonly jobsSnoozed: Metric.Metric.Counter<number>
   readonly jobsTimedOut: Metric.Metric.Counter<number>
   readonly jobsLeaseLost: Metric.Metric.Counter<number>
   readonly jobDuration: Metric.Metric.Histogram<number>

@@ -366,6 +366,42 @@ describe("JobWorker", () => {
         assert.deepStrictEqual([letter?.attempts, letter?.lastError], [1, "no such account"])
       }))
 
+    it.scoped("runs a snoozed job again after its delay, the attempt not counted, evented and counted", () =>
+      Effect.gen(function*() {
+        const attempts = yield* Queue.unbounded<number>()
+        let runs = 0
+        const handler = Work.handler(() =>
+          Effect.gen(function*() {
+            const { attempt } = yield* Job.Current
+            yield* Queue.offer(attempts, attempt)
+            if (++runs < 3) return yield* Job.snooze("30 seconds")
+          })
+        )
+        const { events, store } = yield* setup({ handlers: [handler], pollInterval: "1 second" }, { name: "snoozy" })
+        // One attempt only: snoozing does not use it up.
+        const id = yield* enqueue(store, Work, { n: 1 }, { maxAttempts: 1 })
+        for (let run = 1; run <= 2; run++) {
+          assert.strictEqual(yield* Queue.take(attempts), 1)
+          const snoozed = yield* awaitJobEvent(events, "JobSnoozed", id)
+          assert.deepStrictEqual([snoozed.attempt, snoozed.delayMs], [1, 30_000])
+          assert.strictEqual((yield* stats(store)).scheduled, 1)
+          yield* TestClock.adjust("29999 millis")
+          assert.strictEqual(yield* Queue.size(attempts), 0, "not run again before its delay")
+          yield* TestClock.adjust("1 millis")
+        }
+        assert.strictEqual(yield* Queue.take(attempts), 1)
+        yield* awaitJobEvent(events, "JobSucceeded", id)
+        const snoozedCount = yield* Metric.value(JobWorker.metrics("snoozy", "main").jobsSnoozed)
+        assert.strictEqual(snoozedCount.count, 2)
+      }))
+
+    it("Job.snooze refuses a delay that is not a finite duration of zero or more", () => {
+      for (const delay of [-1, Duration.infinity, "soon" as Duration.DurationInput]) {
+        const exit = Effect.runSyncExit(Job.snooze(delay))
+        assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause), String(delay))
+      }
+    })
+
     it.scoped("dead-letters a job whose payload no longer decodes, without running the handler", () =>
       Effect.gen(function*() {
         const ran = yield* Ref.make(false)

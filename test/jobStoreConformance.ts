@@ -195,7 +195,8 @@ const everyOutcome: ReadonlyArray<Outcome> = [
   Outcome.Retry({ delay: Duration.zero, error: "late" }),
   Outcome.Dead({ error: "late" }),
   Outcome.Released({ refund: true }),
-  Outcome.Released({ refund: false })
+  Outcome.Released({ refund: false }),
+  Outcome.Snoozed({ delay: Duration.seconds(5) })
 ]
 
 const sorted = (ids: ReadonlyArray<string>) => [...ids].sort(compareIds)
@@ -960,6 +961,28 @@ export const jobStoreConformance = (
       )
 
       test(
+        "Snoozed schedules the job delay after the settle by the store's clock, its attempt not counted",
+        (_store, op) =>
+          Effect.gen(function*() {
+            const id = yield* op.enqueue({ maxAttempts: 1 })
+            const claimed = yield* op.claimOne()
+            yield* op.advance(5_000)
+            const settledAt = yield* op.at(0)
+            assert.isTrue(yield* op.settleOne(claimed.lease, Outcome.Snoozed({ delay: Duration.seconds(10) })))
+            assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, scheduled: 1 }))
+            yield* op.advance(9_999)
+            assert.deepStrictEqual(yield* op.claim(), [], "one tick before the delay is over")
+            yield* op.advance(1)
+            const again = yield* op.claimOne()
+            assert.strictEqual(again.id, id)
+            assert.strictEqual(again.attempt, 1, "the snoozed attempt did not count, so the last one is still to come")
+            assert.strictEqual(again.runAt.getTime(), settledAt.getTime() + 10_000)
+            assert.isTrue(yield* op.settleOne(again.lease, Outcome.Snoozed({ delay: Duration.zero })))
+            assert.strictEqual((yield* op.claimOne()).attempt, 1, "snoozed again, ready at once")
+          })
+      )
+
+      test(
         "applies a batch of every kind of outcome in one call, and answers in order",
         (store, op) =>
           Effect.gen(function*() {
@@ -992,6 +1015,8 @@ export const jobStoreConformance = (
           ? `Retry after ${Duration.format(outcome.delay)}`
           : outcome._tag === "Released"
           ? `Released ${outcome.refund ? "with" : "without"} refund`
+          : outcome._tag === "Snoozed"
+          ? `Snoozed for ${Duration.format(outcome.delay)}`
           : outcome._tag
 
         test(`${kind} changes nothing once the lease expired by the store's clock, even if nobody claimed again`, (
@@ -1500,6 +1525,10 @@ export const jobStoreConformance = (
             )
             assertIllegal(
               yield* settle({ lease, outcome: Outcome.Retry({ delay: Duration.days(365 * 101), error: "x" }) }),
+              `${name}.settle: invalid settlement 1 delay`
+            )
+            assertIllegal(
+              yield* settle({ lease, outcome: Outcome.Snoozed({ delay: Duration.infinity }) }),
               `${name}.settle: invalid settlement 1 delay`
             )
             assertIllegal(

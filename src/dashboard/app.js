@@ -632,6 +632,8 @@
         return ["bad", "lease lost", job + " lost its lease: its outcome was discarded"]
       case "JobReleased":
         return ["warn", "released", job + " released unfinished" + (v.refunded ? ", attempt refunded" : "")]
+      case "JobSnoozed":
+        return ["job", "snoozed", job + " snoozed for " + count(v.delayMs) + " ms (" + attempt + " not counted)"]
       default:
         return null
     }

@@ -118,6 +118,10 @@ const outcomeProblem = (settlement: Settlement, i: number): Problem | undefined 
       return typeof outcome.error === "string" ? undefined : [`settlement ${i} error`, outcome.error, "a string"]
     case "Dead":
       return typeof outcome.error === "string" ? undefined : [`settlement ${i} error`, outcome.error, "a string"]
+    case "Snoozed":
+      return isDelay(outcome.delay)
+        ? undefined
+        : [`settlement ${i} delay`, outcome.delay, `a finite Duration of zero to ${maxDelayMs} ms`]
     case "Released":
       return typeof outcome.refund === "boolean"
         ? undefined

@@ -666,6 +666,11 @@ class StoreCore {
         case "Dead":
           this.bury(record, outcome.error, now)
           break
+        case "Snoozed":
+          record.attempts--
+          record.runAt = now + delayMillis(outcome.delay)
+          this.place(record, now, true)
+          break
         case "Released":
           if (outcome.refund) record.attempts--
           // Its `runAt` and enqueue order are unchanged (it was claimed, so `runAt` has passed): it keeps its place.

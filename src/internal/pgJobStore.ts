@@ -183,7 +183,7 @@ const notifyReady = (channel: string, rows: string, where: string) =>
    FROM (SELECT json_agg(DISTINCT queue)::text AS q FROM ${rows} WHERE ${where}) AS agg WHERE q IS NOT NULL`
 
 /** The settlement kinds as the settle statement reads them. */
-const Kind = { Completed: "c", Retry: "r", Dead: "d", Released: "l", Refunded: "f" } as const
+const Kind = { Completed: "c", Retry: "r", Dead: "d", Released: "l", Refunded: "f", Snoozed: "s" } as const
 
 /** @internal The store's statements, for the schema whose quoted name is `s`. */
 export const statements = (s: string) => {
@@ -319,12 +319,13 @@ export const statements = (s: string) => {
         RETURNING id
       ), back AS (
         UPDATE ${s}.jobs AS j SET lease_token = NULL, lease_expires_at = NULL, leased_by = NULL,
-          run_at = CASE WHEN i.kind = '${Kind.Retry}' THEN ${s}.clock() + i.delay_ms * interval '1 millisecond'
-                   ELSE j.run_at END,
+          run_at = CASE WHEN i.kind IN ('${Kind.Retry}', '${Kind.Snoozed}')
+                   THEN ${s}.clock() + i.delay_ms * interval '1 millisecond' ELSE j.run_at END,
           last_error = CASE WHEN i.kind = '${Kind.Retry}' THEN i.error ELSE j.last_error END,
-          attempts = j.attempts - CASE WHEN i.kind = '${Kind.Refunded}' THEN 1 ELSE 0 END
+          attempts = j.attempts - CASE WHEN i.kind IN ('${Kind.Refunded}', '${Kind.Snoozed}') THEN 1 ELSE 0 END
         FROM input i
-        WHERE i.kind IN ('${Kind.Retry}', '${Kind.Released}', '${Kind.Refunded}') AND ${holds("j", "i", list("$2"))}
+        WHERE i.kind IN ('${Kind.Retry}', '${Kind.Released}', '${Kind.Refunded}', '${Kind.Snoozed}')
+          AND ${holds("j", "i", list("$2"))}
         RETURNING i.id, i.token, j.queue, j.run_at <= ${s}.clock() AS ready
       ), woken AS (${notifyReady("$1", "back", "ready")})
       SELECT (SELECT coalesce(json_agg(a.id::text || ':' || a.token::text), '[]'::json) FROM (
@@ -505,6 +506,8 @@ const kindOf = (settlement: Settlement): string => {
       return Kind.Dead
     case "Released":
       return outcome.refund ? Kind.Refunded : Kind.Released
+    case "Snoozed":
+      return Kind.Snoozed
   }
 }
 
@@ -791,7 +794,9 @@ export const make = (
         ids.push(lease.jobId)
         tokens.push(lease.token)
         kinds.push(kindOf({ lease, outcome }))
-        delays.push(outcome._tag === "Retry" ? Math.ceil(Duration.toMillis(outcome.delay)) : 0)
+        delays.push(
+          outcome._tag === "Retry" || outcome._tag === "Snoozed" ? Math.ceil(Duration.toMillis(outcome.delay)) : 0
+        )
         errors.push(outcome._tag === "Retry" || outcome._tag === "Dead" ? outcome.error : null)
         return key
       })

@@ -149,6 +149,8 @@ export const make = (deps: {
         return publisher.deadLettered(job, outcome.error)
       case "Released":
         return publisher.released(job, outcome.refund)
+      case "Snoozed":
+        return publisher.snoozed(job, Duration.toMillis(outcome.delay))
     }
   }
 

@@ -8,6 +8,8 @@
  *   its last attempt, its schedule ended, it failed with `Job.Fatal`, its payload no longer decodes, or its handler
  *   did not return an Effect.
  * - `Released { refund: true }`: the shutdown deadline cut it off.
+ * - `Snoozed { delay }`: the handler failed with `Job.Snooze` (`Job.snooze`): it runs again later, this attempt not
+ *   counted.
  * - `Discarded`: its lease was lost (the store said so, or the worker stopped it before the lease could lapse):
  *   nothing is sent to the store.
  *
@@ -123,6 +125,18 @@ const isFatal = (error: unknown): error is Job.Fatal =>
   error instanceof Job.Fatal ||
   (typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "JobFatal")
 
+const isSnooze = (error: unknown): error is Job.Snooze =>
+  error instanceof Job.Snooze ||
+  (typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "JobSnooze" &&
+    Duration.isDuration((error as { readonly delay?: unknown }).delay))
+
+/**
+ * A finite delay as a store takes it: whole milliseconds, and beyond what a store holds (an uncapped exponential at
+ * attempt 44 and later) the longest it holds.
+ */
+const storeDelay = (delay: Duration.Duration): Duration.Duration =>
+  Duration.millis(Math.min(Math.max(0, Math.ceil(Duration.toMillis(delay))), maxDelayMs))
+
 /** A handler that returned something else than an Effect: a bug no retry will fix. */
 class NotAnEffect {
   constructor(readonly message: string) {}
@@ -237,9 +251,7 @@ export const make = (deps: {
       ),
       Effect.map((delay): AttemptOutcome => {
         if (Option.isNone(delay) || !Duration.isFinite(delay.value)) return Outcome.Dead({ error: text })
-        // Beyond what a store holds (an uncapped exponential at attempt 44 and later): the longest it holds.
-        const ms = Math.min(Math.max(0, Math.ceil(Duration.toMillis(delay.value))), maxDelayMs)
-        return Outcome.Retry({ delay: Duration.millis(ms), error: text })
+        return Outcome.Retry({ delay: storeDelay(delay.value), error: text })
       })
     )
   }
@@ -255,6 +267,7 @@ export const make = (deps: {
     if (Option.isSome(failure)) {
       const error = failure.value
       if (isFatal(error)) return Outcome.Dead({ error: error.message })
+      if (isSnooze(error)) return Outcome.Snoozed({ delay: storeDelay(error.delay) })
       return failedAttempt(claim, error, textOf(error))
     }
     const defect = Cause.dieOption(cause)

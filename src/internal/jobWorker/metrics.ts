@@ -23,7 +23,8 @@ const jobEventTags: ReadonlySet<string> = new Set([
   "JobDeadLettered",
   "JobTimedOut",
   "JobLeaseLost",
-  "JobReleased"
+  "JobReleased",
+  "JobSnoozed"
 ])
 
 /** @internal */
@@ -54,6 +55,7 @@ export const metrics = (worker: string, queue: string): JobMetrics => {
     jobsRetried: counter("effect_worker_jobs_retried", "Failed attempts scheduled to run again", tags),
     jobsDeadLettered: counter("effect_worker_jobs_dead_lettered", "Jobs moved to the dead letters", tags),
     jobsReleased: counter("effect_worker_jobs_released", "Jobs given back unfinished", tags),
+    jobsSnoozed: counter("effect_worker_jobs_snoozed", "Jobs whose handler asked to run again later", tags),
     jobsTimedOut: counter("effect_worker_jobs_timed_out", "Attempts cut off by their job type's timeout", tags),
     jobsLeaseLost: counter("effect_worker_jobs_lease_lost", "Jobs whose lease was lost while held", tags),
     jobDuration: histogram(
@@ -80,6 +82,7 @@ const registered = (m: JobMetrics): JobMetrics => {
       m.jobsRetried,
       m.jobsDeadLettered,
       m.jobsReleased,
+      m.jobsSnoozed,
       m.jobsTimedOut,
       m.jobsLeaseLost
     ]
@@ -142,6 +145,11 @@ export class Publisher {
   released(job: ClaimedJob, refunded: boolean): void {
     this.of(job.queue).jobsReleased.unsafeUpdate(1, [])
     if (this.listening) this.core.publishCustom(JobEvent.JobReleased({ ...refOf(job), refunded }))
+  }
+
+  snoozed(job: ClaimedJob, delayMs: number): void {
+    this.of(job.queue).jobsSnoozed.unsafeUpdate(1, [])
+    if (this.listening) this.core.publishCustom(JobEvent.JobSnoozed({ ...refOf(job), delayMs }))
   }
 
   timedOut(job: ClaimedJob, timeoutMs: number): void {
