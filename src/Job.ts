@@ -16,7 +16,7 @@ import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleIntervals from "effect/ScheduleIntervals"
 import * as Schema from "effect/Schema"
-import { JobStore, type JobStoreError } from "./JobStore.js"
+import { type AttemptError, JobStore, type JobStoreError } from "./JobStore.js"
 
 /**
  * Options of {@link make}. Only `payload` is required.
@@ -213,6 +213,14 @@ export interface JobInfo {
   readonly key: string | undefined
   readonly enqueuedAt: Date
   readonly runAt: Date
+  /** The previous failed attempt's error, if an attempt failed (and reported it) since the job was enqueued. */
+  readonly lastError: string | undefined
+  /**
+   * Every earlier failed attempt's error with its attempt number and time (the store's), oldest first: the newest
+   * ten. An attempt that never reported (its worker crashed, its lease lapsed) has none; a snoozed one is no
+   * failure.
+   */
+  readonly errors: ReadonlyArray<AttemptError>
 }
 
 /**

@@ -195,7 +195,49 @@ export interface ClaimedJob {
   readonly lease: Lease
   /** When the lease expires unless renewed, by the store's clock. */
   readonly leaseExpiresAt: Date
+  /** The error of the last failed attempt (the last `Retry`), if any. */
+  readonly lastError: string | undefined
+  /**
+   * The errors of earlier failed attempts (each `Retry`), oldest first, at most {@link maxAttemptErrors}: the
+   * newest ones. A redrive starts afresh.
+   */
+  readonly errors: ReadonlyArray<AttemptError>
 }
+
+/**
+ * The error of one failed attempt, as a store keeps it: the attempt's number, its error, and when the store took
+ * it, by the store's clock.
+ *
+ * @example
+ * ```ts
+ * import type { AttemptError } from "effect-worker-context/JobStore"
+ *
+ * const line = ({ at, attempt, error }: AttemptError) => `attempt ${attempt} at ${at.toISOString()}: ${error}`
+ * ```
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export interface AttemptError {
+  readonly attempt: number
+  readonly error: string
+  readonly at: Date
+}
+
+/**
+ * How many attempt errors a store keeps per job: the newest 10.
+ *
+ * @example
+ * ```ts
+ * import { maxAttemptErrors } from "effect-worker-context/JobStore"
+ *
+ * const full = (errors: ReadonlyArray<unknown>) => errors.length === maxAttemptErrors
+ * ```
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export const maxAttemptErrors = 10
 
 /**
  * What a worker asks for when it claims.

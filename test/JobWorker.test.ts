@@ -293,7 +293,9 @@ describe("JobWorker", () => {
           priority: 3,
           key: "k-1",
           enqueuedAt: new Date(5000),
-          runAt: new Date(5000)
+          runAt: new Date(5000),
+          lastError: undefined,
+          errors: []
         })
         yield* g.open(1)
       }))
@@ -327,6 +329,32 @@ describe("JobWorker", () => {
         yield* awaitJobEvent(events, "JobSucceeded", id)
         const s = yield* stats(store)
         assert.deepStrictEqual([s.ready, s.scheduled, s.leased, s.dead], [0, 0, 0, 0])
+      }))
+
+    it.scoped("gives the handler the errors of the earlier attempts, with their attempt and time", () =>
+      Effect.gen(function*() {
+        const seen = yield* Queue.unbounded<Job.JobInfo>()
+        const handler = Work.handler(() =>
+          Effect.gen(function*() {
+            const info = yield* Job.Current
+            yield* Queue.offer(seen, info)
+            if (info.attempt < 3) return yield* Effect.fail(new Error(`failure ${info.attempt}`))
+          })
+        )
+        const { store } = yield* setup({ handlers: [handler], pollInterval: "1 second" })
+        const id = yield* enqueue(store, Work, { n: 1 })
+        const first = yield* Queue.take(seen)
+        assert.deepStrictEqual([first.lastError, first.errors], [undefined, []])
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual((yield* Queue.take(seen)).lastError, "failure 1")
+        yield* TestClock.adjust("2 seconds")
+        const third = yield* Queue.take(seen)
+        assert.strictEqual(third.id, id)
+        assert.strictEqual(third.lastError, "failure 2")
+        assert.deepStrictEqual(third.errors, [
+          { attempt: 1, error: "failure 1", at: new Date(0) },
+          { attempt: 2, error: "failure 2", at: new Date(1000) }
+        ])
       }))
 
     it.scoped("dead-letters a job after its last attempt, with the last error", () =>

@@ -893,6 +893,44 @@ export const jobStoreConformance = (
           })
       )
 
+      test(
+        "Retry keeps the attempt's error: the next claims carry it, the newest ten, each with its attempt and time",
+        (store, op) =>
+          Effect.gen(function*() {
+            const id = yield* op.enqueue({ maxAttempts: 25 })
+            const first = yield* op.claimOne()
+            assert.deepStrictEqual([first.lastError, first.errors], [undefined, []])
+            let lease = first.lease
+            const times: Array<number> = []
+            for (let attempt = 1; attempt <= 12; attempt++) {
+              yield* op.advance(1_000)
+              times.push((yield* op.at(0)).getTime())
+              yield* op.retry(lease, 0, `failure ${attempt}`)
+              const next = yield* op.claimOne()
+              assert.strictEqual(next.lastError, `failure ${attempt}`)
+              lease = next.lease
+              if (attempt === 12) {
+                assert.deepStrictEqual(
+                  next.errors.map((e) => [e.attempt, e.error, e.at.getTime()]),
+                  Array.from({ length: 10 }, (_, i) => [i + 3, `failure ${i + 3}`, times[i + 2]])
+                )
+              }
+            }
+            // Neither a release nor a snooze is a failure.
+            yield* op.release(lease, true)
+            const released = yield* op.claimOne()
+            assert.strictEqual(released.errors.length, 10)
+            assert.isTrue(yield* op.settleOne(released.lease, Outcome.Snoozed({ delay: Duration.zero })))
+            const snoozed = yield* op.claimOne()
+            assert.strictEqual(snoozed.lastError, "failure 12")
+            // A redrive starts afresh.
+            yield* op.dead(snoozed.lease, "fatal")
+            assert.strictEqual(yield* store.redrive([id]), 1)
+            const redriven = yield* op.claimOne()
+            assert.deepStrictEqual([redriven.attempt, redriven.lastError, redriven.errors], [1, undefined, []])
+          })
+      )
+
       test("Retry with a delay of zero makes the job ready at once", (_store, op) =>
         Effect.gen(function*() {
           const id = yield* op.enqueue()

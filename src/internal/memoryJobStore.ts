@@ -3,6 +3,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as PubSub from "effect/PubSub"
 import {
+  type AttemptError,
   type BuriedJob,
   type ClaimedJob,
   type ClaimRequest,
@@ -13,6 +14,7 @@ import {
   type JobStore,
   JobStoreError,
   type Lease,
+  maxAttemptErrors,
   type PruneResult,
   type QueueStats,
   type ReapResult,
@@ -51,6 +53,8 @@ class JobRecord {
   state: State = State.Ready
   attempts = 0
   lastError: string | undefined = undefined
+  /** The errors of earlier failed attempts, oldest first, the newest `maxAttemptErrors`. */
+  errors: Array<AttemptError> = []
   token: string | undefined = undefined
   leaseExpiresAt = 0
   failedAt = 0
@@ -616,7 +620,9 @@ class StoreCore {
       enqueuedAt: new Date(record.enqueuedAt),
       runAt: new Date(record.runAt),
       lease: { jobId: record.id, token },
-      leaseExpiresAt: new Date(expiresAt)
+      leaseExpiresAt: new Date(expiresAt),
+      lastError: record.lastError,
+      errors: record.errors.slice()
     }
   }
 
@@ -661,6 +667,8 @@ class StoreCore {
         case "Retry":
           record.runAt = now + delayMillis(outcome.delay)
           record.lastError = outcome.error
+          record.errors.push({ attempt: record.attempts, error: outcome.error, at: new Date(now) })
+          if (record.errors.length > maxAttemptErrors) record.errors.shift()
           this.place(record, now, true)
           break
         case "Dead":
@@ -787,6 +795,8 @@ class StoreCore {
       if (record.key !== undefined && this.keys.has(record.key)) continue
       this.unbury(record)
       record.attempts = 0
+      record.lastError = undefined
+      record.errors = []
       record.enqueuedAt = now
       record.runAt = now
       record.seq = ++this.nextSeq

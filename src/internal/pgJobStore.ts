@@ -39,13 +39,14 @@ import {
   JobStoreError,
   type Lease,
   make as makeJobStore,
+  maxAttemptErrors,
   type QueueStats,
   type Settlement
 } from "../JobStore.js"
 import type { PgJobStoreOptions } from "../PgJobStore.js"
 import { invalidOption as storeInvalidOption, pruneBatch, retentionOption } from "./jobStore.js"
 import { clientConfig, makeConnections } from "./pgConnections.js"
-import { prepare } from "./pgMigrations.js"
+import { latestVersion, prepare } from "./pgMigrations.js"
 
 /** @internal */
 export const defaults = {
@@ -166,12 +167,16 @@ export const describeError = (error: unknown, schema: string): string => {
 /** Epoch milliseconds of a timestamp column, as a float the driver reads as a number. */
 const ms = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8`
 
-/** The columns of a claimed job, in the order `claimedJob` reads them. */
-const claimedColumns = (t: string) =>
+/**
+ * The columns of a claimed job, in the order `claimedJob` reads them; a schema before version 4 has no attempt
+ * errors, and gives none.
+ */
+const claimedColumns = (t: string, version: number) =>
   `${t}.id::text AS id, ${t}.name, ${t}.queue, ${t}.payload, ${t}.attempts::float8 AS attempts,
    ${t}.max_attempts::float8 AS max_attempts, ${t}.priority::float8 AS priority, ${t}.key,
    ${ms(`${t}.enqueued_at`)} AS enqueued_at, ${ms(`${t}.run_at`)} AS run_at, ${t}.lease_token::text AS token,
-   ${ms(`${t}.lease_expires_at`)} AS lease_expires_at, ${t}.seq::float8 AS seq`
+   ${ms(`${t}.lease_expires_at`)} AS lease_expires_at, ${t}.seq::float8 AS seq, ${t}.last_error,
+   ${version >= 4 ? `${t}.errors` : `'[]'::jsonb AS errors`}`
 
 /**
  * Notifies `channel` (the placeholder of the store's channel) once with the distinct queues of `rows` that are
@@ -185,8 +190,17 @@ const notifyReady = (channel: string, rows: string, where: string) =>
 /** The settlement kinds as the settle statement reads them. */
 const Kind = { Completed: "c", Retry: "r", Dead: "d", Released: "l", Refunded: "f", Snoozed: "s" } as const
 
-/** @internal The store's statements, for the schema whose quoted name is `s`. */
-export const statements = (s: string) => {
+/**
+ * @internal The store's statements, for the schema whose quoted name is `s`, as a release that knows the schema
+ * versions up to `version` writes them (an earlier one only in tests, which play an earlier release).
+ */
+export const statements = (s: string, version: number = latestVersion) => {
+  /** A settle's `SET` item that appends a retry's error to `errors`, keeping the newest; none before version 4. */
+  const appendError = version < 4 ? "" : `errors = CASE WHEN i.kind = '${Kind.Retry}' THEN (
+            SELECT jsonb_agg(e ORDER BY n) FROM jsonb_array_elements(j.errors || jsonb_build_array(jsonb_build_object(
+              'attempt', j.attempts, 'error', i.error, 'at', ${ms(`${s}.clock()`)}))) WITH ORDINALITY AS x(e, n)
+            WHERE n > jsonb_array_length(j.errors) + 1 - ${maxAttemptErrors}
+          ) ELSE j.errors END,`
   /** Moves the rows of `source` (deleted from `jobs`) to the dead letters with `error`. */
   const bury = (source: string, error: string) =>
     `INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at,
@@ -284,12 +298,12 @@ export const statements = (s: string) => {
         SET attempts = j.attempts + 1, lease_token = nextval('${s}.lease_tokens'),
             lease_expires_at = ${s}.clock() + $4::float8 * interval '1 millisecond', leased_by = $5
         FROM chosen WHERE j.id = chosen.id
-        RETURNING ${claimedColumns("j")}
+        RETURNING ${claimedColumns("j", version)}
       )
       SELECT 'c' AS kind, * FROM claimed
       UNION ALL
       SELECT 'b', e.id::text, e.name, e.queue, NULL, e.attempts::float8, e.max_attempts::float8, NULL, NULL, NULL,
-             NULL, NULL, NULL, NULL
+             NULL, NULL, NULL, NULL, NULL, NULL
       FROM exhausted e`,
     /** Extends every lease of `$1`/`$2` that still holds; returns the ones it extended. */
     renew: `
@@ -322,6 +336,7 @@ export const statements = (s: string) => {
           run_at = CASE WHEN i.kind IN ('${Kind.Retry}', '${Kind.Snoozed}')
                    THEN ${s}.clock() + i.delay_ms * interval '1 millisecond' ELSE j.run_at END,
           last_error = CASE WHEN i.kind = '${Kind.Retry}' THEN i.error ELSE j.last_error END,
+          ${appendError}
           attempts = j.attempts - CASE WHEN i.kind IN ('${Kind.Refunded}', '${Kind.Snoozed}') THEN 1 ELSE 0 END
         FROM input i
         WHERE i.kind IN ('${Kind.Retry}', '${Kind.Released}', '${Kind.Refunded}', '${Kind.Snoozed}')
@@ -467,6 +482,8 @@ interface ClaimRow {
   readonly token: string
   readonly lease_expires_at: number
   readonly seq: number
+  readonly last_error: string | null
+  readonly errors: ReadonlyArray<{ readonly attempt: number; readonly error: string; readonly at: number }>
 }
 
 const claimedJob = (row: ClaimRow): ClaimedJob => ({
@@ -481,7 +498,9 @@ const claimedJob = (row: ClaimRow): ClaimedJob => ({
   enqueuedAt: new Date(row.enqueued_at),
   runAt: new Date(row.run_at),
   lease: { jobId: row.id, token: row.token },
-  leaseExpiresAt: new Date(row.lease_expires_at)
+  leaseExpiresAt: new Date(row.lease_expires_at),
+  lastError: row.last_error ?? undefined,
+  errors: row.errors.map(({ at, attempt, error }) => ({ attempt, error, at: new Date(at) }))
 })
 
 const buriedJob = (row: { readonly id: string; readonly name: string; readonly queue: string }, attempt: number) => ({
@@ -643,7 +662,7 @@ export const make = (
     const client = yield* PgClient.PgClient
     const s = Pg.escapeIdentifier(schema)
     const channel = `${schema}.wakeups`
-    const sql = statements(s)
+    const sql = statements(s, schemaVersion)
     const failed = (operation: string) => (error: unknown) =>
       new JobStoreError({ operation, reason: describeError(error, schema), cause: error })
 

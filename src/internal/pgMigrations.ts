@@ -174,6 +174,15 @@ const migrations: ReadonlyArray<Migration> = [
         `INSERT INTO ${s}.job_counts ${delta(`${s}.dead_jobs`, `'dead'`, "")}`
       ]
     }
+  },
+  {
+    // The errors of a job's earlier failed attempts, `[{ attempt, error, at }]` with `at` in epoch milliseconds,
+    // the newest ten. A column with a constant default is added without rewriting the table, and a release that
+    // does not know it inserts the default.
+    version: 4,
+    name: "attempt_errors",
+    compatibleFrom: 1,
+    statements: (s) => [`ALTER TABLE ${s}.jobs ADD COLUMN errors jsonb NOT NULL DEFAULT '[]'::jsonb`]
   }
 ]
 

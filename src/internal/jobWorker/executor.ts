@@ -160,7 +160,9 @@ const infoOf = (job: ClaimedJob): Job.JobInfo => ({
   priority: job.priority,
   key: job.key,
   enqueuedAt: job.enqueuedAt,
-  runAt: job.runAt
+  runAt: job.runAt,
+  lastError: job.lastError,
+  errors: job.errors
 })
 
 /** How often a cut looks again at a handler that is in an uninterruptible region: 5 ms, doubling, at most 100 ms. */
