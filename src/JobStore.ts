@@ -316,6 +316,8 @@ export interface JobStats extends QueueStats {
    * for.
    */
   readonly readyByName: Readonly<Record<string, number>>
+  /** The queues paused by `pauseQueue` and not resumed since, in order: no worker claims from them. */
+  readonly pausedQueues: ReadonlyArray<string>
 }
 
 /**
@@ -606,6 +608,21 @@ export declare namespace JobStore {
      * now, are skipped. Returns how many moved.
      */
     readonly redrive: (ids: ReadonlyArray<string>) => Effect.Effect<number, JobStoreError>
+    /**
+     * Pauses `queue` for every worker of the store: from when it returns, no claim takes a job of it (jobs already
+     * claimed run to their end). The store keeps the pause, so it survives restarts of the workers, until
+     * {@link resumeQueue}. Pausing a paused queue, or one that holds nothing yet, is allowed.
+     *
+     * @since 0.5.0
+     */
+    readonly pauseQueue: (queue: string) => Effect.Effect<void, JobStoreError>
+    /**
+     * Resumes a paused `queue`: claims take its jobs again, and its workers are woken to claim at once. Resuming a
+     * queue that is not paused changes nothing.
+     *
+     * @since 0.5.0
+     */
+    readonly resumeQueue: (queue: string) => Effect.Effect<void, JobStoreError>
   }
 
   /**

@@ -331,6 +331,24 @@ describe("JobWorker", () => {
         assert.deepStrictEqual([s.ready, s.scheduled, s.leased, s.dead], [0, 0, 0, 0])
       }))
 
+    it.scoped("claims nothing from a queue paused in the store, and runs its jobs once it is resumed, woken", () =>
+      Effect.gen(function*() {
+        const ran = yield* Queue.unbounded<number>()
+        const { store } = yield* setup({
+          handlers: [Work.handler(({ n }) => Queue.offer(ran, n))],
+          pollInterval: "1 second"
+        })
+        yield* store.pauseQueue(Work.queue)
+        yield* enqueue(store, Work, { n: 1 })
+        // Polls come and go: the job stays ready.
+        yield* TestClock.adjust("10 seconds")
+        assert.strictEqual(yield* Queue.size(ran), 0)
+        assert.strictEqual((yield* stats(store)).ready, 1)
+        // The resume's wake-up, not a poll, starts it: the clock does not move.
+        yield* store.resumeQueue(Work.queue)
+        assert.strictEqual(yield* Queue.take(ran), 1)
+      }))
+
     it.scoped("gives the handler the errors of the earlier attempts, with their attempt and time", () =>
       Effect.gen(function*() {
         const seen = yield* Queue.unbounded<Job.JobInfo>()

@@ -45,7 +45,7 @@ const complete = (store: JobStore.Service, lease: Lease) => settle(store, lease,
 const dead = (store: JobStore.Service, lease: Lease, error: string) => settle(store, lease, Outcome.Dead({ error }))
 
 const zero: QueueStats = { ready: 0, scheduled: 0, leased: 0, dead: 0 }
-const empty = { ...zero, byQueue: {}, readyByName: {} }
+const empty = { ...zero, byQueue: {}, readyByName: {}, pausedQueues: [] }
 
 /** The warnings logged while `self` runs, and its result. */
 const warningsOf = <A, E, R>(self: Effect.Effect<A, E, R>) =>
@@ -230,7 +230,8 @@ describe("MemoryJobStore", () => {
           ...zero,
           dead: 2,
           byQueue: { x: { ...zero, dead: 1 }, y: { ...zero, dead: 1 } },
-          readyByName: {}
+          readyByName: {},
+          pausedQueues: []
         })
         assert.deepStrictEqual(internal.sizes(store)!.jobs, 2)
       }))
@@ -674,7 +675,7 @@ class Model {
       total[job.state]++
       if (job.state === "ready") readyByName[job.name] = (readyByName[job.name] ?? 0) + 1
     }
-    return { ...total, byQueue, readyByName }
+    return { ...total, byQueue, readyByName, pausedQueues: [] }
   }
 }
 

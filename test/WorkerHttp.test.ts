@@ -805,7 +805,9 @@ const unreachableStore: JobStore.Service = (() => {
     wakeups: Queue.unbounded<string>(),
     stats: down("stats"),
     deadLetters: () => down("deadLetters"),
-    redrive: () => down("redrive")
+    redrive: () => down("redrive"),
+    pauseQueue: () => down("pauseQueue"),
+    resumeQueue: () => down("resumeQueue")
   }
 })()
 

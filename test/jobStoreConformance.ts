@@ -136,7 +136,8 @@ export const assertIllegal = (exit: Exit.Exit<unknown, unknown>, includes: strin
 const onlyEmails = (counts: QueueStats) => ({
   ...counts,
   byQueue: counts.ready + counts.scheduled + counts.leased + counts.dead === 0 ? {} : { emails: counts },
-  readyByName: counts.ready === 0 ? {} : { "send-email": counts.ready }
+  readyByName: counts.ready === 0 ? {} : { "send-email": counts.ready },
+  pausedQueues: []
 })
 
 /** `readyByName` without the names that have nothing ready (a store may list them with 0, or leave them out). */
@@ -629,7 +630,8 @@ export const jobStoreConformance = (
               ...zero,
               dead: 1,
               byQueue: { billing: { ...zero, dead: 1 } },
-              readyByName: {}
+              readyByName: {},
+              pausedQueues: []
             })
           })
       )
@@ -962,7 +964,8 @@ export const jobStoreConformance = (
               ...zero,
               dead: 1,
               byQueue: { billing: { ...zero, dead: 1 } },
-              readyByName: {}
+              readyByName: {},
+              pausedQueues: []
             })
             assert.deepStrictEqual(yield* op.claim({ queues: ["billing"], names: ["charge"] }), [])
           })
@@ -1213,7 +1216,8 @@ export const jobStoreConformance = (
                 b: { ...zero, leased: 1 },
                 c: { ...zero, dead: 1 }
               },
-              readyByName: { "send-email": 2 }
+              readyByName: { "send-email": 2 },
+              pausedQueues: []
             })
           })
       )
@@ -1255,7 +1259,7 @@ export const jobStoreConformance = (
             Effect.gen(function*() {
               assert.deepStrictEqual(
                 yield* op.stats,
-                { ...expected, byQueue: { emails: expected }, readyByName },
+                { ...expected, byQueue: { emails: expected }, readyByName, pausedQueues: [] },
                 message
               )
             })
@@ -1397,6 +1401,64 @@ export const jobStoreConformance = (
           assert.deepStrictEqual(yield* store.prune, { pruned: 1_000, more: true })
           assert.deepStrictEqual(yield* store.prune, { pruned: 1, more: false })
           assert.strictEqual((yield* store.stats).dead, 0)
+        }))
+    })
+
+    describe("pauseQueue and resumeQueue", () => {
+      test(
+        "a paused queue gives no job to any claim until resumed; other queues go on; stats lists it",
+        (store, op) =>
+          Effect.gen(function*() {
+            const [first, , other] = yield* store.enqueue([
+              op.job(yield* op.at(0), { queue: "paused" }),
+              op.job(yield* op.at(0), { queue: "paused" }),
+              op.job(yield* op.at(0), { queue: "other" })
+            ])
+            const running = yield* op.claimOne({ queues: ["paused"] })
+            assert.strictEqual(running.id, first)
+            yield* store.pauseQueue("paused")
+            yield* store.pauseQueue("paused")
+            yield* store.pauseQueue("empty")
+            assert.deepStrictEqual(
+              (yield* op.claim({ queues: ["paused", "other"] })).map((job) => job.id),
+              [other],
+              "only the other queue's job"
+            )
+            const stats = yield* store.stats
+            assert.deepStrictEqual(stats.pausedQueues, ["empty", "paused"])
+            assert.deepStrictEqual(stats.byQueue["paused"], { ready: 1, scheduled: 0, leased: 1, dead: 0 })
+            // A job claimed before the pause runs to its end, and one that fails waits for the resume.
+            yield* op.retry(running.lease, 0)
+            assert.deepStrictEqual(yield* op.claim({ queues: ["paused"] }), [])
+            yield* store.resumeQueue("paused")
+            yield* store.resumeQueue("paused")
+            yield* store.resumeQueue("never-paused")
+            assert.strictEqual((yield* op.claim({ queues: ["paused"] })).length, 2)
+            assert.deepStrictEqual((yield* store.stats).pausedQueues, ["empty"])
+          })
+      )
+
+      test("a job whose lease expired in a paused queue is not claimed again until the queue is resumed", (
+        store,
+        op
+      ) =>
+        Effect.gen(function*() {
+          const id = yield* op.enqueue({ queue: "paused" })
+          yield* op.claimOne({ queues: ["paused"] })
+          yield* store.pauseQueue("paused")
+          yield* op.advance(LEASE_MS)
+          assert.deepStrictEqual(yield* op.claim({ queues: ["paused"] }), [])
+          yield* store.resumeQueue("paused")
+          assert.deepStrictEqual(yield* op.claimIds({ queues: ["paused"] }), [id])
+        }))
+
+      test("resumeQueue wakes the queue's workers", (store, op) =>
+        Effect.gen(function*() {
+          yield* store.pauseQueue("held")
+          yield* op.enqueue({ queue: "held" })
+          const received = yield* subscribeWakeups(store)
+          yield* store.resumeQueue("held")
+          yield* awaitWakeups(received, ["held"])
         }))
     })
 
@@ -1593,6 +1655,11 @@ export const jobStoreConformance = (
 
             assertIllegal(yield* Effect.exit(store.deadLetters({ limit: -1 })), `${name}.deadLetters: invalid limit`)
             assertIllegal(yield* Effect.exit(store.redrive([1 as unknown as string])), `${name}.redrive: invalid ids`)
+            assertIllegal(yield* Effect.exit(store.pauseQueue("")), `${name}.pauseQueue: invalid queue`)
+            assertIllegal(
+              yield* Effect.exit(store.resumeQueue(undefined as unknown as string)),
+              `${name}.resumeQueue: invalid queue`
+            )
             assert.deepStrictEqual(
               yield* op.stats,
               onlyEmails({ ...zero, leased: 1 }),

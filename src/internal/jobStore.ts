@@ -291,7 +291,11 @@ export const make = (driver: JobStore.Driver): JobStore.Service => {
       const problem = redriveProblem(ids)
       if (problem !== undefined) return refuse("redrive", problem)
       return ids.length === 0 ? Effect.succeed(0) : driver.redrive(ids)
-    }
+    },
+    pauseQueue: (queue) =>
+      isName(queue) ? driver.pauseQueue(queue) : refuse("pauseQueue", ["queue", queue, "a non-empty string"]),
+    resumeQueue: (queue) =>
+      isName(queue) ? driver.resumeQueue(queue) : refuse("resumeQueue", ["queue", queue, "a non-empty string"])
   }
   if (driver.immediate === true) immediateStores.add(service)
   return service

@@ -263,6 +263,8 @@ class StoreCore {
   /** The job holding each key: only jobs that are ready, scheduled or leased. */
   private readonly keys = new Map<string, JobRecord>()
   private readonly queues = new Map<string, QueueState>()
+  /** The queues no claim takes from (`pauseQueue`), until resumed. */
+  private readonly paused = new Set<string>()
   private readonly schedule = new RecordHeap(scheduleOrder)
   private readonly leases = new RecordHeap(expiryOrder)
   private live = 0
@@ -574,7 +576,7 @@ class StoreCore {
     const lanes: Array<Lane> = []
     for (let q = 0; q < queues.length; q++) {
       const queue = this.queues.get(queues[q]!)
-      if (queue === undefined || queue.ready === 0) continue
+      if (queue === undefined || queue.ready === 0 || this.paused.has(queue.name)) continue
       for (let n = 0; n < names.length; n++) {
         const lane = queue.lanes.get(names[n]!)
         if (lane !== undefined && lane.ready.size > 0 && !lanes.includes(lane)) lanes.push(lane)
@@ -736,7 +738,8 @@ class StoreCore {
       leased,
       dead,
       byQueue: Object.fromEntries(byQueue),
-      readyByName: Object.fromEntries(readyByName)
+      readyByName: Object.fromEntries(readyByName),
+      pausedQueues: Array.from(this.paused).sort()
     })
   }
 
@@ -771,6 +774,20 @@ class StoreCore {
       pruned++
     }
     return Effect.succeed({ pruned, more: this.oldestDead !== undefined && this.oldestDead.failedAt < cutoff })
+  }
+
+  pauseQueue(queue: string): Effect.Effect<void> {
+    this.begin()
+    this.paused.add(queue)
+    return Effect.void
+  }
+
+  /** Resumes `queue`, and wakes its workers when it has jobs ready. */
+  resumeQueue(queue: string): Effect.Effect<void> {
+    this.begin()
+    const state = this.queues.get(queue)
+    if (this.paused.delete(queue) && state !== undefined && state.ready > 0) this.wake(state)
+    return Effect.void
   }
 
   redrive(ids: ReadonlyArray<string>): Effect.Effect<number, JobStoreError> {
@@ -896,7 +913,9 @@ export const make = (options?: MemoryJobStoreOptions): Effect.Effect<Service> =>
         wakeups: PubSub.subscribe(hub),
         stats: Effect.suspend(() => core.after(core.stats())),
         deadLetters: (listOptions) => Effect.suspend(() => core.after(core.deadLetters(listOptions))),
-        redrive: (ids) => Effect.suspend(() => core.after(core.redrive(ids)))
+        redrive: (ids) => Effect.suspend(() => core.after(core.redrive(ids))),
+        pauseQueue: (queue) => Effect.suspend(() => core.after(core.pauseQueue(queue))),
+        resumeQueue: (queue) => Effect.suspend(() => core.after(core.resumeQueue(queue)))
       }
       const service = jobStore.make(driver)
       cores.set(service, core)

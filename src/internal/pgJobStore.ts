@@ -195,6 +195,11 @@ const Kind = { Completed: "c", Retry: "r", Dead: "d", Released: "l", Refunded: "
  * versions up to `version` writes them (an earlier one only in tests, which play an earlier release).
  */
 export const statements = (s: string, version: number = latestVersion) => {
+  /** The queues of `$1` a claim may take from: all of them before version 5, else those not paused. */
+  const open = version < 5
+    ? `SELECT DISTINCT unnest($1::text[])`
+    : `SELECT DISTINCT q FROM unnest($1::text[]) AS u(q) WHERE NOT EXISTS (
+          SELECT 1 FROM ${s}.paused_queues AS p WHERE p.queue = u.q)`
   /** A settle's `SET` item that appends a retry's error to `errors`, keeping the newest; none before version 4. */
   const appendError = version < 4 ? "" : `errors = CASE WHEN i.kind = '${Kind.Retry}' THEN (
             SELECT jsonb_agg(e ORDER BY n) FROM jsonb_array_elements(j.errors || jsonb_build_array(jsonb_build_object(
@@ -270,9 +275,9 @@ export const statements = (s: string, version: number = latestVersion) => {
      * kind `c` are claimed jobs, rows of kind `b` buried ones.
      */
     claim: `
-      WITH ready AS (
+      WITH open AS MATERIALIZED (${open}), ready AS (
         SELECT r.id, r.priority, r.run_at, r.seq
-        FROM (SELECT DISTINCT unnest($1::text[])) AS q(queue) CROSS JOIN (SELECT DISTINCT unnest($2::text[])) AS n(name)
+        FROM open AS q(queue) CROSS JOIN (SELECT DISTINCT unnest($2::text[])) AS n(name)
         CROSS JOIN LATERAL (
           SELECT id, priority, run_at, seq FROM ${s}.jobs
           WHERE lease_token IS NULL AND queue = q.queue AND name = n.name AND run_at <= ${s}.clock()
@@ -281,7 +286,7 @@ export const statements = (s: string, version: number = latestVersion) => {
       ), expired AS (
         SELECT id, priority, run_at, seq FROM ${s}.jobs
         WHERE lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock() AND attempts < max_attempts
-          AND queue = ANY($1::text[]) AND name = ANY($2::text[])
+          AND queue = ANY(ARRAY(SELECT * FROM open)) AND name = ANY($2::text[])
         ORDER BY priority, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
       ), chosen AS (
         SELECT id FROM (SELECT * FROM ready UNION ALL SELECT * FROM expired) AS c
@@ -401,7 +406,7 @@ export const statements = (s: string, version: number = latestVersion) => {
         FROM ${s}.jobs WHERE lease_token IS NOT NULL AND lease_expires_at <= (SELECT t FROM now) GROUP BY 1, 2
       )
       SELECT queue, name, sum(ready)::float8 AS ready, sum(scheduled)::float8 AS scheduled,
-             sum(leased)::float8 AS leased, sum(dead)::float8 AS dead
+             sum(leased)::float8 AS leased, sum(dead)::float8 AS dead, false AS paused
       FROM (
         SELECT queue, name, n AS ready, 0 AS scheduled, 0 AS leased, 0 AS dead FROM counted WHERE state = 'waiting'
         UNION ALL SELECT queue, name, -n, n, 0, 0 FROM scheduled
@@ -409,7 +414,17 @@ export const statements = (s: string, version: number = latestVersion) => {
         UNION ALL SELECT queue, name, ready, 0, -(ready + dead), dead FROM expired
       ) AS live GROUP BY queue, name
       UNION ALL
-      SELECT queue, NULL, 0, 0, 0, sum(n)::float8 FROM counted WHERE state = 'dead' GROUP BY queue`,
+      SELECT queue, NULL, 0, 0, 0, sum(n)::float8, false FROM counted WHERE state = 'dead' GROUP BY queue
+      ${version < 5 ? "" : `UNION ALL SELECT queue, NULL, 0, 0, 0, 0, true FROM ${s}.paused_queues`}`,
+    /** Pauses `$1`: no claim takes from it until it is resumed. (A release before version 5 knows no pause.) */
+    pauseQueue: version < 5
+      ? "SELECT $1::text"
+      : `INSERT INTO ${s}.paused_queues (queue, paused_at) VALUES ($1, ${s}.clock()) ON CONFLICT DO NOTHING`,
+    /** Resumes `$2`, and wakes its workers when it was paused. */
+    resumeQueue: version < 5 ? "SELECT $1::text, $2::text" : `
+      WITH gone AS (DELETE FROM ${s}.paused_queues WHERE queue = $2 RETURNING queue, true AS ready),
+           woken AS (${notifyReady("$1", "gone", "ready")})
+      SELECT count(*)::int AS woken FROM woken`,
     /**
      * Folds the count deltas into `job_counts`, in one statement: whatever it deleted, it added.
      */
@@ -1011,12 +1026,21 @@ export const make = (
         return subscription
       }),
       stats: Effect.map(
-        run<{ readonly queue: string; readonly name: string | null } & QueueStats>("stats", sql.stats, []),
+        run<{ readonly queue: string; readonly name: string | null; readonly paused: boolean } & QueueStats>(
+          "stats",
+          sql.stats,
+          []
+        ),
         (rows): JobStats => {
           const total = { ready: 0, scheduled: 0, leased: 0, dead: 0 }
           const byQueue = new Map<string, { ready: number; scheduled: number; leased: number; dead: number }>()
           const byName = new Map<string, number>()
-          for (const { name, queue, ...counts } of rows) {
+          const paused: Array<string> = []
+          for (const { name, paused: isPaused, queue, ...counts } of rows) {
+            if (isPaused) {
+              paused.push(queue)
+              continue
+            }
             total.ready += counts.ready
             total.scheduled += counts.scheduled
             total.leased += counts.leased
@@ -1030,7 +1054,12 @@ export const make = (
             if (name !== null && counts.ready > 0) byName.set(name, (byName.get(name) ?? 0) + counts.ready)
           }
           // `fromEntries` defines own properties, so a queue named "__proto__" is a queue like any other.
-          return { ...total, byQueue: Object.fromEntries(byQueue), readyByName: Object.fromEntries(byName) }
+          return {
+            ...total,
+            byQueue: Object.fromEntries(byQueue),
+            readyByName: Object.fromEntries(byName),
+            pausedQueues: paused.sort()
+          }
         }
       ),
       deadLetters: (list) => {
@@ -1071,7 +1100,9 @@ export const make = (
           run<{ readonly moved: number }>("redrive", sql.redrive, [channel, valid]),
           ([row]) => row!.moved
         )
-      }
+      },
+      pauseQueue: (queue) => Effect.asVoid(run("pauseQueue", sql.pauseQueue, [queue])),
+      resumeQueue: (queue) => Effect.asVoid(run("resumeQueue", sql.resumeQueue, [channel, queue]))
     }
     return makeJobStore(driver)
   })

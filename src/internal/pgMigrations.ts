@@ -183,6 +183,14 @@ const migrations: ReadonlyArray<Migration> = [
     name: "attempt_errors",
     compatibleFrom: 1,
     statements: (s) => [`ALTER TABLE ${s}.jobs ADD COLUMN errors jsonb NOT NULL DEFAULT '[]'::jsonb`]
+  },
+  {
+    // The queues no claim takes from, kept by the store so that a pause survives the workers. A release that does
+    // not know the table keeps claiming from a paused queue: pause queues once every worker runs this one.
+    version: 5,
+    name: "paused_queues",
+    compatibleFrom: 1,
+    statements: (s) => [`CREATE TABLE ${s}.paused_queues (queue text PRIMARY KEY, paused_at timestamptz NOT NULL)`]
   }
 ]
 
