@@ -225,7 +225,8 @@ export const router: HttpRouter.HttpRouter<never, WorkerContext> = workerRoutes<
 export interface RoutesOptions<R = never> {
   /**
    * Decides who may call the guarded routes: `POST /worker/*`, `GET /events`, and with `jobs`
-   * `GET /jobs/dead` and `POST /jobs/dead/:id/redrive` (and the dashboard's routes with `guardDashboard`).
+   * `GET /jobs/dead`, `POST /jobs/dead/:id/redrive` and `POST /jobs/queues/:queue/pause` and `/resume` (and the
+   * dashboard's routes with `guardDashboard`).
    */
   readonly guard: Guard<R>
   /** Whether to add `jobsRouter`'s routes (the routes then need a `JobStore`). Default `false`. */
@@ -274,7 +275,7 @@ const withHosts = (hosts: ReadonlyArray<string> | undefined) => <E, R>(app: Http
  * | route | guarded |
  * |---|---|
  * | `GET /health/live`, `GET /health/ready`, `GET /worker`, `GET /jobs/stats` | no: probes and counts |
- * | `POST /worker/start`, `/worker/pause`, `/worker/resume`, `/worker/stop`, `POST /jobs/dead/:id/redrive` | yes: they act |
+ * | `POST /worker/start`, `/worker/pause`, `/worker/resume`, `/worker/stop`, `POST /jobs/dead/:id/redrive`, `POST /jobs/queues/:queue/pause`, `/resume` | yes: they act |
  * | `GET /events`, `GET /jobs/dead` | yes: they carry job payloads and errors (`GET /jobs/dead` is open only with `unguarded`, as every route is then) |
  * | `GET /dashboard`, `/dashboard/app.js`, `/dashboard/app.css` (and `/dashboard/`, redirected to `../dashboard`) | only with `guardDashboard`: static files, no data |
  *

@@ -1,5 +1,6 @@
 /**
- * The job store's routes: its counts, its dead letters, and the redrive of a dead letter.
+ * The job store's routes: its counts, its dead letters, the redrive of a dead letter, and the pause and resume of a
+ * queue.
  *
  * @since 0.4.0
  */
@@ -81,9 +82,20 @@ const redrive = respond(
   }).pipe(Effect.catchTag("JobStoreError", storeError))
 )
 
+/** Pauses or resumes the queue named in the path, for every worker of the store. */
+const queueControl = (paused: boolean) =>
+  respond(
+    Effect.gen(function*() {
+      const { queue = "" } = yield* HttpRouter.params
+      const store = yield* JobStore
+      yield* paused ? store.pauseQueue(queue) : store.resumeQueue(queue)
+      return HttpServerResponse.unsafeJson({ queue, paused })
+    }).pipe(Effect.catchTag("JobStoreError", storeError))
+  )
+
 /**
- * The store's routes with `guard`: the redrive behind it and the cross-site checks; the dead letters, which carry
- * payloads and errors, behind it too unless it is `unguarded`.
+ * The store's routes with `guard`: the redrive and the queue controls behind it and the cross-site checks; the dead
+ * letters, which carry payloads and errors, behind it too unless it is `unguarded`.
  *
  * @internal
  */
@@ -96,7 +108,9 @@ export const guardedRoutes = <RG>(guard: Guard<RG>) =>
         ? deadLetters
         : Effect.matchEffect(guard, { onFailure: (e) => respond(Effect.fail(e)), onSuccess: () => deadLetters })
     ),
-    HttpRouter.post("/jobs/dead/:id/redrive", authorize(guard)(redrive))
+    HttpRouter.post("/jobs/dead/:id/redrive", authorize(guard)(redrive)),
+    HttpRouter.post("/jobs/queues/:queue/pause", authorize(guard)(queueControl(true))),
+    HttpRouter.post("/jobs/queues/:queue/resume", authorize(guard)(queueControl(false)))
   )
 
 /**
@@ -106,18 +120,20 @@ export const guardedRoutes = <RG>(guard: Guard<RG>) =>
  *
  * | route | answer |
  * |---|---|
- * | `GET /jobs/stats` | 200 the store's `JobStats`: `{ ready, scheduled, leased, dead, byQueue: { [queue]: { ready, scheduled, leased, dead } } }` |
+ * | `GET /jobs/stats` | 200 the store's `JobStats`: `{ ready, scheduled, leased, dead, byQueue: { [queue]: { ready, scheduled, leased, dead } }, readyByName, pausedQueues }` |
  * | `GET /jobs/dead?limit=N&queue=Q` | 200 `{ jobs: [{ id, name, queue, payload, attempts, lastError, failedAt }] }`, most recent first, `failedAt` an ISO 8601 string; `limit` an integer from 1 to 1000 (default 100), `queue` optional; 400 `{ error: "BadRequest", message }` naming the parameter otherwise |
  * | `POST /jobs/dead/:id/redrive` | 200 `{ redriven: 1 }`: the job is ready again, its attempts reset, under the same id; 404 `{ error: "NotFound", message }` when the store moved nothing: no dead job has this id (or a live job holds its `key` by now) |
+ * | `POST /jobs/queues/:queue/pause` | 200 `{ queue, paused: true }`: no worker of the store claims from the queue (its name URL-encoded in the path) until it is resumed; jobs already claimed run to their end |
+ * | `POST /jobs/queues/:queue/resume` | 200 `{ queue, paused: false }`: the queue's workers are woken and claim again |
  *
  * A store that fails (`JobStoreError`: unreachable, or it refused) makes any of them answer 503
  * `{ error: "JobStoreError", operation, message }` and logs a warning: the client may retry (a redrive that went
  * through before the error answers 404 the second time).
  *
  * These routes have no guard, but they make the checks every route of this package makes: the host check on each
- * (`WorkerHttpGuard.checkHost`), and on the redrive the cross-site and media type checks
- * (`WorkerHttpGuard.authorize`). `WorkerHttp.routes({ guard, jobs: true })` puts the dead letters and the redrive
- * behind a guard.
+ * (`WorkerHttpGuard.checkHost`), and on the redrive and the queue controls the cross-site and media type checks
+ * (`WorkerHttpGuard.authorize`). `WorkerHttp.routes({ guard, jobs: true })` puts the dead letters, the redrive and
+ * the queue controls behind a guard.
  *
  * @example
  * ```ts

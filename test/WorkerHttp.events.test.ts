@@ -384,7 +384,8 @@ describe("GET /events", () => {
         scheduled: 0,
         leased: 0,
         dead: 0,
-        byQueue: { emails: { ready: 1, scheduled: 0, leased: 0, dead: 0 } }
+        byQueue: { emails: { ready: 1, scheduled: 0, leased: 0, dead: 0 } },
+        pausedQueues: []
       })
       yield* held.interrupt
       for (;;) {
@@ -708,6 +709,8 @@ describe("WorkerHttp.routes guard", () => {
     ["POST", "/worker/resume"],
     ["POST", "/worker/stop"],
     ["POST", "/jobs/dead/1/redrive"],
+    ["POST", "/jobs/queues/emails/pause"],
+    ["POST", "/jobs/queues/emails/resume"],
     ["GET", "/events"],
     // It carries payloads and errors, as `/events` does.
     ["GET", "/jobs/dead"]

@@ -1006,6 +1006,26 @@ describe("WorkerHttp.jobsRouter", () => {
       assertJson(yield* request("GET", "/jobs/stats"), 200, { ready: 1, dead: 1 })
     }).pipe(quiet))
 
+  it.scopedLive("POST /jobs/queues/:queue/pause and /resume pause a queue in the store and resume it", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore
+      const request = yield* servedStore(store)
+      yield* store.enqueue([newJob("send-email", "emails", { to: "ada@example.com" })])
+      // Any queue name, URL-encoded in the path.
+      const odd = "billing/eu west"
+      assertJson(yield* request("POST", "/jobs/queues/emails/pause"), 200, { queue: "emails", paused: true })
+      assertJson(yield* request("POST", `/jobs/queues/${encodeURIComponent(odd)}/pause`), 200, {
+        queue: odd,
+        paused: true
+      })
+      assertJson(yield* request("GET", "/jobs/stats"), 200, { ready: 1, pausedQueues: [odd, "emails"].sort() })
+      assert.deepStrictEqual((yield* store.claim(claimRequest("emails"))).jobs, [])
+      assertJson(yield* request("POST", "/jobs/queues/emails/resume"), 200, { queue: "emails", paused: false })
+      assertJson(yield* request("GET", "/jobs/stats"), 200, { pausedQueues: [odd] })
+      assert.strictEqual((yield* store.claim(claimRequest("emails"))).jobs.length, 1)
+      assertError(yield* request("GET", "/jobs/queues/emails/pause"), 405, { error: "MethodNotAllowed" })
+    }).pipe(quiet))
+
   it.scopedLive("answers 503 with the operation and the store's message when the store fails", () =>
     Effect.gen(function*() {
       const request = yield* servedStore(unreachableStore)
@@ -1017,6 +1037,7 @@ describe("WorkerHttp.jobsRouter", () => {
       assertError(yield* request("GET", "/jobs/stats"), 503, failed("stats"))
       assertError(yield* request("GET", "/jobs/dead"), 503, failed("deadLetters"))
       assertError(yield* request("POST", "/jobs/dead/42/redrive"), 503, failed("redrive"))
+      assertError(yield* request("POST", "/jobs/queues/emails/pause"), 503, failed("pauseQueue"))
       // A bad parameter is the client's mistake, whatever the store's health.
       assertError(yield* request("GET", "/jobs/dead?limit=0"), 400, { error: "BadRequest" })
     }).pipe(quiet))

@@ -154,7 +154,9 @@ describe("the cross-site check", () => {
           { origin: `http://${own}`, "sec-fetch-site": "cross-site" }
         ]
       ) {
-        for (const path of ["/worker/pause", "/worker/stop", "/jobs/dead/1/redrive"]) {
+        for (
+          const path of ["/worker/pause", "/worker/stop", "/jobs/dead/1/redrive", "/jobs/queues/emails/pause"]
+        ) {
           assertError(yield* request("POST", path, { headers }), 403, "Forbidden")
         }
       }

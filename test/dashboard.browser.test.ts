@@ -2,7 +2,7 @@
  * The dashboard page in a real browser: Debian's Chromium, driven by `playwright-core`, against `examples/demo.ts`
  * run as a child process on a free port with a `DASHBOARD_TOKEN`. It checks what an operator sees and does: the
  * state in words, Pause and Resume (and readiness with them), a job enqueued over HTTP showing in the queue table
- * and the event feed, a dead letter redriven from the page, the page at 375 px, the token form, and a confirmed
+ * and the event feed, a queue paused and resumed from its row, a dead letter redriven from the page, the page at 375 px, the token form, and a confirmed
  * Stop through `Stopping` and `Stopped` to the page saying the server is gone. Two more run a worker in this process:
  * one at some 10,000 events a second (the feed stays at 200 rows and counts what it skipped, a button still
  * answers), one behind a TCP proxy that cuts the connection (the page says so, reconnects with `Last-Event-ID`, and
@@ -41,6 +41,7 @@ interface PageElement {
 }
 declare const document: {
   readonly documentElement: PageElement
+  readonly activeElement: PageElement | null
   querySelector(selector: string): PageElement | null
 }
 declare const location: { readonly hash: string }
@@ -219,6 +220,25 @@ describe("the dashboard page, in Chromium", () => {
         assert.isAtLeast(yield* cellNumber(page, "emails", "scheduled"), 10)
         yield* screenshot(page, "04-enqueued")
 
+        // A queue paused from its row, by keyboard: no worker of the store claims from it until it is resumed.
+        yield* promise(() => page.getByRole("button", { name: "Pause queue emails" }).focus())
+        yield* promise(() => page.keyboard.press("Enter"))
+        yield* shows(page.locator("#queues-status"), "Queue emails paused: no worker claims from it")
+        yield* shows(page.locator("#queues tr[data-queue=\"emails\"] th"), /paused/)
+        assert.deepStrictEqual((yield* http(base!, "GET", "/jobs/stats")).body.pausedQueues, ["emails"])
+        // The table is made anew with each change; the focus stays on the row's button, now Resume.
+        yield* promise(() =>
+          page.waitForFunction(
+            () => document.activeElement?.getAttribute("aria-label") === "Resume queue emails",
+            null,
+            { timeout: SHOWN_WITHIN }
+          )
+        )
+        yield* screenshot(page, "04b-queue-paused")
+        yield* promise(() => page.getByRole("button", { name: "Resume queue emails" }).click())
+        yield* shows(page.locator("#queues-status"), "Queue emails resumed")
+        assert.deepStrictEqual((yield* http(base!, "GET", "/jobs/stats")).body.pausedQueues, [])
+
         // An address the demo's handler fails with Job.Fatal: claimed first (priority -1), dead at its first attempt.
         const queued = yield* http(base!, "POST", "/jobs", {
           type: "send-email",
@@ -294,7 +314,7 @@ describe("the dashboard page, in Chromium", () => {
         assert.strictEqual(yield* promise(() => third.page.evaluate(() => location.hash)), "")
         yield* promise(() => third.page.close())
         // The only errors there: the browser's own lines for the two 401s.
-        assert.deepStrictEqual(second.errors.filter((e) => !/status of 401/.test(e)), [])
+        assert.deepStrictEqual(second.errors.filter((e) => !/status of 401/.test(e)), [], second.errors.join("\n"))
         yield* promise(() => second.page.close())
 
         assert.deepStrictEqual(errors, [], "console errors while the worker ran")

@@ -816,15 +816,62 @@
     if (tag === "th") node.scope = "row"
     return node
   }
+  /** The queues paused in the store, as the last stats said, or as the page's own pause or resume just did. */
+  let pausedQueues = new Set()
+  const queueStatus = $("queues-status")
+  /** The queues whose pause or resume is on its way: their button says so (aria-disabled keeps the focus on it). */
+  const queuesBusy = new Set()
+  const queueControl = async (name, pause) => {
+    if (queuesBusy.has(name)) return
+    queuesBusy.add(name)
+    touch("queues")
+    const verb = pause ? "Pausing" : "Resuming"
+    show(queueStatus, verb + " queue " + name + "…", false)
+    const answer = await request("POST", "jobs/queues/" + encodeURIComponent(name) + (pause ? "/pause" : "/resume"))
+    if (answer.ok) {
+      if (pause) pausedQueues.add(name)
+      else pausedQueues.delete(name)
+      show(
+        queueStatus,
+        pause
+          ? "Queue " + name + " paused: no worker claims from it until it is resumed; jobs already running finish."
+          : "Queue " + name + " resumed: its workers claim again.",
+        false
+      )
+    } else {
+      show(
+        queueStatus,
+        (pause ? "Pause" : "Resume") + " of queue " + name + " failed" +
+          (answer.status ? " (" + answer.status + ")" : "") + ": " + answer.message,
+        true
+      )
+    }
+    queuesBusy.delete(name)
+    touch("queues")
+  }
   const queueRow = (name, counts, isTotal) => {
     const tr = element("tr")
     if (!isTotal) tr.dataset.queue = name
-    tr.append(cell("th", name))
+    const paused = !isTotal && pausedQueues.has(name)
+    const th = cell("th", name)
+    if (paused) th.append(" ", element("span", "badge-paused", "paused"))
+    tr.append(th)
     for (const column of ["ready", "scheduled", "leased", "dead"]) {
       const td = cell("td", count(counts[column] || 0), column === "dead" && counts.dead > 0 ? "nonzero-dead" : "")
       td.dataset.col = column
       tr.append(td)
     }
+    const control = element("td")
+    if (!isTotal) {
+      const button = element("button", "small", paused ? "Resume" : "Pause")
+      button.type = "button"
+      button.dataset.queue = name
+      button.setAttribute("aria-label", (paused ? "Resume" : "Pause") + " queue " + name)
+      if (queuesBusy.has(name)) button.setAttribute("aria-disabled", "true")
+      button.addEventListener("click", () => queueControl(name, !paused))
+      control.append(button)
+    }
+    tr.append(control)
     return tr
   }
   const renderQueues = () => {
@@ -854,8 +901,18 @@
       return
     }
     const byQueue = model.jobs.byQueue || {}
-    const names = Object.keys(byQueue).sort()
-    body.replaceChildren(...names.map((name) => queueRow(name, byQueue[name], false)))
+    if (model.jobs.pausedQueues) pausedQueues = new Set(model.jobs.pausedQueues)
+    // A paused queue is listed even when it holds nothing.
+    const names = Array.from(new Set([...Object.keys(byQueue), ...pausedQueues])).sort()
+    // The rows are made anew: the keyboard's focus goes back to the same queue's button.
+    const focused = document.activeElement
+    const focusedQueue = focused && focused.closest("#queues-body") ? focused.getAttribute("data-queue") : null
+    body.replaceChildren(...names.map((name) => queueRow(name, byQueue[name] || {}, false)))
+    if (focusedQueue !== null) {
+      for (const button of body.querySelectorAll("button")) {
+        if (button.getAttribute("data-queue") === focusedQueue) button.focus()
+      }
+    }
     total.replaceChildren(queueRow("All", model.jobs, true))
     if (names.length === 0) show(note, "No jobs in the store.", false)
   }

@@ -61,7 +61,12 @@ export const Stats = Schema.Struct({
   http: TaskCounts,
   /** The job store's counts, when the routes have a `JobStore`. */
   jobs: Schema.optionalWith(
-    Schema.Struct({ ...QueueStats.fields, byQueue: Schema.Record({ key: Schema.String, value: QueueStats }) }),
+    Schema.Struct({
+      ...QueueStats.fields,
+      byQueue: Schema.Record({ key: Schema.String, value: QueueStats }),
+      /** The queues paused in the store (`JobStore.pauseQueue`). */
+      pausedQueues: Schema.optionalWith(Schema.Array(Schema.String), { exact: true })
+    }),
     { exact: true }
   ),
   /** Why the store's counts are missing this time. */
