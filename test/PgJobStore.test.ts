@@ -20,6 +20,7 @@ import Pg from "pg"
 import { Job } from "../src/index.js"
 import * as internal from "../src/internal/pgJobStore.js"
 import { latestVersion } from "../src/internal/pgMigrations.js"
+import * as pgStatements from "../src/internal/pgStatements.js"
 import { JobStore, JobStoreError, Outcome } from "../src/JobStore.js"
 import * as PgJobStore from "../src/PgJobStore.js"
 import { jobStoreConformance, wakeupsBefore } from "./jobStoreConformance.js"
@@ -106,7 +107,7 @@ describe("PgJobStore on PostgreSQL", () => {
         ).withoutTransform
         assert.isTrue(never?.never, "the table was never analyzed")
         // The statements as the store sends them, from the module's own SQL.
-        const statements = internal.statements(`"${schema}"`)
+        const statements = pgStatements.statements(`"${schema}"`)
         const ids = "1,2,3"
         for (
           const [name, text, params] of [
@@ -136,7 +137,7 @@ describe("PgJobStore on PostgreSQL", () => {
         yield* insertReadyJobs(schema, 1_000_000)
         yield* sql.unsafe(`SELECT setval('${schema}.job_ids', 1000000)`).withoutTransform
         const [work] = yield* store.enqueue([newJob({ queue: "work" })])
-        const claimSql = internal.statements(`"${schema}"`).claim
+        const claimSql = pgStatements.statements(`"${schema}"`).claim
         for (const queues of [["work"], ["idle"], ["bulk"], ["bulk", "work"]]) {
           const text = yield* explain(claimSql, [queues, ["send-email"], 10, 30_000, "x"])
           assert.match(text, /Index Scan using jobs_ready_by_lane on/, text)
@@ -169,7 +170,7 @@ describe("PgJobStore on PostgreSQL", () => {
            FROM generate_series(1, 20000) AS i`
         ).withoutTransform
         yield* sql.unsafe(`ANALYZE ${schema}.jobs`).withoutTransform
-        const statements = internal.statements(`"${schema}"`)
+        const statements = pgStatements.statements(`"${schema}"`)
         const ids = Array.from({ length: 160 }, (_, i) => `${i + 1}`).join(",")
         const plans = {
           complete: [statements.complete, [ids, ids]],
@@ -285,7 +286,7 @@ describe("PgJobStore on PostgreSQL", () => {
         const store = yield* testStore({ schema })
         yield* insertReadyJobs(schema, 1_000_000)
         yield* insertDeadLetters(schema, 2_000_001, 1_000_000)
-        const statements = internal.statements(`"${schema}"`)
+        const statements = pgStatements.statements(`"${schema}"`)
         const plan = yield* explain(statements.stats, [])
         // The tables of jobs are read only by index ranges: scheduled jobs (none here, in a lane of a million ready
         // ones) and expired leases (none).
@@ -307,7 +308,7 @@ describe("PgJobStore on PostgreSQL", () => {
         const schema = uniqueName("t")
         const store = yield* testStore({ schema })
         yield* insertDeadLetters(schema, 1, 1_000_000)
-        const statements = internal.statements(`"${schema}"`)
+        const statements = pgStatements.statements(`"${schema}"`)
         const all = yield* explain(statements.deadLetters, [100])
         assert.match(all, /Index Scan using dead_jobs_recent on/, all)
         assert.notMatch(all, /Sort|Seq Scan/, all)

@@ -1,0 +1,392 @@
+/**
+ * The PostgreSQL store's statements, written out in full with the schema's quoted name in them, and how the store
+ * reads their rows. Timestamps travel as ISO strings in and epoch milliseconds out, ids and tokens as text.
+ */
+import { type ClaimedJob, maxAttemptErrors, type Settlement } from "../JobStore.js"
+import { latestVersion } from "./pgMigrations.js"
+
+/** Epoch milliseconds of a timestamp column, as a float the driver reads as a number. */
+const ms = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8`
+
+/**
+ * The columns of a claimed job, in the order `claimedJob` reads them; a schema before version 4 has no attempt
+ * errors, and gives none.
+ */
+const claimedColumns = (t: string, version: number) =>
+  `${t}.id::text AS id, ${t}.name, ${t}.queue, ${t}.payload, ${t}.attempts::float8 AS attempts,
+   ${t}.max_attempts::float8 AS max_attempts, ${t}.priority::float8 AS priority, ${t}.key,
+   ${ms(`${t}.enqueued_at`)} AS enqueued_at, ${ms(`${t}.run_at`)} AS run_at, ${t}.lease_token::text AS token,
+   ${ms(`${t}.lease_expires_at`)} AS lease_expires_at, ${t}.seq::float8 AS seq, ${t}.last_error,
+   ${version >= 4 ? `${t}.errors` : `'[]'::jsonb AS errors`}`
+
+/**
+ * Notifies `channel` (the placeholder of the store's channel) once with the distinct queues of `rows` that are
+ * `ready`, as a JSON array; when the array would not fit in a notification's 8,000 bytes, with `*` instead (the
+ * listener then asks the database which queues have ready jobs). One `pg_notify` per statement at most.
+ */
+const notifyReady = (channel: string, rows: string, where: string) =>
+  `SELECT pg_notify(${channel}, CASE WHEN octet_length(q) < 7900 THEN q ELSE '*' END)
+   FROM (SELECT json_agg(DISTINCT queue)::text AS q FROM ${rows} WHERE ${where}) AS agg WHERE q IS NOT NULL`
+
+/** The settlement kinds as the settle statement reads them. */
+export const Kind = { Completed: "c", Retry: "r", Dead: "d", Released: "l", Refunded: "f", Snoozed: "s" } as const
+
+/**
+ * @internal The store's statements, for the schema whose quoted name is `s`, as a release that knows the schema
+ * versions up to `version` writes them (an earlier one only in tests, which play an earlier release).
+ */
+export const statements = (s: string, version: number = latestVersion) => {
+  /** The queues of `$1` a claim may take from: all of them before version 5, else those not paused. */
+  const open = version < 5
+    ? `SELECT DISTINCT unnest($1::text[])`
+    : `SELECT DISTINCT q FROM unnest($1::text[]) AS u(q) WHERE NOT EXISTS (
+          SELECT 1 FROM ${s}.paused_queues AS p WHERE p.queue = u.q)`
+  /** A settle's `SET` item that appends a retry's error to `errors`, keeping the newest; none before version 4. */
+  const appendError = version < 4 ? "" : `errors = CASE WHEN i.kind = '${Kind.Retry}' THEN (
+            SELECT jsonb_agg(e ORDER BY n) FROM jsonb_array_elements(j.errors || jsonb_build_array(jsonb_build_object(
+              'attempt', j.attempts, 'error', i.error, 'at', ${ms(`${s}.clock()`)}))) WITH ORDINALITY AS x(e, n)
+            WHERE n > jsonb_array_length(j.errors) + 1 - ${maxAttemptErrors}
+          ) ELSE j.errors END,`
+  /** Moves the rows of `source` (deleted from `jobs`) to the dead letters with `error`. */
+  const bury = (source: string, error: string) =>
+    `INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at,
+                                 last_error, failed_at)
+     SELECT id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at, ${error},
+            ${s}.clock() FROM ${source}
+     RETURNING id`
+  /** `rows`, buried for a lease that expired on their last attempt, as JSON `BuriedJob`s. */
+  const buriedJson = (rows: string) =>
+    `(SELECT coalesce(json_agg(json_build_object('id', id::text, 'name', name, 'queue', queue,
+       'attempt', attempts::float8) ORDER BY id), '[]'::json) FROM ${rows})`
+  /**
+   * A lease `l` (with `id` and `token`) that still holds on the job `j`, by the store's clock; `ids` is the array
+   * parameter of every lease's id. The rows are found by id (`id = ANY(ids)` on the primary key), never by scanning
+   * `jobs_leased`: whenever its statistics say few jobs are leased, the planner would otherwise join every leased row
+   * with every settlement (half a second for a batch of 1,000 once), and it filtered every leased row by id even
+   * when it did not (a settle took 4 ms instead of 1.5 under load). So nothing here lets `jobs_leased` serve: the
+   * token is compared with `IS NOT DISTINCT FROM` (never null on either side, so the same as `=`), which, unlike
+   * `=`, does not imply the index's `lease_token IS NOT NULL`; and the expiry is written so that no index serves it.
+   */
+  /**
+   * The list parameter `p` of ids or tokens (checked decimal digits, joined by commas) as a `bigint[]`: one text
+   * parameter instead of an array, which the driver would escape element by element.
+   */
+  const list = (p: string) => `string_to_array(${p}, ',')::bigint[]`
+  const holds = (j: string, l: string, ids: string) =>
+    `${j}.id = ANY(${ids}) AND ${j}.id = ${l}.id AND ${j}.lease_token IS NOT DISTINCT FROM ${l}.token
+     AND ${j}.lease_expires_at - ${s}.clock() > interval '0'`
+  return {
+    /**
+     * Inserts the jobs in order, each due at its `run_at` (the caller's instant) or `delay_ms` after the store's
+     * now. A key already taken (by a committed job, or by one this statement waited for) is left alone: `ON
+     * CONFLICT DO NOTHING` takes no lock on the existing row, so a producer's open transaction never holds a row a
+     * worker renews or settles. The existing job's id is read in the same statement when its snapshot shows it;
+     * `keyed` lacks the keys taken by a transaction that committed while this statement ran, and the driver asks
+     * again for those.
+     */
+    enqueue: `
+      WITH input AS (
+        SELECT x.o, x.name, x.queue, coalesce(x.payload, 'null'::jsonb) AS payload, x.priority, x.key, x.max_attempts,
+               coalesce(x.run_at, ${s}.clock() + x.delay_ms * interval '1 millisecond') AS run_at,
+               nextval('${s}.job_ids') AS id
+        FROM jsonb_to_recordset($2::jsonb) AS x(o int, name text, queue text, payload jsonb, run_at timestamptz,
+                                                delay_ms float8, priority bigint, key text, max_attempts bigint)
+        ORDER BY x.o
+      ), fresh AS (
+        SELECT * FROM input i
+        WHERE i.key IS NULL OR NOT EXISTS (SELECT 1 FROM input e WHERE e.key = i.key AND e.o < i.o)
+      ), ins AS (
+        INSERT INTO ${s}.jobs AS j (id, seq, name, queue, payload, priority, key, max_attempts, run_at, enqueued_at)
+        SELECT id, id, name, queue, payload, priority, key, max_attempts, run_at, ${s}.clock() FROM fresh ORDER BY o
+        ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
+        RETURNING j.id, j.key, j.queue, j.run_at <= ${s}.clock() AS ready
+      ), keyed AS (
+        SELECT DISTINCT ON (key) key, id FROM (
+          SELECT key, id, 0 AS pass FROM ins WHERE key IS NOT NULL
+          UNION ALL
+          SELECT j.key, j.id, 1 FROM ${s}.jobs j WHERE j.key IN (SELECT key FROM input WHERE key IS NOT NULL)
+        ) AS k ORDER BY key, pass
+      ), woken AS (${notifyReady("$1", "ins", "ready")})
+      SELECT (SELECT json_agg(id::text ORDER BY o) FROM input) AS ids,
+             (SELECT json_object_agg(key, id::text) FROM keyed) AS keyed,
+             (SELECT count(*) FROM woken)::int AS woken`,
+    /**
+     * Claims up to `$3` jobs, ready ones and ones whose lease expired with attempts left, in order; and buries, in
+     * the same statement, the jobs of these queues and names whose lease expired on their last attempt. Rows of
+     * kind `c` are claimed jobs, rows of kind `b` buried ones.
+     */
+    claim: `
+      WITH open AS MATERIALIZED (${open}), ready AS (
+        SELECT r.id, r.priority, r.run_at, r.seq
+        FROM open AS q(queue) CROSS JOIN (SELECT DISTINCT unnest($2::text[])) AS n(name)
+        CROSS JOIN LATERAL (
+          SELECT id, priority, run_at, seq FROM ${s}.jobs
+          WHERE lease_token IS NULL AND queue = q.queue AND name = n.name AND run_at <= ${s}.clock()
+          ORDER BY priority, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
+        ) AS r
+      ), expired AS (
+        SELECT id, priority, run_at, seq FROM ${s}.jobs
+        WHERE lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock() AND attempts < max_attempts
+          AND queue = ANY(ARRAY(SELECT * FROM open)) AND name = ANY($2::text[])
+        ORDER BY priority, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
+      ), chosen AS (
+        SELECT id FROM (SELECT * FROM ready UNION ALL SELECT * FROM expired) AS c
+        ORDER BY priority, run_at, seq LIMIT $3
+      ), exhausted AS (
+        DELETE FROM ${s}.jobs WHERE id IN (
+          SELECT id FROM ${s}.jobs
+          WHERE lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock() AND attempts >= max_attempts
+            AND queue = ANY($1::text[]) AND name = ANY($2::text[])
+          FOR UPDATE SKIP LOCKED
+        ) RETURNING *
+      ), buried AS (${bury("exhausted", "'lease expired'")}), claimed AS (
+        UPDATE ${s}.jobs AS j
+        SET attempts = j.attempts + 1, lease_token = nextval('${s}.lease_tokens'),
+            lease_expires_at = ${s}.clock() + $4::float8 * interval '1 millisecond', leased_by = $5
+        FROM chosen WHERE j.id = chosen.id
+        RETURNING ${claimedColumns("j", version)}
+      )
+      SELECT 'c' AS kind, * FROM claimed
+      UNION ALL
+      SELECT 'b', e.id::text, e.name, e.queue, NULL, e.attempts::float8, e.max_attempts::float8, NULL, NULL, NULL,
+             NULL, NULL, NULL, NULL, NULL, NULL
+      FROM exhausted e`,
+    /** Extends every lease of `$1`/`$2` that still holds; returns the ones it extended. */
+    renew: `
+      UPDATE ${s}.jobs AS j SET lease_expires_at = ${s}.clock() + $3::float8 * interval '1 millisecond'
+      FROM unnest(${list("$1")}, ${list("$2")}) AS l(id, token)
+      WHERE ${holds("j", "l", list("$1"))}
+      RETURNING j.id::text AS id, j.lease_token::text AS token`,
+    /**
+     * Applies every settlement whose lease still holds, each by its kind (see {@link Kind}), and returns the ones it
+     * applied as `id:token`; wakes the queues that got a job ready now, once.
+     */
+    settle: `
+      WITH input AS (
+        SELECT * FROM unnest(${list("$2")}, ${list("$3")}, $4::text[], $5::float8[], $6::text[])
+          AS x(id, token, kind, delay_ms, error)
+      ), done AS (
+        DELETE FROM ${s}.jobs AS j USING input i WHERE i.kind = '${Kind.Completed}' AND ${holds("j", "i", list("$2"))}
+        RETURNING i.id, i.token
+      ), dead AS (
+        DELETE FROM ${s}.jobs AS j USING input i WHERE i.kind = '${Kind.Dead}' AND ${holds("j", "i", list("$2"))}
+        RETURNING j.*, i.token AS settled_token, i.error AS final_error
+      ), buried AS (
+        INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at,
+                                    enqueued_at, last_error, failed_at)
+        SELECT id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at, final_error,
+               ${s}.clock() FROM dead
+        RETURNING id
+      ), back AS (
+        UPDATE ${s}.jobs AS j SET lease_token = NULL, lease_expires_at = NULL, leased_by = NULL,
+          run_at = CASE WHEN i.kind IN ('${Kind.Retry}', '${Kind.Snoozed}')
+                   THEN ${s}.clock() + i.delay_ms * interval '1 millisecond' ELSE j.run_at END,
+          last_error = CASE WHEN i.kind = '${Kind.Retry}' THEN i.error ELSE j.last_error END,
+          ${appendError}
+          attempts = j.attempts - CASE WHEN i.kind IN ('${Kind.Refunded}', '${Kind.Snoozed}') THEN 1 ELSE 0 END
+        FROM input i
+        WHERE i.kind IN ('${Kind.Retry}', '${Kind.Released}', '${Kind.Refunded}', '${Kind.Snoozed}')
+          AND ${holds("j", "i", list("$2"))}
+        RETURNING i.id, i.token, j.queue, j.run_at <= ${s}.clock() AS ready
+      ), woken AS (${notifyReady("$1", "back", "ready")})
+      SELECT (SELECT coalesce(json_agg(a.id::text || ':' || a.token::text), '[]'::json) FROM (
+                SELECT id, token FROM done UNION ALL SELECT id, settled_token FROM dead
+                UNION ALL SELECT id, token FROM back) AS a) AS applied,
+             (SELECT count(*) FROM buried)::int AS buried,
+             (SELECT count(*) FROM woken)::int AS woken`,
+    /** {@link settle} for a batch of completions only (the common case): one `DELETE`, and no notification. */
+    complete: `
+      DELETE FROM ${s}.jobs AS j USING unnest(${list("$1")}, ${list("$2")}) AS i(id, token)
+      WHERE ${holds("j", "i", list("$1"))}
+      RETURNING i.id::text || ':' || i.token::text AS applied`,
+    /**
+     * Makes the expired leases' jobs ready again, or buries them on their last attempt. The rows are found again by
+     * primary key (`id = ANY(ARRAY(...))`): joined with the expired ones, a table never analyzed was read in full.
+     */
+    reap: `
+      WITH expired AS (
+        SELECT id FROM ${s}.jobs WHERE lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock()
+        FOR UPDATE SKIP LOCKED
+      ), dead AS (
+        DELETE FROM ${s}.jobs AS j
+        WHERE j.id = ANY(ARRAY(SELECT id FROM expired)) AND j.attempts >= j.max_attempts RETURNING j.*
+      ), buried AS (${bury("dead", "'lease expired'")}), revived AS (
+        UPDATE ${s}.jobs AS j SET lease_token = NULL, lease_expires_at = NULL, leased_by = NULL,
+          last_error = 'lease expired'
+        WHERE j.id = ANY(ARRAY(SELECT id FROM expired)) AND j.attempts < j.max_attempts
+        RETURNING j.queue, true AS ready
+      ), woken AS (${notifyReady("$1", "revived", "ready")})
+      SELECT (SELECT count(*) FROM expired)::int AS found, ${buriedJson("dead")} AS buried,
+             (SELECT count(*) FROM buried)::int AS moved, (SELECT count(*) FROM woken)::int AS woken`,
+    /**
+     * The counts, exact, without scanning the tables (migration 3): the folded counts plus the deltas not yet folded,
+     * per lane, priority and state. Time splits them further, by index: the waiting jobs of a lane that are not due
+     * yet are scheduled (a range of `jobs_ready_by_lane` per lane and priority), and leases that expired (a range of
+     * `jobs_leased`) count as ready, or dead when their attempts are used up. Rows with a null `name` are dead
+     * letters. The now is a sub-select, so that both ranges are index conditions; the run-at range is closed (`<
+     * 'infinity'`, which holds for every job) because an open one on an unknown bound is estimated at a third of the
+     * lane, and the planner then read the whole table for a lane of a million ready jobs (250 ms).
+     */
+    stats: `
+      WITH now AS (SELECT ${s}.clock() AS t), counted AS (
+        SELECT queue, name, priority, state, sum(n) AS n FROM (
+          SELECT queue, name, priority, state, n FROM ${s}.job_counts
+          UNION ALL
+          SELECT queue, name, priority, state, n FROM ${s}.job_count_deltas
+        ) AS c GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0
+      ), scheduled AS MATERIALIZED (
+        SELECT c.queue, c.name, (
+          SELECT count(*) FROM ${s}.jobs AS j
+          WHERE j.lease_token IS NULL AND j.queue = c.queue AND j.name = c.name AND j.priority = c.priority
+            AND j.run_at > (SELECT t FROM now) AND j.run_at < 'infinity'
+        ) AS n
+        FROM counted AS c WHERE c.state = 'waiting'
+      ), expired AS (
+        SELECT queue, name, count(*) FILTER (WHERE attempts < max_attempts) AS ready,
+               count(*) FILTER (WHERE attempts >= max_attempts) AS dead
+        FROM ${s}.jobs WHERE lease_token IS NOT NULL AND lease_expires_at <= (SELECT t FROM now) GROUP BY 1, 2
+      )
+      SELECT queue, name, sum(ready)::float8 AS ready, sum(scheduled)::float8 AS scheduled,
+             sum(leased)::float8 AS leased, sum(dead)::float8 AS dead, false AS paused
+      FROM (
+        SELECT queue, name, n AS ready, 0 AS scheduled, 0 AS leased, 0 AS dead FROM counted WHERE state = 'waiting'
+        UNION ALL SELECT queue, name, -n, n, 0, 0 FROM scheduled
+        UNION ALL SELECT queue, name, 0, 0, n, 0 FROM counted WHERE state = 'leased'
+        UNION ALL SELECT queue, name, ready, 0, -(ready + dead), dead FROM expired
+      ) AS live GROUP BY queue, name
+      UNION ALL
+      SELECT queue, NULL, 0, 0, 0, sum(n)::float8, false FROM counted WHERE state = 'dead' GROUP BY queue
+      ${version < 5 ? "" : `UNION ALL SELECT queue, NULL, 0, 0, 0, 0, true FROM ${s}.paused_queues`}`,
+    /** Pauses `$1`: no claim takes from it until it is resumed. (A release before version 5 knows no pause.) */
+    pauseQueue: version < 5
+      ? "SELECT $1::text"
+      : `INSERT INTO ${s}.paused_queues (queue, paused_at) VALUES ($1, ${s}.clock()) ON CONFLICT DO NOTHING`,
+    /** Resumes `$2`, and wakes its workers when it was paused. */
+    resumeQueue: version < 5 ? "SELECT $1::text, $2::text" : `
+      WITH gone AS (DELETE FROM ${s}.paused_queues WHERE queue = $2 RETURNING queue, true AS ready),
+           woken AS (${notifyReady("$1", "gone", "ready")})
+      SELECT count(*)::int AS woken FROM woken`,
+    /**
+     * Folds the count deltas into `job_counts`, in one statement: whatever it deleted, it added.
+     */
+    fold: `
+      WITH folded AS (
+        DELETE FROM ${s}.job_count_deltas RETURNING queue, name, priority, state, n
+      ), summed AS (
+        INSERT INTO ${s}.job_counts AS c (queue, name, priority, state, n)
+        SELECT queue, name, priority, state, sum(n) FROM folded GROUP BY 1, 2, 3, 4
+        ON CONFLICT (queue, name, priority, state) DO UPDATE SET n = c.n + excluded.n
+        RETURNING 1
+      )
+      SELECT (SELECT count(*) FROM summed)::int AS folded`,
+    /** Drops the counts that reached zero (a lane gone); a concurrent fold that changed one keeps it. */
+    dropZeroCounts: `DELETE FROM ${s}.job_counts WHERE n = 0`,
+    /**
+     * Deletes at most `$2` dead letters that failed more than `$1` ms ago by the store's clock, oldest first (by
+     * `dead_jobs_recent`, read backwards), skipping rows another worker is deleting.
+     */
+    prune: `
+      WITH doomed AS (
+        SELECT id FROM ${s}.dead_jobs WHERE failed_at < ${s}.clock() - $1::float8 * interval '1 millisecond'
+        ORDER BY failed_at, dead_seq LIMIT $2 FOR UPDATE SKIP LOCKED
+      ), gone AS (
+        DELETE FROM ${s}.dead_jobs AS d USING doomed WHERE d.id = doomed.id RETURNING 1
+      )
+      SELECT (SELECT count(*) FROM gone)::int AS pruned`,
+    /**
+     * The newest dead letters, by index (`dead_jobs_recent`): ordered by the table's columns, qualified, since an
+     * output column named `failed_at` (the epoch milliseconds) would otherwise be what `ORDER BY` sorts, every row.
+     */
+    deadLetters: `
+      SELECT d.id::text AS id, d.name, d.queue, d.payload, d.attempts::float8 AS attempts, d.last_error,
+             ${ms("d.failed_at")} AS failed_at
+      FROM ${s}.dead_jobs AS d ORDER BY d.failed_at DESC, d.dead_seq DESC LIMIT $1`,
+    /** {@link deadLetters} of one queue (`$2`), by its own index (`dead_jobs_queue`). */
+    deadLettersOfQueue: `
+      SELECT d.id::text AS id, d.name, d.queue, d.payload, d.attempts::float8 AS attempts, d.last_error,
+             ${ms("d.failed_at")} AS failed_at
+      FROM ${s}.dead_jobs AS d WHERE d.queue = $2 ORDER BY d.failed_at DESC, d.dead_seq DESC LIMIT $1`,
+    redrive: `
+      WITH moved AS (
+        INSERT INTO ${s}.jobs (id, seq, name, queue, payload, priority, key, max_attempts, attempts, run_at,
+                               enqueued_at)
+        SELECT id, nextval('${s}.job_ids'), name, queue, payload, priority, key, max_attempts, 0, ${s}.clock(),
+               ${s}.clock()
+        FROM (SELECT * FROM ${s}.dead_jobs WHERE id = ANY($2::bigint[]) ORDER BY dead_seq) AS d
+        ON CONFLICT DO NOTHING
+        RETURNING id, queue, true AS ready
+      ), gone AS (
+        DELETE FROM ${s}.dead_jobs AS d USING moved m WHERE d.id = m.id RETURNING d.id
+      ), woken AS (${notifyReady("$1", "moved", "ready")})
+      SELECT (SELECT count(*) FROM gone)::int AS moved, (SELECT count(*) FROM woken)::int AS woken`,
+    readyQueues: `SELECT DISTINCT queue FROM ${s}.jobs WHERE lease_token IS NULL AND run_at <= ${s}.clock()`
+  }
+}
+
+/** A row of the claim statement: a claimed job (`c`) or a buried one (`b`). */
+export interface ClaimRow {
+  readonly kind: "c" | "b"
+  readonly id: string
+  readonly name: string
+  readonly queue: string
+  readonly payload: unknown
+  readonly attempts: number
+  readonly max_attempts: number
+  readonly priority: number
+  readonly key: string | null
+  readonly enqueued_at: number
+  readonly run_at: number
+  readonly token: string
+  readonly lease_expires_at: number
+  readonly seq: number
+  readonly last_error: string | null
+  readonly errors: ReadonlyArray<{ readonly attempt: number; readonly error: string; readonly at: number }>
+}
+
+export const claimedJob = (row: ClaimRow): ClaimedJob => ({
+  id: row.id,
+  name: row.name,
+  queue: row.queue,
+  payload: row.payload,
+  attempt: row.attempts,
+  maxAttempts: row.max_attempts,
+  priority: row.priority,
+  key: row.key ?? undefined,
+  enqueuedAt: new Date(row.enqueued_at),
+  runAt: new Date(row.run_at),
+  lease: { jobId: row.id, token: row.token },
+  leaseExpiresAt: new Date(row.lease_expires_at),
+  lastError: row.last_error ?? undefined,
+  errors: row.errors.map(({ at, attempt, error }) => ({ attempt, error, at: new Date(at) }))
+})
+
+export const buriedJob = (
+  row: { readonly id: string; readonly name: string; readonly queue: string },
+  attempt: number
+) => ({
+  id: row.id,
+  name: row.name,
+  queue: row.queue,
+  attempt,
+  error: "lease expired"
+})
+
+/** Claim order: priority, then run_at, then enqueue order. */
+export const claimOrder = (a: ClaimRow, b: ClaimRow) => a.priority - b.priority || a.run_at - b.run_at || a.seq - b.seq
+
+/** The kind of a settlement, as the settle statement reads it. */
+export const kindOf = (settlement: Settlement): string => {
+  const outcome = settlement.outcome
+  switch (outcome._tag) {
+    case "Completed":
+      return Kind.Completed
+    case "Retry":
+      return Kind.Retry
+    case "Dead":
+      return Kind.Dead
+    case "Released":
+      return outcome.refund ? Kind.Refunded : Kind.Released
+    case "Snoozed":
+      return Kind.Snoozed
+  }
+}
