@@ -452,12 +452,18 @@ class StoreCore {
     queue.dead++
     this.deadCount++
     while (this.deadCount > this.maxDeadLetters) {
-      const oldest = this.oldestDead!
-      this.unbury(oldest)
-      this.forget(oldest)
+      const oldest = this.dropOldestDead()
       this.droppedCount++
       if (this.droppedCount <= droppedNamed) (this.dropped ??= []).push(oldest)
     }
+  }
+
+  /** Forgets the oldest dead letter (there is one): past `maxDeadLetters`, or past the retention. */
+  private dropOldestDead(): JobRecord {
+    const oldest = this.oldestDead!
+    this.unbury(oldest)
+    this.forget(oldest)
+    return oldest
   }
 
   /** Takes a job out of the dead letters. */
@@ -768,9 +774,7 @@ class StoreCore {
     const cutoff = this.begin() - this.retention
     let pruned = 0
     while (pruned < jobStore.pruneBatch && this.oldestDead !== undefined && this.oldestDead.failedAt < cutoff) {
-      const oldest = this.oldestDead
-      this.unbury(oldest)
-      this.forget(oldest)
+      this.dropOldestDead()
       pruned++
     }
     return Effect.succeed({ pruned, more: this.oldestDead !== undefined && this.oldestDead.failedAt < cutoff })
@@ -908,7 +912,7 @@ export const make = (options?: MemoryJobStoreOptions): Effect.Effect<Service> =>
         renew: (leases, lease) => Effect.suspend(() => core.after(core.renew(leases, lease))),
         settle: (settlements) => Effect.suspend(() => core.after(core.settle(settlements))),
         reap: Effect.suspend(() => core.after(core.reap())),
-        prune: Effect.suspend(() => core.prune()),
+        prune: Effect.suspend(() => core.after(core.prune())),
         // Subscribed when this effect runs, in the caller's scope: live when it returns.
         wakeups: PubSub.subscribe(hub),
         stats: Effect.suspend(() => core.after(core.stats())),

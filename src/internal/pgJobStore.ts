@@ -554,6 +554,8 @@ export const make = (
         })
     }
 
+    /** Whether the last prune deleted a full batch: the next call is the same round's, and does not fold again. */
+    let pruneMore = false
     const driver: JobStore.Driver = {
       name: "PgJobStore",
       enqueue,
@@ -607,8 +609,11 @@ export const make = (
       ),
       // The counts' deltas are folded, and the counts of lanes gone dropped, before the dead letters are pruned.
       prune: Effect.gen(function*() {
-        yield* run("prune", sql.fold, [], "ewc_fold")
-        yield* run("prune", sql.dropZeroCounts, [], "ewc_drop_zero_counts")
+        // The counts are folded once per round of prunes: not again by the calls that follow a full batch.
+        if (!pruneMore) {
+          yield* run("prune", sql.fold, [], "ewc_fold")
+          yield* run("prune", sql.dropZeroCounts, [], "ewc_drop_zero_counts")
+        }
         if (!Duration.isFinite(retention)) return { pruned: 0, more: false }
         const [row] = yield* run<{ readonly pruned: number }>(
           "prune",
@@ -616,7 +621,8 @@ export const make = (
           [Duration.toMillis(retention), pruneBatch],
           "ewc_prune"
         )
-        return { pruned: row!.pruned, more: row!.pruned === pruneBatch }
+        pruneMore = row!.pruned === pruneBatch
+        return { pruned: row!.pruned, more: pruneMore }
       }),
       wakeups: Effect.gen(function*() {
         const subscription = yield* PubSub.subscribe(hub)
