@@ -206,7 +206,8 @@ const logJobEvent = (event: JobWorker.JobEvent, outcomes: Ref.Ref<Tally>) => {
         Effect.logWarning(`${job} released unfinished${refunded ? ", attempt refunded" : ""}`),
         count("released")
       ),
-    JobSnoozed: ({ delayMs }) => Effect.log(`${job} snoozed for ${delayMs}ms`)
+    JobSnoozed: ({ delayMs }) => Effect.log(`${job} snoozed for ${delayMs}ms`),
+    JobScheduled: ({ schedule, slot }) => Effect.logDebug(`${job} enqueued by ${schedule} for ${slot.toISOString()}`)
   })
 }
 

@@ -7,15 +7,19 @@
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Cron from "effect/Cron"
 import * as Data from "effect/Data"
+import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleIntervals from "effect/ScheduleIntervals"
 import * as Schema from "effect/Schema"
+import { notJson } from "./internal/json.js"
 import { type AttemptError, JobStore, type JobStoreError } from "./JobStore.js"
 
 /**
@@ -107,6 +111,67 @@ export interface EnqueueManyOptions<A> extends Omit<EnqueueOptions, "key"> {
 }
 
 /**
+ * Options of a job type's `schedule`.
+ *
+ * @example
+ * ```ts
+ * import type { Job } from "effect-worker-context"
+ *
+ * const options: Job.ScheduleOptions = { name: "nightly-report", timezone: "Europe/Berlin", backfill: "6 hours" }
+ * ```
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export interface ScheduleOptions {
+  /**
+   * What the store keeps the schedule's last slot under: two schedules of one name share their slots. Default: the
+   * job's name and the cron, such as `report 0 2 * * *` (so a changed cron is a new schedule).
+   */
+  readonly name?: string | undefined
+  /** The IANA time zone the cron's fields are read in, such as `"Europe/Berlin"`. Default `"UTC"`. */
+  readonly timezone?: string | undefined
+  /**
+   * How far back a worker that starts enqueues the slots that no worker enqueued (none ran), oldest first, when
+   * the store knows the schedule. Default: none, so only the slots from the worker's start on.
+   */
+  readonly backfill?: Duration.DurationInput | undefined
+  /** The jobs' priority (lower runs first); an integer, default 0. */
+  readonly priority?: number | undefined
+  /** The jobs' attempts, instead of the type's. */
+  readonly maxAttempts?: number | undefined
+}
+
+/**
+ * A recurring schedule of a job type, made by its `schedule`: give it to a worker (`JobWorker.layer({ handlers,
+ * schedules })`), and every slot of the cron is enqueued once, whichever of the workers sharing the store offers
+ * it first.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Job } from "effect-worker-context"
+ *
+ * const Report = Job.make("report", { payload: Schema.Struct({ kind: Schema.String }) })
+ * const nightly: Job.JobSchedule = Report.schedule("0 2 * * *", { kind: "daily" }, { timezone: "Europe/Berlin" })
+ * ```
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export interface JobSchedule {
+  readonly name: string
+  readonly job: Any
+  /** The cron, in its time zone (`UTC` unless one was given). */
+  readonly cron: Cron.Cron
+  /** The payload, encoded: what every slot's job carries. */
+  readonly payload: unknown
+  readonly backfill: Duration.Duration
+  readonly priority: number
+  readonly maxAttempts: number
+}
+
+/**
  * A job type, made by {@link make}.
  *
  * @example
@@ -148,6 +213,12 @@ export interface Job<A, I = A> {
     payloads: Iterable<A>,
     options?: EnqueueManyOptions<A> | undefined
   ) => Effect.Effect<ReadonlyArray<string>, ParseResult.ParseError | JobStoreError, JobStore>
+  /**
+   * A recurring schedule of this job type: at every slot of `cron` (a cron string of 5 fields, or 6 with seconds
+   * first, or a `Cron.Cron`), one job with `payload`. A cron, a time zone or an option that makes no sense, and a
+   * payload that the schema or JSON rejects, throw an `IllegalArgumentException`: a bug in the program.
+   */
+  readonly schedule: (cron: string | Cron.Cron, payload: A, options?: ScheduleOptions | undefined) => JobSchedule
   /** What a worker runs for this type: `run` gets the decoded payload; `Job.Current` tells it which job it is. */
   readonly handler: <E, R>(run: (payload: A) => Effect.Effect<void, E, R>) => JobHandler<R>
 }
@@ -221,6 +292,8 @@ export interface JobInfo {
    * failure.
    */
   readonly errors: ReadonlyArray<AttemptError>
+  /** The slot of the recurring schedule that enqueued the job (`job.schedule`), or `undefined` for other jobs. */
+  readonly scheduledFor: Date | undefined
 }
 
 /**
@@ -450,9 +523,78 @@ export const make = <A, I>(name: string, options: JobOptions<A, I>): Job<A, I> =
           maxAttempts: jobAttempts
         })))
       }),
+    schedule: (cron, value, scheduleOptions) => makeSchedule(job, cron, value, scheduleOptions),
     handler: (run) => ({ job, run: run as (payload: unknown) => Effect.Effect<void, unknown, never> })
   }
   return job
+}
+
+/** A cron read in `timezone` (UTC by default; a `Cron.Cron` keeps a zone of its own unless one is given). */
+const cronOf = (what: string, cron: string | Cron.Cron, timezone: string | undefined): Cron.Cron => {
+  if (timezone !== undefined && (typeof timezone !== "string" || Option.isNone(DateTime.zoneMakeNamed(timezone)))) {
+    throw illegal(`${what} timezone`, timezone, "an IANA time zone name, such as \"Europe/Berlin\"")
+  }
+  if (Cron.isCron(cron)) {
+    if (timezone === undefined && Option.isSome(cron.tz)) return cron
+    return Cron.make({
+      seconds: cron.seconds,
+      minutes: cron.minutes,
+      hours: cron.hours,
+      days: cron.days,
+      months: cron.months,
+      weekdays: cron.weekdays,
+      // Not in `Cron`'s declared type, but every `Cron` has it: whether days and weekdays must both match.
+      and: (cron as unknown as { readonly and?: boolean }).and,
+      tz: DateTime.zoneUnsafeMakeNamed(timezone ?? "UTC")
+    })
+  }
+  if (typeof cron !== "string") throw illegal(`${what} cron`, cron, "a cron string or a Cron.Cron")
+  const parsed = Cron.parse(cron, timezone ?? "UTC")
+  if (Either.isLeft(parsed)) {
+    throw illegal(`${what} cron`, cron, `5 fields, or 6 with seconds first (${parsed.left.message})`)
+  }
+  return parsed.right
+}
+
+/** A cron's fields as text, `*` for a field that takes every value: the default name of a `Cron.Cron`'s schedule. */
+const cronText = (cron: Cron.Cron): string =>
+  [cron.seconds, cron.minutes, cron.hours, cron.days, cron.months, cron.weekdays]
+    .map((field) => field.size === 0 ? "*" : Array.from(field).sort((a, b) => a - b).join(","))
+    .join(" ")
+
+const makeSchedule = <A, I>(
+  job: Job<A, I>,
+  cron: string | Cron.Cron,
+  value: A,
+  options: ScheduleOptions | undefined
+): JobSchedule => {
+  const what = `${job.name}.schedule`
+  const parsed = cronOf(what, cron, options?.timezone)
+  // A cron that matches no date (the 30th of February) is found out here, not at its first slot.
+  try {
+    Cron.next(parsed, new Date(0))
+  } catch {
+    throw illegal(`${what} cron`, typeof cron === "string" ? cron : cronText(cron), "a cron that matches a date")
+  }
+  const name = options?.name ?? `${job.name} ${typeof cron === "string" ? cron.trim() : cronText(cron)}`
+  if (typeof name !== "string" || name.length === 0) throw illegal(`${what} name`, name, "a non-empty string")
+  const backfill = durationOf(options?.backfill ?? 0)
+  if (backfill === undefined || !Duration.isFinite(backfill)) {
+    throw illegal(`${what} backfill`, options?.backfill, "a finite duration of zero or more")
+  }
+  const priority = options?.priority ?? 0
+  if (!Number.isSafeInteger(priority)) throw illegal(`${what} priority`, priority, "an integer")
+  const maxAttempts = options?.maxAttempts ?? job.maxAttempts
+  if (!isAttempts(maxAttempts)) throw illegal(`${what} maxAttempts`, maxAttempts, "an integer of 1 or more")
+  const encoded = Schema.encodeEither(job.payload)(value)
+  if (Either.isLeft(encoded)) {
+    throw illegal(`${what} payload`, value, `a payload of the schema (${encoded.left.message})`)
+  }
+  const problem = notJson(encoded.right)
+  if (problem !== undefined) {
+    throw illegal(`${what} payload`, value, `a payload whose encoded side is JSON (${problem})`)
+  }
+  return { name, job, cron: parsed, payload: encoded.right, backfill, priority, maxAttempts }
 }
 
 /** The settings of an enqueue, checked; `what` names the call in the defect's message. */

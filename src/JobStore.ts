@@ -202,6 +202,58 @@ export interface ClaimedJob {
    * newest ones. A redrive starts afresh.
    */
   readonly errors: ReadonlyArray<AttemptError>
+  /** The slot of the recurring schedule that enqueued the job ({@link JobStore.Service.enqueueSlot}), if one did. */
+  readonly scheduledFor: Date | undefined
+}
+
+/**
+ * One slot of a recurring schedule, as {@link JobStore.Service.enqueueSlot} takes it: the job to store for it, if
+ * the slot is still free.
+ *
+ * @example
+ * ```ts
+ * import type { ScheduleSlot } from "effect-worker-context/JobStore"
+ *
+ * const slot: ScheduleSlot = {
+ *   schedule: "nightly-report",
+ *   slot: new Date("2026-12-07T02:00:00Z"),
+ *   backfill: false,
+ *   job: { name: "report", queue: "reports", payload: {}, priority: 0, key: undefined, maxAttempts: 25 }
+ * }
+ * ```
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export interface ScheduleSlot {
+  /** The schedule's name: what the store keeps its last slot under. */
+  readonly schedule: string
+  /** The slot's instant. */
+  readonly slot: Date
+  /**
+   * A slot missed while no worker ran: stored only when the store already knows the schedule (a schedule is known
+   * from its first slot on), so that a new schedule does not backfill the time before it existed.
+   */
+  readonly backfill: boolean
+  /** The job to store for the slot. */
+  readonly job: NewJob
+}
+
+/**
+ * A {@link ScheduleSlot} as a {@link JobStore.Driver} receives it: its job encoded.
+ *
+ * @example
+ * ```ts
+ * import type { EncodedSlot } from "effect-worker-context/JobStore"
+ *
+ * const job = (slot: EncodedSlot) => slot.job.payload
+ * ```
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export interface EncodedSlot extends Omit<ScheduleSlot, "job"> {
+  readonly job: EncodedJob
 }
 
 /**
@@ -547,6 +599,17 @@ export declare namespace JobStore {
      */
     readonly enqueue: (jobs: ReadonlyArray<NewJob>) => Effect.Effect<ReadonlyArray<string>, JobStoreError>
     /**
+     * Stores the slot's job if the slot is after the schedule's last slot (in one atomic step: the store keeps one
+     * last slot per schedule and moves it forward only here), and returns the job's id (or, with a `key` that a
+     * live job holds, that job's id); returns `undefined`, storing nothing, when a call for this slot or a later
+     * one came first, or when a `backfill` slot is of a schedule the store does not know. So any number of workers
+     * may offer the same slot: one stores it. The job is like one of {@link enqueue}, with `scheduledFor` set to
+     * the slot.
+     *
+     * @since 0.5.0
+     */
+    readonly enqueueSlot: (slot: ScheduleSlot) => Effect.Effect<string | undefined, JobStoreError>
+    /**
      * Claims up to `limit` ready jobs of the given queues and names, in order (lower `priority` first, then earlier
      * `runAt`, then enqueue order), each with a fresh lease that expires after `lease`, and counts an attempt on
      * each. A job whose lease expired is ready again (its attempt stays counted), or buried when that was its last
@@ -640,10 +703,12 @@ export declare namespace JobStore {
    * @since 0.3.0
    * @category models
    */
-  export interface Driver extends Omit<Service, "enqueue" | "prune"> {
+  export interface Driver extends Omit<Service, "enqueue" | "enqueueSlot" | "prune"> {
     /** The store's name in messages: `MemoryJobStore`, `PgJobStore`. */
     readonly name: string
     readonly enqueue: (jobs: ReadonlyArray<EncodedJob>) => Effect.Effect<ReadonlyArray<string>, JobStoreError>
+    /** {@link Service.enqueueSlot}, its job encoded. */
+    readonly enqueueSlot: (slot: EncodedSlot) => Effect.Effect<string | undefined, JobStoreError>
     /**
      * Whether every call answers at once, without waiting on I/O or on another fiber (an in-process store such as
      * `MemoryJobStore`): a worker then runs its calls directly, without the deadline (`storeTimeout`) it gives the

@@ -28,7 +28,7 @@ import type { WorkerContext } from "./WorkerContext.js"
  * An option that makes no sense (no handlers, two handlers for one job name, a `concurrency` that is not an integer
  * of 1 or more, a `lease`, `pollInterval`, `reapInterval` or `storeTimeout` that is negative, zero, infinite or
  * unparsable, an empty
- * `queues` or `workerId`, an `autoStart` that is not a boolean) makes the layer die with an
+ * `queues` or `workerId`, an `autoStart` that is not a boolean, two `schedules` of one name) makes the layer die with an
  * `IllegalArgumentException` that names it: it is a bug in the program, not a condition to handle.
  *
  * @example
@@ -92,6 +92,12 @@ export interface Options<R> {
    * Renewals get at most `lease / 3`.
    */
   readonly storeTimeout?: Duration.DurationInput | undefined
+  /**
+   * Recurring schedules (`job.schedule(cron, payload)`) this worker offers the slots of: each slot is enqueued once
+   * across every worker of the store, whichever offers it first, so give the same list to each (or to some: one
+   * worker that runs is enough). A schedule needs no handler on the worker that offers it. At most one per name.
+   */
+  readonly schedules?: ReadonlyArray<Job.JobSchedule> | undefined
 }
 
 /**
@@ -131,7 +137,8 @@ export interface JobWorker {
 /**
  * What a job worker publishes about the jobs it runs, as the `value` of a `WorkerEvent.Custom` event of its
  * context (`ctx.emit`): `ctx.listen`, `ctx.events` and `ctx.subscribe` see them. Tell them from other custom events
- * with {@link isJobEvent}. Every variant names the job (`id`, `name`, `queue`) and the attempt (1-based).
+ * with {@link isJobEvent}. Every variant names the job (`id`, `name`, `queue`) and the attempt (1-based; 0 in `JobScheduled`, which comes
+ * before any).
  *
  * - `JobClaimed`: the worker claimed the job (one per claimed job, before it starts).
  * - `JobSucceeded`: the handler succeeded and the store deleted the job; `durationMs` is the handler's run time.
@@ -147,6 +154,8 @@ export interface JobWorker {
  *   `refunded`, its attempt does not count.
  * - `JobSnoozed`: the handler asked to run again later (`Job.snooze`): the job waits `delayMs`, and this attempt
  *   does not count.
+ * - `JobScheduled`: this worker enqueued the job `id` for the `slot` of the recurring schedule `schedule`
+ *   (`attempt` 0: it has not run yet). The worker whose offer took the slot publishes it; the others nothing.
  *
  * @example
  * ```ts
@@ -161,7 +170,8 @@ export interface JobWorker {
  *     JobTimedOut: ({ id, timeoutMs }) => `${id} timed out after ${timeoutMs} ms`,
  *     JobLeaseLost: ({ id }) => `${id}: lease lost`,
  *     JobReleased: ({ id, refunded }) => `${id} released${refunded ? ", attempt refunded" : ""}`,
- *     JobSnoozed: ({ delayMs, id }) => `${id} snoozed for ${delayMs} ms`
+ *     JobSnoozed: ({ delayMs, id }) => `${id} snoozed for ${delayMs} ms`,
+ *     JobScheduled: ({ id, schedule, slot }) => `${schedule}: ${id} for ${slot.toISOString()}`
  *   })
  * ```
  *
@@ -177,6 +187,7 @@ export type JobEvent = Data.TaggedEnum<{
   JobLeaseLost: JobRef
   JobReleased: JobRef & { readonly refunded: boolean }
   JobSnoozed: JobRef & { readonly delayMs: number }
+  JobScheduled: JobRef & { readonly schedule: string; readonly slot: Date }
 }>
 
 /**

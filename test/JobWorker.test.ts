@@ -295,7 +295,8 @@ describe("JobWorker", () => {
           enqueuedAt: new Date(5000),
           runAt: new Date(5000),
           lastError: undefined,
-          errors: []
+          errors: [],
+          scheduledFor: undefined
         })
         yield* g.open(1)
       }))

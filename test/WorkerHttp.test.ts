@@ -797,6 +797,7 @@ const unreachableStore: JobStore.Service = (() => {
     Effect.fail(new JobStoreError({ operation, reason: "connection refused to 127.0.0.1:5432" }))
   return {
     enqueue: () => down("enqueue"),
+    enqueueSlot: () => down("enqueueSlot"),
     claim: () => down("claim"),
     renew: () => down("renew"),
     settle: () => down("settle"),

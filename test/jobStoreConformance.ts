@@ -1404,6 +1404,88 @@ export const jobStoreConformance = (
         }))
     })
 
+    describe("enqueueSlot", () => {
+      const slot = (schedule: string, at: Date, backfill = false, fields?: Partial<NewJob>) => ({
+        schedule,
+        slot: at,
+        backfill,
+        job: newJob({ runAt: at, ...fields })
+      })
+
+      test("stores a schedule's slot once, and only slots after its last one; the job carries its slot", (
+        store,
+        op
+      ) =>
+        Effect.gen(function*() {
+          const [t0, t1, t2] = [yield* op.at(0), yield* op.at(1_000), yield* op.at(2_000)]
+          const first = yield* store.enqueueSlot(slot("nightly", t1))
+          assert.isString(first)
+          assert.isUndefined(yield* store.enqueueSlot(slot("nightly", t1)), "the same slot again")
+          assert.isUndefined(yield* store.enqueueSlot(slot("nightly", t0)), "an earlier slot")
+          assert.isString(yield* store.enqueueSlot(slot("other", t0)), "another schedule has its own slots")
+          const second = yield* store.enqueueSlot(slot("nightly", t2))
+          assert.isString(second)
+          assert.notStrictEqual(second, first)
+          yield* op.advance(2_000)
+          const claimed = yield* op.claim()
+          assert.deepStrictEqual(
+            claimed.map((job) => [job.id, job.scheduledFor?.getTime(), job.runAt.getTime()]),
+            [
+              [claimed[0]!.id, t0.getTime(), t0.getTime()],
+              [first, t1.getTime(), t1.getTime()],
+              [second, t2.getTime(), t2.getTime()]
+            ]
+          )
+          const plain = yield* op.enqueue()
+          const [unscheduled] = yield* op.claim()
+          assert.strictEqual(unscheduled!.id, plain)
+          assert.isUndefined(unscheduled!.scheduledFor)
+        }))
+
+      test(
+        "stores a backfilled slot only for a schedule it knows, after its last slot",
+        (store, op) =>
+          Effect.gen(function*() {
+            const [t0, t1, t2] = [yield* op.at(-2_000), yield* op.at(-1_000), yield* op.at(0)]
+            assert.isUndefined(yield* store.enqueueSlot(slot("new", t0, true)), "a schedule never seen")
+            assert.isString(yield* store.enqueueSlot(slot("new", t1)))
+            assert.isUndefined(yield* store.enqueueSlot(slot("new", t0, true)), "before the last slot")
+            assert.isString(yield* store.enqueueSlot(slot("new", t2, true)))
+            assert.strictEqual((yield* store.stats).ready, 2)
+          })
+      )
+
+      test("of twenty concurrent offers of one slot, one stores it", (store, op) =>
+        Effect.gen(function*() {
+          const at = yield* op.at(0)
+          const answers = yield* Effect.all(
+            Array.from({ length: 20 }, () => store.enqueueSlot(slot("busy", at))),
+            { concurrency: "unbounded" }
+          )
+          assert.strictEqual(answers.filter((id) => id !== undefined).length, 1, answers.join(", "))
+          assert.strictEqual((yield* store.stats).ready, 1)
+        }))
+
+      test(
+        "a slot's job keyed by a live job gets that job's id, and the slot is taken",
+        (store, op) =>
+          Effect.gen(function*() {
+            const holder = yield* op.enqueue({ key: "report" })
+            const at = yield* op.at(0)
+            assert.strictEqual(yield* store.enqueueSlot(slot("keyed", at, false, { key: "report" })), holder)
+            assert.isUndefined(yield* store.enqueueSlot(slot("keyed", at)))
+            assert.strictEqual((yield* store.stats).ready, 1)
+          })
+      )
+
+      test("wakes the queue of a slot's job that is ready now", (store, op) =>
+        Effect.gen(function*() {
+          const received = yield* subscribeWakeups(store)
+          yield* store.enqueueSlot(slot("wake", yield* op.at(0), false, { queue: "slots" }))
+          yield* awaitWakeups(received, ["slots"])
+        }))
+    })
+
     describe("pauseQueue and resumeQueue", () => {
       test(
         "a paused queue gives no job to any claim until resumed; other queues go on; stats lists it",
@@ -1656,6 +1738,19 @@ export const jobStoreConformance = (
             assertIllegal(yield* Effect.exit(store.deadLetters({ limit: -1 })), `${name}.deadLetters: invalid limit`)
             assertIllegal(yield* Effect.exit(store.redrive([1 as unknown as string])), `${name}.redrive: invalid ids`)
             assertIllegal(yield* Effect.exit(store.pauseQueue("")), `${name}.pauseQueue: invalid queue`)
+            const slot = { schedule: "s", slot: new Date(0), backfill: false, job: newJob() }
+            assertIllegal(
+              yield* Effect.exit(store.enqueueSlot({ ...slot, schedule: "" })),
+              `${name}.enqueueSlot: invalid schedule`
+            )
+            assertIllegal(
+              yield* Effect.exit(store.enqueueSlot({ ...slot, slot: new Date(NaN) })),
+              `${name}.enqueueSlot: invalid slot`
+            )
+            assertIllegal(
+              yield* Effect.exit(store.enqueueSlot({ ...slot, job: newJob({ maxAttempts: 0 }) })),
+              `${name}.enqueueSlot: invalid job 0 maxAttempts`
+            )
             assertIllegal(
               yield* Effect.exit(store.resumeQueue(undefined as unknown as string)),
               `${name}.resumeQueue: invalid queue`

@@ -24,7 +24,11 @@ const walkthrough = (): Array<string> => {
 const expected: ReadonlyArray<{ readonly output: ReadonlyArray<RegExp>; readonly comment?: RegExp }> = [
   { output: [/^\{"name":"demo","state":"Running","taskCount":\d+,"shuttingDown":false\}$/] },
   { output: [/^HTTP\/1\.1 200 OK$/, /^\{"status":"ok","state":"Running"\}$/] },
-  { output: [/^\{"ready":\d+,"scheduled":\d+,"leased":\d+,"dead":\d+,"byQueue":\{.*\},"readyByName":\{.*\},"pausedQueues":\[.*\]\}$/] },
+  {
+    output: [
+      /^\{"ready":\d+,"scheduled":\d+,"leased":\d+,"dead":\d+,"byQueue":\{.*\},"readyByName":\{.*\},"pausedQueues":\[.*\]\}$/
+    ]
+  },
   { output: [/^\{"id":"\d+"\}$/] },
   { output: [/^\{"id":"\d+"\}$/] },
   { output: [] },

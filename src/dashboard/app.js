@@ -634,6 +634,8 @@
         return ["warn", "released", job + " released unfinished" + (v.refunded ? ", attempt refunded" : "")]
       case "JobSnoozed":
         return ["job", "snoozed", job + " snoozed for " + count(v.delayMs) + " ms (" + attempt + " not counted)"]
+      case "JobScheduled":
+        return ["job", "scheduled", job + " enqueued by schedule " + v.schedule + " for " + v.slot]
       default:
         return null
     }

@@ -8,8 +8,18 @@ import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type { ClaimRequest, EncodedJob, JobStore, Lease, NewJob, PruneResult, Settlement } from "../JobStore.js"
+import type {
+  ClaimRequest,
+  EncodedJob,
+  JobStore,
+  Lease,
+  NewJob,
+  PruneResult,
+  ScheduleSlot,
+  Settlement
+} from "../JobStore.js"
 import { JobStoreError } from "../JobStore.js"
+import { notJson } from "./json.js"
 
 /** What is wrong with an argument: its name, its value, and what was expected. */
 export type Problem = readonly [what: string, value: unknown, expected: string]
@@ -88,6 +98,14 @@ export const enqueueProblem = (jobs: ReadonlyArray<NewJob>): Problem | undefined
   return undefined
 }
 
+export const slotProblem = (slot: ScheduleSlot): Problem | undefined => {
+  if (typeof slot !== "object" || slot === null) return ["slot", slot, "a ScheduleSlot"]
+  if (!isName(slot.schedule)) return ["schedule", slot.schedule, "a non-empty string"]
+  if (!isValidDate(slot.slot)) return ["slot", slot.slot, "a valid Date"]
+  if (typeof slot.backfill !== "boolean") return ["backfill", slot.backfill, "true or false"]
+  return jobProblem(slot.job, 0)
+}
+
 export const claimProblem = (request: ClaimRequest): Problem | undefined => {
   if (typeof request !== "object" || request === null) return ["request", request, "a ClaimRequest"]
   const { limit, names, queues } = request
@@ -162,64 +180,6 @@ export const redriveProblem = (ids: ReadonlyArray<string>): Problem | undefined 
  */
 export const maxDelayMs = 100 * 365 * 24 * 60 * 60 * 1000
 
-/**
- * What PostgreSQL's `jsonb` refuses in a string that JSON allows: the NUL character, and a lone UTF-16 surrogate
- * (in a `u` pattern a well-formed pair is one code point, so `\p{Cs}` finds only lone halves).
- */
-const unstorable = /[\u0000\p{Cs}]/u
-const unstorableText = "a string with a NUL character or a lone surrogate, which PostgreSQL cannot store"
-
-/**
- * Where `value` is not JSON, as a path and what was found there (`$.amount: a bigint`), or `undefined` when it is:
- * `null`, booleans, finite numbers, strings (without NUL nor lone surrogates), arrays of JSON, and plain objects
- * of JSON (a property that is `undefined` is left out, as `JSON.stringify` does). Anything else would come back
- * from a database as something else, or not at all, so no store takes it, the memory store included.
- */
-export const notJson = (value: unknown, path = "$", seen: Set<object> = new Set()): string | undefined => {
-  switch (typeof value) {
-    case "string":
-      return unstorable.test(value) ? `${path}: ${unstorableText}` : undefined
-    case "boolean":
-      return undefined
-    case "number":
-      return Number.isFinite(value) ? undefined : `${path}: ${value} (not a finite number)`
-    case "object": {
-      if (value === null) return undefined
-      if (seen.has(value)) return `${path}: a circular reference`
-      const prototype = Object.getPrototypeOf(value)
-      if (Array.isArray(value)) {
-        seen.add(value)
-        for (let i = 0; i < value.length; i++) {
-          const item: unknown = value[i]
-          const problem = item === undefined ? `${path}[${i}]: undefined` : notJson(item, `${path}[${i}]`, seen)
-          if (problem !== undefined) return problem
-        }
-        seen.delete(value)
-        return undefined
-      }
-      if (prototype !== Object.prototype && prototype !== null) {
-        return `${path}: ${
-          value instanceof Date ? "a Date" : `an instance of ${prototype?.constructor?.name ?? "a class"}`
-        }`
-      }
-      seen.add(value)
-      for (const key of Object.keys(value)) {
-        const item: unknown = (value as Record<string, unknown>)[key]
-        if (item === undefined) continue
-        if (unstorable.test(key)) return `${path}: the key ${JSON.stringify(key)}, ${unstorableText}`
-        const problem = notJson(item, `${path}.${key}`, seen)
-        if (problem !== undefined) return problem
-      }
-      seen.delete(value)
-      return undefined
-    }
-    case "undefined":
-      return `${path}: undefined`
-    default:
-      return `${path}: a ${typeof value}`
-  }
-}
-
 /** The jobs as the driver takes them, or the `JobStoreError` for the first payload that is not JSON. */
 const encode = (jobs: ReadonlyArray<NewJob>): ReadonlyArray<EncodedJob> | JobStoreError => {
   const encoded: Array<EncodedJob> = new Array(jobs.length)
@@ -262,6 +222,14 @@ export const make = (driver: JobStore.Driver): JobStore.Service => {
       if (jobs.length === 0) return Effect.succeed([])
       const encoded = encode(jobs)
       return encoded instanceof JobStoreError ? Effect.fail(encoded) : driver.enqueue(encoded)
+    },
+    enqueueSlot: (slot) => {
+      const problem = slotProblem(slot)
+      if (problem !== undefined) return refuse("enqueueSlot", problem)
+      const encoded = encode([slot.job])
+      return encoded instanceof JobStoreError
+        ? Effect.fail(encoded)
+        : driver.enqueueSlot({ schedule: slot.schedule, slot: slot.slot, backfill: slot.backfill, job: encoded[0]! })
     },
     claim: (request) => {
       const problem = claimProblem(request)

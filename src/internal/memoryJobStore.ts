@@ -10,6 +10,7 @@ import {
   type ClaimResult,
   type DeadJob,
   type EncodedJob,
+  type EncodedSlot,
   type JobStats,
   type JobStore,
   JobStoreError,
@@ -56,6 +57,8 @@ class JobRecord {
   /** The errors of earlier failed attempts, oldest first, the newest `maxAttemptErrors`. */
   errors: Array<AttemptError> = []
   token: string | undefined = undefined
+  /** The slot of the schedule that enqueued the job, if one did. */
+  scheduledFor: number | undefined = undefined
   leaseExpiresAt = 0
   failedAt = 0
   /** Position in the heap that holds the job; -1 when in none. */
@@ -265,6 +268,8 @@ class StoreCore {
   private readonly queues = new Map<string, QueueState>()
   /** The queues no claim takes from (`pauseQueue`), until resumed. */
   private readonly paused = new Set<string>()
+  /** The last slot each recurring schedule enqueued (`enqueueSlot`), by the schedule's name. */
+  private readonly slots = new Map<string, number>()
   private readonly schedule = new RecordHeap(scheduleOrder)
   private readonly leases = new RecordHeap(expiryOrder)
   private live = 0
@@ -513,17 +518,35 @@ class StoreCore {
   }
 
   enqueue(jobs: ReadonlyArray<EncodedJob>): Effect.Effect<ReadonlyArray<string>, JobStoreError> {
+    const ids = this.insert(jobs, this.begin(), undefined)
+    return ids instanceof JobStoreError ? Effect.fail(ids) : Effect.succeed(ids)
+  }
+
+  enqueueSlot(slot: EncodedSlot): Effect.Effect<string | undefined, JobStoreError> {
     const now = this.begin()
+    const at = slot.slot.getTime()
+    const last = this.slots.get(slot.schedule)
+    if (last === undefined ? slot.backfill : at <= last) return Effect.succeed(undefined)
+    const ids = this.insert([slot.job], now, at)
+    if (ids instanceof JobStoreError) return Effect.fail(ids)
+    this.slots.set(slot.schedule, at)
+    return Effect.succeed(ids[0])
+  }
+
+  /** Stores `jobs` (in one synchronous step) and returns their ids, or the error when they would not fit. */
+  private insert(
+    jobs: ReadonlyArray<EncodedJob>,
+    now: number,
+    scheduledFor: number | undefined
+  ): Array<string> | JobStoreError {
     if (this.maxJobs !== Infinity) {
       const adding = this.newJobs(jobs)
       if (this.live + adding > this.maxJobs) {
-        return Effect.fail(
-          new JobStoreError({
-            operation: "enqueue",
-            reason: `the store is full: it holds ${this.live} jobs of maxJobs ${this.maxJobs}, ` +
-              `and ${adding} more would not fit; nothing was enqueued`
-          })
-        )
+        return new JobStoreError({
+          operation: "enqueue",
+          reason: `the store is full: it holds ${this.live} jobs of maxJobs ${this.maxJobs}, ` +
+            `and ${adding} more would not fit; nothing was enqueued`
+        })
       }
     }
     const ids = new Array<string>(jobs.length)
@@ -549,6 +572,7 @@ class StoreCore {
         job.runAt === undefined ? now + job.delayMs : job.runAt.getTime(),
         ++this.nextSeq
       )
+      record.scheduledFor = scheduledFor
       this.jobs.set(record.id, record)
       this.live++
       lane.members++
@@ -556,7 +580,7 @@ class StoreCore {
       this.place(record, now, true)
       ids[i] = record.id
     }
-    return Effect.succeed(ids)
+    return ids
   }
 
   /** How many of `jobs` `enqueue` would store: those whose key no live job holds, once per key. */
@@ -630,7 +654,8 @@ class StoreCore {
       lease: { jobId: record.id, token },
       leaseExpiresAt: new Date(expiresAt),
       lastError: record.lastError,
-      errors: record.errors.slice()
+      errors: record.errors.slice(),
+      scheduledFor: record.scheduledFor === undefined ? undefined : new Date(record.scheduledFor)
     }
   }
 
@@ -908,6 +933,7 @@ export const make = (options?: MemoryJobStoreOptions): Effect.Effect<Service> =>
         name: "MemoryJobStore",
         immediate: true,
         enqueue: (jobs) => Effect.suspend(() => core.after(core.enqueue(jobs))),
+        enqueueSlot: (slot) => Effect.suspend(() => core.after(core.enqueueSlot(slot))),
         claim: (request) => Effect.suspend(() => core.after(core.claim(request))),
         renew: (leases, lease) => Effect.suspend(() => core.after(core.renew(leases, lease))),
         settle: (settlements) => Effect.suspend(() => core.after(core.settle(settlements))),

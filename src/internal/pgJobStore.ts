@@ -33,6 +33,7 @@ import {
   type BuriedJob,
   type DeadJob,
   type EncodedJob,
+  type EncodedSlot,
   type JobStats,
   type JobStore,
   JobStoreError,
@@ -374,10 +375,10 @@ export const make = (
       yield* Effect.forkScoped(Effect.interruptible(Effect.forever(attempt)))
     }
 
-    /** Inserts `jobs` on the caller's connection; the ids of the keys it could not resolve are `undefined`. */
-    const insert = (jobs: ReadonlyArray<EncodedJob>) => {
+    /** The jobs as the enqueue statements' `$2`. */
+    const inputOf = (jobs: ReadonlyArray<EncodedJob>) =>
       // The payloads are JSON text already: spliced into the input as they are, not parsed and encoded again.
-      const input = "[" + jobs.map((job, o) =>
+      "[" + jobs.map((job, o) =>
         JSON.stringify({
           o,
           name: job.name,
@@ -389,18 +390,50 @@ export const make = (
           max_attempts: job.maxAttempts
         }).slice(0, -1) + ",\"payload\":" + job.payload + "}"
       ).join(",") + "]"
-      return Effect.map(
+
+    interface EnqueueRow {
+      readonly ids: ReadonlyArray<string> | null
+      readonly keyed: Record<string, string> | null
+      readonly taken?: number
+    }
+
+    /** Inserts `jobs` on the caller's connection; the ids of the keys it could not resolve are `undefined`. */
+    const insert = (jobs: ReadonlyArray<EncodedJob>) =>
+      Effect.map(
         Effect.mapError(
-          client.unsafe<{ readonly ids: ReadonlyArray<string>; readonly keyed: Record<string, string> | null }>(
-            sql.enqueue,
-            [channel, input]
-          ).withoutTransform,
+          client.unsafe<EnqueueRow>(sql.enqueue, [channel, inputOf(jobs)]).withoutTransform,
           failed("enqueue")
         ),
         ([row]): Array<string | undefined> =>
-          jobs.map((job, i) => job.key !== undefined ? row!.keyed?.[job.key] : row!.ids[i]!)
+          jobs.map((job, i) => job.key !== undefined ? row!.keyed?.[job.key] : row!.ids![i]!)
       )
-    }
+
+    /**
+     * The slot's job, if the slot was free. When its key was taken by a transaction that committed while the
+     * statement ran, the holder's id is asked for in a new statement; a holder gone by then is no job for the slot.
+     */
+    const enqueueSlot = (slot: EncodedSlot): Effect.Effect<string | undefined, JobStoreError> =>
+      Effect.gen(function*() {
+        const [row] = yield* Effect.mapError(
+          client.unsafe<EnqueueRow>(slot.backfill ? sql.enqueueBackfill : sql.enqueueSlot, [
+            channel,
+            inputOf([slot.job]),
+            slot.schedule,
+            slot.slot.toISOString()
+          ]).withoutTransform,
+          failed("enqueueSlot")
+        )
+        if (row === undefined || row.taken === 0) return undefined
+        const key = slot.job.key
+        if (key === undefined) return row.ids?.[0]
+        const keyed = row.keyed?.[key]
+        if (keyed !== undefined) return keyed
+        const [holder] = yield* Effect.mapError(
+          client.unsafe<{ readonly id: string }>(sql.keyHolder, [key]).withoutTransform,
+          failed("enqueueSlot")
+        )
+        return holder?.id
+      })
 
     /**
      * A key taken by a transaction that committed while the statement ran is invisible to that statement's
@@ -559,6 +592,7 @@ export const make = (
     const driver: JobStore.Driver = {
       name: "PgJobStore",
       enqueue,
+      enqueueSlot,
       claim: (request) => {
         if (request.queues.length === 0 || request.names.length === 0) {
           return Effect.succeed({ jobs: [], buried: [] })

@@ -10,14 +10,15 @@ const ms = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8`
 
 /**
  * The columns of a claimed job, in the order `claimedJob` reads them; a schema before version 4 has no attempt
- * errors, and gives none.
+ * errors, and gives none; one before version 6 no slot.
  */
 const claimedColumns = (t: string, version: number) =>
   `${t}.id::text AS id, ${t}.name, ${t}.queue, ${t}.payload, ${t}.attempts::float8 AS attempts,
    ${t}.max_attempts::float8 AS max_attempts, ${t}.priority::float8 AS priority, ${t}.key,
    ${ms(`${t}.enqueued_at`)} AS enqueued_at, ${ms(`${t}.run_at`)} AS run_at, ${t}.lease_token::text AS token,
    ${ms(`${t}.lease_expires_at`)} AS lease_expires_at, ${t}.seq::float8 AS seq, ${t}.last_error,
-   ${version >= 4 ? `${t}.errors` : `'[]'::jsonb AS errors`}`
+   ${version >= 4 ? `${t}.errors` : `'[]'::jsonb AS errors`},
+   ${version >= 6 ? `${ms(`${t}.scheduled_for`)}` : "NULL::float8"} AS scheduled_for`
 
 /**
  * Notifies `channel` (the placeholder of the store's channel) once with the distinct queues of `rows` that are
@@ -75,29 +76,25 @@ export const statements = (s: string, version: number = latestVersion) => {
   const holds = (j: string, l: string, ids: string) =>
     `${j}.id = ANY(${ids}) AND ${j}.id = ${l}.id AND ${j}.lease_token IS NOT DISTINCT FROM ${l}.token
      AND ${j}.lease_expires_at - ${s}.clock() > interval '0'`
-  return {
-    /**
-     * Inserts the jobs in order, each due at its `run_at` (the caller's instant) or `delay_ms` after the store's
-     * now. A key already taken (by a committed job, or by one this statement waited for) is left alone: `ON
-     * CONFLICT DO NOTHING` takes no lock on the existing row, so a producer's open transaction never holds a row a
-     * worker renews or settles. The existing job's id is read in the same statement when its snapshot shows it;
-     * `keyed` lacks the keys taken by a transaction that committed while this statement ran, and the driver asks
-     * again for those.
-     */
-    enqueue: `
-      WITH input AS (
+  /** The enqueue statement; with a `slot` CTE, only when it returns a row, and with `scheduled_for` set to `$4`. */
+  const enqueue = (slot: string) => `
+      WITH ${slot}input AS (
         SELECT x.o, x.name, x.queue, coalesce(x.payload, 'null'::jsonb) AS payload, x.priority, x.key, x.max_attempts,
                coalesce(x.run_at, ${s}.clock() + x.delay_ms * interval '1 millisecond') AS run_at,
                nextval('${s}.job_ids') AS id
         FROM jsonb_to_recordset($2::jsonb) AS x(o int, name text, queue text, payload jsonb, run_at timestamptz,
                                                 delay_ms float8, priority bigint, key text, max_attempts bigint)
+        ${slot === "" ? "" : "WHERE EXISTS (SELECT 1 FROM slot)"}
         ORDER BY x.o
       ), fresh AS (
         SELECT * FROM input i
         WHERE i.key IS NULL OR NOT EXISTS (SELECT 1 FROM input e WHERE e.key = i.key AND e.o < i.o)
       ), ins AS (
-        INSERT INTO ${s}.jobs AS j (id, seq, name, queue, payload, priority, key, max_attempts, run_at, enqueued_at)
-        SELECT id, id, name, queue, payload, priority, key, max_attempts, run_at, ${s}.clock() FROM fresh ORDER BY o
+        INSERT INTO ${s}.jobs AS j (id, seq, name, queue, payload, priority, key, max_attempts, run_at, enqueued_at
+                                    ${slot === "" ? "" : ", scheduled_for"})
+        SELECT id, id, name, queue, payload, priority, key, max_attempts, run_at, ${s}.clock()
+               ${slot === "" ? "" : ", $4::timestamptz"}
+        FROM fresh ORDER BY o
         ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
         RETURNING j.id, j.key, j.queue, j.run_at <= ${s}.clock() AS ready
       ), keyed AS (
@@ -109,7 +106,37 @@ export const statements = (s: string, version: number = latestVersion) => {
       ), woken AS (${notifyReady("$1", "ins", "ready")})
       SELECT (SELECT json_agg(id::text ORDER BY o) FROM input) AS ids,
              (SELECT json_object_agg(key, id::text) FROM keyed) AS keyed,
-             (SELECT count(*) FROM woken)::int AS woken`,
+             ${slot === "" ? "" : "(SELECT count(*) FROM slot)::int AS taken,"}
+             (SELECT count(*) FROM woken)::int AS woken`
+  return {
+    /**
+     * Inserts the jobs in order, each due at its `run_at` (the caller's instant) or `delay_ms` after the store's
+     * now. A key already taken (by a committed job, or by one this statement waited for) is left alone: `ON
+     * CONFLICT DO NOTHING` takes no lock on the existing row, so a producer's open transaction never holds a row a
+     * worker renews or settles. The existing job's id is read in the same statement when its snapshot shows it;
+     * `keyed` lacks the keys taken by a transaction that committed while this statement ran, and the driver asks
+     * again for those.
+     */
+    enqueue: enqueue(""),
+    /**
+     * The enqueue of a recurring schedule's slot (`$3` the schedule, `$4` the slot): the slot is taken by moving the
+     * schedule's last slot forward to it, in the same statement, only if it is after it; the job is inserted only
+     * then, with `scheduled_for` the slot. `ON CONFLICT DO UPDATE ... WHERE` locks the schedule's row, and a
+     * concurrent statement for the same slot waits for it, then sees the new last slot and takes nothing: one slot,
+     * one job, without an advisory lock or a leader. `taken` says whether this statement took the slot.
+     */
+    enqueueSlot: enqueue(`slot AS (
+        INSERT INTO ${s}.schedules AS c (name, last_slot, updated_at) VALUES ($3, $4::timestamptz, ${s}.clock())
+        ON CONFLICT (name) DO UPDATE SET last_slot = EXCLUDED.last_slot, updated_at = EXCLUDED.updated_at
+        WHERE c.last_slot < EXCLUDED.last_slot
+        RETURNING 1
+      ), `),
+    /** {@link enqueueSlot} for a backfilled slot: taken only when the schedule is known. */
+    enqueueBackfill: enqueue(`slot AS (
+        UPDATE ${s}.schedules SET last_slot = $4::timestamptz, updated_at = ${s}.clock()
+        WHERE name = $3 AND last_slot < $4::timestamptz
+        RETURNING 1
+      ), `),
     /**
      * Claims up to `$3` jobs, ready ones and ones whose lease expired with attempts left, in order; and buries, in
      * the same statement, the jobs of these queues and names whose lease expired on their last attempt. Rows of
@@ -149,7 +176,7 @@ export const statements = (s: string, version: number = latestVersion) => {
       SELECT 'c' AS kind, * FROM claimed
       UNION ALL
       SELECT 'b', e.id::text, e.name, e.queue, NULL, e.attempts::float8, e.max_attempts::float8, NULL, NULL, NULL,
-             NULL, NULL, NULL, NULL, NULL, NULL
+             NULL, NULL, NULL, NULL, NULL, NULL, NULL
       FROM exhausted e`,
     /** Extends every lease of `$1`/`$2` that still holds; returns the ones it extended. */
     renew: `
@@ -319,6 +346,8 @@ export const statements = (s: string, version: number = latestVersion) => {
         DELETE FROM ${s}.dead_jobs AS d USING moved m WHERE d.id = m.id RETURNING d.id
       ), woken AS (${notifyReady("$1", "moved", "ready")})
       SELECT (SELECT count(*) FROM gone)::int AS moved, (SELECT count(*) FROM woken)::int AS woken`,
+    /** The id of the job holding the key `$1`, if any. */
+    keyHolder: `SELECT id::text AS id FROM ${s}.jobs WHERE key = $1`,
     readyQueues: `SELECT DISTINCT queue FROM ${s}.jobs WHERE lease_token IS NULL AND run_at <= ${s}.clock()`
   }
 }
@@ -341,6 +370,7 @@ export interface ClaimRow {
   readonly seq: number
   readonly last_error: string | null
   readonly errors: ReadonlyArray<{ readonly attempt: number; readonly error: string; readonly at: number }>
+  readonly scheduled_for: number | null
 }
 
 export const claimedJob = (row: ClaimRow): ClaimedJob => ({
@@ -357,7 +387,8 @@ export const claimedJob = (row: ClaimRow): ClaimedJob => ({
   lease: { jobId: row.id, token: row.token },
   leaseExpiresAt: new Date(row.lease_expires_at),
   lastError: row.last_error ?? undefined,
-  errors: row.errors.map(({ at, attempt, error }) => ({ attempt, error, at: new Date(at) }))
+  errors: row.errors.map(({ at, attempt, error }) => ({ attempt, error, at: new Date(at) })),
+  scheduledFor: row.scheduled_for === null ? undefined : new Date(row.scheduled_for)
 })
 
 export const buriedJob = (

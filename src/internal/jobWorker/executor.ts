@@ -162,7 +162,8 @@ const infoOf = (job: ClaimedJob): Job.JobInfo => ({
   enqueuedAt: job.enqueuedAt,
   runAt: job.runAt,
   lastError: job.lastError,
-  errors: job.errors
+  errors: job.errors,
+  scheduledFor: job.scheduledFor
 })
 
 /** How often a cut looks again at a handler that is in an uninterruptible region: 5 ms, doubling, at most 100 ms. */

@@ -9,6 +9,7 @@
  * - `completer`: writes outcomes to the store in batches, then publishes them.
  * - `leases`: renews leases and fences jobs whose lease could lapse.
  * - `maintenance`: reap, poll, wake-ups.
+ * - `schedules`: offers the slots of recurring schedules.
  * - `shutdown`: when the last store calls must end.
  */
 import * as Cause from "effect/Cause"
@@ -34,6 +35,7 @@ import * as Maintenance from "./maintenance.js"
 import { Publisher } from "./metrics.js"
 import { InvalidOption, resolve } from "./options.js"
 import * as Producer from "./producer.js"
+import * as Schedules from "./schedules.js"
 import { Shutdown } from "./shutdown.js"
 import * as StoreCalls from "./storeCalls.js"
 
@@ -51,8 +53,18 @@ export const make: <R>(
   .fnUntraced(function*<R>(options: Options<R>) {
     const resolved = resolve(options)
     if (resolved instanceof InvalidOption) return yield* Effect.die(resolved.defect)
-    const { autoStart, concurrency, handlers, lease, pollInterval, prefetch, queues, reapInterval, storeTimeout } =
-      resolved
+    const {
+      autoStart,
+      concurrency,
+      handlers,
+      lease,
+      pollInterval,
+      prefetch,
+      queues,
+      reapInterval,
+      schedules,
+      storeTimeout
+    } = resolved
     const ctx = yield* WorkerContext
     const core = coreOf(ctx)
     if (core === undefined) {
@@ -174,6 +186,8 @@ export const make: <R>(
     yield* background(maintenance.reaper)
     yield* background(maintenance.poller)
     yield* background(maintenance.wakeups)
+    const offers = Schedules.make({ ctx, store, calls, publisher, clock, warn })
+    for (const schedule of schedules) yield* background(offers.run(schedule))
     // Bounded: the subscription is a store call under its deadline.
     yield* maintenance.subscribed
     const claimer = yield* background(producer.loop)

@@ -8,6 +8,7 @@ import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricKey from "effect/MetricKey"
 import * as MetricLabel from "effect/MetricLabel"
+import type * as Job from "../../Job.js"
 import type { BuriedJob, ClaimedJob } from "../../JobStore.js"
 import type { JobEvent as JobEventType, JobMetrics, JobRef } from "../../JobWorker.js"
 import * as WorkerMetrics from "../../WorkerMetrics.js"
@@ -24,7 +25,8 @@ const jobEventTags: ReadonlySet<string> = new Set([
   "JobTimedOut",
   "JobLeaseLost",
   "JobReleased",
-  "JobSnoozed"
+  "JobSnoozed",
+  "JobScheduled"
 ])
 
 /** @internal */
@@ -73,6 +75,17 @@ export const metrics = (worker: string, queue: string): JobMetrics => {
   }
 }
 
+/** @internal The gauge of a recurring schedule's next slot, in epoch seconds, per worker name and schedule. */
+export const nextSlotGauge = (worker: string, schedule: string) =>
+  Metric.fromMetricKey(
+    MetricKey.taggedWithLabels(
+      MetricKey.gauge("effect_worker_schedule_next_slot_seconds", {
+        description: "The next slot of a recurring schedule, in seconds since the epoch"
+      }),
+      [MetricLabel.make("worker", worker), MetricLabel.make("schedule", schedule)]
+    )
+  )
+
 /** Registers every series at 0, so an exporter shows them before the first job. */
 const registered = (m: JobMetrics): JobMetrics => {
   for (
@@ -105,6 +118,7 @@ export const refOf = (job: ClaimedJob | BuriedJob): JobRef => ({
  */
 export class Publisher {
   private readonly byQueue = new Map<string, JobMetrics>()
+  private readonly nextSlots = new Map<string, ReturnType<typeof nextSlotGauge>>()
   constructor(private readonly core: WorkerCore, queues: ReadonlyArray<string>) {
     for (const queue of queues) this.of(queue)
   }
@@ -160,6 +174,30 @@ export class Publisher {
   leaseLost(job: ClaimedJob): void {
     this.of(job.queue).jobsLeaseLost.unsafeUpdate(1, [])
     if (this.listening) this.core.publishCustom(JobEvent.JobLeaseLost(refOf(job)))
+  }
+
+  scheduled(schedule: Job.JobSchedule, slot: Date, id: string): void {
+    if (this.listening) {
+      this.core.publishCustom(
+        JobEvent.JobScheduled({
+          id,
+          name: schedule.job.name,
+          queue: schedule.job.queue,
+          attempt: 0,
+          schedule: schedule.name,
+          slot
+        })
+      )
+    }
+  }
+
+  nextSlot(schedule: string, at: number): void {
+    let gauge = this.nextSlots.get(schedule)
+    if (gauge === undefined) {
+      gauge = nextSlotGauge(this.core.name, schedule)
+      this.nextSlots.set(schedule, gauge)
+    }
+    gauge.unsafeUpdate(at / 1000, [])
   }
 
   /** The handler's run time and the job's wait, at the end and the start of an attempt. */

@@ -3,6 +3,7 @@
  * makes no sense is a defect naming it (`JobWorker: invalid lease "0": expected ...`).
  */
 import * as Cause from "effect/Cause"
+import * as Cron from "effect/Cron"
 import * as Duration from "effect/Duration"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -20,6 +21,7 @@ export interface Resolved {
   readonly autoStart: boolean
   readonly queues: ReadonlyArray<string>
   readonly workerId: string | undefined
+  readonly schedules: ReadonlyArray<Job.JobSchedule>
 }
 
 export class InvalidOption {
@@ -51,6 +53,10 @@ const isHandler = (u: unknown): u is Job.JobHandler<unknown> =>
   typeof u === "object" && u !== null && typeof (u as Job.JobHandler<unknown>).run === "function" &&
   typeof (u as Job.JobHandler<unknown>).job?.name === "string" &&
   Schema.isSchema((u as Job.JobHandler<unknown>).job.payload)
+
+const isSchedule = (u: unknown): u is Job.JobSchedule =>
+  typeof u === "object" && u !== null && isName((u as Job.JobSchedule).name) &&
+  Cron.isCron((u as Job.JobSchedule).cron) && typeof (u as Job.JobSchedule).job?.name === "string"
 
 const isName = (u: unknown): u is string => typeof u === "string" && u.trim().length > 0
 
@@ -95,7 +101,20 @@ export const resolve = <R>(options: Options<R>): Resolved | InvalidOption => {
   if (workerId !== undefined && !isName(workerId)) {
     return new InvalidOption("workerId", workerId, "a non-empty string")
   }
+  const schedules = options.schedules ?? []
+  if (!Array.isArray(schedules)) return new InvalidOption("schedules", schedules, "an array of job schedules")
+  const scheduleNames = new Set<string>()
+  for (const schedule of schedules) {
+    if (!isSchedule(schedule)) {
+      return new InvalidOption("schedules", schedule, "schedules made with a job type's schedule")
+    }
+    if (scheduleNames.has(schedule.name)) {
+      return new InvalidOption("schedules", schedule.name, "one schedule per name, got two for this one")
+    }
+    scheduleNames.add(schedule.name)
+  }
   return {
+    schedules,
     handlers,
     concurrency,
     prefetch,

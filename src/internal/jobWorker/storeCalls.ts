@@ -24,7 +24,7 @@ import * as Runtime from "effect/Runtime"
 import { JobStoreError } from "../../JobStore.js"
 import type { WorkerContext } from "../../WorkerContext.js"
 
-export type CallKind = "claim" | "renew" | "settle" | "reap" | "wakeups" | "stats" | "prune"
+export type CallKind = "claim" | "renew" | "settle" | "reap" | "wakeups" | "stats" | "prune" | "enqueueSlot"
 
 /** The readiness check a job worker reports its store's health under. */
 export const storeCheck = "job store"
