@@ -11,7 +11,7 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { afterEach, assert, describe, it } from "@effect/vitest"
-import { Data, Deferred, Duration, Effect, Exit, Option, Redacted } from "effect"
+import { Data, Deferred, Duration, Effect, Exit, Fiber, Option, Redacted } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import type { NewJob } from "../src/JobStore.js"
@@ -65,6 +65,7 @@ interface WorkerOptions {
   readonly pollMs?: number
   readonly shutdownTimeoutMs?: number
   readonly events?: "all" | "failures"
+  readonly schedule?: string
 }
 
 interface Worker {
@@ -96,7 +97,8 @@ const spawnWorker = (url: string, schema: string, id: string, options: WorkerOpt
         LEASE_MS: String(LEASE_MS),
         POLL_MS: String(options.pollMs ?? 100),
         SHUTDOWN_TIMEOUT_MS: String(options.shutdownTimeoutMs ?? 10_000),
-        EVENTS: options.events ?? "all"
+        EVENTS: options.events ?? "all",
+        SCHEDULE: options.schedule ?? ""
       },
       stdio: ["ignore", "pipe", "pipe"]
     })
@@ -173,7 +175,7 @@ const makeRound = (url: string) =>
     const sql = yield* PgClient.PgClient
     yield* sql.unsafe(
       `CREATE TABLE ${schema}.runs (job_id bigint NOT NULL, attempt int NOT NULL, worker text NOT NULL,
-         pid int NOT NULL, event text NOT NULL, at float8 NOT NULL)`
+         pid int NOT NULL, event text NOT NULL, at float8 NOT NULL, slot float8)`
     )
     const workers: Array<Worker> = []
     yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all(workers.map((w) => killChild(w.child)))))
@@ -670,5 +672,77 @@ describe("PgJobStore under chaos, with workers as child processes", () => {
         }).pipe(Effect.provide(clientLayer()))
       ),
     120_000
+  )
+
+  it.scopedLive(
+    "a 1-second cron on three worker processes, one killed or stopped and another started every 2 s: every " +
+      "second's slot is enqueued once and runs",
+    () =>
+      rounds((n) =>
+        Effect.gen(function*() {
+          const t = yield* makeRound(databaseUrl)
+          const options: WorkerOptions = { concurrency: 2, events: "failures", schedule: "* * * * * *" }
+          let started = 0
+          const running: Array<Worker> = []
+          const startOne = Effect.suspend(() =>
+            Effect.tap(t.start(`w${n}-${++started}`, options), (w) => Effect.sync(() => running.push(w)))
+          )
+          for (let i = 0; i < 3; i++) yield* startOne
+          const from = Date.now()
+          const done: Array<string> = []
+          const starting: Array<Fiber.RuntimeFiber<unknown, unknown>> = []
+          // Every two seconds, a worker chosen at random is killed (SIGKILL) or stopped (SIGTERM), and a new one
+          // starts (it takes a second or two to be ready): one runs at least, all the time.
+          for (let second = 1; second <= 10; second++) {
+            yield* Effect.sleep("1 second")
+            if (second % 2 !== 0) continue
+            const victim = running.splice(Math.floor(Math.random() * running.length), 1)[0]!
+            const signal = Math.random() < 0.5 ? "SIGKILL" : "SIGTERM"
+            yield* victim.signal(signal)
+            done.push(`${victim.id} ${signal} at ${second} s`)
+            starting.push(yield* Effect.fork(startOne))
+          }
+          for (const fiber of starting) yield* Fiber.join(fiber)
+          const until = Date.now()
+          for (const w of running) yield* w.signal("SIGTERM")
+          for (const w of running) yield* w.exited
+
+          // Every slot the store took: the jobs that ran (by their `scheduledFor`) and the ones still stored.
+          const slots = yield* t.sql.unsafe<{ readonly slot: number; readonly jobs: number }>(
+            `SELECT slot, count(DISTINCT id)::int AS jobs FROM (
+               SELECT slot, job_id AS id FROM ${t.schema}.runs WHERE slot IS NOT NULL
+               UNION ALL
+               SELECT (extract(epoch FROM scheduled_for) * 1000)::float8, id FROM ${t.schema}.jobs
+               WHERE scheduled_for IS NOT NULL
+             ) AS s GROUP BY slot ORDER BY slot`
+          )
+          const times = slots.map((row) => row.slot)
+          for (const row of slots) {
+            assert.strictEqual(row.jobs, 1, t.fail(`slot ${new Date(row.slot).toISOString()}: one job`).message)
+          }
+          for (let i = 1; i < times.length; i++) {
+            assert.strictEqual(
+              times[i]! - times[i - 1]!,
+              1_000,
+              t.fail(`no slot skipped after ${times[i - 1]}`).message
+            )
+          }
+          // The whole window, from the first second after the workers ran to the last second before they stopped.
+          assert.isAtMost(times[0]!, Math.ceil(from / 1_000) * 1_000, t.fail("the first slot").message)
+          assert.isAtLeast(
+            times[times.length - 1]!,
+            Math.floor(until / 1_000) * 1_000 - 1_000,
+            t.fail("the last").message
+          )
+          const ran = yield* t.count(
+            `SELECT count(DISTINCT slot)::int AS n FROM ${t.schema}.runs WHERE slot IS NOT NULL AND event = 'finish'`
+          )
+          report(
+            `schedule round ${n}: ${times.length} slots over ${until - from} ms, each enqueued once, ${ran} ran ` +
+              `before the last workers stopped; ${done.join(", ")}`
+          )
+        }).pipe(Effect.provide(clientLayer()))
+      ),
+    180_000
   )
 })

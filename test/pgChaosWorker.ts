@@ -5,7 +5,8 @@
  *
  * - A `chaos` job's payload is `{ ms, retryMs? }`: the handler sleeps `ms` (interruptibly; on attempts after the
  *   first, `retryMs` when given), and records each `start`, each `finish` and each `interrupt` as a row of
- *   `<SCHEMA>.runs (job_id, attempt, worker, pid, event, at)`, `at` being this process's `Date.now()`, through the
+ *   `<SCHEMA>.runs (job_id, attempt, worker, pid, event, at, slot)`, `at` being this process's `Date.now()` and
+ *   `slot` the job's `scheduledFor` (epoch milliseconds, null for a job no schedule enqueued), through the
  *   worker's own `PgClient` (a job of 0 ms writes its start and its finish in one statement: nothing happens between
  *   them). A row that cannot be written (the database is down) fails the attempt.
  * - stdout carries one JSON object per line: `{"ready":true,...}` once the worker runs, then one line per job
@@ -15,7 +16,8 @@
  *   the ones still running then are released, attempt refunded, and the process exits 0.
  *
  * Environment: `DATABASE_URL`, `SCHEMA`, `WORKER_ID` (required); `CONCURRENCY` (default 4), `LEASE_MS` (2000),
- * `POLL_MS` (100), `SHUTDOWN_TIMEOUT_MS` (10000), `EVENTS` (`all`). The `PgClient`'s application name is
+ * `POLL_MS` (100), `SHUTDOWN_TIMEOUT_MS` (10000), `EVENTS` (`all`), `SCHEDULE` (a cron: the worker offers its slots
+ * as the schedule `chaos-schedule`, each a `chaos` job of 0 ms; default none). The `PgClient`'s application name is
  * `chaos-<WORKER_ID>`, so the store's listening connection is `chaos-<WORKER_ID> (listen)`.
  */
 import { PgClient } from "@effect/sql-pg"
@@ -44,7 +46,8 @@ const config = Config.all({
   leaseMs: Config.integer("LEASE_MS").pipe(Config.withDefault(2_000)),
   pollMs: Config.integer("POLL_MS").pipe(Config.withDefault(100)),
   shutdownTimeoutMs: Config.integer("SHUTDOWN_TIMEOUT_MS").pipe(Config.withDefault(10_000)),
-  events: Config.literal("all", "failures")("EVENTS").pipe(Config.withDefault("all" as const))
+  events: Config.literal("all", "failures")("EVENTS").pipe(Config.withDefault("all" as const)),
+  schedule: Config.string("SCHEDULE").pipe(Config.withDefault(""))
 })
 
 const Chaos = Job.make("chaos", {
@@ -64,14 +67,14 @@ const OneLineLogger = Logger.make(({ annotations, cause, date, logLevel, message
 })
 
 const program = Effect.gen(function*() {
-  const { concurrency, events, leaseMs, pollMs, schema, shutdownTimeoutMs, url, workerId } = yield* config
+  const { concurrency, events, leaseMs, pollMs, schedule, schema, shutdownTimeoutMs, url, workerId } = yield* config
   const runs = `${schema}.runs`
 
   const record = (job: Job.JobInfo, event: "start" | "finish" | "interrupt") =>
     Effect.flatMap(PgClient.PgClient, (sql) =>
       sql.unsafe(
-        `INSERT INTO ${runs} (job_id, attempt, worker, pid, event, at) VALUES ($1, $2, $3, $4, $5, $6)`,
-        [job.id, job.attempt, workerId, process.pid, event, Date.now()]
+        `INSERT INTO ${runs} (job_id, attempt, worker, pid, event, at, slot) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        [job.id, job.attempt, workerId, process.pid, event, Date.now(), job.scheduledFor?.getTime() ?? null]
       ))
 
   /** A job of 0 ms does nothing between its start and its finish: both rows go in one statement. */
@@ -79,9 +82,9 @@ const program = Effect.gen(function*() {
     Effect.flatMap(PgClient.PgClient, (sql) => {
       const at = Date.now()
       return sql.unsafe(
-        `INSERT INTO ${runs} (job_id, attempt, worker, pid, event, at)
-         VALUES ($1, $2, $3, $4, 'start', $5), ($1, $2, $3, $4, 'finish', $5)`,
-        [job.id, job.attempt, workerId, process.pid, at]
+        `INSERT INTO ${runs} (job_id, attempt, worker, pid, event, at, slot)
+         VALUES ($1, $2, $3, $4, 'start', $5, $6), ($1, $2, $3, $4, 'finish', $5, $6)`,
+        [job.id, job.attempt, workerId, process.pid, at, job.scheduledFor?.getTime() ?? null]
       )
     })
 
@@ -117,7 +120,8 @@ const program = Effect.gen(function*() {
     concurrency,
     lease: Duration.millis(leaseMs),
     pollInterval: Duration.millis(pollMs),
-    workerId
+    workerId,
+    schedules: schedule === "" ? [] : [Chaos.schedule(schedule, { ms: 0 }, { name: "chaos-schedule" })]
   }).pipe(
     Layer.provide(ListenerLive),
     Layer.provideMerge(WorkerContext.layer({ name: workerId, shutdownTimeout: Duration.millis(shutdownTimeoutMs) })),
