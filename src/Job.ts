@@ -20,7 +20,7 @@ import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleIntervals from "effect/ScheduleIntervals"
 import * as Schema from "effect/Schema"
 import { notJson } from "./internal/json.js"
-import { type AttemptError, JobStore, type JobStoreError } from "./JobStore.js"
+import { type AttemptError, type Enqueued, JobStore, type JobStoreError, type KeyMode } from "./JobStore.js"
 
 /**
  * Options of {@link make}. Only `payload` is required.
@@ -79,8 +79,16 @@ export interface EnqueueOptions {
   readonly runAt?: Date | undefined
   /** Lower runs first; an integer, default 0. */
   readonly priority?: number | undefined
-  /** Deduplication: while a job with this key is ready, scheduled or leased, enqueue returns its id, adds nothing. */
+  /**
+   * At most one live job (ready, scheduled or leased) holds a key: what this enqueue does when one does is `keyMode`.
+   */
   readonly key?: string | undefined
+  /**
+   * When a live job holds `key`: `"replace"` (default) updates a waiting holder (payload, `runAt`, priority,
+   * attempts) and keeps one more job to run after a running one; `"afterRunning"` leaves a waiting holder as it is
+   * and keeps one more job to run after a running one; `"skip"` does nothing. See `KeyMode` in `JobStore`.
+   */
+  readonly keyMode?: KeyMode | undefined
   /** This job's attempts, instead of the type's. */
   readonly maxAttempts?: number | undefined
 }
@@ -198,12 +206,21 @@ export interface Job<A, I = A> {
   readonly retry: Schedule.Schedule<unknown, unknown>
   /**
    * Encodes `payload` with the schema and stores the job; returns its id (or, with a `key` that a live job holds,
-   * that job's id). A payload the schema rejects fails with its `ParseError` and stores nothing.
+   * the id its `keyMode` gives: the holder's, or the job kept to run after it). A payload the schema rejects fails
+   * with its `ParseError` and stores nothing.
    */
   readonly enqueue: (
     payload: A,
     options?: EnqueueOptions | undefined
   ) => Effect.Effect<string, ParseResult.ParseError | JobStoreError, JobStore>
+  /**
+   * {@link enqueue}, answering what the job came to: `{ id, duplicate, outcome }`, where `duplicate` says a live job
+   * held its key and `outcome` what the `keyMode` did (`"inserted"`, `"skipped"`, `"replaced"`, `"queuedAfter"`).
+   */
+  readonly insert: (
+    payload: A,
+    options?: EnqueueOptions | undefined
+  ) => Effect.Effect<Enqueued, ParseResult.ParseError | JobStoreError, JobStore>
   /**
    * Encodes every payload with the schema, then stores them all in one store call (one statement on PostgreSQL);
    * returns their ids, in order. A payload the schema rejects fails with its `ParseError` (its path starts with the
@@ -465,6 +482,25 @@ export const make = <A, I>(name: string, options: JobOptions<A, I>): Job<A, I> =
   const payload = options.payload
   const encode = Schema.encode(payload)
   const encodeMany = Schema.encode(Schema.Array(payload))
+  const insert = (value: A, enqueueOptions: EnqueueOptions | undefined) =>
+    Effect.gen(function*() {
+      const { delay, key, keyMode, priority, runAt } = yield* enqueueSettings(`${name}.enqueue`, enqueueOptions)
+      const jobAttempts = enqueueOptions?.maxAttempts ?? maxAttempts
+      const encoded = yield* encode(value)
+      const store = yield* JobStore
+      const [result] = yield* store.insert([{
+        name,
+        queue,
+        payload: encoded,
+        runAt,
+        delay,
+        priority,
+        key,
+        keyMode,
+        maxAttempts: jobAttempts
+      }])
+      return result!
+    })
   const job: Job<A, I> = {
     name,
     queue,
@@ -472,31 +508,15 @@ export const make = <A, I>(name: string, options: JobOptions<A, I>): Job<A, I> =
     maxAttempts,
     timeout,
     retry,
-    enqueue: (value, enqueueOptions) =>
-      Effect.gen(function*() {
-        const { delay, key, priority, runAt } = yield* enqueueSettings(`${name}.enqueue`, enqueueOptions)
-        const jobAttempts = enqueueOptions?.maxAttempts ?? maxAttempts
-        const encoded = yield* encode(value)
-        const store = yield* JobStore
-        const [id] = yield* store.enqueue([{
-          name,
-          queue,
-          payload: encoded,
-          runAt,
-          delay,
-          priority,
-          key,
-          maxAttempts: jobAttempts
-        }])
-        return id!
-      }),
+    enqueue: (value, enqueueOptions) => Effect.map(insert(value, enqueueOptions), (result) => result.id),
+    insert: (value, enqueueOptions) => insert(value, enqueueOptions),
     enqueueMany: (values, manyOptions) =>
       Effect.gen(function*() {
         const keyOf = manyOptions?.key
         if (keyOf !== undefined && typeof keyOf !== "function") {
           return yield* Effect.die(illegal(`${name}.enqueueMany key`, keyOf, "a function of the payload"))
         }
-        const { delay, priority, runAt } = yield* enqueueSettings(`${name}.enqueueMany`, {
+        const { delay, keyMode, priority, runAt } = yield* enqueueSettings(`${name}.enqueueMany`, {
           ...manyOptions,
           key: undefined
         })
@@ -520,6 +540,7 @@ export const make = <A, I>(name: string, options: JobOptions<A, I>): Job<A, I> =
           delay,
           priority,
           key: keys[i],
+          keyMode,
           maxAttempts: jobAttempts
         })))
       }),
@@ -608,6 +629,10 @@ const enqueueSettings = (what: string, options: EnqueueOptions | undefined) => {
   if (options?.maxAttempts !== undefined && !isAttempts(options.maxAttempts)) {
     return Effect.die(illegal(`${what} maxAttempts`, options.maxAttempts, "an integer of 1 or more"))
   }
+  const keyMode = options?.keyMode
+  if (keyMode !== undefined && keyMode !== "skip" && keyMode !== "replace" && keyMode !== "afterRunning") {
+    return Effect.die(illegal(`${what} keyMode`, keyMode, "\"skip\", \"replace\" or \"afterRunning\""))
+  }
   const runAt = options?.runAt
   if (runAt !== undefined && !(runAt instanceof Date && Number.isFinite(runAt.getTime()))) {
     return Effect.die(illegal(`${what} runAt`, runAt, "a valid Date"))
@@ -616,7 +641,7 @@ const enqueueSettings = (what: string, options: EnqueueOptions | undefined) => {
   if (delay === undefined || !Duration.isFinite(delay)) {
     return Effect.die(illegal(`${what} delay`, options?.delay, "a finite duration of zero or more"))
   }
-  return Effect.succeed({ priority, key, runAt, delay })
+  return Effect.succeed({ priority, key, keyMode, runAt, delay })
 }
 
 /**

@@ -105,9 +105,61 @@ export interface NewJob {
   readonly delay?: Duration.Duration | undefined
   /** Lower runs first. */
   readonly priority: number
-  /** While a job with this key is ready, scheduled or leased, enqueueing another returns its id and adds nothing. */
+  /**
+   * At most one live job (ready, scheduled or leased) holds a key; what an enqueue with a key that a live job holds
+   * does is its {@link KeyMode}.
+   */
   readonly key: string | undefined
+  /** What to do when a live job holds `key`. Default `"replace"`: see {@link KeyMode}. */
+  readonly keyMode?: KeyMode | undefined
   readonly maxAttempts: number
+}
+
+/**
+ * What an enqueue does when a live job (ready, scheduled or leased) holds its `key`:
+ *
+ * - `"skip"`: nothing; the enqueue answers the holder's id. For "at most one of these at a time" (a welcome email).
+ * - `"replace"` (the default): a holder that waits (ready or scheduled) takes the new payload, `runAt` (or delay),
+ *   priority and `maxAttempts`, keeping its id and attempts (a debounce: each enqueue moves it); a holder that runs
+ *   (leased) cannot be changed, so one more job is kept to run after it, as `"afterRunning"` does. No update is
+ *   lost.
+ * - `"afterRunning"`: a holder that waits is left as it is (it has not run yet, so it will see whatever the update
+ *   changed); while the holder runs, one more job with the new payload is kept, and becomes the key's holder,
+ *   ready (or due at its `runAt`), once the running one has ended for good (completed or dead). Later enqueues
+ *   meanwhile replace that one's payload: at most one waits per key.
+ *
+ * @example
+ * ```ts
+ * import type { KeyMode } from "effect-worker-context/JobStore"
+ *
+ * const debounce: KeyMode = "replace"
+ * ```
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export type KeyMode = "skip" | "replace" | "afterRunning"
+
+/**
+ * What one enqueued job came to: its `id` (the new job's, or the key holder's, or that of the job kept to run after
+ * the holder), and `outcome`: `"inserted"` (a new job), `"skipped"` (a live job holds the key and nothing changed),
+ * `"replaced"` (the waiting holder took the new values) or `"queuedAfter"` (kept to run after the running holder).
+ * `duplicate` is `true` for all but `"inserted"`.
+ *
+ * @example
+ * ```ts
+ * import type { Enqueued } from "effect-worker-context/JobStore"
+ *
+ * const isNew = (result: Enqueued) => !result.duplicate
+ * ```
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export interface Enqueued {
+  readonly id: string
+  readonly duplicate: boolean
+  readonly outcome: "inserted" | "skipped" | "replaced" | "queuedAfter"
 }
 
 /**
@@ -126,6 +178,7 @@ export interface NewJob {
  *   delayMs: 0,
  *   priority: 0,
  *   key: undefined,
+ *   keyMode: "replace",
  *   maxAttempts: 25
  * }
  * ```
@@ -144,6 +197,7 @@ export interface EncodedJob {
   readonly delayMs: number
   readonly priority: number
   readonly key: string | undefined
+  readonly keyMode: KeyMode
   readonly maxAttempts: number
 }
 
@@ -593,11 +647,18 @@ export declare namespace JobStore {
   export interface Service {
     /**
      * Stores the jobs, in order, and returns their ids (unique, and increasing in enqueue order when compared
-     * shortest first). A job whose `key` matches a job that is ready, scheduled or leased is not stored: its id is
-     * that job's, and it wakes nobody (nor does it wait for, or lock, that job). Wakes the workers of each queue that
-     * got a job ready now. Fails with a `JobStoreError` naming the job and the place when a payload is not JSON.
+     * shortest first). A job whose `key` a live job (ready, scheduled or leased) holds is handled by its
+     * {@link KeyMode} (default `"replace"`): its id is then the holder's, or that of the job kept to run after it;
+     * a skipped job wakes nobody, nor waits for or locks the holder. Wakes the workers of each queue that got a job
+     * ready now. Fails with a `JobStoreError` naming the job and the place when a payload is not JSON.
      */
     readonly enqueue: (jobs: ReadonlyArray<NewJob>) => Effect.Effect<ReadonlyArray<string>, JobStoreError>
+    /**
+     * {@link enqueue}, answering for each job what it came to ({@link Enqueued}): whether its key took effect.
+     *
+     * @since 0.5.0
+     */
+    readonly insert: (jobs: ReadonlyArray<NewJob>) => Effect.Effect<ReadonlyArray<Enqueued>, JobStoreError>
     /**
      * Stores the slot's job if the slot is after the schedule's last slot (in one atomic step: the store keeps one
      * last slot per schedule and moves it forward only here), and returns the job's id (or, with a `key` that a
@@ -703,10 +764,11 @@ export declare namespace JobStore {
    * @since 0.3.0
    * @category models
    */
-  export interface Driver extends Omit<Service, "enqueue" | "enqueueSlot" | "prune"> {
+  export interface Driver extends Omit<Service, "enqueue" | "insert" | "enqueueSlot" | "prune"> {
     /** The store's name in messages: `MemoryJobStore`, `PgJobStore`. */
     readonly name: string
-    readonly enqueue: (jobs: ReadonlyArray<EncodedJob>) => Effect.Effect<ReadonlyArray<string>, JobStoreError>
+    /** {@link Service.insert}, the jobs encoded. */
+    readonly insert: (jobs: ReadonlyArray<EncodedJob>) => Effect.Effect<ReadonlyArray<Enqueued>, JobStoreError>
     /** {@link Service.enqueueSlot}, its job encoded. */
     readonly enqueueSlot: (slot: EncodedSlot) => Effect.Effect<string | undefined, JobStoreError>
     /**

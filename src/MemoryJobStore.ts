@@ -82,7 +82,8 @@ export interface MemoryJobStoreOptions {
   /**
    * How many jobs the store holds at most, ready, scheduled and leased (dead letters are bounded by
    * `maxDeadLetters` instead). An `enqueue` (or `redrive`) that would exceed it stores nothing and fails with a
-   * `JobStoreError` saying the store is full; a job whose `key` a live job holds adds nothing, so it always fits.
+   * `JobStoreError` saying the store is full; a job whose `key` a live job holds adds nothing (or the one job kept
+   * to run after a running holder), so it fits unless that one is new.
    * Default `Infinity`: the store grows with its backlog.
    */
   readonly maxJobs?: number | undefined

@@ -78,7 +78,7 @@ describe("enqueue", () => {
       const seen: Array<JobStore.NewJob> = []
       const recording: JobStore.JobStore.Service = {
         ...store,
-        enqueue: (jobs) => Effect.suspend(() => (seen.push(...jobs), store.enqueue(jobs)))
+        insert: (jobs) => Effect.suspend(() => (seen.push(...jobs), store.insert(jobs)))
       }
       const enqueue = (options?: Job.EnqueueOptions) =>
         Effect.provideService(Email.enqueue({ to: "x@example.com" }, options), JobStore.JobStore, recording)

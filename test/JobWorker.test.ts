@@ -276,6 +276,33 @@ describe("JobWorker", () => {
         assert.deepStrictEqual([s.ready, s.scheduled, s.leased, s.dead], [0, 0, 0, 0])
       }))
 
+    it.scoped(
+      "an update enqueued while its keyed job runs is not lost: by default it runs after it, with its payload",
+      () =>
+        Effect.gen(function*() {
+          const reports = yield* Queue.unbounded<Report>()
+          const g = gates()
+          const { store } = yield* setup({ handlers: [gatedHandler(reports, g)] })
+          const insert = (n: number, keyMode?: JobStore.KeyMode) =>
+            Work.insert({ n }, { key: "reindex:ada", keyMode }).pipe(
+              Effect.provideService(JobStore.JobStore, store),
+              Effect.orDie
+            )
+          const first = yield* insert(1)
+          assert.strictEqual((yield* started(reports)).n, 1)
+          // While 1 runs: 2 is kept to run after it, 3 replaces 2's payload, and a skip changes nothing.
+          const second = yield* insert(2)
+          assert.deepStrictEqual(second, { id: second.id, duplicate: true, outcome: "queuedAfter" })
+          assert.notStrictEqual(second.id, first.id)
+          assert.deepStrictEqual(yield* insert(3), { ...second })
+          assert.deepStrictEqual(yield* insert(4, "skip"), { id: first.id, duplicate: true, outcome: "skipped" })
+          yield* g.open(1)
+          const next = yield* started(reports)
+          assert.deepStrictEqual([next.n, next.info.id, next.info.key], [3, second.id, "reindex:ada"])
+          yield* g.open(3)
+        })
+    )
+
     it.scoped("gives the handler the job it runs as Job.Current", () =>
       Effect.gen(function*() {
         const reports = yield* Queue.unbounded<Report>()

@@ -314,7 +314,7 @@ describe("MemoryJobStore", () => {
           job({ queue: "a" })
         ])
         assert.deepStrictEqual(yield* wakeupsBefore(store, received, "marker-1"), ["a", "b"])
-        yield* store.enqueue([job({ queue: "a", key: "k" })])
+        yield* store.enqueue([job({ queue: "a", key: "k", keyMode: "skip" })])
         yield* store.enqueue([job({ queue: "later", runAt: new Date(60_000) })])
         yield* store.enqueue([job({ queue: "later", runAt: undefined, delay: Duration.seconds(1) })])
         assert.deepStrictEqual(yield* wakeupsBefore(store, received, "marker-2"), [])

@@ -414,49 +414,66 @@ describe("PgJobStore on PostgreSQL", () => {
     30_000
   )
 
-  it.scoped(
-    "a producer's open transaction holding a running job's key blocks no renewal and no settle, of that job or others",
-    () =>
-      Effect.gen(function*() {
-        const store = yield* testStore()
-        const sql = yield* PgClient.PgClient
-        yield* store.enqueue([newJob({ key: "running" }), newJob(), newJob(), newJob()])
-        const { jobs } = yield* store.claim(claimRequest())
-        assert.strictEqual(jobs.length, 4)
-        const running = jobs.find((job) => job.key === "running")!
-        const others = jobs.filter((job) => job !== running)
-        const enqueued = yield* Deferred.make<string>()
-        const commit = yield* Deferred.make<void>()
-        const producer = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
-          // A dedup hit on the running job, and a fresh job, in a transaction that stays open.
-          const [id] = yield* store.enqueue([newJob({ key: "running" }), newJob({ queue: "other" })])
-          yield* Deferred.succeed(enqueued, id!)
-          yield* Deferred.await(commit)
-        })))
-        assert.strictEqual(yield* Deferred.await(enqueued), running.id, "the dedup hit returns the running job's id")
-        // The transaction is open: every renewal and settle below completes anyway.
-        assert.deepStrictEqual(yield* store.renew(jobs.map((job) => job.lease), Duration.seconds(30)), [])
-        assert.deepStrictEqual(
-          yield* store.settle([
-            { lease: running.lease, outcome: Outcome.Completed() },
-            { lease: others[0]!.lease, outcome: Outcome.Retry({ delay: Duration.minutes(1), error: "again" }) },
-            { lease: others[1]!.lease, outcome: Outcome.Released({ refund: true }) },
-            { lease: others[2]!.lease, outcome: Outcome.Dead({ error: "fatal" }) }
-          ]),
-          [true, true, true, true]
-        )
-        assert.isNull(producer.unsafePoll(), "the producer's transaction was still open")
-        yield* Deferred.succeed(commit, undefined)
-        yield* Fiber.join(producer)
-        const stats = yield* store.stats
-        assert.deepStrictEqual(
-          [stats.ready, stats.scheduled, stats.leased, stats.dead],
-          [2, 1, 0, 1],
-          "released and other: ready; retried: scheduled; dead: dead; the running job completed"
-        )
-      }).pipe(Effect.provide(clientLayer())),
-    30_000
-  )
+  for (const keyMode of ["skip", "replace"] as const) {
+    it.scoped(
+      `a producer's open transaction enqueueing a running job's key (keyMode ${keyMode}) blocks no renewal and no ` +
+        "settle, of that job or others",
+      () =>
+        Effect.gen(function*() {
+          const store = yield* testStore()
+          const sql = yield* PgClient.PgClient
+          yield* store.enqueue([newJob({ key: "running" }), newJob(), newJob(), newJob()])
+          const { jobs } = yield* store.claim(claimRequest())
+          assert.strictEqual(jobs.length, 4)
+          const running = jobs.find((job) => job.key === "running")!
+          const others = jobs.filter((job) => job !== running)
+          const enqueued = yield* Deferred.make<string>()
+          const commit = yield* Deferred.make<void>()
+          const producer = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
+            // A job with the running job's key, and a fresh job, in a transaction that stays open.
+            const [id] = yield* store.enqueue([
+              newJob({ key: "running", keyMode, payload: { next: true } }),
+              newJob({ queue: "other" })
+            ])
+            yield* Deferred.succeed(enqueued, id!)
+            yield* Deferred.await(commit)
+          })))
+          const id = yield* Deferred.await(enqueued)
+          if (keyMode === "skip") assert.strictEqual(id, running.id, "a skip returns the running job's id")
+          else assert.notStrictEqual(id, running.id, "a replace keeps one more job to run after it")
+          // The transaction is open: every renewal and settle below completes anyway.
+          assert.deepStrictEqual(yield* store.renew(jobs.map((job) => job.lease), Duration.seconds(30)), [])
+          assert.deepStrictEqual(
+            yield* store.settle([
+              { lease: running.lease, outcome: Outcome.Completed() },
+              { lease: others[0]!.lease, outcome: Outcome.Retry({ delay: Duration.minutes(1), error: "again" }) },
+              { lease: others[1]!.lease, outcome: Outcome.Released({ refund: true }) },
+              { lease: others[2]!.lease, outcome: Outcome.Dead({ error: "fatal" }) }
+            ]),
+            [true, true, true, true]
+          )
+          assert.isNull(producer.unsafePoll(), "the producer's transaction was still open")
+          yield* Deferred.succeed(commit, undefined)
+          yield* Fiber.join(producer)
+          if (keyMode === "replace") {
+            // Its holder ended while the producer's transaction was open: the next reap makes it a job.
+            assert.strictEqual((yield* store.stats).scheduled, 2, "the one kept waits, as scheduled")
+            yield* store.reap
+            const [next] = (yield* store.claim(claimRequest({ limit: 10 }))).jobs.filter((job) => job.id === id)
+            assert.deepStrictEqual([next?.key, next?.payload], ["running", { next: true }])
+            yield* store.settle([{ lease: next!.lease, outcome: Outcome.Completed() }])
+          }
+          const stats = yield* store.stats
+          assert.deepStrictEqual(
+            [stats.ready, stats.scheduled, stats.leased, stats.dead],
+            // With replace, the claim above took the released job too (not the other queue's).
+            keyMode === "replace" ? [1, 1, 1, 1] : [2, 1, 0, 1],
+            "released and other: ready (or leased); retried: scheduled; dead: dead; the running job completed"
+          )
+        }).pipe(Effect.provide(clientLayer())),
+      30_000
+    )
+  }
 
   it.scoped("settles a batch of every kind of outcome in one call, each judged on its own lease", () =>
     Effect.gen(function*() {

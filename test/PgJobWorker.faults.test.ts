@@ -236,7 +236,7 @@ describe("JobWorker on PostgreSQL under slow faults", () => {
           const sql = yield* PgClient.PgClient
           const store = yield* PgJobStore.make({ schema, listen: false })
           yield* sql.withTransaction(Effect.gen(function*() {
-            const id = yield* enqueue(store, 99, { key: "long" })
+            const id = yield* enqueue(store, 99, { key: "long", keyMode: "skip" })
             yield* Deferred.succeed(inTransaction, id)
             yield* Deferred.await(commit)
           }))

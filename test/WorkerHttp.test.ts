@@ -798,6 +798,7 @@ const unreachableStore: JobStore.Service = (() => {
   return {
     enqueue: () => down("enqueue"),
     enqueueSlot: () => down("enqueueSlot"),
+    insert: () => down("insert"),
     claim: () => down("claim"),
     renew: () => down("renew"),
     settle: () => down("settle"),

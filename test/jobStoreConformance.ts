@@ -337,25 +337,31 @@ export const jobStoreConformance = (
           })
       )
 
-      test("returns the id of the job holding the key while it is scheduled, ready or leased, adding nothing", (
-        store,
-        op
-      ) =>
-        Effect.gen(function*() {
-          const id = yield* op.enqueue({ key: "k", runAt: yield* op.at(1_000) })
-          assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "while scheduled")
-          yield* op.advance(1_000)
-          assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "while ready")
-          const claimed = yield* op.claimOne()
-          assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "while leased")
-          yield* op.retry(claimed.lease, 5_000)
-          assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "while scheduled for a retry")
-          yield* op.advance(5_000)
-          yield* op.release((yield* op.claimOne()).lease, true)
-          assert.strictEqual(yield* op.enqueue({ key: "k" }), id, "while ready again after Released")
-          const stats = yield* store.stats
-          assert.strictEqual(stats.ready + stats.scheduled + stats.leased, 1, "one job in all")
-        }))
+      test(
+        "with keyMode skip, returns the id of the job holding the key while it is scheduled, ready or leased, adding nothing",
+        (
+          store,
+          op
+        ) =>
+          Effect.gen(function*() {
+            const skip = { key: "k", keyMode: "skip" } as const
+            const id = yield* op.enqueue({ ...skip, runAt: yield* op.at(1_000) })
+            assert.strictEqual(yield* op.enqueue(skip), id, "while scheduled")
+            yield* op.advance(1_000)
+            assert.strictEqual(yield* op.enqueue(skip), id, "while ready")
+            const claimed = yield* op.claimOne()
+            assert.strictEqual(yield* op.enqueue(skip), id, "while leased")
+            yield* op.retry(claimed.lease, 5_000)
+            assert.strictEqual(yield* op.enqueue(skip), id, "while scheduled for a retry")
+            yield* op.advance(5_000)
+            yield* op.release((yield* op.claimOne()).lease, true)
+            assert.strictEqual(yield* op.enqueue(skip), id, "while ready again after Released")
+            const [result] = yield* store.insert([op.job(yield* op.at(0), skip)])
+            assert.deepStrictEqual(result, { id, duplicate: true, outcome: "skipped" })
+            const stats = yield* store.stats
+            assert.strictEqual(stats.ready + stats.scheduled + stats.leased, 1, "one job in all")
+          })
+      )
 
       test("frees a key when its job completes or dies", (_store, op) =>
         Effect.gen(function*() {
@@ -368,6 +374,96 @@ export const jobStoreConformance = (
           assert.notStrictEqual(third, second, "a new job after Dead")
           assert.deepStrictEqual(yield* op.claimIds(), [third])
         }))
+
+      test(
+        "replace (the default): a waiting holder takes the new payload, runAt, priority and attempts, keeping its id",
+        (
+          store,
+          op
+        ) =>
+          Effect.gen(function*() {
+            const [first] = yield* store.insert([op.job(yield* op.at(1_000), { key: "k", payload: { v: 1 } })])
+            assert.deepStrictEqual(first, { id: first!.id, duplicate: false, outcome: "inserted" })
+            const [second] = yield* store.insert([
+              op.job(yield* op.at(5_000), { key: "k", payload: { v: 2 }, priority: 3, maxAttempts: 9 })
+            ])
+            assert.deepStrictEqual(second, { id: first!.id, duplicate: true, outcome: "replaced" })
+            yield* op.advance(1_000)
+            assert.deepStrictEqual(yield* op.claim(), [], "its runAt moved: a debounce")
+            yield* op.advance(4_000)
+            const claimed = yield* op.claimOne()
+            assert.deepStrictEqual(
+              [claimed.id, claimed.payload, claimed.priority, claimed.maxAttempts, claimed.attempt],
+              [first!.id, { v: 2 }, 3, 9, 1]
+            )
+            assert.strictEqual((yield* store.stats).leased, 1, "one job in all")
+          })
+      )
+
+      test("afterRunning leaves a waiting holder as it is", (store, op) =>
+        Effect.gen(function*() {
+          const id = yield* op.enqueue({ key: "k", payload: { v: 1 } })
+          const [result] = yield* store.insert([
+            op.job(yield* op.at(0), { key: "k", keyMode: "afterRunning", payload: { v: 2 } })
+          ])
+          assert.deepStrictEqual(result, { id, duplicate: true, outcome: "skipped" })
+          assert.deepStrictEqual((yield* op.claimOne()).payload, { v: 1 })
+        }))
+
+      for (const end of ["completes", "dies"] as const) {
+        test(
+          `replace and afterRunning keep one job to run after a running holder, with the newest payload; it holds the key once the holder ${end}`,
+          (
+            store,
+            op
+          ) =>
+            Effect.gen(function*() {
+              const holder = yield* op.enqueue({ key: "k", payload: { v: 1 } })
+              const running = yield* op.claimOne()
+              const now = yield* op.at(0)
+              const [after] = yield* store.insert([op.job(now, { key: "k", payload: { v: 2 } })])
+              assert.deepStrictEqual(after, { id: after!.id, duplicate: true, outcome: "queuedAfter" })
+              assert.notStrictEqual(after!.id, holder)
+              const [again] = yield* store.insert([
+                op.job(now, { key: "k", keyMode: "afterRunning", payload: { v: 3 } })
+              ])
+              assert.deepStrictEqual(again, { id: after!.id, duplicate: true, outcome: "queuedAfter" }, "at most one")
+              const counts = yield* store.stats
+              assert.deepStrictEqual(
+                [counts.ready, counts.scheduled, counts.leased],
+                [0, 1, 1],
+                "it waits, as scheduled"
+              )
+              assert.deepStrictEqual(yield* op.claim(), [], "not while the holder runs")
+              // A retry of the holder is no end: the one kept waits for its last attempt.
+              yield* op.retry(running.lease, 0)
+              const rerun = yield* op.claimOne()
+              assert.strictEqual(rerun.id, holder)
+              if (end === "completes") yield* op.complete(rerun.lease)
+              else yield* op.dead(rerun.lease)
+              const next = yield* op.claimOne()
+              assert.deepStrictEqual([next.id, next.payload, next.key], [after!.id, { v: 3 }, "k"])
+              assert.strictEqual(yield* op.enqueue({ key: "k", keyMode: "skip" }), after!.id, "it holds the key")
+            })
+        )
+      }
+
+      test(
+        "of ten concurrent enqueues of one key while its holder runs, one job is kept to run after it",
+        (store, op) =>
+          Effect.gen(function*() {
+            yield* op.enqueue({ key: "k" })
+            yield* op.claimOne()
+            const now = yield* op.at(0)
+            const results = yield* Effect.all(
+              Array.from({ length: 10 }, (_, i) => store.insert([op.job(now, { key: "k", payload: { i } })])),
+              { concurrency: "unbounded" }
+            )
+            assert.strictEqual(new Set(results.map(([r]) => r!.id)).size, 1, JSON.stringify(results))
+            assert.isTrue(results.every(([r]) => r!.outcome === "queuedAfter"))
+            assert.strictEqual((yield* store.stats).scheduled, 1)
+          })
+      )
 
       test("deduplicates by key within one batch", (store, op) =>
         Effect.gen(function*() {
@@ -1596,8 +1692,8 @@ export const jobStoreConformance = (
           yield* op.advance(1_000)
           yield* op.claimOne({ queues: ["dedup-leased"] })
           const received = yield* subscribeWakeups(store)
-          yield* op.enqueue({ queue: "dedup-scheduled", key: "k1" })
-          yield* op.enqueue({ queue: "dedup-leased", key: "k2" })
+          yield* op.enqueue({ queue: "dedup-scheduled", key: "k1", keyMode: "skip" })
+          yield* op.enqueue({ queue: "dedup-leased", key: "k2", keyMode: "skip" })
           const woken = yield* wakeupsBefore(store, received, "marker")
           assert.notInclude(woken, "dedup-scheduled")
           assert.notInclude(woken, "dedup-leased")

@@ -71,6 +71,8 @@ const isLease = (value: unknown): value is Lease =>
   typeof value === "object" && value !== null && typeof (value as Lease).jobId === "string" &&
   typeof (value as Lease).token === "string"
 
+const keyModes: ReadonlySet<unknown> = new Set(["skip", "replace", "afterRunning"])
+
 const jobProblem = (job: NewJob, i: number): Problem | undefined => {
   if (typeof job !== "object" || job === null) return [`job ${i}`, job, "a NewJob"]
   if (!isName(job.name)) return [`job ${i} name`, job.name, "a non-empty string"]
@@ -83,6 +85,9 @@ const jobProblem = (job: NewJob, i: number): Problem | undefined => {
   }
   if (!Number.isSafeInteger(job.priority)) return [`job ${i} priority`, job.priority, "an integer"]
   if (job.key !== undefined && !isName(job.key)) return [`job ${i} key`, job.key, "a non-empty string or undefined"]
+  if (job.keyMode !== undefined && !keyModes.has(job.keyMode)) {
+    return [`job ${i} keyMode`, job.keyMode, "\"skip\", \"replace\" or \"afterRunning\""]
+  }
   if (!Number.isSafeInteger(job.maxAttempts) || job.maxAttempts < 1) {
     return [`job ${i} maxAttempts`, job.maxAttempts, "an integer of 1 or more"]
   }
@@ -200,6 +205,7 @@ const encode = (jobs: ReadonlyArray<NewJob>): ReadonlyArray<EncodedJob> | JobSto
       delayMs: job.delay === undefined ? 0 : Math.ceil(Duration.toMillis(job.delay)),
       priority: job.priority,
       key: job.key,
+      keyMode: job.keyMode ?? "replace",
       maxAttempts: job.maxAttempts
     }
   }
@@ -215,21 +221,29 @@ export const isImmediate = (store: JobStore.Service): boolean => immediateStores
 /** @internal */
 export const make = (driver: JobStore.Driver): JobStore.Service => {
   const refuse = (operation: string, problem: Problem) => illegal(driver.name, operation, problem)
+  const insert = (operation: string, jobs: ReadonlyArray<NewJob>) => {
+    const problem = enqueueProblem(jobs)
+    if (problem !== undefined) return refuse(operation, problem)
+    if (jobs.length === 0) return Effect.succeed([])
+    const encoded = encode(jobs)
+    return encoded instanceof JobStoreError ? Effect.fail(encoded) : driver.insert(encoded)
+  }
   const service: JobStore.Service = {
-    enqueue: (jobs) => {
-      const problem = enqueueProblem(jobs)
-      if (problem !== undefined) return refuse("enqueue", problem)
-      if (jobs.length === 0) return Effect.succeed([])
-      const encoded = encode(jobs)
-      return encoded instanceof JobStoreError ? Effect.fail(encoded) : driver.enqueue(encoded)
-    },
+    enqueue: (jobs) => Effect.map(insert("enqueue", jobs), (results) => results.map((result) => result.id)),
+    insert: (jobs) => insert("insert", jobs),
     enqueueSlot: (slot) => {
       const problem = slotProblem(slot)
       if (problem !== undefined) return refuse("enqueueSlot", problem)
       const encoded = encode([slot.job])
       return encoded instanceof JobStoreError
         ? Effect.fail(encoded)
-        : driver.enqueueSlot({ schedule: slot.schedule, slot: slot.slot, backfill: slot.backfill, job: encoded[0]! })
+        : driver.enqueueSlot({
+          schedule: slot.schedule,
+          slot: slot.slot,
+          backfill: slot.backfill,
+          // A slot's job whose key a live job holds is skipped, whatever its key mode: the slot is taken.
+          job: { ...encoded[0]!, keyMode: "skip" }
+        })
     },
     claim: (request) => {
       const problem = claimProblem(request)

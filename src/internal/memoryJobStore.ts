@@ -11,6 +11,7 @@ import {
   type DeadJob,
   type EncodedJob,
   type EncodedSlot,
+  type Enqueued,
   type JobStats,
   type JobStore,
   JobStoreError,
@@ -26,8 +27,11 @@ import * as jobStore from "./jobStore.js"
 
 type Service = JobStore.Service
 
-/** Where a job is. A completed job is in no state: nothing refers to it any more. */
-const State = { Ready: 0, Scheduled: 1, Leased: 2, Dead: 3 } as const
+/**
+ * Where a job is. A completed job is in no state: nothing refers to it any more. `Waiting`: kept to run after the
+ * running holder of its key (`keyMode`), in no structure but the holder's `successor`; counted as scheduled.
+ */
+const State = { Ready: 0, Scheduled: 1, Leased: 2, Dead: 3, Waiting: 4 } as const
 type State = typeof State[keyof typeof State]
 
 /** @internal The default of `maxDeadLetters`. */
@@ -59,6 +63,8 @@ class JobRecord {
   token: string | undefined = undefined
   /** The slot of the schedule that enqueued the job, if one did. */
   scheduledFor: number | undefined = undefined
+  /** The job kept to run after this one, which holds the key (`keyMode`), once this one has ended for good. */
+  successor: JobRecord | undefined = undefined
   leaseExpiresAt = 0
   failedAt = 0
   /** Position in the heap that holds the job; -1 when in none. */
@@ -73,10 +79,10 @@ class JobRecord {
     readonly id: string,
     readonly lane: Lane,
     /** JSON text: each claim parses it, so every handler gets a copy of its own, as from a database. */
-    readonly payload: string,
-    readonly priority: number,
+    public payload: string,
+    public priority: number,
     readonly key: string | undefined,
-    readonly maxAttempts: number,
+    public maxAttempts: number,
     public enqueuedAt: number,
     public runAt: number,
     /** Enqueue order: the last tie-break of claim order; a redriven job gets a new one. */
@@ -197,6 +203,14 @@ class ReadyJobs {
     const last = this.run.length > this.head ? this.run[this.run.length - 1]! : undefined
     if (last === undefined || !claimOrder(record, last)) this.run.push(record)
     else this.heap.push(record)
+  }
+
+  /** Takes out a job that is here (rare: a `replace` of a ready job), in O(n) when it is in the run. */
+  remove(record: JobRecord): void {
+    if (record.index >= 0) return this.heap.remove(record)
+    const at = this.run.indexOf(record, this.head)
+    if (at === this.head) this.pop()
+    else this.run.splice(at, 1)
   }
 
   pop(): JobRecord | undefined {
@@ -434,8 +448,75 @@ class StoreCore {
     record.lane.members--
   }
 
-  private releaseKey(record: JobRecord): void {
-    if (record.key !== undefined && this.keys.get(record.key) === record) this.keys.delete(record.key)
+  /** The job ends for good: its key is free, or passes to the job kept to run after it, which is placed now. */
+  private releaseKey(record: JobRecord, now: number): void {
+    if (record.key === undefined || this.keys.get(record.key) !== record) return
+    const next = record.successor
+    record.successor = undefined
+    if (next === undefined) {
+      this.keys.delete(record.key)
+      return
+    }
+    this.keys.set(record.key, next)
+    next.lane.queue.scheduled--
+    next.seq = ++this.nextSeq
+    this.place(next, now, true)
+  }
+
+  /** Takes a ready or scheduled job out of its structure: the caller places it again. */
+  private unplace(record: JobRecord): void {
+    const queue = record.lane.queue
+    if (record.state === State.Ready) {
+      record.lane.ready.remove(record)
+      queue.ready--
+    } else {
+      this.schedule.remove(record)
+      queue.scheduled--
+    }
+  }
+
+  /** An enqueue of `job`, whose key `holder` holds, by its `keyMode`. */
+  private keyHeld(holder: JobRecord, job: EncodedJob, now: number): Enqueued {
+    const runAt = job.runAt === undefined ? now + job.delayMs : job.runAt.getTime()
+    if (job.keyMode === "skip" || (job.keyMode === "afterRunning" && holder.state !== State.Leased)) {
+      return { id: holder.id, duplicate: true, outcome: "skipped" }
+    }
+    if (holder.state !== State.Leased) {
+      this.unplace(holder)
+      holder.payload = job.payload
+      holder.priority = job.priority
+      holder.maxAttempts = job.maxAttempts
+      holder.runAt = runAt
+      this.place(holder, now, true)
+      return { id: holder.id, duplicate: true, outcome: "replaced" }
+    }
+    let next = holder.successor
+    if (next === undefined) {
+      const lane = this.laneOf(job.queue, job.name)
+      next = new JobRecord(
+        String(++this.nextId),
+        lane,
+        job.payload,
+        job.priority,
+        holder.key,
+        job.maxAttempts,
+        now,
+        runAt,
+        0
+      )
+      next.state = State.Waiting
+      holder.successor = next
+      this.jobs.set(next.id, next)
+      this.live++
+      lane.members++
+      lane.queue.scheduled++
+    } else {
+      next.payload = job.payload
+      next.priority = job.priority
+      next.maxAttempts = job.maxAttempts
+      next.runAt = runAt
+    }
+    return { id: next.id, duplicate: true, outcome: "queuedAfter" }
   }
 
   /** Moves a job that is in no heap to the newest end of the dead letters, and drops the oldest past the bound. */
@@ -444,7 +525,7 @@ class StoreCore {
     record.lastError = error
     record.failedAt = now
     this.live--
-    this.releaseKey(record)
+    this.releaseKey(record, now)
     const queue = record.lane.queue
     record.older = this.newestDead
     if (this.newestDead !== undefined) this.newestDead.newer = record
@@ -517,9 +598,9 @@ class StoreCore {
     return Effect.zipRight(effect, result)
   }
 
-  enqueue(jobs: ReadonlyArray<EncodedJob>): Effect.Effect<ReadonlyArray<string>, JobStoreError> {
-    const ids = this.insert(jobs, this.begin(), undefined)
-    return ids instanceof JobStoreError ? Effect.fail(ids) : Effect.succeed(ids)
+  enqueue(jobs: ReadonlyArray<EncodedJob>): Effect.Effect<ReadonlyArray<Enqueued>, JobStoreError> {
+    const results = this.insert(jobs, this.begin(), undefined)
+    return results instanceof JobStoreError ? Effect.fail(results) : Effect.succeed(results)
   }
 
   enqueueSlot(slot: EncodedSlot): Effect.Effect<string | undefined, JobStoreError> {
@@ -527,18 +608,18 @@ class StoreCore {
     const at = slot.slot.getTime()
     const last = this.slots.get(slot.schedule)
     if (last === undefined ? slot.backfill : at <= last) return Effect.succeed(undefined)
-    const ids = this.insert([slot.job], now, at)
-    if (ids instanceof JobStoreError) return Effect.fail(ids)
+    const results = this.insert([slot.job], now, at)
+    if (results instanceof JobStoreError) return Effect.fail(results)
     this.slots.set(slot.schedule, at)
-    return Effect.succeed(ids[0])
+    return Effect.succeed(results[0]!.id)
   }
 
-  /** Stores `jobs` (in one synchronous step) and returns their ids, or the error when they would not fit. */
+  /** Stores `jobs` (in one synchronous step) and says what each came to, or the error when they would not fit. */
   private insert(
     jobs: ReadonlyArray<EncodedJob>,
     now: number,
     scheduledFor: number | undefined
-  ): Array<string> | JobStoreError {
+  ): Array<Enqueued> | JobStoreError {
     if (this.maxJobs !== Infinity) {
       const adding = this.newJobs(jobs)
       if (this.live + adding > this.maxJobs) {
@@ -549,14 +630,14 @@ class StoreCore {
         })
       }
     }
-    const ids = new Array<string>(jobs.length)
+    const results = new Array<Enqueued>(jobs.length)
     for (let i = 0; i < jobs.length; i++) {
       const job = jobs[i]!
       const key = job.key
       if (key !== undefined) {
         const holder = this.keys.get(key)
         if (holder !== undefined) {
-          ids[i] = holder.id
+          results[i] = this.keyHeld(holder, job, now)
           continue
         }
       }
@@ -578,19 +659,26 @@ class StoreCore {
       lane.members++
       if (key !== undefined) this.keys.set(key, record)
       this.place(record, now, true)
-      ids[i] = record.id
+      results[i] = { id: record.id, duplicate: false, outcome: "inserted" }
     }
-    return ids
+    return results
   }
 
-  /** How many of `jobs` `enqueue` would store: those whose key no live job holds, once per key. */
+  /**
+   * How many of `jobs` `enqueue` would store: those whose key no live job holds, once per key, and one to run after
+   * a running holder that has none yet (unless skipped).
+   */
   private newJobs(jobs: ReadonlyArray<EncodedJob>): number {
     let adding = 0
     let seen: Set<string> | undefined
-    for (const { key } of jobs) {
+    for (const { key, keyMode } of jobs) {
       if (key === undefined) {
         adding++
-      } else if (!this.keys.has(key) && !(seen?.has(key) ?? false)) {
+        continue
+      }
+      if (seen?.has(key) ?? false) continue
+      const holder = this.keys.get(key)
+      if (holder === undefined || (keyMode !== "skip" && holder.state === State.Leased && !holder.successor)) {
         ;(seen ??= new Set()).add(key)
         adding++
       }
@@ -694,7 +782,7 @@ class StoreCore {
       switch (outcome._tag) {
         case "Completed":
           this.live--
-          this.releaseKey(record)
+          this.releaseKey(record, now)
           this.forget(record)
           break
         case "Retry":
@@ -932,7 +1020,7 @@ export const make = (options?: MemoryJobStoreOptions): Effect.Effect<Service> =>
       const driver: JobStore.Driver = {
         name: "MemoryJobStore",
         immediate: true,
-        enqueue: (jobs) => Effect.suspend(() => core.after(core.enqueue(jobs))),
+        insert: (jobs) => Effect.suspend(() => core.after(core.enqueue(jobs))),
         enqueueSlot: (slot) => Effect.suspend(() => core.after(core.enqueueSlot(slot))),
         claim: (request) => Effect.suspend(() => core.after(core.claim(request))),
         renew: (leases, lease) => Effect.suspend(() => core.after(core.renew(leases, lease))),

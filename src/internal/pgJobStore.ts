@@ -34,6 +34,7 @@ import {
   type DeadJob,
   type EncodedJob,
   type EncodedSlot,
+  type Enqueued,
   type JobStats,
   type JobStore,
   JobStoreError,
@@ -45,7 +46,7 @@ import {
 import type { PgJobStoreOptions } from "../PgJobStore.js"
 import { invalidOption as storeInvalidOption, pruneBatch, retentionOption } from "./jobStore.js"
 import { clientConfig, makeConnections } from "./pgConnections.js"
-import { prepare } from "./pgMigrations.js"
+import { latestVersion, prepare } from "./pgMigrations.js"
 import { buriedJob, claimedJob, claimOrder, type ClaimRow, Kind, kindOf, statements } from "./pgStatements.js"
 
 /** @internal */
@@ -293,6 +294,7 @@ export const make = (
     const s = Pg.escapeIdentifier(schema)
     const channel = `${schema}.wakeups`
     const sql = statements(s, schemaVersion)
+    const version = schemaVersion ?? latestVersion
     const failed = (operation: string) => (error: unknown) =>
       new JobStoreError({ operation, reason: describeError(error, schema), cause: error })
 
@@ -394,18 +396,31 @@ export const make = (
     interface EnqueueRow {
       readonly ids: ReadonlyArray<string> | null
       readonly keyed: Record<string, string> | null
+      readonly inserted: ReadonlyArray<string> | null
       readonly taken?: number
     }
 
-    /** Inserts `jobs` on the caller's connection; the ids of the keys it could not resolve are `undefined`. */
-    const insert = (jobs: ReadonlyArray<EncodedJob>) =>
+    /**
+     * One enqueue statement for `jobs` (each without a key, or with a key that is skipped when held), on the caller's
+     * connection: what each came to, `undefined` for a key it could not resolve.
+     */
+    const insertBatch = (jobs: ReadonlyArray<EncodedJob>) =>
       Effect.map(
         Effect.mapError(
           client.unsafe<EnqueueRow>(sql.enqueue, [channel, inputOf(jobs)]).withoutTransform,
           failed("enqueue")
         ),
-        ([row]): Array<string | undefined> =>
-          jobs.map((job, i) => job.key !== undefined ? row!.keyed?.[job.key] : row!.ids![i]!)
+        ([row]): Array<Enqueued | undefined> => {
+          const inserted = new Set(row!.inserted)
+          const seen = new Set<string>()
+          return jobs.map((job, i) => {
+            const id = job.key !== undefined ? row!.keyed?.[job.key] : row!.ids![i]!
+            if (id === undefined) return undefined
+            const fresh = inserted.has(id) && !seen.has(id)
+            seen.add(id)
+            return { id, duplicate: !fresh, outcome: fresh ? "inserted" : "skipped" }
+          })
+        }
       )
 
     /**
@@ -435,29 +450,76 @@ export const make = (
         return holder?.id
       })
 
+    const keyTakenAndFreed = (key: string | undefined, i: number) =>
+      new JobStoreError({
+        operation: "enqueue",
+        reason: `the key ${JSON.stringify(key)} of job ${i} was taken and freed ${defaults.keyRetries} times while ` +
+          `it was being enqueued`
+      })
+
     /**
      * A key taken by a transaction that committed while the statement ran is invisible to that statement's
      * snapshot: ask again, in a new statement (a new snapshot in READ COMMITTED), for those jobs only.
      */
-    const enqueue = (jobs: ReadonlyArray<EncodedJob>): Effect.Effect<ReadonlyArray<string>, JobStoreError> =>
+    const enqueueBatch = (jobs: ReadonlyArray<EncodedJob>, offset: number) =>
       Effect.gen(function*() {
-        const ids = yield* insert(jobs)
+        const results = yield* insertBatch(jobs)
         for (let round = 0; round < defaults.keyRetries; round++) {
-          const missing = ids.flatMap((id, i) => id === undefined ? [i] : [])
+          const missing = results.flatMap((result, i) => result === undefined ? [i] : [])
           if (missing.length === 0) break
-          const again = yield* insert(missing.map((i) => jobs[i]!))
-          missing.forEach((i, j) => (ids[i] = again[j]))
+          const again = yield* insertBatch(missing.map((i) => jobs[i]!))
+          missing.forEach((i, j) => (results[i] = again[j]))
         }
-        const unresolved = ids.findIndex((id) => id === undefined)
-        if (unresolved >= 0) {
-          return yield* new JobStoreError({
-            operation: "enqueue",
-            reason: `the key ${JSON.stringify(jobs[unresolved]!.key)} of job ${unresolved} was taken and freed ` +
-              `${defaults.keyRetries} times while it was being enqueued`
-          })
-        }
-        return ids as ReadonlyArray<string>
+        const unresolved = results.findIndex((result) => result === undefined)
+        if (unresolved >= 0) return yield* keyTakenAndFreed(jobs[unresolved]!.key, offset + unresolved)
+        return results as ReadonlyArray<Enqueued>
       })
+
+    /** One job with a key and the key mode `replace` or `afterRunning`: a statement of its own. */
+    const enqueueKeyed = (job: EncodedJob, i: number) =>
+      Effect.gen(function*() {
+        const record = inputOf([job]).slice(1, -1)
+        for (let round = 0; round <= defaults.keyRetries; round++) {
+          const [row] = yield* Effect.mapError(
+            client.unsafe<{ readonly id: string; readonly outcome: Enqueued["outcome"] }>(sql.keyed, [
+              channel,
+              record,
+              job.keyMode
+            ]).withoutTransform,
+            failed("enqueue")
+          )
+          if (row !== undefined) return { id: row.id, duplicate: row.outcome !== "inserted", outcome: row.outcome }
+        }
+        return yield* keyTakenAndFreed(job.key, i)
+      })
+
+    // A schema before version 7 has no successors: its keys are kept as "skip" keeps them.
+    const isKeyed = (job: EncodedJob) => job.key !== undefined && job.keyMode !== "skip" && version >= 7
+
+    /**
+     * The jobs, in order: runs of jobs without a key mode to apply in one statement each, and each job with one in a
+     * statement of its own; in one transaction (the caller's, if it has one) when that takes more than one.
+     */
+    const insertAll = (jobs: ReadonlyArray<EncodedJob>): Effect.Effect<ReadonlyArray<Enqueued>, JobStoreError> => {
+      if (!jobs.some(isKeyed)) return enqueueBatch(jobs, 0)
+      const all = Effect.gen(function*() {
+        const results: Array<Enqueued> = []
+        let i = 0
+        while (i < jobs.length) {
+          if (isKeyed(jobs[i]!)) {
+            results.push(yield* enqueueKeyed(jobs[i]!, i))
+            i++
+            continue
+          }
+          let end = i + 1
+          while (end < jobs.length && !isKeyed(jobs[end]!)) end++
+          results.push(...(yield* enqueueBatch(jobs.slice(i, end), i)))
+          i = end
+        }
+        return results
+      })
+      return jobs.length === 1 ? all : Effect.mapError(client.withTransaction(all), failed("enqueue"))
+    }
 
     /** One settle statement for `settlements`: which applied, in order. */
     const settleNow = (settlements: ReadonlyArray<Settlement>): Effect.Effect<Array<boolean>, JobStoreError> => {
@@ -591,7 +653,7 @@ export const make = (
     let pruneMore = false
     const driver: JobStore.Driver = {
       name: "PgJobStore",
-      enqueue,
+      insert: insertAll,
       enqueueSlot,
       claim: (request) => {
         if (request.queues.length === 0 || request.names.length === 0) {
@@ -632,6 +694,7 @@ export const make = (
         )
       },
       settle: (settlements) => settle(settlements),
+      // The jobs kept to run after a holder that is gone are promoted at each reap (see `promoteOrphans`).
       reap: Effect.map(
         run<{ readonly found: number; readonly buried: ReadonlyArray<BuriedJob> }>(
           "reap",
@@ -640,6 +703,8 @@ export const make = (
           "ewc_reap"
         ),
         ([row]) => ({ reaped: row!.found, buried: row!.buried.map((job) => buriedJob(job, job.attempt)) })
+      ).pipe(
+        Effect.tap(() => version >= 7 ? run("reap", sql.promoteOrphans, [channel]) : Effect.void)
       ),
       // The counts' deltas are folded, and the counts of lanes gone dropped, before the dead letters are pruned.
       prune: Effect.gen(function*() {

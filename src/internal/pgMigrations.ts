@@ -204,6 +204,43 @@ const migrations: ReadonlyArray<Migration> = [
                                     updated_at timestamptz NOT NULL)`,
       `ALTER TABLE ${s}.jobs ADD COLUMN scheduled_for timestamptz`
     ]
+  },
+  {
+    // Key modes: the job kept to run after the running holder of its key (`afterRunning`, and `replace` of a running
+    // holder), one per key, with the id it will have. When the holder leaves `jobs` (completed, dead, buried), the
+    // trigger makes it a job, holding the key; it skips a row a producer's open transaction holds, so no worker's
+    // settle ever waits for a producer: the reap promotes such a row, and one whose holder ended while it was being
+    // written. A release that does not know the table keeps the keys as "skip" did, and promotes nothing.
+    version: 7,
+    name: "key_successors",
+    compatibleFrom: 1,
+    statements: (s) => [
+      `CREATE TABLE ${s}.key_successors (key text PRIMARY KEY, id bigint NOT NULL, name text NOT NULL,
+         queue text NOT NULL, payload jsonb NOT NULL, priority bigint NOT NULL, max_attempts bigint NOT NULL,
+         run_at timestamptz NOT NULL, enqueued_at timestamptz NOT NULL)`,
+      `CREATE FUNCTION ${s}.promote_successor() RETURNS trigger LANGUAGE plpgsql AS $$
+       DECLARE
+         next ${s}.key_successors;
+       BEGIN
+         SELECT * INTO next FROM ${s}.key_successors WHERE key = OLD.key FOR UPDATE SKIP LOCKED;
+         IF NOT FOUND THEN
+           RETURN NULL;
+         END IF;
+         INSERT INTO ${s}.jobs AS j (id, seq, name, queue, payload, priority, key, max_attempts, run_at, enqueued_at)
+         VALUES (next.id, nextval('${s}.job_ids'), next.name, next.queue, next.payload, next.priority, next.key,
+                 next.max_attempts, next.run_at, next.enqueued_at)
+         ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING;
+         IF FOUND THEN
+           DELETE FROM ${s}.key_successors WHERE key = OLD.key;
+           IF next.run_at <= ${s}.clock() THEN
+             PERFORM pg_notify(TG_TABLE_SCHEMA || '.wakeups', json_build_array(next.queue)::text);
+           END IF;
+         END IF;
+         RETURN NULL;
+       END $$`,
+      `CREATE TRIGGER jobs_promote_successor AFTER DELETE ON ${s}.jobs FOR EACH ROW WHEN (OLD.key IS NOT NULL)
+       EXECUTE FUNCTION ${s}.promote_successor()`
+    ]
   }
 ]
 

@@ -76,6 +76,12 @@ export const statements = (s: string, version: number = latestVersion) => {
   const holds = (j: string, l: string, ids: string) =>
     `${j}.id = ANY(${ids}) AND ${j}.id = ${l}.id AND ${j}.lease_token IS NOT DISTINCT FROM ${l}.token
      AND ${j}.lease_expires_at - ${s}.clock() > interval '0'`
+  /**
+   * Whether the job `j` waits, for a key mode: it has no lease, or its lease expired with attempts left (it is
+   * ready again, as a reap would make it; one whose attempts are used up is to be buried, and counts as running).
+   */
+  const waits = (j: string) =>
+    `(${j}.lease_token IS NULL OR (${j}.lease_expires_at <= ${s}.clock() AND ${j}.attempts < ${j}.max_attempts))`
   /** The enqueue statement; with a `slot` CTE, only when it returns a row, and with `scheduled_for` set to `$4`. */
   const enqueue = (slot: string) => `
       WITH ${slot}input AS (
@@ -106,6 +112,7 @@ export const statements = (s: string, version: number = latestVersion) => {
       ), woken AS (${notifyReady("$1", "ins", "ready")})
       SELECT (SELECT json_agg(id::text ORDER BY o) FROM input) AS ids,
              (SELECT json_object_agg(key, id::text) FROM keyed) AS keyed,
+             (SELECT json_agg(id::text) FROM ins) AS inserted,
              ${slot === "" ? "" : "(SELECT count(*) FROM slot)::int AS taken,"}
              (SELECT count(*) FROM woken)::int AS woken`
   return {
@@ -283,7 +290,11 @@ export const statements = (s: string, version: number = latestVersion) => {
       ) AS live GROUP BY queue, name
       UNION ALL
       SELECT queue, NULL, 0, 0, 0, sum(n)::float8, false FROM counted WHERE state = 'dead' GROUP BY queue
-      ${version < 5 ? "" : `UNION ALL SELECT queue, NULL, 0, 0, 0, 0, true FROM ${s}.paused_queues`}`,
+      ${version < 5 ? "" : `UNION ALL SELECT queue, NULL, 0, 0, 0, 0, true FROM ${s}.paused_queues`}
+      ${
+      version < 7 ? "" : `UNION ALL SELECT queue, name, 0, count(*)::float8, 0, 0, false FROM ${s}.key_successors
+                          GROUP BY queue, name`
+    }`,
     /** Pauses `$1`: no claim takes from it until it is resumed. (A release before version 5 knows no pause.) */
     pauseQueue: version < 5
       ? "SELECT $1::text"
@@ -346,6 +357,73 @@ export const statements = (s: string, version: number = latestVersion) => {
         DELETE FROM ${s}.dead_jobs AS d USING moved m WHERE d.id = m.id RETURNING d.id
       ), woken AS (${notifyReady("$1", "moved", "ready")})
       SELECT (SELECT count(*) FROM gone)::int AS moved, (SELECT count(*) FROM woken)::int AS woken`,
+    /**
+     * One job whose key a live job may hold, by its key mode (`$3`: `replace` or `afterRunning`; `skip` goes through
+     * {@link enqueue}): inserted when no job holds the key; else a waiting holder takes the new values (`replace`)
+     * or is left alone (`afterRunning`); a running holder gets the job kept to run after it (`key_successors`),
+     * made or updated. The holder is read, never locked: a producer's open transaction holds at most a waiting job,
+     * which claims skip, or the successor's row, which the promotion skips. No row of the answer set: the key was
+     * taken or freed while the statement ran, and the driver asks again.
+     */
+    keyed: `
+      WITH x AS (
+        SELECT x.name, x.queue, coalesce(x.payload, 'null'::jsonb) AS payload, x.priority, x.key, x.max_attempts,
+               coalesce(x.run_at, ${s}.clock() + x.delay_ms * interval '1 millisecond') AS run_at
+        FROM jsonb_to_record($2::jsonb) AS x(name text, queue text, payload jsonb, run_at timestamptz, delay_ms float8,
+                                             priority bigint, key text, max_attempts bigint)
+      ), holder AS (
+        SELECT j.id, ${waits("j")} AS waiting FROM ${s}.jobs AS j, x WHERE j.key = x.key
+      ), replaced AS (
+        UPDATE ${s}.jobs AS j SET payload = x.payload, run_at = x.run_at, priority = x.priority,
+                                 max_attempts = x.max_attempts, lease_token = NULL, lease_expires_at = NULL,
+                                 leased_by = NULL,
+                                 last_error = CASE WHEN j.lease_token IS NULL THEN j.last_error ELSE 'lease expired' END
+        FROM x WHERE $3 = 'replace' AND j.key = x.key AND ${waits("j")}
+        RETURNING j.id, j.queue, j.run_at <= ${s}.clock() AS ready
+      ), after AS (
+        INSERT INTO ${s}.key_successors AS k (key, id, name, queue, payload, priority, max_attempts, run_at,
+                                               enqueued_at)
+        SELECT x.key, nextval('${s}.job_ids'), x.name, x.queue, x.payload, x.priority, x.max_attempts, x.run_at,
+               ${s}.clock()
+        FROM x, holder WHERE NOT holder.waiting
+        ON CONFLICT (key) DO UPDATE SET name = EXCLUDED.name, queue = EXCLUDED.queue, payload = EXCLUDED.payload,
+          priority = EXCLUDED.priority, max_attempts = EXCLUDED.max_attempts, run_at = EXCLUDED.run_at
+        RETURNING k.id
+      ), ins AS (
+        INSERT INTO ${s}.jobs AS j (id, seq, name, queue, payload, priority, key, max_attempts, run_at, enqueued_at)
+        SELECT n.id, n.id, x.name, x.queue, x.payload, x.priority, x.key, x.max_attempts, x.run_at, ${s}.clock()
+        FROM x, (SELECT nextval('${s}.job_ids') AS id) AS n WHERE NOT EXISTS (SELECT 1 FROM holder)
+        ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
+        RETURNING j.id, j.queue, j.run_at <= ${s}.clock() AS ready
+      ), woken AS (
+        ${notifyReady("$1", "(SELECT * FROM replaced UNION ALL SELECT * FROM ins) AS r", "ready")}
+      )
+      SELECT id::text AS id, outcome, (SELECT count(*) FROM woken)::int AS woken FROM (
+        SELECT id, 'inserted' AS outcome FROM ins
+        UNION ALL SELECT id, 'replaced' FROM replaced
+        UNION ALL SELECT id, 'queuedAfter' FROM after
+        UNION ALL SELECT id, 'skipped' FROM holder WHERE holder.waiting AND $3 = 'afterRunning'
+      ) AS o`,
+    /**
+     * Promotes, at most 100 at a time, the jobs kept to run after a holder that is gone (the trigger skipped them
+     * while a producer held them, or they were written as the holder ended): each becomes the key's holder, unless
+     * a new job took the key meanwhile, and then it waits for that one instead.
+     */
+    promoteOrphans: `
+      WITH orphan AS (
+        SELECT * FROM ${s}.key_successors AS k
+        WHERE NOT EXISTS (SELECT 1 FROM ${s}.jobs AS j WHERE j.key = k.key)
+        ORDER BY enqueued_at LIMIT 100 FOR UPDATE SKIP LOCKED
+      ), promoted AS (
+        INSERT INTO ${s}.jobs AS j (id, seq, name, queue, payload, priority, key, max_attempts, run_at, enqueued_at)
+        SELECT id, nextval('${s}.job_ids'), name, queue, payload, priority, key, max_attempts, run_at, enqueued_at
+        FROM orphan
+        ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
+        RETURNING j.key, j.queue, j.run_at <= ${s}.clock() AS ready
+      ), gone AS (
+        DELETE FROM ${s}.key_successors AS k USING promoted AS p WHERE k.key = p.key RETURNING k.key
+      ), woken AS (${notifyReady("$1", "promoted", "ready")})
+      SELECT (SELECT count(*) FROM gone)::int AS promoted, (SELECT count(*) FROM woken)::int AS woken`,
     /** The id of the job holding the key `$1`, if any. */
     keyHolder: `SELECT id::text AS id FROM ${s}.jobs WHERE key = $1`,
     readyQueues: `SELECT DISTINCT queue FROM ${s}.jobs WHERE lease_token IS NULL AND run_at <= ${s}.clock()`
