@@ -133,7 +133,7 @@ export interface EnqueueManyOptions<A> extends Omit<EnqueueOptions, "key"> {
  */
 export interface ScheduleOptions {
   /**
-   * What the store keeps the schedule's last slot under: two schedules of one name share their slots. Default: the
+   * What the store keeps the schedule's slots under: two schedules of one name share their slots. Default: the
    * job's name and the cron, such as `report 0 2 * * *` (so a changed cron is a new schedule).
    */
   readonly name?: string | undefined

@@ -280,13 +280,14 @@ export interface ClaimedJob {
  * @category models
  */
 export interface ScheduleSlot {
-  /** The schedule's name: what the store keeps its last slot under. */
+  /** The schedule's name: what the store keeps its slots under. */
   readonly schedule: string
   /** The slot's instant. */
   readonly slot: Date
   /**
    * A slot missed while no worker ran: stored only when the store already knows the schedule (a schedule is known
-   * from its first slot on), so that a new schedule does not backfill the time before it existed.
+   * from its first slot on, and no slot before that is ever stored), so that a new schedule does not backfill the
+   * time before it existed.
    */
   readonly backfill: boolean
   /** The job to store for the slot. */
@@ -660,12 +661,13 @@ export declare namespace JobStore {
      */
     readonly insert: (jobs: ReadonlyArray<NewJob>) => Effect.Effect<ReadonlyArray<Enqueued>, JobStoreError>
     /**
-     * Stores the slot's job if the slot is after the schedule's last slot (in one atomic step: the store keeps one
-     * last slot per schedule and moves it forward only here), and returns the job's id (or, with a `key` that a
-     * live job holds, that job's id); returns `undefined`, storing nothing, when a call for this slot or a later
-     * one came first, or when a `backfill` slot is of a schedule the store does not know. So any number of workers
-     * may offer the same slot: one stores it. The job is like one of {@link enqueue}, with `scheduledFor` set to
-     * the slot.
+     * Stores the slot's job if the slot is free, in one atomic step, and returns the job's id (or, with a `key` that
+     * a live job holds, that job's id, whatever its key mode). The store remembers each schedule's latest 16 slots
+     * (`recentSlots`), changed only here: a slot is free when it is not among them and is later than the oldest of
+     * them (any slot, for a schedule it does not know, but a `backfill` one). Returns `undefined`, storing nothing,
+     * otherwise. So any number of workers may offer the same slot, in any order: one stores it, and a slot offered
+     * late (its worker was held up) is stored unless a later one is 16 slots ahead. The job is like one of
+     * {@link enqueue}, with `scheduledFor` set to the slot.
      *
      * @since 0.5.0
      */

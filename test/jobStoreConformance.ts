@@ -1508,29 +1508,28 @@ export const jobStoreConformance = (
         job: newJob({ runAt: at, ...fields })
       })
 
-      test("stores a schedule's slot once, and only slots after its last one; the job carries its slot", (
+      test("stores each slot of a schedule once, none before its first; the job carries its slot", (
         store,
         op
       ) =>
         Effect.gen(function*() {
-          const [t0, t1, t2] = [yield* op.at(0), yield* op.at(1_000), yield* op.at(2_000)]
+          const [t0, t1, t2, t3] = [yield* op.at(0), yield* op.at(1_000), yield* op.at(2_000), yield* op.at(3_000)]
           const first = yield* store.enqueueSlot(slot("nightly", t1))
           assert.isString(first)
           assert.isUndefined(yield* store.enqueueSlot(slot("nightly", t1)), "the same slot again")
-          assert.isUndefined(yield* store.enqueueSlot(slot("nightly", t0)), "an earlier slot")
+          assert.isUndefined(yield* store.enqueueSlot(slot("nightly", t0)), "a slot before the schedule's first")
           assert.isString(yield* store.enqueueSlot(slot("other", t0)), "another schedule has its own slots")
+          const third = yield* store.enqueueSlot(slot("nightly", t3))
+          // A worker held up past t3 offers t2 late: nobody took it, so it is stored, once.
           const second = yield* store.enqueueSlot(slot("nightly", t2))
           assert.isString(second)
-          assert.notStrictEqual(second, first)
-          yield* op.advance(2_000)
+          assert.isUndefined(yield* store.enqueueSlot(slot("nightly", t2)), "the late slot again")
+          assert.strictEqual(new Set([first, second, third]).size, 3)
+          yield* op.advance(3_000)
           const claimed = yield* op.claim()
           assert.deepStrictEqual(
-            claimed.map((job) => [job.id, job.scheduledFor?.getTime(), job.runAt.getTime()]),
-            [
-              [claimed[0]!.id, t0.getTime(), t0.getTime()],
-              [first, t1.getTime(), t1.getTime()],
-              [second, t2.getTime(), t2.getTime()]
-            ]
+            claimed.map((job) => [job.scheduledFor?.getTime(), job.runAt.getTime()]),
+            [t0, t1, t2, t3].map((t) => [t.getTime(), t.getTime()])
           )
           const plain = yield* op.enqueue()
           const [unscheduled] = yield* op.claim()
@@ -1539,13 +1538,26 @@ export const jobStoreConformance = (
         }))
 
       test(
-        "stores a backfilled slot only for a schedule it knows, after its last slot",
+        "remembers a schedule's latest 16 slots: a slot older than all of them is refused",
+        (store, op) =>
+          Effect.gen(function*() {
+            const at = (s: number) => op.at(s * 1_000)
+            yield* store.enqueueSlot(slot("busy", yield* at(0)))
+            for (let s = 2; s <= 17; s++) yield* store.enqueueSlot(slot("busy", yield* at(s)))
+            assert.isUndefined(yield* store.enqueueSlot(slot("busy", yield* at(1))), "older than the latest 16")
+            for (let s = 19; s <= 33; s++) yield* store.enqueueSlot(slot("busy", yield* at(s)))
+            assert.isString(yield* store.enqueueSlot(slot("busy", yield* at(18))), "among the latest 16's span")
+          })
+      )
+
+      test(
+        "stores a backfilled slot only for a schedule it knows, after its first slot",
         (store, op) =>
           Effect.gen(function*() {
             const [t0, t1, t2] = [yield* op.at(-2_000), yield* op.at(-1_000), yield* op.at(0)]
             assert.isUndefined(yield* store.enqueueSlot(slot("new", t0, true)), "a schedule never seen")
             assert.isString(yield* store.enqueueSlot(slot("new", t1)))
-            assert.isUndefined(yield* store.enqueueSlot(slot("new", t0, true)), "before the last slot")
+            assert.isUndefined(yield* store.enqueueSlot(slot("new", t0, true)), "before its first slot")
             assert.isString(yield* store.enqueueSlot(slot("new", t2, true)))
             assert.strictEqual((yield* store.stats).ready, 2)
           })

@@ -34,6 +34,12 @@ export const illegal = (store: string, operation: string, [what, value, expected
 export const invalidOption = (store: string, option: string, value: unknown, expected: string) =>
   Effect.die(new Cause.IllegalArgumentException(`${store}: invalid ${option} ${show(value)}: expected ${expected}`))
 
+/**
+ * How many of a recurring schedule's latest slots a store remembers (`enqueueSlot`): a slot among them is taken, and
+ * a slot older than all of them is refused.
+ */
+export const recentSlots = 16
+
 /** The default of every store's `deadLetterRetention`: 14 days, as pg-boss keeps them (River keeps 7). */
 export const defaultDeadLetterRetention = Duration.days(14)
 

@@ -282,8 +282,8 @@ class StoreCore {
   private readonly queues = new Map<string, QueueState>()
   /** The queues no claim takes from (`pauseQueue`), until resumed. */
   private readonly paused = new Set<string>()
-  /** The last slot each recurring schedule enqueued (`enqueueSlot`), by the schedule's name. */
-  private readonly slots = new Map<string, number>()
+  /** The latest slots each recurring schedule enqueued (`enqueueSlot`), newest first, by the schedule's name. */
+  private readonly slots = new Map<string, Array<number>>()
   private readonly schedule = new RecordHeap(scheduleOrder)
   private readonly leases = new RecordHeap(expiryOrder)
   private live = 0
@@ -606,11 +606,12 @@ class StoreCore {
   enqueueSlot(slot: EncodedSlot): Effect.Effect<string | undefined, JobStoreError> {
     const now = this.begin()
     const at = slot.slot.getTime()
-    const last = this.slots.get(slot.schedule)
-    if (last === undefined ? slot.backfill : at <= last) return Effect.succeed(undefined)
+    const recent = this.slots.get(slot.schedule)
+    const free = recent === undefined ? !slot.backfill : !recent.includes(at) && at > recent[recent.length - 1]!
+    if (!free) return Effect.succeed(undefined)
     const results = this.insert([slot.job], now, at)
     if (results instanceof JobStoreError) return Effect.fail(results)
-    this.slots.set(slot.schedule, at)
+    this.slots.set(slot.schedule, [...(recent ?? []), at].sort((a, b) => b - a).slice(0, jobStore.recentSlots))
     return Effect.succeed(results[0]!.id)
   }
 

@@ -193,15 +193,16 @@ const migrations: ReadonlyArray<Migration> = [
     statements: (s) => [`CREATE TABLE ${s}.paused_queues (queue text PRIMARY KEY, paused_at timestamptz NOT NULL)`]
   },
   {
-    // Recurring schedules: the last slot each one enqueued, moved forward only by the statement that inserts the
-    // slot's job, so any number of workers may offer a slot and one stores it; and the slot a job was enqueued for.
+    // Recurring schedules: the latest slots each one enqueued (`recent`, newest first, and `last_slot`), changed only
+    // by the statement that inserts the slot's job, so any number of workers may offer a slot and one stores it; and
+    // the slot a job was enqueued for.
     // A release that does not know them runs no schedules and reads no slot.
     version: 6,
     name: "schedules",
     compatibleFrom: 1,
     statements: (s) => [
       `CREATE TABLE ${s}.schedules (name text PRIMARY KEY, last_slot timestamptz NOT NULL,
-                                    updated_at timestamptz NOT NULL)`,
+                                    recent timestamptz[] NOT NULL, updated_at timestamptz NOT NULL)`,
       `ALTER TABLE ${s}.jobs ADD COLUMN scheduled_for timestamptz`
     ]
   },

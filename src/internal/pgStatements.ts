@@ -3,6 +3,7 @@
  * reads their rows. Timestamps travel as ISO strings in and epoch milliseconds out, ids and tokens as text.
  */
 import { type ClaimedJob, maxAttemptErrors, type Settlement } from "../JobStore.js"
+import { recentSlots } from "./jobStore.js"
 import { latestVersion } from "./pgMigrations.js"
 
 /** Epoch milliseconds of a timestamp column, as a float the driver reads as a number. */
@@ -82,6 +83,14 @@ export const statements = (s: string, version: number = latestVersion) => {
    */
   const waits = (j: string) =>
     `(${j}.lease_token IS NULL OR (${j}.lease_expires_at <= ${s}.clock() AND ${j}.attempts < ${j}.max_attempts))`
+  /** Whether `slot` is free in the schedule row `c`: not among its recent slots, and later than the oldest of them. */
+  const slotFree = (c: string, slot: string) =>
+    `${slot} <> ALL(${c}.recent) AND ${slot} > (SELECT min(t) FROM unnest(${c}.recent) AS u(t))`
+  /** The `SET` of a schedule row `c` that takes `slot`: it keeps the newest `recentSlots` slots, newest first. */
+  const takeSlot = (c: string, slot: string) =>
+    `last_slot = greatest(${c}.last_slot, ${slot}),
+     recent = ARRAY(SELECT t FROM unnest(${c}.recent || ${slot}) AS u(t) ORDER BY t DESC LIMIT ${recentSlots}),
+     updated_at = ${s}.clock()`
   /** The enqueue statement; with a `slot` CTE, only when it returns a row, and with `scheduled_for` set to `$4`. */
   const enqueue = (slot: string) => `
       WITH ${slot}input AS (
@@ -126,22 +135,24 @@ export const statements = (s: string, version: number = latestVersion) => {
      */
     enqueue: enqueue(""),
     /**
-     * The enqueue of a recurring schedule's slot (`$3` the schedule, `$4` the slot): the slot is taken by moving the
-     * schedule's last slot forward to it, in the same statement, only if it is after it; the job is inserted only
-     * then, with `scheduled_for` the slot. `ON CONFLICT DO UPDATE ... WHERE` locks the schedule's row, and a
-     * concurrent statement for the same slot waits for it, then sees the new last slot and takes nothing: one slot,
-     * one job, without an advisory lock or a leader. `taken` says whether this statement took the slot.
+     * The enqueue of a recurring schedule's slot (`$3` the schedule, `$4` the slot): the slot is taken, in the same
+     * statement, by adding it to the schedule's `recent` slots, only if it is not among them and is later than the
+     * oldest of them (a new schedule takes its first slot); the job is inserted only then, with `scheduled_for` the
+     * slot. `ON CONFLICT DO UPDATE ... WHERE` locks the schedule's row, and a concurrent statement for the same slot
+     * waits for it, then sees the slot among the recent ones and takes nothing: one slot, one job, without an
+     * advisory lock or a leader. `taken` says whether this statement took the slot.
      */
     enqueueSlot: enqueue(`slot AS (
-        INSERT INTO ${s}.schedules AS c (name, last_slot, updated_at) VALUES ($3, $4::timestamptz, ${s}.clock())
-        ON CONFLICT (name) DO UPDATE SET last_slot = EXCLUDED.last_slot, updated_at = EXCLUDED.updated_at
-        WHERE c.last_slot < EXCLUDED.last_slot
+        INSERT INTO ${s}.schedules AS c (name, last_slot, recent, updated_at)
+        VALUES ($3, $4::timestamptz, ARRAY[$4::timestamptz], ${s}.clock())
+        ON CONFLICT (name) DO UPDATE SET ${takeSlot("c", "EXCLUDED.last_slot")}
+        WHERE ${slotFree("c", "EXCLUDED.last_slot")}
         RETURNING 1
       ), `),
     /** {@link enqueueSlot} for a backfilled slot: taken only when the schedule is known. */
     enqueueBackfill: enqueue(`slot AS (
-        UPDATE ${s}.schedules SET last_slot = $4::timestamptz, updated_at = ${s}.clock()
-        WHERE name = $3 AND last_slot < $4::timestamptz
+        UPDATE ${s}.schedules AS c SET ${takeSlot("c", "$4::timestamptz")}
+        WHERE c.name = $3 AND ${slotFree("c", "$4::timestamptz")}
         RETURNING 1
       ), `),
     /**

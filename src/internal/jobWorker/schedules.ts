@@ -1,7 +1,7 @@
 /**
  * Recurring schedules: one fiber per schedule offers each slot of its cron to the store (`enqueueSlot`), which
- * stores it once whichever worker offers it first. No leader: every worker offers every slot, and the store's last
- * slot per schedule, moved forward only by the statement that inserts the slot's job, decides.
+ * stores it once whichever worker offers it first. No leader: every worker offers every slot, and the store's record
+ * of each schedule's latest slots, changed only by the statement that inserts the slot's job, decides.
  *
  * - A schedule starts when the context first runs (`Running` or `Paused`): it offers the slots of its `backfill`
  *   window before that instant, oldest first, marked as backfill (the store takes them only for a schedule it
@@ -23,7 +23,7 @@ import type { Publisher } from "./metrics.js"
 import type { StoreCalls } from "./storeCalls.js"
 
 /** The slots of `cron` after `from` and at or before `to` (epoch milliseconds), oldest first. */
-export const slotsBetween = (cron: Cron.Cron, from: number, to: number): Array<number> => {
+const slotsBetween = (cron: Cron.Cron, from: number, to: number): Array<number> => {
   const slots: Array<number> = []
   for (
     let slot = Cron.next(cron, new Date(from)).getTime();
