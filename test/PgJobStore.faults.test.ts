@@ -262,12 +262,20 @@ describe("PgJobStore under faults", () => {
       const scope = yield* Scope.make()
       const store = yield* testStore({ listen: false }).pipe(Effect.provide(layer), Scope.extend(scope))
       yield* store.stats
-      // Every connection the store holds, however many it opened (the call's and a spare, or one more when the
-      // spare was still connecting as the call opened its own), once all are idle: the claim gets a stalled one.
-      yield* stall(yield* backendsOnceThere(name))
-      const hung = yield* Effect.fork(store.claim(claimRequest()))
-      // Once the claim waits on the stopped backend (its fiber suspended), nothing but the close can end it.
-      yield* waitFor(Fiber.status(hung), (status) => status._tag === "Suspended")
+      // Every connection the store holds, once all are idle, is stopped: the claim gets a stalled one. A spare still
+      // connecting when the backends were counted is not stopped, and a claim that got it ends at once: then the
+      // backends are counted and stopped again, and another claim is made.
+      let hung: Fiber.RuntimeFiber<unknown, unknown> | undefined
+      const stalled = new Set<number>()
+      while (hung === undefined) {
+        const pids = (yield* backendsOnceThere(name)).filter((pid) => !stalled.has(pid))
+        yield* stall(pids)
+        pids.forEach((pid) => stalled.add(pid))
+        const claim = yield* Effect.fork(store.claim(claimRequest()))
+        // Once the claim waits on a stopped backend (its fiber suspended), nothing but the close can end it.
+        const status = yield* waitFor(Fiber.status(claim), (s) => s._tag === "Suspended" || s._tag === "Done")
+        if (status._tag === "Suspended") hung = claim
+      }
       yield* Scope.close(scope, Exit.void)
       // Closed while the backend is still stopped; the hung call ended with it.
       const exit = yield* Fiber.await(hung)

@@ -396,6 +396,7 @@ export const make = (
     interface EnqueueRow {
       readonly ids: ReadonlyArray<string> | null
       readonly keyed: Record<string, string> | null
+      /** The ids of the keyed jobs the statement inserted. */
       readonly inserted: ReadonlyArray<string> | null
       readonly taken?: number
     }
@@ -416,7 +417,8 @@ export const make = (
           return jobs.map((job, i) => {
             const id = job.key !== undefined ? row!.keyed?.[job.key] : row!.ids![i]!
             if (id === undefined) return undefined
-            const fresh = inserted.has(id) && !seen.has(id)
+            // `inserted` lists the keyed jobs inserted: a job without a key is always new.
+            const fresh = job.key === undefined || (inserted.has(id) && !seen.has(id))
             seen.add(id)
             return { id, duplicate: !fresh, outcome: fresh ? "inserted" : "skipped" }
           })

@@ -91,6 +91,18 @@ export const statements = (s: string, version: number = latestVersion) => {
     `last_slot = greatest(${c}.last_slot, ${slot}),
      recent = ARRAY(SELECT t FROM unnest(${c}.recent || ${slot}) AS u(t) ORDER BY t DESC LIMIT ${recentSlots}),
      updated_at = ${s}.clock()`
+  /**
+   * The `INSERT` of the enqueue statement's `fresh` jobs that satisfy `where`: keyless jobs are inserted plainly, and
+   * only keyed ones go through `ON CONFLICT`, whose speculative insertion costs every row it is given.
+   */
+  const insertFresh = (slot: string, where: string, conflict: string) => `
+        INSERT INTO ${s}.jobs AS j (id, seq, name, queue, payload, priority, key, max_attempts, run_at, enqueued_at
+                                    ${slot === "" ? "" : ", scheduled_for"})
+        SELECT id, id, name, queue, payload, priority, key, max_attempts, run_at, ${s}.clock()
+               ${slot === "" ? "" : ", $4::timestamptz"}
+        FROM fresh WHERE ${where} ORDER BY o
+        ${conflict}
+        RETURNING j.id, j.key, j.queue, j.run_at <= ${s}.clock() AS ready`
   /** The enqueue statement; with a `slot` CTE, only when it returns a row, and with `scheduled_for` set to `$4`. */
   const enqueue = (slot: string) => `
       WITH ${slot}input AS (
@@ -104,14 +116,10 @@ export const statements = (s: string, version: number = latestVersion) => {
       ), fresh AS (
         SELECT * FROM input i
         WHERE i.key IS NULL OR NOT EXISTS (SELECT 1 FROM input e WHERE e.key = i.key AND e.o < i.o)
+      ), unkeyed AS (${insertFresh(slot, "key IS NULL", "")}
+      ), keyed_new AS (${insertFresh(slot, "key IS NOT NULL", "ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING")}
       ), ins AS (
-        INSERT INTO ${s}.jobs AS j (id, seq, name, queue, payload, priority, key, max_attempts, run_at, enqueued_at
-                                    ${slot === "" ? "" : ", scheduled_for"})
-        SELECT id, id, name, queue, payload, priority, key, max_attempts, run_at, ${s}.clock()
-               ${slot === "" ? "" : ", $4::timestamptz"}
-        FROM fresh ORDER BY o
-        ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
-        RETURNING j.id, j.key, j.queue, j.run_at <= ${s}.clock() AS ready
+        SELECT * FROM unkeyed UNION ALL SELECT * FROM keyed_new
       ), keyed AS (
         SELECT DISTINCT ON (key) key, id FROM (
           SELECT key, id, 0 AS pass FROM ins WHERE key IS NOT NULL
@@ -121,7 +129,7 @@ export const statements = (s: string, version: number = latestVersion) => {
       ), woken AS (${notifyReady("$1", "ins", "ready")})
       SELECT (SELECT json_agg(id::text ORDER BY o) FROM input) AS ids,
              (SELECT json_object_agg(key, id::text) FROM keyed) AS keyed,
-             (SELECT json_agg(id::text) FROM ins) AS inserted,
+             (SELECT json_agg(id::text) FROM keyed_new) AS inserted,
              ${slot === "" ? "" : "(SELECT count(*) FROM slot)::int AS taken,"}
              (SELECT count(*) FROM woken)::int AS woken`
   return {
