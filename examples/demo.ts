@@ -207,7 +207,8 @@ const logJobEvent = (event: JobWorker.JobEvent, outcomes: Ref.Ref<Tally>) => {
         count("released")
       ),
     JobSnoozed: ({ delayMs }) => Effect.log(`${job} snoozed for ${delayMs}ms`),
-    JobScheduled: ({ schedule, slot }) => Effect.logDebug(`${job} enqueued by ${schedule} for ${slot.toISOString()}`)
+    JobScheduled: ({ schedule, slot }) => Effect.logDebug(`${job} enqueued by ${schedule} for ${slot.toISOString()}`),
+    JobCancelled: () => Effect.log(`${job} cancelled`)
   })
 }
 

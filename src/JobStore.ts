@@ -401,6 +401,8 @@ export interface QueueStats {
   readonly leased: number
   /** In the dead letters. */
   readonly dead: number
+  /** Cancelled ({@link JobStore.Service.cancel}) and kept for the store's retention. */
+  readonly cancelled: number
 }
 
 /**
@@ -448,6 +450,193 @@ export interface DeadJob {
   readonly attempts: number
   readonly lastError: string
   readonly failedAt: Date
+}
+
+/**
+ * Where a job is: `ready` (claimable now), `scheduled` (waiting for its `runAt`, or to run after the running holder
+ * of its key), `leased` (claimed: running on a worker), `succeeded` (completed; a store keeps none today, so a
+ * completed job is not found), `dead` (in the dead letters) or `cancelled`. The first three are live; the rest
+ * ended.
+ *
+ * @example
+ * ```ts
+ * import type { JobState } from "effect-worker-context/JobStore"
+ *
+ * const live = (state: JobState) => state === "ready" || state === "scheduled" || state === "leased"
+ * ```
+ *
+ * @since 0.6.0
+ * @category models
+ */
+export type JobState = "ready" | "scheduled" | "leased" | "succeeded" | "dead" | "cancelled"
+
+/**
+ * The states of {@link JobState}, in order.
+ *
+ * @example
+ * ```ts
+ * import { jobStates } from "effect-worker-context/JobStore"
+ *
+ * console.log(jobStates.join(", ")) // ready, scheduled, leased, succeeded, dead, cancelled
+ * ```
+ *
+ * @since 0.6.0
+ * @category models
+ */
+export const jobStates: ReadonlyArray<JobState> = internal.jobStates
+
+/**
+ * One job as {@link JobStore.Service.get} and {@link JobStore.Service.list} find it, in whatever state. Times are
+ * the store's; `worker` and `leaseExpiresAt` are set while it is leased (an expired lease that no reap or claim
+ * has settled yet still shows, its expiry in the past); `endedAt` once it ended (dead or cancelled).
+ *
+ * @example
+ * ```ts
+ * import type { StoredJob } from "effect-worker-context/JobStore"
+ *
+ * const line = (job: StoredJob) =>
+ *   `${job.name} ${job.id} in ${job.queue}: ${job.state}, attempt ${job.attempts} of ${job.maxAttempts}`
+ * ```
+ *
+ * @since 0.6.0
+ * @category models
+ */
+export interface StoredJob {
+  readonly id: string
+  readonly state: JobState
+  readonly name: string
+  readonly queue: string
+  /** The payload as stored (encoded). */
+  readonly payload: unknown
+  /** The attempts counted so far (a leased job's running attempt included). */
+  readonly attempts: number
+  readonly maxAttempts: number
+  readonly priority: number
+  readonly key: string | undefined
+  readonly enqueuedAt: Date
+  /** When it is (or was) due. */
+  readonly runAt: Date
+  /** The error of the last failed attempt; for a dead job, why it died; for a cancelled one, `"cancelled"`. */
+  readonly lastError: string | undefined
+  /** The errors of earlier failed attempts, oldest first (see {@link ClaimedJob.errors}). */
+  readonly errors: ReadonlyArray<AttemptError>
+  readonly scheduledFor: Date | undefined
+  /** The worker that holds it (the `worker` of its claim), while leased. */
+  readonly worker: string | undefined
+  /** When its lease expires unless renewed, while leased. */
+  readonly leaseExpiresAt: Date | undefined
+  /** When it died or was cancelled. */
+  readonly endedAt: Date | undefined
+}
+
+/**
+ * Which jobs {@link JobStore.Service.list} lists: every field narrows, and none means all jobs.
+ *
+ * @example
+ * ```ts
+ * import type { JobFilter } from "effect-worker-context/JobStore"
+ *
+ * const failedEmails: JobFilter = { state: "dead", queue: "emails" }
+ * ```
+ *
+ * @since 0.6.0
+ * @category models
+ */
+export interface JobFilter {
+  readonly state?: JobState | undefined
+  readonly queue?: string | undefined
+  readonly name?: string | undefined
+  readonly key?: string | undefined
+}
+
+/**
+ * A {@link JobFilter} and a page: at most `limit` jobs (default 50, at most {@link maxListLimit}), newest first
+ * (highest id first), those older than the job `after` names (the `next` of the page before).
+ *
+ * @example
+ * ```ts
+ * import type { ListOptions } from "effect-worker-context/JobStore"
+ *
+ * const secondPage = (next: string): ListOptions => ({ state: "ready", limit: 20, after: next })
+ * ```
+ *
+ * @since 0.6.0
+ * @category models
+ */
+export interface ListOptions extends JobFilter {
+  readonly limit?: number | undefined
+  readonly after?: string | undefined
+}
+
+/**
+ * The most jobs one {@link JobStore.Service.list} page holds: 1,000.
+ *
+ * @example
+ * ```ts
+ * import { maxListLimit } from "effect-worker-context/JobStore"
+ *
+ * const limit = Math.min(5_000, maxListLimit) // 1000
+ * ```
+ *
+ * @since 0.6.0
+ * @category models
+ */
+export const maxListLimit: number = internal.maxListLimit
+
+/**
+ * One page of {@link JobStore.Service.list}: the jobs, and `next`, the `after` of the next page, when there may be
+ * one (`undefined` when this page was the last).
+ *
+ * @example
+ * ```ts
+ * import type { JobPage } from "effect-worker-context/JobStore"
+ *
+ * const ids = (page: JobPage) => page.jobs.map((job) => job.id)
+ * ```
+ *
+ * @since 0.6.0
+ * @category models
+ */
+export interface JobPage {
+  readonly jobs: ReadonlyArray<StoredJob>
+  readonly next: string | undefined
+}
+
+/**
+ * What {@link JobStore.Service.cancel} found: `"cancelled"` (the job was live, and now is cancelled), `"alreadyFinished"`
+ * (it is dead or cancelled already) or `"notFound"` (no such job, or one that completed: completed jobs are not
+ * kept).
+ *
+ * @example
+ * ```ts
+ * import type { CancelResult } from "effect-worker-context/JobStore"
+ *
+ * const status = (result: CancelResult) => (result === "notFound" ? 404 : 200)
+ * ```
+ *
+ * @since 0.6.0
+ * @category models
+ */
+export type CancelResult = "cancelled" | "alreadyFinished" | "notFound"
+
+/**
+ * Which live jobs {@link JobStore.Service.cancelMany} cancels: those of `queue`, of `name`, or both (at least one
+ * is required), optionally only in one live `state`.
+ *
+ * @example
+ * ```ts
+ * import type { CancelFilter } from "effect-worker-context/JobStore"
+ *
+ * const waitingReports: CancelFilter = { name: "report", state: "scheduled" }
+ * ```
+ *
+ * @since 0.6.0
+ * @category models
+ */
+export interface CancelFilter {
+  readonly queue?: string | undefined
+  readonly name?: string | undefined
+  readonly state?: "ready" | "scheduled" | "leased" | undefined
 }
 
 /**
@@ -735,6 +924,46 @@ export declare namespace JobStore {
      */
     readonly redrive: (ids: ReadonlyArray<string>) => Effect.Effect<number, JobStoreError>
     /**
+     * The job with this id, in whatever state, or `undefined` when the store holds none (completed jobs are not
+     * kept).
+     *
+     * @since 0.6.0
+     */
+    readonly get: (id: string) => Effect.Effect<StoredJob | undefined, JobStoreError>
+    /**
+     * One page of the jobs that match the filter, newest first (see {@link ListOptions}). A page is read in one step;
+     * jobs that move between pages (a ready job claimed meanwhile) may show on two pages or on none, as with any
+     * keyset pagination.
+     *
+     * @since 0.6.0
+     */
+    readonly list: (options?: ListOptions | undefined) => Effect.Effect<JobPage, JobStoreError>
+    /**
+     * Cancels the job, in one step, if it is live: a ready or scheduled job never runs; a leased (running) job's
+     * lease no longer holds, so its worker's acknowledgement changes nothing, and its worker is told through
+     * {@link cancellations} to interrupt it. The job is kept as `cancelled` for the store's retention, and its key
+     * is free (or passes to the job kept to run after it). Returns what it found.
+     *
+     * @since 0.6.0
+     */
+    readonly cancel: (id: string) => Effect.Effect<CancelResult, JobStoreError>
+    /**
+     * Cancels every live job the filter names, as {@link cancel} does, in batches of at most 1,000 jobs (each one
+     * step), until none is left, and returns how many it cancelled. A job a producer's open transaction holds locked
+     * at that moment is skipped on PostgreSQL.
+     *
+     * @since 0.6.0
+     */
+    readonly cancelMany: (filter: CancelFilter) => Effect.Effect<number, JobStoreError>
+    /**
+     * Subscribes to the ids of the leased jobs that get cancelled, so that the workers running them interrupt them
+     * at once. Hints, as {@link wakeups} are: one may be lost while a store reconnects, and the worker then learns
+     * it at its next lease renewal (the job's lease no longer holds).
+     *
+     * @since 0.6.0
+     */
+    readonly cancellations: Effect.Effect<Queue.Dequeue<string>, never, Scope.Scope>
+    /**
      * Pauses `queue` for every worker of the store: from when it returns, no claim takes a job of it (jobs already
      * claimed run to their end). The store keeps the pause, so it survives restarts of the workers, until
      * {@link resumeQueue}. Pausing a paused queue, or one that holds nothing yet, is allowed.
@@ -766,7 +995,9 @@ export declare namespace JobStore {
    * @since 0.3.0
    * @category models
    */
-  export interface Driver extends Omit<Service, "enqueue" | "insert" | "enqueueSlot" | "prune"> {
+  export interface Driver
+    extends Omit<Service, "enqueue" | "insert" | "enqueueSlot" | "prune" | "list" | "cancelMany">
+  {
     /** The store's name in messages: `MemoryJobStore`, `PgJobStore`. */
     readonly name: string
     /** {@link Service.insert}, the jobs encoded. */
@@ -782,6 +1013,13 @@ export declare namespace JobStore {
      * @since 0.4.0
      */
     readonly immediate?: boolean | undefined
+    /** {@link Service.list}, its options checked and `limit` filled in. */
+    readonly list: (options: ListOptions & { readonly limit: number }) => Effect.Effect<JobPage, JobStoreError>
+    /**
+     * One batch of {@link Service.cancelMany}: cancels at most `limit` of the jobs the (checked) filter names, in
+     * one step, and returns how many.
+     */
+    readonly cancelBatch: (filter: CancelFilter, limit: number) => Effect.Effect<number, JobStoreError>
     /** {@link Service.prune}; a store that keeps nothing to prune leaves it out. */
     readonly prune?: Effect.Effect<PruneResult, JobStoreError> | undefined
   }

@@ -156,6 +156,9 @@ export interface JobWorker {
  *   does not count.
  * - `JobScheduled`: this worker enqueued the job `id` for the `slot` of the recurring schedule `schedule`
  *   (`attempt` 0: it has not run yet). The worker whose offer took the slot publishes it; the others nothing.
+ * - `JobCancelled`: the job was cancelled (`JobStore.cancel`) while this worker held it: the worker interrupted its
+ *   handler (if it had started) and discarded its outcome. A job cancelled while it waited is evented by nobody:
+ *   no worker held it.
  *
  * @example
  * ```ts
@@ -171,7 +174,8 @@ export interface JobWorker {
  *     JobLeaseLost: ({ id }) => `${id}: lease lost`,
  *     JobReleased: ({ id, refunded }) => `${id} released${refunded ? ", attempt refunded" : ""}`,
  *     JobSnoozed: ({ delayMs, id }) => `${id} snoozed for ${delayMs} ms`,
- *     JobScheduled: ({ id, schedule, slot }) => `${schedule}: ${id} for ${slot.toISOString()}`
+ *     JobScheduled: ({ id, schedule, slot }) => `${schedule}: ${id} for ${slot.toISOString()}`,
+ *     JobCancelled: ({ id }) => `${id} cancelled`
  *   })
  * ```
  *
@@ -188,6 +192,7 @@ export type JobEvent = Data.TaggedEnum<{
   JobReleased: JobRef & { readonly refunded: boolean }
   JobSnoozed: JobRef & { readonly delayMs: number }
   JobScheduled: JobRef & { readonly schedule: string; readonly slot: Date }
+  JobCancelled: JobRef
 }>
 
 /**
@@ -263,6 +268,7 @@ export const isJobEvent: (u: unknown) => u is JobEvent = internal.isJobEvent
  * | `effect_worker_jobs_released` | counter | jobs given back unfinished |
  * | `effect_worker_jobs_timed_out` | counter | attempts cut off by the job type's timeout |
  * | `effect_worker_jobs_lease_lost` | counter | jobs whose lease was lost while the worker held them |
+ * | `effect_worker_jobs_cancelled` | counter | jobs cancelled while the worker held them |
  * | `effect_worker_job_duration_seconds` | histogram | handler run time, per attempt |
  * | `effect_worker_job_wait_seconds` | histogram | from the job's `runAt` to the start of the attempt |
  *
@@ -288,6 +294,7 @@ export interface JobMetrics {
   readonly jobsSnoozed: Metric.Metric.Counter<number>
   readonly jobsTimedOut: Metric.Metric.Counter<number>
   readonly jobsLeaseLost: Metric.Metric.Counter<number>
+  readonly jobsCancelled: Metric.Metric.Counter<number>
   readonly jobDuration: Metric.Metric.Histogram<number>
   readonly jobWait: Metric.Metric.Histogram<number>
 }

@@ -20,6 +20,7 @@ import {
   Scope,
   TestClock
 } from "effect"
+import * as Http from "node:http"
 import {
   Job,
   JobStore,
@@ -556,6 +557,63 @@ describe("JobWorker", () => {
         yield* TestClock.adjust("1 second")
         assert.strictEqual(yield* Queue.take(startedAttempt), 2)
         yield* awaitJobEvent(events, "JobSucceeded", id)
+      }))
+
+    it.scoped("stops a running job cancelled in the store: interrupted, finalizers run, evented, never run again", () =>
+      Effect.gen(function*() {
+        const startedAttempt = yield* Queue.unbounded<number>()
+        const finalized = yield* Deferred.make<void>()
+        const handler = Work.handler(() =>
+          Effect.gen(function*() {
+            const { attempt } = yield* Job.Current
+            yield* Queue.offer(startedAttempt, attempt)
+            yield* Effect.never.pipe(Effect.onInterrupt(() => Deferred.succeed(finalized, void 0)))
+          })
+        )
+        const { events, store } = yield* setup({ handlers: [handler], pollInterval: "1 second" })
+        const id = yield* enqueue(store, Work, { n: 1 })
+        assert.strictEqual(yield* Queue.take(startedAttempt), 1)
+        assert.strictEqual(yield* Effect.orDie(store.cancel(id)), "cancelled")
+        // No clock moves: the cancellation reaches the worker through the store's subscription, not a renewal.
+        yield* Deferred.await(finalized)
+        const cancelled = yield* awaitJobEvent(events, "JobCancelled", id)
+        assert.deepStrictEqual([cancelled.attempt, cancelled.queue], [1, "main"])
+        const metric = yield* Metric.value(JobWorker.metrics("jobs", "main").jobsCancelled)
+        assert.isAtLeast(metric.count, 1)
+        // Past the retry delay (1 s) and the lease (30 s): a retried or released job would have run again.
+        yield* TestClock.adjust("40 seconds")
+        assert.deepStrictEqual(yield* Queue.takeAll(startedAttempt).pipe(Effect.map(Chunk.toArray)), [], "not again")
+        assert.deepInclude(yield* Effect.orDie(store.get(id)), { state: "cancelled", attempts: 1 })
+        const outcomes = jobEventsOf(yield* drain(events)).map((event) => event._tag)
+        assert.notInclude(outcomes, "JobRetried")
+        assert.notInclude(outcomes, "JobSucceeded")
+      }))
+
+    it.scoped("aborts the promise of a cancelled job through the AbortSignal of Effect.tryPromise", () =>
+      Effect.gen(function*() {
+        // A server that never answers: only an aborted request ends.
+        const aborted = yield* Deferred.make<void>()
+        const arrived = yield* Deferred.make<void>()
+        const server = Http.createServer((request) => {
+          Deferred.unsafeDone(arrived, Exit.void)
+          request.on("close", () => Deferred.unsafeDone(aborted, Exit.void))
+        })
+        yield* Effect.acquireRelease(
+          Effect.async<void>((resume) => {
+            server.listen(0, "127.0.0.1", () => resume(Effect.void))
+          }),
+          () => Effect.sync(() => server.closeAllConnections()).pipe(Effect.zipRight(Effect.sync(() => server.close())))
+        )
+        const port = (server.address() as { readonly port: number }).port
+        const handler = Work.handler(() =>
+          Effect.tryPromise((signal) => fetch(`http://127.0.0.1:${port}/slow`, { signal })).pipe(Effect.asVoid)
+        )
+        const { events, store } = yield* setup({ handlers: [handler] })
+        const id = yield* enqueue(store, Work, { n: 1 })
+        yield* Deferred.await(arrived)
+        assert.strictEqual(yield* Effect.orDie(store.cancel(id)), "cancelled")
+        yield* Deferred.await(aborted)
+        yield* awaitJobEvent(events, "JobCancelled", id)
       }))
 
     it.scoped("starts the jobs of one claim in the order the store returned them", () =>

@@ -66,6 +66,7 @@ interface WorkerOptions {
   readonly shutdownTimeoutMs?: number
   readonly events?: "all" | "failures"
   readonly schedule?: string
+  readonly leaseMs?: number
 }
 
 interface Worker {
@@ -94,7 +95,7 @@ const spawnWorker = (url: string, schema: string, id: string, options: WorkerOpt
         SCHEMA: schema,
         WORKER_ID: id,
         CONCURRENCY: String(options.concurrency ?? 4),
-        LEASE_MS: String(LEASE_MS),
+        LEASE_MS: String(options.leaseMs ?? LEASE_MS),
         POLL_MS: String(options.pollMs ?? 100),
         SHUTDOWN_TIMEOUT_MS: String(options.shutdownTimeoutMs ?? 10_000),
         EVENTS: options.events ?? "all",
@@ -672,6 +673,58 @@ describe("PgJobStore under chaos, with workers as child processes", () => {
         }).pipe(Effect.provide(clientLayer()))
       ),
     120_000
+  )
+
+  it.scopedLive(
+    "a job cancelled from a third process is interrupted on the worker that runs it within 1 s, its finalizer " +
+      "runs, and it never runs again",
+    () =>
+      rounds((n) =>
+        Effect.gen(function*() {
+          const t = yield* makeRound(databaseUrl)
+          // A lease of a minute: the workers renew every 20 s, so only the store's notification can stop the job
+          // within a second.
+          const options: WorkerOptions = { leaseMs: 60_000 }
+          const [a, b] = yield* Effect.all([t.start(`a${n}`, options), t.start(`b${n}`, options)], {
+            concurrency: "unbounded"
+          })
+          const [id] = yield* t.enqueue([sleepFor(60_000)])
+          const started = yield* t.waitFor(
+            "the job running",
+            Effect.map(t.runs, (runs) => Option.fromNullable(by(runs, { job: id!, event: "start" })[0]))
+          )
+          const holder = started.worker === a.id ? a : b
+          const cancelledAt = Date.now()
+          // The test's own store (the third process): it listens to nothing, and only writes.
+          assert.strictEqual(yield* t.store.cancel(id!), "cancelled")
+          const interrupted = yield* t.waitFor(
+            "the handler interrupted",
+            Effect.map(t.runs, (runs) => Option.fromNullable(by(runs, { job: id!, event: "interrupt" })[0]))
+          )
+          yield* t.awaitEvent(holder, "JobCancelled", id!)
+          const latency = interrupted.at - cancelledAt
+          report(`cancel round ${n}: the handler on ${holder.id} was interrupted ${latency} ms after the cancel`)
+          assert.isBelow(latency, 1_000, t.fail("interrupted within 1 s").message)
+          assert.strictEqual(interrupted.worker, holder.id)
+          // Several polls and a reap of both workers later, nothing ran it again.
+          yield* Effect.sleep("2 seconds")
+          const runs = by(yield* t.runs, { job: id! })
+          assert.deepStrictEqual(
+            runs.map((run) => `${run.worker}:${run.attempt}:${run.event}`),
+            [`${holder.id}:1:start`, `${holder.id}:1:interrupt`],
+            t.fail(`job ${id}`).message
+          )
+          assert.deepInclude(yield* t.store.get(id!), { state: "cancelled", attempts: 1 })
+          for (const worker of [a, b]) {
+            assert.deepStrictEqual(
+              worker.events.filter((e) => e.event !== "JobClaimed" && e.event !== "JobCancelled"),
+              [],
+              t.fail(`no other event from ${worker.id}`).message
+            )
+          }
+        }).pipe(Effect.provide(clientLayer()))
+      ),
+    180_000
   )
 
   it.scopedLive(

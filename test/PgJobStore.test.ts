@@ -21,7 +21,7 @@ import { Job } from "../src/index.js"
 import * as internal from "../src/internal/pgJobStore.js"
 import { latestVersion } from "../src/internal/pgMigrations.js"
 import * as pgStatements from "../src/internal/pgStatements.js"
-import { JobStore, JobStoreError, Outcome } from "../src/JobStore.js"
+import { type JobPage, JobStore, JobStoreError, type ListOptions, Outcome } from "../src/JobStore.js"
 import * as PgJobStore from "../src/PgJobStore.js"
 import { awaitWakeups, jobStoreConformance, wakeupsBefore } from "./jobStoreConformance.js"
 import {
@@ -200,29 +200,32 @@ describe("PgJobStore on PostgreSQL", () => {
       const store = yield* testStore({ schema, clock })
       /** The counts by queue as a scan of both tables says them, by the store's clock: what the counts must equal. */
       const scanned = Effect.promise(() =>
-        query<{ queue: string; ready: number; scheduled: number; leased: number; dead: number }>(
+        query<{ queue: string; ready: number; scheduled: number; leased: number; dead: number; cancelled: number }>(
           `WITH now AS (SELECT ${schema}.clock() AS t)
            SELECT queue, sum(ready)::int AS ready, sum(scheduled)::int AS scheduled, sum(leased)::int AS leased,
-                  sum(dead)::int AS dead FROM (
+                  sum(dead)::int AS dead, sum(cancelled)::int AS cancelled FROM (
              SELECT queue,
                count(*) FILTER (WHERE (lease_token IS NULL AND run_at <= now.t)
                  OR (lease_token IS NOT NULL AND lease_expires_at <= now.t AND attempts < max_attempts)) AS ready,
                count(*) FILTER (WHERE lease_token IS NULL AND run_at > now.t) AS scheduled,
                count(*) FILTER (WHERE lease_token IS NOT NULL AND lease_expires_at > now.t) AS leased,
                count(*) FILTER (WHERE lease_token IS NOT NULL AND lease_expires_at <= now.t
-                 AND attempts >= max_attempts) AS dead
+                 AND attempts >= max_attempts) AS dead, 0 AS cancelled
              FROM ${schema}.jobs, now GROUP BY queue
-             UNION ALL SELECT queue, 0, 0, 0, count(*) FROM ${schema}.dead_jobs GROUP BY queue
+             UNION ALL SELECT queue, 0, 0, 0, count(*) FILTER (WHERE state = 'dead'),
+               count(*) FILTER (WHERE state = 'cancelled') FROM ${schema}.dead_jobs GROUP BY queue
            ) AS c GROUP BY queue ORDER BY queue`
         )
       )
       const check = (step: string) =>
         Effect.gen(function*() {
           const stats = yield* store.stats
-          const expected = (yield* scanned).filter((row) => row.ready + row.scheduled + row.leased + row.dead > 0)
+          const expected = (yield* scanned).filter((row) =>
+            row.ready + row.scheduled + row.leased + row.dead + row.cancelled > 0
+          )
           const counted = Object.entries(stats.byQueue)
             .map(([queue, counts]) => ({ queue, ...counts }))
-            .filter((row) => row.ready + row.scheduled + row.leased + row.dead > 0)
+            .filter((row) => row.ready + row.scheduled + row.leased + row.dead + row.cancelled > 0)
             .sort((a, b) => a.queue < b.queue ? -1 : 1)
           assert.deepStrictEqual(counted, expected, step)
         })
@@ -261,6 +264,11 @@ describe("PgJobStore on PostgreSQL", () => {
       const dead = yield* store.deadLetters()
       yield* store.redrive(dead.slice(0, 3).map((job) => job.id))
       yield* check("redriven")
+      yield* store.cancelMany({ queue: "q1" })
+      yield* store.cancel(dead[3]!.id)
+      yield* check("cancelled")
+      yield* store.redrive((yield* store.list({ state: "cancelled", limit: 2 })).jobs.map((job) => job.id))
+      yield* check("cancelled jobs redriven")
       // An operator's own SQL, and a renewal that changes no state.
       yield* Effect.promise(() =>
         query(`DELETE FROM ${schema}.jobs WHERE id IN (SELECT id FROM ${schema}.jobs LIMIT 5)`)
@@ -295,8 +303,14 @@ describe("PgJobStore on PostgreSQL", () => {
         assert.match(plan, /Index Cond: \(lease_expires_at <= \$\d+\)/, plan)
         const stats = yield* store.stats
         assert.deepStrictEqual([stats.ready, stats.scheduled, stats.leased, stats.dead], [1_000_000, 0, 0, 1_000_000])
-        assert.deepStrictEqual(stats.byQueue["bulk"], { ready: 1_000_000, scheduled: 0, leased: 0, dead: 0 })
-        assert.deepStrictEqual(stats.byQueue["q3"], { ready: 0, scheduled: 0, leased: 0, dead: 100_000 })
+        assert.deepStrictEqual(stats.byQueue["bulk"], {
+          ready: 1_000_000,
+          scheduled: 0,
+          leased: 0,
+          dead: 0,
+          cancelled: 0
+        })
+        assert.deepStrictEqual(stats.byQueue["q3"], { ready: 0, scheduled: 0, leased: 0, dead: 100_000, cancelled: 0 })
       }).pipe(Effect.provide(clientLayer())),
     120_000
   )
@@ -322,6 +336,59 @@ describe("PgJobStore on PostgreSQL", () => {
         assert.deepStrictEqual(ofQ3.map((job) => job.id), ["999993", "999983"])
       }).pipe(Effect.provide(clientLayer())),
     120_000
+  )
+
+  it.scopedLive(
+    "lists every kind of page by index among 1,000,000 ready jobs and 1,000,000 dead letters",
+    () =>
+      Effect.gen(function*() {
+        const schema = uniqueName("t")
+        const store = yield* testStore({ schema, clock })
+        yield* insertReadyJobs(schema, 1_000_000)
+        yield* insertDeadLetters(schema, 2_000_001, 1_000_000)
+        // The rows above took their ids by hand: the store's own come after them.
+        yield* Effect.flatMap(PgClient.PgClient, (sql) => sql.unsafe(`SELECT setval('${schema}.job_ids', 3000000)`))
+        const now = new Date(yield* clock.now)
+        const later = new Date(now.getTime() + 3_600_000)
+        const newer = yield* store.enqueue([
+          newJob({ queue: "rare", name: "rare-job", key: "only-one", runAt: later }),
+          newJob({ queue: "rare", name: "rare-job", runAt: now })
+        ])
+        yield* store.claim(claimRequest({ queues: ["rare"], names: ["rare-job"], limit: 1 }))
+        yield* Effect.flatMap(PgClient.PgClient, (sql) => sql.unsafe(`ANALYZE ${schema}.jobs`))
+        const filters: ReadonlyArray<ListOptions & { readonly limit: number }> = [
+          { limit: 50 },
+          { limit: 50, after: "1500000" },
+          { limit: 50, state: "ready" },
+          { limit: 50, state: "scheduled" },
+          { limit: 50, state: "leased" },
+          { limit: 50, state: "dead" },
+          { limit: 50, state: "dead", queue: "q3", after: "2500000" },
+          { limit: 50, state: "cancelled" },
+          { limit: 50, queue: "rare" },
+          { limit: 50, name: "rare-job" },
+          { limit: 50, key: "only-one" },
+          { limit: 50, queue: "bulk", name: "send-email", after: "500000" }
+        ]
+        const timings: Array<string> = []
+        for (const filter of filters) {
+          const { params, text } = pgStatements.listStatement(`"${schema}"`, latestVersion, filter)
+          const plan = yield* explain(text, params)
+          assert.notMatch(plan, /Seq Scan on (jobs|dead_jobs)\b/, `${JSON.stringify(filter)}\n${plan}`)
+          const started = performance.now()
+          const page = yield* store.list(filter)
+          timings.push(`${JSON.stringify(filter)}: ${(performance.now() - started).toFixed(1)} ms`)
+          assert.isAtMost(page.jobs.length, 50)
+        }
+        console.log(`list pages among 2,000,000 jobs:\n${timings.join("\n")}`)
+        const ids = (page: JobPage) => page.jobs.map((job) => job.id)
+        assert.deepStrictEqual(ids(yield* store.list({ queue: "rare" })), [newer[1], newer[0]])
+        assert.deepStrictEqual(ids(yield* store.list({ state: "scheduled" })), [newer[0]])
+        assert.deepStrictEqual(ids(yield* store.list({ state: "leased" })), [newer[1]])
+        assert.deepStrictEqual(ids(yield* store.list({ limit: 2, after: "1000000" })), ["999999", "999998"])
+        assert.deepStrictEqual(ids(yield* store.list({ limit: 2, state: "dead", queue: "q3" })), ["2999993", "2999983"])
+      }).pipe(Effect.provide(clientLayer())),
+    180_000
   )
 
   it.scoped("enqueue joins the caller's transaction: a rollback leaves no job and wakes nobody", () =>

@@ -93,7 +93,7 @@ export const wakeupsBefore = (
 const compareIds = (a: string, b: string): number =>
   a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0
 
-const zero: QueueStats = { ready: 0, scheduled: 0, leased: 0, dead: 0 }
+const zero: QueueStats = { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0 }
 
 /** A `send-email` job for the `emails` queue, ready at the epoch unless `fields` says otherwise. */
 export const newJob = (fields?: Partial<NewJob>): NewJob => ({
@@ -135,7 +135,9 @@ export const assertIllegal = (exit: Exit.Exit<unknown, unknown>, includes: strin
 /** The stats of a store whose jobs are all in `emails`, all of them `send-email`. */
 const onlyEmails = (counts: QueueStats) => ({
   ...counts,
-  byQueue: counts.ready + counts.scheduled + counts.leased + counts.dead === 0 ? {} : { emails: counts },
+  byQueue: counts.ready + counts.scheduled + counts.leased + counts.dead + counts.cancelled === 0
+    ? {}
+    : { emails: counts },
   readyByName: counts.ready === 0 ? {} : { "send-email": counts.ready },
   pausedQueues: []
 })
@@ -1137,7 +1139,10 @@ export const jobStoreConformance = (
               { lease: refunded!.lease, outcome: Outcome.Released({ refund: true }) }
             ])
             assert.deepStrictEqual(applied, [true, true, false, true, true, true])
-            assert.deepStrictEqual(yield* op.stats, onlyEmails({ ready: 2, scheduled: 1, leased: 0, dead: 1 }))
+            assert.deepStrictEqual(
+              yield* op.stats,
+              onlyEmails({ ready: 2, scheduled: 1, leased: 0, dead: 1, cancelled: 0 })
+            )
             const back = yield* op.claim()
             assert.deepStrictEqual(back.map((job) => [job.id, job.attempt]), [[released!.id, 2], [refunded!.id, 1]])
             assert.deepStrictEqual((yield* store.deadLetters()).map((job) => job.id), [dead!.id])
@@ -1269,7 +1274,10 @@ export const jobStoreConformance = (
             attempt: 1,
             error: "lease expired"
           }])
-          assert.deepStrictEqual(yield* op.stats, onlyEmails({ ready: 1, scheduled: 0, leased: 1, dead: 1 }))
+          assert.deepStrictEqual(
+            yield* op.stats,
+            onlyEmails({ ready: 1, scheduled: 0, leased: 1, dead: 1, cancelled: 0 })
+          )
           const dead = yield* store.deadLetters()
           assert.deepStrictEqual(dead.map((job) => [job.id, job.attempts, job.lastError, job.payload]), [[
             exhausted,
@@ -1307,6 +1315,7 @@ export const jobStoreConformance = (
               scheduled: 1,
               leased: 1,
               dead: 1,
+              cancelled: 0,
               byQueue: {
                 a: { ...zero, ready: 2, scheduled: 1 },
                 b: { ...zero, leased: 1 },
@@ -1616,7 +1625,13 @@ export const jobStoreConformance = (
             )
             const stats = yield* store.stats
             assert.deepStrictEqual(stats.pausedQueues, ["empty", "paused"])
-            assert.deepStrictEqual(stats.byQueue["paused"], { ready: 1, scheduled: 0, leased: 1, dead: 0 })
+            assert.deepStrictEqual(stats.byQueue["paused"], {
+              ready: 1,
+              scheduled: 0,
+              leased: 1,
+              dead: 0,
+              cancelled: 0
+            })
             // A job claimed before the pause runs to its end, and one that fails waits for the resume.
             yield* op.retry(running.lease, 0)
             assert.deepStrictEqual(yield* op.claim({ queues: ["paused"] }), [])
@@ -1754,6 +1769,190 @@ export const jobStoreConformance = (
         }))
     })
 
+    describe("get, list, cancel and cancelMany", () => {
+      test("get finds a job in every state, with what an operator asks about", (store, op) =>
+        Effect.gen(function*() {
+          const now = yield* op.at(0)
+          const [ready, scheduled, leased, dead, done] = yield* store.enqueue([
+            op.job(now, { payload: { n: 1 }, key: "k1", priority: 3 }),
+            op.job(yield* op.at(60_000), { payload: { n: 2 } }),
+            op.job(now, { payload: { n: 3 } }),
+            op.job(now, { payload: { n: 4 } }),
+            op.job(now, { payload: { n: 5 } })
+          ])
+          const claimed = yield* op.claim({ limit: 4, worker: "worker-7" })
+          const byId = new Map(claimed.map((job) => [job.id, job]))
+          yield* op.dead(byId.get(dead!)!.lease, "it broke")
+          yield* op.complete(byId.get(done!)!.lease)
+          yield* op.retry(byId.get(ready!)!.lease, 0, "first try failed")
+          const got = (id: string) => Effect.map(store.get(id), (job) => job!)
+
+          const readyJob = yield* got(ready!)
+          assert.deepStrictEqual(readyJob, {
+            id: ready!,
+            state: "ready",
+            name: "send-email",
+            queue: "emails",
+            payload: { n: 1 },
+            attempts: 1,
+            maxAttempts: 5,
+            priority: 3,
+            key: "k1",
+            enqueuedAt: now,
+            runAt: now,
+            lastError: "first try failed",
+            errors: [{ attempt: 1, error: "first try failed", at: now }],
+            scheduledFor: undefined,
+            worker: undefined,
+            leaseExpiresAt: undefined,
+            endedAt: undefined
+          })
+          assert.deepInclude(yield* got(scheduled!), { state: "scheduled", attempts: 0, runAt: yield* op.at(60_000) })
+          assert.deepInclude(yield* got(leased!), {
+            state: "leased",
+            attempts: 1,
+            worker: "worker-7",
+            leaseExpiresAt: yield* op.at(LEASE_MS),
+            endedAt: undefined
+          })
+          assert.deepInclude(yield* got(dead!), {
+            state: "dead",
+            lastError: "it broke",
+            endedAt: now,
+            worker: undefined,
+            leaseExpiresAt: undefined,
+            payload: { n: 4 }
+          })
+          assert.isUndefined(yield* store.get(done!), "a completed job is not kept")
+          assert.isUndefined(yield* store.get("999999"), "no such job")
+          assert.isUndefined(yield* store.get("not-an-id"), "no such job")
+        }))
+
+      test(
+        "list pages newest first, by state, queue, name and key, and says when another page follows",
+        (store, op) =>
+          Effect.gen(function*() {
+            const now = yield* op.at(0)
+            const ids = yield* store.enqueue([
+              op.job(now, { queue: "a" }),
+              op.job(now, { queue: "b", name: "resize" }),
+              op.job(yield* op.at(60_000), { queue: "a", key: "later" }),
+              op.job(now, { queue: "a" }),
+              op.job(now, { queue: "b" })
+            ])
+            const idsOf = (page: { readonly jobs: ReadonlyArray<{ readonly id: string }> }) =>
+              page.jobs.map((job) => job.id)
+            const all = yield* store.list()
+            assert.deepStrictEqual(idsOf(all), [...ids].reverse())
+            assert.isUndefined(all.next)
+
+            const first = yield* store.list({ limit: 2 })
+            assert.deepStrictEqual(idsOf(first), [ids[4], ids[3]])
+            assert.strictEqual(first.next, ids[3])
+            const second = yield* store.list({ limit: 2, after: first.next })
+            assert.deepStrictEqual(idsOf(second), [ids[2], ids[1]])
+            const third = yield* store.list({ limit: 2, after: second.next })
+            assert.deepStrictEqual(idsOf(third), [ids[0]])
+            assert.isUndefined(third.next, "the last page says so")
+
+            assert.deepStrictEqual(idsOf(yield* store.list({ queue: "a" })), [ids[3], ids[2], ids[0]])
+            assert.deepStrictEqual(idsOf(yield* store.list({ name: "resize" })), [ids[1]])
+            assert.deepStrictEqual(idsOf(yield* store.list({ queue: "b", name: "send-email" })), [ids[4]])
+            assert.deepStrictEqual(idsOf(yield* store.list({ key: "later" })), [ids[2]])
+            assert.deepStrictEqual(idsOf(yield* store.list({ state: "scheduled" })), [ids[2]])
+            assert.deepStrictEqual(idsOf(yield* store.list({ state: "ready", queue: "a" })), [ids[3], ids[0]])
+
+            const [claimed] = yield* op.claim({ queues: ["b"], names: ["resize"], limit: 1 })
+            assert.deepStrictEqual(idsOf(yield* store.list({ state: "leased" })), [claimed!.id])
+            yield* op.dead(claimed!.lease)
+            assert.deepStrictEqual(idsOf(yield* store.list({ state: "dead" })), [ids[1]])
+            assert.deepStrictEqual(idsOf(yield* store.list({ state: "leased" })), [])
+            assert.deepStrictEqual(idsOf(yield* store.list({ state: "succeeded" })), [])
+            assert.deepStrictEqual(idsOf(yield* store.list({ after: "not-an-id" })), [])
+            assert.deepStrictEqual((yield* store.list({ state: "dead" })).jobs[0]!.state, "dead")
+          })
+      )
+
+      test(
+        "cancel of a waiting job: it never runs, its key is free, and it is kept as cancelled",
+        (store, op) =>
+          Effect.gen(function*() {
+            const ready = yield* op.enqueue({ key: "report" })
+            const scheduled = yield* op.enqueue({ runAt: yield* op.at(1_000) })
+            assert.strictEqual(yield* store.cancel(ready), "cancelled")
+            assert.strictEqual(yield* store.cancel(scheduled), "cancelled")
+            yield* op.advance(2_000)
+            assert.deepStrictEqual(yield* op.claim(), [], "neither runs")
+            assert.deepInclude(yield* store.get(ready), { state: "cancelled", lastError: "cancelled" })
+            assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, cancelled: 2 }))
+            assert.deepStrictEqual(yield* store.deadLetters(), [], "a cancelled job is no dead letter")
+            assert.strictEqual(yield* store.cancel(ready), "alreadyFinished")
+            assert.strictEqual(yield* store.cancel("999999"), "notFound")
+            assert.strictEqual(yield* store.cancel("not-an-id"), "notFound")
+            const [again] = yield* store.insert([newJob({ key: "report" })])
+            assert.strictEqual(again!.outcome, "inserted", "the key is free")
+            assert.strictEqual(yield* store.redrive([scheduled]), 1, "a cancelled job can be redriven")
+            assert.deepInclude(yield* store.get(scheduled), { state: "ready", attempts: 0 })
+          })
+      )
+
+      test(
+        "cancel of a running job: its worker is told, its lease no longer holds, and a late settle changes nothing",
+        (store, op) =>
+          Effect.gen(function*() {
+            const cancellations = yield* store.cancellations
+            const id = yield* op.enqueue({ key: "k" })
+            const claimed = yield* op.claimOne()
+            const next = (yield* store.insert([newJob({ key: "k", payload: { after: true } })]))[0]!
+            assert.strictEqual(next.outcome, "queuedAfter")
+            assert.strictEqual(yield* store.cancel(id), "cancelled")
+            assert.strictEqual(yield* Queue.take(cancellations), id, "the worker is told")
+            assert.deepStrictEqual(yield* store.renew([claimed.lease], LEASE), [id], "the lease no longer holds")
+            assert.isFalse(yield* op.settleOne(claimed.lease, Outcome.Completed()), "a late settle changes nothing")
+            assert.deepInclude(yield* store.get(id), { state: "cancelled", attempts: 1 })
+            const promoted = yield* op.claimOne()
+            assert.strictEqual(promoted.id, next.id, "the job kept to run after it holds the key now")
+            assert.deepStrictEqual(promoted.payload, { after: true })
+          })
+      )
+
+      test(
+        "cancel of a job kept to run after its key's holder leaves the holder be",
+        (store, op) =>
+          Effect.gen(function*() {
+            yield* op.enqueue({ key: "k" })
+            const holder = yield* op.claimOne()
+            const next = (yield* store.insert([newJob({ key: "k" })]))[0]!
+            assert.deepInclude(yield* store.get(next.id), { state: "scheduled" })
+            assert.strictEqual(yield* store.cancel(next.id), "cancelled")
+            yield* op.complete(holder.lease)
+            assert.deepStrictEqual(yield* op.claim(), [], "nothing runs after the holder")
+            assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, cancelled: 1 }))
+          })
+      )
+
+      test(
+        "cancelMany cancels every live job of a queue or a name, in batches, optionally of one state",
+        (store, op) =>
+          Effect.gen(function*() {
+            const now = yield* op.at(0)
+            yield* store.enqueue(Array.from({ length: 2_500 }, () => op.job(now, { queue: "bulk" })))
+            yield* store.enqueue([op.job(now, { queue: "other" }), op.job(now, { queue: "bulk", name: "resize" })])
+            const later = yield* op.enqueue({ queue: "bulk", runAt: yield* op.at(60_000) })
+            const running = yield* op.claimOne({ queues: ["bulk"] })
+            const cancellations = yield* store.cancellations
+            assert.strictEqual(yield* store.cancelMany({ queue: "bulk", state: "scheduled" }), 1)
+            assert.deepInclude(yield* store.get(later), { state: "cancelled" })
+            assert.strictEqual(yield* store.cancelMany({ queue: "bulk", name: "send-email" }), 2_500)
+            assert.strictEqual(yield* Queue.take(cancellations), running.id, "the running one's worker is told")
+            assert.deepStrictEqual((yield* store.stats).byQueue["bulk"], { ...zero, ready: 1, cancelled: 2_501 })
+            assert.strictEqual(yield* store.cancelMany({ name: "resize" }), 1)
+            assert.strictEqual(yield* store.cancelMany({ queue: "bulk" }), 0)
+            assert.deepInclude((yield* store.stats).byQueue["other"], { ready: 1 })
+          })
+      )
+    })
+
     describe("arguments that make no sense", () => {
       test(
         "die with an IllegalArgumentException naming the store, the operation and the argument",
@@ -1846,6 +2045,23 @@ export const jobStoreConformance = (
             assertIllegal(yield* Effect.exit(store.deadLetters({ limit: -1 })), `${name}.deadLetters: invalid limit`)
             assertIllegal(yield* Effect.exit(store.redrive([1 as unknown as string])), `${name}.redrive: invalid ids`)
             assertIllegal(yield* Effect.exit(store.pauseQueue("")), `${name}.pauseQueue: invalid queue`)
+            assertIllegal(yield* Effect.exit(store.list({ limit: 0 })), `${name}.list: invalid limit`)
+            assertIllegal(yield* Effect.exit(store.list({ limit: 1_001 })), `${name}.list: invalid limit`)
+            assertIllegal(
+              yield* Effect.exit(store.list({ state: "done" as "dead" })),
+              `${name}.list: invalid state "done"`
+            )
+            assertIllegal(yield* Effect.exit(store.list({ queue: "" })), `${name}.list: invalid queue`)
+            assertIllegal(yield* Effect.exit(store.get(7 as unknown as string)), `${name}.get: invalid id`)
+            assertIllegal(
+              yield* Effect.exit(store.cancel(undefined as unknown as string)),
+              `${name}.cancel: invalid id`
+            )
+            assertIllegal(yield* Effect.exit(store.cancelMany({})), `${name}.cancelMany: invalid filter`)
+            assertIllegal(
+              yield* Effect.exit(store.cancelMany({ queue: "q", state: "dead" as "ready" })),
+              `${name}.cancelMany: invalid state`
+            )
             const slot = { schedule: "s", slot: new Date(0), backfill: false, job: newJob() }
             assertIllegal(
               yield* Effect.exit(store.enqueueSlot({ ...slot, schedule: "" })),

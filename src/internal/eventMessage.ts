@@ -20,7 +20,8 @@ const QueueStats = Schema.Struct({
   ready: Schema.Number,
   scheduled: Schema.Number,
   leased: Schema.Number,
-  dead: Schema.Number
+  dead: Schema.Number,
+  cancelled: Schema.Number
 })
 
 /** The first message of a stream that starts afresh: the worker as it is now. */

@@ -9,16 +9,18 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type {
+  CancelFilter,
   ClaimRequest,
   EncodedJob,
   JobStore,
   Lease,
+  ListOptions,
   NewJob,
   PruneResult,
   ScheduleSlot,
   Settlement
 } from "../JobStore.js"
-import { JobStoreError } from "../JobStore.js"
+import { type JobState, JobStoreError } from "../JobStore.js"
 import { notJson } from "./json.js"
 
 /** What is wrong with an argument: its name, its value, and what was expected. */
@@ -185,6 +187,47 @@ export const deadLettersProblem = (
 export const redriveProblem = (ids: ReadonlyArray<string>): Problem | undefined =>
   Array.isArray(ids) && ids.every((id) => typeof id === "string") ? undefined : ["ids", ids, "an array of job ids"]
 
+/** Here rather than in `JobStore.ts`, which imports this module: a value of that one is not defined yet here. */
+export const jobStates: ReadonlyArray<JobState> = ["ready", "scheduled", "leased", "succeeded", "dead", "cancelled"]
+
+/** The most jobs one `list` page holds. */
+export const maxListLimit = 1_000
+
+/** The jobs one `list` page holds when it is given no limit. */
+export const defaultListLimit = 50
+
+/** How many jobs one batch of `cancelMany` cancels at most. */
+export const cancelBatch = 1_000
+
+const states: ReadonlySet<unknown> = new Set(jobStates)
+const liveStates: ReadonlySet<unknown> = new Set(["ready", "scheduled", "leased"])
+const isOptionalName = (value: unknown) => value === undefined || isName(value)
+
+export const listProblem = (options: ListOptions | undefined): Problem | undefined => {
+  if (options === undefined) return undefined
+  if (typeof options !== "object" || options === null) return ["options", options, "ListOptions or undefined"]
+  const { after, key, limit, name, queue, state } = options
+  if (state !== undefined && !states.has(state)) return ["state", state, `one of ${jobStates.join(", ")}`]
+  if (!isOptionalName(queue)) return ["queue", queue, "a non-empty string or undefined"]
+  if (!isOptionalName(name)) return ["name", name, "a non-empty string or undefined"]
+  if (!isOptionalName(key)) return ["key", key, "a non-empty string or undefined"]
+  if (limit !== undefined && !(isCount(limit) && limit >= 1 && limit <= maxListLimit)) {
+    return ["limit", limit, `an integer from 1 to ${maxListLimit}`]
+  }
+  if (after !== undefined && typeof after !== "string") return ["after", after, "a job id or undefined"]
+  return undefined
+}
+
+export const cancelManyProblem = (filter: CancelFilter): Problem | undefined => {
+  if (typeof filter !== "object" || filter === null) return ["filter", filter, "a CancelFilter"]
+  const { name, queue, state } = filter
+  if (!isOptionalName(queue)) return ["queue", queue, "a non-empty string or undefined"]
+  if (!isOptionalName(name)) return ["name", name, "a non-empty string or undefined"]
+  if (queue === undefined && name === undefined) return ["filter", "{}", "a queue, a name, or both"]
+  if (state !== undefined && !liveStates.has(state)) return ["state", state, "ready, scheduled, leased or undefined"]
+  return undefined
+}
+
 /**
  * The longest delay a store holds: 100 years. A retry schedule that asks for more (an uncapped exponential at attempt
  * 44 and beyond) is clamped to it by the worker.
@@ -280,6 +323,25 @@ export const make = (driver: JobStore.Driver): JobStore.Service => {
       if (problem !== undefined) return refuse("redrive", problem)
       return ids.length === 0 ? Effect.succeed(0) : driver.redrive(ids)
     },
+    get: (id) => typeof id === "string" ? driver.get(id) : refuse("get", ["id", id, "a job id"]),
+    list: (options) => {
+      const problem = listProblem(options)
+      if (problem !== undefined) return refuse("list", problem)
+      return driver.list({ ...options, limit: options?.limit ?? defaultListLimit })
+    },
+    cancel: (id) => typeof id === "string" ? driver.cancel(id) : refuse("cancel", ["id", id, "a job id"]),
+    cancelMany: (filter) => {
+      const problem = cancelManyProblem(filter)
+      if (problem !== undefined) return refuse("cancelMany", problem)
+      const { name, queue, state } = filter
+      const batch = (total: number): Effect.Effect<number, JobStoreError> =>
+        Effect.flatMap(
+          driver.cancelBatch({ name, queue, state }, cancelBatch),
+          (n) => n === cancelBatch ? batch(total + n) : Effect.succeed(total + n)
+        )
+      return batch(0)
+    },
+    cancellations: driver.cancellations,
     pauseQueue: (queue) =>
       isName(queue) ? driver.pauseQueue(queue) : refuse("pauseQueue", ["queue", queue, "a non-empty string"]),
     resumeQueue: (queue) =>

@@ -8,8 +8,9 @@ import type { AttemptError } from "../JobStore.js"
 /**
  * Where a job is. A completed job is in no state: nothing refers to it any more. `Waiting`: kept to run after the
  * running holder of its key (`keyMode`), in no structure but the holder's `successor`; counted as scheduled.
+ * `Dead` and `Cancelled` jobs are the ended ones, kept in one list (`older`/`newer`) until pruned.
  */
-export const State = { Ready: 0, Scheduled: 1, Leased: 2, Dead: 3, Waiting: 4 } as const
+export const State = { Ready: 0, Scheduled: 1, Leased: 2, Dead: 3, Waiting: 4, Cancelled: 5 } as const
 export type State = typeof State[keyof typeof State]
 
 /**
@@ -24,15 +25,18 @@ export class JobRecord {
   /** The errors of earlier failed attempts, oldest first, the newest `maxAttemptErrors`. */
   errors: Array<AttemptError> = []
   token: string | undefined = undefined
+  /** The worker that holds the lease, while leased. */
+  worker: string | undefined = undefined
   /** The slot of the schedule that enqueued the job, if one did. */
   scheduledFor: number | undefined = undefined
   /** The job kept to run after this one, which holds the key (`keyMode`), once this one has ended for good. */
   successor: JobRecord | undefined = undefined
   leaseExpiresAt = 0
+  /** When it died or was cancelled. */
   failedAt = 0
   /** Position in the heap that holds the job; -1 when in none. */
   index = -1
-  /** The dead letters, oldest to newest: of the whole store, and of the job's queue. */
+  /** The ended jobs (dead or cancelled), oldest to newest: of the whole store, and of the job's queue. */
   older: JobRecord | undefined = undefined
   newer: JobRecord | undefined = undefined
   olderInQueue: JobRecord | undefined = undefined
@@ -200,13 +204,14 @@ export class Lane {
   constructor(readonly queue: QueueState, readonly name: string) {}
 }
 
-/** One queue's lanes and counts, and its dead letters in order. */
+/** One queue's lanes and counts, and its ended jobs (dead or cancelled) in order. */
 export class QueueState {
   readonly lanes = new Map<string, Lane>()
   ready = 0
   scheduled = 0
   leased = 0
   dead = 0
+  cancelled = 0
   oldestDead: JobRecord | undefined = undefined
   newestDead: JobRecord | undefined = undefined
   /** The operation that last woke this queue: a queue is woken once per operation. */

@@ -4,6 +4,8 @@ import * as Effect from "effect/Effect"
 import * as PubSub from "effect/PubSub"
 import {
   type BuriedJob,
+  type CancelFilter,
+  type CancelResult,
   type ClaimedJob,
   type ClaimRequest,
   type ClaimResult,
@@ -11,15 +13,19 @@ import {
   type EncodedJob,
   type EncodedSlot,
   type Enqueued,
+  type JobPage,
+  type JobState,
   type JobStats,
   type JobStore,
   JobStoreError,
   type Lease,
+  type ListOptions,
   maxAttemptErrors,
   type PruneResult,
   type QueueStats,
   type ReapResult,
-  type Settlement
+  type Settlement,
+  type StoredJob
 } from "../JobStore.js"
 import type { MemoryJobStoreOptions } from "../MemoryJobStore.js"
 import * as jobStore from "./jobStore.js"
@@ -119,6 +125,8 @@ class StoreCore {
   constructor(
     private readonly clock: Clock.Clock,
     private readonly hub: PubSub.PubSub<string>,
+    /** The ids of the leased jobs cancelled (`cancellations`). */
+    private readonly cancelHub: PubSub.PubSub<string>,
     private readonly maxDeadLetters: number,
     private readonly maxJobs: number,
     /** Dead letters older than this many milliseconds are pruned (`Infinity`: never). */
@@ -153,6 +161,7 @@ class StoreCore {
       expired++
       leases.remove(lapsed)
       lapsed.token = undefined
+      lapsed.worker = undefined
       lapsed.lane.queue.leased--
       if (lapsed.attempts >= lapsed.maxAttempts) {
         ;(this.buried ??= []).push({
@@ -251,6 +260,7 @@ class StoreCore {
   private unlease(record: JobRecord): void {
     this.leases.remove(record)
     record.token = undefined
+    record.worker = undefined
     record.lane.queue.leased--
   }
 
@@ -325,8 +335,8 @@ class StoreCore {
   }
 
   /** Moves a job that is in no heap to the newest end of the dead letters, and drops the oldest past the bound. */
-  private bury(record: JobRecord, error: string, now: number): void {
-    record.state = State.Dead
+  private bury(record: JobRecord, error: string, now: number, state: State = State.Dead): void {
+    record.state = state
     record.lastError = error
     record.failedAt = now
     this.live--
@@ -340,7 +350,8 @@ class StoreCore {
     if (queue.newestDead !== undefined) queue.newestDead.newerInQueue = record
     else queue.oldestDead = record
     queue.newestDead = record
-    queue.dead++
+    if (state === State.Dead) queue.dead++
+    else queue.cancelled++
     this.deadCount++
     while (this.deadCount > this.maxDeadLetters) {
       const oldest = this.dropOldestDead()
@@ -373,7 +384,8 @@ class StoreCore {
       record.olderInQueue =
       record.newerInQueue =
         undefined
-    queue.dead--
+    if (record.state === State.Dead) queue.dead--
+    else queue.cancelled--
     this.deadCount--
   }
 
@@ -518,12 +530,12 @@ class StoreCore {
         lanes[best] = lanes[lanes.length - 1]!
         lanes.pop()
       }
-      claimed.push(this.lease(record, expiresAt))
+      claimed.push(this.lease(record, expiresAt, request.worker))
     }
     return Effect.succeed({ jobs: claimed, buried: this.takeBuried() })
   }
 
-  private lease(record: JobRecord, expiresAt: number): ClaimedJob {
+  private lease(record: JobRecord, expiresAt: number, worker: string): ClaimedJob {
     const queue = record.lane.queue
     queue.ready--
     queue.leased++
@@ -532,6 +544,7 @@ class StoreCore {
     const token = String(++this.nextToken)
     record.token = token
     record.leaseExpiresAt = expiresAt
+    record.worker = worker
     this.leases.push(record)
     return {
       id: record.id,
@@ -636,19 +649,22 @@ class StoreCore {
     let scheduled = 0
     let leased = 0
     let dead = 0
+    let cancelled = 0
     const byQueue: Array<[string, QueueStats]> = []
     const readyByName = new Map<string, number>()
     for (const queue of this.queues.values()) {
-      if (queue.ready + queue.scheduled + queue.leased + queue.dead === 0) continue
+      if (queue.ready + queue.scheduled + queue.leased + queue.dead + queue.cancelled === 0) continue
       ready += queue.ready
       scheduled += queue.scheduled
       leased += queue.leased
       dead += queue.dead
+      cancelled += queue.cancelled
       byQueue.push([queue.name, {
         ready: queue.ready,
         scheduled: queue.scheduled,
         leased: queue.leased,
-        dead: queue.dead
+        dead: queue.dead,
+        cancelled: queue.cancelled
       }])
       if (queue.ready === 0) continue
       for (const lane of queue.lanes.values()) {
@@ -662,6 +678,7 @@ class StoreCore {
       scheduled,
       leased,
       dead,
+      cancelled,
       byQueue: Object.fromEntries(byQueue),
       readyByName: Object.fromEntries(readyByName),
       pausedQueues: Array.from(this.paused).sort()
@@ -677,12 +694,12 @@ class StoreCore {
     const found: Array<DeadJob> = []
     if (queueName === undefined) {
       for (let job = this.newestDead; job !== undefined && found.length < limit; job = job.older) {
-        found.push(deadJob(job))
+        if (job.state === State.Dead) found.push(deadJob(job))
       }
     } else {
       const queue = this.queues.get(queueName)
       for (let job = queue?.newestDead; job !== undefined && found.length < limit; job = job.olderInQueue) {
-        found.push(deadJob(job))
+        if (job.state === State.Dead) found.push(deadJob(job))
       }
     }
     return Effect.succeed(found)
@@ -730,7 +747,7 @@ class StoreCore {
     let moved = 0
     for (let i = 0; i < ids.length; i++) {
       const record = this.jobs.get(ids[i]!)
-      if (record === undefined || record.state !== State.Dead) continue
+      if (record === undefined || !isEnded(record)) continue
       // A live job took its key since it died: redriving it would make two live jobs with one key.
       if (record.key !== undefined && this.keys.has(record.key)) continue
       this.unbury(record)
@@ -754,7 +771,7 @@ class StoreCore {
     const keys = new Set<string>()
     for (const id of ids) {
       const record = this.jobs.get(id)
-      if (record === undefined || record.state !== State.Dead || seen.has(id)) continue
+      if (record === undefined || !isEnded(record) || seen.has(id)) continue
       if (record.key !== undefined) {
         if (this.keys.has(record.key) || keys.has(record.key)) continue
         keys.add(record.key)
@@ -762,6 +779,83 @@ class StoreCore {
       seen.add(id)
     }
     return seen.size
+  }
+
+  get(id: string): Effect.Effect<StoredJob | undefined> {
+    this.begin()
+    const record = this.jobs.get(id)
+    return Effect.succeed(record === undefined ? undefined : storedJob(record))
+  }
+
+  /**
+   * One page, newest first: the jobs are in `jobs` in id order (a job is added with its new id, and stays while it
+   * lives), so one pass keeps the last `limit` matches below `after`. O(jobs) per page, whatever the filter.
+   */
+  list(options: ListOptions & { readonly limit: number }): Effect.Effect<JobPage> {
+    this.begin()
+    const { key, limit, name, queue, state } = options
+    // An `after` that is no id of this store names no job: the page is empty.
+    const after = options.after === undefined ? Infinity : Number(options.after) || 0
+    const wanted = state === undefined ? undefined : stateOf[state]
+    // The matches, as a ring of the `limit + 1` latest: one more than a page tells whether another page follows.
+    const ring: Array<JobRecord> = []
+    let count = 0
+    for (const record of this.jobs.values()) {
+      if (Number(record.id) >= after) break
+      if (wanted !== undefined && !wanted.includes(record.state)) continue
+      if (queue !== undefined && record.lane.queue.name !== queue) continue
+      if (name !== undefined && record.lane.name !== name) continue
+      if (key !== undefined && record.key !== key) continue
+      ring[count++ % (limit + 1)] = record
+    }
+    const jobs: Array<StoredJob> = []
+    for (let i = count - 1; i >= 0 && i >= count - limit; i--) jobs.push(storedJob(ring[i % (limit + 1)]!))
+    return Effect.succeed({ jobs, next: count > limit ? jobs[jobs.length - 1]!.id : undefined })
+  }
+
+  cancel(id: string): Effect.Effect<CancelResult> {
+    const now = this.begin()
+    const record = this.jobs.get(id)
+    if (record === undefined) return Effect.succeed("notFound")
+    if (isEnded(record)) return Effect.succeed("alreadyFinished")
+    this.cancelRecord(record, now)
+    return Effect.succeed("cancelled")
+  }
+
+  cancelBatch(filter: CancelFilter, limit: number): Effect.Effect<number> {
+    const now = this.begin()
+    const wanted = filter.state === undefined ? live : stateOf[filter.state]
+    const found: Array<JobRecord> = []
+    for (const record of this.jobs.values()) {
+      if (found.length === limit) break
+      if (!wanted.includes(record.state)) continue
+      if (filter.queue !== undefined && record.lane.queue.name !== filter.queue) continue
+      if (filter.name !== undefined && record.lane.name !== filter.name) continue
+      found.push(record)
+    }
+    for (const record of found) this.cancelRecord(record, now)
+    return Effect.succeed(found.length)
+  }
+
+  /** Ends a live job as cancelled: out of its structure, its key free, its worker told when it was leased. */
+  private cancelRecord(record: JobRecord, now: number): void {
+    switch (record.state) {
+      case State.Leased:
+        this.unlease(record)
+        this.cancelHub.unsafeOffer(record.id)
+        break
+      case State.Waiting: {
+        const holder = this.keys.get(record.key!)!
+        holder.successor = undefined
+        record.lane.queue.scheduled--
+        this.live--
+        this.bury(record, cancelled, now, State.Cancelled)
+        return
+      }
+      default:
+        this.unplace(record)
+    }
+    this.bury(record, cancelled, now, State.Cancelled)
   }
 
   sizes(): StoreSizes {
@@ -784,6 +878,56 @@ class StoreCore {
       lanes,
       buried: this.buried?.length ?? 0
     }
+  }
+}
+
+const isEnded = (record: JobRecord): boolean => record.state === State.Dead || record.state === State.Cancelled
+
+/** The error a cancelled job ends with. */
+const cancelled = "cancelled"
+
+const live: ReadonlyArray<State> = [State.Ready, State.Scheduled, State.Leased, State.Waiting]
+
+/** The record states of each `JobState`. */
+const stateOf: Readonly<Record<JobState, ReadonlyArray<State>>> = {
+  ready: [State.Ready],
+  scheduled: [State.Scheduled, State.Waiting],
+  leased: [State.Leased],
+  succeeded: [],
+  dead: [State.Dead],
+  cancelled: [State.Cancelled]
+}
+
+const stateNames: Readonly<Record<State, JobState>> = {
+  [State.Ready]: "ready",
+  [State.Scheduled]: "scheduled",
+  [State.Leased]: "leased",
+  [State.Dead]: "dead",
+  [State.Waiting]: "scheduled",
+  [State.Cancelled]: "cancelled"
+}
+
+const storedJob = (record: JobRecord): StoredJob => {
+  const leased = record.state === State.Leased
+  const ended = isEnded(record)
+  return {
+    id: record.id,
+    state: stateNames[record.state],
+    name: record.lane.name,
+    queue: record.lane.queue.name,
+    payload: JSON.parse(record.payload),
+    attempts: record.attempts,
+    maxAttempts: record.maxAttempts,
+    priority: record.priority,
+    key: record.key,
+    enqueuedAt: new Date(record.enqueuedAt),
+    runAt: new Date(record.runAt),
+    lastError: record.lastError,
+    errors: record.errors.slice(),
+    scheduledFor: record.scheduledFor === undefined ? undefined : new Date(record.scheduledFor),
+    worker: leased ? record.worker : undefined,
+    leaseExpiresAt: leased ? new Date(record.leaseExpiresAt) : undefined,
+    endedAt: ended ? new Date(record.failedAt) : undefined
   }
 }
 
@@ -821,28 +965,40 @@ export const make = (options?: MemoryJobStoreOptions): Effect.Effect<Service> =>
     if (retention === undefined) {
       return invalidOption("deadLetterRetention", options?.deadLetterRetention, "a duration above zero")
     }
-    return Effect.map(Effect.zip(Effect.clock, PubSub.sliding<string>(wakeupBufferSize)), ([clock, hub]) => {
-      const core = new StoreCore(clock, hub, maxDeadLetters, maxJobs, Duration.toMillis(retention))
-      const driver: JobStore.Driver = {
-        name: "MemoryJobStore",
-        immediate: true,
-        insert: (jobs) => Effect.suspend(() => core.after(core.enqueue(jobs))),
-        enqueueSlot: (slot) => Effect.suspend(() => core.after(core.enqueueSlot(slot))),
-        claim: (request) => Effect.suspend(() => core.after(core.claim(request))),
-        renew: (leases, lease) => Effect.suspend(() => core.after(core.renew(leases, lease))),
-        settle: (settlements) => Effect.suspend(() => core.after(core.settle(settlements))),
-        reap: Effect.suspend(() => core.after(core.reap())),
-        prune: Effect.suspend(() => core.after(core.prune())),
-        // Subscribed when this effect runs, in the caller's scope: live when it returns.
-        wakeups: PubSub.subscribe(hub),
-        stats: Effect.suspend(() => core.after(core.stats())),
-        deadLetters: (listOptions) => Effect.suspend(() => core.after(core.deadLetters(listOptions))),
-        redrive: (ids) => Effect.suspend(() => core.after(core.redrive(ids))),
-        pauseQueue: (queue) => Effect.suspend(() => core.after(core.pauseQueue(queue))),
-        resumeQueue: (queue) => Effect.suspend(() => core.after(core.resumeQueue(queue)))
+    return Effect.map(
+      Effect.all([
+        Effect.clock,
+        PubSub.sliding<string>(wakeupBufferSize),
+        PubSub.sliding<string>(wakeupBufferSize)
+      ]),
+      ([clock, hub, cancelHub]) => {
+        const core = new StoreCore(clock, hub, cancelHub, maxDeadLetters, maxJobs, Duration.toMillis(retention))
+        const driver: JobStore.Driver = {
+          name: "MemoryJobStore",
+          immediate: true,
+          insert: (jobs) => Effect.suspend(() => core.after(core.enqueue(jobs))),
+          enqueueSlot: (slot) => Effect.suspend(() => core.after(core.enqueueSlot(slot))),
+          claim: (request) => Effect.suspend(() => core.after(core.claim(request))),
+          renew: (leases, lease) => Effect.suspend(() => core.after(core.renew(leases, lease))),
+          settle: (settlements) => Effect.suspend(() => core.after(core.settle(settlements))),
+          reap: Effect.suspend(() => core.after(core.reap())),
+          prune: Effect.suspend(() => core.after(core.prune())),
+          // Subscribed when this effect runs, in the caller's scope: live when it returns.
+          wakeups: PubSub.subscribe(hub),
+          stats: Effect.suspend(() => core.after(core.stats())),
+          deadLetters: (listOptions) => Effect.suspend(() => core.after(core.deadLetters(listOptions))),
+          redrive: (ids) => Effect.suspend(() => core.after(core.redrive(ids))),
+          pauseQueue: (queue) => Effect.suspend(() => core.after(core.pauseQueue(queue))),
+          resumeQueue: (queue) => Effect.suspend(() => core.after(core.resumeQueue(queue))),
+          get: (id) => Effect.suspend(() => core.after(core.get(id))),
+          list: (listOptions) => Effect.suspend(() => core.after(core.list(listOptions))),
+          cancel: (id) => Effect.suspend(() => core.after(core.cancel(id))),
+          cancelBatch: (filter, limit) => Effect.suspend(() => core.after(core.cancelBatch(filter, limit))),
+          cancellations: PubSub.subscribe(cancelHub)
+        }
+        const service = jobStore.make(driver)
+        cores.set(service, core)
+        return service
       }
-      const service = jobStore.make(driver)
-      cores.set(service, core)
-      return service
-    })
+    )
   })

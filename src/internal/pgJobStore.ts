@@ -31,6 +31,7 @@ import type * as Scope from "effect/Scope"
 import Pg from "pg"
 import {
   type BuriedJob,
+  type CancelResult,
   type DeadJob,
   type JobStats,
   type JobStore,
@@ -45,7 +46,19 @@ import { invalidOption as storeInvalidOption, pruneBatch, retentionOption } from
 import { clientConfig, makeConnections } from "./pgConnections.js"
 import { makeEnqueues } from "./pgEnqueue.js"
 import { latestVersion, prepare } from "./pgMigrations.js"
-import { buriedJob, claimedJob, claimOrder, type ClaimRow, Kind, kindOf, statements } from "./pgStatements.js"
+import {
+  buriedJob,
+  cancelBatchStatement,
+  claimedJob,
+  claimOrder,
+  type ClaimRow,
+  Kind,
+  kindOf,
+  listStatement,
+  statements,
+  storedJob,
+  type StoredRow
+} from "./pgStatements.js"
 
 /** @internal */
 export const defaults = {
@@ -310,6 +323,8 @@ export const make = (
       Effect.mapError(own<A>(name, text, params), failed(operation))
 
     const hub = yield* PubSub.sliding<string>(256)
+    /** The ids of the leased jobs cancelled, as notifications `!<id>,<id>...` say them. */
+    const cancelHub = yield* PubSub.sliding<string>(1024)
     const listening = yield* Effect.makeLatch(false)
     /**
      * The barriers `wakeups` waits for: a notification `#<id>` it sent itself. The listening connection hears
@@ -335,6 +350,7 @@ export const make = (
             Effect.ignore(publishReadyQueues)
           )
         }
+        if (payload.startsWith("!")) return PubSub.publishAll(cancelHub, payload.slice(1).split(","))
         if (payload.startsWith("#")) {
           const barrier = barriers.get(payload)
           return barrier === undefined ? Effect.void : Deferred.succeed(barrier, undefined)
@@ -608,8 +624,8 @@ export const make = (
           []
         ),
         (rows): JobStats => {
-          const total = { ready: 0, scheduled: 0, leased: 0, dead: 0 }
-          const byQueue = new Map<string, { ready: number; scheduled: number; leased: number; dead: number }>()
+          const total = { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0 }
+          const byQueue = new Map<string, typeof total>()
           const byName = new Map<string, number>()
           const paused: Array<string> = []
           for (const { name, paused: isPaused, queue, ...counts } of rows) {
@@ -621,11 +637,13 @@ export const make = (
             total.scheduled += counts.scheduled
             total.leased += counts.leased
             total.dead += counts.dead
-            const sum = byQueue.get(queue) ?? { ready: 0, scheduled: 0, leased: 0, dead: 0 }
+            total.cancelled += counts.cancelled
+            const sum = byQueue.get(queue) ?? { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0 }
             sum.ready += counts.ready
             sum.scheduled += counts.scheduled
             sum.leased += counts.leased
             sum.dead += counts.dead
+            sum.cancelled += counts.cancelled
             byQueue.set(queue, sum)
             if (name !== null && counts.ready > 0) byName.set(name, (byName.get(name) ?? 0) + counts.ready)
           }
@@ -677,6 +695,29 @@ export const make = (
           ([row]) => row!.moved
         )
       },
+      get: (id) =>
+        isBigintText(id)
+          ? Effect.map(run<StoredRow>("get", sql.get, [id]), (rows) => rows[0] && storedJob(rows[0]))
+          : Effect.succeed(undefined),
+      list: (options) => {
+        const { params, text } = listStatement(s, version, options)
+        return Effect.map(run<StoredRow>("list", text, params), (rows) => {
+          const jobs = rows.slice(0, options.limit).map(storedJob)
+          return { jobs, next: rows.length > options.limit ? jobs[jobs.length - 1]!.id : undefined }
+        })
+      },
+      cancel: (id) =>
+        isBigintText(id)
+          ? Effect.map(
+            run<{ readonly cancelled: number; readonly ended: boolean }>("cancel", sql.cancel, [channel, id]),
+            ([row]): CancelResult => row!.cancelled > 0 ? "cancelled" : row!.ended ? "alreadyFinished" : "notFound"
+          )
+          : Effect.succeed("notFound"),
+      cancelBatch: (filter, limit) => {
+        const { params, text } = cancelBatchStatement(s, channel, filter, limit)
+        return Effect.map(run<{ readonly cancelled: number }>("cancelMany", text, params), ([row]) => row!.cancelled)
+      },
+      cancellations: PubSub.subscribe(cancelHub),
       pauseQueue: (queue) => Effect.asVoid(run("pauseQueue", sql.pauseQueue, [queue])),
       resumeQueue: (queue) => Effect.asVoid(run("resumeQueue", sql.resumeQueue, [channel, queue]))
     }

@@ -33,6 +33,50 @@ interface Migration {
 /** The table of applied versions, in the store's schema. */
 export const versionTable = "effect_worker_context_migrations"
 
+/** A job's count state in `jobs`: waiting (ready or scheduled) or leased. */
+const jobsState = `CASE WHEN lease_token IS NULL THEN 'waiting' ELSE 'leased' END`
+
+/** The net change of the counts, per lane, priority and state `st`, of `rows` (negated with `sign` `-`). */
+const countDelta = (rows: string, st: string, sign: string) =>
+  `SELECT queue, name, priority, ${st} AS state, ${sign}count(*) AS n FROM ${rows} GROUP BY 1, 2, 3, 4`
+
+/** The statement trigger function that records the count deltas of `table`, whose rows' state is `st`. */
+const countFunction = (s: string, table: string, st: string) =>
+  `CREATE OR REPLACE FUNCTION ${s}.count_${table}() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF TG_OP = 'INSERT' THEN
+      INSERT INTO ${s}.job_count_deltas ${countDelta("new_rows", st, "")};
+    ELSIF TG_OP = 'DELETE' THEN
+      INSERT INTO ${s}.job_count_deltas ${countDelta("old_rows", st, "-")};
+    ELSE
+      INSERT INTO ${s}.job_count_deltas
+      SELECT queue, name, priority, state, sum(n) FROM (
+        ${countDelta("old_rows", st, "-")} UNION ALL ${countDelta("new_rows", st, "")}
+      ) AS d GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0;
+    END IF;
+    RETURN NULL;
+  END $$`
+
+const countTriggers = (s: string, table: string) => [
+  `CREATE TRIGGER ${table}_counted_insert AFTER INSERT ON ${s}.${table} REFERENCING NEW TABLE AS new_rows
+   FOR EACH STATEMENT EXECUTE FUNCTION ${s}.count_${table}()`,
+  `CREATE TRIGGER ${table}_counted_update AFTER UPDATE ON ${s}.${table}
+   REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION ${s}.count_${table}()`,
+  `CREATE TRIGGER ${table}_counted_delete AFTER DELETE ON ${s}.${table} REFERENCING OLD TABLE AS old_rows
+   FOR EACH STATEMENT EXECUTE FUNCTION ${s}.count_${table}()`,
+  `CREATE TRIGGER ${table}_counted_truncate AFTER TRUNCATE ON ${s}.${table}
+   FOR EACH STATEMENT EXECUTE FUNCTION ${s}.uncount_${table}()`
+]
+
+/** The function that drops the counts of `states` when `table` is truncated. */
+const uncountFunction = (s: string, table: string, states: string) =>
+  `CREATE OR REPLACE FUNCTION ${s}.uncount_${table}() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    DELETE FROM ${s}.job_counts WHERE state IN (${states});
+    DELETE FROM ${s}.job_count_deltas WHERE state IN (${states});
+    RETURN NULL;
+  END $$`
+
 const migrations: ReadonlyArray<Migration> = [
   {
     version: 1,
@@ -108,44 +152,8 @@ const migrations: ReadonlyArray<Migration> = [
     version: 3,
     name: "counts",
     compatibleFrom: 1,
-    statements: (s) => {
-      const state = `CASE WHEN lease_token IS NULL THEN 'waiting' ELSE 'leased' END`
-      const delta = (rows: string, st: string, sign: string) =>
-        `SELECT queue, name, priority, ${st} AS state, ${sign}count(*) AS n FROM ${rows} GROUP BY 1, 2, 3, 4`
-      const counter = (table: string, st: string) =>
-        `CREATE FUNCTION ${s}.count_${table}() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          IF TG_OP = 'INSERT' THEN
-            INSERT INTO ${s}.job_count_deltas ${delta("new_rows", st, "")};
-          ELSIF TG_OP = 'DELETE' THEN
-            INSERT INTO ${s}.job_count_deltas ${delta("old_rows", st, "-")};
-          ELSE
-            INSERT INTO ${s}.job_count_deltas
-            SELECT queue, name, priority, state, sum(n) FROM (
-              ${delta("old_rows", st, "-")} UNION ALL ${delta("new_rows", st, "")}
-            ) AS d GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0;
-          END IF;
-          RETURN NULL;
-        END $$`
-      const triggers = (table: string) => [
-        `CREATE TRIGGER ${table}_counted_insert AFTER INSERT ON ${s}.${table} REFERENCING NEW TABLE AS new_rows
-         FOR EACH STATEMENT EXECUTE FUNCTION ${s}.count_${table}()`,
-        `CREATE TRIGGER ${table}_counted_update AFTER UPDATE ON ${s}.${table}
-         REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION ${s}.count_${table}()`,
-        `CREATE TRIGGER ${table}_counted_delete AFTER DELETE ON ${s}.${table} REFERENCING OLD TABLE AS old_rows
-         FOR EACH STATEMENT EXECUTE FUNCTION ${s}.count_${table}()`,
-        `CREATE TRIGGER ${table}_counted_truncate AFTER TRUNCATE ON ${s}.${table}
-         FOR EACH STATEMENT EXECUTE FUNCTION ${s}.uncount_${table}()`
-      ]
-      const uncounter = (table: string, states: string) =>
-        `CREATE FUNCTION ${s}.uncount_${table}() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          DELETE FROM ${s}.job_counts WHERE state IN (${states});
-          DELETE FROM ${s}.job_count_deltas WHERE state IN (${states});
-          RETURN NULL;
-        END $$`
-      return [
-        `CREATE TABLE ${s}.job_counts (
+    statements: (s) => [
+      `CREATE TABLE ${s}.job_counts (
           queue text NOT NULL,
           name text NOT NULL,
           priority bigint NOT NULL,
@@ -153,27 +161,26 @@ const migrations: ReadonlyArray<Migration> = [
           n bigint NOT NULL,
           PRIMARY KEY (queue, name, priority, state)
         )`,
-        `CREATE TABLE ${s}.job_count_deltas (
+      `CREATE TABLE ${s}.job_count_deltas (
           queue text NOT NULL,
           name text NOT NULL,
           priority bigint NOT NULL,
           state text NOT NULL,
           n bigint NOT NULL
         )`,
-        // Rows come and go by the thousand: vacuum it often.
-        `ALTER TABLE ${s}.job_count_deltas SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000)`,
-        counter("jobs", state),
-        counter("dead_jobs", `'dead'`),
-        uncounter("jobs", `'waiting', 'leased'`),
-        uncounter("dead_jobs", `'dead'`),
-        // The triggers first: creating them locks out writers until this transaction commits, so the counts below
-        // miss no change and count none twice.
-        ...triggers("jobs"),
-        ...triggers("dead_jobs"),
-        `INSERT INTO ${s}.job_counts ${delta(`${s}.jobs`, state, "")}`,
-        `INSERT INTO ${s}.job_counts ${delta(`${s}.dead_jobs`, `'dead'`, "")}`
-      ]
-    }
+      // Rows come and go by the thousand: vacuum it often.
+      `ALTER TABLE ${s}.job_count_deltas SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000)`,
+      countFunction(s, "jobs", jobsState),
+      countFunction(s, "dead_jobs", `'dead'`),
+      uncountFunction(s, "jobs", `'waiting', 'leased'`),
+      uncountFunction(s, "dead_jobs", `'dead'`),
+      // The triggers first: creating them locks out writers until this transaction commits, so the counts below
+      // miss no change and count none twice.
+      ...countTriggers(s, "jobs"),
+      ...countTriggers(s, "dead_jobs"),
+      `INSERT INTO ${s}.job_counts ${countDelta(`${s}.jobs`, jobsState, "")}`,
+      `INSERT INTO ${s}.job_counts ${countDelta(`${s}.dead_jobs`, `'dead'`, "")}`
+    ]
   },
   {
     // The errors of a job's earlier failed attempts, `[{ attempt, error, at }]` with `at` in epoch milliseconds,
@@ -241,6 +248,30 @@ const migrations: ReadonlyArray<Migration> = [
        END $$`,
       `CREATE TRIGGER jobs_promote_successor AFTER DELETE ON ${s}.jobs FOR EACH ROW WHEN (OLD.key IS NOT NULL)
        EXECUTE FUNCTION ${s}.promote_successor()`
+    ]
+  },
+  {
+    // Job control: the ended jobs (`dead_jobs`) are dead or cancelled (`state`, counted as such), and keep their
+    // attempt errors and slot; indexes that serve `list` newest first by queue, name and key, its scheduled jobs (by
+    // `run_at`, when they are few among many ready ones), its cancelled ones, and `get` of a job kept to run after
+    // its key's holder. Creating the indexes locks writes to `jobs` while they build (seconds per
+    // million jobs). A release that does not know `state` lists cancelled jobs among its dead letters.
+    version: 8,
+    name: "job_control",
+    compatibleFrom: 1,
+    statements: (s) => [
+      `ALTER TABLE ${s}.dead_jobs ADD COLUMN state text NOT NULL DEFAULT 'dead',
+         ADD COLUMN errors jsonb NOT NULL DEFAULT '[]'::jsonb, ADD COLUMN scheduled_for timestamptz`,
+      countFunction(s, "dead_jobs", "state"),
+      uncountFunction(s, "dead_jobs", `'dead', 'cancelled'`),
+      `CREATE INDEX jobs_by_queue ON ${s}.jobs (queue, id)`,
+      `CREATE INDEX jobs_by_name ON ${s}.jobs (name, id)`,
+      `CREATE INDEX jobs_waiting_by_run_at ON ${s}.jobs (run_at) WHERE lease_token IS NULL`,
+      `CREATE INDEX dead_jobs_by_queue ON ${s}.dead_jobs (queue, id)`,
+      `CREATE INDEX dead_jobs_by_name ON ${s}.dead_jobs (name, id)`,
+      `CREATE INDEX dead_jobs_by_key ON ${s}.dead_jobs (key, id) WHERE key IS NOT NULL`,
+      `CREATE INDEX dead_jobs_cancelled ON ${s}.dead_jobs (id) WHERE state = 'cancelled'`,
+      `CREATE INDEX key_successors_by_id ON ${s}.key_successors (id)`
     ]
   }
 ]

@@ -2,7 +2,15 @@
  * The PostgreSQL store's statements, written out in full with the schema's quoted name in them, and how the store
  * reads their rows. Timestamps travel as ISO strings in and epoch milliseconds out, ids and tokens as text.
  */
-import { type ClaimedJob, maxAttemptErrors, type Settlement } from "../JobStore.js"
+import {
+  type CancelFilter,
+  type ClaimedJob,
+  type JobState,
+  type ListOptions,
+  maxAttemptErrors,
+  type Settlement,
+  type StoredJob
+} from "../JobStore.js"
 import { recentSlots } from "./jobStore.js"
 import { latestVersion } from "./pgMigrations.js"
 
@@ -43,6 +51,11 @@ export const statements = (s: string, version: number = latestVersion) => {
     ? `SELECT DISTINCT unnest($1::text[])`
     : `SELECT DISTINCT q FROM unnest($1::text[]) AS u(q) WHERE NOT EXISTS (
           SELECT 1 FROM ${s}.paused_queues AS p WHERE p.queue = u.q)`
+  /** The condition that keeps the dead letters among the ended jobs (all of them before version 8). */
+  const onlyDead = (join: string) => version < 8 ? "" : `${join} d.state = 'dead'`
+  /** The columns of an ended job that a schema from version 8 on keeps, and their values for a state. */
+  const endedColumns = version < 8 ? "" : ", state, errors, scheduled_for"
+  const endedValues = (state: string) => version < 8 ? "" : `, '${state}', errors, scheduled_for`
   /** A settle's `SET` item that appends a retry's error to `errors`, keeping the newest; none before version 4. */
   const appendError = version < 4 ? "" : `errors = CASE WHEN i.kind = '${Kind.Retry}' THEN (
             SELECT jsonb_agg(e ORDER BY n) FROM jsonb_array_elements(j.errors || jsonb_build_array(jsonb_build_object(
@@ -52,9 +65,9 @@ export const statements = (s: string, version: number = latestVersion) => {
   /** Moves the rows of `source` (deleted from `jobs`) to the dead letters with `error`. */
   const bury = (source: string, error: string) =>
     `INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at,
-                                 last_error, failed_at)
+                                 last_error, failed_at${endedColumns})
      SELECT id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at, ${error},
-            ${s}.clock() FROM ${source}
+            ${s}.clock()${endedValues("dead")} FROM ${source}
      RETURNING id`
   /** `rows`, buried for a lease that expired on their last attempt, as JSON `BuriedJob`s. */
   const buriedJson = (rows: string) =>
@@ -226,9 +239,9 @@ export const statements = (s: string, version: number = latestVersion) => {
         RETURNING j.*, i.token AS settled_token, i.error AS final_error
       ), buried AS (
         INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at,
-                                    enqueued_at, last_error, failed_at)
+                                    enqueued_at, last_error, failed_at${endedColumns})
         SELECT id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at, final_error,
-               ${s}.clock() FROM dead
+               ${s}.clock()${endedValues("dead")} FROM dead
         RETURNING id
       ), back AS (
         UPDATE ${s}.jobs AS j SET lease_token = NULL, lease_expires_at = NULL, leased_by = NULL,
@@ -300,7 +313,7 @@ export const statements = (s: string, version: number = latestVersion) => {
         FROM ${s}.jobs WHERE lease_token IS NOT NULL AND lease_expires_at <= (SELECT t FROM now) GROUP BY 1, 2
       )
       SELECT queue, name, sum(ready)::float8 AS ready, sum(scheduled)::float8 AS scheduled,
-             sum(leased)::float8 AS leased, sum(dead)::float8 AS dead, false AS paused
+             sum(leased)::float8 AS leased, sum(dead)::float8 AS dead, 0::float8 AS cancelled, false AS paused
       FROM (
         SELECT queue, name, n AS ready, 0 AS scheduled, 0 AS leased, 0 AS dead FROM counted WHERE state = 'waiting'
         UNION ALL SELECT queue, name, -n, n, 0, 0 FROM scheduled
@@ -308,10 +321,12 @@ export const statements = (s: string, version: number = latestVersion) => {
         UNION ALL SELECT queue, name, ready, 0, -(ready + dead), dead FROM expired
       ) AS live GROUP BY queue, name
       UNION ALL
-      SELECT queue, NULL, 0, 0, 0, sum(n)::float8, false FROM counted WHERE state = 'dead' GROUP BY queue
-      ${version < 5 ? "" : `UNION ALL SELECT queue, NULL, 0, 0, 0, 0, true FROM ${s}.paused_queues`}
+      SELECT queue, NULL, 0, 0, 0, coalesce(sum(n) FILTER (WHERE state = 'dead'), 0)::float8,
+             coalesce(sum(n) FILTER (WHERE state = 'cancelled'), 0)::float8, false
+      FROM counted WHERE state IN ('dead', 'cancelled') GROUP BY queue
+      ${version < 5 ? "" : `UNION ALL SELECT queue, NULL, 0, 0, 0, 0, 0, true FROM ${s}.paused_queues`}
       ${
-      version < 7 ? "" : `UNION ALL SELECT queue, name, 0, count(*)::float8, 0, 0, false FROM ${s}.key_successors
+      version < 7 ? "" : `UNION ALL SELECT queue, name, 0, count(*)::float8, 0, 0, 0, false FROM ${s}.key_successors
                           GROUP BY queue, name`
     }`,
     /** Pauses `$1`: no claim takes from it until it is resumed. (A release before version 5 knows no pause.) */
@@ -357,12 +372,13 @@ export const statements = (s: string, version: number = latestVersion) => {
     deadLetters: `
       SELECT d.id::text AS id, d.name, d.queue, d.payload, d.attempts::float8 AS attempts, d.last_error,
              ${ms("d.failed_at")} AS failed_at
-      FROM ${s}.dead_jobs AS d ORDER BY d.failed_at DESC, d.dead_seq DESC LIMIT $1`,
+      FROM ${s}.dead_jobs AS d ${onlyDead("WHERE")} ORDER BY d.failed_at DESC, d.dead_seq DESC LIMIT $1`,
     /** {@link deadLetters} of one queue (`$2`), by its own index (`dead_jobs_queue`). */
     deadLettersOfQueue: `
       SELECT d.id::text AS id, d.name, d.queue, d.payload, d.attempts::float8 AS attempts, d.last_error,
              ${ms("d.failed_at")} AS failed_at
-      FROM ${s}.dead_jobs AS d WHERE d.queue = $2 ORDER BY d.failed_at DESC, d.dead_seq DESC LIMIT $1`,
+      FROM ${s}.dead_jobs AS d WHERE d.queue = $2 ${onlyDead("AND")} ORDER BY d.failed_at DESC, d.dead_seq DESC
+      LIMIT $1`,
     redrive: `
       WITH moved AS (
         INSERT INTO ${s}.jobs (id, seq, name, queue, payload, priority, key, max_attempts, attempts, run_at,
@@ -443,10 +459,205 @@ export const statements = (s: string, version: number = latestVersion) => {
         DELETE FROM ${s}.key_successors AS k USING promoted AS p WHERE k.key = p.key RETURNING k.key
       ), woken AS (${notifyReady("$1", "promoted", "ready")})
       SELECT (SELECT count(*) FROM gone)::int AS promoted, (SELECT count(*) FROM woken)::int AS woken`,
+    /** The job `$1`, wherever it is (see {@link storedJobsOf}). */
+    get: `${storedJobsOf(s, version, "jobs", "WHERE id = $1")} UNION ALL ${
+      storedJobsOf(s, version, "dead_jobs", "WHERE id = $1")
+    } UNION ALL ${storedJobsOf(s, version, "key_successors", "WHERE id = $1")}`,
+    /**
+     * Cancels the job `$2` if it is live, and tells its worker through `$1` (the channel) when it was leased: moves
+     * it from `jobs` (or from `key_successors`) to the ended jobs, as `cancelled`. Deleting a holder of a key
+     * promotes the job kept to run after it (the trigger). `ended`: whether it had ended already.
+     */
+    cancel: `
+      WITH target AS (
+        DELETE FROM ${s}.jobs WHERE id = $2 RETURNING *
+      ), successor AS (
+        DELETE FROM ${s}.key_successors WHERE id = $2 RETURNING *
+      ), ended AS (${cancelled(s, "target", "successor")}), told AS (
+        SELECT pg_notify($1, '!' || id::text) FROM target WHERE lease_token IS NOT NULL
+      )
+      SELECT (SELECT count(*) FROM ended)::int AS cancelled, (SELECT count(*) FROM told)::int AS told,
+             EXISTS (SELECT 1 FROM ${s}.dead_jobs WHERE id = $2) AS ended`,
     /** The id of the job holding the key `$1`, if any. */
     keyHolder: `SELECT id::text AS id FROM ${s}.jobs WHERE key = $1`,
     readyQueues: `SELECT DISTINCT queue FROM ${s}.jobs WHERE lease_token IS NULL AND run_at <= ${s}.clock()`
   }
+}
+
+/**
+ * The rows of `table` (`jobs`, `dead_jobs` or `key_successors`) that `where` selects, as `StoredRow`s: a live job's
+ * state by the store's clock; an expired lease not settled yet still shows as leased.
+ */
+const storedJobsOf = (s: string, version: number, table: "jobs" | "dead_jobs" | "key_successors", where: string) => {
+  const t = "t"
+  const common = `${t}.id::text AS id, ${t}.name, ${t}.queue, ${t}.payload, ${t}.max_attempts::float8 AS max_attempts,
+    ${t}.priority::float8 AS priority, ${t}.key, ${ms(`${t}.enqueued_at`)} AS enqueued_at,
+    ${ms(`${t}.run_at`)} AS run_at`
+  switch (table) {
+    case "jobs":
+      return `(SELECT ${common}, CASE WHEN ${t}.lease_token IS NOT NULL THEN 'leased'
+          WHEN ${t}.run_at <= ${s}.clock() THEN 'ready' ELSE 'scheduled' END AS state,
+        ${t}.attempts::float8 AS attempts, ${t}.last_error, ${version >= 4 ? `${t}.errors` : `'[]'::jsonb`} AS errors,
+        ${version >= 6 ? ms(`${t}.scheduled_for`) : "NULL::float8"} AS scheduled_for, ${t}.leased_by AS worker,
+        ${ms(`${t}.lease_expires_at`)} AS lease_expires_at, NULL::float8 AS ended_at
+        FROM ${s}.jobs AS ${t} ${where})`
+    case "dead_jobs":
+      return `(SELECT ${common}, ${version >= 8 ? `${t}.state` : `'dead'`} AS state, ${t}.attempts::float8 AS attempts,
+        ${t}.last_error, ${version >= 8 ? `${t}.errors` : `'[]'::jsonb`} AS errors,
+        ${version >= 8 ? ms(`${t}.scheduled_for`) : "NULL::float8"} AS scheduled_for, NULL AS worker,
+        NULL::float8 AS lease_expires_at, ${ms(`${t}.failed_at`)} AS ended_at
+        FROM ${s}.dead_jobs AS ${t} ${where})`
+    case "key_successors":
+      return `(SELECT ${common}, 'scheduled' AS state, 0::float8 AS attempts, NULL AS last_error,
+        '[]'::jsonb AS errors, NULL::float8 AS scheduled_for, NULL AS worker, NULL::float8 AS lease_expires_at,
+        NULL::float8 AS ended_at FROM ${s}.key_successors AS ${t} ${where})`
+  }
+}
+
+/** Inserts the rows of `live` (deleted from `jobs`) and of `successors` (from `key_successors`) as cancelled. */
+const cancelled = (s: string, live: string, successors: string) =>
+  `INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at,
+                               last_error, failed_at, state, errors, scheduled_for)
+   SELECT id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at, 'cancelled',
+          ${s}.clock(), 'cancelled', errors, scheduled_for FROM ${live}
+   UNION ALL
+   SELECT id, name, queue, payload, priority, key, 0, max_attempts, run_at, enqueued_at, 'cancelled', ${s}.clock(),
+          'cancelled', '[]'::jsonb, NULL FROM ${successors}
+   RETURNING id`
+
+/** A row of `get` and `list`. */
+export interface StoredRow {
+  readonly id: string
+  readonly state: JobState
+  readonly name: string
+  readonly queue: string
+  readonly payload: unknown
+  readonly attempts: number
+  readonly max_attempts: number
+  readonly priority: number
+  readonly key: string | null
+  readonly enqueued_at: number
+  readonly run_at: number
+  readonly last_error: string | null
+  readonly errors: ReadonlyArray<{ readonly attempt: number; readonly error: string; readonly at: number }>
+  readonly scheduled_for: number | null
+  readonly worker: string | null
+  readonly lease_expires_at: number | null
+  readonly ended_at: number | null
+}
+
+const dateOrUndefined = (ms: number | null) => ms === null ? undefined : new Date(ms)
+
+export const storedJob = (row: StoredRow): StoredJob => ({
+  id: row.id,
+  state: row.state,
+  name: row.name,
+  queue: row.queue,
+  payload: row.payload,
+  attempts: row.attempts,
+  maxAttempts: row.max_attempts,
+  priority: row.priority,
+  key: row.key ?? undefined,
+  enqueuedAt: new Date(row.enqueued_at),
+  runAt: new Date(row.run_at),
+  lastError: row.last_error ?? undefined,
+  errors: row.errors.map(({ at, attempt, error }) => ({ attempt, error, at: new Date(at) })),
+  scheduledFor: dateOrUndefined(row.scheduled_for),
+  worker: row.worker ?? undefined,
+  leaseExpiresAt: dateOrUndefined(row.lease_expires_at),
+  endedAt: dateOrUndefined(row.ended_at)
+})
+
+/** A statement built for its arguments: its text, with `$n` placeholders, and their values. */
+export interface Built {
+  readonly text: string
+  readonly params: ReadonlyArray<unknown>
+}
+
+/** Collects the values of a built statement, answering each one's placeholder. */
+const placeholders = () => {
+  const params: Array<unknown> = []
+  return { params, add: (value: unknown) => `$${params.push(value)}` }
+}
+
+/** The conditions on `queue` and `name` of a filter, on the table aliased `t`. */
+const laneConditions = (
+  filter: { readonly queue?: string | undefined; readonly name?: string | undefined },
+  add: (value: unknown) => string
+): Array<string> => [
+  ...(filter.queue === undefined ? [] : [`t.queue = ${add(filter.queue)}`]),
+  ...(filter.name === undefined ? [] : [`t.name = ${add(filter.name)}`])
+]
+
+const where = (conditions: ReadonlyArray<string>) => conditions.length === 0 ? "" : `WHERE ${conditions.join(" AND ")}`
+
+/**
+ * One page of `list`: for each table that can hold jobs in the state asked for, the newest `limit + 1` rows that
+ * match, by an index on `id` (the primary key, or `(queue, id)`, `(name, id)`, `(key, id)`) read backwards; then the
+ * newest `limit + 1` of them all. One more than a page says whether another follows.
+ */
+export const listStatement = (s: string, version: number, options: ListOptions & { readonly limit: number }): Built => {
+  const { add, params } = placeholders()
+  const { state } = options
+  const conditions = laneConditions(options, add)
+  if (options.key !== undefined) conditions.push(`t.key = ${add(options.key)}`)
+  if (options.after !== undefined) {
+    conditions.push(`t.id < ${add(/^[0-9]{1,18}$/.test(options.after) ? options.after : "0")}`)
+  }
+  const limit = add(options.limit + 1)
+  const page = (table: "jobs" | "dead_jobs" | "key_successors", extra: ReadonlyArray<string>) =>
+    `${storedJobsOf(s, version, table, `${where([...conditions, ...extra])} ORDER BY t.id DESC LIMIT ${limit}`)}`
+  const parts: Array<string> = []
+  if (state === undefined) parts.push(page("jobs", []), page("dead_jobs", []))
+  if (state === "ready") parts.push(page("jobs", ["t.lease_token IS NULL", `t.run_at <= ${s}.clock()`]))
+  if (state === "scheduled") parts.push(page("jobs", ["t.lease_token IS NULL", `t.run_at > ${s}.clock()`]))
+  if (state === "leased") parts.push(page("jobs", ["t.lease_token IS NOT NULL"]))
+  if ((state === undefined || state === "scheduled") && version >= 7) parts.push(page("key_successors", []))
+  if (state === "dead" || state === "cancelled") parts.push(page("dead_jobs", [`t.state = ${add(state)}`]))
+  // No store keeps succeeded jobs yet: their page is empty.
+  if (parts.length === 0) {
+    return { text: `SELECT * FROM ${storedJobsOf(s, version, "jobs", "WHERE false")} AS p`, params: [] }
+  }
+  return { text: `SELECT * FROM (${parts.join(" UNION ALL ")}) AS p ORDER BY p.id::bigint DESC LIMIT ${limit}`, params }
+}
+
+/**
+ * One batch of `cancelMany`: at most `limit` live jobs of the filter (and as many jobs kept to run after a key's
+ * holder), oldest first, skipping rows another transaction holds locked; their workers told through `$1` (the
+ * channel), 200 ids per notification.
+ */
+export const cancelBatchStatement = (s: string, channel: string, filter: CancelFilter, limit: number): Built => {
+  const { add, params } = placeholders()
+  add(channel)
+  const conditions = laneConditions(filter, add)
+  const max = add(limit)
+  const state = filter.state
+  const live = state === "ready"
+    ? ["t.lease_token IS NULL", `t.run_at <= ${s}.clock()`]
+    : state === "scheduled"
+    ? ["t.lease_token IS NULL", `t.run_at > ${s}.clock()`]
+    : state === "leased"
+    ? ["t.lease_token IS NOT NULL"]
+    : []
+  const successors = state === undefined || state === "scheduled"
+  const text = `
+    WITH picked AS (
+      SELECT t.id FROM ${s}.jobs AS t ${where([...conditions, ...live])} ORDER BY t.id LIMIT ${max}
+      FOR UPDATE SKIP LOCKED
+    ), target AS (
+      DELETE FROM ${s}.jobs AS j USING picked AS p WHERE j.id = p.id RETURNING j.*
+    ), successor AS (
+      DELETE FROM ${s}.key_successors AS k WHERE ${successors ? "" : "false AND "}k.id IN (
+        SELECT t.id FROM ${s}.key_successors AS t ${where(conditions)} ORDER BY t.id LIMIT ${max}
+        FOR UPDATE SKIP LOCKED
+      ) RETURNING k.*
+    ), ended AS (${cancelled(s, "target", "successor")}), told AS (
+      SELECT pg_notify($1, '!' || string_agg(id::text, ',')) FROM (
+        SELECT id, (row_number() OVER ()) / 200 AS chunk FROM target WHERE lease_token IS NOT NULL
+      ) AS c GROUP BY chunk
+    )
+    SELECT (SELECT count(*) FROM ended)::int AS cancelled, (SELECT count(*) FROM told)::int AS told`
+  return { text, params }
 }
 
 /** A row of the claim statement: a claimed job (`c`) or a buried one (`b`). */

@@ -149,6 +149,7 @@ export const make: <R>(
       queues,
       pollInterval,
       reapInterval,
+      cancelled: leases.cancelled,
       warn
     })
 

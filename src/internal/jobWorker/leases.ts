@@ -10,6 +10,9 @@
  *   fence timer stops every job not renewed by `until - margin` (`margin`: a tenth of the lease, at most 5 s, at
  *   least a few ms), so that no other worker can claim it while it still runs here; the job keeps its slot until
  *   `until` has passed (the store may count its lease until then).
+ * - **Cancellation.** A job cancelled in the store (`JobStore.cancel`) while this worker holds it is stopped as soon
+ *   as the store's `cancellations` name it, as a lost lease is (its handler interrupted, its outcome discarded), and
+ *   evented as `JobCancelled`; a cancellation the worker did not hear of is found by the next renewal.
  */
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -28,6 +31,8 @@ export interface Leases {
   readonly fencer: Effect.Effect<never>
   /** Claims were added: the fence timer watches them. */
   readonly claimed: () => void
+  /** The store cancelled these jobs: stop those this worker holds. */
+  readonly cancelled: (ids: ReadonlyArray<string>) => void
 }
 
 /** How often the leases are renewed: a third of the lease. */
@@ -69,6 +74,17 @@ export const make = (deps: {
       const wasRunning = claim.state._tag === "Running"
       if (!claims.lose(claim)) continue
       publisher.leaseLost(claim.job)
+      if (wasRunning) executor.cut(claim, "lease")
+    }
+  }
+
+  const cancelled = (ids: ReadonlyArray<string>): void => {
+    for (const id of ids) {
+      const claim = claims.live.get(id)
+      if (claim === undefined) continue
+      const wasRunning = claim.state._tag === "Running"
+      if (!claims.lose(claim)) continue
+      publisher.cancelled(claim.job)
       if (wasRunning) executor.cut(claim, "lease")
     }
   }
@@ -148,5 +164,5 @@ export const make = (deps: {
 
   const fencer: Effect.Effect<never> = Effect.forever(fenceStep)
 
-  return { renewer, fencer, claimed: () => added.unsafeOpen() }
+  return { renewer, fencer, claimed: () => added.unsafeOpen(), cancelled }
 }

@@ -8,8 +8,10 @@
  *   store is pruned (dead letters past their retention; on PostgreSQL, the counts folded).
  * - **Poll**, every `pollInterval`: there may be jobs (those that came due by their `runAt` wake nobody).
  * - **Wake-ups**: a subscription to the store's wake-ups, live when it returns; a wake-up for a served queue makes
- *   the producer claim. A subscription that fails or ends is made again on a back-off (100 ms, doubling, at most 5 s).
+ *   the producer claim. Beside it, one to the store's cancellations: the jobs cancelled that this worker holds are
+ *   stopped. A subscription that fails or ends is made again on a back-off (100 ms, doubling, at most 5 s).
  */
+import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
@@ -61,6 +63,8 @@ export const make = (deps: {
   readonly queues: ReadonlyArray<string>
   readonly pollInterval: Duration.Duration
   readonly reapInterval: Duration.Duration
+  /** The store cancelled these jobs (`JobStore.cancellations`). */
+  readonly cancelled: (ids: ReadonlyArray<string>) => void
   readonly warn: (message: string, cause?: unknown) => Effect.Effect<void>
 }): Maintenance => {
   const { calls, producer, publisher, served, store, warn } = deps
@@ -123,6 +127,11 @@ export const make = (deps: {
   /** One subscription, until it fails or ends; fails when it could not be made. */
   const listen: Effect.Effect<void, unknown> = Effect.scoped(
     Effect.gen(function*() {
+      const cancellations = yield* calls.runWith("wakeups", store.cancellations)
+      yield* Effect.forkScoped(Effect.forever(Effect.map(
+        Queue.takeBetween(cancellations, 1, Number.MAX_SAFE_INTEGER),
+        (ids) => deps.cancelled(Chunk.toReadonlyArray(ids))
+      )))
       const queue = yield* calls.runWith("wakeups", store.wakeups)
       // Live from here on. A job made ready while this one was being made (after an earlier one failed) woke
       // nobody: claim.

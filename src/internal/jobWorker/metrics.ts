@@ -26,7 +26,8 @@ const jobEventTags: ReadonlySet<string> = new Set([
   "JobLeaseLost",
   "JobReleased",
   "JobSnoozed",
-  "JobScheduled"
+  "JobScheduled",
+  "JobCancelled"
 ])
 
 /** @internal */
@@ -60,6 +61,7 @@ export const metrics = (worker: string, queue: string): JobMetrics => {
     jobsSnoozed: counter("effect_worker_jobs_snoozed", "Jobs whose handler asked to run again later", tags),
     jobsTimedOut: counter("effect_worker_jobs_timed_out", "Attempts cut off by their job type's timeout", tags),
     jobsLeaseLost: counter("effect_worker_jobs_lease_lost", "Jobs whose lease was lost while held", tags),
+    jobsCancelled: counter("effect_worker_jobs_cancelled", "Jobs cancelled while held", tags),
     jobDuration: histogram(
       "effect_worker_job_duration_seconds",
       WorkerMetrics.taskDurationBoundaries,
@@ -97,7 +99,8 @@ const registered = (m: JobMetrics): JobMetrics => {
       m.jobsReleased,
       m.jobsSnoozed,
       m.jobsTimedOut,
-      m.jobsLeaseLost
+      m.jobsLeaseLost,
+      m.jobsCancelled
     ]
   ) c.unsafeUpdate(0, [])
   m.jobDuration.unsafeValue([])
@@ -174,6 +177,11 @@ export class Publisher {
   leaseLost(job: ClaimedJob): void {
     this.of(job.queue).jobsLeaseLost.unsafeUpdate(1, [])
     if (this.listening) this.core.publishCustom(JobEvent.JobLeaseLost(refOf(job)))
+  }
+
+  cancelled(job: ClaimedJob): void {
+    this.of(job.queue).jobsCancelled.unsafeUpdate(1, [])
+    if (this.listening) this.core.publishCustom(JobEvent.JobCancelled(refOf(job)))
   }
 
   scheduled(schedule: Job.JobSchedule, slot: Date, id: string): void {
