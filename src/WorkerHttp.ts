@@ -229,6 +229,13 @@ export interface RoutesOptions<R = never> {
    * dashboard's routes with `guardDashboard`).
    */
   readonly guard: Guard<R>
+  /**
+   * A second guard, for the routes that only read (`GET /events`, `GET /jobs`, `GET /jobs/:id`, `GET /jobs/dead`,
+   * and the dashboard's with `guardDashboard`): a request passes them when it passes either guard, so a read-only
+   * token can be handed out, and `guard`'s token still reads. Default: none (`guard` alone). Ignored when `guard`
+   * is `unguarded`.
+   */
+  readonly readGuard?: Guard<R> | undefined
   /** Whether to add `jobsRouter`'s routes (the routes then need a `JobStore`). Default `false`. */
   readonly jobs?: boolean | undefined
   /** Whether to serve the dashboard page, `GET /dashboard` and its assets. Default `true`. */
@@ -275,8 +282,8 @@ const withHosts = (hosts: ReadonlyArray<string> | undefined) => <E, R>(app: Http
  * | route | guarded |
  * |---|---|
  * | `GET /health/live`, `GET /health/ready`, `GET /worker`, `GET /jobs/stats` | no: probes and counts |
- * | `POST /worker/start`, `/worker/pause`, `/worker/resume`, `/worker/stop`, `POST /jobs/dead/:id/redrive`, `POST /jobs/queues/:queue/pause`, `/resume` | yes: they act |
- * | `GET /events`, `GET /jobs/dead` | yes: they carry job payloads and errors (`GET /jobs/dead` is open only with `unguarded`, as every route is then) |
+ * | `POST /worker/start`, `/worker/pause`, `/worker/resume`, `/worker/stop`, `POST /jobs/:id/cancel`, `POST /jobs/cancel`, `POST /jobs/dead/:id/redrive`, `POST /jobs/queues/:queue/pause`, `/resume` | `guard`: they act |
+ * | `GET /events`, `GET /jobs`, `GET /jobs/:id`, `GET /jobs/dead` | `guard` or `readGuard`: they carry job payloads and errors (open only with `unguarded`, as every route is then) |
  * | `GET /dashboard`, `/dashboard/app.js`, `/dashboard/app.css` (and `/dashboard/`, redirected to `../dashboard`) | only with `guardDashboard`: static files, no data |
  *
  * Whatever the guard, every route makes the checks of `WorkerHttpGuard`: the host check (421 for a `Host` off
@@ -347,6 +354,11 @@ export function routes<R = never>(
     )
   }
   const guard = options.guard
+  const readGuard = options.readGuard
+  if (readGuard !== undefined && !Effect.isEffect(readGuard)) {
+    throw new Cause.IllegalArgumentException("WorkerHttp.routes: readGuard must be a guard, or left out")
+  }
+  const reads = readGuard === undefined ? guard : Effect.orElse(readGuard, () => guard)
   const events = WorkerHttpEvents.resolveOptions(options.events)
   const hosts = resolveHosts(options.allowedHosts, "routes")
   const bodyLimit = limitBody(options.maxBodySize)
@@ -354,7 +366,7 @@ export function routes<R = never>(
   const guardReads = <E, R2>(app: HttpApp.Default<E, R2>) =>
     isUnguarded(guard)
       ? app
-      : Effect.matchEffect(guard, { onFailure: (error) => Effect.succeed(toResponse(error)), onSuccess: () => app })
+      : Effect.matchEffect(reads, { onFailure: (error) => Effect.succeed(toResponse(error)), onSuccess: () => app })
   const all: Array<HttpRouter.HttpRouter<never, any>> = [
     workerRoutes(authorize(guard)),
     HttpRouter.empty.pipe(HttpRouter.get("/events", guardReads(WorkerHttpEvents.route(events))))
@@ -362,7 +374,7 @@ export function routes<R = never>(
   if (options.dashboard !== false) {
     all.push(WorkerHttpDashboard.routes(options.guardDashboard === true ? guardReads : (app) => app))
   }
-  if (options.jobs === true) all.push(WorkerHttpJobs.guardedRoutes(guard))
+  if (options.jobs === true) all.push(WorkerHttpJobs.guardedRoutes(guard, readGuard))
   return HttpRouter.concatAll(...(all as [HttpRouter.HttpRouter<never, any>])).pipe(
     HttpRouter.use(bodyLimit),
     HttpRouter.use(checkHost),

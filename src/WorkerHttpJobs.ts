@@ -1,16 +1,19 @@
 /**
- * The job store's routes: its counts, its dead letters, the redrive of a dead letter, and the pause and resume of a
- * queue.
+ * The job store's routes: its counts, its jobs (listed, looked up, cancelled), its dead letters, the redrive of a
+ * dead or cancelled job, and the pause and resume of a queue.
  *
  * @since 0.4.0
  */
+import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import { JobStore, type JobStoreError } from "./JobStore.js"
-import { BadRequest, NotFound, respond, ServiceUnavailable, toApp } from "./WorkerHttpError.js"
+import * as Schema from "effect/Schema"
+import { type JobState, jobStates, JobStore, type JobStoreError, maxListLimit, type StoredJob } from "./JobStore.js"
+import { answerCause, BadRequest, NotFound, respond, ServiceUnavailable, toApp } from "./WorkerHttpError.js"
 import { authorize, checkHost, type Guard, isUnguarded, unguarded } from "./WorkerHttpGuard.js"
 
 const storeError = (error: JobStoreError) =>
@@ -48,6 +51,91 @@ const deadLettersOptions = (params: Readonly<Record<string, string | ReadonlyArr
     return { limit, queue }
   })
 
+/** A job as the routes answer it: its instants as ISO 8601 strings. */
+const jobJson = (job: StoredJob) => ({
+  ...job,
+  enqueuedAt: job.enqueuedAt.toISOString(),
+  runAt: job.runAt.toISOString(),
+  errors: job.errors.map((error) => ({ ...error, at: error.at.toISOString() })),
+  scheduledFor: job.scheduledFor?.toISOString(),
+  leaseExpiresAt: job.leaseExpiresAt?.toISOString(),
+  endedAt: job.endedAt?.toISOString()
+})
+
+const isJobState = (value: string): value is JobState => (jobStates as ReadonlyArray<string>).includes(value)
+
+const listOptions = (params: Readonly<Record<string, string | ReadonlyArray<string>>>) =>
+  Either.gen(function*() {
+    const stateText = yield* singleParam(params, "state")
+    if (stateText !== undefined && !isJobState(stateText)) {
+      return yield* Either.left(`state must be one of ${jobStates.join(", ")}, not ${JSON.stringify(stateText)}`)
+    }
+    const limitText = yield* singleParam(params, "limit")
+    const limit = limitText === undefined ? 50 : /^[0-9]+$/.test(limitText) ? Number(limitText) : Number.NaN
+    if (!(limit >= 1 && limit <= maxListLimit)) {
+      return yield* Either.left(`limit must be an integer from 1 to ${maxListLimit}, not ${JSON.stringify(limitText)}`)
+    }
+    return {
+      state: stateText,
+      queue: yield* singleParam(params, "queue"),
+      name: yield* singleParam(params, "name"),
+      key: yield* singleParam(params, "key"),
+      after: yield* singleParam(params, "after"),
+      limit
+    }
+  })
+
+const list = respond(
+  Effect.gen(function*() {
+    const options = listOptions(yield* HttpServerRequest.ParsedSearchParams)
+    if (Either.isLeft(options)) return yield* new BadRequest({ message: options.left })
+    const page = yield* (yield* JobStore).list(options.right)
+    return HttpServerResponse.unsafeJson({ jobs: page.jobs.map(jobJson), next: page.next })
+  }).pipe(Effect.catchTag("JobStoreError", storeError))
+)
+
+const noSuchJob = (id: string) => new NotFound({ message: `no such job: ${JSON.stringify(id)}`, details: { id } })
+
+const getJob = respond(
+  Effect.gen(function*() {
+    const { id = "" } = yield* HttpRouter.params
+    const job = yield* (yield* JobStore).get(id)
+    if (job === undefined) return yield* noSuchJob(id)
+    return HttpServerResponse.unsafeJson(jobJson(job))
+  }).pipe(Effect.catchTag("JobStoreError", storeError))
+)
+
+const cancel = respond(
+  Effect.gen(function*() {
+    const { id = "" } = yield* HttpRouter.params
+    const result = yield* (yield* JobStore).cancel(id)
+    if (result === "notFound") return yield* noSuchJob(id)
+    return HttpServerResponse.unsafeJson({ id, result })
+  }).pipe(Effect.catchTag("JobStoreError", storeError))
+)
+
+const Name = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(1_000))
+/** The body of `POST /jobs/cancel`: a queue, a name, or both, and optionally one live state. */
+const CancelManyBody = Schema.Struct({
+  queue: Schema.optional(Name),
+  name: Schema.optional(Name),
+  state: Schema.optional(Schema.Literal("ready", "scheduled", "leased"))
+}).pipe(
+  Schema.filter((body) => body.queue !== undefined || body.name !== undefined || "give a queue, a name, or both")
+)
+
+/** A body that is not JSON (400), too large (413) or not a filter (400) is answered as every route answers it. */
+const cancelMany = Effect.flatMap(
+  Effect.either(HttpServerRequest.schemaBodyJson(CancelManyBody)),
+  (body) =>
+    Either.isLeft(body) ? answerCause(Cause.fail(body.left)) : respond(
+      Effect.gen(function*() {
+        const cancelled = yield* (yield* JobStore).cancelMany(body.right)
+        return HttpServerResponse.unsafeJson({ cancelled })
+      }).pipe(Effect.catchTag("JobStoreError", storeError))
+    )
+)
+
 const stats = respond(
   Effect.gen(function*() {
     const store = yield* JobStore
@@ -74,8 +162,14 @@ const redrive = respond(
     // One store operation: a job that is not dead (or was redriven meanwhile) moves nothing.
     const redriven = yield* store.redrive([id])
     if (redriven === 0) {
+      // Why, as the store says it now: no such job, a live one, or an ended one whose key a live job holds.
+      const job = yield* store.get(id)
+      if (job === undefined) return yield* noSuchJob(id)
       return yield* new NotFound({
-        message: `no dead job with id ${JSON.stringify(id)} to redrive (or a live job holds its key)`
+        message: job.state === "dead" || job.state === "cancelled"
+          ? `job ${JSON.stringify(id)} is ${job.state}, but a live job holds its key ${JSON.stringify(job.key)}`
+          : `job ${JSON.stringify(id)} is ${job.state}: only a dead or cancelled job can be redriven`,
+        details: { id, state: job.state }
       })
     }
     return HttpServerResponse.unsafeJson({ redriven })
@@ -99,19 +193,24 @@ const queueControl = (paused: boolean) =>
  *
  * @internal
  */
-export const guardedRoutes = <RG>(guard: Guard<RG>) =>
-  HttpRouter.empty.pipe(
+export const guardedRoutes = <RG, RR = never>(guard: Guard<RG>, readGuard?: Guard<RR>) => {
+  const reads = readGuard === undefined || isUnguarded(guard) ? guard : Effect.orElse(readGuard, () => guard)
+  const guardRead = <E, R>(app: HttpApp.Default<E, R>) =>
+    isUnguarded(guard)
+      ? app
+      : Effect.matchEffect(reads, { onFailure: (e) => respond(Effect.fail(e)), onSuccess: () => app })
+  return HttpRouter.empty.pipe(
     HttpRouter.get("/jobs/stats", stats),
-    HttpRouter.get(
-      "/jobs/dead",
-      isUnguarded(guard)
-        ? deadLetters
-        : Effect.matchEffect(guard, { onFailure: (e) => respond(Effect.fail(e)), onSuccess: () => deadLetters })
-    ),
+    HttpRouter.get("/jobs/dead", guardRead(deadLetters)),
+    HttpRouter.get("/jobs", guardRead(list)),
+    HttpRouter.get("/jobs/:id", guardRead(getJob)),
+    HttpRouter.post("/jobs/:id/cancel", authorize(guard)(cancel)),
+    HttpRouter.post("/jobs/cancel", authorize(guard, { body: "json" })(cancelMany)),
     HttpRouter.post("/jobs/dead/:id/redrive", authorize(guard)(redrive)),
     HttpRouter.post("/jobs/queues/:queue/pause", authorize(guard)(queueControl(true))),
     HttpRouter.post("/jobs/queues/:queue/resume", authorize(guard)(queueControl(false)))
   )
+}
 
 /**
  * Routes to inspect a `JobStore` and act on its dead letters, all JSON, to mount next to `WorkerHttp.router` or
@@ -120,9 +219,13 @@ export const guardedRoutes = <RG>(guard: Guard<RG>) =>
  *
  * | route | answer |
  * |---|---|
- * | `GET /jobs/stats` | 200 the store's `JobStats`: `{ ready, scheduled, leased, dead, byQueue: { [queue]: { ready, scheduled, leased, dead } }, readyByName, pausedQueues }` |
+ * | `GET /jobs/stats` | 200 the store's `JobStats`: `{ ready, scheduled, leased, dead, cancelled, byQueue: { [queue]: { ready, scheduled, leased, dead, cancelled } }, readyByName, pausedQueues }` |
+ * | `GET /jobs?state=S&queue=Q&name=N&key=K&limit=L&after=ID` | 200 `{ jobs: [StoredJob], next }`: one page of `JobStore.list`, newest first, instants as ISO 8601 strings; `next` (the `after` of the next page) absent on the last page; `state` one of `ready`, `scheduled`, `leased`, `succeeded`, `dead`, `cancelled`; `limit` from 1 to 1000 (default 50); 400 naming the parameter otherwise |
+ * | `GET /jobs/:id` | 200 the job (`StoredJob`: `{ id, state, name, queue, payload, attempts, maxAttempts, priority, key, enqueuedAt, runAt, lastError, errors, scheduledFor, worker, leaseExpiresAt, endedAt }`); 404 `{ error: "NotFound", message: "no such job: ..." }` |
+ * | `POST /jobs/:id/cancel` | 200 `{ id, result }`, `result` `"cancelled"` (it was live: it will not run, or is being interrupted on its worker) or `"alreadyFinished"` (dead or cancelled already); 404 when there is no such job (a completed job is not kept) |
+ * | `POST /jobs/cancel` | body `{ queue?, name?, state? }` (a queue, a name or both; `state` one of `ready`, `scheduled`, `leased`), `application/json`: 200 `{ cancelled: N }`, every live job of the filter cancelled; 400 for a body that is not such a filter |
  * | `GET /jobs/dead?limit=N&queue=Q` | 200 `{ jobs: [{ id, name, queue, payload, attempts, lastError, failedAt }] }`, most recent first, `failedAt` an ISO 8601 string; `limit` an integer from 1 to 1000 (default 100), `queue` optional; 400 `{ error: "BadRequest", message }` naming the parameter otherwise |
- * | `POST /jobs/dead/:id/redrive` | 200 `{ redriven: 1 }`: the job is ready again, its attempts reset, under the same id; 404 `{ error: "NotFound", message }` when the store moved nothing: no dead job has this id (or a live job holds its `key` by now) |
+ * | `POST /jobs/dead/:id/redrive` | 200 `{ redriven: 1 }`: the dead or cancelled job is ready again, its attempts reset, under the same id; 404 `{ error: "NotFound", message }` when the store moved nothing, the message saying why: no such job, a job that is live (`details.state`), or one whose `key` a live job holds by now |
  * | `POST /jobs/queues/:queue/pause` | 200 `{ queue, paused: true }`: no worker of the store claims from the queue (its name URL-encoded in the path) until it is resumed; jobs already claimed run to their end |
  * | `POST /jobs/queues/:queue/resume` | 200 `{ queue, paused: false }`: the queue's workers are woken and claim again |
  *
@@ -131,9 +234,10 @@ export const guardedRoutes = <RG>(guard: Guard<RG>) =>
  * through before the error answers 404 the second time).
  *
  * These routes have no guard, but they make the checks every route of this package makes: the host check on each
- * (`WorkerHttpGuard.checkHost`), and on the redrive and the queue controls the cross-site and media type checks
- * (`WorkerHttpGuard.authorize`). `WorkerHttp.routes({ guard, jobs: true })` puts the dead letters, the redrive and
- * the queue controls behind a guard.
+ * (`WorkerHttpGuard.checkHost`), and on the routes that act (cancel, redrive, queue controls) the cross-site and
+ * media type checks (`WorkerHttpGuard.authorize`). `WorkerHttp.routes({ guard, readGuard, jobs: true })` puts
+ * every route but the counts behind a guard: those that act behind `guard`, those that read payloads and errors
+ * (`GET /jobs`, `GET /jobs/:id`, `GET /jobs/dead`) behind either guard.
  *
  * @example
  * ```ts

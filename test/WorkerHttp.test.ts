@@ -809,7 +809,12 @@ const unreachableStore: JobStore.Service = (() => {
     deadLetters: () => down("deadLetters"),
     redrive: () => down("redrive"),
     pauseQueue: () => down("pauseQueue"),
-    resumeQueue: () => down("resumeQueue")
+    resumeQueue: () => down("resumeQueue"),
+    get: () => down("get"),
+    list: () => down("list"),
+    cancel: () => down("cancel"),
+    cancelMany: () => down("cancelMany"),
+    cancellations: Queue.unbounded<string>()
   }
 })()
 
@@ -1042,6 +1047,86 @@ describe("WorkerHttp.jobsRouter", () => {
       assertError(yield* request("POST", "/jobs/queues/emails/pause"), 503, failed("pauseQueue"))
       // A bad parameter is the client's mistake, whatever the store's health.
       assertError(yield* request("GET", "/jobs/dead?limit=0"), 400, { error: "BadRequest" })
+    }).pipe(quiet))
+
+  it.scopedLive("GET /jobs lists a page of jobs newest first, by filter, and GET /jobs/:id answers one job", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore
+      const request = yield* servedStore(store)
+      const ids = yield* store.enqueue([
+        newJob("send-email", "emails", { to: "ada@example.com" }),
+        newJob("resize-image", "images", { width: 1, height: 1 }),
+        { ...newJob("send-email", "emails", { to: "alan@example.com" }, 3_600_000), key: "alan" }
+      ])
+      const [dead] = yield* deadLettered(store, [newJob("send-email", "emails", { to: "x@example.invalid" })], "bad")
+      const page = (answer: Answer) => answer.body as { jobs: Array<Record<string, unknown>>; next?: string }
+      const all = yield* request("GET", "/jobs")
+      assertJson(all, 200, {})
+      assert.deepStrictEqual(page(all).jobs.map((job) => job.id), [dead, ids[2], ids[1], ids[0]])
+      assert.isUndefined(page(all).next, "one page holds them all")
+      assert.deepStrictEqual(page(all), asJson(yield* store.list()), "the route answers the store's own page")
+
+      const first = yield* request("GET", "/jobs?limit=2&queue=emails")
+      assert.deepStrictEqual(page(first).jobs.map((job) => job.id), [dead, ids[2]])
+      const second = yield* request("GET", `/jobs?limit=2&queue=emails&after=${page(first).next}`)
+      assert.deepStrictEqual(page(second).jobs.map((job) => job.id), [ids[0]])
+      assert.deepStrictEqual(page(yield* request("GET", "/jobs?state=scheduled")).jobs.map((job) => job.id), [ids[2]])
+      assert.deepStrictEqual(page(yield* request("GET", "/jobs?key=alan")).jobs.map((job) => job.id), [ids[2]])
+      assert.deepStrictEqual(page(yield* request("GET", "/jobs?name=resize-image")).jobs.map((job) => job.id), [ids[1]])
+
+      const one = yield* request("GET", `/jobs/${dead}`)
+      assertJson(one, 200, {
+        id: dead,
+        state: "dead",
+        name: "send-email",
+        queue: "emails",
+        payload: { to: "x@example.invalid" },
+        attempts: 1,
+        lastError: "bad"
+      })
+      assert.strictEqual(
+        new Date((one.body as { endedAt: string }).endedAt).toISOString(),
+        (one.body as { endedAt: string }).endedAt
+      )
+      const missing = yield* request("GET", "/jobs/123456")
+      assertError(missing, 404, { error: "NotFound", message: "no such job: \"123456\"" })
+      for (const query of ["state=done", "limit=0", "limit=1001", "limit=x", "queue=", "state=ready&state=dead"]) {
+        assertError(yield* request("GET", `/jobs?${query}`), 400, { error: "BadRequest" })
+      }
+    }).pipe(quiet))
+
+  it.scopedLive("POST /jobs/:id/cancel cancels a job, says what it found, and POST /jobs/cancel a filter's", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore
+      const request = yield* servedStore(store)
+      const [first, second] = yield* store.enqueue([
+        newJob("send-email", "emails", { to: "ada@example.com" }),
+        newJob("send-email", "emails", { to: "alan@example.com" })
+      ])
+      yield* store.enqueue(
+        Array.from({ length: 3 }, (_, i) => newJob("resize-image", "images", { width: i, height: 1 }))
+      )
+      assertJson(yield* request("POST", `/jobs/${first}/cancel`), 200, { id: first, result: "cancelled" })
+      assertJson(yield* request("POST", `/jobs/${first}/cancel`), 200, { id: first, result: "alreadyFinished" })
+      assertError(yield* request("POST", "/jobs/424242/cancel"), 404, { error: "NotFound" })
+      assertJson(yield* request("GET", `/jobs/${first}`), 200, { state: "cancelled" })
+
+      assertJson(yield* request("POST", "/jobs/cancel", JSON.stringify({ queue: "images" })), 200, { cancelled: 3 })
+      assertJson(yield* request("GET", "/jobs/stats"), 200, { ready: 1, cancelled: 4 })
+      for (const body of ["{}", "{\"queue\":\"\"}", "{\"queue\":\"emails\",\"state\":\"dead\"}", "[1]", "not json"]) {
+        assertError(yield* request("POST", "/jobs/cancel", body), 400, { error: "BadRequest" })
+      }
+      assertJson(yield* request("GET", `/jobs/${second}`), 200, { state: "ready" })
+
+      // A redrive that cannot happen says why.
+      const live = yield* request("POST", `/jobs/dead/${second}/redrive`)
+      assertError(live, 404, { error: "NotFound", state: "ready" })
+      assert.include((live.body as { message: string }).message, "only a dead or cancelled job can be redriven")
+      assertError(yield* request("POST", "/jobs/dead/999/redrive"), 404, {
+        error: "NotFound",
+        message: "no such job: \"999\""
+      })
+      assertJson(yield* request("POST", `/jobs/dead/${first}/redrive`), 200, { redriven: 1 })
     }).pipe(quiet))
 
   it.scopedLive("WorkerHttp.jobsApp serves the store's routes with a store and no worker", () =>

@@ -284,6 +284,68 @@ describe("the guard and the dead letters", () => {
     }).pipe(quiet))
 })
 
+describe("the read guard", () => {
+  it.scopedLive("lets a read-only token read jobs and events but not act; the operating token does both", () =>
+    Effect.gen(function*() {
+      const { ctx, request, store } = yield* serveRoutes({
+        guard: WorkerHttp.bearerToken(Redacted.make(TOKEN)),
+        readGuard: WorkerHttp.bearerToken(Redacted.make("read-only"))
+      })
+      yield* ctx.start
+      const [id] = yield* store.enqueue([{
+        name: "send-email",
+        queue: "emails",
+        payload: { to: "ada@example.com" },
+        priority: 0,
+        key: undefined,
+        maxAttempts: 3
+      }])
+      const reader = { authorization: "Bearer read-only" }
+      for (const path of ["/jobs", `/jobs/${id}`, "/jobs/dead"]) {
+        assertError(yield* request("GET", path), 401, "Unauthorized")
+        assert.strictEqual((yield* request("GET", path, { headers: reader })).status, 200, path)
+        assert.strictEqual((yield* request("GET", path, { headers: auth })).status, 200, path)
+      }
+      for (const path of [`/jobs/${id}/cancel`, "/worker/pause", `/jobs/dead/${id}/redrive`]) {
+        assertError(yield* request("POST", path, { headers: reader }), 401, "Unauthorized")
+      }
+      const json = { ...reader, "content-type": "application/json" }
+      assertError(
+        yield* request("POST", "/jobs/cancel", { headers: json, body: "{\"queue\":\"emails\"}" }),
+        401,
+        "Unauthorized"
+      )
+      assert.deepInclude(yield* store.get(id!), { state: "ready" }, "the read-only token changed nothing")
+      assert.strictEqual(yield* ctx.state, "Running")
+      assert.strictEqual((yield* request("POST", `/jobs/${id}/cancel`, { headers: auth })).status, 200)
+      assert.deepInclude(yield* store.get(id!), { state: "cancelled" })
+    }).pipe(quiet))
+
+  it.scopedLive("refuses a cancel a browser sends from another site, and a cancel filter that is not JSON", () =>
+    Effect.gen(function*() {
+      const { request, store } = yield* serveRoutes()
+      const [id] = yield* store.enqueue([{
+        name: "send-email",
+        queue: "emails",
+        payload: {},
+        priority: 0,
+        key: undefined,
+        maxAttempts: 3
+      }])
+      const crossSite = { "sec-fetch-site": "cross-site" }
+      assertError(yield* request("POST", `/jobs/${id}/cancel`, { headers: crossSite }), 403, "Forbidden")
+      assertError(
+        yield* request("POST", "/jobs/cancel", {
+          headers: { "content-type": "text/plain" },
+          body: "{\"queue\":\"emails\"}"
+        }),
+        415,
+        "UnsupportedMediaType"
+      )
+      assert.deepInclude(yield* store.get(id!), { state: "ready" })
+    }).pipe(quiet))
+})
+
 describe("the event stream cap", () => {
   it.scopedLive("answers 503 TooManyStreams past maxStreams, and takes a new stream once one closed", () =>
     Effect.gen(function*() {

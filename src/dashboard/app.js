@@ -636,6 +636,8 @@
         return ["job", "snoozed", job + " snoozed for " + count(v.delayMs) + " ms (" + attempt + " not counted)"]
       case "JobScheduled":
         return ["job", "scheduled", job + " enqueued by schedule " + v.schedule + " for " + v.slot]
+      case "JobCancelled":
+        return ["warn", "cancelled", job + " cancelled: its handler was interrupted"]
       default:
         return null
     }
@@ -858,7 +860,7 @@
     const th = cell("th", name)
     if (paused) th.append(" ", element("span", "badge-paused", "paused"))
     tr.append(th)
-    for (const column of ["ready", "scheduled", "leased", "dead"]) {
+    for (const column of ["ready", "scheduled", "leased", "dead", "cancelled"]) {
       const td = cell("td", count(counts[column] || 0), column === "dead" && counts.dead > 0 ? "nonzero-dead" : "")
       td.dataset.col = column
       tr.append(td)
