@@ -53,7 +53,6 @@ import {
   Cause,
   Config,
   Context,
-  Data,
   Duration,
   Effect,
   Exit,
@@ -64,20 +63,19 @@ import {
   Random,
   Redacted,
   Ref,
-  Schedule,
   Schema
 } from "effect"
 import { createServer } from "node:http"
-import { Job, JobStore, JobWorker, MemoryJobStore, WorkerContext, WorkerEvent } from "../src/index.js"
+import { JobStore, JobWorker, MemoryJobStore, WorkerContext, WorkerEvent } from "../src/index.js"
 import * as PgJobStore from "../src/PgJobStore.js"
 import * as WorkerHttp from "../src/WorkerHttp.js"
 import * as WorkerHttpError from "../src/WorkerHttpError.js"
 import * as WorkerHttpGuard from "../src/WorkerHttpGuard.js"
 import * as WorkerNode from "../src/WorkerNode.js"
 import * as WorkerPrometheus from "../src/WorkerPrometheus.js"
+import { handlers, jobMillis, jobTypes, ResizeImage, SendEmail } from "./demoJobs.js"
 
 const CONCURRENCY = 4
-const FAILURE_RATE = 0.2
 /** The longest `delay` `POST /jobs` takes: a day. */
 const MAX_DELAY_MS = 86_400_000
 
@@ -99,61 +97,10 @@ const config = Config.all({
   databaseUrl: Config.option(Config.redacted("DATABASE_URL")).pipe(
     Config.map(Option.filter((url) => Redacted.value(url) !== ""))
   ),
-  jobMillis: Config.option(
-    Config.integer("DEMO_JOB_MS").pipe(
-      Config.validate({ message: "expected a number of milliseconds, zero or more", validation: (ms) => ms >= 0 })
-    )
-  )
+  jobMillis
 })
 
-// --- jobs ---------------------------------------------------------------------------------------------------------
-
-/** Short retries, so that a few jobs reach the dead letters while you watch: 500 ms, then 1 s; three attempts. */
-const retry = { retry: Schedule.exponential("500 millis"), maxAttempts: 3 }
-
-const ResizeImage = Job.make("resize-image", {
-  payload: Schema.Struct({ width: Schema.Int.pipe(Schema.positive()), height: Schema.Int.pipe(Schema.positive()) })
-    .annotations({ identifier: "ResizeImage" }),
-  queue: "images",
-  ...retry
-})
-
-const SendEmail = Job.make("send-email", {
-  payload: Schema.Struct({
-    to: Schema.String.pipe(Schema.pattern(/^[^@\s]+@[^@\s]+$/, { identifier: "EmailAddress" }))
-  }).annotations({ identifier: "SendEmail" }),
-  queue: "emails",
-  ...retry
-})
-
-/** The job types `POST /jobs` takes, by name. */
-const jobTypes: Readonly<Record<string, Job.Any>> = { [ResizeImage.name]: ResizeImage, [SendEmail.name]: SendEmail }
-
-class SimulatedFailure extends Data.TaggedError("SimulatedFailure") {
-  override get message(): string {
-    return "simulated failure"
-  }
-}
-
-/** What every handler does: takes a while (`DEMO_JOB_MS`, or 200 to 1500 ms), and fails one attempt in five. */
-const simulateWork = Effect.gen(function*() {
-  const { jobMillis } = yield* config
-  const ms = Option.getOrUndefined(jobMillis) ?? (yield* Random.nextIntBetween(200, 1501))
-  yield* Effect.sleep(Duration.millis(ms))
-  if ((yield* Random.next) < FAILURE_RATE) return yield* new SimulatedFailure()
-})
-
-const handlers = [
-  ResizeImage.handler(() => simulateWork),
-  SendEmail.handler(({ to }) =>
-    Effect.gen(function*() {
-      if (to.endsWith(".invalid")) {
-        return yield* new Job.Fatal({ message: `${to}: the .invalid domain never delivers, retrying will not help` })
-      }
-      yield* simulateWork
-    })
-  )
-]
+// --- jobs: examples/demoJobs.ts ---------------------------------------------------------------------------------
 
 /** Enqueues a random job every 100 to 400 ms, until shutdown begins. */
 const produce = Effect.gen(function*() {

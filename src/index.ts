@@ -53,3 +53,10 @@ export * as MemoryJobStore from "./MemoryJobStore.js"
  * @since 0.2.0
  */
 export * as JobWorker from "./JobWorker.js"
+
+/**
+ * A test kit for jobs: a recording store, `drain`, `runJob`, `assertEnqueued`.
+ *
+ * @since 0.6.0
+ */
+export * as JobTest from "./JobTest.js"
