@@ -205,7 +205,21 @@ export const makeRecorder = (options?: MemoryJobStoreOptions): Effect.Effect<Rec
           return moved
         }),
       pauseQueue: memory.pauseQueue,
-      resumeQueue: memory.resumeQueue
+      resumeQueue: memory.resumeQueue,
+      get: memory.get,
+      list: memory.list,
+      cancel: (id) =>
+        Effect.tap(memory.cancel(id), (result) => Effect.sync(() => result === "cancelled" && live.delete(id))),
+      // The whole filter at once (the memory store is one step anyway); the jobs it cancelled leave `live`.
+      cancelBatch: (filter) =>
+        Effect.tap(memory.cancelMany(filter), () =>
+          Effect.forEach(Array.from(live.keys()), (id) =>
+            Effect.map(memory.get(id), (job) => {
+              if (job?.state === "cancelled") {
+                live.delete(id)
+              }
+            }), { discard: true })),
+      cancellations: memory.cancellations
     }
     return Object.assign(recorder, { store: JobStore.make(driver) })
   })
@@ -523,6 +537,11 @@ class DrainView {
       stats: inner.stats,
       deadLetters: inner.deadLetters,
       redrive: inner.redrive,
+      get: inner.get,
+      list: inner.list,
+      cancel: inner.cancel,
+      cancelBatch: (filter) => inner.cancelMany(filter),
+      cancellations: inner.cancellations,
       pauseQueue: inner.pauseQueue,
       resumeQueue: inner.resumeQueue
     })
