@@ -234,6 +234,10 @@ export const makeConnections = (options: {
         Effect.flatMap((connection) => giveBack(connection, Exit.void)),
         Effect.ignore,
         Effect.ensuring(Effect.sync(() => opening--)),
+        // Forked from `run`'s uninterruptible part (or a query's interruption), the fiber would be uninterruptible
+        // too: its deadline could not cut a connection short that hangs (its backend stopped while it was set up),
+        // and closing the store, which interrupts it before destroying the connections, would wait for it for ever.
+        Effect.interruptible,
         Effect.forkIn(scope),
         Effect.asVoid
       )
