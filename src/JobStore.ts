@@ -527,6 +527,8 @@ export interface StoredJob {
   readonly leaseExpiresAt: Date | undefined
   /** When it died or was cancelled. */
   readonly endedAt: Date | undefined
+  /** When the running attempt began (its claim), while leased; `undefined` from a store that does not know. */
+  readonly startedAt: Date | undefined
 }
 
 /**
@@ -618,6 +620,43 @@ export interface JobPage {
  * @category models
  */
 export type CancelResult = "cancelled" | "alreadyFinished" | "notFound"
+
+/**
+ * Which ended jobs {@link JobStore.Service.redriveMany} and {@link JobStore.Service.deleteMany} take: those of
+ * `queue` and of `name` when given, in `state` (`"dead"` or `"cancelled"`; both when left out). `{}` takes every
+ * ended job.
+ *
+ * @example
+ * ```ts
+ * import type { EndedFilter } from "effect-worker-context/JobStore"
+ *
+ * const deadEmails: EndedFilter = { queue: "emails", state: "dead" }
+ * ```
+ *
+ * @since 0.6.0
+ * @category models
+ */
+export interface EndedFilter {
+  readonly queue?: string | undefined
+  readonly name?: string | undefined
+  readonly state?: "dead" | "cancelled" | undefined
+}
+
+/**
+ * What {@link JobStore.Service.runNow} found: `"ready"` (the scheduled job is ready now), `"notScheduled"` (it is
+ * ready, running or ended already, or waits for the running holder of its key) or `"notFound"`.
+ *
+ * @example
+ * ```ts
+ * import type { RunNowResult } from "effect-worker-context/JobStore"
+ *
+ * const moved = (result: RunNowResult) => result === "ready"
+ * ```
+ *
+ * @since 0.6.0
+ * @category models
+ */
+export type RunNowResult = "ready" | "notScheduled" | "notFound"
 
 /**
  * Which live jobs {@link JobStore.Service.cancelMany} cancels: those of `queue`, of `name`, or both (at least one
@@ -964,6 +1003,33 @@ export declare namespace JobStore {
      */
     readonly cancellations: Effect.Effect<Queue.Dequeue<string>, never, Scope.Scope>
     /**
+     * {@link redrive}, of every ended job the filter takes, in pages of 1,000 (each redrive one step), and returns
+     * how many moved. Jobs whose key a live job holds are skipped.
+     *
+     * @since 0.6.0
+     */
+    readonly redriveMany: (filter: EndedFilter) => Effect.Effect<number, JobStoreError>
+    /**
+     * Deletes these ended (dead or cancelled) jobs for good, and returns how many. Unknown ids and live jobs are
+     * skipped: cancel a live job first.
+     *
+     * @since 0.6.0
+     */
+    readonly delete: (ids: ReadonlyArray<string>) => Effect.Effect<number, JobStoreError>
+    /**
+     * {@link delete}, of every ended job the filter takes, in pages of 1,000, and returns how many it deleted.
+     *
+     * @since 0.6.0
+     */
+    readonly deleteMany: (filter: EndedFilter) => Effect.Effect<number, JobStoreError>
+    /**
+     * Makes a scheduled job ready now (its `runAt` becomes the store's now) and wakes its workers, in one step.
+     * Returns what it found.
+     *
+     * @since 0.6.0
+     */
+    readonly runNow: (id: string) => Effect.Effect<RunNowResult, JobStoreError>
+    /**
      * Pauses `queue` for every worker of the store: from when it returns, no claim takes a job of it (jobs already
      * claimed run to their end). The store keeps the pause, so it survives restarts of the workers, until
      * {@link resumeQueue}. Pausing a paused queue, or one that holds nothing yet, is allowed.
@@ -995,8 +1061,11 @@ export declare namespace JobStore {
    * @since 0.3.0
    * @category models
    */
-  export interface Driver
-    extends Omit<Service, "enqueue" | "insert" | "enqueueSlot" | "prune" | "list" | "cancelMany">
+  export interface Driver extends
+    Omit<
+      Service,
+      "enqueue" | "insert" | "enqueueSlot" | "prune" | "list" | "cancelMany" | "redriveMany" | "deleteMany"
+    >
   {
     /** The store's name in messages: `MemoryJobStore`, `PgJobStore`. */
     readonly name: string

@@ -282,7 +282,7 @@ const withHosts = (hosts: ReadonlyArray<string> | undefined) => <E, R>(app: Http
  * | route | guarded |
  * |---|---|
  * | `GET /health/live`, `GET /health/ready`, `GET /worker`, `GET /jobs/stats` | no: probes and counts |
- * | `POST /worker/start`, `/worker/pause`, `/worker/resume`, `/worker/stop`, `POST /jobs/:id/cancel`, `POST /jobs/cancel`, `POST /jobs/dead/:id/redrive`, `POST /jobs/queues/:queue/pause`, `/resume` | `guard`: they act |
+ * | `POST /worker/start`, `/worker/pause`, `/worker/resume`, `/worker/stop`, `POST /jobs/:id/cancel`, `POST /jobs/:id/run`, `DELETE /jobs/:id`, `POST /jobs/cancel`, `/jobs/redrive`, `/jobs/delete`, `POST /jobs/dead/:id/redrive`, `POST /jobs/queues/:queue/pause`, `/resume` | `guard`: they act |
  * | `GET /events`, `GET /jobs`, `GET /jobs/:id`, `GET /jobs/dead` | `guard` or `readGuard`: they carry job payloads and errors (open only with `unguarded`, as every route is then) |
  * | `GET /dashboard`, `/dashboard/app.js`, `/dashboard/app.css` (and `/dashboard/`, redirected to `../dashboard`) | only with `guardDashboard`: static files, no data |
  *

@@ -13,7 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import { type JobState, jobStates, JobStore, type JobStoreError, maxListLimit, type StoredJob } from "./JobStore.js"
-import { answerCause, BadRequest, NotFound, respond, ServiceUnavailable, toApp } from "./WorkerHttpError.js"
+import { answerCause, BadRequest, Conflict, NotFound, respond, ServiceUnavailable, toApp } from "./WorkerHttpError.js"
 import { authorize, checkHost, type Guard, isUnguarded, unguarded } from "./WorkerHttpGuard.js"
 
 const storeError = (error: JobStoreError) =>
@@ -124,16 +124,68 @@ const CancelManyBody = Schema.Struct({
   Schema.filter((body) => body.queue !== undefined || body.name !== undefined || "give a queue, a name, or both")
 )
 
-/** A body that is not JSON (400), too large (413) or not a filter (400) is answered as every route answers it. */
-const cancelMany = Effect.flatMap(
-  Effect.either(HttpServerRequest.schemaBodyJson(CancelManyBody)),
-  (body) =>
-    Either.isLeft(body) ? answerCause(Cause.fail(body.left)) : respond(
-      Effect.gen(function*() {
-        const cancelled = yield* (yield* JobStore).cancelMany(body.right)
-        return HttpServerResponse.unsafeJson({ cancelled })
-      }).pipe(Effect.catchTag("JobStoreError", storeError))
-    )
+/** The body of `POST /jobs/redrive` and `POST /jobs/delete`: which ended jobs. */
+const EndedBody = Schema.Struct({
+  queue: Schema.optional(Name),
+  name: Schema.optional(Name),
+  state: Schema.optional(Schema.Literal("dead", "cancelled"))
+})
+
+/**
+ * A route that reads a filter from its JSON body and answers `{ [field]: count }`. A body that is not JSON (400),
+ * too large (413) or not such a filter (400) is answered as every route answers it.
+ */
+const withFilter = <A, I>(
+  schema: Schema.Schema<A, I>,
+  field: string,
+  act: (store: JobStore.Service, filter: A) => Effect.Effect<number, JobStoreError>
+) =>
+  Effect.flatMap(
+    Effect.either(HttpServerRequest.schemaBodyJson(schema)),
+    (body) =>
+      Either.isLeft(body) ? answerCause(Cause.fail(body.left)) : respond(
+        Effect.gen(function*() {
+          const count = yield* act(yield* JobStore, body.right)
+          return HttpServerResponse.unsafeJson({ [field]: count })
+        }).pipe(Effect.catchTag("JobStoreError", storeError))
+      )
+  )
+
+const cancelMany = withFilter(CancelManyBody, "cancelled", (store, filter) => store.cancelMany(filter))
+const redriveMany = withFilter(EndedBody, "redriven", (store, filter) => store.redriveMany(filter))
+const deleteMany = withFilter(EndedBody, "deleted", (store, filter) => store.deleteMany(filter))
+
+const deleteJob = respond(
+  Effect.gen(function*() {
+    const { id = "" } = yield* HttpRouter.params
+    const store = yield* JobStore
+    const deleted = yield* store.delete([id])
+    if (deleted > 0) return HttpServerResponse.unsafeJson({ deleted })
+    const job = yield* store.get(id)
+    if (job === undefined) return yield* noSuchJob(id)
+    return yield* new Conflict({
+      message: `job ${
+        JSON.stringify(id)
+      } is ${job.state}: only a dead or cancelled job can be deleted (cancel it first)`,
+      details: { id, state: job.state }
+    })
+  }).pipe(Effect.catchTag("JobStoreError", storeError))
+)
+
+const runNow = respond(
+  Effect.gen(function*() {
+    const { id = "" } = yield* HttpRouter.params
+    const store = yield* JobStore
+    const result = yield* store.runNow(id)
+    if (result === "ready") return HttpServerResponse.unsafeJson({ id, result })
+    if (result === "notFound") return yield* noSuchJob(id)
+    const job = yield* store.get(id)
+    return yield* new Conflict({
+      message: `job ${JSON.stringify(id)} is not scheduled${job === undefined ? "" : ` (${job.state})`}: ` +
+        "only a scheduled job can be made to run now",
+      details: { id, state: job?.state }
+    })
+  }).pipe(Effect.catchTag("JobStoreError", storeError))
 )
 
 const stats = respond(
@@ -206,6 +258,10 @@ export const guardedRoutes = <RG, RR = never>(guard: Guard<RG>, readGuard?: Guar
     HttpRouter.get("/jobs/:id", guardRead(getJob)),
     HttpRouter.post("/jobs/:id/cancel", authorize(guard)(cancel)),
     HttpRouter.post("/jobs/cancel", authorize(guard, { body: "json" })(cancelMany)),
+    HttpRouter.post("/jobs/redrive", authorize(guard, { body: "json" })(redriveMany)),
+    HttpRouter.post("/jobs/delete", authorize(guard, { body: "json" })(deleteMany)),
+    HttpRouter.del("/jobs/:id", authorize(guard)(deleteJob)),
+    HttpRouter.post("/jobs/:id/run", authorize(guard)(runNow)),
     HttpRouter.post("/jobs/dead/:id/redrive", authorize(guard)(redrive)),
     HttpRouter.post("/jobs/queues/:queue/pause", authorize(guard)(queueControl(true))),
     HttpRouter.post("/jobs/queues/:queue/resume", authorize(guard)(queueControl(false)))
@@ -225,6 +281,9 @@ export const guardedRoutes = <RG, RR = never>(guard: Guard<RG>, readGuard?: Guar
  * | `POST /jobs/:id/cancel` | 200 `{ id, result }`, `result` `"cancelled"` (it was live: it will not run, or is being interrupted on its worker) or `"alreadyFinished"` (dead or cancelled already); 404 when there is no such job (a completed job is not kept) |
  * | `POST /jobs/cancel` | body `{ queue?, name?, state? }` (a queue, a name or both; `state` one of `ready`, `scheduled`, `leased`), `application/json`: 200 `{ cancelled: N }`, every live job of the filter cancelled; 400 for a body that is not such a filter |
  * | `GET /jobs/dead?limit=N&queue=Q` | 200 `{ jobs: [{ id, name, queue, payload, attempts, lastError, failedAt }] }`, most recent first, `failedAt` an ISO 8601 string; `limit` an integer from 1 to 1000 (default 100), `queue` optional; 400 `{ error: "BadRequest", message }` naming the parameter otherwise |
+ * | `POST /jobs/:id/run` | 200 `{ id, result: "ready" }`: the scheduled job is ready now, its workers woken; 404 for no such job; 409 `{ error: "Conflict", message, state }` for one that is not scheduled |
+ * | `DELETE /jobs/:id` | 200 `{ deleted: 1 }`: the dead or cancelled job is gone for good; 404 for no such job; 409 `{ error: "Conflict", message, state }` for a live one (cancel it first) |
+ * | `POST /jobs/redrive`, `POST /jobs/delete` | body `{ queue?, name?, state? }` (`state` `dead` or `cancelled`; both when left out; `{}` takes every ended job), `application/json`: 200 `{ redriven: N }` or `{ deleted: N }` |
  * | `POST /jobs/dead/:id/redrive` | 200 `{ redriven: 1 }`: the dead or cancelled job is ready again, its attempts reset, under the same id; 404 `{ error: "NotFound", message }` when the store moved nothing, the message saying why: no such job, a job that is live (`details.state`), or one whose `key` a live job holds by now |
  * | `POST /jobs/queues/:queue/pause` | 200 `{ queue, paused: true }`: no worker of the store claims from the queue (its name URL-encoded in the path) until it is resumed; jobs already claimed run to their end |
  * | `POST /jobs/queues/:queue/resume` | 200 `{ queue, paused: false }`: the queue's workers are woken and claim again |

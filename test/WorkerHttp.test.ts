@@ -814,7 +814,11 @@ const unreachableStore: JobStore.Service = (() => {
     list: () => down("list"),
     cancel: () => down("cancel"),
     cancelMany: () => down("cancelMany"),
-    cancellations: Queue.unbounded<string>()
+    cancellations: Queue.unbounded<string>(),
+    redriveMany: () => down("redriveMany"),
+    delete: () => down("delete"),
+    deleteMany: () => down("deleteMany"),
+    runNow: () => down("runNow")
   }
 })()
 
@@ -1127,6 +1131,41 @@ describe("WorkerHttp.jobsRouter", () => {
         message: "no such job: \"999\""
       })
       assertJson(yield* request("POST", `/jobs/dead/${first}/redrive`), 200, { redriven: 1 })
+    }).pipe(quiet))
+
+  it.scopedLive("POST /jobs/:id/run, DELETE /jobs/:id, POST /jobs/redrive and /jobs/delete act on a job or a filter", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore
+      const request = yield* servedStore(store)
+      const [later, now] = yield* store.enqueue([
+        newJob("send-email", "emails", { to: "later@example.com" }, 3_600_000),
+        newJob("send-email", "emails", { to: "now@example.com" })
+      ])
+      assertJson(yield* request("POST", `/jobs/${later}/run`), 200, { id: later, result: "ready" })
+      assertJson(yield* request("GET", `/jobs/${later}`), 200, { state: "ready" })
+      const notScheduled = yield* request("POST", `/jobs/${now}/run`)
+      assertError(notScheduled, 409, { error: "Conflict", state: "ready" })
+      assert.include((notScheduled.body as { message: string }).message, "only a scheduled job")
+      assertError(yield* request("POST", "/jobs/777/run"), 404, { error: "NotFound" })
+
+      const live = yield* request("DELETE", `/jobs/${now}`)
+      assertError(live, 409, { error: "Conflict", state: "ready" })
+      assert.include((live.body as { message: string }).message, "cancel it first")
+      const dead = yield* deadLettered(store, [
+        newJob("resize-image", "images", { width: 1, height: 1 }),
+        newJob("resize-image", "images", { width: 2, height: 2 }),
+        newJob("resize-image", "thumbs", { width: 3, height: 3 })
+      ])
+      assertJson(yield* request("DELETE", `/jobs/${dead[0]}`), 200, { deleted: 1 })
+      assertError(yield* request("DELETE", `/jobs/${dead[0]}`), 404, { error: "NotFound" })
+      assertJson(yield* request("POST", "/jobs/redrive", JSON.stringify({ queue: "images" })), 200, { redriven: 1 })
+      assertJson(yield* request("GET", `/jobs/${dead[1]}`), 200, { state: "ready" })
+      assertJson(yield* request("POST", "/jobs/delete", JSON.stringify({ state: "dead" })), 200, { deleted: 1 })
+      assertJson(yield* request("GET", "/jobs/stats"), 200, { dead: 0 })
+      for (const body of ["{\"state\":\"ready\"}", "{\"queue\":\"\"}", "nope"]) {
+        assertError(yield* request("POST", "/jobs/redrive", body), 400, { error: "BadRequest" })
+        assertError(yield* request("POST", "/jobs/delete", body), 400, { error: "BadRequest" })
+      }
     }).pipe(quiet))
 
   it.scopedLive("WorkerHttp.jobsApp serves the store's routes with a store and no worker", () =>

@@ -306,8 +306,14 @@ describe("the read guard", () => {
         assert.strictEqual((yield* request("GET", path, { headers: reader })).status, 200, path)
         assert.strictEqual((yield* request("GET", path, { headers: auth })).status, 200, path)
       }
-      for (const path of [`/jobs/${id}/cancel`, "/worker/pause", `/jobs/dead/${id}/redrive`]) {
+      for (const path of [`/jobs/${id}/cancel`, `/jobs/${id}/run`, "/worker/pause", `/jobs/dead/${id}/redrive`]) {
         assertError(yield* request("POST", path, { headers: reader }), 401, "Unauthorized")
+      }
+      assertError(yield* request("DELETE", `/jobs/${id}`, { headers: reader }), 401, "Unauthorized")
+      for (const path of ["/jobs/redrive", "/jobs/delete"]) {
+        const body = "{}"
+        const headers = { ...reader, "content-type": "application/json" }
+        assertError(yield* request("POST", path, { headers, body }), 401, "Unauthorized")
       }
       const json = { ...reader, "content-type": "application/json" }
       assertError(

@@ -1805,7 +1805,8 @@ export const jobStoreConformance = (
             scheduledFor: undefined,
             worker: undefined,
             leaseExpiresAt: undefined,
-            endedAt: undefined
+            endedAt: undefined,
+            startedAt: undefined
           })
           assert.deepInclude(yield* got(scheduled!), { state: "scheduled", attempts: 0, runAt: yield* op.at(60_000) })
           assert.deepInclude(yield* got(leased!), {
@@ -1813,6 +1814,7 @@ export const jobStoreConformance = (
             attempts: 1,
             worker: "worker-7",
             leaseExpiresAt: yield* op.at(LEASE_MS),
+            startedAt: now,
             endedAt: undefined
           })
           assert.deepInclude(yield* got(dead!), {
@@ -1953,6 +1955,54 @@ export const jobStoreConformance = (
       )
     })
 
+    describe("redriveMany, delete, deleteMany and runNow", () => {
+      test(
+        "redriveMany and deleteMany take the ended jobs of a filter, in pages, and delete takes ended ones only",
+        (store, op) =>
+          Effect.gen(function*() {
+            const now = yield* op.at(0)
+            const ids = yield* store.enqueue(
+              Array.from({ length: 1_203 }, (_, i) => op.job(now, { queue: i < 1_200 ? "bulk" : "other" }))
+            )
+            const claimed = yield* store.claim(op.request({ queues: ["bulk", "other"], limit: 1_203 }))
+            yield* store.settle(
+              claimed.jobs.map((job) => ({ lease: job.lease, outcome: Outcome.Dead({ error: "x" }) }))
+            )
+            const live = yield* op.enqueue({ queue: "bulk" })
+            const cancelled = yield* op.enqueue({ queue: "bulk" })
+            yield* store.cancel(cancelled)
+
+            assert.strictEqual(yield* store.delete([live, cancelled, ids[0]!, "999999", "x"]), 2, "the live one stays")
+            assert.deepInclude(yield* store.get(live), { state: "ready" })
+            assert.isUndefined(yield* store.get(ids[0]!))
+            assert.strictEqual(yield* store.redriveMany({ queue: "bulk", state: "cancelled" }), 0)
+            assert.strictEqual(yield* store.redriveMany({ queue: "bulk" }), 1_199, "past a page of 1,000")
+            assert.deepInclude((yield* store.stats).byQueue["bulk"], { ready: 1_200, dead: 0 })
+            assert.strictEqual(yield* store.deleteMany({ name: "send-email", state: "dead" }), 3)
+            assert.strictEqual((yield* store.stats).dead, 0)
+            assert.strictEqual(yield* store.deleteMany({}), 0)
+          })
+      )
+
+      test(
+        "runNow makes a scheduled job ready now and wakes its queue; anything else it leaves be",
+        (store, op) =>
+          Effect.gen(function*() {
+            const wakeups = yield* subscribeWakeups(store)
+            const later = yield* op.enqueue({ queue: "later", runAt: yield* op.at(3_600_000) })
+            const ready = yield* op.enqueue()
+            assert.strictEqual(yield* store.runNow(later), "ready")
+            yield* awaitWakeups(wakeups, ["later"])
+            assert.deepInclude(yield* store.get(later), { state: "ready", runAt: yield* op.at(0) })
+            assert.deepStrictEqual(yield* op.claimIds({ queues: ["later"] }), [later])
+            assert.strictEqual(yield* store.runNow(later), "notScheduled", "it runs")
+            assert.strictEqual(yield* store.runNow(ready), "notScheduled")
+            assert.strictEqual(yield* store.runNow("999999"), "notFound")
+            assert.strictEqual(yield* store.runNow("x"), "notFound")
+          })
+      )
+    })
+
     describe("arguments that make no sense", () => {
       test(
         "die with an IllegalArgumentException naming the store, the operation and the argument",
@@ -2058,6 +2108,13 @@ export const jobStoreConformance = (
               `${name}.cancel: invalid id`
             )
             assertIllegal(yield* Effect.exit(store.cancelMany({})), `${name}.cancelMany: invalid filter`)
+            assertIllegal(
+              yield* Effect.exit(store.redriveMany({ state: "ready" as "dead" })),
+              `${name}.redriveMany: invalid state`
+            )
+            assertIllegal(yield* Effect.exit(store.deleteMany({ queue: "" })), `${name}.deleteMany: invalid queue`)
+            assertIllegal(yield* Effect.exit(store.delete("1" as unknown as [])), `${name}.delete: invalid ids`)
+            assertIllegal(yield* Effect.exit(store.runNow(1 as unknown as string)), `${name}.runNow: invalid id`)
             assertIllegal(
               yield* Effect.exit(store.cancelMany({ queue: "q", state: "dead" as "ready" })),
               `${name}.cancelMany: invalid state`

@@ -12,6 +12,7 @@ import type {
   CancelFilter,
   ClaimRequest,
   EncodedJob,
+  EndedFilter,
   JobStore,
   Lease,
   ListOptions,
@@ -196,6 +197,9 @@ export const maxListLimit = 1_000
 /** The jobs one `list` page holds when it is given no limit. */
 export const defaultListLimit = 50
 
+/** How many ended jobs one step of `redriveMany` and `deleteMany` takes. */
+const pageOfEnded = 1_000
+
 /** How many jobs one batch of `cancelMany` cancels at most. */
 export const cancelBatch = 1_000
 
@@ -215,6 +219,17 @@ export const listProblem = (options: ListOptions | undefined): Problem | undefin
     return ["limit", limit, `an integer from 1 to ${maxListLimit}`]
   }
   if (after !== undefined && typeof after !== "string") return ["after", after, "a job id or undefined"]
+  return undefined
+}
+
+export const endedFilterProblem = (filter: EndedFilter): Problem | undefined => {
+  if (typeof filter !== "object" || filter === null) return ["filter", filter, "an EndedFilter"]
+  const { name, queue, state } = filter
+  if (!isOptionalName(queue)) return ["queue", queue, "a non-empty string or undefined"]
+  if (!isOptionalName(name)) return ["name", name, "a non-empty string or undefined"]
+  if (state !== undefined && state !== "dead" && state !== "cancelled") {
+    return ["state", state, "dead, cancelled or undefined"]
+  }
   return undefined
 }
 
@@ -276,6 +291,24 @@ export const make = (driver: JobStore.Driver): JobStore.Service => {
     if (jobs.length === 0) return Effect.succeed([])
     const encoded = encode(jobs)
     return encoded instanceof JobStoreError ? Effect.fail(encoded) : driver.insert(encoded)
+  }
+  /** Runs `act` on the ids of each page of the ended jobs `filter` takes, newest first, and adds up its counts. */
+  const eachEnded = (
+    filter: EndedFilter,
+    act: (ids: ReadonlyArray<string>) => Effect.Effect<number, JobStoreError>
+  ): Effect.Effect<number, JobStoreError> => {
+    const { name, queue } = filter
+    const pages = (state: "dead" | "cancelled", after: string | undefined, total: number) =>
+      Effect.flatMap(
+        driver.list({ state, queue, name, limit: pageOfEnded, after }),
+        (page): Effect.Effect<number, JobStoreError> =>
+          page.jobs.length === 0 ? Effect.succeed(total) : Effect.flatMap(
+            act(page.jobs.map((job) => job.id)),
+            (n) => page.next === undefined ? Effect.succeed(total + n) : pages(state, page.next, total + n)
+          )
+      )
+    const states = filter.state === undefined ? ["dead", "cancelled"] as const : [filter.state]
+    return Effect.reduce(states, 0, (total, state) => pages(state, undefined, total))
   }
   const service: JobStore.Service = {
     enqueue: (jobs) => Effect.map(insert("enqueue", jobs), (results) => results.map((result) => result.id)),
@@ -342,6 +375,20 @@ export const make = (driver: JobStore.Driver): JobStore.Service => {
       return batch(0)
     },
     cancellations: driver.cancellations,
+    redriveMany: (filter) => {
+      const problem = endedFilterProblem(filter)
+      return problem === undefined ? eachEnded(filter, driver.redrive) : refuse("redriveMany", problem)
+    },
+    delete: (ids) => {
+      const problem = redriveProblem(ids)
+      if (problem !== undefined) return refuse("delete", problem)
+      return ids.length === 0 ? Effect.succeed(0) : driver.delete(ids)
+    },
+    deleteMany: (filter) => {
+      const problem = endedFilterProblem(filter)
+      return problem === undefined ? eachEnded(filter, driver.delete) : refuse("deleteMany", problem)
+    },
+    runNow: (id) => typeof id === "string" ? driver.runNow(id) : refuse("runNow", ["id", id, "a job id"]),
     pauseQueue: (queue) =>
       isName(queue) ? driver.pauseQueue(queue) : refuse("pauseQueue", ["queue", queue, "a non-empty string"]),
     resumeQueue: (queue) =>

@@ -219,7 +219,9 @@ export const makeRecorder = (options?: MemoryJobStoreOptions): Effect.Effect<Rec
                 live.delete(id)
               }
             }), { discard: true })),
-      cancellations: memory.cancellations
+      cancellations: memory.cancellations,
+      delete: memory.delete,
+      runNow: memory.runNow
     }
     return Object.assign(recorder, { store: JobStore.make(driver) })
   })
@@ -542,6 +544,8 @@ class DrainView {
       cancel: inner.cancel,
       cancelBatch: (filter) => inner.cancelMany(filter),
       cancellations: inner.cancellations,
+      delete: inner.delete,
+      runNow: inner.runNow,
       pauseQueue: inner.pauseQueue,
       resumeQueue: inner.resumeQueue
     })

@@ -25,8 +25,9 @@ export class JobRecord {
   /** The errors of earlier failed attempts, oldest first, the newest `maxAttemptErrors`. */
   errors: Array<AttemptError> = []
   token: string | undefined = undefined
-  /** The worker that holds the lease, while leased. */
+  /** The worker that holds the lease, and when it claimed the job, while leased. */
   worker: string | undefined = undefined
+  leasedAt = 0
   /** The slot of the schedule that enqueued the job, if one did. */
   scheduledFor: number | undefined = undefined
   /** The job kept to run after this one, which holds the key (`keyMode`), once this one has ended for good. */

@@ -24,6 +24,7 @@ import {
   type PruneResult,
   type QueueStats,
   type ReapResult,
+  type RunNowResult,
   type Settlement,
   type StoredJob
 } from "../JobStore.js"
@@ -530,12 +531,12 @@ class StoreCore {
         lanes[best] = lanes[lanes.length - 1]!
         lanes.pop()
       }
-      claimed.push(this.lease(record, expiresAt, request.worker))
+      claimed.push(this.lease(record, expiresAt, request.worker, Duration.toMillis(request.lease)))
     }
     return Effect.succeed({ jobs: claimed, buried: this.takeBuried() })
   }
 
-  private lease(record: JobRecord, expiresAt: number, worker: string): ClaimedJob {
+  private lease(record: JobRecord, expiresAt: number, worker: string, leaseMillis: number): ClaimedJob {
     const queue = record.lane.queue
     queue.ready--
     queue.leased++
@@ -545,6 +546,7 @@ class StoreCore {
     record.token = token
     record.leaseExpiresAt = expiresAt
     record.worker = worker
+    record.leasedAt = expiresAt - leaseMillis
     this.leases.push(record)
     return {
       id: record.id,
@@ -837,6 +839,31 @@ class StoreCore {
     return Effect.succeed(found.length)
   }
 
+  /** Forgets the ended jobs among `ids`. */
+  delete(ids: ReadonlyArray<string>): Effect.Effect<number> {
+    this.begin()
+    let deleted = 0
+    for (const id of ids) {
+      const record = this.jobs.get(id)
+      if (record === undefined || !isEnded(record)) continue
+      this.unbury(record)
+      this.forget(record)
+      deleted++
+    }
+    return Effect.succeed(deleted)
+  }
+
+  runNow(id: string): Effect.Effect<RunNowResult> {
+    const now = this.begin()
+    const record = this.jobs.get(id)
+    if (record === undefined) return Effect.succeed("notFound")
+    if (record.state !== State.Scheduled) return Effect.succeed("notScheduled")
+    this.unplace(record)
+    record.runAt = now
+    this.place(record, now, true)
+    return Effect.succeed("ready")
+  }
+
   /** Ends a live job as cancelled: out of its structure, its key free, its worker told when it was leased. */
   private cancelRecord(record: JobRecord, now: number): void {
     switch (record.state) {
@@ -927,7 +954,8 @@ const storedJob = (record: JobRecord): StoredJob => {
     scheduledFor: record.scheduledFor === undefined ? undefined : new Date(record.scheduledFor),
     worker: leased ? record.worker : undefined,
     leaseExpiresAt: leased ? new Date(record.leaseExpiresAt) : undefined,
-    endedAt: ended ? new Date(record.failedAt) : undefined
+    endedAt: ended ? new Date(record.failedAt) : undefined,
+    startedAt: leased ? new Date(record.leasedAt) : undefined
   }
 }
 
@@ -994,7 +1022,9 @@ export const make = (options?: MemoryJobStoreOptions): Effect.Effect<Service> =>
           list: (listOptions) => Effect.suspend(() => core.after(core.list(listOptions))),
           cancel: (id) => Effect.suspend(() => core.after(core.cancel(id))),
           cancelBatch: (filter, limit) => Effect.suspend(() => core.after(core.cancelBatch(filter, limit))),
-          cancellations: PubSub.subscribe(cancelHub)
+          cancellations: PubSub.subscribe(cancelHub),
+          delete: (ids) => Effect.suspend(() => core.after(core.delete(ids))),
+          runNow: (id) => Effect.suspend(() => core.after(core.runNow(id)))
         }
         const service = jobStore.make(driver)
         cores.set(service, core)

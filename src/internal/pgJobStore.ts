@@ -39,6 +39,7 @@ import {
   type Lease,
   make as makeJobStore,
   type QueueStats,
+  type RunNowResult,
   type Settlement
 } from "../JobStore.js"
 import type { PgJobStoreOptions } from "../PgJobStore.js"
@@ -718,6 +719,18 @@ export const make = (
         return Effect.map(run<{ readonly cancelled: number }>("cancelMany", text, params), ([row]) => row!.cancelled)
       },
       cancellations: PubSub.subscribe(cancelHub),
+      delete: (ids) => {
+        const valid = ids.filter(isBigintText)
+        if (valid.length === 0) return Effect.succeed(0)
+        return Effect.map(run<{ readonly deleted: number }>("delete", sql.delete, [valid]), ([row]) => row!.deleted)
+      },
+      runNow: (id) =>
+        isBigintText(id)
+          ? Effect.map(
+            run<{ readonly moved: number; readonly found: boolean }>("runNow", sql.runNow, [channel, id]),
+            ([row]): RunNowResult => row!.moved > 0 ? "ready" : row!.found ? "notScheduled" : "notFound"
+          )
+          : Effect.succeed("notFound"),
       pauseQueue: (queue) => Effect.asVoid(run("pauseQueue", sql.pauseQueue, [queue])),
       resumeQueue: (queue) => Effect.asVoid(run("resumeQueue", sql.resumeQueue, [channel, queue]))
     }

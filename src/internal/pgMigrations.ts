@@ -251,7 +251,8 @@ const migrations: ReadonlyArray<Migration> = [
     ]
   },
   {
-    // Job control: the ended jobs (`dead_jobs`) are dead or cancelled (`state`, counted as such), and keep their
+    // Job control: when a job's running attempt was claimed (`leased_at`, for how long it has run); the ended jobs
+    // (`dead_jobs`) are dead or cancelled (`state`, counted as such), and keep their
     // attempt errors and slot; indexes that serve `list` newest first by queue, name and key, its scheduled jobs (by
     // `run_at`, when they are few among many ready ones), its cancelled ones, and `get` of a job kept to run after
     // its key's holder. Creating the indexes locks writes to `jobs` while they build (seconds per
@@ -260,6 +261,7 @@ const migrations: ReadonlyArray<Migration> = [
     name: "job_control",
     compatibleFrom: 1,
     statements: (s) => [
+      `ALTER TABLE ${s}.jobs ADD COLUMN leased_at timestamptz`,
       `ALTER TABLE ${s}.dead_jobs ADD COLUMN state text NOT NULL DEFAULT 'dead',
          ADD COLUMN errors jsonb NOT NULL DEFAULT '[]'::jsonb, ADD COLUMN scheduled_for timestamptz`,
       countFunction(s, "dead_jobs", "state"),

@@ -209,6 +209,7 @@ export const statements = (s: string, version: number = latestVersion) => {
         UPDATE ${s}.jobs AS j
         SET attempts = j.attempts + 1, lease_token = nextval('${s}.lease_tokens'),
             lease_expires_at = ${s}.clock() + $4::float8 * interval '1 millisecond', leased_by = $5
+            ${version >= 8 ? `, leased_at = ${s}.clock()` : ""}
         FROM chosen WHERE j.id = chosen.id
         RETURNING ${claimedColumns("j", version)}
       )
@@ -478,6 +479,21 @@ export const statements = (s: string, version: number = latestVersion) => {
       )
       SELECT (SELECT count(*) FROM ended)::int AS cancelled, (SELECT count(*) FROM told)::int AS told,
              EXISTS (SELECT 1 FROM ${s}.dead_jobs WHERE id = $2) AS ended`,
+    /** Deletes the ended jobs among the ids `$1`. */
+    delete: `WITH gone AS (DELETE FROM ${s}.dead_jobs WHERE id = ANY($1::bigint[]) RETURNING 1)
+             SELECT count(*)::int AS deleted FROM gone`,
+    /**
+     * Makes the job `$2` ready now if it is scheduled, and wakes its queue through `$1`; `found`: whether a job (or
+     * a job kept to run after a key's holder) has this id.
+     */
+    runNow: `
+      WITH moved AS (
+        UPDATE ${s}.jobs SET run_at = ${s}.clock()
+        WHERE id = $2 AND lease_token IS NULL AND run_at > ${s}.clock() RETURNING queue, true AS ready
+      ), woken AS (${notifyReady("$1", "moved", "ready")})
+      SELECT (SELECT count(*) FROM moved)::int AS moved, (SELECT count(*) FROM woken)::int AS woken,
+             EXISTS (SELECT 1 FROM ${s}.jobs WHERE id = $2) OR EXISTS (SELECT 1 FROM ${s}.dead_jobs WHERE id = $2)
+             OR EXISTS (SELECT 1 FROM ${s}.key_successors WHERE id = $2) AS found`,
     /** The id of the job holding the key `$1`, if any. */
     keyHolder: `SELECT id::text AS id FROM ${s}.jobs WHERE key = $1`,
     readyQueues: `SELECT DISTINCT queue FROM ${s}.jobs WHERE lease_token IS NULL AND run_at <= ${s}.clock()`
@@ -499,18 +515,20 @@ const storedJobsOf = (s: string, version: number, table: "jobs" | "dead_jobs" | 
           WHEN ${t}.run_at <= ${s}.clock() THEN 'ready' ELSE 'scheduled' END AS state,
         ${t}.attempts::float8 AS attempts, ${t}.last_error, ${version >= 4 ? `${t}.errors` : `'[]'::jsonb`} AS errors,
         ${version >= 6 ? ms(`${t}.scheduled_for`) : "NULL::float8"} AS scheduled_for, ${t}.leased_by AS worker,
-        ${ms(`${t}.lease_expires_at`)} AS lease_expires_at, NULL::float8 AS ended_at
+        ${ms(`${t}.lease_expires_at`)} AS lease_expires_at, NULL::float8 AS ended_at,
+        ${version >= 8 ? `CASE WHEN ${t}.lease_token IS NOT NULL THEN ${ms(`${t}.leased_at`)} END` : "NULL::float8"}
+          AS started_at
         FROM ${s}.jobs AS ${t} ${where})`
     case "dead_jobs":
       return `(SELECT ${common}, ${version >= 8 ? `${t}.state` : `'dead'`} AS state, ${t}.attempts::float8 AS attempts,
         ${t}.last_error, ${version >= 8 ? `${t}.errors` : `'[]'::jsonb`} AS errors,
         ${version >= 8 ? ms(`${t}.scheduled_for`) : "NULL::float8"} AS scheduled_for, NULL AS worker,
-        NULL::float8 AS lease_expires_at, ${ms(`${t}.failed_at`)} AS ended_at
+        NULL::float8 AS lease_expires_at, ${ms(`${t}.failed_at`)} AS ended_at, NULL::float8 AS started_at
         FROM ${s}.dead_jobs AS ${t} ${where})`
     case "key_successors":
       return `(SELECT ${common}, 'scheduled' AS state, 0::float8 AS attempts, NULL AS last_error,
         '[]'::jsonb AS errors, NULL::float8 AS scheduled_for, NULL AS worker, NULL::float8 AS lease_expires_at,
-        NULL::float8 AS ended_at FROM ${s}.key_successors AS ${t} ${where})`
+        NULL::float8 AS ended_at, NULL::float8 AS started_at FROM ${s}.key_successors AS ${t} ${where})`
   }
 }
 
@@ -544,6 +562,7 @@ export interface StoredRow {
   readonly worker: string | null
   readonly lease_expires_at: number | null
   readonly ended_at: number | null
+  readonly started_at: number | null
 }
 
 const dateOrUndefined = (ms: number | null) => ms === null ? undefined : new Date(ms)
@@ -565,7 +584,8 @@ export const storedJob = (row: StoredRow): StoredJob => ({
   scheduledFor: dateOrUndefined(row.scheduled_for),
   worker: row.worker ?? undefined,
   leaseExpiresAt: dateOrUndefined(row.lease_expires_at),
-  endedAt: dateOrUndefined(row.ended_at)
+  endedAt: dateOrUndefined(row.ended_at),
+  startedAt: dateOrUndefined(row.started_at)
 })
 
 /** A statement built for its arguments: its text, with `$n` placeholders, and their values. */
