@@ -3,7 +3,10 @@
  * run as a child process on a free port with a `DASHBOARD_TOKEN`. It checks what an operator sees and does: the
  * state in words, Pause and Resume (and readiness with them), a job enqueued over HTTP showing in the queue table
  * and the event feed, a queue paused and resumed from its row, a dead letter redriven from the page, the page at 375 px, the token form, and a confirmed
- * Stop through `Stopping` and `Stopped` to the page saying the server is gone. Two more run a worker in this process:
+ * Stop through `Stopping` and `Stopped` to the page saying the server is gone. Two check the job browser against
+ * the demo: a running job found by id, its detail, cancelled after the page's confirm step (interrupted, gone from
+ * the running view), a route's refusal shown with its message, keyset pages; and the dead jobs of a filter redriven
+ * at once, with the page at 375 px and a job open. Two more run a worker in this process:
  * one at some 10,000 events a second (the feed stays at 200 rows and counts what it skipped, a button still
  * answers), one behind a TCP proxy that cuts the connection (the page says so, reconnects with `Last-Event-ID`, and
  * the replay brings what happened meanwhile).
@@ -349,6 +352,192 @@ describe("the dashboard page, in Chromium", () => {
         // Once the server is gone, the browser logs the refused connection of the page's last probe (or a reset one,
         // when the probe was on its way as the process exited); nothing else.
         assert.deepStrictEqual(errors.filter((e) => !/ERR_CONNECTION_(REFUSED|RESET)/.test(e)), [])
+      }),
+    TEST_TIMEOUT
+  )
+
+  it.scopedLive(
+    "the job browser finds a running job by id, shows its detail, and cancels it: interrupted, out of the running view",
+    () =>
+      Effect.gen(function*() {
+        mkdirSync(OUTPUT, { recursive: true })
+        // Jobs that take ten minutes: the four the worker claims stay running for the whole test.
+        const demo = yield* spawnDemo({ DEMO_JOB_MS: "600000", SHUTDOWN_TIMEOUT: "1", DASHBOARD_TOKEN: TOKEN })
+        const [, base] = yield* demo.waitFor(/listening on (http:\/\/\S+)/)
+        const { context } = yield* launchBrowser()
+        const { errors, page } = yield* openPage(context)
+        yield* promise(() => page.goto(`${base}/dashboard#token=${TOKEN}`))
+        yield* shows(page.locator("#state"), /^Running$/, START_TIMEOUT)
+
+        // The running view: every leased job under its worker, with how long it has run.
+        yield* shows(page.locator("#running-note"), /^[1-9]\d* jobs? on 1 worker/, 10_000)
+        const leased = yield* http(base!, "GET", "/jobs?state=leased", undefined, TOKEN)
+        assert.strictEqual(leased.status, 200)
+        const job = leased.body.jobs[0]
+        assert.isString(job.worker)
+        const runningItem = page.locator(`#running .worker-group li[data-id="${job.id}"]`)
+        // How long it has run, from its startedAt (a store that does not record it: the page says it does not know).
+        yield* shows(runningItem, job.startedAt === undefined ? /start unknown/ : /running \d+ s/)
+        yield* shows(page.locator(`#running .worker-group[data-worker="${job.worker}"] h3`), /jobs?$/)
+
+        // Found by id: the detail says who holds it and until when, and shows the payload as JSON.
+        yield* promise(() => page.getByLabel("Id or key").fill(job.id))
+        yield* promise(() => page.getByRole("button", { name: "Find", exact: true }).click())
+        const heading = page.locator("#detail-heading")
+        yield* shows(heading, `Job #${job.id} · ${job.name}`)
+        assert.strictEqual(
+          yield* promise(() => page.evaluate("document.activeElement && document.activeElement.id")),
+          "detail-heading",
+          "the keyboard's focus moves to the detail it opened"
+        )
+        yield* shows(page.locator("#detail-state"), /^leased$/)
+        yield* shows(page.locator("#detail-fields [data-field=\"Worker\"] dd"), job.worker)
+        yield* shows(page.locator("#detail-fields [data-field=\"Lease until\"] dd"), /\(in \d+ s\)$/)
+        yield* shows(page.locator("#detail-errors li"), new RegExp(`^Attempt 1 running on ${job.worker}`))
+        const payload = yield* promise(() => page.locator("#detail-payload").textContent())
+        assert.deepStrictEqual(JSON.parse(payload ?? ""), job.payload)
+        // Redrive and Delete are for ended jobs only; Run now for scheduled ones.
+        assert.strictEqual(yield* promise(() => page.locator("#job-redrive").getAttribute("aria-disabled")), "true")
+        assert.strictEqual(yield* promise(() => page.locator("#job-run").getAttribute("aria-disabled")), "true")
+        yield* screenshot(page, "12-job-detail")
+
+        // Cancel asks in the page first: Back leaves the job running and the focus on Cancel.
+        yield* promise(() => page.locator("#job-cancel").click())
+        yield* shows(page.locator("#job-confirm"), `Cancel job ${job.id} (${job.name})? Its handler is interrupted now`)
+        yield* promise(() => page.locator("#job-confirm").getByRole("button", { name: "Back" }).click())
+        assert.isTrue(yield* promise(() => page.locator("#job-confirm").isHidden()))
+        assert.strictEqual(
+          yield* promise(() => page.evaluate("document.activeElement && document.activeElement.id")),
+          "job-cancel"
+        )
+        assert.strictEqual((yield* http(base!, "GET", `/jobs/${job.id}`, undefined, TOKEN)).body.state, "leased")
+
+        yield* promise(() => page.locator("#job-cancel").click())
+        yield* promise(() => page.getByRole("button", { name: `Cancel job ${job.id}`, exact: true }).click())
+        yield* shows(page.locator("#detail-status"), `Job ${job.id} cancelled.`)
+        yield* shows(page.locator("#detail-state"), /^cancelled$/)
+        yield* shows(page.locator("#detail-fields [data-field=\"Last error\"] dd"), "cancelled")
+        // Interrupted on its worker (the event says so), and gone from the running view.
+        yield* shows(page.locator("#feed li"), `job ${job.id} ${job.name} cancelled: its handler was interrupted`)
+        yield* promise(() => runningItem.waitFor({ state: "detached", timeout: SHOWN_WITHIN }))
+        assert.strictEqual((yield* http(base!, "GET", `/jobs/${job.id}`, undefined, TOKEN)).body.state, "cancelled")
+        yield* screenshot(page, "13-job-cancelled")
+
+        // A route's refusal is shown with its message: the job is redriven behind the page's back, then from it.
+        assert.strictEqual(
+          (yield* http(base!, "POST", `/jobs/dead/${job.id}/redrive`, undefined, TOKEN)).body.redriven,
+          1
+        )
+        yield* promise(() => page.locator("#job-redrive").click())
+        yield* promise(() => page.getByRole("button", { name: `Redrive job ${job.id}`, exact: true }).click())
+        yield* shows(
+          page.locator("#detail-status.error"),
+          new RegExp(`^Redrive of job ${job.id} failed \\(404\\): job "${job.id}" is \\w+: only a dead or cancelled`)
+        )
+        // And the detail, asked again after the answer, shows the job as it is now.
+        yield* shows(page.locator("#detail-state"), /^(ready|leased)$/)
+
+        // Pages: sixty jobs scheduled an hour away, fifty a page, the second page after the first's last job.
+        for (let i = 0; i < 60; i++) {
+          const queued = yield* http(base!, "POST", "/jobs", {
+            type: "resize-image",
+            payload: { width: 100 + i, height: 100 },
+            delay: 3_600_000
+          }, TOKEN)
+          assert.strictEqual(queued.status, 202)
+        }
+        yield* promise(() => page.locator("#filter-state").selectOption("scheduled"))
+        yield* promise(() => page.locator("#filter-queue").fill("images"))
+        yield* promise(() => page.getByRole("button", { name: "Show", exact: true }).click())
+        yield* shows(page.locator("#jobs-page"), /^Page 1: 50 jobs$/)
+        yield* shows(page.locator("#jobs-filter-text"), "Jobs with state scheduled, queue images, newest first.")
+        const ids = (selector: string) =>
+          promise(() => page.locator(selector).evaluateAll((rows) => rows.map((row) => row.getAttribute("data-id"))))
+        const first = yield* ids("#jobs-body tr")
+        yield* promise(() => page.getByRole("button", { name: "Older", exact: true }).click())
+        yield* shows(page.locator("#jobs-page"), /^Page 2: \d+ jobs?$/)
+        const second = yield* ids("#jobs-body tr")
+        assert.isAtLeast(second.length, 10)
+        assert.deepStrictEqual(second.filter((id) => first.includes(id)), [], "a page repeats no job of the one before")
+        yield* promise(() => page.getByRole("button", { name: "Newer", exact: true }).click())
+        yield* shows(page.locator("#jobs-page"), /^Page 1: 50 jobs$/)
+        // Opened from its row: a scheduled job can be run now.
+        yield* promise(() =>
+          page.locator("#jobs-body").getByRole("button", { name: `Open job ${first[0]} (resize-image)` }).click()
+        )
+        yield* shows(heading, `Job #${first[0]} · resize-image`)
+        assert.strictEqual(yield* promise(() => page.locator("#job-run").getAttribute("aria-disabled")), "false")
+        yield* screenshot(page, "14-job-pages")
+        assert.deepStrictEqual(errors.filter((e) => !/status of 404/.test(e)), [])
+      }),
+    TEST_TIMEOUT
+  )
+
+  it.scopedLive(
+    "the job browser redrives every dead job of a filter at once, after asking, and fits a 375 px screen",
+    () =>
+      Effect.gen(function*() {
+        mkdirSync(OUTPUT, { recursive: true })
+        const demo = yield* spawnDemo({ DEMO_JOB_MS: "300", SHUTDOWN_TIMEOUT: "1", DASHBOARD_TOKEN: TOKEN })
+        const [, base] = yield* demo.waitFor(/listening on (http:\/\/\S+)/)
+        const { context } = yield* launchBrowser()
+        const { errors, page } = yield* openPage(context)
+        yield* promise(() => page.goto(`${base}/dashboard#token=${TOKEN}`))
+        yield* shows(page.locator("#state"), /^Running$/, START_TIMEOUT)
+
+        // Three emails to .invalid addresses: dead at their first attempt.
+        const ids: Array<string> = []
+        for (let i = 0; i < 3; i++) {
+          const queued = yield* http(base!, "POST", "/jobs", {
+            type: "send-email",
+            payload: { to: `x${i}@y.invalid` },
+            priority: -1
+          }, TOKEN)
+          assert.strictEqual(queued.status, 202)
+          ids.push(queued.body.id)
+        }
+        for (const id of ids) yield* shows(page.locator(`#dead-list li[data-id="${id}"]`), "never delivers")
+
+        yield* promise(() => page.locator("#filter-state").selectOption("dead"))
+        yield* promise(() => page.locator("#filter-name").fill("send-email"))
+        yield* promise(() => page.getByRole("button", { name: "Show", exact: true }).click())
+        for (const id of ids) yield* shows(page.locator(`#jobs-body tr[data-id="${id}"]`), "dead")
+
+        // Asked first, in the page: what it acts on, and Back does nothing.
+        const redriveAll = page.getByRole("button", { name: "Redrive all", exact: true })
+        yield* promise(() => redriveAll.click())
+        yield* shows(
+          page.locator("#bulk-confirm"),
+          "Redrive every dead or cancelled job with name send-email, state dead? They become ready again"
+        )
+        yield* promise(() => page.locator("#bulk-confirm").getByRole("button", { name: "Back" }).click())
+        assert.strictEqual((yield* http(base!, "GET", `/jobs/${ids[0]}`, undefined, TOKEN)).body.state, "dead")
+        yield* screenshot(page, "15-dead-filter")
+
+        yield* promise(() => redriveAll.click())
+        yield* promise(() => page.getByRole("button", { name: "Yes, redrive all", exact: true }).click())
+        const said = yield* shows(page.locator("#jobs-status"), /^\d+ jobs? redriven: ready again/)
+        assert.isAtLeast(Number(said.replace(/\D.*$/, "")), 3)
+        // Each ran again from attempt 1 (and died again: its address).
+        for (const id of ids) {
+          const claims = page.locator("#feed li", { hasText: `job ${id} send-email claimed (emails, attempt 1)` })
+          yield* promise(() => claims.nth(1).waitFor({ timeout: SHOWN_WITHIN }))
+        }
+        yield* screenshot(page, "16-bulk-redriven")
+
+        // 375 px wide, the browser and a job's detail open: nothing wider than the screen.
+        yield* promise(() => page.setViewportSize({ width: 375, height: 812 }))
+        yield* promise(() =>
+          page.locator("#jobs-body").getByRole("button", { name: `Open job ${ids[0]} (send-email)` }).click()
+        )
+        yield* shows(page.locator("#detail-heading"), `Job #${ids[0]} · send-email`)
+        yield* shows(page.locator("#detail-fields [data-field=\"Last error\"] dd"), "never delivers")
+        const overflow = yield* promise(() =>
+          page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)
+        )
+        assert.strictEqual(overflow, 0, "the page scrolls sideways at 375 px")
+        yield* screenshot(page, "17-narrow-job-browser")
+        assert.deepStrictEqual(errors, [])
       }),
     TEST_TIMEOUT
   )

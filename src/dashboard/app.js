@@ -234,6 +234,11 @@
       model.jobsAt = at
     }
     // The dead letters are asked for once the stats say there is a store, and again whenever its dead count moves.
+    if (s.jobs) startBrowser()
+    else if (!s.jobsError && !browser.started) {
+      show(jobsNote, "This worker reports no job store.", false)
+      show(runningNote, "This worker reports no job store.", false)
+    }
     if (s.jobs && s.jobs.dead !== model.lastDead) {
       model.lastDead = s.jobs.dead
       refreshDeadSoon()
@@ -397,23 +402,32 @@
 
   // --- requests -------------------------------------------------------------------------------------------------
 
-  /** A JSON request; never rejects: { ok, status, body, message }. */
-  const request = async (method, path) => {
+  /**
+   * A JSON request, with `body` (if given) sent as JSON; never rejects: { ok, status, body, message }.
+   * @param {string} method @param {string} path @param {unknown} [body]
+   */
+  const request = async (method, path, body) => {
     let response
     try {
+      const headers = withToken({ accept: "application/json" })
+      if (body !== undefined) headers["content-type"] = "application/json"
       response = await fetch(path, {
         method,
-        headers: withToken({ accept: "application/json" }),
-        cache: "no-store"
+        headers,
+        cache: "no-store",
+        ...(body === undefined ? {} : { body: JSON.stringify(body) })
       })
     } catch {
       return { ok: false, status: 0, body: null, message: "the server did not answer" }
     }
-    const body = await response.json().catch(() => null)
-    if (response.status === 401) needToken(body && body.message)
-    const message = body && typeof body.message === "string" ? body.message : "HTTP " + response.status
-    return { ok: response.ok, status: response.status, body, message }
+    const answer = await response.json().catch(() => null)
+    if (response.status === 401) needToken(answer && answer.message)
+    const message = answer && typeof answer.message === "string" ? answer.message : "HTTP " + response.status
+    return { ok: response.ok, status: response.status, body: answer, message }
   }
+  /** What the page says when a request failed: what it was for, the status, and the server's message. */
+  const failed = (what, answer) =>
+    what + " failed" + (answer.status ? " (" + answer.status + ")" : "") + ": " + answer.message
 
   const show = (element, text, error) => {
     element.textContent = text
@@ -549,6 +563,627 @@
   }
   $("dead-refresh").addEventListener("click", () => refreshDead())
 
+  // --- the job browser ------------------------------------------------------------------------------------------
+
+  /** Jobs per page of the table; the store answers one keyset page at a time, never all of them. */
+  const JOBS_LIMIT = 50
+  /** The running view asks for this many leased jobs at most, and says when there are more. */
+  const RUNNING_LIMIT = 500
+  const RUNNING_EVERY_MS = 2000
+  /** A job running longer than this (or past its lease) stands out in the running view. */
+  const STUCK_MS = 5 * 60 * 1000
+  /** The payload shown in the page is cut here; the raw JSON has all of it. */
+  const PAYLOAD_CHARS = 4000
+  const FILTER_FIELDS = ["state", "queue", "name", "key"]
+
+  /** How long `ms` is, in words: "42 s", "3 min 5 s", "2 h 10 min". */
+  const duration = (ms) => {
+    const s = Math.max(0, Math.floor(ms / 1000))
+    if (s < 60) return s + " s"
+    if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s"
+    return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min"
+  }
+  /** An ISO instant as the page shows it: the time (and date unless today), and how far from now. */
+  const instant = (iso) => {
+    const ms = Date.parse(iso)
+    if (Number.isNaN(ms)) return String(iso)
+    const from = ms - Date.now()
+    return when(ms) + " (" + (from > 0 ? "in " + duration(from) : duration(-from) + " ago") + ")"
+  }
+  const jobLabel = (job) => "job " + job.id + " (" + job.name + ")"
+  const badge = (state) => element("span", "badge job-" + state, state)
+  /** aria-disabled, not disabled, as for the worker's controls: the keyboard's focus stays where it was. */
+  const enable = (button, on) => button.setAttribute("aria-disabled", String(!on))
+  const isEnabled = (button) => button.getAttribute("aria-disabled") !== "true"
+
+  const jobsBody = $("jobs-body")
+  const jobsNote = $("jobs-note")
+  const jobsStatus = $("jobs-status")
+  /**
+   * The filter applied (the form's fields may differ until it is submitted) and the keyset pages walked so far:
+   * `pages[i]` is the `after` of page i, undefined for the first, so Newer goes back without asking for offsets.
+   * @type {{ filter: Record<string, string>, pages: Array<string | undefined>, next: string | undefined,
+   *   jobs: Array<any> | null, started: boolean, noRoutes: boolean, openSingle: boolean }}
+   */
+  const browser = {
+    filter: { state: "", queue: "", name: "", key: "" },
+    pages: [undefined],
+    next: undefined,
+    jobs: null,
+    started: false,
+    noRoutes: false,
+    openSingle: false
+  }
+  const jobsPath = (filter, after, limit) => {
+    const params = new URLSearchParams()
+    for (const field of FILTER_FIELDS) if (filter[field]) params.set(field, filter[field])
+    params.set("limit", String(limit))
+    if (after !== undefined) params.set("after", after)
+    return "jobs?" + params.toString()
+  }
+  const filterText = (filter) => {
+    const parts = FILTER_FIELDS.filter((field) => filter[field]).map((field) => field + " " + filter[field])
+    return parts.length === 0 ? "All jobs, newest first." : "Jobs with " + parts.join(", ") + ", newest first."
+  }
+
+  let jobsSeq = 0
+  const loadJobs = async () => {
+    if (browser.noRoutes) return
+    // Only the latest answer is drawn: a page asked for before the filter changed is dropped.
+    const seq = ++jobsSeq
+    show(jobsNote, "Loading…", false)
+    const answer = await request("GET", jobsPath(browser.filter, browser.pages[browser.pages.length - 1], JOBS_LIMIT))
+    if (seq !== jobsSeq) return
+    if (answer.ok && answer.body && Array.isArray(answer.body.jobs)) {
+      const jobs = answer.body.jobs
+      browser.jobs = jobs
+      browser.next = typeof answer.body.next === "string" ? answer.body.next : undefined
+      renderJobs()
+      // A search by key that found one job opens it at once (not a reload of the same list after an action).
+      if (browser.openSingle && jobs.length === 1) openJob(jobs[0].id)
+      browser.openSingle = false
+    } else if (answer.status === 404) {
+      // Not mounted (routes without jobs): asking again would only fill the console with 404s.
+      browser.noRoutes = true
+      browser.jobs = null
+      renderJobs()
+      show(jobsNote, "This server does not serve the job store's routes.", false)
+    } else show(jobsNote, failed("Loading the jobs", answer), true)
+  }
+  const startBrowser = () => {
+    if (browser.started) return
+    browser.started = true
+    loadJobs()
+    loadRunning()
+  }
+
+  const jobRow = (job) => {
+    const tr = element("tr")
+    tr.dataset.id = job.id
+    const th = element("th")
+    th.scope = "row"
+    const open = element("button", "link", "#" + job.id)
+    open.type = "button"
+    open.dataset.id = job.id
+    open.setAttribute("aria-label", "Open " + jobLabel(job))
+    open.addEventListener("click", () => openJob(job.id))
+    th.append(open)
+    const state = element("td")
+    state.append(badge(job.state))
+    const enqueued = Date.parse(job.enqueuedAt)
+    tr.append(
+      th,
+      element("td", "", job.name),
+      element("td", "", job.queue),
+      state,
+      element("td", "wide-only", count(job.attempts) + "/" + count(job.maxAttempts)),
+      element("td", "wide-only", Number.isNaN(enqueued) ? "" : when(enqueued))
+    )
+    return tr
+  }
+  const renderJobs = () => {
+    const jobs = browser.jobs || []
+    const focused = document.activeElement
+    const focusedId = focused && focused.closest("#jobs-body") ? focused.getAttribute("data-id") : null
+    jobsBody.replaceChildren(...jobs.map(jobRow))
+    if (focusedId !== null) {
+      for (const button of jobsBody.querySelectorAll("button")) {
+        if (button.getAttribute("data-id") === focusedId) button.focus()
+      }
+    }
+    $("jobs-filter-text").textContent = filterText(browser.filter)
+    const page = browser.pages.length
+    if (browser.jobs === null) show(jobsNote, "", false)
+    else if (jobs.length === 0) show(jobsNote, page === 1 ? "No job matches." : "No more jobs.", false)
+    else show(jobsNote, "", false)
+    $("jobs-page").textContent = browser.jobs === null
+      ? ""
+      : "Page " + count(page) + (jobs.length > 0 ? ": " + plural(jobs.length, "job", "jobs") : "")
+    enable($("jobs-first"), page > 1)
+    enable($("jobs-newer"), page > 1)
+    enable($("jobs-older"), browser.next !== undefined)
+    renderBulk()
+  }
+  const turn = (pages) => {
+    browser.pages = pages
+    browser.next = undefined
+    loadJobs()
+  }
+  $("jobs-first").addEventListener("click", (event) => {
+    if (isEnabled(event.currentTarget)) turn([undefined])
+  })
+  $("jobs-newer").addEventListener("click", (event) => {
+    if (isEnabled(event.currentTarget)) turn(browser.pages.slice(0, -1))
+  })
+  $("jobs-older").addEventListener("click", (event) => {
+    if (isEnabled(event.currentTarget) && browser.next !== undefined) turn([...browser.pages, browser.next])
+  })
+  $("jobs-refresh").addEventListener("click", () => {
+    browser.noRoutes = false
+    loadJobs()
+  })
+
+  const filterState = $("filter-state")
+  const filterQueue = $("filter-queue")
+  const filterName = $("filter-name")
+  const applyFilter = (filter) => {
+    browser.filter = filter
+    filterState.value = filter.state
+    filterQueue.value = filter.queue
+    filterName.value = filter.name
+    hideConfirm(bulkConfirm, null)
+    turn([undefined])
+  }
+  $("job-filter").addEventListener("submit", (event) => {
+    event.preventDefault()
+    applyFilter({
+      state: filterState.value,
+      queue: filterQueue.value.trim(),
+      name: filterName.value.trim(),
+      key: ""
+    })
+  })
+  const findText = $("find-text")
+  $("job-find").addEventListener("submit", (event) => {
+    event.preventDefault()
+    const text = findText.value.trim()
+    if (!text) return
+    if ($("find-by").value === "key") {
+      browser.openSingle = true
+      applyFilter({ state: "", queue: "", name: "", key: text })
+    } else openJob(text)
+  })
+
+  // A confirm step in the page, under the button that asked: the question, a button that does it, and Back.
+  /** @type {{ run: () => void, from: HTMLElement } | null} */
+  let pending = null
+  const askConfirm = (box, question, yesLabel, from, run) => {
+    pending = { run, from }
+    box.querySelector("p").textContent = question
+    const yes = box.querySelector("button.danger")
+    yes.textContent = yesLabel
+    box.hidden = false
+    yes.focus()
+  }
+  const hideConfirm = (box, focusBack) => {
+    if (box.hidden) return
+    box.hidden = true
+    if (pending && focusBack) pending.from.focus()
+    pending = null
+  }
+  const bulkConfirm = $("bulk-confirm")
+  const jobConfirm = $("job-confirm")
+  for (const box of [bulkConfirm, jobConfirm]) {
+    box.querySelector("button.danger").addEventListener("click", () => {
+      const run = pending && pending.run
+      hideConfirm(box, false)
+      if (run) run()
+    })
+    box.querySelector("button:not(.danger)").addEventListener("click", () => hideConfirm(box, true))
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") hideConfirm(box, true)
+    })
+  }
+
+  // --- bulk actions on the applied filter
+
+  const BULK = {
+    redrive: {
+      states: ["", "dead", "cancelled"],
+      path: "jobs/redrive",
+      verb: "Redrive",
+      ask: "Redrive every dead or cancelled job",
+      effect: "They become ready again, their attempts reset.",
+      result: (body) => plural(body.redriven, "job", "jobs") + " redriven: ready again, their attempts reset."
+    },
+    delete: {
+      states: ["", "dead", "cancelled"],
+      path: "jobs/delete",
+      verb: "Delete",
+      ask: "Delete every dead or cancelled job",
+      effect: "They are removed from the store for good.",
+      result: (body) => plural(body.deleted, "job", "jobs") + " deleted."
+    },
+    cancel: {
+      states: ["", "ready", "scheduled", "leased"],
+      path: "jobs/cancel",
+      verb: "Cancel",
+      ask: "Cancel every live job",
+      effect: "Those running are interrupted; none of them runs again unless redriven.",
+      result: (body) => plural(body.cancelled, "job", "jobs") + " cancelled."
+    }
+  }
+  let bulkBusy = false
+  const bulkFilter = () => {
+    const f = browser.filter
+    /** @type {Record<string, string>} */
+    const body = {}
+    if (f.queue) body.queue = f.queue
+    if (f.name) body.name = f.name
+    if (f.state) body.state = f.state
+    return body
+  }
+  const bulkAllowed = (kind) => {
+    const f = browser.filter
+    return !bulkBusy && !browser.noRoutes && !f.key && Boolean(f.queue || f.name) &&
+      BULK[kind].states.includes(f.state)
+  }
+  const renderBulk = () => {
+    for (const kind of Object.keys(BULK)) enable($("bulk-" + kind), bulkAllowed(kind))
+  }
+  const bulk = (kind) => {
+    const button = $("bulk-" + kind)
+    if (!isEnabled(button)) return
+    const action = BULK[kind]
+    const body = bulkFilter()
+    const of = Object.entries(body).map(([field, value]) => field + " " + value).join(", ")
+    hideConfirm(jobConfirm, false)
+    const question = action.ask + " with " + of + "? " + action.effect
+    askConfirm(bulkConfirm, question, "Yes, " + action.verb.toLowerCase() + " all", button, async () => {
+      bulkBusy = true
+      renderBulk()
+      show(jobsStatus, action.verb + " all with " + of + "…", false)
+      const answer = await request("POST", action.path, body)
+      bulkBusy = false
+      if (answer.ok && answer.body) show(jobsStatus, action.result(answer.body), false)
+      else show(jobsStatus, failed(action.verb + " all with " + of, answer), true)
+      renderBulk()
+      button.focus()
+      afterChange(true)
+    })
+  }
+  for (const kind of Object.keys(BULK)) $("bulk-" + kind).addEventListener("click", () => bulk(kind))
+
+  // --- a job's detail
+
+  const detailCard = $("detail-card")
+  const detailStatus = $("detail-status")
+  const detailRaw = $("detail-raw")
+  /** @type {{ id: string | null, job: any, gone: boolean, busy: boolean, rawUrl: string | null }} */
+  const detail = { id: null, job: null, gone: false, busy: false, rawUrl: null }
+  /** @type {HTMLElement | null} */
+  let detailOpener = null
+  let detailSeq = 0
+
+  /** Fetches the job `id` into the detail card; `focus` moves the keyboard there (when the user opened it). */
+  const loadDetail = async (id, focus) => {
+    const seq = ++detailSeq
+    const answer = await request("GET", "jobs/" + encodeURIComponent(id))
+    if (seq !== detailSeq) return false
+    if (answer.ok && answer.body) {
+      detail.id = id
+      detail.job = answer.body
+      detail.gone = false
+    } else if (answer.status === 404 && detail.id === id && answer.body && answer.body.error === "NotFound") {
+      // It was here a moment ago: deleted, or completed (completed jobs are not kept).
+      detail.gone = true
+    } else {
+      show(jobsStatus, failed("Finding job " + id, answer), true)
+      return false
+    }
+    renderDetail()
+    if (detailCard.hidden) detailCard.hidden = false
+    if (focus) $("detail-heading").focus()
+    return true
+  }
+  const openJob = (id) => {
+    const focused = document.activeElement
+    detailOpener = focused instanceof HTMLElement && focused !== document.body ? focused : null
+    if (detail.id !== id) show(detailStatus, "", false)
+    hideConfirm(jobConfirm, false)
+    return loadDetail(id, true)
+  }
+  $("detail-refresh").addEventListener("click", () => {
+    if (detail.id !== null) loadDetail(detail.id, false)
+  })
+  $("detail-close").addEventListener("click", () => {
+    detailCard.hidden = true
+    detail.id = null
+    detail.job = null
+    hideConfirm(jobConfirm, false)
+    if (detailOpener && detailOpener.isConnected) detailOpener.focus()
+    else findText.focus()
+  })
+
+  const field = (list, term, value, className) => {
+    if (value === undefined || value === null || value === "") return
+    const div = element("div", className)
+    div.dataset.field = term
+    div.append(element("dt", "", term))
+    const dd = element("dd")
+    if (value instanceof Node) dd.append(value)
+    else dd.textContent = String(value)
+    div.append(dd)
+    list.append(div)
+  }
+  const renderDetail = () => {
+    const job = detail.job
+    if (job === null) return
+    $("detail-heading").textContent = "Job #" + job.id + " · " + job.name
+    const state = $("detail-state")
+    state.replaceChildren(badge(detail.gone ? "gone" : job.state))
+    if (detail.gone) state.append(" no longer in the store (deleted, or completed: completed jobs are not kept)")
+    const fields = $("detail-fields")
+    fields.replaceChildren()
+    field(fields, "State", job.state)
+    field(fields, "Queue", job.queue)
+    field(fields, "Attempts", count(job.attempts) + " of " + count(job.maxAttempts))
+    field(fields, "Priority", count(job.priority))
+    field(fields, "Key", job.key)
+    field(fields, "Enqueued", job.enqueuedAt && instant(job.enqueuedAt))
+    field(
+      fields,
+      job.state === "scheduled" || job.state === "ready" ? "Due" : "Was due",
+      job.runAt && instant(job.runAt)
+    )
+    field(fields, "Scheduled for", job.scheduledFor && instant(job.scheduledFor))
+    field(fields, "Worker", job.worker)
+    field(fields, "Started", job.startedAt && instant(job.startedAt))
+    if (job.state === "leased" && Date.parse(job.startedAt)) {
+      field(fields, "Running for", duration(Date.now() - Date.parse(job.startedAt)))
+    }
+    const lease = Date.parse(job.leaseExpiresAt)
+    field(
+      fields,
+      "Lease until",
+      job.leaseExpiresAt && instant(job.leaseExpiresAt) + (lease < Date.now() ? ": expired" : ""),
+      lease < Date.now() ? "error" : ""
+    )
+    field(fields, "Ended", job.endedAt && instant(job.endedAt))
+    field(fields, "Last error", job.lastError, "error")
+
+    const errors = Array.isArray(job.errors) ? job.errors : []
+    const attempts = errors.map((e) => {
+      const li = element("li")
+      const at = Date.parse(e.at)
+      li.append(
+        element("span", "attempt-head", "Attempt " + e.attempt + (Number.isNaN(at) ? "" : " · " + when(at))),
+        element("span", "attempt-error", String(e.error))
+      )
+      return li
+    })
+    if (job.state === "leased") {
+      attempts.push(element(
+        "li",
+        "attempt-running",
+        "Attempt " + job.attempts + " running" + (job.worker ? " on " + job.worker : "") +
+          (Date.parse(job.startedAt) ? " since " + when(Date.parse(job.startedAt)) : "")
+      ))
+    }
+    $("detail-errors").replaceChildren(...attempts)
+    if (attempts.length === 0) $("detail-errors").append(element("li", "muted", "No failed attempt."))
+
+    const text = JSON.stringify(job.payload, null, 2) ?? "(no payload)"
+    const payload = $("detail-payload")
+    const note = $("detail-payload-note")
+    if (text.length > PAYLOAD_CHARS) {
+      payload.textContent = text.slice(0, PAYLOAD_CHARS) + "\n…"
+      note.textContent = "The first " + count(PAYLOAD_CHARS) + " of " + count(text.length) +
+        " characters: the raw JSON has all of it."
+    } else {
+      payload.textContent = text
+      note.textContent = ""
+    }
+    // The raw answer is `jobs/<id>`; behind a token a plain link would be refused (it cannot send the header), so
+    // the link then opens the answer the page already has.
+    if (detail.rawUrl !== null) URL.revokeObjectURL(detail.rawUrl)
+    detail.rawUrl = null
+    if (token) {
+      detail.rawUrl = URL.createObjectURL(new Blob([JSON.stringify(job, null, 2)], { type: "application/json" }))
+      detailRaw.href = detail.rawUrl
+    } else detailRaw.href = "jobs/" + encodeURIComponent(job.id)
+    detailRaw.setAttribute("aria-label", "Raw JSON of job " + job.id)
+    renderActions()
+  }
+
+  const JOB_ACTIONS = {
+    cancel: {
+      states: ["ready", "scheduled", "leased"],
+      verb: "Cancel",
+      method: "POST",
+      path: (id) => "jobs/" + id + "/cancel",
+      ask: (job) =>
+        "Cancel " + jobLabel(job) + "? " + (job.state === "leased"
+          ? "Its handler is interrupted now" + (job.worker ? " on " + job.worker : "") + "; it"
+          : "It") +
+        " does not run again unless redriven.",
+      done: (job, body) =>
+        body.result === "alreadyFinished"
+          ? "Job " + job.id + " had already ended: nothing to cancel."
+          : "Job " + job.id + " cancelled."
+    },
+    run: {
+      states: ["scheduled"],
+      verb: "Run now",
+      method: "POST",
+      path: (id) => "jobs/" + id + "/run",
+      ask: (job) => "Run " + jobLabel(job) + " now? It becomes ready at once instead of " + instant(job.runAt) + ".",
+      done: (job) => "Job " + job.id + " is ready: the next free worker claims it."
+    },
+    redrive: {
+      states: ["dead", "cancelled"],
+      verb: "Redrive",
+      method: "POST",
+      path: (id) => "jobs/dead/" + id + "/redrive",
+      ask: (job) => "Redrive " + jobLabel(job) + "? It becomes ready again, its attempts reset.",
+      done: (job) => "Job " + job.id + " redriven: it is ready again, its attempts reset."
+    },
+    delete: {
+      states: ["dead", "cancelled"],
+      verb: "Delete",
+      method: "DELETE",
+      path: (id) => "jobs/" + id,
+      ask: (job) => "Delete " + jobLabel(job) + "? It is removed from the store for good.",
+      done: (job) => "Job " + job.id + " deleted."
+    }
+  }
+  const renderActions = () => {
+    const job = detail.job
+    for (const kind of Object.keys(JOB_ACTIONS)) {
+      enable(
+        $("job-" + kind),
+        job !== null && !detail.gone && !detail.busy && JOB_ACTIONS[kind].states.includes(job.state)
+      )
+    }
+  }
+  const jobAction = (kind) => {
+    const button = $("job-" + kind)
+    const job = detail.job
+    if (!isEnabled(button) || job === null) return
+    const action = JOB_ACTIONS[kind]
+    hideConfirm(bulkConfirm, false)
+    askConfirm(jobConfirm, action.ask(job), action.verb + " job " + job.id, button, async () => {
+      detail.busy = true
+      renderActions()
+      show(detailStatus, action.verb + " job " + job.id + "…", false)
+      const answer = await request(action.method, action.path(encodeURIComponent(job.id)))
+      detail.busy = false
+      if (answer.ok) show(detailStatus, action.done(job, answer.body || {}), false)
+      else show(detailStatus, failed(action.verb + " of job " + job.id, answer), true)
+      if (detail.id === job.id) await loadDetail(job.id, false)
+      renderActions()
+      button.focus()
+      afterChange(false)
+    })
+  }
+  for (const kind of Object.keys(JOB_ACTIONS)) $("job-" + kind).addEventListener("click", () => jobAction(kind))
+
+  /** After an action: the table, the running view and the dead letters show the store as it is now. */
+  const afterChange = (withDetail) => {
+    loadJobs()
+    loadRunning()
+    refreshDeadSoon()
+    if (withDetail && detail.id !== null) loadDetail(detail.id, false)
+  }
+
+  // --- what runs now, by worker
+
+  const runningList = $("running")
+  const runningNote = $("running-note")
+  /** @type {{ jobs: Array<any> | null, more: boolean, at: number, loading: boolean, again: boolean }} */
+  const runningJobs = { jobs: null, more: false, at: 0, loading: false, again: false }
+  const loadRunning = async () => {
+    if (browser.noRoutes) return
+    if (runningJobs.loading) {
+      // Asked for after a change: the answer on its way may predate it.
+      runningJobs.again = true
+      return
+    }
+    runningJobs.loading = true
+    const answer = await request("GET", jobsPath({ state: "leased" }, undefined, RUNNING_LIMIT))
+    runningJobs.loading = false
+    if (answer.ok && answer.body && Array.isArray(answer.body.jobs)) {
+      runningJobs.jobs = answer.body.jobs
+      runningJobs.more = typeof answer.body.next === "string"
+      runningJobs.at = Date.now()
+      renderRunning()
+    } else if (answer.status !== 404) show(runningNote, failed("Loading the running jobs", answer), true)
+    if (runningJobs.again) {
+      runningJobs.again = false
+      loadRunning()
+    }
+  }
+  /** How long the job has run, and whether that looks stuck: past STUCK_MS, or past its lease. */
+  const runningFor = (job) => {
+    const started = Date.parse(job.startedAt)
+    const lease = Date.parse(job.leaseExpiresAt)
+    const now = Date.now()
+    const leaseGone = !Number.isNaN(lease) && lease < now
+    const stuck = leaseGone || (!Number.isNaN(started) && now - started > STUCK_MS)
+    const text = (Number.isNaN(started) ? "start unknown" : "running " + duration(now - started)) +
+      (leaseGone ? ", lease expired " + duration(now - lease) + " ago" : "")
+    return { text, stuck }
+  }
+  const runningItem = (job) => {
+    const li = element("li")
+    li.dataset.id = job.id
+    const open = element("button", "link", "#" + job.id + " " + job.name)
+    open.type = "button"
+    open.dataset.id = job.id
+    open.setAttribute("aria-label", "Open " + jobLabel(job))
+    open.addEventListener("click", () => openJob(job.id))
+    const { stuck, text } = runningFor(job)
+    li.classList.toggle("stuck", stuck)
+    li.append(
+      open,
+      element("span", "running-meta", job.queue + " · attempt " + job.attempts),
+      element("span", "elapsed", text)
+    )
+    return li
+  }
+  const renderRunning = () => {
+    const jobs = runningJobs.jobs
+    if (jobs === null) return
+    /** @type {Map<string, Array<any>>} */
+    const byWorker = new Map()
+    for (const job of jobs) {
+      const worker = job.worker || "(no worker recorded)"
+      const list = byWorker.get(worker)
+      if (list) list.push(job)
+      else byWorker.set(worker, [job])
+    }
+    const focused = document.activeElement
+    const focusedId = focused && focused.closest("#running") ? focused.getAttribute("data-id") : null
+    const groups = Array.from(byWorker.keys()).sort().map((worker) => {
+      const group = element("section", "worker-group")
+      group.dataset.worker = worker
+      const list = byWorker.get(worker) || []
+      // The longest running first: a stuck job is at the top of its worker's list.
+      list.sort((a, b) => (Date.parse(a.startedAt) || 0) - (Date.parse(b.startedAt) || 0))
+      const heading = element("h3", "", worker)
+      heading.append(" ", element("span", "muted", plural(list.length, "job", "jobs")))
+      const ul = element("ul", "running-list")
+      ul.append(...list.map(runningItem))
+      group.append(heading, ul)
+      return group
+    })
+    runningList.replaceChildren(...groups)
+    if (focusedId !== null) {
+      for (const button of runningList.querySelectorAll("button")) {
+        if (button.getAttribute("data-id") === focusedId) button.focus()
+      }
+    }
+    const stuck = runningList.querySelectorAll("li.stuck").length
+    show(
+      runningNote,
+      jobs.length === 0
+        ? "Nothing runs now."
+        : plural(jobs.length, "job", "jobs") + " on " + plural(byWorker.size, "worker", "workers") +
+          (runningJobs.more ? " (the first " + count(RUNNING_LIMIT) + ")" : "") +
+          (stuck > 0
+            ? " · " + plural(stuck, "looks", "look") + " stuck: running over " + duration(STUCK_MS) +
+              " or past its lease"
+            : "") +
+          " · as of " + clockTime(runningJobs.at),
+      stuck > 0
+    )
+  }
+  $("running-refresh").addEventListener("click", () => loadRunning())
+  setInterval(() => {
+    // Asked again only while someone can see it and the worker is there to ask.
+    if (browser.started && model.connection === "live" && !document.hidden) loadRunning()
+  }, RUNNING_EVERY_MS)
+
   // --- the token form -------------------------------------------------------------------------------------------
 
   const auth = $("auth")
@@ -577,6 +1212,10 @@
       run()
     }
     if (model.lastDead !== null) refreshDead()
+    if (browser.started) {
+      loadJobs()
+      loadRunning()
+    }
   })
   auth.addEventListener("submit", (event) => {
     event.preventDefault()
@@ -589,6 +1228,10 @@
     setConnection("connecting", "Connecting…")
     run()
     if (model.lastDead !== null) refreshDead()
+    if (browser.started) {
+      loadJobs()
+      loadRunning()
+    }
   })
 
   // --- the feed -------------------------------------------------------------------------------------------------
@@ -955,6 +1598,8 @@
   }
 
   show(deadNote, "This worker reports no job store.", false)
+  show(jobsNote, "Waiting for the worker's counts…", false)
+  show(runningNote, "Waiting for the worker's counts…", false)
   renderState()
   renderCount()
   run()
