@@ -826,9 +826,11 @@ describe("GET /dashboard", () => {
       // A `data:` URL (the page's empty icon, which spares the browser a request for /favicon.ico) is no request.
       const links = Array.from(page.text.matchAll(/(?:href|src)="([^"]+)"/g), (m) => m[1]!)
         .filter((link) => !link.startsWith("data:"))
+      // The job browser's raw JSON link is the store's route, under the same prefix.
       assert.deepStrictEqual(links.map((link) => new URL(link, base).pathname).sort(), [
         "/ops/dashboard/app.css",
-        "/ops/dashboard/app.js"
+        "/ops/dashboard/app.js",
+        "/ops/jobs"
       ])
       assert.isTrue(links.every((link) => !link.startsWith("/") && !link.includes("//")), "relative links only")
       const script = yield* call(client, "GET", "/ops/dashboard/app.js")
