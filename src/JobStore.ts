@@ -454,9 +454,9 @@ export interface DeadJob {
 
 /**
  * Where a job is: `ready` (claimable now), `scheduled` (waiting for its `runAt`, or to run after the running holder
- * of its key), `leased` (claimed: running on a worker), `succeeded` (completed; a store keeps none today, so a
- * completed job is not found), `dead` (in the dead letters) or `cancelled`. The first three are live; the rest
- * ended.
+ * of its key), `leased` (claimed: running on a worker), `succeeded` (completed, and kept because the store's
+ * `succeededRetention` is on; otherwise a completed job is deleted and not found), `dead` (in the dead letters) or
+ * `cancelled`. The first three are live; the rest ended.
  *
  * @example
  * ```ts
@@ -525,8 +525,10 @@ export interface StoredJob {
   readonly worker: string | undefined
   /** When its lease expires unless renewed, while leased. */
   readonly leaseExpiresAt: Date | undefined
-  /** When it died or was cancelled. */
+  /** When it succeeded, died or was cancelled. */
   readonly endedAt: Date | undefined
+  /** For a succeeded job, its handler's run time in milliseconds, when the worker said it. */
+  readonly durationMs: number | undefined
   /** When the running attempt began (its claim), while leased; `undefined` from a store that does not know. */
   readonly startedAt: Date | undefined
 }
@@ -747,6 +749,13 @@ export const Outcome: Data.TaggedEnum.Constructor<Outcome> = Data.taggedEnum<Out
 export interface Settlement {
   readonly lease: Lease
   readonly outcome: Outcome
+  /**
+   * The handler's run time, in milliseconds: what a store that keeps succeeded jobs (`succeededRetention`) keeps
+   * with a `Completed` one. Optional.
+   *
+   * @since 0.6.0
+   */
+  readonly durationMs?: number | undefined
 }
 
 /**

@@ -93,6 +93,12 @@ export interface MemoryJobStoreOptions {
    * `maxDeadLetters` drops them.
    */
   readonly deadLetterRetention?: Duration.DurationInput | undefined
+  /**
+   * How long a completed job is kept, as `succeeded`, with its handler's run time (`get`, `list`, the dashboard's
+   * job browser show it): pruned like the dead letters, and at most `maxDeadLetters` of them (the oldest go first,
+   * silently). Default: none, a completed job is deleted at once.
+   */
+  readonly succeededRetention?: Duration.DurationInput | undefined
 }
 
 /**

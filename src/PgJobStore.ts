@@ -120,6 +120,13 @@ export interface PgJobStoreOptions {
    * them for ever.
    */
   readonly deadLetterRetention?: Duration.DurationInput | undefined
+  /**
+   * How long a completed job is kept, as `succeeded` (in `dead_jobs`), with its handler's run time: `get`, `list`
+   * and the dashboard's job browser show it, and every worker's maintenance prunes it past this age. Default: none,
+   * a completed job is deleted in the statement that completes it. Keeping them makes each completion an insert as
+   * well as a delete.
+   */
+  readonly succeededRetention?: Duration.DurationInput | undefined
 }
 
 /**

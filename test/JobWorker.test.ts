@@ -589,6 +589,18 @@ describe("JobWorker", () => {
         assert.notInclude(outcomes, "JobSucceeded")
       }))
 
+    it.scoped("keeps a completed job with its run time when the store keeps succeeded jobs", () =>
+      Effect.gen(function*() {
+        const handler = Work.handler(() => Effect.sleep("1500 millis"))
+        const store = yield* MemoryJobStore.make({ succeededRetention: "1 day" })
+        const { events } = yield* setup({ handlers: [handler] }, { store })
+        const id = yield* enqueue(store, Work, { n: 1 })
+        yield* awaitJobEvent(events, "JobClaimed", id)
+        yield* TestClock.adjust("1500 millis")
+        yield* awaitJobEvent(events, "JobSucceeded", id)
+        assert.deepInclude(yield* Effect.orDie(store.get(id)), { state: "succeeded", durationMs: 1500, attempts: 1 })
+      }))
+
     it.scoped("aborts the promise of a cancelled job through the AbortSignal of Effect.tryPromise", () =>
       Effect.gen(function*() {
         // A server that never answers: only an aborted request ends.

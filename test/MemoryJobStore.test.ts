@@ -20,10 +20,12 @@ import {
   wakeupsBefore
 } from "./jobStoreConformance.js"
 
-jobStoreConformance("MemoryJobStore", MemoryJobStore.layer(), {
-  now: Clock.currentTimeMillis,
-  advance: TestClock.adjust
-})
+jobStoreConformance(
+  "MemoryJobStore",
+  MemoryJobStore.layer(),
+  { now: Clock.currentTimeMillis, advance: TestClock.adjust },
+  MemoryJobStore.layer({ succeededRetention: "1 hour" })
+)
 
 const job = newJob
 const request = claimRequest

@@ -283,54 +283,59 @@ describe("PgJobStore under faults", () => {
       assert.isTrue(Exit.isFailure(exit))
     }), 30_000)
 
-  it.scopedLive("closing the store does not wait for the spare connection it is opening, however long that hangs", () =>
-    Effect.gen(function*() {
-      // A proxy in front of the server that, once told to, takes new connections and never answers them: a spare
-      // the store opens then hangs in its connect (for the minute of `connectTimeout`).
-      const target = new URL(databaseUrl)
-      let hold = false
-      const sockets = new Set<Net.Socket>()
-      const proxy = Net.createServer((socket) => {
-        sockets.add(socket)
-        socket.on("error", () => {})
-        socket.on("close", () => sockets.delete(socket))
-        if (hold) return
-        const upstream = Net.connect(Number(target.port), target.hostname)
-        upstream.on("error", () => socket.destroy())
-        socket.on("close", () => upstream.destroy())
-        upstream.on("close", () => socket.destroy())
-        socket.pipe(upstream).pipe(socket)
-      })
-      yield* Effect.acquireRelease(
-        Effect.async<void>((resume) => void proxy.listen(0, "127.0.0.1", () => resume(Effect.void))),
-        () => Effect.sync(() => {
-          for (const socket of sockets) socket.destroy()
-          proxy.close()
+  it.scopedLive(
+    "closing the store does not wait for the spare connection it is opening, however long that hangs",
+    () =>
+      Effect.gen(function*() {
+        // A proxy in front of the server that, once told to, takes new connections and never answers them: a spare
+        // the store opens then hangs in its connect (for the minute of `connectTimeout`).
+        const target = new URL(databaseUrl)
+        let hold = false
+        const sockets = new Set<Net.Socket>()
+        const proxy = Net.createServer((socket) => {
+          sockets.add(socket)
+          socket.on("error", () => {})
+          socket.on("close", () => sockets.delete(socket))
+          if (hold) return
+          const upstream = Net.connect(Number(target.port), target.hostname)
+          upstream.on("error", () => socket.destroy())
+          socket.on("close", () => upstream.destroy())
+          upstream.on("close", () => socket.destroy())
+          socket.pipe(upstream).pipe(socket)
         })
-      )
-      const url = new URL(databaseUrl)
-      url.host = `127.0.0.1:${(proxy.address() as Net.AddressInfo).port}`
-      const name = uniqueName("faults")
-      const client = yield* Layer.build(PgClient.layer({
-        url: Redacted.make(url.toString()),
-        applicationName: name,
-        connectTimeout: Duration.minutes(1)
-      }))
-      const scope = yield* Scope.make()
-      const store = yield* testStore({ listen: false, callTimeout: "30 seconds" }).pipe(
-        Effect.provide(client),
-        Scope.extend(scope)
-      )
-      // The first call opens a connection, and a spare beside it: two idle ones.
-      yield* store.stats
-      yield* backendsOnceThere(name, 2)
-      hold = true
-      // Two calls at once take both: the store opens a spare, which hangs.
-      yield* Effect.all([store.stats, store.stats], { concurrency: "unbounded" })
-      yield* waitFor(Effect.sync(() => sockets.size), (n) => n >= 4)
-      const closed = yield* Scope.close(scope, Exit.void).pipe(Effect.timeoutOption("5 seconds"))
-      assert.isTrue(closed._tag === "Some", "the store closed without waiting for the hanging spare")
-    }), 30_000)
+        yield* Effect.acquireRelease(
+          Effect.async<void>((resume) => void proxy.listen(0, "127.0.0.1", () => resume(Effect.void))),
+          () =>
+            Effect.sync(() => {
+              for (const socket of sockets) socket.destroy()
+              proxy.close()
+            })
+        )
+        const url = new URL(databaseUrl)
+        url.host = `127.0.0.1:${(proxy.address() as Net.AddressInfo).port}`
+        const name = uniqueName("faults")
+        const client = yield* Layer.build(PgClient.layer({
+          url: Redacted.make(url.toString()),
+          applicationName: name,
+          connectTimeout: Duration.minutes(1)
+        }))
+        const scope = yield* Scope.make()
+        const store = yield* testStore({ listen: false, callTimeout: "30 seconds" }).pipe(
+          Effect.provide(client),
+          Scope.extend(scope)
+        )
+        // The first call opens a connection, and a spare beside it: two idle ones.
+        yield* store.stats
+        yield* backendsOnceThere(name, 2)
+        hold = true
+        // Two calls at once take both: the store opens a spare, which hangs.
+        yield* Effect.all([store.stats, store.stats], { concurrency: "unbounded" })
+        yield* waitFor(Effect.sync(() => sockets.size), (n) => n >= 4)
+        const closed = yield* Scope.close(scope, Exit.void).pipe(Effect.timeoutOption("5 seconds"))
+        assert.isTrue(closed._tag === "Some", "the store closed without waiting for the hanging spare")
+      }),
+    30_000
+  )
 
   it.scopedLive(
     "wakeups returns after a bounded wait when the server is unreachable, and keeps trying",

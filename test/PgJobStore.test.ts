@@ -41,7 +41,12 @@ import {
 const clock = makeTestClock()
 afterAll(clock.drop)
 
-jobStoreConformance("PgJobStore", testStoreLayer({ clock }), clock)
+jobStoreConformance(
+  "PgJobStore",
+  testStoreLayer({ clock }),
+  clock,
+  testStoreLayer({ clock, succeededRetention: "1 hour" })
+)
 
 /** The plan PostgreSQL makes for `text` with `params`, as the lines `EXPLAIN` prints. */
 const explain = (text: string, params: ReadonlyArray<unknown>) =>

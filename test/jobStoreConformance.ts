@@ -215,16 +215,19 @@ const buriedIds = (result: { readonly buried: ClaimResult["buried"] }) => result
 export const jobStoreConformance = (
   name: string,
   layer: Layer.Layer<JobStore, unknown>,
-  clock: StoreClock
+  clock: StoreClock,
+  /** The same store with `succeededRetention: "1 hour"`. */
+  keeping: Layer.Layer<JobStore, unknown>
 ): void => {
   const test = (
     title: string,
-    body: (store: JobStore.Service, op: Ops) => Effect.Effect<void, unknown, Scope.Scope>
+    body: (store: JobStore.Service, op: Ops) => Effect.Effect<void, unknown, Scope.Scope>,
+    withLayer: Layer.Layer<JobStore, unknown> = layer
   ) =>
     it.scoped(title, () =>
       Effect.provide(
         Effect.flatMap(JobStore, (store) => body(store, ops(store, clock))),
-        layer
+        withLayer
       ))
 
   describe(`${name}: the JobStore port`, () => {
@@ -1806,7 +1809,8 @@ export const jobStoreConformance = (
             worker: undefined,
             leaseExpiresAt: undefined,
             endedAt: undefined,
-            startedAt: undefined
+            startedAt: undefined,
+            durationMs: undefined
           })
           assert.deepInclude(yield* got(scheduled!), { state: "scheduled", attempts: 0, runAt: yield* op.at(60_000) })
           assert.deepInclude(yield* got(leased!), {
@@ -1952,6 +1956,50 @@ export const jobStoreConformance = (
             assert.strictEqual(yield* store.cancelMany({ queue: "bulk" }), 0)
             assert.deepInclude((yield* store.stats).byQueue["other"], { ready: 1 })
           })
+      )
+    })
+
+    describe("succeededRetention", () => {
+      test(
+        "keeps a completed job as succeeded, with its run time, for the retention, then prunes it",
+        (store, op) =>
+          Effect.gen(function*() {
+            const now = yield* op.at(0)
+            const [one, two] = yield* store.enqueue([
+              op.job(now, { payload: { n: 1 } }),
+              op.job(now, { payload: { n: 2 } })
+            ])
+            const claimed = yield* op.claim()
+            const byId = new Map(claimed.map((job) => [job.id, job]))
+            // One settle of completions only, one of mixed outcomes: both keep what completed.
+            yield* store.settle([{ lease: byId.get(one!)!.lease, outcome: Outcome.Completed(), durationMs: 42 }])
+            yield* store.settle([
+              { lease: byId.get(two!)!.lease, outcome: Outcome.Completed(), durationMs: 7 },
+              { lease: { jobId: "999999", token: "1" }, outcome: Outcome.Retry({ delay: Duration.zero, error: "x" }) }
+            ])
+            assert.deepInclude(yield* store.get(one!), {
+              state: "succeeded",
+              payload: { n: 1 },
+              attempts: 1,
+              endedAt: now,
+              durationMs: 42,
+              worker: undefined
+            })
+            assert.deepInclude(yield* store.get(two!), { state: "succeeded", durationMs: 7 })
+            assert.deepStrictEqual((yield* store.list({ state: "succeeded" })).jobs.map((job) => job.id), [two, one])
+            assert.strictEqual(yield* store.cancel(one!), "alreadyFinished")
+            assert.strictEqual(yield* store.redrive([one!]), 0, "a succeeded job is not redriven")
+            assert.strictEqual(yield* store.delete([one!]), 0, "nor deleted by hand: the prune takes it")
+            assert.deepStrictEqual(yield* op.stats, onlyEmails(zero), "kept jobs are not counted as live or dead")
+            yield* op.advance(3_600_000)
+            yield* store.prune
+            assert.isDefined(yield* store.get(one!), "kept for the hour")
+            yield* op.advance(1)
+            assert.deepStrictEqual(yield* store.prune, { pruned: 2, more: false })
+            assert.isUndefined(yield* store.get(one!))
+            assert.deepStrictEqual((yield* store.list({ state: "succeeded" })).jobs, [])
+          }),
+        keeping
       )
     })
 

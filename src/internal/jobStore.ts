@@ -50,6 +50,16 @@ export const defaultDeadLetterRetention = Duration.days(14)
 export const pruneBatch = 1_000
 
 /**
+ * A store's `succeededRetention` option, checked: how long completed jobs are kept, in milliseconds (0, the default:
+ * not at all; `Infinity` for ever, until a bound drops them). `undefined` when it is invalid.
+ */
+export const succeededRetentionOption = (value: Duration.DurationInput | undefined): number | undefined => {
+  if (value === undefined) return 0
+  const decoded = Option.getOrUndefined(Duration.decodeUnknown(value))
+  return decoded === undefined ? undefined : Duration.toMillis(decoded)
+}
+
+/**
  * A store's `deadLetterRetention` option, checked: a duration above zero, `Duration.infinity` to keep them for ever.
  * `undefined` when it is invalid (the store dies with {@link invalidOption}).
  */
@@ -139,6 +149,10 @@ export const renewProblem = (leases: ReadonlyArray<Lease>, lease: Duration.Durat
 const outcomeProblem = (settlement: Settlement, i: number): Problem | undefined => {
   if (typeof settlement !== "object" || settlement === null) return [`settlement ${i}`, settlement, "a Settlement"]
   if (!isLease(settlement.lease)) return [`settlement ${i} lease`, settlement.lease, "a Lease"]
+  const durationMs = settlement.durationMs
+  if (durationMs !== undefined && !(typeof durationMs === "number" && Number.isFinite(durationMs) && durationMs >= 0)) {
+    return [`settlement ${i} durationMs`, durationMs, "a number of milliseconds, 0 or more, or undefined"]
+  }
   const outcome = settlement.outcome
   switch (outcome?._tag) {
     case "Completed":

@@ -8,9 +8,10 @@ import type { AttemptError } from "../JobStore.js"
 /**
  * Where a job is. A completed job is in no state: nothing refers to it any more. `Waiting`: kept to run after the
  * running holder of its key (`keyMode`), in no structure but the holder's `successor`; counted as scheduled.
- * `Dead` and `Cancelled` jobs are the ended ones, kept in one list (`older`/`newer`) until pruned.
+ * `Dead` and `Cancelled` jobs are the ended ones, kept in one list (`older`/`newer`) until pruned; `Succeeded` ones
+ * (kept only with `succeededRetention`) in a list of their own, in the order they completed.
  */
-export const State = { Ready: 0, Scheduled: 1, Leased: 2, Dead: 3, Waiting: 4, Cancelled: 5 } as const
+export const State = { Ready: 0, Scheduled: 1, Leased: 2, Dead: 3, Waiting: 4, Cancelled: 5, Succeeded: 6 } as const
 export type State = typeof State[keyof typeof State]
 
 /**
@@ -33,8 +34,10 @@ export class JobRecord {
   /** The job kept to run after this one, which holds the key (`keyMode`), once this one has ended for good. */
   successor: JobRecord | undefined = undefined
   leaseExpiresAt = 0
-  /** When it died or was cancelled. */
+  /** When it died, was cancelled or succeeded. */
   failedAt = 0
+  /** A succeeded job's run time, when the worker said it. */
+  durationMs: number | undefined = undefined
   /** Position in the heap that holds the job; -1 when in none. */
   index = -1
   /** The ended jobs (dead or cancelled), oldest to newest: of the whole store, and of the job's queue. */

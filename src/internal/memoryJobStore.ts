@@ -131,8 +131,33 @@ class StoreCore {
     private readonly maxDeadLetters: number,
     private readonly maxJobs: number,
     /** Dead letters older than this many milliseconds are pruned (`Infinity`: never). */
-    private readonly retention: number
+    private readonly retention: number,
+    /** Completed jobs are kept this many milliseconds (0: not at all). */
+    private readonly keepSucceeded: number
   ) {}
+
+  /** The succeeded jobs kept, oldest first (from `succeededHead` on). */
+  private succeeded: Array<JobRecord | undefined> = []
+  private succeededHead = 0
+
+  /** Keeps a completed job (it is in no structure), dropping the oldest kept past `maxDeadLetters`. */
+  private keep(record: JobRecord, now: number, durationMs: number | undefined): void {
+    record.state = State.Succeeded
+    record.failedAt = now
+    record.durationMs = durationMs
+    this.succeeded.push(record)
+    while (this.succeeded.length - this.succeededHead > this.maxDeadLetters) this.dropOldestSucceeded()
+  }
+
+  private dropOldestSucceeded(): void {
+    const oldest = this.succeeded[this.succeededHead]!
+    this.succeeded[this.succeededHead++] = undefined
+    if (this.succeededHead >= 1024 && this.succeededHead * 2 >= this.succeeded.length) {
+      this.succeeded = this.succeeded.slice(this.succeededHead)
+      this.succeededHead = 0
+    }
+    this.forget(oldest)
+  }
 
   /** Starts an operation: reads the clock once and brings the store up to that instant. */
   private begin(): number {
@@ -593,7 +618,7 @@ class StoreCore {
     const now = this.begin()
     const applied = new Array<boolean>(settlements.length)
     for (let i = 0; i < settlements.length; i++) {
-      const { lease, outcome } = settlements[i]!
+      const { durationMs, lease, outcome } = settlements[i]!
       const record = this.held(lease)
       if (record === undefined) {
         applied[i] = false
@@ -604,7 +629,8 @@ class StoreCore {
         case "Completed":
           this.live--
           this.releaseKey(record, now)
-          this.forget(record)
+          if (this.keepSucceeded > 0) this.keep(record, now, durationMs)
+          else this.forget(record)
           break
         case "Retry":
           record.runAt = now + delayMillis(outcome.delay)
@@ -707,15 +733,27 @@ class StoreCore {
     return Effect.succeed(found)
   }
 
-  /** Deletes at most `pruneBatch` dead letters older than the retention, oldest first. */
+  /**
+   * Deletes at most `pruneBatch` ended jobs past their retention, oldest first: the dead letters and cancelled
+   * jobs past the retention, and the succeeded ones past `keepSucceeded`.
+   */
   prune(): Effect.Effect<PruneResult> {
-    const cutoff = this.begin() - this.retention
+    const now = this.begin()
+    const cutoff = now - this.retention
+    const keptCutoff = now - this.keepSucceeded
     let pruned = 0
+    const oldestKept = () => this.succeeded[this.succeededHead]
     while (pruned < jobStore.pruneBatch && this.oldestDead !== undefined && this.oldestDead.failedAt < cutoff) {
       this.dropOldestDead()
       pruned++
     }
-    return Effect.succeed({ pruned, more: this.oldestDead !== undefined && this.oldestDead.failedAt < cutoff })
+    while (pruned < jobStore.pruneBatch && oldestKept() !== undefined && oldestKept()!.failedAt < keptCutoff) {
+      this.dropOldestSucceeded()
+      pruned++
+    }
+    const more = (this.oldestDead !== undefined && this.oldestDead.failedAt < cutoff) ||
+      (oldestKept() !== undefined && oldestKept()!.failedAt < keptCutoff)
+    return Effect.succeed({ pruned, more })
   }
 
   pauseQueue(queue: string): Effect.Effect<void> {
@@ -819,7 +857,7 @@ class StoreCore {
     const now = this.begin()
     const record = this.jobs.get(id)
     if (record === undefined) return Effect.succeed("notFound")
-    if (isEnded(record)) return Effect.succeed("alreadyFinished")
+    if (isEnded(record) || record.state === State.Succeeded) return Effect.succeed("alreadyFinished")
     this.cancelRecord(record, now)
     return Effect.succeed("cancelled")
   }
@@ -920,7 +958,7 @@ const stateOf: Readonly<Record<JobState, ReadonlyArray<State>>> = {
   ready: [State.Ready],
   scheduled: [State.Scheduled, State.Waiting],
   leased: [State.Leased],
-  succeeded: [],
+  succeeded: [State.Succeeded],
   dead: [State.Dead],
   cancelled: [State.Cancelled]
 }
@@ -931,12 +969,13 @@ const stateNames: Readonly<Record<State, JobState>> = {
   [State.Leased]: "leased",
   [State.Dead]: "dead",
   [State.Waiting]: "scheduled",
-  [State.Cancelled]: "cancelled"
+  [State.Cancelled]: "cancelled",
+  [State.Succeeded]: "succeeded"
 }
 
 const storedJob = (record: JobRecord): StoredJob => {
   const leased = record.state === State.Leased
-  const ended = isEnded(record)
+  const ended = isEnded(record) || record.state === State.Succeeded
   return {
     id: record.id,
     state: stateNames[record.state],
@@ -955,7 +994,8 @@ const storedJob = (record: JobRecord): StoredJob => {
     worker: leased ? record.worker : undefined,
     leaseExpiresAt: leased ? new Date(record.leaseExpiresAt) : undefined,
     endedAt: ended ? new Date(record.failedAt) : undefined,
-    startedAt: leased ? new Date(record.leasedAt) : undefined
+    startedAt: leased ? new Date(record.leasedAt) : undefined,
+    durationMs: record.state === State.Succeeded ? record.durationMs : undefined
   }
 }
 
@@ -993,6 +1033,10 @@ export const make = (options?: MemoryJobStoreOptions): Effect.Effect<Service> =>
     if (retention === undefined) {
       return invalidOption("deadLetterRetention", options?.deadLetterRetention, "a duration above zero")
     }
+    const keepSucceeded = jobStore.succeededRetentionOption(options?.succeededRetention)
+    if (keepSucceeded === undefined) {
+      return invalidOption("succeededRetention", options?.succeededRetention, "a duration")
+    }
     return Effect.map(
       Effect.all([
         Effect.clock,
@@ -1000,7 +1044,15 @@ export const make = (options?: MemoryJobStoreOptions): Effect.Effect<Service> =>
         PubSub.sliding<string>(wakeupBufferSize)
       ]),
       ([clock, hub, cancelHub]) => {
-        const core = new StoreCore(clock, hub, cancelHub, maxDeadLetters, maxJobs, Duration.toMillis(retention))
+        const core = new StoreCore(
+          clock,
+          hub,
+          cancelHub,
+          maxDeadLetters,
+          maxJobs,
+          Duration.toMillis(retention),
+          keepSucceeded
+        )
         const driver: JobStore.Driver = {
           name: "MemoryJobStore",
           immediate: true,

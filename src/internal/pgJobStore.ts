@@ -43,7 +43,12 @@ import {
   type Settlement
 } from "../JobStore.js"
 import type { PgJobStoreOptions } from "../PgJobStore.js"
-import { invalidOption as storeInvalidOption, pruneBatch, retentionOption } from "./jobStore.js"
+import {
+  invalidOption as storeInvalidOption,
+  pruneBatch,
+  retentionOption,
+  succeededRetentionOption
+} from "./jobStore.js"
 import { clientConfig, makeConnections } from "./pgConnections.js"
 import { makeEnqueues } from "./pgEnqueue.js"
 import { latestVersion, prepare } from "./pgMigrations.js"
@@ -287,6 +292,10 @@ export const make = (
     if (typeof listen !== "boolean") return yield* invalidOption("listen", listen, "true or false")
     const batchAcks = options?.batchAcks ?? true
     if (typeof batchAcks !== "boolean") return yield* invalidOption("batchAcks", batchAcks, "true or false")
+    const keepSucceeded = succeededRetentionOption(options?.succeededRetention)
+    if (keepSucceeded === undefined) {
+      return yield* invalidOption("succeededRetention", options?.succeededRetention, "a duration")
+    }
     const retention = retentionOption(options?.deadLetterRetention)
     if (retention === undefined) {
       return yield* invalidOption("deadLetterRetention", options?.deadLetterRetention, "a duration above zero")
@@ -305,7 +314,7 @@ export const make = (
     const client = yield* PgClient.PgClient
     const s = Pg.escapeIdentifier(schema)
     const channel = `${schema}.wakeups`
-    const sql = statements(s, schemaVersion)
+    const sql = statements(s, schemaVersion, keepSucceeded > 0)
     const version = schemaVersion ?? latestVersion
     const failed = (operation: string) => (error: unknown) =>
       new JobStoreError({ operation, reason: describeError(error, schema), cause: error })
@@ -402,9 +411,10 @@ export const make = (
       const kinds: Array<string> = []
       const delays: Array<number> = []
       const errors: Array<string | null> = []
+      const runMs: Array<number | null> = []
       const sent = new Set<string>()
       // Each settlement's `id:token`, or undefined when it is not sent (not a lease of this store, or a repeat).
-      const keys: Array<string | undefined> = settlements.map(({ lease, outcome }) => {
+      const keys: Array<string | undefined> = settlements.map(({ durationMs, lease, outcome }) => {
         const key = `${lease.jobId}:${lease.token}`
         if (!isBigintText(lease.jobId) || !isBigintText(lease.token) || sent.has(key)) return undefined
         sent.add(key)
@@ -415,6 +425,7 @@ export const make = (
           outcome._tag === "Retry" || outcome._tag === "Snoozed" ? Math.ceil(Duration.toMillis(outcome.delay)) : 0
         )
         errors.push(outcome._tag === "Retry" || outcome._tag === "Dead" ? outcome.error : null)
+        runMs.push(durationMs ?? null)
         return key
       })
       if (ids.length === 0) return Effect.succeed(keys.map(() => false))
@@ -426,13 +437,15 @@ export const make = (
           ? run<{ readonly applied: string | ReadonlyArray<string> }>(
             "settle",
             sql.complete,
-            [ids.join(","), tokens.join(",")],
+            keepSucceeded > 0 ? [ids.join(","), tokens.join(","), runMs] : [ids.join(","), tokens.join(",")],
             "ewc_complete"
           )
           : run<{ readonly applied: string | ReadonlyArray<string> }>(
             "settle",
             sql.settle,
-            [channel, ids.join(","), tokens.join(","), kinds, delays, errors],
+            keepSucceeded > 0
+              ? [channel, ids.join(","), tokens.join(","), kinds, delays, errors, runMs]
+              : [channel, ids.join(","), tokens.join(","), kinds, delays, errors],
             undefined
           ),
         (rows) => {
@@ -587,15 +600,28 @@ export const make = (
           yield* run("prune", sql.fold, [], "ewc_fold")
           yield* run("prune", sql.dropZeroCounts, [], "ewc_drop_zero_counts")
         }
-        if (!Duration.isFinite(retention)) return { pruned: 0, more: false }
-        const [row] = yield* run<{ readonly pruned: number }>(
-          "prune",
-          sql.prune,
-          [Duration.toMillis(retention), pruneBatch],
-          "ewc_prune"
-        )
-        pruneMore = row!.pruned === pruneBatch
-        return { pruned: row!.pruned, more: pruneMore }
+        let pruned = 0
+        if (Duration.isFinite(retention)) {
+          const [row] = yield* run<{ readonly pruned: number }>(
+            "prune",
+            sql.prune,
+            [Duration.toMillis(retention), pruneBatch],
+            "ewc_prune"
+          )
+          pruned += row!.pruned
+        }
+        if (keepSucceeded > 0 && keepSucceeded !== Infinity) {
+          const [row] = yield* run<{ readonly pruned: number }>(
+            "prune",
+            sql.pruneSucceeded,
+            [keepSucceeded, pruneBatch],
+            "ewc_prune_succeeded"
+          )
+          pruned += row!.pruned
+        }
+        // A full batch of either kind: more may be left.
+        pruneMore = pruned >= pruneBatch
+        return { pruned, more: pruneMore }
       }),
       wakeups: Effect.gen(function*() {
         const subscription = yield* PubSub.subscribe(hub)

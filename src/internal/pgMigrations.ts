@@ -252,7 +252,8 @@ const migrations: ReadonlyArray<Migration> = [
   },
   {
     // Job control: when a job's running attempt was claimed (`leased_at`, for how long it has run); the ended jobs
-    // (`dead_jobs`) are dead or cancelled (`state`, counted as such), and keep their
+    // (`dead_jobs`) are dead, cancelled or succeeded (`state`, counted as such; succeeded ones are kept only with
+    // `succeededRetention`, with their handler's run time `run_ms`), and keep their
     // attempt errors and slot; indexes that serve `list` newest first by queue, name and key, its scheduled jobs (by
     // `run_at`, when they are few among many ready ones), its cancelled ones, and `get` of a job kept to run after
     // its key's holder. Creating the indexes locks writes to `jobs` while they build (seconds per
@@ -263,7 +264,8 @@ const migrations: ReadonlyArray<Migration> = [
     statements: (s) => [
       `ALTER TABLE ${s}.jobs ADD COLUMN leased_at timestamptz`,
       `ALTER TABLE ${s}.dead_jobs ADD COLUMN state text NOT NULL DEFAULT 'dead',
-         ADD COLUMN errors jsonb NOT NULL DEFAULT '[]'::jsonb, ADD COLUMN scheduled_for timestamptz`,
+         ADD COLUMN errors jsonb NOT NULL DEFAULT '[]'::jsonb, ADD COLUMN scheduled_for timestamptz,
+         ADD COLUMN run_ms float8, ALTER COLUMN last_error DROP NOT NULL`,
       countFunction(s, "dead_jobs", "state"),
       uncountFunction(s, "dead_jobs", `'dead', 'cancelled'`),
       `CREATE INDEX jobs_by_queue ON ${s}.jobs (queue, id)`,
@@ -272,7 +274,8 @@ const migrations: ReadonlyArray<Migration> = [
       `CREATE INDEX dead_jobs_by_queue ON ${s}.dead_jobs (queue, id)`,
       `CREATE INDEX dead_jobs_by_name ON ${s}.dead_jobs (name, id)`,
       `CREATE INDEX dead_jobs_by_key ON ${s}.dead_jobs (key, id) WHERE key IS NOT NULL`,
-      `CREATE INDEX dead_jobs_cancelled ON ${s}.dead_jobs (id) WHERE state = 'cancelled'`,
+      `CREATE INDEX dead_jobs_by_state ON ${s}.dead_jobs (state, id)`,
+      `CREATE INDEX dead_jobs_succeeded ON ${s}.dead_jobs (failed_at) WHERE state = 'succeeded'`,
       `CREATE INDEX key_successors_by_id ON ${s}.key_successors (id)`
     ]
   }

@@ -45,12 +45,14 @@ export const Kind = { Completed: "c", Retry: "r", Dead: "d", Released: "l", Refu
  * @internal The store's statements, for the schema whose quoted name is `s`, as a release that knows the schema
  * versions up to `version` writes them (an earlier one only in tests, which play an earlier release).
  */
-export const statements = (s: string, version: number = latestVersion) => {
+export const statements = (s: string, version: number = latestVersion, keepSucceeded = false) => {
   /** The queues of `$1` a claim may take from: all of them before version 5, else those not paused. */
   const open = version < 5
     ? `SELECT DISTINCT unnest($1::text[])`
     : `SELECT DISTINCT q FROM unnest($1::text[]) AS u(q) WHERE NOT EXISTS (
           SELECT 1 FROM ${s}.paused_queues AS p WHERE p.queue = u.q)`
+  /** Leaves out the succeeded jobs kept: neither redriven nor deleted by hand (the prune takes them). */
+  const notSucceeded = version < 8 ? "" : "AND state <> 'succeeded'"
   /** The condition that keeps the dead letters among the ended jobs (all of them before version 8). */
   const onlyDead = (join: string) => version < 8 ? "" : `${join} d.state = 'dead'`
   /** The columns of an ended job that a schema from version 8 on keeps, and their values for a state. */
@@ -62,6 +64,13 @@ export const statements = (s: string, version: number = latestVersion) => {
               'attempt', j.attempts, 'error', i.error, 'at', ${ms(`${s}.clock()`)}))) WITH ORDINALITY AS x(e, n)
             WHERE n > jsonb_array_length(j.errors) + 1 - ${maxAttemptErrors}
           ) ELSE j.errors END,`
+  /** Keeps the rows of `source` (completed: deleted from `jobs`, with their `run_ms`) as succeeded. */
+  const kept = (source: string) =>
+    `INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at,
+                                 last_error, failed_at, state, errors, scheduled_for, run_ms)
+     SELECT id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at, last_error,
+            ${s}.clock(), 'succeeded', errors, scheduled_for, run_ms FROM ${source}
+     RETURNING id`
   /** Moves the rows of `source` (deleted from `jobs`) to the dead letters with `error`. */
   const bury = (source: string, error: string) =>
     `INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at,
@@ -230,12 +239,14 @@ export const statements = (s: string, version: number = latestVersion) => {
      */
     settle: `
       WITH input AS (
-        SELECT * FROM unnest(${list("$2")}, ${list("$3")}, $4::text[], $5::float8[], $6::text[])
-          AS x(id, token, kind, delay_ms, error)
+        SELECT * FROM unnest(${list("$2")}, ${list("$3")}, $4::text[], $5::float8[], $6::text[]${
+      keepSucceeded ? ", $7::float8[]" : ""
+    })
+          AS x(id, token, kind, delay_ms, error${keepSucceeded ? ", run_ms" : ""})
       ), done AS (
         DELETE FROM ${s}.jobs AS j USING input i WHERE i.kind = '${Kind.Completed}' AND ${holds("j", "i", list("$2"))}
-        RETURNING i.id, i.token
-      ), dead AS (
+        RETURNING ${keepSucceeded ? "j.*, i.run_ms, " : ""}i.id AS done_id, i.token AS done_token
+      ), ${keepSucceeded ? `kept AS (${kept("done")}), ` : ""}dead AS (
         DELETE FROM ${s}.jobs AS j USING input i WHERE i.kind = '${Kind.Dead}' AND ${holds("j", "i", list("$2"))}
         RETURNING j.*, i.token AS settled_token, i.error AS final_error
       ), buried AS (
@@ -257,12 +268,20 @@ export const statements = (s: string, version: number = latestVersion) => {
         RETURNING i.id, i.token, j.queue, j.run_at <= ${s}.clock() AS ready
       ), woken AS (${notifyReady("$1", "back", "ready")})
       SELECT (SELECT coalesce(json_agg(a.id::text || ':' || a.token::text), '[]'::json) FROM (
-                SELECT id, token FROM done UNION ALL SELECT id, settled_token FROM dead
+                SELECT done_id AS id, done_token AS token FROM done UNION ALL SELECT id, settled_token FROM dead
                 UNION ALL SELECT id, token FROM back) AS a) AS applied,
              (SELECT count(*) FROM buried)::int AS buried,
              (SELECT count(*) FROM woken)::int AS woken`,
     /** {@link settle} for a batch of completions only (the common case): one `DELETE`, and no notification. */
-    complete: `
+    complete: keepSucceeded
+      ? `
+      WITH done AS (
+        DELETE FROM ${s}.jobs AS j USING unnest(${list("$1")}, ${list("$2")}, $3::float8[]) AS i(id, token, run_ms)
+        WHERE ${holds("j", "i", list("$1"))}
+        RETURNING j.*, i.run_ms, i.token AS done_token
+      ), kept AS (${kept("done")})
+      SELECT id::text || ':' || done_token::text AS applied FROM done`
+      : `
       DELETE FROM ${s}.jobs AS j USING unnest(${list("$1")}, ${list("$2")}) AS i(id, token)
       WHERE ${holds("j", "i", list("$1"))}
       RETURNING i.id::text || ':' || i.token::text AS applied`,
@@ -361,7 +380,18 @@ export const statements = (s: string, version: number = latestVersion) => {
     prune: `
       WITH doomed AS (
         SELECT id FROM ${s}.dead_jobs WHERE failed_at < ${s}.clock() - $1::float8 * interval '1 millisecond'
+          ${version >= 8 ? "AND state <> 'succeeded'" : ""}
         ORDER BY failed_at, dead_seq LIMIT $2 FOR UPDATE SKIP LOCKED
+      ), gone AS (
+        DELETE FROM ${s}.dead_jobs AS d USING doomed WHERE d.id = doomed.id RETURNING 1
+      )
+      SELECT (SELECT count(*) FROM gone)::int AS pruned`,
+    /** {@link prune} of the succeeded jobs kept, past their own retention `$1`, by `dead_jobs_succeeded`. */
+    pruneSucceeded: `
+      WITH doomed AS (
+        SELECT id FROM ${s}.dead_jobs
+        WHERE state = 'succeeded' AND failed_at < ${s}.clock() - $1::float8 * interval '1 millisecond'
+        ORDER BY failed_at LIMIT $2 FOR UPDATE SKIP LOCKED
       ), gone AS (
         DELETE FROM ${s}.dead_jobs AS d USING doomed WHERE d.id = doomed.id RETURNING 1
       )
@@ -386,7 +416,7 @@ export const statements = (s: string, version: number = latestVersion) => {
                                enqueued_at)
         SELECT id, nextval('${s}.job_ids'), name, queue, payload, priority, key, max_attempts, 0, ${s}.clock(),
                ${s}.clock()
-        FROM (SELECT * FROM ${s}.dead_jobs WHERE id = ANY($2::bigint[]) ORDER BY dead_seq) AS d
+        FROM (SELECT * FROM ${s}.dead_jobs WHERE id = ANY($2::bigint[]) ${notSucceeded} ORDER BY dead_seq) AS d
         ON CONFLICT DO NOTHING
         RETURNING id, queue, true AS ready
       ), gone AS (
@@ -480,7 +510,7 @@ export const statements = (s: string, version: number = latestVersion) => {
       SELECT (SELECT count(*) FROM ended)::int AS cancelled, (SELECT count(*) FROM told)::int AS told,
              EXISTS (SELECT 1 FROM ${s}.dead_jobs WHERE id = $2) AS ended`,
     /** Deletes the ended jobs among the ids `$1`. */
-    delete: `WITH gone AS (DELETE FROM ${s}.dead_jobs WHERE id = ANY($1::bigint[]) RETURNING 1)
+    delete: `WITH gone AS (DELETE FROM ${s}.dead_jobs WHERE id = ANY($1::bigint[]) ${notSucceeded} RETURNING 1)
              SELECT count(*)::int AS deleted FROM gone`,
     /**
      * Makes the job `$2` ready now if it is scheduled, and wakes its queue through `$1`; `found`: whether a job (or
@@ -517,18 +547,20 @@ const storedJobsOf = (s: string, version: number, table: "jobs" | "dead_jobs" | 
         ${version >= 6 ? ms(`${t}.scheduled_for`) : "NULL::float8"} AS scheduled_for, ${t}.leased_by AS worker,
         ${ms(`${t}.lease_expires_at`)} AS lease_expires_at, NULL::float8 AS ended_at,
         ${version >= 8 ? `CASE WHEN ${t}.lease_token IS NOT NULL THEN ${ms(`${t}.leased_at`)} END` : "NULL::float8"}
-          AS started_at
+          AS started_at, NULL::float8 AS run_ms
         FROM ${s}.jobs AS ${t} ${where})`
     case "dead_jobs":
       return `(SELECT ${common}, ${version >= 8 ? `${t}.state` : `'dead'`} AS state, ${t}.attempts::float8 AS attempts,
         ${t}.last_error, ${version >= 8 ? `${t}.errors` : `'[]'::jsonb`} AS errors,
         ${version >= 8 ? ms(`${t}.scheduled_for`) : "NULL::float8"} AS scheduled_for, NULL AS worker,
-        NULL::float8 AS lease_expires_at, ${ms(`${t}.failed_at`)} AS ended_at, NULL::float8 AS started_at
+        NULL::float8 AS lease_expires_at, ${ms(`${t}.failed_at`)} AS ended_at, NULL::float8 AS started_at,
+        ${version >= 8 ? `${t}.run_ms` : "NULL::float8"} AS run_ms
         FROM ${s}.dead_jobs AS ${t} ${where})`
     case "key_successors":
       return `(SELECT ${common}, 'scheduled' AS state, 0::float8 AS attempts, NULL AS last_error,
         '[]'::jsonb AS errors, NULL::float8 AS scheduled_for, NULL AS worker, NULL::float8 AS lease_expires_at,
-        NULL::float8 AS ended_at, NULL::float8 AS started_at FROM ${s}.key_successors AS ${t} ${where})`
+        NULL::float8 AS ended_at, NULL::float8 AS started_at, NULL::float8 AS run_ms
+        FROM ${s}.key_successors AS ${t} ${where})`
   }
 }
 
@@ -563,6 +595,7 @@ export interface StoredRow {
   readonly lease_expires_at: number | null
   readonly ended_at: number | null
   readonly started_at: number | null
+  readonly run_ms: number | null
 }
 
 const dateOrUndefined = (ms: number | null) => ms === null ? undefined : new Date(ms)
@@ -585,7 +618,8 @@ export const storedJob = (row: StoredRow): StoredJob => ({
   worker: row.worker ?? undefined,
   leaseExpiresAt: dateOrUndefined(row.lease_expires_at),
   endedAt: dateOrUndefined(row.ended_at),
-  startedAt: dateOrUndefined(row.started_at)
+  startedAt: dateOrUndefined(row.started_at),
+  durationMs: row.run_ms ?? undefined
 })
 
 /** A statement built for its arguments: its text, with `$n` placeholders, and their values. */
@@ -633,10 +667,8 @@ export const listStatement = (s: string, version: number, options: ListOptions &
   if (state === "scheduled") parts.push(page("jobs", ["t.lease_token IS NULL", `t.run_at > ${s}.clock()`]))
   if (state === "leased") parts.push(page("jobs", ["t.lease_token IS NOT NULL"]))
   if ((state === undefined || state === "scheduled") && version >= 7) parts.push(page("key_successors", []))
-  if (state === "dead" || state === "cancelled") parts.push(page("dead_jobs", [`t.state = ${add(state)}`]))
-  // No store keeps succeeded jobs yet: their page is empty.
-  if (parts.length === 0) {
-    return { text: `SELECT * FROM ${storedJobsOf(s, version, "jobs", "WHERE false")} AS p`, params: [] }
+  if (state === "dead" || state === "cancelled" || state === "succeeded") {
+    parts.push(page("dead_jobs", [`t.state = ${add(state)}`]))
   }
   return { text: `SELECT * FROM (${parts.join(" UNION ALL ")}) AS p ORDER BY p.id::bigint DESC LIMIT ${limit}`, params }
 }

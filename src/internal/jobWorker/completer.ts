@@ -126,7 +126,11 @@ export const make = (deps: {
   )
 
   const settle = (batch: ReadonlyArray<Item>, arrivedAt: number) => {
-    const settlements = batch.map((item) => ({ lease: item.claim.job.lease, outcome: item.outcome }))
+    const settlements = batch.map((item) => ({
+      lease: item.claim.job.lease,
+      outcome: item.outcome,
+      durationMs: item.durationMs
+    }))
     return settleOnce(settlements, arrivedAt).pipe(
       Effect.tapError((error) =>
         shutdown.pastDeadline(now())
