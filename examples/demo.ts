@@ -274,9 +274,10 @@ const ListenerLive = Layer.effectDiscard(Effect.gen(function*() {
  */
 const StoreLive = Layer.unwrapEffect(Effect.map(config, ({ databaseUrl }) =>
   Option.match(databaseUrl, {
-    onNone: () => MemoryJobStore.layer(),
+    // Completed jobs are kept an hour, so the dashboard's job browser shows what ran (state "succeeded").
+    onNone: () => MemoryJobStore.layer({ succeededRetention: "1 hour" }),
     onSome: (url) =>
-      PgJobStore.layer().pipe(
+      PgJobStore.layer({ succeededRetention: "1 hour" }).pipe(
         Layer.tap(() =>
           Effect.log("jobs in PostgreSQL (schema effect_worker): shared with every demo on this database")
         ),

@@ -950,6 +950,7 @@
       lease < Date.now() ? "error" : ""
     )
     field(fields, "Ended", job.endedAt && instant(job.endedAt))
+    field(fields, "Ran for", typeof job.durationMs === "number" ? count(Math.round(job.durationMs)) + " ms" : undefined)
     field(fields, "Last error", job.lastError, "error")
 
     const errors = Array.isArray(job.errors) ? job.errors : []
