@@ -42,9 +42,18 @@ import { type AttemptError, type Enqueued, JobStore, type JobStoreError, type Ke
  * @since 0.2.0
  * @category models
  */
-export interface JobOptions<A, I> {
+export interface JobOptions<A, I, S = void, SI = S> {
   /** The payload's schema; its encoded side is what the store keeps, so it must be JSON. */
   readonly payload: Schema.Schema<A, I, never>
+  /**
+   * The schema of what the handler returns. With it, a handler returns a value of this type, and a store that keeps
+   * succeeded jobs (`succeededRetention`) keeps it, encoded (so its encoded side must be JSON), as the job's
+   * `result`. Without it, a handler returns nothing. A value that does not encode (or is not JSON) is not kept:
+   * the job still succeeded, and the worker logs a warning.
+   *
+   * @since 0.6.0
+   */
+  readonly success?: Schema.Schema<S, SI, never> | undefined
   /** The queue the job goes to; default: the job's name. */
   readonly queue?: string | undefined
   /** The most attempts a job of this type gets, whatever the schedule says. Default 25. */
@@ -197,10 +206,12 @@ export interface JobSchedule {
  * @since 0.2.0
  * @category models
  */
-export interface Job<A, I = A> {
+export interface Job<A, I = A, S = void> {
   readonly name: string
   readonly queue: string
   readonly payload: Schema.Schema<A, I, never>
+  /** The schema of the handler's result, when the job type has one (see {@link JobOptions.success}). */
+  readonly success: Schema.Schema<S, any, never> | undefined
   readonly maxAttempts: number
   readonly timeout: Duration.Duration
   readonly retry: Schedule.Schedule<unknown, unknown>
@@ -237,7 +248,7 @@ export interface Job<A, I = A> {
    */
   readonly schedule: (cron: string | Cron.Cron, payload: A, options?: ScheduleOptions | undefined) => JobSchedule
   /** What a worker runs for this type: `run` gets the decoded payload; `Job.Current` tells it which job it is. */
-  readonly handler: <E, R>(run: (payload: A) => Effect.Effect<void, E, R>) => JobHandler<R>
+  readonly handler: <E, R>(run: (payload: A) => Effect.Effect<S, E, R>) => JobHandler<R>
 }
 
 /**
@@ -253,7 +264,7 @@ export interface Job<A, I = A> {
  * @since 0.2.0
  * @category models
  */
-export type Any = Job<any, any>
+export type Any = Job<any, any, any>
 
 /**
  * What a worker runs for one job type: made by a job type's `handler`. `R` is what the handler needs.
@@ -272,8 +283,8 @@ export type Any = Job<any, any>
  */
 export interface JobHandler<out R> {
   readonly job: Any
-  /** Runs the handler on a decoded payload. */
-  readonly run: (payload: unknown) => Effect.Effect<void, unknown, R>
+  /** Runs the handler on a decoded payload; what it returns is kept when the job type has a `success` schema. */
+  readonly run: (payload: unknown) => Effect.Effect<unknown, unknown, R>
 }
 
 /**
@@ -464,7 +475,7 @@ const durationOf = (input: unknown): Duration.Duration | undefined => {
  * @since 0.2.0
  * @category constructors
  */
-export const make = <A, I>(name: string, options: JobOptions<A, I>): Job<A, I> => {
+export const make = <A, I, S = void, SI = S>(name: string, options: JobOptions<A, I, S, SI>): Job<A, I, S> => {
   if (typeof name !== "string" || name.trim().length === 0) throw illegal("Job.make name", name, "a non-empty string")
   if (!Schema.isSchema(options?.payload)) throw illegal(`Job ${name}: payload`, options?.payload, "a Schema")
   const queue = options.queue ?? name
@@ -479,6 +490,10 @@ export const make = <A, I>(name: string, options: JobOptions<A, I>): Job<A, I> =
   }
   const retry = options.retry ?? defaultRetry
   if (!Schedule.isSchedule(retry)) throw illegal(`Job ${name}: retry`, retry, "a Schedule")
+  const success = options.success
+  if (success !== undefined && !Schema.isSchema(success)) {
+    throw illegal(`Job ${name}: success`, success, "a Schema or undefined")
+  }
   const payload = options.payload
   const encode = Schema.encode(payload)
   const encodeMany = Schema.encode(Schema.Array(payload))
@@ -501,10 +516,11 @@ export const make = <A, I>(name: string, options: JobOptions<A, I>): Job<A, I> =
       }])
       return result!
     })
-  const job: Job<A, I> = {
+  const job: Job<A, I, S> = {
     name,
     queue,
     payload,
+    success,
     maxAttempts,
     timeout,
     retry,
@@ -545,7 +561,7 @@ export const make = <A, I>(name: string, options: JobOptions<A, I>): Job<A, I> =
         })))
       }),
     schedule: (cron, value, scheduleOptions) => makeSchedule(job, cron, value, scheduleOptions),
-    handler: (run) => ({ job, run: run as (payload: unknown) => Effect.Effect<void, unknown, never> })
+    handler: (run) => ({ job, run: run as (payload: unknown) => Effect.Effect<unknown, unknown, never> })
   }
   return job
 }
@@ -583,8 +599,8 @@ const cronText = (cron: Cron.Cron): string =>
     .map((field) => field.size === 0 ? "*" : Array.from(field).sort((a, b) => a - b).join(","))
     .join(" ")
 
-const makeSchedule = <A, I>(
-  job: Job<A, I>,
+const makeSchedule = <A, I, S>(
+  job: Job<A, I, S>,
   cron: string | Cron.Cron,
   value: A,
   options: ScheduleOptions | undefined

@@ -529,6 +529,8 @@ export interface StoredJob {
   readonly endedAt: Date | undefined
   /** For a succeeded job, its handler's run time in milliseconds, when the worker said it. */
   readonly durationMs: number | undefined
+  /** For a succeeded job, its handler's result as its `success` schema encoded it, when its job type has one. */
+  readonly result: unknown
   /** When the running attempt began (its claim), while leased; `undefined` from a store that does not know. */
   readonly startedAt: Date | undefined
 }
@@ -756,6 +758,13 @@ export interface Settlement {
    * @since 0.6.0
    */
   readonly durationMs?: number | undefined
+  /**
+   * A `Completed` job's result, encoded by its job type's `success` schema (a JSON value): kept with the job by a
+   * store that keeps succeeded jobs. Optional.
+   *
+   * @since 0.6.0
+   */
+  readonly result?: unknown
 }
 
 /**

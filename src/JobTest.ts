@@ -168,7 +168,7 @@ export interface EnqueuedJob {
  * @category models
  */
 export interface Filter<A = unknown, I = unknown> {
-  readonly job?: Job.Job<A, I> | undefined
+  readonly job?: Job.Job<A, I, any> | undefined
   readonly name?: string | undefined
   readonly queue?: string | undefined
   readonly key?: string | undefined

@@ -104,7 +104,7 @@ const setup = Effect.fnUntraced(function*<R>(
   return { store, ctx, events, worker }
 })
 
-const enqueue = <A, I>(store: Store, job: Job.Job<A, I>, payload: A, options?: Job.EnqueueOptions) =>
+const enqueue = <A, I, S>(store: Store, job: Job.Job<A, I, S>, payload: A, options?: Job.EnqueueOptions) =>
   job.enqueue(payload, options).pipe(Effect.provideService(JobStore.JobStore, store), Effect.orDie)
 
 const stats = (store: Store) => Effect.orDie(store.stats)
@@ -599,6 +599,31 @@ describe("JobWorker", () => {
         yield* TestClock.adjust("1500 millis")
         yield* awaitJobEvent(events, "JobSucceeded", id)
         assert.deepInclude(yield* Effect.orDie(store.get(id)), { state: "succeeded", durationMs: 1500, attempts: 1 })
+      }))
+
+    it.scoped("keeps the handler's result, encoded by the job type's success schema, and logs one that does not encode", () =>
+      Effect.gen(function*() {
+        const Resize = Job.make("resize", {
+          payload: Schema.Struct({ width: Schema.Number }),
+          success: Schema.Struct({ bytes: Schema.Int, at: Schema.DateFromString })
+        })
+        const handler = Resize.handler(({ width }) =>
+          width > 0
+            ? Effect.succeed({ bytes: width * 10, at: new Date(0) })
+            : Effect.succeed({ bytes: 0.5, at: new Date(0) })
+        )
+        const store = yield* MemoryJobStore.make({ succeededRetention: "1 day" })
+        const { events } = yield* setup({ handlers: [handler] }, { store })
+        const kept = yield* enqueue(store, Resize, { width: 3 })
+        yield* awaitJobEvent(events, "JobSucceeded", kept)
+        assert.deepInclude(yield* Effect.orDie(store.get(kept)), {
+          state: "succeeded",
+          result: { bytes: 30, at: "1970-01-01T00:00:00.000Z" }
+        })
+        // A result the schema refuses (not an integer) is not kept: the job succeeded all the same.
+        const unkept = yield* enqueue(store, Resize, { width: 0 })
+        yield* awaitJobEvent(events, "JobSucceeded", unkept)
+        assert.deepInclude(yield* Effect.orDie(store.get(unkept)), { state: "succeeded", result: undefined })
       }))
 
     it.scoped("aborts the promise of a cancelled job through the AbortSignal of Effect.tryPromise", () =>

@@ -1810,7 +1810,8 @@ export const jobStoreConformance = (
             leaseExpiresAt: undefined,
             endedAt: undefined,
             startedAt: undefined,
-            durationMs: undefined
+            durationMs: undefined,
+            result: undefined
           })
           assert.deepInclude(yield* got(scheduled!), { state: "scheduled", attempts: 0, runAt: yield* op.at(60_000) })
           assert.deepInclude(yield* got(leased!), {
@@ -1972,7 +1973,12 @@ export const jobStoreConformance = (
             const claimed = yield* op.claim()
             const byId = new Map(claimed.map((job) => [job.id, job]))
             // One settle of completions only, one of mixed outcomes: both keep what completed.
-            yield* store.settle([{ lease: byId.get(one!)!.lease, outcome: Outcome.Completed(), durationMs: 42 }])
+            yield* store.settle([{
+              lease: byId.get(one!)!.lease,
+              outcome: Outcome.Completed(),
+              durationMs: 42,
+              result: { sent: true, to: ["a"] }
+            }])
             yield* store.settle([
               { lease: byId.get(two!)!.lease, outcome: Outcome.Completed(), durationMs: 7 },
               { lease: { jobId: "999999", token: "1" }, outcome: Outcome.Retry({ delay: Duration.zero, error: "x" }) }
@@ -1983,9 +1989,10 @@ export const jobStoreConformance = (
               attempts: 1,
               endedAt: now,
               durationMs: 42,
+              result: { sent: true, to: ["a"] },
               worker: undefined
             })
-            assert.deepInclude(yield* store.get(two!), { state: "succeeded", durationMs: 7 })
+            assert.deepInclude(yield* store.get(two!), { state: "succeeded", durationMs: 7, result: undefined })
             assert.deepStrictEqual((yield* store.list({ state: "succeeded" })).jobs.map((job) => job.id), [two, one])
             assert.strictEqual(yield* store.cancel(one!), "alreadyFinished")
             assert.strictEqual(yield* store.redrive([one!]), 0, "a succeeded job is not redriven")
@@ -2163,6 +2170,16 @@ export const jobStoreConformance = (
             assertIllegal(yield* Effect.exit(store.deleteMany({ queue: "" })), `${name}.deleteMany: invalid queue`)
             assertIllegal(yield* Effect.exit(store.delete("1" as unknown as [])), `${name}.delete: invalid ids`)
             assertIllegal(yield* Effect.exit(store.runNow(1 as unknown as string)), `${name}.runNow: invalid id`)
+            assertIllegal(
+              yield* Effect.exit(store.settle([{ lease: claimed.lease, outcome: Outcome.Completed(), result: 1n }])),
+              `${name}.settle: invalid settlement 0 result`
+            )
+            assertIllegal(
+              yield* Effect.exit(
+                store.settle([{ lease: claimed.lease, outcome: Outcome.Completed(), durationMs: -1 }])
+              ),
+              `${name}.settle: invalid settlement 0 durationMs`
+            )
             assertIllegal(
               yield* Effect.exit(store.cancelMany({ queue: "q", state: "dead" as "ready" })),
               `${name}.cancelMany: invalid state`

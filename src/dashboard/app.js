@@ -951,6 +951,8 @@
     )
     field(fields, "Ended", job.endedAt && instant(job.endedAt))
     field(fields, "Ran for", typeof job.durationMs === "number" ? count(Math.round(job.durationMs)) + " ms" : undefined)
+    const result = job.result === undefined ? undefined : JSON.stringify(job.result)
+    field(fields, "Result", result === undefined || result.length <= 500 ? result : result.slice(0, 500) + "…")
     field(fields, "Last error", job.lastError, "error")
 
     const errors = Array.isArray(job.errors) ? job.errors : []

@@ -36,8 +36,9 @@ export class JobRecord {
   leaseExpiresAt = 0
   /** When it died, was cancelled or succeeded. */
   failedAt = 0
-  /** A succeeded job's run time, when the worker said it. */
+  /** A succeeded job's run time, and its result as JSON text, when the worker said them. */
   durationMs: number | undefined = undefined
+  result: string | undefined = undefined
   /** Position in the heap that holds the job; -1 when in none. */
   index = -1
   /** The ended jobs (dead or cancelled), oldest to newest: of the whole store, and of the job's queue. */

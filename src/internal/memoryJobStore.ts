@@ -141,10 +141,11 @@ class StoreCore {
   private succeededHead = 0
 
   /** Keeps a completed job (it is in no structure), dropping the oldest kept past `maxDeadLetters`. */
-  private keep(record: JobRecord, now: number, durationMs: number | undefined): void {
+  private keep(record: JobRecord, now: number, durationMs: number | undefined, result: unknown): void {
     record.state = State.Succeeded
     record.failedAt = now
     record.durationMs = durationMs
+    record.result = result === undefined ? undefined : JSON.stringify(result)
     this.succeeded.push(record)
     while (this.succeeded.length - this.succeededHead > this.maxDeadLetters) this.dropOldestSucceeded()
   }
@@ -618,7 +619,7 @@ class StoreCore {
     const now = this.begin()
     const applied = new Array<boolean>(settlements.length)
     for (let i = 0; i < settlements.length; i++) {
-      const { durationMs, lease, outcome } = settlements[i]!
+      const { durationMs, lease, outcome, result } = settlements[i]!
       const record = this.held(lease)
       if (record === undefined) {
         applied[i] = false
@@ -629,7 +630,7 @@ class StoreCore {
         case "Completed":
           this.live--
           this.releaseKey(record, now)
-          if (this.keepSucceeded > 0) this.keep(record, now, durationMs)
+          if (this.keepSucceeded > 0) this.keep(record, now, durationMs, result)
           else this.forget(record)
           break
         case "Retry":
@@ -995,7 +996,8 @@ const storedJob = (record: JobRecord): StoredJob => {
     leaseExpiresAt: leased ? new Date(record.leaseExpiresAt) : undefined,
     endedAt: ended ? new Date(record.failedAt) : undefined,
     startedAt: leased ? new Date(record.leasedAt) : undefined,
-    durationMs: record.state === State.Succeeded ? record.durationMs : undefined
+    durationMs: record.state === State.Succeeded ? record.durationMs : undefined,
+    result: record.state === State.Succeeded && record.result !== undefined ? JSON.parse(record.result) : undefined
   }
 }
 

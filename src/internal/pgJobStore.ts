@@ -412,9 +412,10 @@ export const make = (
       const delays: Array<number> = []
       const errors: Array<string | null> = []
       const runMs: Array<number | null> = []
+      const results: Array<string | null> = []
       const sent = new Set<string>()
       // Each settlement's `id:token`, or undefined when it is not sent (not a lease of this store, or a repeat).
-      const keys: Array<string | undefined> = settlements.map(({ durationMs, lease, outcome }) => {
+      const keys: Array<string | undefined> = settlements.map(({ durationMs, lease, outcome, result }) => {
         const key = `${lease.jobId}:${lease.token}`
         if (!isBigintText(lease.jobId) || !isBigintText(lease.token) || sent.has(key)) return undefined
         sent.add(key)
@@ -426,6 +427,7 @@ export const make = (
         )
         errors.push(outcome._tag === "Retry" || outcome._tag === "Dead" ? outcome.error : null)
         runMs.push(durationMs ?? null)
+        results.push(result === undefined ? null : JSON.stringify(result))
         return key
       })
       if (ids.length === 0) return Effect.succeed(keys.map(() => false))
@@ -437,14 +439,16 @@ export const make = (
           ? run<{ readonly applied: string | ReadonlyArray<string> }>(
             "settle",
             sql.complete,
-            keepSucceeded > 0 ? [ids.join(","), tokens.join(","), runMs] : [ids.join(","), tokens.join(",")],
+            keepSucceeded > 0
+              ? [ids.join(","), tokens.join(","), runMs, results]
+              : [ids.join(","), tokens.join(",")],
             "ewc_complete"
           )
           : run<{ readonly applied: string | ReadonlyArray<string> }>(
             "settle",
             sql.settle,
             keepSucceeded > 0
-              ? [channel, ids.join(","), tokens.join(","), kinds, delays, errors, runMs]
+              ? [channel, ids.join(","), tokens.join(","), kinds, delays, errors, runMs, results]
               : [channel, ids.join(","), tokens.join(","), kinds, delays, errors],
             undefined
           ),

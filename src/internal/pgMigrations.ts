@@ -265,7 +265,7 @@ const migrations: ReadonlyArray<Migration> = [
       `ALTER TABLE ${s}.jobs ADD COLUMN leased_at timestamptz`,
       `ALTER TABLE ${s}.dead_jobs ADD COLUMN state text NOT NULL DEFAULT 'dead',
          ADD COLUMN errors jsonb NOT NULL DEFAULT '[]'::jsonb, ADD COLUMN scheduled_for timestamptz,
-         ADD COLUMN run_ms float8, ALTER COLUMN last_error DROP NOT NULL`,
+         ADD COLUMN run_ms float8, ADD COLUMN result jsonb, ALTER COLUMN last_error DROP NOT NULL`,
       countFunction(s, "dead_jobs", "state"),
       uncountFunction(s, "dead_jobs", `'dead', 'cancelled'`),
       `CREATE INDEX jobs_by_queue ON ${s}.jobs (queue, id)`,

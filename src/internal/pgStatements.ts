@@ -67,9 +67,9 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
   /** Keeps the rows of `source` (completed: deleted from `jobs`, with their `run_ms`) as succeeded. */
   const kept = (source: string) =>
     `INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at,
-                                 last_error, failed_at, state, errors, scheduled_for, run_ms)
+                                 last_error, failed_at, state, errors, scheduled_for, run_ms, result)
      SELECT id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at, last_error,
-            ${s}.clock(), 'succeeded', errors, scheduled_for, run_ms FROM ${source}
+            ${s}.clock(), 'succeeded', errors, scheduled_for, run_ms, result::jsonb FROM ${source}
      RETURNING id`
   /** Moves the rows of `source` (deleted from `jobs`) to the dead letters with `error`. */
   const bury = (source: string, error: string) =>
@@ -240,12 +240,12 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
     settle: `
       WITH input AS (
         SELECT * FROM unnest(${list("$2")}, ${list("$3")}, $4::text[], $5::float8[], $6::text[]${
-      keepSucceeded ? ", $7::float8[]" : ""
+      keepSucceeded ? ", $7::float8[], $8::text[]" : ""
     })
-          AS x(id, token, kind, delay_ms, error${keepSucceeded ? ", run_ms" : ""})
+          AS x(id, token, kind, delay_ms, error${keepSucceeded ? ", run_ms, result" : ""})
       ), done AS (
         DELETE FROM ${s}.jobs AS j USING input i WHERE i.kind = '${Kind.Completed}' AND ${holds("j", "i", list("$2"))}
-        RETURNING ${keepSucceeded ? "j.*, i.run_ms, " : ""}i.id AS done_id, i.token AS done_token
+        RETURNING ${keepSucceeded ? "j.*, i.run_ms, i.result, " : ""}i.id AS done_id, i.token AS done_token
       ), ${keepSucceeded ? `kept AS (${kept("done")}), ` : ""}dead AS (
         DELETE FROM ${s}.jobs AS j USING input i WHERE i.kind = '${Kind.Dead}' AND ${holds("j", "i", list("$2"))}
         RETURNING j.*, i.token AS settled_token, i.error AS final_error
@@ -276,9 +276,10 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
     complete: keepSucceeded
       ? `
       WITH done AS (
-        DELETE FROM ${s}.jobs AS j USING unnest(${list("$1")}, ${list("$2")}, $3::float8[]) AS i(id, token, run_ms)
+        DELETE FROM ${s}.jobs AS j
+        USING unnest(${list("$1")}, ${list("$2")}, $3::float8[], $4::text[]) AS i(id, token, run_ms, result)
         WHERE ${holds("j", "i", list("$1"))}
-        RETURNING j.*, i.run_ms, i.token AS done_token
+        RETURNING j.*, i.run_ms, i.result, i.token AS done_token
       ), kept AS (${kept("done")})
       SELECT id::text || ':' || done_token::text AS applied FROM done`
       : `
@@ -547,20 +548,22 @@ const storedJobsOf = (s: string, version: number, table: "jobs" | "dead_jobs" | 
         ${version >= 6 ? ms(`${t}.scheduled_for`) : "NULL::float8"} AS scheduled_for, ${t}.leased_by AS worker,
         ${ms(`${t}.lease_expires_at`)} AS lease_expires_at, NULL::float8 AS ended_at,
         ${version >= 8 ? `CASE WHEN ${t}.lease_token IS NOT NULL THEN ${ms(`${t}.leased_at`)} END` : "NULL::float8"}
-          AS started_at, NULL::float8 AS run_ms
+          AS started_at, NULL::float8 AS run_ms, NULL::jsonb AS result
         FROM ${s}.jobs AS ${t} ${where})`
     case "dead_jobs":
       return `(SELECT ${common}, ${version >= 8 ? `${t}.state` : `'dead'`} AS state, ${t}.attempts::float8 AS attempts,
         ${t}.last_error, ${version >= 8 ? `${t}.errors` : `'[]'::jsonb`} AS errors,
         ${version >= 8 ? ms(`${t}.scheduled_for`) : "NULL::float8"} AS scheduled_for, NULL AS worker,
         NULL::float8 AS lease_expires_at, ${ms(`${t}.failed_at`)} AS ended_at, NULL::float8 AS started_at,
-        ${version >= 8 ? `${t}.run_ms` : "NULL::float8"} AS run_ms
+        ${version >= 8 ? `${t}.run_ms` : "NULL::float8"} AS run_ms, ${
+        version >= 8 ? `${t}.result` : "NULL::jsonb"
+      } AS result
         FROM ${s}.dead_jobs AS ${t} ${where})`
     case "key_successors":
       return `(SELECT ${common}, 'scheduled' AS state, 0::float8 AS attempts, NULL AS last_error,
         '[]'::jsonb AS errors, NULL::float8 AS scheduled_for, NULL AS worker, NULL::float8 AS lease_expires_at,
-        NULL::float8 AS ended_at, NULL::float8 AS started_at, NULL::float8 AS run_ms
-        FROM ${s}.key_successors AS ${t} ${where})`
+        NULL::float8 AS ended_at, NULL::float8 AS started_at, NULL::float8 AS run_ms,
+        NULL::jsonb AS result FROM ${s}.key_successors AS ${t} ${where})`
   }
 }
 
@@ -596,6 +599,7 @@ export interface StoredRow {
   readonly ended_at: number | null
   readonly started_at: number | null
   readonly run_ms: number | null
+  readonly result: unknown
 }
 
 const dateOrUndefined = (ms: number | null) => ms === null ? undefined : new Date(ms)
@@ -619,7 +623,8 @@ export const storedJob = (row: StoredRow): StoredJob => ({
   leaseExpiresAt: dateOrUndefined(row.lease_expires_at),
   endedAt: dateOrUndefined(row.ended_at),
   startedAt: dateOrUndefined(row.started_at),
-  durationMs: row.run_ms ?? undefined
+  durationMs: row.run_ms ?? undefined,
+  result: row.result ?? undefined
 })
 
 /** A statement built for its arguments: its text, with `$n` placeholders, and their values. */

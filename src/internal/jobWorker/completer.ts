@@ -26,6 +26,8 @@ export interface Item {
   readonly claim: Claim
   readonly outcome: Outcome
   readonly durationMs: number
+  /** A completed job's result, encoded (JSON), when its job type has a `success` schema. */
+  readonly result: unknown
 }
 
 export interface Completer {
@@ -33,7 +35,7 @@ export interface Completer {
    * Hands `outcome` to the store; the result is done once the store took it (its event published, the claim done)
    * or it was given up.
    */
-  readonly submit: (claim: Claim, outcome: Outcome, durationMs: number) => void
+  readonly submit: (claim: Claim, outcome: Outcome, durationMs: number, result?: unknown) => void
   /**
    * Done once the outcomes pending now were written or given up. Called in the same synchronous step as `submit`,
    * so that the outcome just submitted is among them.
@@ -89,11 +91,11 @@ export const make = (deps: {
   let idle: Deferred.Deferred<void> | undefined = undefined
   const wake = Effect.unsafeMakeLatch(false)
 
-  const submit = (claim: Claim, outcome: Outcome, durationMs: number): void => {
+  const submit = (claim: Claim, outcome: Outcome, durationMs: number, result?: unknown): void => {
     claims.settling(claim)
     busy = true
     if (pending.length === 0) firstArrival = clock.unsafeCurrentTimeMillis()
-    pending.push({ claim, outcome, durationMs })
+    pending.push({ claim, outcome, durationMs, result })
     wake.unsafeOpen()
   }
 
@@ -129,7 +131,8 @@ export const make = (deps: {
     const settlements = batch.map((item) => ({
       lease: item.claim.job.lease,
       outcome: item.outcome,
-      durationMs: item.durationMs
+      durationMs: item.durationMs,
+      result: item.result
     }))
     return settleOnce(settlements, arrivedAt).pipe(
       Effect.tapError((error) =>

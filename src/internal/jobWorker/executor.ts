@@ -41,6 +41,7 @@ import * as Schema from "effect/Schema"
 import * as Job from "../../Job.js"
 import { type ClaimedJob, Outcome } from "../../JobStore.js"
 import { maxDelayMs } from "../jobStore.js"
+import { notJson } from "../json.js"
 import type { WorkerCore } from "../workerContext.js"
 import type { Claim, Claims, Cut } from "./claims.js"
 import type { Completer } from "./completer.js"
@@ -300,7 +301,8 @@ export const make = (deps: {
   const settle = (
     claim: Claim,
     outcome: AttemptOutcome,
-    exit: Exit.Exit<void, unknown>
+    exit: Exit.Exit<void, unknown>,
+    result?: unknown
   ): Effect.Effect<void, unknown> => {
     claim.entry.timeouts?.remove(claim)
     const now = clock.unsafeCurrentTimeMillis()
@@ -315,7 +317,7 @@ export const make = (deps: {
       claims.finish(claim, now)
       return exit
     }
-    completer.submit(claim, outcome, durationMs)
+    completer.submit(claim, outcome, durationMs, result)
     // While the context runs, the task ends at once: its slot is the claim's, freed when the store took the outcome.
     // Otherwise (stopping, paused) it ends only then, so the context is `Stopped` once every outcome is in the store.
     return core.state === "Running" ? exit : Effect.zipRight(Deferred.await(completer.pendingWritten()), exit)
@@ -347,9 +349,25 @@ export const make = (deps: {
       claim.running = false
       return settleExit(claim, Exit.failCause(cause))
     },
-    onSuccess: (): Effect.Effect<void, unknown> => {
+    onSuccess: (value: unknown): Effect.Effect<void, unknown> => {
       claim.running = false
-      return settle(claim, claim.state._tag === "Lost" ? Discarded : Completed, Exit.void)
+      if (claim.state._tag === "Lost") return settle(claim, Discarded, Exit.void)
+      const success = claim.entry.handler.job.success
+      if (success === undefined) return settle(claim, Completed, Exit.void)
+      // The result, encoded by the job type's schema and checked to be JSON; one that is not is only logged.
+      return Effect.flatMap(
+        Effect.either(Schema.encodeUnknown(success)(value)),
+        (encoded) => {
+          const problem = Either.isLeft(encoded) ? textOf(encoded.left) : notJson(encoded.right)
+          if (problem === undefined) {
+            return settle(claim, Completed, Exit.void, (encoded as Either.Right<unknown, unknown>).right)
+          }
+          return Effect.zipRight(
+            warn(`the result of job ${claim.job.name} ${claim.job.id} is not kept: ${problem}`),
+            settle(claim, Completed, Exit.void)
+          )
+        }
+      )
     }
   })
 
