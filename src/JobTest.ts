@@ -261,7 +261,7 @@ export interface RunJobOptions {
  */
 export interface RunResult {
   readonly outcome: Outcome
-  readonly exit: Exit.Exit<void, unknown>
+  readonly exit: Exit.Exit<unknown, unknown>
   readonly info: Job.JobInfo
 }
 

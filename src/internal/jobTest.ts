@@ -11,7 +11,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Inspectable from "effect/Inspectable"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
@@ -25,7 +24,7 @@ import type * as JobTest from "../JobTest.js"
 import * as JobWorker from "../JobWorker.js"
 import * as MemoryJobStore from "../MemoryJobStore.js"
 import { WorkerContext } from "../WorkerContext.js"
-import { maxDelayMs } from "./jobStore.js"
+import { handlerEffect, isFatal, isSnooze, NotAnEffect, storeDelay } from "./jobWorker/executor.js"
 import { textOf } from "./jobWorker/storeCalls.js"
 import { notJson } from "./json.js"
 
@@ -318,45 +317,6 @@ export const assertionMessage = (
 
 // --- runJob -------------------------------------------------------------------------------------------------------
 
-const isFatal = (error: unknown): error is Job.Fatal =>
-  error instanceof Job.Fatal ||
-  (typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "JobFatal")
-
-const isSnooze = (error: unknown): error is Job.Snooze =>
-  error instanceof Job.Snooze ||
-  (typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "JobSnooze" &&
-    Duration.isDuration((error as { readonly delay?: unknown }).delay))
-
-const storeDelay = (delay: Duration.Duration): Duration.Duration =>
-  Duration.millis(Math.min(Math.max(0, Math.ceil(Duration.toMillis(delay))), maxDelayMs))
-
-/** A handler that returned something else than an Effect: dead at once, as the worker does. */
-class NotAnEffect {
-  constructor(readonly message: string) {}
-}
-
-const describeValue = (value: unknown): string => {
-  if (value instanceof Promise) return "a Promise (wrap it with Effect.promise or Effect.tryPromise)"
-  if (value === null || value === undefined) return String(value)
-  if (typeof value === "object" && typeof (value as { then?: unknown }).then === "function") {
-    return "a thenable (wrap it with Effect.promise or Effect.tryPromise)"
-  }
-  return `${typeof value} ${Inspectable.toStringUnknown(value, 0).slice(0, 80)}`
-}
-
-const handlerEffect = (handler: Job.JobHandler<any>, payload: unknown): Effect.Effect<void, unknown, any> => {
-  let result: unknown
-  try {
-    result = handler.run(payload)
-  } catch (defect) {
-    return Effect.die(defect)
-  }
-  if (Effect.isEffect(result)) return result as Effect.Effect<void, unknown, any>
-  return Effect.die(
-    new NotAnEffect(`the handler of job ${handler.job.name} returned ${describeValue(result)} instead of an Effect`)
-  )
-}
-
 const failedAttempt = (job: Job.Any, info: Job.JobInfo, error: unknown, text: string) => {
   if (info.attempt >= info.maxAttempts) return Effect.succeed(Outcome.Dead({ error: text }))
   return Job.retryDelay(job.retry, info.attempt, error).pipe(
@@ -372,7 +332,7 @@ const failedAttempt = (job: Job.Any, info: Job.JobInfo, error: unknown, text: st
 const outcomeOf = (
   job: Job.Any,
   info: Job.JobInfo,
-  exit: Exit.Exit<void, unknown>,
+  exit: Exit.Exit<unknown, unknown>,
   timedOut: string | undefined
 ): Effect.Effect<JobTest.Outcome> => {
   if (Exit.isSuccess(exit)) return Effect.succeed(Outcome.Completed())
@@ -434,7 +394,7 @@ export const runJob = <R>(
       Effect.interruptible(Effect.provideService(handlerEffect(handler, decoded.right), Job.Current, info))
     )
     let timedOut: string | undefined
-    let exit: Exit.Exit<void, unknown>
+    let exit: Exit.Exit<unknown, unknown>
     if (Duration.isFinite(job.timeout)) {
       const done = yield* Effect.timeoutOption(Fiber.await(fiber), job.timeout)
       if (Option.isSome(done)) {

@@ -122,11 +122,13 @@ export const entries = (handlers: ReadonlyArray<Job.JobHandler<any>>) => {
   return { byName, lists: Array.from(lists.values()) }
 }
 
-const isFatal = (error: unknown): error is Job.Fatal =>
+/** @internal Shared with the test kit's `runJob`, which decides an attempt's outcome as this executor does. */
+export const isFatal = (error: unknown): error is Job.Fatal =>
   error instanceof Job.Fatal ||
   (typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "JobFatal")
 
-const isSnooze = (error: unknown): error is Job.Snooze =>
+/** @internal */
+export const isSnooze = (error: unknown): error is Job.Snooze =>
   error instanceof Job.Snooze ||
   (typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "JobSnooze" &&
     Duration.isDuration((error as { readonly delay?: unknown }).delay))
@@ -135,12 +137,26 @@ const isSnooze = (error: unknown): error is Job.Snooze =>
  * A finite delay as a store takes it: whole milliseconds, and beyond what a store holds (an uncapped exponential at
  * attempt 44 and later) the longest it holds.
  */
-const storeDelay = (delay: Duration.Duration): Duration.Duration =>
+export const storeDelay = (delay: Duration.Duration): Duration.Duration =>
   Duration.millis(Math.min(Math.max(0, Math.ceil(Duration.toMillis(delay))), maxDelayMs))
 
 /** A handler that returned something else than an Effect: a bug no retry will fix. */
-class NotAnEffect {
+export class NotAnEffect {
   constructor(readonly message: string) {}
+}
+
+/** @internal The handler's effect for `payload`: a handler that throws or returns no Effect makes a defect. */
+export const handlerEffect = <R>(handler: Job.JobHandler<R>, payload: unknown): Effect.Effect<unknown, unknown, R> => {
+  let result: unknown
+  try {
+    result = handler.run(payload)
+  } catch (defect) {
+    return Effect.die(defect)
+  }
+  if (Effect.isEffect(result)) return result as Effect.Effect<unknown, unknown, R>
+  return Effect.die(
+    new NotAnEffect(`the handler of job ${handler.job.name} returned ${describeValue(result)} instead of an Effect`)
+  )
 }
 
 const describeValue = (value: unknown): string => {
@@ -331,19 +347,6 @@ export const make = (deps: {
   }
 
   /** The handler's effect for `payload`: a handler that throws or returns no Effect makes a defect. */
-  const handlerOf = (claim: Claim, payload: unknown): Effect.Effect<void, unknown> => {
-    let result: unknown
-    try {
-      result = claim.entry.handler.run(payload)
-    } catch (defect) {
-      return Effect.die(defect)
-    }
-    if (Effect.isEffect(result)) return result as Effect.Effect<void, unknown>
-    return Effect.die(
-      new NotAnEffect(`the handler of job ${claim.job.name} returned ${describeValue(result)} instead of an Effect`)
-    )
-  }
-
   const ended = (claim: Claim) => ({
     onFailure: (cause: Cause.Cause<unknown>): Effect.Effect<void, unknown> => {
       claim.running = false
@@ -380,7 +383,10 @@ export const make = (deps: {
     publisher.wait(claim.job, Math.max(0, now - claim.job.runAt.getTime()))
     claim.entry.timeouts?.add(claim, now)
     claim.running = true
-    return Effect.matchCauseEffect(Effect.interruptible(handlerOf(claim, payload)), ended(claim))
+    return Effect.matchCauseEffect(
+      Effect.interruptible(handlerEffect(claim.entry.handler as Job.JobHandler<never>, payload)),
+      ended(claim)
+    )
   }
 
   const decoded = (claim: Claim): Effect.Effect<void, unknown> => {
