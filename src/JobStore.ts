@@ -403,6 +403,8 @@ export interface QueueStats {
   readonly dead: number
   /** Cancelled ({@link JobStore.Service.cancel}) and kept for the store's retention. */
   readonly cancelled: number
+  /** Completed and kept (the store's `succeededRetention`); 0 when completed jobs are not kept. */
+  readonly succeeded: number
 }
 
 /**

@@ -275,7 +275,7 @@ export const guardedRoutes = <RG, RR = never>(guard: Guard<RG>, readGuard?: Guar
  *
  * | route | answer |
  * |---|---|
- * | `GET /jobs/stats` | 200 the store's `JobStats`: `{ ready, scheduled, leased, dead, cancelled, byQueue: { [queue]: { ready, scheduled, leased, dead, cancelled } }, readyByName, pausedQueues }` |
+ * | `GET /jobs/stats` | 200 the store's `JobStats`: `{ ready, scheduled, leased, dead, cancelled, succeeded, byQueue: { [queue]: { ready, scheduled, leased, dead, cancelled, succeeded } }, readyByName, pausedQueues }` |
  * | `GET /jobs?state=S&queue=Q&name=N&key=K&limit=L&after=ID` | 200 `{ jobs: [StoredJob], next }`: one page of `JobStore.list`, newest first, instants as ISO 8601 strings; `next` (the `after` of the next page) absent on the last page; `state` one of `ready`, `scheduled`, `leased`, `succeeded`, `dead`, `cancelled`; `limit` from 1 to 1000 (default 50); 400 naming the parameter otherwise |
  * | `GET /jobs/:id` | 200 the job (`StoredJob`: `{ id, state, name, queue, payload, attempts, maxAttempts, priority, key, enqueuedAt, runAt, lastError, errors, scheduledFor, worker, leaseExpiresAt, endedAt }`); 404 `{ error: "NotFound", message: "no such job: ..." }` |
  * | `POST /jobs/:id/cancel` | 200 `{ id, result }`, `result` `"cancelled"` (it was live: it will not run, or is being interrupted on its worker) or `"alreadyFinished"` (dead or cancelled already); 404 when there is no such job (a completed job is not kept) |

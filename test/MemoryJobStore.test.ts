@@ -46,7 +46,7 @@ const settle = (store: JobStore.Service, lease: Lease, outcome: Outcome) =>
 const complete = (store: JobStore.Service, lease: Lease) => settle(store, lease, Outcome.Completed())
 const dead = (store: JobStore.Service, lease: Lease, error: string) => settle(store, lease, Outcome.Dead({ error }))
 
-const zero: QueueStats = { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0 }
+const zero: QueueStats = { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0, succeeded: 0 }
 const empty = { ...zero, byQueue: {}, readyByName: {}, pausedQueues: [] }
 
 /** The warnings logged while `self` runs, and its result. */
@@ -669,13 +669,13 @@ class Model {
   stats() {
     const byQueue: Record<
       string,
-      { ready: number; scheduled: number; leased: number; dead: number; cancelled: number }
+      { ready: number; scheduled: number; leased: number; dead: number; cancelled: number; succeeded: number }
     > = {}
     const readyByName: Record<string, number> = {}
-    const total = { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0 }
+    const total = { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0, succeeded: 0 }
     for (const job of this.jobs) {
       if (job.state === "gone") continue
-      const counts = byQueue[job.queue] ??= { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0 }
+      const counts = byQueue[job.queue] ??= { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0, succeeded: 0 }
       counts[job.state]++
       total[job.state]++
       if (job.state === "ready") readyByName[job.name] = (readyByName[job.name] ?? 0) + 1

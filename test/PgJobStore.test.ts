@@ -202,23 +202,35 @@ describe("PgJobStore on PostgreSQL", () => {
   it.scoped("keeps exact counts through every kind of change, folded or not, as a count of the rows says", () =>
     Effect.gen(function*() {
       const schema = uniqueName("t")
-      const store = yield* testStore({ schema, clock })
+      // Completed jobs are kept, so that their count is checked too.
+      const store = yield* testStore({ schema, clock, succeededRetention: "1 hour" })
       /** The counts by queue as a scan of both tables says them, by the store's clock: what the counts must equal. */
       const scanned = Effect.promise(() =>
-        query<{ queue: string; ready: number; scheduled: number; leased: number; dead: number; cancelled: number }>(
+        query<
+          {
+            queue: string
+            ready: number
+            scheduled: number
+            leased: number
+            dead: number
+            cancelled: number
+            succeeded: number
+          }
+        >(
           `WITH now AS (SELECT ${schema}.clock() AS t)
            SELECT queue, sum(ready)::int AS ready, sum(scheduled)::int AS scheduled, sum(leased)::int AS leased,
-                  sum(dead)::int AS dead, sum(cancelled)::int AS cancelled FROM (
+                  sum(dead)::int AS dead, sum(cancelled)::int AS cancelled, sum(succeeded)::int AS succeeded FROM (
              SELECT queue,
                count(*) FILTER (WHERE (lease_token IS NULL AND run_at <= now.t)
                  OR (lease_token IS NOT NULL AND lease_expires_at <= now.t AND attempts < max_attempts)) AS ready,
                count(*) FILTER (WHERE lease_token IS NULL AND run_at > now.t) AS scheduled,
                count(*) FILTER (WHERE lease_token IS NOT NULL AND lease_expires_at > now.t) AS leased,
                count(*) FILTER (WHERE lease_token IS NOT NULL AND lease_expires_at <= now.t
-                 AND attempts >= max_attempts) AS dead, 0 AS cancelled
+                 AND attempts >= max_attempts) AS dead, 0 AS cancelled, 0 AS succeeded
              FROM ${schema}.jobs, now GROUP BY queue
              UNION ALL SELECT queue, 0, 0, 0, count(*) FILTER (WHERE state = 'dead'),
-               count(*) FILTER (WHERE state = 'cancelled') FROM ${schema}.dead_jobs GROUP BY queue
+               count(*) FILTER (WHERE state = 'cancelled'), count(*) FILTER (WHERE state = 'succeeded')
+             FROM ${schema}.dead_jobs GROUP BY queue
            ) AS c GROUP BY queue ORDER BY queue`
         )
       )
@@ -226,11 +238,11 @@ describe("PgJobStore on PostgreSQL", () => {
         Effect.gen(function*() {
           const stats = yield* store.stats
           const expected = (yield* scanned).filter((row) =>
-            row.ready + row.scheduled + row.leased + row.dead + row.cancelled > 0
+            row.ready + row.scheduled + row.leased + row.dead + row.cancelled + row.succeeded > 0
           )
           const counted = Object.entries(stats.byQueue)
             .map(([queue, counts]) => ({ queue, ...counts }))
-            .filter((row) => row.ready + row.scheduled + row.leased + row.dead + row.cancelled > 0)
+            .filter((row) => row.ready + row.scheduled + row.leased + row.dead + row.cancelled + row.succeeded > 0)
             .sort((a, b) => a.queue < b.queue ? -1 : 1)
           assert.deepStrictEqual(counted, expected, step)
         })
@@ -313,9 +325,17 @@ describe("PgJobStore on PostgreSQL", () => {
           scheduled: 0,
           leased: 0,
           dead: 0,
-          cancelled: 0
+          cancelled: 0,
+          succeeded: 0
         })
-        assert.deepStrictEqual(stats.byQueue["q3"], { ready: 0, scheduled: 0, leased: 0, dead: 100_000, cancelled: 0 })
+        assert.deepStrictEqual(stats.byQueue["q3"], {
+          ready: 0,
+          scheduled: 0,
+          leased: 0,
+          dead: 100_000,
+          cancelled: 0,
+          succeeded: 0
+        })
       }).pipe(Effect.provide(clientLayer())),
     120_000
   )

@@ -385,7 +385,8 @@ describe("GET /events", () => {
         leased: 0,
         dead: 0,
         cancelled: 0,
-        byQueue: { emails: { ready: 1, scheduled: 0, leased: 0, dead: 0, cancelled: 0 } },
+        succeeded: 0,
+        byQueue: { emails: { ready: 1, scheduled: 0, leased: 0, dead: 0, cancelled: 0, succeeded: 0 } },
         pausedQueues: []
       })
       yield* held.interrupt

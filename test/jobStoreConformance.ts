@@ -93,7 +93,7 @@ export const wakeupsBefore = (
 const compareIds = (a: string, b: string): number =>
   a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0
 
-const zero: QueueStats = { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0 }
+const zero: QueueStats = { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0, succeeded: 0 }
 
 /** A `send-email` job for the `emails` queue, ready at the epoch unless `fields` says otherwise. */
 export const newJob = (fields?: Partial<NewJob>): NewJob => ({
@@ -135,7 +135,7 @@ export const assertIllegal = (exit: Exit.Exit<unknown, unknown>, includes: strin
 /** The stats of a store whose jobs are all in `emails`, all of them `send-email`. */
 const onlyEmails = (counts: QueueStats) => ({
   ...counts,
-  byQueue: counts.ready + counts.scheduled + counts.leased + counts.dead + counts.cancelled === 0
+  byQueue: counts.ready + counts.scheduled + counts.leased + counts.dead + counts.cancelled + counts.succeeded === 0
     ? {}
     : { emails: counts },
   readyByName: counts.ready === 0 ? {} : { "send-email": counts.ready },
@@ -1144,7 +1144,7 @@ export const jobStoreConformance = (
             assert.deepStrictEqual(applied, [true, true, false, true, true, true])
             assert.deepStrictEqual(
               yield* op.stats,
-              onlyEmails({ ready: 2, scheduled: 1, leased: 0, dead: 1, cancelled: 0 })
+              onlyEmails({ ready: 2, scheduled: 1, leased: 0, dead: 1, cancelled: 0, succeeded: 0 })
             )
             const back = yield* op.claim()
             assert.deepStrictEqual(back.map((job) => [job.id, job.attempt]), [[released!.id, 2], [refunded!.id, 1]])
@@ -1279,7 +1279,7 @@ export const jobStoreConformance = (
           }])
           assert.deepStrictEqual(
             yield* op.stats,
-            onlyEmails({ ready: 1, scheduled: 0, leased: 1, dead: 1, cancelled: 0 })
+            onlyEmails({ ready: 1, scheduled: 0, leased: 1, dead: 1, cancelled: 0, succeeded: 0 })
           )
           const dead = yield* store.deadLetters()
           assert.deepStrictEqual(dead.map((job) => [job.id, job.attempts, job.lastError, job.payload]), [[
@@ -1319,6 +1319,7 @@ export const jobStoreConformance = (
               leased: 1,
               dead: 1,
               cancelled: 0,
+              succeeded: 0,
               byQueue: {
                 a: { ...zero, ready: 2, scheduled: 1 },
                 b: { ...zero, leased: 1 },
@@ -1633,7 +1634,8 @@ export const jobStoreConformance = (
               scheduled: 0,
               leased: 1,
               dead: 0,
-              cancelled: 0
+              cancelled: 0,
+              succeeded: 0
             })
             // A job claimed before the pause runs to its end, and one that fails waits for the resume.
             yield* op.retry(running.lease, 0)
@@ -1891,7 +1893,7 @@ export const jobStoreConformance = (
             yield* op.advance(2_000)
             assert.deepStrictEqual(yield* op.claim(), [], "neither runs")
             assert.deepInclude(yield* store.get(ready), { state: "cancelled", lastError: "cancelled" })
-            assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, cancelled: 2 }))
+            assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, cancelled: 2, succeeded: 0 }))
             assert.deepStrictEqual(yield* store.deadLetters(), [], "a cancelled job is no dead letter")
             assert.strictEqual(yield* store.cancel(ready), "alreadyFinished")
             assert.strictEqual(yield* store.cancel("999999"), "notFound")
@@ -1934,7 +1936,7 @@ export const jobStoreConformance = (
             assert.strictEqual(yield* store.cancel(next.id), "cancelled")
             yield* op.complete(holder.lease)
             assert.deepStrictEqual(yield* op.claim(), [], "nothing runs after the holder")
-            assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, cancelled: 1 }))
+            assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, cancelled: 1, succeeded: 0 }))
           })
       )
 
@@ -1952,7 +1954,12 @@ export const jobStoreConformance = (
             assert.deepInclude(yield* store.get(later), { state: "cancelled" })
             assert.strictEqual(yield* store.cancelMany({ queue: "bulk", name: "send-email" }), 2_500)
             assert.strictEqual(yield* Queue.take(cancellations), running.id, "the running one's worker is told")
-            assert.deepStrictEqual((yield* store.stats).byQueue["bulk"], { ...zero, ready: 1, cancelled: 2_501 })
+            assert.deepStrictEqual((yield* store.stats).byQueue["bulk"], {
+              ...zero,
+              ready: 1,
+              cancelled: 2_501,
+              succeeded: 0
+            })
             assert.strictEqual(yield* store.cancelMany({ name: "resize" }), 1)
             assert.strictEqual(yield* store.cancelMany({ queue: "bulk" }), 0)
             assert.deepInclude((yield* store.stats).byQueue["other"], { ready: 1 })
@@ -1997,7 +2004,7 @@ export const jobStoreConformance = (
             assert.strictEqual(yield* store.cancel(one!), "alreadyFinished")
             assert.strictEqual(yield* store.redrive([one!]), 0, "a succeeded job is not redriven")
             assert.strictEqual(yield* store.delete([one!]), 0, "nor deleted by hand: the prune takes it")
-            assert.deepStrictEqual(yield* op.stats, onlyEmails(zero), "kept jobs are not counted as live or dead")
+            assert.deepStrictEqual(yield* op.stats, onlyEmails({ ...zero, succeeded: 2 }), "counted as succeeded only")
             yield* op.advance(3_600_000)
             yield* store.prune
             assert.isDefined(yield* store.get(one!), "kept for the hour")
@@ -2005,6 +2012,7 @@ export const jobStoreConformance = (
             assert.deepStrictEqual(yield* store.prune, { pruned: 2, more: false })
             assert.isUndefined(yield* store.get(one!))
             assert.deepStrictEqual((yield* store.list({ state: "succeeded" })).jobs, [])
+            assert.deepStrictEqual(yield* op.stats, onlyEmails(zero))
           }),
         keeping
       )

@@ -26,7 +26,7 @@ const expected: ReadonlyArray<{ readonly output: ReadonlyArray<RegExp>; readonly
   { output: [/^HTTP\/1\.1 200 OK$/, /^\{"status":"ok","state":"Running"\}$/] },
   {
     output: [
-      /^\{"ready":\d+,"scheduled":\d+,"leased":\d+,"dead":\d+,"cancelled":\d+,"byQueue":\{.*\},"readyByName":\{.*\},"pausedQueues":\[.*\]\}$/
+      /^\{"ready":\d+,"scheduled":\d+,"leased":\d+,"dead":\d+,"cancelled":\d+,"succeeded":\d+,"byQueue":\{.*\},"readyByName":\{.*\},"pausedQueues":\[.*\]\}$/
     ]
   },
   { output: [/^\{"id":"\d+"\}$/] },

@@ -21,7 +21,8 @@ const QueueStats = Schema.Struct({
   scheduled: Schema.Number,
   leased: Schema.Number,
   dead: Schema.Number,
-  cancelled: Schema.Number
+  cancelled: Schema.Number,
+  succeeded: Schema.Number
 })
 
 /** The first message of a stream that starts afresh: the worker as it is now. */

@@ -217,6 +217,7 @@ export class QueueState {
   leased = 0
   dead = 0
   cancelled = 0
+  succeeded = 0
   oldestDead: JobRecord | undefined = undefined
   newestDead: JobRecord | undefined = undefined
   /** The operation that last woke this queue: a queue is woken once per operation. */

@@ -146,6 +146,7 @@ class StoreCore {
     record.failedAt = now
     record.durationMs = durationMs
     record.result = result === undefined ? undefined : JSON.stringify(result)
+    record.lane.queue.succeeded++
     this.succeeded.push(record)
     while (this.succeeded.length - this.succeededHead > this.maxDeadLetters) this.dropOldestSucceeded()
   }
@@ -157,6 +158,7 @@ class StoreCore {
       this.succeeded = this.succeeded.slice(this.succeededHead)
       this.succeededHead = 0
     }
+    oldest.lane.queue.succeeded--
     this.forget(oldest)
   }
 
@@ -679,21 +681,24 @@ class StoreCore {
     let leased = 0
     let dead = 0
     let cancelled = 0
+    let succeeded = 0
     const byQueue: Array<[string, QueueStats]> = []
     const readyByName = new Map<string, number>()
     for (const queue of this.queues.values()) {
-      if (queue.ready + queue.scheduled + queue.leased + queue.dead + queue.cancelled === 0) continue
+      if (queue.ready + queue.scheduled + queue.leased + queue.dead + queue.cancelled + queue.succeeded === 0) continue
       ready += queue.ready
       scheduled += queue.scheduled
       leased += queue.leased
       dead += queue.dead
       cancelled += queue.cancelled
+      succeeded += queue.succeeded
       byQueue.push([queue.name, {
         ready: queue.ready,
         scheduled: queue.scheduled,
         leased: queue.leased,
         dead: queue.dead,
-        cancelled: queue.cancelled
+        cancelled: queue.cancelled,
+        succeeded: queue.succeeded
       }])
       if (queue.ready === 0) continue
       for (const lane of queue.lanes.values()) {
@@ -708,6 +713,7 @@ class StoreCore {
       leased,
       dead,
       cancelled,
+      succeeded,
       byQueue: Object.fromEntries(byQueue),
       readyByName: Object.fromEntries(readyByName),
       pausedQueues: Array.from(this.paused).sort()

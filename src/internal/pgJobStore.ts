@@ -655,7 +655,7 @@ export const make = (
           []
         ),
         (rows): JobStats => {
-          const total = { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0 }
+          const total = { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0, succeeded: 0 }
           const byQueue = new Map<string, typeof total>()
           const byName = new Map<string, number>()
           const paused: Array<string> = []
@@ -669,12 +669,14 @@ export const make = (
             total.leased += counts.leased
             total.dead += counts.dead
             total.cancelled += counts.cancelled
-            const sum = byQueue.get(queue) ?? { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0 }
+            total.succeeded += counts.succeeded
+            const sum = byQueue.get(queue) ?? { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0, succeeded: 0 }
             sum.ready += counts.ready
             sum.scheduled += counts.scheduled
             sum.leased += counts.leased
             sum.dead += counts.dead
             sum.cancelled += counts.cancelled
+            sum.succeeded += counts.succeeded
             byQueue.set(queue, sum)
             if (name !== null && counts.ready > 0) byName.set(name, (byName.get(name) ?? 0) + counts.ready)
           }

@@ -267,7 +267,7 @@ const migrations: ReadonlyArray<Migration> = [
          ADD COLUMN errors jsonb NOT NULL DEFAULT '[]'::jsonb, ADD COLUMN scheduled_for timestamptz,
          ADD COLUMN run_ms float8, ADD COLUMN result jsonb, ALTER COLUMN last_error DROP NOT NULL`,
       countFunction(s, "dead_jobs", "state"),
-      uncountFunction(s, "dead_jobs", `'dead', 'cancelled'`),
+      uncountFunction(s, "dead_jobs", `'dead', 'cancelled', 'succeeded'`),
       `CREATE INDEX jobs_by_queue ON ${s}.jobs (queue, id)`,
       `CREATE INDEX jobs_by_name ON ${s}.jobs (name, id)`,
       `CREATE INDEX jobs_waiting_by_run_at ON ${s}.jobs (run_at) WHERE lease_token IS NULL`,

@@ -334,7 +334,8 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
         FROM ${s}.jobs WHERE lease_token IS NOT NULL AND lease_expires_at <= (SELECT t FROM now) GROUP BY 1, 2
       )
       SELECT queue, name, sum(ready)::float8 AS ready, sum(scheduled)::float8 AS scheduled,
-             sum(leased)::float8 AS leased, sum(dead)::float8 AS dead, 0::float8 AS cancelled, false AS paused
+             sum(leased)::float8 AS leased, sum(dead)::float8 AS dead, 0::float8 AS cancelled,
+             0::float8 AS succeeded, false AS paused
       FROM (
         SELECT queue, name, n AS ready, 0 AS scheduled, 0 AS leased, 0 AS dead FROM counted WHERE state = 'waiting'
         UNION ALL SELECT queue, name, -n, n, 0, 0 FROM scheduled
@@ -343,11 +344,12 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
       ) AS live GROUP BY queue, name
       UNION ALL
       SELECT queue, NULL, 0, 0, 0, coalesce(sum(n) FILTER (WHERE state = 'dead'), 0)::float8,
-             coalesce(sum(n) FILTER (WHERE state = 'cancelled'), 0)::float8, false
-      FROM counted WHERE state IN ('dead', 'cancelled') GROUP BY queue
-      ${version < 5 ? "" : `UNION ALL SELECT queue, NULL, 0, 0, 0, 0, 0, true FROM ${s}.paused_queues`}
+             coalesce(sum(n) FILTER (WHERE state = 'cancelled'), 0)::float8,
+             coalesce(sum(n) FILTER (WHERE state = 'succeeded'), 0)::float8, false
+      FROM counted WHERE state IN ('dead', 'cancelled', 'succeeded') GROUP BY queue
+      ${version < 5 ? "" : `UNION ALL SELECT queue, NULL, 0, 0, 0, 0, 0, 0, true FROM ${s}.paused_queues`}
       ${
-      version < 7 ? "" : `UNION ALL SELECT queue, name, 0, count(*)::float8, 0, 0, 0, false FROM ${s}.key_successors
+      version < 7 ? "" : `UNION ALL SELECT queue, name, 0, count(*)::float8, 0, 0, 0, 0, false FROM ${s}.key_successors
                           GROUP BY queue, name`
     }`,
     /** Pauses `$1`: no claim takes from it until it is resumed. (A release before version 5 knows no pause.) */
