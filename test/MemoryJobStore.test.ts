@@ -86,6 +86,19 @@ describe("MemoryJobStore", () => {
         yield* MemoryJobStore.make({ maxDeadLetters: undefined, maxJobs: undefined })
       }))
 
+    it.effect("counts a cancelled job out of maxJobs once, whichever state it was cancelled in", () =>
+      Effect.gen(function*() {
+        const store = yield* MemoryJobStore.make({ maxJobs: 3 })
+        yield* store.enqueue([job({ key: "k" }), job()])
+        yield* claim(store, { limit: 1 })
+        const [kept] = yield* store.insert([job({ key: "k" })])
+        assert.strictEqual(kept!.outcome, "queuedAfter", "three live jobs: the holder, the one after it, one more")
+        yield* store.cancel(kept!.id)
+        yield* store.enqueue([job()])
+        const full = yield* Effect.either(store.enqueue([job()]))
+        assert.isTrue(Either.isLeft(full), "three live jobs again: a fourth does not fit")
+      }))
+
     it.effect("builds a new, empty store each time the layer is built", () =>
       Effect.gen(function*() {
         const layer = MemoryJobStore.layer()

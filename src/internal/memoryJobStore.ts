@@ -909,21 +909,21 @@ class StoreCore {
     return Effect.succeed("ready")
   }
 
-  /** Ends a live job as cancelled: out of its structure, its key free, its worker told when it was leased. */
+  /**
+   * Ends a live job as cancelled: out of its structure, its key free (`bury` passes it on), its worker told when it
+   * was leased.
+   */
   private cancelRecord(record: JobRecord, now: number): void {
     switch (record.state) {
       case State.Leased:
         this.unlease(record)
         this.cancelHub.unsafeOffer(record.id)
         break
-      case State.Waiting: {
-        const holder = this.keys.get(record.key!)!
-        holder.successor = undefined
+      case State.Waiting:
+        // Kept to run after the running holder of its key: only the holder refers to it.
+        this.keys.get(record.key!)!.successor = undefined
         record.lane.queue.scheduled--
-        this.live--
-        this.bury(record, cancelled, now, State.Cancelled)
-        return
-      }
+        break
       default:
         this.unplace(record)
     }
