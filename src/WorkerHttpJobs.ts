@@ -39,16 +39,20 @@ const singleParam = (
   return value === "" ? Either.left(`${name} must not be empty`) : Either.right(value)
 }
 
+/** The `limit` search parameter: an integer from 1 to 1000, `fallback` when it is not given. */
+const limitParam = (params: Readonly<Record<string, string | ReadonlyArray<string>>>, fallback: number) =>
+  Either.flatMap(singleParam(params, "limit"), (text) => {
+    if (text === undefined) return Either.right(fallback)
+    const limit = /^[0-9]+$/.test(text) ? Number(text) : Number.NaN
+    return limit >= 1 && limit <= maxListLimit
+      ? Either.right(limit)
+      : Either.left(`limit must be an integer from 1 to ${maxListLimit}, not ${JSON.stringify(text)}`)
+  })
+
 const deadLettersOptions = (params: Readonly<Record<string, string | ReadonlyArray<string>>>) =>
   Either.gen(function*() {
-    const limitText = yield* singleParam(params, "limit")
-    const queue = yield* singleParam(params, "queue")
-    if (limitText === undefined) return { limit: 100, queue }
-    const limit = /^[0-9]+$/.test(limitText) ? Number(limitText) : Number.NaN
-    if (!(limit >= 1 && limit <= 1000)) {
-      return yield* Either.left(`limit must be an integer from 1 to 1000, not ${JSON.stringify(limitText)}`)
-    }
-    return { limit, queue }
+    const limit = yield* limitParam(params, 100)
+    return { limit, queue: yield* singleParam(params, "queue") }
   })
 
 /** A job as the routes answer it: its instants as ISO 8601 strings. */
@@ -70,11 +74,7 @@ const listOptions = (params: Readonly<Record<string, string | ReadonlyArray<stri
     if (stateText !== undefined && !isJobState(stateText)) {
       return yield* Either.left(`state must be one of ${jobStates.join(", ")}, not ${JSON.stringify(stateText)}`)
     }
-    const limitText = yield* singleParam(params, "limit")
-    const limit = limitText === undefined ? 50 : /^[0-9]+$/.test(limitText) ? Number(limitText) : Number.NaN
-    if (!(limit >= 1 && limit <= maxListLimit)) {
-      return yield* Either.left(`limit must be an integer from 1 to ${maxListLimit}, not ${JSON.stringify(limitText)}`)
-    }
+    const limit = yield* limitParam(params, 50)
     return {
       state: stateText,
       queue: yield* singleParam(params, "queue"),
