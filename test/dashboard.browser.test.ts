@@ -30,10 +30,12 @@ import { existsSync, mkdirSync } from "node:fs"
 import { createServer } from "node:http"
 import * as Net from "node:net"
 import { join } from "node:path"
+import Pg from "pg"
 import type { Locator, Page } from "playwright-core"
 import { WorkerContext } from "../src/index.js"
 import * as WorkerHttp from "../src/WorkerHttp.js"
 import { launchBrowser, openPage, promise, requireChromium, root, spawnDemo, START_TIMEOUT } from "./browserSupport.js"
+import { startPgServer } from "./pgServer.js"
 
 /** What the functions this file runs in the page use of it (the project compiles without the DOM's types). */
 interface PageElement {
@@ -469,6 +471,69 @@ describe("the dashboard page, in Chromium", () => {
         assert.strictEqual(yield* promise(() => page.locator("#job-run").getAttribute("aria-disabled")), "false")
         yield* screenshot(page, "14-job-pages")
         assert.deepStrictEqual(errors.filter((e) => !/status of 404/.test(e)), [])
+      }),
+    TEST_TIMEOUT
+  )
+
+  it.scopedLive(
+    "the job browser stays usable with 1,000,000 jobs in PostgreSQL: counts, pages, a job found by id",
+    () =>
+      Effect.gen(function*() {
+        mkdirSync(OUTPUT, { recursive: true })
+        const server = yield* Effect.acquireRelease(
+          promise(() => startPgServer()),
+          (pg) => Effect.promise(() => pg.stop())
+        )
+        const demo = yield* spawnDemo({ DATABASE_URL: server.url, DASHBOARD_TOKEN: TOKEN, DEMO_JOB_MS: "50" })
+        const [, base] = yield* demo.waitFor(/listening on (http:\/\/\S+)/)
+        // A million jobs due tomorrow (no worker runs them), written behind the demo's back with ids after its own.
+        yield* promise(async () => {
+          const client = new Pg.Client({ connectionString: server.url })
+          await client.connect()
+          await client.query(
+            `INSERT INTO effect_worker.jobs (id, seq, name, queue, payload, priority, max_attempts, run_at, enqueued_at)
+             SELECT i, i, 'resize-image', 'images', json_build_object('width', i % 1000 + 1, 'height', 1)::jsonb,
+                    0, 3, now() + interval '1 day', now()
+             FROM generate_series(5000001, 6000000) AS i`
+          )
+          await client.query(`SELECT setval('effect_worker.job_ids', 6000000)`)
+          await client.query(`ANALYZE effect_worker.jobs`)
+          await client.end()
+        })
+        const { context } = yield* launchBrowser()
+        const { errors, page } = yield* openPage(context)
+        yield* promise(() => page.goto(`${base}/dashboard#token=${TOKEN}`))
+        yield* shows(page.locator("#state"), /^Running$/, START_TIMEOUT)
+        // The counts come every second, exact.
+        yield* shows(page.locator(`#queues-body tr[data-queue="images"] td[data-col="scheduled"]`), /^1,000,0\d\d$/)
+
+        // A page, and the next, each within the page's usual few seconds.
+        yield* promise(() => page.locator("#filter-state").selectOption("scheduled"))
+        yield* promise(() => page.locator("#filter-queue").fill("images"))
+        yield* promise(() => page.getByRole("button", { name: "Show", exact: true }).click())
+        yield* shows(page.locator("#jobs-page"), /^Page 1: 50 jobs$/)
+        const ids = () =>
+          promise(() =>
+            page.locator("#jobs-body tr").evaluateAll((rows) => rows.map((row) => row.getAttribute("data-id")))
+          )
+        const first = yield* ids()
+        yield* promise(() => page.getByRole("button", { name: "Older", exact: true }).click())
+        yield* shows(page.locator("#jobs-page"), /^Page 2: 50 jobs$/)
+        const second = yield* ids()
+        assert.deepStrictEqual(second.filter((id) => first.includes(id)), [], "a page repeats no job of the one before")
+        assert.isTrue(
+          second.every((id) => Number(id) < Math.min(...first.map(Number))),
+          "the next page is older"
+        )
+
+        // One job among the million, found by id.
+        yield* promise(() => page.getByLabel("Id or key").fill("5500000"))
+        yield* promise(() => page.getByRole("button", { name: "Find", exact: true }).click())
+        yield* shows(page.locator("#detail-heading"), "Job #5500000 · resize-image")
+        yield* shows(page.locator("#detail-state"), /^scheduled$/)
+        assert.strictEqual(yield* promise(() => page.locator("#job-run").getAttribute("aria-disabled")), "false")
+        yield* screenshot(page, "15-million-jobs")
+        assert.deepStrictEqual(errors, [])
       }),
     TEST_TIMEOUT
   )
