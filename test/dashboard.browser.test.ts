@@ -3,10 +3,11 @@
  * run as a child process on a free port with a `DASHBOARD_TOKEN`. It checks what an operator sees and does: the
  * state in words, Pause and Resume (and readiness with them), a job enqueued over HTTP showing in the queue table
  * and the event feed, a queue paused and resumed from its row, a dead letter redriven from the page, the page at 375 px, the token form, and a confirmed
- * Stop through `Stopping` and `Stopped` to the page saying the server is gone. Two check the job browser against
+ * Stop through `Stopping` and `Stopped` to the page saying the server is gone. Three check the job browser against
  * the demo: a running job found by id, its detail, cancelled after the page's confirm step (interrupted, gone from
- * the running view), a route's refusal shown with its message, keyset pages; and the dead jobs of a filter redriven
- * at once, with the page at 375 px and a job open. Two more run a worker in this process:
+ * the running view), a route's refusal shown with its message, keyset pages; 1,000,000 jobs in PostgreSQL (counts,
+ * pages and a job found by id, each within the page's usual 5 s); and the dead jobs of a filter redriven at once,
+ * with the page at 375 px and a job open. Two more run a worker in this process:
  * one at some 10,000 events a second (the feed stays at 200 rows and counts what it skipped, a button still
  * answers), one behind a TCP proxy that cuts the connection (the page says so, reconnects with `Last-Event-ID`, and
  * the replay brings what happened meanwhile).
