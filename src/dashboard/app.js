@@ -1506,7 +1506,7 @@
     const th = cell("th", name)
     if (paused) th.append(" ", element("span", "badge-paused", "paused"))
     tr.append(th)
-    for (const column of ["ready", "scheduled", "leased", "dead", "cancelled"]) {
+    for (const column of ["ready", "scheduled", "leased", "dead"]) {
       const td = cell("td", count(counts[column] || 0), column === "dead" && counts.dead > 0 ? "nonzero-dead" : "")
       td.dataset.col = column
       tr.append(td)
