@@ -413,6 +413,16 @@ export const runJob = <R>(
 
 // --- drain --------------------------------------------------------------------------------------------------------
 
+/** One attempt of a claimed job, as `drain` reports it. */
+const attemptOf = (job: JobStore.ClaimedJob, outcome: JobTest.Outcome): JobTest.Attempt => ({
+  id: job.id,
+  name: job.name,
+  queue: job.queue,
+  attempt: job.attempt,
+  payload: job.payload,
+  outcome
+})
+
 /** What the drain's worker did, seen from the store view it was given. */
 class DrainView {
   claimCalls = 0
@@ -468,14 +478,7 @@ class DrainView {
             const job = this.held.get(lease.token)
             if (job === undefined) return
             this.held.delete(lease.token)
-            this.attempts.push({
-              id: job.id,
-              name: job.name,
-              queue: job.queue,
-              attempt: job.attempt,
-              payload: job.payload,
-              outcome: results[i] === true ? fromStore(outcome) : Outcome.LeaseLost()
-            })
+            this.attempts.push(attemptOf(job, results[i] === true ? fromStore(outcome) : Outcome.LeaseLost()))
           })
           tick()
           return results
@@ -513,16 +516,7 @@ class DrainView {
 
   /** The attempts whose lease was lost without an outcome (the worker discarded them): their lease is gone. */
   sweep(): void {
-    for (const job of this.held.values()) {
-      this.attempts.push({
-        id: job.id,
-        name: job.name,
-        queue: job.queue,
-        attempt: job.attempt,
-        payload: job.payload,
-        outcome: Outcome.LeaseLost()
-      })
-    }
+    for (const job of this.held.values()) this.attempts.push(attemptOf(job, Outcome.LeaseLost()))
     this.held.clear()
   }
 }

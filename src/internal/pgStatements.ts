@@ -580,10 +580,9 @@ const cancelled = (s: string, live: string, successors: string) =>
           'cancelled', '[]'::jsonb, NULL FROM ${successors}
    RETURNING id`
 
-/** A row of `get` and `list`. */
-export interface StoredRow {
+/** The columns of a job that every statement reading jobs returns, as the driver gives them. */
+interface JobRow {
   readonly id: string
-  readonly state: JobState
   readonly name: string
   readonly queue: string
   readonly payload: unknown
@@ -594,8 +593,17 @@ export interface StoredRow {
   readonly enqueued_at: number
   readonly run_at: number
   readonly last_error: string | null
+  /** `at` in epoch milliseconds. */
   readonly errors: ReadonlyArray<{ readonly attempt: number; readonly error: string; readonly at: number }>
   readonly scheduled_for: number | null
+}
+
+const attemptErrors = (row: JobRow) =>
+  row.errors.map(({ at, attempt, error }) => ({ attempt, error, at: new Date(at) }))
+
+/** A row of `get` and `list`. */
+export interface StoredRow extends JobRow {
+  readonly state: JobState
   readonly worker: string | null
   readonly lease_expires_at: number | null
   readonly ended_at: number | null
@@ -619,7 +627,7 @@ export const storedJob = (row: StoredRow): StoredJob => ({
   enqueuedAt: new Date(row.enqueued_at),
   runAt: new Date(row.run_at),
   lastError: row.last_error ?? undefined,
-  errors: row.errors.map(({ at, attempt, error }) => ({ attempt, error, at: new Date(at) })),
+  errors: attemptErrors(row),
   scheduledFor: dateOrUndefined(row.scheduled_for),
   worker: row.worker ?? undefined,
   leaseExpiresAt: dateOrUndefined(row.lease_expires_at),
@@ -720,24 +728,11 @@ export const cancelBatchStatement = (s: string, channel: string, filter: CancelF
 }
 
 /** A row of the claim statement: a claimed job (`c`) or a buried one (`b`). */
-export interface ClaimRow {
+export interface ClaimRow extends JobRow {
   readonly kind: "c" | "b"
-  readonly id: string
-  readonly name: string
-  readonly queue: string
-  readonly payload: unknown
-  readonly attempts: number
-  readonly max_attempts: number
-  readonly priority: number
-  readonly key: string | null
-  readonly enqueued_at: number
-  readonly run_at: number
   readonly token: string
   readonly lease_expires_at: number
   readonly seq: number
-  readonly last_error: string | null
-  readonly errors: ReadonlyArray<{ readonly attempt: number; readonly error: string; readonly at: number }>
-  readonly scheduled_for: number | null
 }
 
 export const claimedJob = (row: ClaimRow): ClaimedJob => ({
@@ -754,8 +749,8 @@ export const claimedJob = (row: ClaimRow): ClaimedJob => ({
   lease: { jobId: row.id, token: row.token },
   leaseExpiresAt: new Date(row.lease_expires_at),
   lastError: row.last_error ?? undefined,
-  errors: row.errors.map(({ at, attempt, error }) => ({ attempt, error, at: new Date(at) })),
-  scheduledFor: row.scheduled_for === null ? undefined : new Date(row.scheduled_for)
+  errors: attemptErrors(row),
+  scheduledFor: dateOrUndefined(row.scheduled_for)
 })
 
 export const buriedJob = (

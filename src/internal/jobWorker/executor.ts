@@ -358,19 +358,18 @@ export const make = (deps: {
       const success = claim.entry.handler.job.success
       if (success === undefined) return settle(claim, Completed, Exit.void)
       // The result, encoded by the job type's schema and checked to be JSON; one that is not is only logged.
-      return Effect.flatMap(
-        Effect.either(Schema.encodeUnknown(success)(value)),
-        (encoded) => {
-          const problem = Either.isLeft(encoded) ? textOf(encoded.left) : notJson(encoded.right)
-          if (problem === undefined) {
-            return settle(claim, Completed, Exit.void, (encoded as Either.Right<unknown, unknown>).right)
-          }
-          return Effect.zipRight(
-            warn(`the result of job ${claim.job.name} ${claim.job.id} is not kept: ${problem}`),
-            settle(claim, Completed, Exit.void)
-          )
+      const notKept = (problem: string) =>
+        Effect.zipRight(
+          warn(`the result of job ${claim.job.name} ${claim.job.id} is not kept: ${problem}`),
+          settle(claim, Completed, Exit.void)
+        )
+      return Effect.matchEffect(Schema.encodeUnknown(success)(value), {
+        onFailure: (error) => notKept(textOf(error)),
+        onSuccess: (encoded) => {
+          const problem = notJson(encoded)
+          return problem === undefined ? settle(claim, Completed, Exit.void, encoded) : notKept(problem)
         }
-      )
+      })
     }
   })
 
