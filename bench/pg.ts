@@ -9,6 +9,8 @@
  *   options, and ours with `batchAcks: false` (one acknowledgement per statement) to show what batching buys.
  *   Before every batch the job tables are truncated and, once the batch is in, analyzed, so that every round starts
  *   from the same tables and plans.
+ * - **Bulk enqueue.** One call of `bulkJobs` no-op jobs (our `enqueueMany`, graphile-worker's `addJobs`) into emptied
+ *   tables, nothing claiming, timed, in interleaved rounds of their own; each library with its defaults.
  * - **Latency.** With the worker running, idle, and listening (`LISTEN`), single jobs are enqueued one at a time,
  *   each once the previous one started and a pause later; the payload carries the time of the enqueue call
  *   (`performance.timeOrigin + performance.now()`, in this process) and the handler notes how long ago that was.
@@ -50,6 +52,9 @@ export interface PgConfig {
   readonly latencySpacingMs: number
   /** Whether the server keeps PostgreSQL's durability defaults; off, it runs as `startPgServer`'s test default. */
   readonly durable: boolean
+  /** Bulk enqueue: jobs per call (our `enqueueMany`, graphile-worker's `addJobs`), and measured rounds of it. */
+  readonly bulkJobs: number
+  readonly bulkRounds: number
 }
 
 /**
@@ -121,6 +126,16 @@ export interface PgRatio {
   readonly cpu: number
 }
 
+/** Bulk enqueue of `bulkJobs` jobs in one call, ours (`enqueueMany`) and graphile-worker's (`addJobs`). */
+export interface BulkResult {
+  /** Median jobs per second over the rounds. */
+  readonly jobsPerSecond: { readonly ours: number; readonly graphile: number }
+  /** Ours / graphile-worker's throughput: the median of per-round ratios. */
+  readonly ratio: number
+  /** Wall-clock ms of each measured call, by variant name, in round order. */
+  readonly samples: Readonly<Record<string, ReadonlyArray<number>>>
+}
+
 export interface PgResult {
   readonly config: PgConfig
   /** The throwaway server's port: closed again, the server stopped and its folder removed, once this returns. */
@@ -143,6 +158,7 @@ export interface PgResult {
   readonly ratios: { readonly defaults: PgRatio; readonly batched: PgRatio }
   /** Enqueue-to-start latency with the worker idle, by variant name. */
   readonly latency: Readonly<Record<string, LatencyResult>>
+  readonly bulk: BulkResult
   /** By variant name, how many times the no-op handler ran: `jobs × (rounds + warmupRounds)` each. */
   readonly completed: Readonly<Record<string, number>>
   /** Job rows left in the tables after each round's teardown and each latency run, summed: 0. */
@@ -241,6 +257,12 @@ const countRows = async (pool: pg.Pool, tables: ReadonlyArray<string>): Promise<
   return total
 }
 
+/** Fails unless `tables` hold `count` rows: a bulk enqueue stored its whole batch. */
+const expectRows = async (pool: pg.Pool, tables: ReadonlyArray<string>, count: number): Promise<void> => {
+  const rows = await countRows(pool, tables)
+  if (rows !== count) throw new Error(`a bulk enqueue of ${count} jobs left ${rows} rows in ${tables.join(", ")}`)
+}
+
 /** graphile-worker's tables that hold jobs; `_private_tasks` (task names → ids, cached by the worker) is kept. */
 const graphileJobTables = ["graphile_worker._private_jobs", "graphile_worker._private_job_queues"] as const
 
@@ -251,6 +273,8 @@ interface Contender {
   readonly latency: () => Promise<LatencyResult>
   readonly enqueueMs: ReadonlyArray<number>
   readonly startupMs: ReadonlyArray<number>
+  /** One bulk enqueue of `bulkJobs` no-op jobs into emptied tables, with nothing claiming them. */
+  readonly bulk: Variant
 }
 
 /** graphile-worker with `preset` (its defaults when empty): the runner starts in each timed call, stops after. */
@@ -286,10 +310,17 @@ const graphileContender = (
     runner = undefined
     await running?.stop()
   }
+  const bulkSpecs = Array.from({ length: config.bulkJobs }, (_, n) => ({ identifier: "bench-noop", payload: { n } }))
   return {
     counter,
     enqueueMs,
     startupMs,
+    bulk: {
+      name,
+      setup: () => query(pool, `truncate ${graphileJobTables.join(", ")}`).then(() => undefined),
+      run: () => utils.addJobs(bulkSpecs).then(() => undefined),
+      teardown: () => expectRows(pool, ["graphile_worker._private_jobs"], config.bulkJobs)
+    },
     variant: {
       name,
       setup: async () => {
@@ -399,10 +430,20 @@ const ourContender = (
       await waitUntil(`${variant.name}: the worker draining`, async () => (await runPromise(worker.inFlight)) === 0)
       left.count += await rowsLeft(tables, jobTables)
     }
+    const bulkBatch = payloads(config.bulkJobs)
     return {
       counter,
       enqueueMs,
       startupMs: [],
+      bulk: {
+        name: variant.name,
+        setup: () => query(tables, `truncate ${jobTables.join(", ")}`).then(() => undefined),
+        run: () =>
+          runPromise(Effect.provideService(Noop.enqueueMany(bulkBatch), JobStore.JobStore, store)).then(() =>
+            undefined
+          ),
+        teardown: () => expectRows(tables, jobTables, config.bulkJobs)
+      },
       variant: {
         name: variant.name,
         setup: async () => {
@@ -497,6 +538,22 @@ export const pgJobs = (config: PgConfig): Effect.Effect<PgResult> =>
       latency[contender.variant.name] = yield* Effect.promise(() => contender.latency())
     }
 
+    // Bulk enqueue, with each library's defaults (batching options change nothing there), tables emptied after.
+    const bulkOf = (name: string) => contenders.find((contender) => contender.variant.name === name)!.bulk
+    const bulkVariants = [bulkOf(PgVariants.ours), bulkOf(PgVariants.graphile)]
+    const bulkResult = yield* Effect.promise(() =>
+      interleaved(bulkVariants, { rounds: config.bulkRounds, warmupRounds: 1, units: config.bulkJobs })
+    )
+    for (const variant of bulkVariants) yield* Effect.promise(() => variant.setup!())
+    const bulk: BulkResult = {
+      jobsPerSecond: {
+        ours: 1e6 / bulkResult.usPerOp[PgVariants.ours]!,
+        graphile: 1e6 / bulkResult.usPerOp[PgVariants.graphile]!
+      },
+      ratio: pairedRatio(bulkResult, PgVariants.graphile, PgVariants.ours),
+      samples: bulkResult.samples
+    }
+
     const jobsPerSecond: Record<string, number> = {}
     const enqueueUsPerJob: Record<string, number> = {}
     const startupMs: Record<string, number> = {}
@@ -528,6 +585,7 @@ export const pgJobs = (config: PgConfig): Effect.Effect<PgResult> =>
         batched: ratio(PgVariants.oursBatched, PgVariants.graphileBatched)
       },
       latency,
+      bulk,
       completed,
       leftInStore: left.count,
       variants: names

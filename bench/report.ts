@@ -211,6 +211,9 @@ const atLeast = (value: number, floor: number): { met: boolean; by: string } =>
       by: Number.isFinite(value) ? `${fmt((1 - value / floor) * 100, 0)}% under the floor` : "not measured"
     }
 
+/** Benchmark 9's floor for a bulk enqueue (`enqueueMany` of `bulkJobs` jobs in one call), in jobs/s. */
+export const PgBulkFloor = 50_000
+
 /** Benchmark 9's latency limits for our worker with its defaults, in ms. */
 export const PgLatencyLimits = { p50: 10, p99: 50 } as const
 
@@ -221,8 +224,11 @@ const pgRatioMeasured = (pg: PgResult, ratio: PgRatio, ours: string, theirs: str
     pgJobsPerSecond(pg, theirs)
   } jobs/s; CPU time of this process: ${fmt(ratio.cpu)}x)`
 
-/** Benchmark 9's four targets: throughput against graphile-worker, defaults and batched; latency p50 and p99. */
-const pgTargets = (pg: PgResult): readonly [Target, Target, Target, Target] => {
+/**
+ * Benchmark 9's five targets: throughput against graphile-worker, defaults and batched; latency p50 and p99; bulk
+ * enqueue.
+ */
+const pgTargets = (pg: PgResult): readonly [Target, Target, Target, Target, Target] => {
   const jobs = `${pg.config.jobs.toLocaleString("en")} no-op jobs, concurrency ${pg.config.concurrency}`
   const latency: LatencyResult | undefined = pg.latency[PgVariants.ours]
   const latencyMeasured = (value: number | undefined) =>
@@ -249,6 +255,15 @@ const pgTargets = (pg: PgResult): readonly [Target, Target, Target, Target] => {
         `Enqueue-to-start latency p99 ≤ ${PgLatencyLimits.p99} ms, \`PgJobStore\` defaults, idle worker listening`,
       measured: latencyMeasured(latency?.p99),
       ...atMost(latency?.p99 ?? Number.NaN, PgLatencyLimits.p99)
+    },
+    {
+      target: `\`enqueueMany\` of ${pg.config.bulkJobs.toLocaleString("en")} jobs in one call ≥ ${
+        PgBulkFloor.toLocaleString("en")
+      } jobs/s`,
+      measured: `${fmt(pg.bulk.jobsPerSecond.ours, 0)} jobs/s (graphile-worker's \`addJobs\`: ${
+        fmt(pg.bulk.jobsPerSecond.graphile, 0)
+      }; ${fmt(pg.bulk.ratio)}x)`,
+      ...atLeast(pg.bulk.jobsPerSecond.ours, PgBulkFloor)
     }
   ]
 }
@@ -507,7 +522,7 @@ export const rows = (result: PartialSuiteResult): ReadonlyArray<Row> => {
     const b9 = `9. PostgreSQL jobs (${
       pg.config.jobs.toLocaleString("en")
     } jobs per batch, concurrency ${pg.config.concurrency})`
-    const [defaults, batched, p50, p99] = pgTargets(pg)
+    const [defaults, batched, p50, p99, bulk] = pgTargets(pg)
     add(b9, "PostgreSQL server", `${pg.serverVersion}; ${pgSettingsText(pg)}`)
     for (const name of Object.values(PgVariants)) {
       if (!pg.variants.includes(name)) {
@@ -534,6 +549,22 @@ export const rows = (result: PartialSuiteResult): ReadonlyArray<Row> => {
         `${fmt(pg.enqueueUsPerJob[name]!)} µs/job, ${fmt(1e6 / pg.enqueueUsPerJob[name]!, 0)} jobs/s`
       )
     }
+    const bulkCalls = (name: string) =>
+      (pg.bulk.samples[name] ?? []).map((ms) => fmt(pg.config.bulkJobs / ms * 1000, 0)).join(", ")
+    add(
+      b9,
+      `bulk enqueue of ${
+        pg.config.bulkJobs.toLocaleString("en")
+      } jobs in one call, timed, ${pg.config.bulkRounds} interleaved rounds: ours / graphile-worker's \`addJobs\``,
+      bulk.measured,
+      `≥ ${PgBulkFloor.toLocaleString("en")} jobs/s`,
+      verdict(bulk)
+    )
+    add(
+      b9,
+      "bulk enqueue, jobs/s by round: ours / graphile-worker's",
+      `${bulkCalls(PgVariants.ours)} / ${bulkCalls(PgVariants.graphile)}`
+    )
     for (const name of pg.variants) {
       const latency = pg.latency[name]
       if (latency === undefined) continue

@@ -101,7 +101,9 @@ export const fullConfig: SuiteConfig = {
     latencySamples: 500,
     latencyWarmup: 20,
     latencySpacingMs: 5,
-    durable: true
+    durable: true,
+    bulkJobs: 10_000,
+    bulkRounds: 7
   },
   pgScale: { rows: 1_000_000, samples: 20, pruneRows: 100_000, drainJobs: 30_000, drainRounds: 3 }
 }
@@ -126,7 +128,9 @@ export const smokeConfig: SuiteConfig = {
     latencySamples: 30,
     latencyWarmup: 5,
     latencySpacingMs: 2,
-    durable: true
+    durable: true,
+    bulkJobs: 500,
+    bulkRounds: 2
   },
   pgScale: { rows: 5_000, samples: 3, pruneRows: 1_000, drainJobs: 300, drainRounds: 1 }
 }

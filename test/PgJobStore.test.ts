@@ -457,6 +457,38 @@ describe("PgJobStore on PostgreSQL", () => {
       }])
     }).pipe(Effect.provide(clientLayer())))
 
+  it.scoped("enqueue answers each job's own id when its ids are not counted up by one, and past 2^53", () =>
+    Effect.gen(function*() {
+      const schema = uniqueName("t")
+      const store = yield* testStore({ schema })
+      const sql = yield* PgClient.PgClient
+      // One statement: jobs without a key, and, with `keyed`, every third with a key skipped when held.
+      const enqueueAndCheck = (count: number, keyed: boolean) =>
+        Effect.gen(function*() {
+          const ids = yield* store.enqueue(Array.from({ length: count }, (_, n) =>
+            newJob({
+              payload: { n },
+              ...(keyed && n % 3 === 0 ? { key: `k${n}`, keyMode: "skip" } : {})
+            })))
+          for (const [n, id] of ids.entries()) {
+            assert.deepStrictEqual((yield* store.get(id))?.payload, { n }, `job ${n}'s id ${id}`)
+          }
+          return ids
+        })
+      // Ids two apart, as when a concurrent statement takes every other one: the statement lists them all.
+      yield* sql.unsafe(`ALTER SEQUENCE ${schema}.job_ids INCREMENT BY 2`)
+      const apart = yield* enqueueAndCheck(7, true)
+      assert.strictEqual(Number(apart[1]) - Number(apart[0]), 2)
+      // Counted up from an id just below 2^53: the ones past it are exact too.
+      yield* sql.unsafe(`ALTER SEQUENCE ${schema}.job_ids INCREMENT BY 1 RESTART WITH 9007199254740990`)
+      assert.deepStrictEqual(yield* enqueueAndCheck(4, false), [
+        "9007199254740990",
+        "9007199254740991",
+        "9007199254740992",
+        "9007199254740993"
+      ])
+    }).pipe(Effect.provide(clientLayer())))
+
   it.scoped("concurrent enqueues with one key, on separate connections, store one job and all get its id", () =>
     Effect.gen(function*() {
       const store = yield* testStore()

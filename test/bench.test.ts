@@ -223,6 +223,12 @@ describe("benchmark suite, smoke run", () => {
           assert.isTrue(isPositive(ratio.wall) && isPositive(ratio.cpu))
         }
         assert.strictEqual(result.leftInStore, 0)
+        // The bulk enqueues: every call stored its batch (the benchmark checks the rows), in every round.
+        for (const name of [PgVariants.ours, PgVariants.graphile]) {
+          assert.strictEqual(result.bulk.samples[name]!.length, config.bulkRounds, name)
+        }
+        assert.isTrue(isPositive(result.bulk.jobsPerSecond.ours) && isPositive(result.bulk.jobsPerSecond.graphile))
+        assert.isTrue(isPositive(result.bulk.ratio))
         assert.match(result.serverVersion, /^\d+/)
         assert.deepInclude(result.settings, { name: "fsync", value: "on" })
         assert.deepInclude(result.settings, { name: "synchronous_commit", value: "on" })

@@ -21,28 +21,45 @@ export const makeEnqueues = (deps: {
 }) => {
   const { channel, client, failed, keyRetries, sql, version } = deps
 
-  /** The jobs as the enqueue statements' `$2`. */
-  const inputOf = (jobs: ReadonlyArray<EncodedJob>) =>
-    // The payloads are JSON text already: spliced into the input as they are, not parsed and encoded again.
-    "[" + jobs.map((job, o) =>
-      JSON.stringify({
-        o,
-        name: job.name,
-        queue: job.queue,
-        run_at: job.runAt === undefined ? null : job.runAt.toISOString(),
-        delay_ms: job.delayMs,
-        priority: job.priority,
-        key: job.key ?? null,
-        max_attempts: job.maxAttempts
-      }).slice(0, -1) + ",\"payload\":" + job.payload + "}"
-    ).join(",") + "]"
+  /**
+   * The jobs as the enqueue statements' `$2`: a JSON array of records, written as text at once. The payloads are JSON
+   * text already, spliced in as they are, and a batch's few names and queues are encoded once each.
+   */
+  const inputOf = (jobs: ReadonlyArray<EncodedJob>) => {
+    const texts = new Map<string, string>()
+    const text = (value: string) => {
+      let json = texts.get(value)
+      if (json === undefined) texts.set(value, json = JSON.stringify(value))
+      return json
+    }
+    const records = new Array<string>(jobs.length)
+    for (let o = 0; o < jobs.length; o++) {
+      const job = jobs[o]!
+      records[o] = `{"o":${o},"name":${text(job.name)},"queue":${text(job.queue)},"run_at":${
+        job.runAt === undefined ? "null" : `"${job.runAt.toISOString()}"`
+      },"delay_ms":${job.delayMs},"priority":${job.priority},"key":${
+        job.key === undefined ? "null" : JSON.stringify(job.key)
+      },"max_attempts":${job.maxAttempts},"payload":${job.payload}}`
+    }
+    return "[" + records.join(",") + "]"
+  }
 
   interface EnqueueRow {
+    /** The first job's id; the others' are counted up from it, unless `ids` lists them. */
+    readonly first_id: string | null
     readonly ids: ReadonlyArray<string> | null
     readonly keyed: Record<string, string> | null
     /** The ids of the keyed jobs the statement inserted. */
     readonly inserted: ReadonlyArray<string> | null
     readonly taken?: number
+  }
+
+  /** The id of the `i`th job of an enqueue statement's answer. */
+  const idsOf = (row: EnqueueRow) => (i: number): string => {
+    if (row.ids !== null) return row.ids[i]!
+    const first = row.first_id!
+    const n = Number(first)
+    return Number.isSafeInteger(n + i) ? String(n + i) : String(BigInt(first) + BigInt(i))
   }
 
   /**
@@ -56,13 +73,15 @@ export const makeEnqueues = (deps: {
         failed("enqueue")
       ),
       ([row]): Array<Enqueued | undefined> => {
+        const idOf = idsOf(row!)
         const inserted = new Set(row!.inserted)
         const seen = new Set<string>()
         return jobs.map((job, i) => {
-          const id = job.key !== undefined ? row!.keyed?.[job.key] : row!.ids![i]!
+          if (job.key === undefined) return { id: idOf(i), duplicate: false, outcome: "inserted" }
+          const id = row!.keyed?.[job.key]
           if (id === undefined) return undefined
-          // `inserted` lists the keyed jobs inserted: a job without a key is always new.
-          const fresh = job.key === undefined || (inserted.has(id) && !seen.has(id))
+          // `inserted` lists the keyed jobs inserted.
+          const fresh = inserted.has(id) && !seen.has(id)
           seen.add(id)
           return { id, duplicate: !fresh, outcome: fresh ? "inserted" : "skipped" }
         })
@@ -86,7 +105,7 @@ export const makeEnqueues = (deps: {
       )
       if (row === undefined || row.taken === 0) return undefined
       const key = slot.job.key
-      if (key === undefined) return row.ids?.[0]
+      if (key === undefined) return row.first_id ?? undefined
       const keyed = row.keyed?.[key]
       if (keyed !== undefined) return keyed
       const [holder] = yield* Effect.mapError(
