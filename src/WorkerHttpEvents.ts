@@ -59,8 +59,8 @@ export type EventMessage = internalMessage.EventMessage
  * Options of `GET /events` (see `WorkerHttp.routes`). Every field is optional.
  *
  * A value that makes no sense (a heartbeat or stats interval that is not a positive duration, a negative `linger`,
- * a `replay`, `clientBuffer` or `maxStreams` that is not an integer from 1 to 100,000) makes `WorkerHttp.routes`
- * throw an `IllegalArgumentException` that names it.
+ * a `replay`, `clientBuffer` or `maxStreams` that is not an integer from 1 to 100,000, a `requestEvents` that is not
+ * a boolean) makes `WorkerHttp.routes` throw an `IllegalArgumentException` that names it.
  *
  * @example
  * ```ts
@@ -100,6 +100,13 @@ export interface EventsOptions {
    * batch at every wake-up.
    */
   readonly flushInterval?: Duration.DurationInput | undefined
+  /**
+   * Whether every HTTP request that `trackRequests` tracks (a task labelled `http`) is sent as its own
+   * `TaskStarted` and `TaskFinished`. Default `false`: requests are counted in each `stats` message (`http`, and left
+   * out of `inFlight`), and not sent one by one. They are the stream's own kind of traffic (the dashboard's calls
+   * among them), and at one request per job they would be a third of what every stream carries.
+   */
+  readonly requestEvents?: boolean | undefined
 }
 
 /**
@@ -144,6 +151,14 @@ const boundedInteger = (name: string, input: number | undefined, fallback: numbe
   return input
 }
 
+const booleanOption = (name: string, input: boolean | undefined) => {
+  if (input === undefined) return false
+  if (typeof input !== "boolean") {
+    throw new Cause.IllegalArgumentException(`WorkerHttp.routes: events.${name} must be a boolean`)
+  }
+  return input
+}
+
 /** @internal */
 export const resolveOptions = (options: EventsOptions = {}): WorkerEvents.ResolvedEventsOptions => ({
   heartbeat: durationOption("heartbeat", options.heartbeat, Duration.seconds(15), "refused"),
@@ -152,7 +167,8 @@ export const resolveOptions = (options: EventsOptions = {}): WorkerEvents.Resolv
   clientBuffer: boundedInteger("clientBuffer", options.clientBuffer, 1000),
   linger: durationOption("linger", options.linger, Duration.seconds(30), "allowed"),
   maxStreams: boundedInteger("maxStreams", options.maxStreams, defaultMaxStreams),
-  flushInterval: durationOption("flushInterval", options.flushInterval, Duration.millis(100), "allowed")
+  flushInterval: durationOption("flushInterval", options.flushInterval, Duration.millis(100), "allowed"),
+  requestEvents: booleanOption("requestEvents", options.requestEvents)
 })
 
 /**

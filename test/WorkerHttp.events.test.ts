@@ -794,6 +794,7 @@ describe("WorkerHttp.routes guard", () => {
     assert.throws(() => WorkerHttp.routes({ guard, events: { clientBuffer: 1.5 } }), /events\.clientBuffer/)
     assert.throws(() => WorkerHttp.routes({ guard, events: { linger: -1 } }), /events\.linger/)
     assert.throws(() => WorkerHttp.routes({ guard, events: { maxStreams: 0 } }), /events\.maxStreams/)
+    assert.throws(() => WorkerHttp.routes({ guard, events: { requestEvents: "yes" as any } }), /events\.requestEvents/)
     assert.throws(() => WorkerHttp.routes({ guard, maxBodySize: 0 }), /maxBodySize/)
     assert.throws(() => WorkerHttp.routes({ guard, allowedHosts: ["http://x/"] }), /allowedHosts/)
     assert.doesNotThrow(() => WorkerHttp.routes({ guard, events: { linger: 0 } }))
@@ -880,13 +881,14 @@ describe("the event hub, by the test clock", () => {
     clientBuffer: 100,
     linger: Duration.zero,
     maxStreams: 10,
-    flushInterval: Duration.zero
+    flushInterval: Duration.zero,
+    requestEvents: false
   }
 
   /** A client of `ctx`'s hub read into a queue of messages (heartbeats included), for the test's scope. */
-  const attached = (ctx: WorkerContext.Service) =>
+  const attached = (ctx: WorkerContext.Service, requestEvents = false) =>
     Effect.gen(function*() {
-      const hub = yield* WorkerEvents.makeHub(ctx, options, Option.none())
+      const hub = yield* WorkerEvents.makeHub(ctx, { ...options, requestEvents }, Option.none())
       const client = yield* Effect.acquireRelease(hub.attach(undefined), (c) => Effect.sync(() => hub.detach(c)))
       const messages = yield* Queue.unbounded<Sse>()
       let rest = ""
@@ -947,28 +949,45 @@ describe("the event hub, by the test clock", () => {
       assert.deepInclude((yield* take).data, { started: 0, succeeded: 0, failed: 0, interrupted: 1 })
     }).pipe(quiet))
 
-  it.scoped("counts HTTP requests apart from the worker's tasks, and leaves them out of inFlight", () =>
-    Effect.gen(function*() {
-      const ctx = yield* makeWorker("clock-http")
-      yield* ctx.start
-      const { take } = yield* attached(ctx)
-      const gate = yield* Deferred.make<void>()
-      const request = yield* ctx.track(Deferred.await(gate), { label: "http" })
-      yield* Effect.flatMap(ctx.track(Effect.void, { label: "http" }), (task) => task.await)
-      yield* Effect.flatMap(ctx.track(Effect.void, { label: "send-email" }), (task) => task.await)
-      yield* Effect.replicateEffect(take, 5)
-      yield* TestClock.adjust("1 second")
-      const stats = yield* take
-      assert.strictEqual(stats.event, "stats")
-      assert.deepInclude(stats.data, {
-        taskCount: 1,
-        inFlight: 0,
-        started: 1,
-        succeeded: 1,
-        http: { started: 2, succeeded: 1, failed: 0, interrupted: 0 }
-      })
-      yield* request.interrupt
-    }).pipe(quiet))
+  for (const requestEvents of [false, true]) {
+    it.scoped(
+      `counts HTTP requests apart from the worker's tasks, leaves them out of inFlight, and sends each ${
+        requestEvents ? "as events with requestEvents" : "as no event by default"
+      }`,
+      () =>
+        Effect.gen(function*() {
+          const ctx = yield* makeWorker("clock-http")
+          yield* ctx.start
+          const { take } = yield* attached(ctx, requestEvents)
+          const gate = yield* Deferred.make<void>()
+          const request = yield* ctx.track(Deferred.await(gate), { label: "http" })
+          yield* Effect.flatMap(ctx.track(Effect.void, { label: "http" }), (task) => task.await)
+          yield* Effect.flatMap(ctx.track(Effect.void, { label: "send-email" }), (task) => task.await)
+          // The worker's events, in order, until the stats message.
+          yield* TestClock.adjust("1 second")
+          const events: Array<string> = []
+          let stats = yield* take
+          for (; stats.event === "worker"; stats = yield* take) {
+            events.push(`${stats.data._tag} ${String(stats.data["label"])}`)
+          }
+          const requests = ["TaskStarted http", "TaskStarted http", "TaskFinished http"]
+          assert.deepStrictEqual(events, [
+            ...(requestEvents ? requests : []),
+            "TaskStarted send-email",
+            "TaskFinished send-email"
+          ])
+          assert.strictEqual(stats.event, "stats")
+          assert.deepInclude(stats.data, {
+            taskCount: 1,
+            inFlight: 0,
+            started: 1,
+            succeeded: 1,
+            http: { started: 2, succeeded: 1, failed: 0, interrupted: 0 }
+          })
+          yield* request.interrupt
+        }).pipe(quiet)
+    )
+  }
 
   it.scoped("sends the first message after a quiet spell at once, then at most one write per flushInterval", () =>
     Effect.gen(function*() {

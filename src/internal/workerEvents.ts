@@ -39,6 +39,7 @@ export interface ResolvedEventsOptions {
   readonly linger: Duration.Duration
   readonly maxStreams: number
   readonly flushInterval: Duration.Duration
+  readonly requestEvents: boolean
 }
 
 const MAX_TEXT = 300
@@ -426,6 +427,8 @@ export class Hub {
       count(isRequest ? this.http : this.counts, event)
       if (isRequest && event._tag === "TaskStarted") this.requests.add(event.taskId)
       if (event._tag === "TaskFinished") this.requests.delete(event.taskId)
+      // Counted in `stats.http`; sent one by one only when asked for (`requestEvents`).
+      if (isRequest && !this.options.requestEvents) return
     }
     if (event._tag === "Stopped") {
       // The last partial interval's counts, then `Stopped`, delivered even to a client whose buffer is full.
