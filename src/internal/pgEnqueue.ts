@@ -48,9 +48,10 @@ export const makeEnqueues = (deps: {
     /** The first job's id; the others' are counted up from it, unless `ids` lists them. */
     readonly first_id: string | null
     readonly ids: ReadonlyArray<string> | null
-    readonly keyed: Record<string, string> | null
+    /** Absent from the statement for a batch without keys. */
+    readonly keyed?: Record<string, string> | null
     /** The ids of the keyed jobs the statement inserted. */
-    readonly inserted: ReadonlyArray<string> | null
+    readonly inserted?: ReadonlyArray<string> | null
     readonly taken?: number
   }
 
@@ -69,7 +70,10 @@ export const makeEnqueues = (deps: {
   const insertBatch = (jobs: ReadonlyArray<EncodedJob>) =>
     Effect.map(
       Effect.mapError(
-        client.unsafe<EnqueueRow>(sql.enqueue, [channel, inputOf(jobs)]).withoutTransform,
+        client.unsafe<EnqueueRow>(
+          jobs.some((job) => job.key !== undefined) ? sql.enqueue : sql.enqueueUnkeyed,
+          [channel, inputOf(jobs)]
+        ).withoutTransform,
         failed("enqueue")
       ),
       ([row]): Array<Enqueued | undefined> => {

@@ -114,19 +114,22 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
      recent = ARRAY(SELECT t FROM unnest(${c}.recent || ${slot}) AS u(t) ORDER BY t DESC LIMIT ${recentSlots}),
      updated_at = ${s}.clock()`
   /**
-   * The `INSERT` of the enqueue statement's `fresh` jobs that satisfy `where`: keyless jobs are inserted plainly, and
-   * only keyed ones go through `ON CONFLICT`, whose speculative insertion costs every row it is given.
+   * The `INSERT` of the enqueue statement's jobs in `from` that satisfy `where`: keyless jobs are inserted plainly,
+   * and only keyed ones go through `ON CONFLICT`, whose speculative insertion costs every row it is given.
    */
-  const insertFresh = (slot: string, where: string, conflict: string) => `
+  const insertFresh = (slot: string, from: string, where: string, conflict: string) => `
         INSERT INTO ${s}.jobs AS j (id, seq, name, queue, payload, priority, key, max_attempts, run_at, enqueued_at
                                     ${slot === "" ? "" : ", scheduled_for"})
         SELECT id, id, name, queue, payload, priority, key, max_attempts, run_at, ${s}.clock()
                ${slot === "" ? "" : ", $4::timestamptz"}
-        FROM fresh WHERE ${where} ORDER BY o
+        FROM ${from} WHERE ${where} ORDER BY o
         ${conflict}
         RETURNING j.id, j.key, j.queue, j.run_at <= ${s}.clock() AS ready`
-  /** The enqueue statement; with a `slot` CTE, only when it returns a row, and with `scheduled_for` set to `$4`. */
-  const enqueue = (slot: string) => `
+  /**
+   * The enqueue statement; with a `slot` CTE, only when it returns a row, and with `scheduled_for` set to `$4`.
+   * Without `keys`, for a batch in which no job has a key: every job is inserted, with none of the key handling.
+   */
+  const enqueue = (slot: string, keys = true) => `
       WITH ${slot}input AS (
         SELECT x.o, x.name, x.queue, coalesce(x.payload, 'null'::jsonb) AS payload, x.priority, x.key, x.max_attempts,
                coalesce(x.run_at, ${s}.clock() + x.delay_ms * interval '1 millisecond') AS run_at,
@@ -135,11 +138,15 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
                                                 delay_ms float8, priority bigint, key text, max_attempts bigint)
         ${slot === "" ? "" : "WHERE EXISTS (SELECT 1 FROM slot)"}
         ORDER BY x.o
-      ), fresh AS (
+      ), ${
+    keys
+      ? `fresh AS (
         SELECT * FROM input i
         WHERE i.key IS NULL OR NOT EXISTS (SELECT 1 FROM input e WHERE e.key = i.key AND e.o < i.o)
-      ), unkeyed AS (${insertFresh(slot, "key IS NULL", "")}
-      ), keyed_new AS (${insertFresh(slot, "key IS NOT NULL", "ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING")}
+      ), unkeyed AS (${insertFresh(slot, "fresh", "key IS NULL", "")}
+      ), keyed_new AS (${
+        insertFresh(slot, "fresh", "key IS NOT NULL", "ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING")
+      }
       ), ins AS (
         SELECT * FROM unkeyed UNION ALL SELECT * FROM keyed_new
       ), keyed AS (
@@ -148,11 +155,18 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
           UNION ALL
           SELECT j.key, j.id, 1 FROM ${s}.jobs j WHERE j.key IN (SELECT key FROM input WHERE key IS NOT NULL)
         ) AS k ORDER BY key, pass
-      ), woken AS (${notifyReady("$1", "ins", "ready")})
+      ),`
+      : `ins AS (${insertFresh(slot, "input", "true", "")}
+      ),`
+  } woken AS (${notifyReady("$1", "ins", "ready")})
       SELECT f.first::text AS first_id,
              CASE WHEN f.counted THEN NULL ELSE (SELECT json_agg(id::text ORDER BY o) FROM input) END AS ids,
-             (SELECT json_object_agg(key, id::text) FROM keyed) AS keyed,
-             (SELECT json_agg(id::text) FROM keyed_new) AS inserted,
+             ${
+    keys
+      ? `(SELECT json_object_agg(key, id::text) FROM keyed) AS keyed,
+             (SELECT json_agg(id::text) FROM keyed_new) AS inserted,`
+      : ""
+  }
              ${slot === "" ? "" : "(SELECT count(*) FROM slot)::int AS taken,"}
              (SELECT count(*) FROM woken)::int AS woken
       FROM (SELECT min(id) AS first, every(id - o = (SELECT min(id) FROM input)) AS counted FROM input) AS f`
@@ -168,6 +182,8 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
      * 10,000 ids are then not sent and parsed for nothing.
      */
     enqueue: enqueue(""),
+    /** {@link enqueue} for a batch in which no job has a key. */
+    enqueueUnkeyed: enqueue("", false),
     /**
      * The enqueue of a recurring schedule's slot (`$3` the schedule, `$4` the slot): the slot is taken, in the same
      * statement, by adding it to the schedule's `recent` slots, only if it is not among them and is later than the
