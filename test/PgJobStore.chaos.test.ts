@@ -10,9 +10,13 @@
  * tests poll for it, with a deadline. Leases are 2 s, so that recovery takes seconds.
  */
 import { PgClient } from "@effect/sql-pg"
-import { afterEach, assert, describe, it } from "@effect/vitest"
+import { afterAll, afterEach, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Data, Deferred, Duration, Effect, Exit, Fiber, Option, Redacted } from "effect"
+import * as esbuild from "esbuild"
 import { type ChildProcess, spawn } from "node:child_process"
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { NewJob } from "../src/JobStore.js"
 import { clientLayer, databaseUrl, scopedPgServer, testStore, uniqueName } from "./pgTestStore.js"
@@ -22,7 +26,7 @@ const root = fileURLToPath(new URL("..", import.meta.url))
 /** Three by default; `CHAOS_ROUNDS=1` for a quicker look. */
 const ROUNDS = Number(process.env.CHAOS_ROUNDS ?? 3)
 const LEASE_MS = 2_000
-/** Generous: on a busy machine, node and tsx take seconds to start. */
+/** Generous: on a busy machine, a worker takes seconds to start. */
 const READY_TIMEOUT = Duration.seconds(45)
 
 class ChaosError extends Data.TaggedError("ChaosError")<{ readonly reason: string; readonly output: string }> {
@@ -32,6 +36,32 @@ class ChaosError extends Data.TaggedError("ChaosError")<{ readonly reason: strin
 }
 
 // --- worker processes ----------------------------------------------------------------------------------------------
+
+/**
+ * The worker (`pgChaosWorker.ts`, the library's sources and its dependencies) bundled into one file, once per run:
+ * `node` starts it in a fraction of a second, where `node --import tsx` spends more than a second of CPU compiling
+ * and loading each process's modules, which twenty processes starting at once on two cores turn into half a minute.
+ */
+let workerBundle = ""
+let bundleDir = ""
+
+beforeAll(async () => {
+  bundleDir = await mkdtemp(join(tmpdir(), "chaos-worker-"))
+  workerBundle = join(bundleDir, "pgChaosWorker.mjs")
+  await esbuild.build({
+    entryPoints: [join(root, "test/pgChaosWorker.ts")],
+    outfile: workerBundle,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    logLevel: "warning",
+    // The CommonJS packages in the bundle (`pg`) call `require` for Node's modules, which an ES module lacks.
+    banner: { js: `import { createRequire } from "node:module"; const require = createRequire(import.meta.url);` }
+  })
+}, 60_000)
+
+afterAll(() => bundleDir === "" ? undefined : rm(bundleDir, { recursive: true, force: true }))
 
 /** Every worker process a test started: killed after each test, however it ended. */
 const children = new Set<ChildProcess>()
@@ -87,7 +117,7 @@ interface Worker {
 
 const spawnWorker = (url: string, schema: string, id: string, options: WorkerOptions = {}) =>
   Effect.gen(function*() {
-    const child = spawn(process.execPath, ["--import", "tsx", "test/pgChaosWorker.ts"], {
+    const child = spawn(process.execPath, [workerBundle], {
       cwd: root,
       env: {
         ...process.env,

@@ -1,7 +1,8 @@
 /**
  * A job worker process for the chaos tests (`PgJobStore.chaos.test.ts`): a `PgJobStore` and a `JobWorker` with
- * one job type, `chaos`, run as `node --import tsx test/pgChaosWorker.ts`. The tests kill it, stop it, signal it and
- * restart its database, and judge what happened from what it wrote down.
+ * one job type, `chaos`. The tests bundle it with esbuild and run the bundle with `node` (it starts much faster than
+ * `node --import tsx test/pgChaosWorker.ts`, which runs it as well). They kill it, stop it, signal it and restart its
+ * database, and judge what happened from what it wrote down.
  *
  * - A `chaos` job's payload is `{ ms, retryMs? }`: the handler sleeps `ms` (interruptibly; on attempts after the
  *   first, `retryMs` when given), and records each `start`, each `finish` and each `interrupt` as a row of
