@@ -97,6 +97,9 @@ interface WorkerOptions {
   readonly events?: "all" | "failures"
   readonly schedule?: string
   readonly leaseMs?: number
+  /** The `PgClient`'s pool (default `concurrency` + 4) and the store's own connections (default 4). */
+  readonly pgConnections?: number
+  readonly storeConnections?: number
 }
 
 interface Worker {
@@ -129,7 +132,9 @@ const spawnWorker = (url: string, schema: string, id: string, options: WorkerOpt
         POLL_MS: String(options.pollMs ?? 100),
         SHUTDOWN_TIMEOUT_MS: String(options.shutdownTimeoutMs ?? 10_000),
         EVENTS: options.events ?? "all",
-        SCHEDULE: options.schedule ?? ""
+        SCHEDULE: options.schedule ?? "",
+        PG_CONNECTIONS: String(options.pgConnections ?? (options.concurrency ?? 4) + 4),
+        STORE_CONNECTIONS: String(options.storeConnections ?? 4)
       },
       stdio: ["ignore", "pipe", "pipe"]
     })
