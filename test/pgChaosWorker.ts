@@ -1,7 +1,8 @@
 /**
  * A job worker process for the chaos tests (`PgJobStore.chaos.test.ts`): a `PgJobStore` and a `JobWorker` with
- * one job type, `chaos`, run as `node --import tsx test/pgChaosWorker.ts`. The tests kill it, stop it, signal it and
- * restart its database, and judge what happened from what it wrote down.
+ * one job type, `chaos`. The tests bundle it with esbuild and run the bundle with `node` (it starts much faster than
+ * `node --import tsx test/pgChaosWorker.ts`, which runs it as well). They kill it, stop it, signal it and restart its
+ * database, and judge what happened from what it wrote down.
  *
  * - A `chaos` job's payload is `{ ms, retryMs? }`: the handler sleeps `ms` (interruptibly; on attempts after the
  *   first, `retryMs` when given), and records each `start`, each `finish` and each `interrupt` as a row of
@@ -17,8 +18,11 @@
  *
  * Environment: `DATABASE_URL`, `SCHEMA`, `WORKER_ID` (required); `CONCURRENCY` (default 4), `LEASE_MS` (2000),
  * `POLL_MS` (100), `SHUTDOWN_TIMEOUT_MS` (10000), `EVENTS` (`all`), `SCHEDULE` (a cron: the worker offers its slots
- * as the schedule `chaos-schedule`, each a `chaos` job of 0 ms; default none). The `PgClient`'s application name is
- * `chaos-<WORKER_ID>`, so the store's listening connection is `chaos-<WORKER_ID> (listen)`.
+ * as the schedule `chaos-schedule`, each a `chaos` job of 0 ms; default none), `PG_CONNECTIONS` (the `PgClient`'s
+ * pool, for the handler's rows and the schedule's offers: `CONCURRENCY` + 4) and `STORE_CONNECTIONS` (the store's
+ * own, `maxConnections`: the store's default, 4); with the listening connection, a process holds at most their sum
+ * and one. The `PgClient`'s application name is `chaos-<WORKER_ID>`, so the store's listening connection is
+ * `chaos-<WORKER_ID> (listen)` and its own ones `chaos-<WORKER_ID> (store)`.
  */
 import { PgClient } from "@effect/sql-pg"
 import {
@@ -30,6 +34,7 @@ import {
   Inspectable,
   Layer,
   Logger,
+  Option,
   Redacted,
   Schedule,
   Schema
@@ -47,7 +52,9 @@ const config = Config.all({
   pollMs: Config.integer("POLL_MS").pipe(Config.withDefault(100)),
   shutdownTimeoutMs: Config.integer("SHUTDOWN_TIMEOUT_MS").pipe(Config.withDefault(10_000)),
   events: Config.literal("all", "failures")("EVENTS").pipe(Config.withDefault("all" as const)),
-  schedule: Config.string("SCHEDULE").pipe(Config.withDefault(""))
+  schedule: Config.string("SCHEDULE").pipe(Config.withDefault("")),
+  pgConnections: Config.option(Config.integer("PG_CONNECTIONS")),
+  storeConnections: Config.option(Config.integer("STORE_CONNECTIONS"))
 })
 
 const Chaos = Job.make("chaos", {
@@ -67,7 +74,19 @@ const OneLineLogger = Logger.make(({ annotations, cause, date, logLevel, message
 })
 
 const program = Effect.gen(function*() {
-  const { concurrency, events, leaseMs, pollMs, schedule, schema, shutdownTimeoutMs, url, workerId } = yield* config
+  const {
+    concurrency,
+    events,
+    leaseMs,
+    pgConnections,
+    pollMs,
+    schedule,
+    schema,
+    shutdownTimeoutMs,
+    storeConnections,
+    url,
+    workerId
+  } = yield* config
   const runs = `${schema}.runs`
 
   const record = (job: Job.JobInfo, event: "start" | "finish" | "interrupt") =>
@@ -125,11 +144,11 @@ const program = Effect.gen(function*() {
   }).pipe(
     Layer.provide(ListenerLive),
     Layer.provideMerge(WorkerContext.layer({ name: workerId, shutdownTimeout: Duration.millis(shutdownTimeoutMs) })),
-    Layer.provideMerge(PgJobStore.layer({ schema })),
+    Layer.provideMerge(PgJobStore.layer({ schema, maxConnections: Option.getOrUndefined(storeConnections) })),
     Layer.provideMerge(PgClient.layer({
       url: Redacted.make(url),
       applicationName: `chaos-${workerId}`,
-      maxConnections: concurrency + 4
+      maxConnections: Option.getOrElse(pgConnections, () => concurrency + 4)
     }))
   )
 
