@@ -496,7 +496,22 @@ export const make = <A, I, S = void, SI = S>(name: string, options: JobOptions<A
   }
   const payload = options.payload
   const encode = Schema.encode(payload)
-  const encodeMany = Schema.encode(Schema.Array(payload))
+  const encodeArray = Schema.encode(Schema.Array(payload))
+  const encodeOne = Schema.encodeEither(payload)
+  /**
+   * The batch encoded payload by payload, synchronously, without the array's own machinery (which collects and
+   * sorts its results); on the first payload that does not encode (or encodes only asynchronously), the array's
+   * encode, for its error, which names the payload's index.
+   */
+  const encodeMany = (values: ReadonlyArray<A>): Effect.Effect<ReadonlyArray<unknown>, ParseResult.ParseError> => {
+    const encoded = new Array<unknown>(values.length)
+    for (let i = 0; i < values.length; i++) {
+      const one = encodeOne(values[i]!)
+      if (Either.isLeft(one)) return encodeArray(values)
+      encoded[i] = one.right
+    }
+    return Effect.succeed(encoded)
+  }
   const insert = (value: A, enqueueOptions: EnqueueOptions | undefined) =>
     Effect.gen(function*() {
       const { delay, key, keyMode, priority, runAt } = yield* enqueueSettings(`${name}.enqueue`, enqueueOptions)

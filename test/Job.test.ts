@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, Option, Schedule, Schema } from "effect"
+import { Cause, Duration, Effect, Exit, Option, ParseResult, Schedule, Schema } from "effect"
 import { Job, JobStore, MemoryJobStore } from "../src/index.js"
 
 const Email = Job.make("send-email", { payload: Schema.Struct({ to: Schema.String }), queue: "emails" })
@@ -131,6 +131,26 @@ describe("enqueueMany", () => {
         [[{ at: new Date(0).toISOString() }, 3, 60_000, 25], [{ at: new Date(1000).toISOString() }, 3, 60_000, 25]]
       )
       assert.strictEqual((yield* (yield* JobStore.JobStore).stats).scheduled, 2)
+    }).pipe(Effect.provide(MemoryJobStore.layer())))
+
+  it.effect("encodes with a schema whose encoding is asynchronous, and fails at the index of its rejection", () =>
+    Effect.gen(function*() {
+      const { calls, provide } = yield* recording
+      // Encoding waits on a promise: no synchronous encode can do it.
+      const Upper = Schema.transformOrFail(Schema.String, Schema.String, {
+        decode: (text) => Effect.succeed(text.toLowerCase()),
+        encode: (text, _, ast) =>
+          Effect.flatMap(
+            Effect.promise(() => Promise.resolve(text.toUpperCase())),
+            (upper) => upper === "BAD" ? Effect.fail(new ParseResult.Type(ast, text, "bad")) : Effect.succeed(upper)
+          )
+      })
+      const Shout = Job.make("shout", { payload: Schema.Struct({ text: Upper }) })
+      yield* provide(Shout.enqueueMany([{ text: "a" }, { text: "b" }]))
+      assert.deepStrictEqual(calls[0]!.map((job) => job.payload), [{ text: "A" }, { text: "B" }])
+      const error = yield* Effect.flip(provide(Shout.enqueueMany([{ text: "c" }, { text: "bad" }])))
+      assert.include(error.message, "[1]")
+      assert.strictEqual(calls.length, 1)
     }).pipe(Effect.provide(MemoryJobStore.layer())))
 
   it.effect("a payload the schema rejects fails with a ParseError at its index, and nothing is stored", () =>

@@ -122,12 +122,16 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
                                     ${slot === "" ? "" : ", scheduled_for"})
         SELECT id, id, name, queue, payload, priority, key, max_attempts, run_at, ${s}.clock()
                ${slot === "" ? "" : ", $4::timestamptz"}
-        FROM ${from} WHERE ${where} ORDER BY o
+        FROM ${from} WHERE ${where}
         ${conflict}
         RETURNING j.id, j.key, j.queue, j.run_at <= ${s}.clock() AS ready`
   /**
    * The enqueue statement; with a `slot` CTE, only when it returns a row, and with `scheduled_for` set to `$4`.
    * Without `keys`, for a batch in which no job has a key: every job is inserted, with none of the key handling.
+   *
+   * Nothing is sorted: the function scan yields the records in the array's order, and `nextval` is taken row by row
+   * as they come, so the ids follow the batch's order (and `first_id` says so). A sort by `o` would cost as much as
+   * a tenth of the statement, and spill to disk past `work_mem` (a batch of 30,000 is about 5 MB).
    */
   const enqueue = (slot: string, keys = true) => `
       WITH ${slot}input AS (
@@ -137,7 +141,6 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
         FROM jsonb_to_recordset($2::jsonb) AS x(o int, name text, queue text, payload jsonb, run_at timestamptz,
                                                 delay_ms float8, priority bigint, key text, max_attempts bigint)
         ${slot === "" ? "" : "WHERE EXISTS (SELECT 1 FROM slot)"}
-        ORDER BY x.o
       ), ${
     keys
       ? `fresh AS (
