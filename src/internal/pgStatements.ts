@@ -212,6 +212,11 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
      * Claims up to `$3` jobs, ready ones and ones whose lease expired with attempts left, in order; and buries, in
      * the same statement, the jobs of these queues and names whose lease expired on their last attempt. Rows of
      * kind `c` are claimed jobs, rows of kind `b` buried ones.
+     *
+     * The lapsed leases are found first (`lapsed`), by the lease alone, so that the leased index (`jobs_leased`) is
+     * the way to them: asked by queue and name in the same scan, a planner without statistics, or with statistics
+     * older than the queue's jobs, took the `list` indexes by queue and by name instead, and read every job of the
+     * queue at every claim (a drain of 30,000 jobs went from about 5,000 to 1,800 jobs/s).
      */
     claim: `
       WITH open AS MATERIALIZED (${open}), ready AS (
@@ -222,10 +227,15 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
           WHERE lease_token IS NULL AND queue = q.queue AND name = n.name AND run_at <= ${s}.clock()
           ORDER BY priority, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
         ) AS r
+      ), lapsed AS MATERIALIZED (
+        SELECT id, queue, name, attempts < max_attempts AS retry FROM ${s}.jobs
+        WHERE lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock()
       ), expired AS (
         SELECT id, priority, run_at, seq FROM ${s}.jobs
-        WHERE lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock() AND attempts < max_attempts
-          AND queue = ANY(ARRAY(SELECT * FROM open)) AND name = ANY($2::text[])
+        WHERE id IN (
+            SELECT id FROM lapsed WHERE retry AND queue = ANY(ARRAY(SELECT * FROM open)) AND name = ANY($2::text[])
+          )
+          AND lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock() AND attempts < max_attempts
         ORDER BY priority, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
       ), chosen AS (
         SELECT id FROM (SELECT * FROM ready UNION ALL SELECT * FROM expired) AS c
@@ -233,8 +243,8 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
       ), exhausted AS (
         DELETE FROM ${s}.jobs WHERE id IN (
           SELECT id FROM ${s}.jobs
-          WHERE lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock() AND attempts >= max_attempts
-            AND queue = ANY($1::text[]) AND name = ANY($2::text[])
+          WHERE id IN (SELECT id FROM lapsed WHERE NOT retry AND queue = ANY($1::text[]) AND name = ANY($2::text[]))
+            AND lease_token IS NOT NULL AND lease_expires_at <= ${s}.clock() AND attempts >= max_attempts
           FOR UPDATE SKIP LOCKED
         ) RETURNING *
       ), buried AS (${bury("exhausted", "'lease expired'")}), claimed AS (
