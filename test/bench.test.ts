@@ -276,7 +276,7 @@ describe("benchmark suite, smoke run", () => {
         loadEnd: 0
       }
       const doc = markdown(result, tiny, env)
-      assert.strictEqual(targets(result).length, 19)
+      assert.strictEqual(targets(result).length, 20)
       for (const target of targets(result)) assert.include(doc, target.target)
       for (const concurrency of tiny.jobs.concurrencies) {
         const row = rows(result).find((row) =>
