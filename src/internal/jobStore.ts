@@ -153,8 +153,9 @@ const outcomeProblem = (settlement: Settlement, i: number): Problem | undefined 
   if (durationMs !== undefined && !(typeof durationMs === "number" && Number.isFinite(durationMs) && durationMs >= 0)) {
     return [`settlement ${i} durationMs`, durationMs, "a number of milliseconds, 0 or more, or undefined"]
   }
-  if (settlement.result !== undefined && notJson(settlement.result) !== undefined) {
-    return [`settlement ${i} result`, settlement.result, `a JSON value (${notJson(settlement.result)})`]
+  const notJsonResult = settlement.result === undefined ? undefined : notJson(settlement.result)
+  if (notJsonResult !== undefined) {
+    return [`settlement ${i} result`, settlement.result, `a JSON value (${notJsonResult})`]
   }
   const outcome = settlement.outcome
   switch (outcome?._tag) {

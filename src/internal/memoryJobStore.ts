@@ -794,7 +794,7 @@ class StoreCore {
     let moved = 0
     for (let i = 0; i < ids.length; i++) {
       const record = this.jobs.get(ids[i]!)
-      if (record === undefined || !isEnded(record)) continue
+      if (record === undefined || !isBuried(record)) continue
       // A live job took its key since it died: redriving it would make two live jobs with one key.
       if (record.key !== undefined && this.keys.has(record.key)) continue
       this.unbury(record)
@@ -818,7 +818,7 @@ class StoreCore {
     const keys = new Set<string>()
     for (const id of ids) {
       const record = this.jobs.get(id)
-      if (record === undefined || !isEnded(record) || seen.has(id)) continue
+      if (record === undefined || !isBuried(record) || seen.has(id)) continue
       if (record.key !== undefined) {
         if (this.keys.has(record.key) || keys.has(record.key)) continue
         keys.add(record.key)
@@ -864,7 +864,7 @@ class StoreCore {
     const now = this.begin()
     const record = this.jobs.get(id)
     if (record === undefined) return Effect.succeed("notFound")
-    if (isEnded(record) || record.state === State.Succeeded) return Effect.succeed("alreadyFinished")
+    if (isEnded(record)) return Effect.succeed("alreadyFinished")
     this.cancelRecord(record, now)
     return Effect.succeed("cancelled")
   }
@@ -890,7 +890,7 @@ class StoreCore {
     let deleted = 0
     for (const id of ids) {
       const record = this.jobs.get(id)
-      if (record === undefined || !isEnded(record)) continue
+      if (record === undefined || !isBuried(record)) continue
       this.unbury(record)
       this.forget(record)
       deleted++
@@ -953,7 +953,11 @@ class StoreCore {
   }
 }
 
-const isEnded = (record: JobRecord): boolean => record.state === State.Dead || record.state === State.Cancelled
+/** Dead or cancelled: in the ended list, what `redrive` and `delete` take. */
+const isBuried = (record: JobRecord): boolean => record.state === State.Dead || record.state === State.Cancelled
+
+/** No longer live: buried, or completed and kept (`succeededRetention`). */
+const isEnded = (record: JobRecord): boolean => isBuried(record) || record.state === State.Succeeded
 
 /** The error a cancelled job ends with. */
 const cancelled = "cancelled"
@@ -982,7 +986,7 @@ const stateNames: Readonly<Record<State, JobState>> = {
 
 const storedJob = (record: JobRecord): StoredJob => {
   const leased = record.state === State.Leased
-  const ended = isEnded(record) || record.state === State.Succeeded
+  const ended = isEnded(record)
   return {
     id: record.id,
     state: stateNames[record.state],

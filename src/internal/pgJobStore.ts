@@ -28,6 +28,7 @@ import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
+import type { Mutable } from "effect/Types"
 import Pg from "pg"
 import {
   type BuriedJob,
@@ -269,6 +270,14 @@ const durationOption = (
     return invalidOption(name, value, "a finite duration above zero")
   }
   return Effect.succeed(decoded)
+}
+
+/** Counts of no job, to add rows' counts to. */
+const noCounts = (): Mutable<QueueStats> => ({ ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0, succeeded: 0 })
+
+/** Adds `counts` to `sum`, state by state. */
+const addCounts = (sum: Mutable<QueueStats>, counts: QueueStats): void => {
+  for (const state of Object.keys(sum) as Array<keyof QueueStats>) sum[state] += counts[state]
 }
 
 /** @internal */
@@ -655,8 +664,8 @@ export const make = (
           []
         ),
         (rows): JobStats => {
-          const total = { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0, succeeded: 0 }
-          const byQueue = new Map<string, typeof total>()
+          const total = noCounts()
+          const byQueue = new Map<string, Mutable<QueueStats>>()
           const byName = new Map<string, number>()
           const paused: Array<string> = []
           for (const { name, paused: isPaused, queue, ...counts } of rows) {
@@ -664,20 +673,10 @@ export const make = (
               paused.push(queue)
               continue
             }
-            total.ready += counts.ready
-            total.scheduled += counts.scheduled
-            total.leased += counts.leased
-            total.dead += counts.dead
-            total.cancelled += counts.cancelled
-            total.succeeded += counts.succeeded
-            const sum = byQueue.get(queue) ?? { ready: 0, scheduled: 0, leased: 0, dead: 0, cancelled: 0, succeeded: 0 }
-            sum.ready += counts.ready
-            sum.scheduled += counts.scheduled
-            sum.leased += counts.leased
-            sum.dead += counts.dead
-            sum.cancelled += counts.cancelled
-            sum.succeeded += counts.succeeded
-            byQueue.set(queue, sum)
+            addCounts(total, counts)
+            let sum = byQueue.get(queue)
+            if (sum === undefined) byQueue.set(queue, sum = noCounts())
+            addCounts(sum, counts)
             if (name !== null && counts.ready > 0) byName.set(name, (byName.get(name) ?? 0) + counts.ready)
           }
           // `fromEntries` defines own properties, so a queue named "__proto__" is a queue like any other.

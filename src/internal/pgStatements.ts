@@ -64,20 +64,21 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
               'attempt', j.attempts, 'error', i.error, 'at', ${ms(`${s}.clock()`)}))) WITH ORDINALITY AS x(e, n)
             WHERE n > jsonb_array_length(j.errors) + 1 - ${maxAttemptErrors}
           ) ELSE j.errors END,`
-  /** Keeps the rows of `source` (completed: deleted from `jobs`, with their `run_ms`) as succeeded. */
-  const kept = (source: string) =>
+  /**
+   * Moves the rows of `source` (deleted from `jobs`) to the ended jobs in `state`, with `error` as their last error,
+   * and the columns of `[columns, values]` besides (each list starting with a comma).
+   */
+  const end = (source: string, state: string, error: string, [columns, values] = ["", ""]) =>
     `INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at,
-                                 last_error, failed_at, state, errors, scheduled_for, run_ms, result)
-     SELECT id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at, last_error,
-            ${s}.clock(), 'succeeded', errors, scheduled_for, run_ms, result::jsonb FROM ${source}
-     RETURNING id`
-  /** Moves the rows of `source` (deleted from `jobs`) to the dead letters with `error`. */
-  const bury = (source: string, error: string) =>
-    `INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at,
-                                 last_error, failed_at${endedColumns})
+                                 last_error, failed_at${endedColumns}${columns})
      SELECT id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at, ${error},
-            ${s}.clock()${endedValues("dead")} FROM ${source}
+            ${s}.clock()${endedValues(state)}${values} FROM ${source}
      RETURNING id`
+  /** Keeps the rows of `source` (completed, with their `run_ms` and `result`) as succeeded. */
+  const kept = (source: string) =>
+    end(source, "succeeded", "last_error", [", run_ms, result", ", run_ms, result::jsonb"])
+  /** Moves the rows of `source` to the dead letters with `error`. */
+  const bury = (source: string, error: string) => end(source, "dead", error)
   /** `rows`, buried for a lease that expired on their last attempt, as JSON `BuriedJob`s. */
   const buriedJson = (rows: string) =>
     `(SELECT coalesce(json_agg(json_build_object('id', id::text, 'name', name, 'queue', queue,
@@ -282,13 +283,7 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
       ), ${keepSucceeded ? `kept AS (${kept("done")}), ` : ""}dead AS (
         DELETE FROM ${s}.jobs AS j USING input i WHERE i.kind = '${Kind.Dead}' AND ${holds("j", "i", list("$2"))}
         RETURNING j.*, i.token AS settled_token, i.error AS final_error
-      ), buried AS (
-        INSERT INTO ${s}.dead_jobs (id, name, queue, payload, priority, key, attempts, max_attempts, run_at,
-                                    enqueued_at, last_error, failed_at${endedColumns})
-        SELECT id, name, queue, payload, priority, key, attempts, max_attempts, run_at, enqueued_at, final_error,
-               ${s}.clock()${endedValues("dead")} FROM dead
-        RETURNING id
-      ), back AS (
+      ), buried AS (${bury("dead", "final_error")}), back AS (
         UPDATE ${s}.jobs AS j SET lease_token = NULL, lease_expires_at = NULL, leased_by = NULL,
           run_at = CASE WHEN i.kind IN ('${Kind.Retry}', '${Kind.Snoozed}')
                    THEN ${s}.clock() + i.delay_ms * interval '1 millisecond' ELSE j.run_at END,
