@@ -22,8 +22,9 @@ export const makeEnqueues = (deps: {
   const { channel, client, failed, keyRetries, sql, version } = deps
 
   /**
-   * The jobs as the enqueue statements' `$2`: a JSON array of records, written as text at once. The payloads are JSON
-   * text already, spliced in as they are, and a batch's few names and queues are encoded once each.
+   * The jobs as the enqueue statements' `$2`: a JSON array of records (the fields `pgStatements` reads: short names,
+   * and none at its default), written as text at once. The payloads are JSON text already, spliced in as they are,
+   * and a batch's few names and queues are encoded once each.
    */
   const inputOf = (jobs: ReadonlyArray<EncodedJob>) => {
     const texts = new Map<string, string>()
@@ -35,11 +36,11 @@ export const makeEnqueues = (deps: {
     const records = new Array<string>(jobs.length)
     for (let o = 0; o < jobs.length; o++) {
       const job = jobs[o]!
-      records[o] = `{"o":${o},"name":${text(job.name)},"queue":${text(job.queue)},"run_at":${
-        job.runAt === undefined ? "null" : `"${job.runAt.toISOString()}"`
-      },"delay_ms":${job.delayMs},"priority":${job.priority},"key":${
-        job.key === undefined ? "null" : JSON.stringify(job.key)
-      },"max_attempts":${job.maxAttempts},"payload":${job.payload}}`
+      records[o] = `{"n":${text(job.name)},"q":${text(job.queue)},"m":${job.maxAttempts}${
+        job.runAt === undefined ? "" : `,"r":"${job.runAt.toISOString()}"`
+      }${job.delayMs === 0 ? "" : `,"d":${job.delayMs}`}${job.priority === 0 ? "" : `,"p":${job.priority}`}${
+        job.key === undefined ? "" : `,"k":${JSON.stringify(job.key)}`
+      },"a":${job.payload}}`
     }
     return "[" + records.join(",") + "]"
   }

@@ -115,6 +115,18 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
      recent = ARRAY(SELECT t FROM unnest(${c}.recent || ${slot}) AS u(t) ORDER BY t DESC LIMIT ${recentSlots}),
      updated_at = ${s}.clock()`
   /**
+   * The fields of the job records an enqueue reads from `$2`, as `pgEnqueue` writes them: short names, and a field at
+   * its default left out (`r` the caller's `run_at`, `d` the delay in milliseconds, `p` the priority, `k` the key).
+   * A record half as long is parsed in half the time: about a third of a bulk enqueue's statement, written in full.
+   */
+  const recordNames = "n, q, a, r, d, p, k, m"
+  const recordFields = "n text, q text, a jsonb, r timestamptz, d float8, p bigint, k text, m bigint"
+  /** The job of the record `x`, as the columns of `jobs` it gives. */
+  const jobOf = (x: string) =>
+    `${x}.n AS name, ${x}.q AS queue, coalesce(${x}.a, 'null'::jsonb) AS payload, coalesce(${x}.p, 0) AS priority,
+     ${x}.k AS key, ${x}.m AS max_attempts,
+     coalesce(${x}.r, ${s}.clock() + coalesce(${x}.d, 0) * interval '1 millisecond') AS run_at`
+  /**
    * The `INSERT` of the enqueue statement's jobs in `from` that satisfy `where`: keyless jobs are inserted plainly,
    * and only keyed ones go through `ON CONFLICT`, whose speculative insertion costs every row it is given.
    */
@@ -136,11 +148,8 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
    */
   const enqueue = (slot: string, keys = true) => `
       WITH ${slot}input AS (
-        SELECT x.o, x.name, x.queue, coalesce(x.payload, 'null'::jsonb) AS payload, x.priority, x.key, x.max_attempts,
-               coalesce(x.run_at, ${s}.clock() + x.delay_ms * interval '1 millisecond') AS run_at,
-               nextval('${s}.job_ids') AS id
-        FROM jsonb_to_recordset($2::jsonb) AS x(o int, name text, queue text, payload jsonb, run_at timestamptz,
-                                                delay_ms float8, priority bigint, key text, max_attempts bigint)
+        SELECT x.o, ${jobOf("x")}, nextval('${s}.job_ids') AS id
+        FROM ROWS FROM (jsonb_to_recordset($2::jsonb) AS (${recordFields})) WITH ORDINALITY AS x(${recordNames}, o)
         ${slot === "" ? "" : "WHERE EXISTS (SELECT 1 FROM slot)"}
       ), ${
     keys
@@ -173,7 +182,7 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
   }
              ${slot === "" ? "" : "(SELECT count(*) FROM slot)::int AS taken,"}
              (SELECT count(*) FROM woken)::int AS woken
-      FROM (SELECT min(id) AS first, every(id - o = (SELECT min(id) FROM input)) AS counted FROM input) AS f`
+      FROM (SELECT min(id) AS first, max(id) - min(id) = count(*) - 1 AS counted FROM input) AS f`
   return {
     /**
      * Inserts the jobs in order, each due at its `run_at` (the caller's instant) or `delay_ms` after the store's
@@ -181,7 +190,7 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
      * CONFLICT DO NOTHING` takes no lock on the existing row, so a producer's open transaction never holds a row a
      * worker renews or settles. The existing job's id is read in the same statement when its snapshot shows it;
      * `keyed` lacks the keys taken by a transaction that committed while this statement ran, and the driver asks
-     * again for those. The jobs' ids, in order, are `ids`; or only `first_id`, when they are it counted up (the
+     * again for those. The jobs' ids, in order, are `ids`; or only `first_id`, when they are that id counted up (the
      * sequence handed them out one after the other, as it does unless a concurrent statement took some in between):
      * 10,000 ids are then not sent and parsed for nothing.
      */
@@ -464,10 +473,7 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
      */
     keyed: `
       WITH x AS (
-        SELECT x.name, x.queue, coalesce(x.payload, 'null'::jsonb) AS payload, x.priority, x.key, x.max_attempts,
-               coalesce(x.run_at, ${s}.clock() + x.delay_ms * interval '1 millisecond') AS run_at
-        FROM jsonb_to_record($2::jsonb) AS x(name text, queue text, payload jsonb, run_at timestamptz, delay_ms float8,
-                                             priority bigint, key text, max_attempts bigint)
+        SELECT ${jobOf("x")} FROM jsonb_to_record($2::jsonb) AS x(${recordFields})
       ), holder AS (
         SELECT j.id, ${waits("j")} AS waiting FROM ${s}.jobs AS j, x WHERE j.key = x.key
       ), replaced AS (
