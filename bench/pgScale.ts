@@ -11,8 +11,10 @@
  * - **Prune.** The dead letters failed 30 days ago, the store keeps them 14 days: the time of `prune` calls (1,000
  *   rows each) until `pruneRows` are gone, as rows per second.
  * - **A specialised worker.** `drainJobs` jobs enqueued into queue `work` beside the big queue, drained by a
- *   `JobWorker` with its defaults that serves only `work`, `drainRounds` times; against the drains on an empty
- *   schema below (bulk enqueue, analyzed).
+ *   `JobWorker` with its defaults that serves only `work`, `drainRounds` times; each followed by the same drain on
+ *   a fresh, empty schema (bulk enqueue, analyzed). The two alternate: this machine's speed drifts over minutes, and
+ *   drains of each kind run minutes apart measured the drift (0.68x to 1.11x over runs of the same code; alternated,
+ *   0.96x).
  * - **Plans without statistics.** `drainJobs` jobs enqueued one at a time (64 calls at once) on a fresh schema whose
  *   table autovacuum may not analyze, then drained by a `JobWorker` with its defaults (concurrency 24), timed from
  *   resume to the last job; against the same drain after one bulk enqueue and an `ANALYZE`. The drains alternate,
@@ -59,6 +61,8 @@ export interface PgScaleResult {
   readonly drainAnalyzed: ReadonlyArray<number>
   /** Jobs per second of a worker that serves only queue `work`, beside the big queue's ready jobs. */
   readonly drainBeside: ReadonlyArray<number>
+  /** Jobs per second of the same drain on an empty schema, each right after one beside the big queue. */
+  readonly drainBesideEmpty: ReadonlyArray<number>
 }
 
 const Noop = Job.make("bench-noop", { payload: Schema.Struct({ n: Schema.Number }), queue: "bench" })
@@ -201,8 +205,10 @@ export const pgScale = (config: PgScaleConfig): Effect.Effect<PgScaleResult> =>
     // The pruned dead letters are vacuumed first too.
     yield* sql(`VACUUM scale.dead_jobs`)
     const drainBeside: Array<number> = []
+    const drainBesideEmpty: Array<number> = []
     for (let round = 0; round < config.drainRounds; round++) {
       drainBeside.push(yield* drain(server.url, admin, "scale", config.drainJobs, "beside"))
+      drainBesideEmpty.push(yield* drain(server.url, admin, "drain_empty", config.drainJobs, "bulk"))
     }
     // The big tables go first: their autovacuum would run beside the other drains.
     yield* sql(`DROP SCHEMA scale CASCADE`)
@@ -223,7 +229,8 @@ export const pgScale = (config: PgScaleConfig): Effect.Effect<PgScaleResult> =>
       prunePerSecond,
       drainUnanalyzed,
       drainAnalyzed,
-      drainBeside
+      drainBeside,
+      drainBesideEmpty
     }
   })).pipe(quietLogs, Effect.orDie)
 
@@ -231,5 +238,6 @@ export const pgScale = (config: PgScaleConfig): Effect.Effect<PgScaleResult> =>
 export const drainRatio = (result: PgScaleResult): number =>
   median(result.drainUnanalyzed) / median(result.drainAnalyzed)
 
-/** The drain of a worker serving one queue beside the big one, over one on an empty schema: medians. */
-export const besideRatio = (result: PgScaleResult): number => median(result.drainBeside) / median(result.drainAnalyzed)
+/** The drain of a worker serving one queue beside the big one, over the ones on an empty schema beside them: medians. */
+export const besideRatio = (result: PgScaleResult): number =>
+  median(result.drainBeside) / median(result.drainBesideEmpty)
