@@ -117,7 +117,7 @@ export const statements = (s: string, version: number = latestVersion, keepSucce
   /**
    * The fields of the job records an enqueue reads from `$2`, as `pgEnqueue` writes them: short names, and a field at
    * its default left out (`r` the caller's `run_at`, `d` the delay in milliseconds, `p` the priority, `k` the key).
-   * A record half as long is parsed in half the time: about a third of a bulk enqueue's statement, written in full.
+   * Records half as long as named in full made a bulk enqueue's statement a third faster (10,000 jobs: 92 ms, not 133).
    */
   const recordNames = "n, q, a, r, d, p, k, m"
   const recordFields = "n text, q text, a jsonb, r timestamptz, d float8, p bigint, k text, m bigint"
