@@ -100,7 +100,7 @@ interface WorkerOptions {
   readonly events?: "all" | "failures"
   readonly schedule?: string
   readonly leaseMs?: number
-  /** The `PgClient`'s pool (default `concurrency` + 4) and the store's own connections (default 4). */
+  /** The `PgClient`'s pool and the store's own connections; unset, the worker's defaults (`concurrency` + 4, and 4). */
   readonly pgConnections?: number
   readonly storeConnections?: number
 }
@@ -136,8 +136,9 @@ const spawnWorker = (url: string, schema: string, id: string, options: WorkerOpt
         SHUTDOWN_TIMEOUT_MS: String(options.shutdownTimeoutMs ?? 10_000),
         EVENTS: options.events ?? "all",
         SCHEDULE: options.schedule ?? "",
-        PG_CONNECTIONS: String(options.pgConnections ?? (options.concurrency ?? 4) + 4),
-        STORE_CONNECTIONS: String(options.storeConnections ?? 4)
+        // Unset, the worker's own defaults.
+        ...(options.pgConnections === undefined ? {} : { PG_CONNECTIONS: String(options.pgConnections) }),
+        ...(options.storeConnections === undefined ? {} : { STORE_CONNECTIONS: String(options.storeConnections) })
       },
       stdio: ["ignore", "pipe", "pipe"]
     })
