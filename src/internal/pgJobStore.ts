@@ -2,7 +2,7 @@
  * The PostgreSQL job store's driver (see `docs/postgres.md` for the schema and the lease model), made into a
  * `JobStore` by `JobStore.make`, which checks the arguments and encodes the payloads.
  *
- * Two kinds of connections:
+ * Three kinds of connections:
  * - `enqueue` (in `pgEnqueue.ts`) and the migration run on the caller's `PgClient`, so that an enqueue inside
  *   `sql.withTransaction` joins that transaction.
  * - Everything else (`claim`, `renew`, `settle`, `reap`, the wake-up queries, `stats`, `deadLetters`, `redrive`) runs
@@ -10,6 +10,7 @@
  *   `@effect/sql-pg` gives an interrupted query's connection back to its pool, whose next caller then waits on the
  *   same stalled backend; here an interrupted call destroys its connection's socket, and the next call gets a fresh
  *   connection.
+ * - The listening connection, and the wake-ups and cancellations it hears, are `pgWakeups.ts`'s.
  *
  * The statements are in `pgStatements.ts`. Timestamps travel as ISO strings in and epoch milliseconds out, ids and
  * tokens as text: on the caller's `PgClient` they run `withoutTransform`, and the
@@ -17,16 +18,13 @@
  * transform or type parser the user configured changes what the store reads.
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
-import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
-import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
-import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import type { Mutable } from "effect/Types"
 import Pg from "pg"
@@ -66,6 +64,7 @@ import {
   storedJob,
   type StoredRow
 } from "./pgStatements.js"
+import { makeWakeups } from "./pgWakeups.js"
 
 /** @internal */
 export const defaults = {
@@ -180,65 +179,6 @@ export const describeError = (error: unknown, schema: string): string => {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Wake-ups: LISTEN on a connection of its own
-// ---------------------------------------------------------------------------------------------------------------
-
-/**
- * One life of the listening connection: connects, listens, publishes what it hears, asks which queues have ready
- * jobs (so that nothing enqueued while it was away waits for a poll), and checks the connection every
- * `checkInterval`. Fails when the connection is lost, a check fails, or it cannot connect.
- */
-const listenOnce = (
-  config: Pg.ClientConfig,
-  channel: string,
-  checkInterval: Duration.Duration,
-  received: Queue.Queue<string>,
-  connected: Effect.Effect<void>
-): Effect.Effect<never, unknown, Scope.Scope> =>
-  Effect.gen(function*() {
-    const lost = yield* Deferred.make<never, unknown>()
-    const client = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const client = new Pg.Client(config)
-        client.on("error", (error) => Deferred.unsafeDone(lost, Exit.fail(error)))
-        client.on("end", () => Deferred.unsafeDone(lost, Exit.fail(new Error("the listening connection ended"))))
-        client.on("notification", (message) => {
-          if (message.channel === channel && message.payload !== undefined) received.unsafeOffer(message.payload)
-        })
-        return client
-      }),
-      (client) =>
-        // Interruptible, inside an uninterruptible release, so that the deadline can cut a stalled server short.
-        Effect.promise(() => client.end().catch(() => {})).pipe(
-          Effect.interruptible,
-          Effect.timeoutOption(Duration.seconds(1)),
-          Effect.ensuring(Effect.sync(() => client.connection.stream.destroy()))
-        )
-    )
-    // Connecting is interruptible (a closing store does not wait for a server that does not answer): the release
-    // above destroys the socket.
-    yield* Effect.async<void, unknown>((resume) => {
-      client.connect()
-        .then(() => client.query(`LISTEN ${Pg.escapeIdentifier(channel)}`))
-        .then(() => resume(Effect.void), (error) => resume(Effect.fail(error)))
-    })
-    received.unsafeOffer("*")
-    yield* connected
-    const check: Effect.Effect<void, unknown> = Effect.async<void, unknown>((resume) => {
-      client.query("SELECT 1").then(() => resume(Effect.void), (error) => resume(Effect.fail(error)))
-    }).pipe(
-      Effect.timeoutFail({
-        duration: Duration.seconds(5),
-        onTimeout: () => new Error("the listening connection did not answer a check within 5 s")
-      })
-    )
-    return yield* Effect.raceFirst(
-      Deferred.await(lost),
-      Effect.forever(Effect.zipRight(Effect.sleep(checkInterval), check))
-    )
-  })
-
-// ---------------------------------------------------------------------------------------------------------------
 // The store
 // ---------------------------------------------------------------------------------------------------------------
 
@@ -341,74 +281,19 @@ export const make = (
     const run = <A>(operation: string, text: string, params: ReadonlyArray<unknown>, name?: string) =>
       Effect.mapError(own<A>(name, text, params), failed(operation))
 
-    const hub = yield* PubSub.sliding<string>(256)
-    /** The ids of the leased jobs cancelled, as notifications `!<id>,<id>...` say them. */
-    const cancelHub = yield* PubSub.sliding<string>(1024)
-    const listening = yield* Effect.makeLatch(false)
-    /**
-     * The barriers `wakeups` waits for: a notification `#<id>` it sent itself. The listening connection hears
-     * notifications in commit order, so once the forwarder reached it, it has published every wake-up committed
-     * before; what came before is not the new subscriber's.
-     */
-    const barriers = new Map<string, Deferred.Deferred<void>>()
-    const storeId = (yield* Random.nextInt).toString(36)
-    let barrierCount = 0
-    const publishReadyQueues = Effect.flatMap(
-      run<{ readonly queue: string }>("wakeups", sql.readyQueues, []),
-      (rows) => PubSub.publishAll(hub, rows.map((row) => row.queue))
-    )
-    if (listen) {
-      const received = yield* Queue.unbounded<string>()
-      const forward = Effect.forever(Effect.flatMap(Queue.take(received), (payload) => {
-        if (payload === "*") {
-          // A new listening connection (or too many queues for one notification): the refresh covers whatever was
-          // committed before it listened, a barrier notification sent while it was away included, so the
-          // subscriptions waiting for one are live from here on.
-          return Effect.zipRight(
-            Effect.forEach(barriers.values(), (barrier) => Deferred.succeed(barrier, undefined), { discard: true }),
-            Effect.ignore(publishReadyQueues)
-          )
-        }
-        if (payload.startsWith("!")) return PubSub.publishAll(cancelHub, payload.slice(1).split(","))
-        if (payload.startsWith("#")) {
-          const barrier = barriers.get(payload)
-          return barrier === undefined ? Effect.void : Deferred.succeed(barrier, undefined)
-        }
-        return Effect.try(() => JSON.parse(payload) as unknown).pipe(
-          Effect.flatMap((queues) => Array.isArray(queues) ? PubSub.publishAll(hub, queues.map(String)) : Effect.void),
-          Effect.ignore
-        )
-      }))
-      yield* Effect.forkScoped(Effect.interruptible(forward))
-      const config = clientConfig(client.config, "listen")
-      let failures = 0
-      const connected = Effect.suspend(() => {
-        const recovered = failures > 0
-        failures = 0
-        return Effect.zipRight(
-          listening.open,
-          recovered ? Effect.logInfo(`PgJobStore: listening on ${channel} again`) : Effect.void
-        )
-      })
-      const attempt = Effect.catchAllCause(
-        Effect.scoped(listenOnce(config, channel, checkInterval, received, connected)),
-        (cause) =>
-          Effect.suspend(() => {
-            failures++
-            // 100 ms after the first failure, doubling, at most 10 s: a restarted server is heard again within seconds.
-            const wait = Math.min(100 * 2 ** (failures - 1), 10_000)
-            const reason = describeError(Cause.squash(cause), schema)
-            const log = failures === 1
-              ? Effect.logWarning(`PgJobStore: the listening connection failed (${reason}); polling until it is back`)
-              : Effect.logDebug(`PgJobStore: listening connection attempt ${failures} failed: ${reason}`)
-            return Effect.zipRight(
-              Effect.zipRight(listening.close, log),
-              Effect.sleep(Duration.millis(wait))
-            )
-          })
-      )
-      yield* Effect.forkScoped(Effect.interruptible(Effect.forever(attempt)))
-    }
+    const wakeups = yield* makeWakeups({
+      listen,
+      config: clientConfig(client.config, "listen"),
+      channel,
+      checkInterval,
+      liveWithin: Duration.min(callTimeout, defaults.listenWait),
+      readyQueues: Effect.map(
+        run<{ readonly queue: string }>("wakeups", sql.readyQueues, []),
+        (rows) => rows.map((row) => row.queue)
+      ),
+      notify: (payload) => run("wakeups", `SELECT pg_notify($1, $2)`, [channel, payload]),
+      describe: (error) => describeError(error, schema)
+    })
 
     // The enqueues, on the caller's connection.
     const enqueues = makeEnqueues({ client, sql, channel, failed, version, keyRetries: defaults.keyRetries })
@@ -636,27 +521,7 @@ export const make = (
         pruneMore = pruned >= pruneBatch
         return { pruned, more: pruneMore }
       }),
-      wakeups: Effect.gen(function*() {
-        const subscription = yield* PubSub.subscribe(hub)
-        if (!listen) return subscription
-        // Live when it returns: the listening connection is up, and every wake-up committed before this point has
-        // been published (and is dropped here: it is not this subscriber's); or that could not be had within a
-        // bounded wait (the server is unreachable), and the connection keeps being tried.
-        const id = `#${storeId}.${++barrierCount}`
-        const reached = yield* Deferred.make<void>()
-        barriers.set(id, reached)
-        yield* Effect.gen(function*() {
-          yield* listening.await
-          yield* run("wakeups", `SELECT pg_notify($1, $2)`, [channel, id])
-          yield* Deferred.await(reached)
-          yield* Queue.takeAll(subscription)
-        }).pipe(
-          Effect.ignore,
-          Effect.timeoutOption(Duration.min(callTimeout, defaults.listenWait)),
-          Effect.ensuring(Effect.sync(() => barriers.delete(id)))
-        )
-        return subscription
-      }),
+      wakeups: wakeups.subscribe,
       stats: Effect.map(
         run<{ readonly queue: string; readonly name: string | null; readonly paused: boolean } & QueueStats>(
           "stats",
@@ -749,7 +614,7 @@ export const make = (
         const { params, text } = cancelBatchStatement(s, channel, filter, limit)
         return Effect.map(run<{ readonly cancelled: number }>("cancelMany", text, params), ([row]) => row!.cancelled)
       },
-      cancellations: PubSub.subscribe(cancelHub),
+      cancellations: wakeups.cancellations,
       delete: (ids) => {
         const valid = ids.filter(isBigintText)
         if (valid.length === 0) return Effect.succeed(0)
