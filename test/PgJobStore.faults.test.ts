@@ -288,7 +288,8 @@ describe("PgJobStore under faults", () => {
     () =>
       Effect.gen(function*() {
         // A proxy in front of the server that, once told to, takes new connections and never answers them: a spare
-        // the store opens then hangs in its connect (for the minute of `connectTimeout`).
+        // the store opens then hangs in its connect (for the minute of `connectTimeout`). A held connection's bytes
+        // are read and dropped, so that it is seen to close when its client gives up on it.
         const target = new URL(databaseUrl)
         let hold = false
         const sockets = new Set<Net.Socket>()
@@ -303,6 +304,7 @@ describe("PgJobStore under faults", () => {
           })
           if (hold) {
             held.add(socket)
+            socket.resume()
             return
           }
           const upstream = Net.connect(Number(target.port), target.hostname)
@@ -327,9 +329,13 @@ describe("PgJobStore under faults", () => {
           applicationName: name,
           connectTimeout: Duration.minutes(1)
         }))
+        // The schema is dropped past the proxy. Through it, the drop would hang when the client's pool had closed its
+        // idle connection (after 10 s: a call that hung to its deadline is enough), and opened one to drop it.
+        const schema = uniqueName("t")
+        yield* Effect.addFinalizer(() => Effect.promise(() => query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)))
         const scope = yield* Scope.make()
         // A call's deadline (and the spare's) of 10 s: closing must not wait for it, and takes less than 5.
-        const store = yield* testStore({ listen: false, callTimeout: "10 seconds" }).pipe(
+        const store = yield* PgJobStore.make({ schema, listen: false, callTimeout: "10 seconds" }).pipe(
           Effect.provide(client),
           Scope.extend(scope)
         )
@@ -340,7 +346,7 @@ describe("PgJobStore under faults", () => {
         // Two calls at once take both: the store opens a spare, which hangs. On a busy machine the first may end
         // before the second takes its connection, and no spare is needed; or the spare was idle on the server but
         // not yet in the store's pool, and a call opened a connection of its own, which hung to the call's deadline.
-        // Two more, until both calls answered and a held connection is left: then it is the spare, opening.
+        // Two more, until both calls answered and a held connection is open: then it is the spare, opening.
         const stats = Effect.either(store.stats)
         yield* waitFor(
           Effect.map(
@@ -349,10 +355,12 @@ describe("PgJobStore under faults", () => {
           ),
           (spareOpening) => spareOpening
         )
-        const closed = yield* Scope.close(scope, Exit.void).pipe(Effect.timeoutOption("5 seconds"))
+        // Closing runs uninterruptibly: it is awaited, so that a close that hangs fails the test here.
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        const closed = yield* Fiber.await(closing).pipe(Effect.timeoutOption("5 seconds"))
         assert.isTrue(closed._tag === "Some", "the store closed without waiting for the hanging spare")
       }),
-    30_000
+    60_000
   )
 
   it.scopedLive(
