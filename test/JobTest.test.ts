@@ -172,6 +172,33 @@ describe("JobTest", () => {
         assert.deepStrictEqual(tags(attempts), ["report 1#1 Completed", "report 2#1 Completed", "report 3#1 Dead"])
       }).pipe(Effect.provide(JobTest.layer())))
 
+    it.effect("runs the job kept after its key's running holder, with the last update, once the holder ended", () =>
+      Effect.gen(function*() {
+        // While report 1 runs, two updates under its key: one job is kept to run after it, with the later payload;
+        // a third, a minute away, stays scheduled until withScheduled moves the clock to it.
+        const handlers = [
+          Report.handler(({ n }) =>
+            n === 1
+              ? Effect.zipRight(
+                Report.enqueue({ n: 2 }, { key: "k", keyMode: "afterRunning" }),
+                Report.enqueue({ n: 3 }, { key: "k", keyMode: "afterRunning" })
+              )
+              : n === 3
+              ? Report.enqueue({ n: 4 }, { key: "k", keyMode: "afterRunning", delay: "1 minute" })
+              : Effect.void
+          )
+        ]
+        yield* Report.enqueue({ n: 1 }, { key: "k" })
+        const runs = (attempts: ReadonlyArray<JobTest.Attempt>) =>
+          attempts.map((attempt) => [(attempt.payload as { n: number }).n, attempt.outcome._tag])
+        assert.deepStrictEqual(runs(yield* JobTest.drain({ handlers })), [[1, "Completed"], [3, "Completed"]])
+        assert.deepStrictEqual(
+          (yield* JobTest.enqueued()).map((job) => [job.payload, job.outcome]),
+          [[{ n: 1 }, "inserted"], [{ n: 2 }, "queuedAfter"], [{ n: 3 }, "queuedAfter"], [{ n: 4 }, "queuedAfter"]]
+        )
+        assert.deepStrictEqual(runs(yield* JobTest.drain({ handlers, withScheduled: true })), [[4, "Completed"]])
+      }).pipe(Effect.provide(JobTest.layer())))
+
     it.effect("leaves jobs of other job types, and stops after limit attempts", () =>
       Effect.gen(function*() {
         yield* Stamp.enqueue({ at: new Date(0) })
