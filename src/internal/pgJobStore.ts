@@ -12,19 +12,17 @@
  *   connection.
  * - The listening connection, and the wake-ups and cancellations it hears, are `pgWakeups.ts`'s.
  *
+ * With `batchAcks`, the settles of concurrent callers are sent together (`pgSettleBatches.ts`).
+ *
  * The statements are in `pgStatements.ts`. Timestamps travel as ISO strings in and epoch milliseconds out, ids and
  * tokens as text: on the caller's `PgClient` they run `withoutTransform`, and the
  * store's own connections parse only the types its statements return (`types`, in `pgConnections.ts`), so no name
  * transform or type parser the user configured changes what the store reads.
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type { Mutable } from "effect/Types"
 import Pg from "pg"
@@ -51,6 +49,7 @@ import {
 import { clientConfig, makeConnections } from "./pgConnections.js"
 import { makeEnqueues } from "./pgEnqueue.js"
 import { latestVersion, prepare } from "./pgMigrations.js"
+import { batchSettles } from "./pgSettleBatches.js"
 import {
   buriedJob,
   cancelBatchStatement,
@@ -181,23 +180,6 @@ export const describeError = (error: unknown, schema: string): string => {
 // ---------------------------------------------------------------------------------------------------------------
 // The store
 // ---------------------------------------------------------------------------------------------------------------
-
-/** One `settle` call waiting for the batched statement. */
-interface PendingSettle {
-  readonly settlements: ReadonlyArray<Settlement>
-  readonly done: Deferred.Deferred<ReadonlyArray<boolean>, JobStoreError>
-  /** Its caller stopped waiting (interrupted) before its batch was sent: it is left out. */
-  abandoned: boolean
-  /** The batch it was sent in, once sent. */
-  batch: SettleBatch | undefined
-}
-
-/** A batched settle statement in flight, and how many of its callers still wait for it. */
-interface SettleBatch {
-  waiting: number
-  /** Done when every caller stopped waiting: the statement is then interrupted, and its connection destroyed. */
-  readonly abandoned: Deferred.Deferred<void>
-}
 
 const durationOption = (
   name: string,
@@ -368,71 +350,7 @@ export const make = (
           (results) => results.flat()
         )
 
-    let settle: (settlements: ReadonlyArray<Settlement>) => Effect.Effect<ReadonlyArray<boolean>, JobStoreError> =
-      settleChunked
-    if (batchAcks) {
-      const pending = yield* Queue.unbounded<PendingSettle>()
-      let closed = false
-      const closedError = new JobStoreError({ operation: "settle", reason: "the store is closed" })
-      let inFlight: ReadonlyArray<PendingSettle> = []
-      const flush = Effect.gen(function*() {
-        const first = yield* Queue.take(pending)
-        const rest = yield* Queue.takeAll(pending)
-        const calls = [first, ...rest].filter((call) => !call.abandoned)
-        if (calls.length === 0) return
-        const batch: SettleBatch = { waiting: calls.length, abandoned: Deferred.unsafeMake<void>(FiberId.none) }
-        for (const call of calls) call.batch = batch
-        inFlight = calls
-        const settlements = calls.flatMap((call) => call.settlements)
-        // When every caller stopped waiting (their deadline passed), the statement is interrupted too, and its
-        // connection destroyed: nobody waits on a stalled backend.
-        const exit = yield* Effect.exit(
-          Effect.raceFirst(
-            settleChunked(settlements),
-            Effect.zipRight(
-              Deferred.await(batch.abandoned),
-              Effect.failSync(() => new JobStoreError({ operation: "settle", reason: "abandoned by its callers" }))
-            )
-          )
-        )
-        let offset = 0
-        for (const call of calls) {
-          const count = call.settlements.length
-          const start = offset
-          offset += count
-          Deferred.unsafeDone(call.done, Exit.map(exit, (applied) => applied.slice(start, start + count)))
-        }
-      })
-      // The store is closing: the settles in flight (interrupted with the flusher) and the ones still queued fail,
-      // so that no caller waits for ever.
-      const failPending = Effect.flatMap(Queue.takeAll(pending), (calls) =>
-        Effect.sync(() => {
-          closed = true
-          for (const call of [...inFlight, ...calls]) Deferred.unsafeDone(call.done, Exit.fail(closedError))
-        }))
-      yield* Effect.forkScoped(
-        Effect.interruptible(Effect.forever(flush)).pipe(Effect.onExit(() => failPending))
-      )
-      settle = (settlements) =>
-        Effect.suspend(() => {
-          if (closed) return Effect.fail(closedError)
-          const call: PendingSettle = {
-            settlements,
-            done: Deferred.unsafeMake<ReadonlyArray<boolean>, JobStoreError>(FiberId.none),
-            abandoned: false,
-            batch: undefined
-          }
-          return Effect.zipRight(
-            Queue.offer(pending, call),
-            Effect.onInterrupt(Deferred.await(call.done), () =>
-              Effect.sync(() => {
-                call.abandoned = true
-                const batch = call.batch
-                if (batch !== undefined && --batch.waiting === 0) Deferred.unsafeDone(batch.abandoned, Exit.void)
-              }))
-          )
-        })
-    }
+    const settle = batchAcks ? yield* batchSettles(settleChunked) : settleChunked
 
     /** Whether the last prune deleted a full batch: the next call is the same round's, and does not fold again. */
     let pruneMore = false
